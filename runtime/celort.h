@@ -1,0 +1,196 @@
+/*
+ * celort.h — the celo runtime: the one header that compiled rules, the compiler and user C programs share.
+ *
+ * A compiled update rule ("program") is data: a flat, topologically ordered list of SSA nodes plus the
+ * passes the fuser chose. The runtime executes one optimizer step of a program over one tensor:
+ *
+ *     #include "celort.h"
+ *     extern const celo_program celo_rule_adamw;          // from `celo emit obj adamw.celo -o rules.o`
+ *
+ *     float p[1000], g[1000];                              // parameter and its gradient
+ *     celo_state *st = celo_state_new(&celo_rule_adamw, 1, (int64_t[]){1000});  // m, v zeroed
+ *     float hp[8];
+ *     celo_program_defaults(&celo_rule_adamw, hp);         // lr, b1, b2, eps, wd with their defaults
+ *     hp[0] = 3e-3f;                                       // lr
+ *     for (int t = 1; t <= 100; t++) {
+ *         compute_gradient(p, g);
+ *         if (celo_step(&celo_rule_adamw, st, p, g, hp, t, NULL) != 0) abort();
+ *     }
+ *     celo_state_free(st);
+ *
+ * celo_step runs the host-scalar part once (bias corrections, schedules), then each element pass of the
+ * rule (compiled kernels, split over the OpenMP threads), combining reduction partials and running the
+ * small per-row / per-column / per-tensor computations between passes, and finally commits the state.
+ *
+ * Value domains (the "kinds" of the language):
+ *   HOST   depends only on hyper-parameters and t: computed once per step, in double, outside every loop.
+ *   SCALAR one value per tensor, known only at run time (a norm, a mean).
+ *   ROW    one value per row of the tensor viewed as a matrix [R, C] with C = the last dimension.
+ *   COL    one value per column of that view.
+ *   ELEM   one value per element.
+ * A value may be used in any domain at least as large as its own (ROW and COL meet in ELEM).
+ */
+#ifndef CELORT_H
+#define CELORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* IR opcodes. Append only: compiled programs store these numbers. */
+typedef enum {
+    CELO_OP_CONST = 0, /* imm */
+    CELO_OP_HP,        /* hyper-parameter number aux */
+    CELO_OP_T,         /* step count, 1-based */
+    CELO_OP_P,         /* parameter (ELEM) */
+    CELO_OP_G,         /* gradient (ELEM) */
+    CELO_OP_STATE,     /* value of state slot aux at the start of the step */
+    CELO_OP_NEG,
+    CELO_OP_ADD,
+    CELO_OP_SUB,
+    CELO_OP_MUL,
+    CELO_OP_DIV,
+    CELO_OP_POW,
+    CELO_OP_MIN,
+    CELO_OP_MAX,
+    CELO_OP_SQRT,
+    CELO_OP_RSQRT,
+    CELO_OP_EXP,
+    CELO_OP_LOG,
+    CELO_OP_ABS,
+    CELO_OP_SIGN,
+    CELO_OP_TANH,
+    CELO_OP_SIGMOID,
+    CELO_OP_RELU,
+    CELO_OP_FLOOR,
+    CELO_OP_LT, /* comparisons give 1 or 0 */
+    CELO_OP_LE,
+    CELO_OP_GT,
+    CELO_OP_GE,
+    CELO_OP_EQ,
+    CELO_OP_NE,
+    CELO_OP_AND,
+    CELO_OP_OR,
+    CELO_OP_NOT,
+    CELO_OP_SELECT, /* a ? b : c */
+    CELO_OP_SUM,    /* reductions: operand a reduced to the node's domain (SCALAR, ROW or COL) */
+    CELO_OP_MAXR,   /* maximum */
+    CELO_OP_ORTHO,  /* Newton–Schulz orthogonalization of an ELEM value, aux = steps */
+    CELO_OP_NUMEL,  /* number of elements of the tensor (SCALAR) */
+    CELO_OP_NROWS,  /* R of the [R, C] view */
+    CELO_OP_NCOLS,  /* C of the [R, C] view */
+    CELO_OP_COUNT_
+} celo_op;
+
+typedef enum { CELO_HOST = 0, CELO_SCALAR, CELO_ROW, CELO_COL, CELO_ELEM } celo_domain;
+
+typedef struct {
+    uint8_t op;     /* celo_op */
+    uint8_t dom;    /* celo_domain */
+    uint8_t pass;   /* reductions of ELEM values and ORTHO: the element pass (1-based) that computes them;
+                       other ELEM nodes: the earliest pass that can compute them; other nodes: the stage
+                       after which they are computed (0 = before pass 1, k = after pass k) */
+    uint8_t flags;  /* reserved */
+    int32_t a, b, c; /* operand node numbers, -1 when unused */
+    int32_t aux;    /* HP index, STATE slot, ORTHO steps */
+    double imm;     /* CONST value */
+} celo_node;
+
+typedef struct {
+    const char *name;
+    double def; /* default */
+} celo_hparam;
+
+typedef struct {
+    const char *name;
+    uint8_t dom;   /* domain of the slot: ELEM, ROW, COL or SCALAR */
+    double init;   /* initial value */
+    int32_t value; /* node holding the new value at the end of the step, -1 if never assigned */
+} celo_stateslot;
+
+/*
+ * Element-pass kernel ABI. One call processes elements [i0, i1) of a tensor whose [R, C] view has C columns.
+ *   ptr:  ptr[0] = p, ptr[1] = g, ptr[2 + k] = storage of state slot k (ELEM, ROW, COL, or 1 float for SCALAR),
+ *         ptr[2 + nstate + n] = scratch buffer of node n (ROW/COL vectors computed between passes, staged
+ *         ORTHO values), NULL otherwise.
+ *   sc:   sc[n] = value of HOST or SCALAR node n, as float.
+ *   part: part[n] = this chunk's partial of reduction node n computed by this pass (1 double for SCALAR,
+ *         R for ROW, C for COL); the runtime fills identities (0 for SUM, -inf for MAXR) and combines chunks.
+ * The final pass writes the new parameter into ptr[0] and new ELEM state into ptr[2 + k], element by element
+ * after reading that element's inputs, so in-place update is safe.
+ */
+typedef void (*celo_kernel_fn)(int64_t i0, int64_t i1, int64_t C, float *const *ptr, const float *sc,
+                               double *const *part);
+
+typedef struct {
+    celo_kernel_fn fn; /* NULL: run the pass through the interpreter */
+    int32_t id;        /* 1-based pass number */
+} celo_pass;
+
+typedef struct celo_program {
+    const char *name;
+    int32_t nnodes;
+    const celo_node *nodes;
+    int32_t nhp;
+    const celo_hparam *hp;
+    int32_t nstate;
+    const celo_stateslot *state;
+    int32_t p_value; /* node holding the new parameter, -1 if the rule never writes p */
+    int32_t npass;
+    const celo_pass *passes;
+} celo_program;
+
+/* Per-tensor optimizer state: one contiguous buffer holding every slot of the tensor. */
+typedef struct celo_state {
+    const celo_program *prog;
+    int ndim;
+    int64_t shape[8];
+    int64_t n, R, C;
+    float *data;      /* all slots, contiguous */
+    float **slot;     /* slot[i] points into data */
+    int64_t *slotlen; /* elements of each slot */
+    int64_t t;        /* steps taken */
+} celo_state;
+
+celo_state *celo_state_new(const celo_program *prog, int ndim, const int64_t *shape);
+void celo_state_free(celo_state *st);
+void celo_program_defaults(const celo_program *prog, float *hp);
+int celo_program_hp_index(const celo_program *prog, const char *name);
+
+/* One optimizer step; p is updated in place. kernels: per-pass overrides (NULL: the program's own).
+ * Returns 0, or -1 with a message in err (when err is not NULL). */
+typedef struct {
+    int interp;        /* 1: ignore compiled kernels, run every pass through the interpreter */
+    int nthreads;      /* 0: the OpenMP default */
+    char err[256];
+} celo_step_opts;
+int celo_step(const celo_program *prog, celo_state *st, float *p, const float *g, const float *hp,
+              int64_t t, celo_step_opts *opts);
+
+/* Helpers used by the executor and compiled code. */
+double celo_eval_op(int op, double a, double b, double c);
+int celo_orthogonalize(float *x, int64_t B, int64_t R, int64_t C, int steps);
+
+/* Threads: the one place that sets the thread count of celo's loops and of OpenBLAS. */
+void celo_set_threads(int n);
+int celo_threads(void);
+
+/* .npy I/O (float32, C order). Errors: one line naming the file, in err. */
+typedef struct {
+    int ndim;
+    int64_t shape[8];
+    int64_t n;
+    float *data;
+} celo_array;
+int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen);
+int celo_npy_write(const char *path, const float *data, int ndim, const int64_t *shape, char *err,
+                   size_t errlen); /* atomic: temp file, fsync, rename */
+void celo_array_free(celo_array *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

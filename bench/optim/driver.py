@@ -1,0 +1,418 @@
+"""bench/optim driver: optimizer-step throughput of celo against hand-written C, PyTorch and a STREAM bound.
+
+Run through bench/optim/run.sh (which builds the C baselines first); see that file for the options.
+Every tool runs once per round, in a rotated order, for several rounds; each run reports params/s (the median
+step time of its own repetitions) and the report gives, per tool, the median over the runs and their min-max.
+Progress goes to stderr, the report (markdown) to stdout.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+RULES = ("adamw", "lion", "adafactor")
+# Bytes each rule must move per parameter (float32), counting every array read and written once per pass.
+BYTES = {
+    "adamw": (28, "read p, g, m, v; write p, m, v"),
+    "lion": (20, "read p, g, m; write p, m"),
+    "adafactor": (24, "3 passes: read p, g (row/col sums of g², sum p²); read g (sum u²); read p, g, write p"),
+}
+TORCH_CONFIGS = {
+    "adamw": ["adamw-foreach", "adamw-fused"],
+    "lion": ["lion-eager"],
+    "adafactor": ["adafactor-foreach", "adafactor-single"],
+}
+TORCH_LABEL = {
+    "adamw-foreach": "torch AdamW foreach",
+    "adamw-fused": "torch AdamW fused",
+    "adamw-single": "torch AdamW for-loop",
+    "lion-eager": "torch Lion (eager ops)",
+    "adafactor-foreach": "torch Adafactor foreach",
+    "adafactor-single": "torch Adafactor for-loop",
+}
+SECTION = "## Optimizer step throughput (bench/optim)"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def last_value(text, key):
+    """The number in the last non-empty line if that line is KEY=<number>."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    m = re.fullmatch(re.escape(key) + r"=\s*([-+0-9.eEinfa]+)", lines[-1])
+    if not m:
+        return None
+    try:
+        return float(m.group(1))
+    except ValueError:
+        return None
+
+
+def run_cmd(cmd, timeout):
+    """Runs cmd (a list); returns (rc, stdout, stderr); rc None when it could not start or timed out."""
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        return r.returncode, r.stdout, r.stderr
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return None, out, f"timed out after {timeout} s"
+    except OSError as e:
+        return None, "", str(e)
+
+
+def first_line(s):
+    """First non-empty line, shortened, with this checkout's absolute path made repo-relative."""
+    for ln in s.splitlines():
+        if ln.strip():
+            return ln.strip().replace(ROOT + os.sep, "")[:160]
+    return ""
+
+
+class Tool:
+    """One column of measurements: a rule x implementation."""
+
+    def __init__(self, rule, name, cmd=None, timeout=60):
+        self.rule, self.name, self.cmd, self.timeout = rule, name, cmd, timeout
+        self.values = []  # params/s, one per successful run
+        self.error = None  # why there are no values
+        self.disabled = False
+
+    def add(self, value, error=None):
+        if value is not None and value > 0:
+            self.values.append(value)
+        elif error and not self.values:
+            self.error = error
+
+    def run(self):
+        rc, out, err = run_cmd(self.cmd, self.timeout)
+        v = last_value(out, "params_per_s") if rc == 0 else None
+        if v is None:
+            why = first_line(err) or first_line(out[-300:]) or f"exit {rc}"
+            if rc not in (None, 0):
+                why = f"exit {rc}: {why}"
+            self.add(None, why)
+            self.disabled = True  # a tool that fails once is not retried (keeps the run short)
+        else:
+            self.add(v)
+
+
+def stats(values):
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values), len(values)
+
+
+def machine_info():
+    model, flags = "unknown CPU", ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                if ln.startswith("model name") and model == "unknown CPU":
+                    model = ln.split(":", 1)[1].strip()
+                if ln.startswith("flags") and not flags:
+                    flags = ln
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+            mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    extra = []
+    if "avx512f" in flags:
+        extra.append("AVX-512")
+    if "hypervisor" in flags:
+        extra.append("VM")
+    cores = os.cpu_count()
+    gcc = first_line(run_cmd(["gcc", "--version"], 10)[1]) or "gcc ?"
+    try:
+        import importlib.metadata as md
+
+        torch_v = "torch " + md.version("torch")
+    except Exception:
+        torch_v = "torch n/a"
+    return (f"{model} ({cores} cores{', ' + ', '.join(extra) if extra else ''}){mem}; "
+            f"Linux {platform.release()}; {gcc}; {torch_v}")
+
+
+def git_rev():
+    rc, out, _ = run_cmd(["git", "rev-parse", "--short", "HEAD"], 10)
+    return out.strip() if rc == 0 else "?"
+
+
+def fmt_m(v):
+    """params/s -> Mparams/s text."""
+    if v is None:
+        return "n/a"
+    return f"{v / 1e6:.0f}" if v >= 1e8 else f"{v / 1e6:.1f}"
+
+
+def fmt_r(a, b):
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="bench/optim/run.sh")
+    ap.add_argument("--rounds", type=int, default=5, help="runs of each tool (default 5)")
+    ap.add_argument("--size", type=int, default=16 * 1024 * 1024, help="parameters (default 16M)")
+    ap.add_argument("--cols", type=int, default=4096, help="matrix columns; size/cols rows (default 4096)")
+    ap.add_argument("--budget-s", type=float, default=270, help="stop starting rounds after ~this many seconds")
+    ap.add_argument("--write", action="store_true", help="update the section in docs/results.md in place")
+    ap.add_argument("--results", default="docs/results.md", help="file --write updates (repo-relative)")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--celo", default="build/celo", help="celo binary (repo-relative)")
+    ap.add_argument("--bindir", default="build/bench", help="where run.sh built the C baselines")
+    ap.add_argument("--cmd", default="bash bench/optim/run.sh", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    t_start = time.time()
+    N, C = a.size, a.cols
+    shape = f"[{N // C}, {C}]" if N % C == 0 else f"[{N}]"
+    optbase = os.path.join(a.bindir, "optbase")
+    celo = a.celo
+    celo_ok = os.access(os.path.join(ROOT, celo), os.X_OK)
+    celo_extra = shlex.split(os.environ.get("CELO_BENCH_ARGS", ""))
+    have_c = os.access(os.path.join(ROOT, optbase), os.X_OK)
+
+    # ---- numerical check of the C baselines against torch.optim (small data, seconds)
+    check = "n/a"
+    lib = os.path.join(a.bindir, "liboptbase.so")
+    if not a.no_torch and os.path.exists(os.path.join(ROOT, lib)):
+        rc, out, err = run_cmd([sys.executable, "bench/optim/check_numerics.py", lib], 120)
+        check = "ok" if rc == 0 and "check=ok" in out else "FAILED"
+        log(out.rstrip() if out else err.rstrip())
+        if check != "ok":
+            log("bench/optim: WARNING: the C baselines do not match torch.optim")
+
+    # ---- tools
+    tools = {}  # (rule, name) -> Tool
+    order = []
+    for rule in RULES:
+        for backend in ("llvm", "opencl"):
+            t = Tool(rule, f"celo-{backend}",
+                     [celo, "bench", rule, "--size", str(N), "--backend", backend] + celo_extra, timeout=120)
+            if not celo_ok:
+                t.error, t.disabled = f"{celo} not found", True
+            tools[(rule, t.name)] = t
+            order.append(t)
+        for impl in ("fused", "unfused"):
+            t = Tool(rule, f"C {impl}", [optbase, impl, rule, "--size", str(N), "--cols", str(C)], timeout=60)
+            if not have_c:
+                t.error, t.disabled = "C baselines not built", True
+            tools[(rule, t.name)] = t
+            order.append(t)
+        for cfg in TORCH_CONFIGS[rule]:
+            t = Tool(rule, TORCH_LABEL[cfg])
+            t.cfg = cfg
+            if a.no_torch:
+                t.error, t.disabled = "--no-torch", True
+            tools[(rule, t.name)] = t
+    triad = []  # bytes/s, STREAM counting (12 B/elem)
+    triad_err = None
+    torch_tools = [t for t in tools.values() if hasattr(t, "cfg")]
+
+    def run_torch():
+        live = [t for t in torch_tools if not t.disabled]
+        if not live:
+            return
+        cmd = [sys.executable, "bench/optim/torch_bench.py", "--size", str(N), "--cols", str(C),
+               "--max-s", "1.0"] + [t.cfg for t in live]
+        rc, out, err = run_cmd(cmd, 180)
+        for t in live:
+            line = next((ln for ln in out.splitlines() if ln.startswith(f"torch {t.cfg} ")), None)
+            v = None
+            if line:
+                m = re.search(r"params_per_s=([0-9.eE+-]+)", line)
+                v = float(m.group(1)) if m else None
+            if v is None:
+                e = re.search(r"error=(.*)", line).group(1) if line and "error=" in line else (
+                    first_line(err) or f"exit {rc}")
+                t.add(None, e)
+                t.disabled = True
+            else:
+                t.add(v)
+
+    def run_triad():
+        nonlocal triad_err
+        if not have_c:
+            triad_err = "C baselines not built"
+            return
+        rc, out, err = run_cmd([optbase, "triad", "--size", str(N)], 60)
+        v = last_value(out, "triad_bytes_per_s") if rc == 0 else None
+        if v is None:
+            triad_err = first_line(err) or f"exit {rc}"
+        else:
+            triad.append(v)
+
+    jobs = [("triad", run_triad, None)] + [(f"{t.rule} {t.name}", t.run, t) for t in order] + \
+        [("torch", run_torch, None)]
+    rounds_done = 0
+    for r in range(a.rounds):
+        t0 = time.time()
+        k = r % len(jobs)
+        for name, job, tool in jobs[k:] + jobs[:k]:  # rotate so that no tool always runs first or last
+            if tool is not None and tool.disabled:
+                continue
+            log(f"bench/optim: round {r + 1}/{a.rounds}: {name}")
+            job()
+        rounds_done += 1
+        took = time.time() - t0
+        elapsed = time.time() - t_start
+        if r + 1 < a.rounds and elapsed + took > a.budget_s:
+            log(f"bench/optim: stopping after {rounds_done} rounds ({elapsed:.0f} s; budget {a.budget_s:.0f} s)")
+            break
+
+    # ---- compile time of all stdlib rules
+    jit = []
+    jit_err = None
+    if celo_ok:
+        for _ in range(3):
+            rc, out, err = run_cmd([celo, "bench", "--jit-all"], 120)
+            v = last_value(out, "jit_ms") if rc == 0 else None
+            if v is None:
+                jit_err = first_line(err) or f"exit {rc}"
+                break
+            jit.append(v)
+    else:
+        jit_err = f"{celo} not found"
+
+    # ---- report
+    triad_s = stats(triad)
+    bw = triad_s[0] * 16 / 12 if triad_s else None  # bytes/s actually moved by the triad (write-allocate)
+    lines = []
+    now = datetime.datetime.now().astimezone()
+    lines.append(f"- Date: {now:%Y-%m-%d %H:%M %Z}; commit {git_rev()}")
+    lines.append(f"- Machine: {machine_info()}")
+    lines.append(f"- Command: `{a.cmd}`; {rounds_done} round{'s' if rounds_done != 1 else ''}, each tool once per round in rotated order; "
+                 f"{N} float32 parameters as a {shape} matrix; 2 threads (OMP_NUM_THREADS=2, torch.set_num_threads(2))")
+    lines.append("- Each run reports the median of its own timed steps; the table gives the median over runs "
+                 "and (min-max) over runs, in Mparams/s.")
+    if triad_s:
+        lines.append(f"- STREAM triad `a[i]=b[i]+s*c[i]` ({N} floats, 2 threads): "
+                     f"{triad_s[0] / 1e9:.1f} GB/s STREAM-counted (12 B/elem; {triad_s[1] / 1e9:.1f}-"
+                     f"{triad_s[2] / 1e9:.1f}), so {bw / 1e9:.1f} GB/s moved counting its write-allocate "
+                     f"(16 B/elem). Bound = {bw / 1e9:.1f} GB/s / (bytes per parameter).")
+    else:
+        lines.append(f"- STREAM triad: n/a ({triad_err})")
+    if jit:
+        j = stats(jit)
+        lines.append(f"- Compile time, `celo bench --jit-all` (check + JIT of all stdlib rules): "
+                     f"**{j[0]:.0f} ms** ({j[1]:.0f}-{j[2]:.0f}, {j[3]} runs)")
+    else:
+        lines.append(f"- Compile time, `celo bench --jit-all`: n/a ({jit_err})")
+    lines.append(f"- C baselines checked against torch.optim (bench/optim/check_numerics.py): {check}")
+    lines.append("")
+    lines.append("| rule | implementation | Mparams/s | (min-max) | runs | GB/s | / bound |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|")
+    best = {}
+    notes = {}  # error -> tools
+    for rule in RULES:
+        bpp = BYTES[rule][0]
+        bound = bw / bpp if bw else None
+        lines.append(f"| {rule} | STREAM bound ({bpp} B/param) | {fmt_m(bound)} | | | "
+                     f"{bw / 1e9:.1f} |" if bw else f"| {rule} | STREAM bound ({bpp} B/param) | n/a | | | | |")
+        if bw:
+            lines[-1] += " 1.00 |"
+        med = {}
+        for (ru, name), t in tools.items():
+            if ru != rule:
+                continue
+            s = stats(t.values)
+            if s:
+                med[name] = s[0]
+                gbs = s[0] * bpp / 1e9
+                lines.append(f"| {rule} | {name} | **{fmt_m(s[0])}** | ({fmt_m(s[1])}-{fmt_m(s[2])}) | {s[3]} | "
+                             f"{gbs:.1f} | {fmt_r(s[0], bound)} |")
+            else:
+                lines.append(f"| {rule} | {name} | n/a | | 0 | | |")
+                if t.error:
+                    notes.setdefault(t.error, []).append(f"{rule} {name}")
+        tb = [(v, n) for n, v in med.items() if n.startswith("torch")]
+        best[rule] = (med, max(tb) if tb else (None, None), bound)
+    lines.append("")
+    lines.append("| rule | B/param | llvm / C fused | opencl / llvm | llvm / best torch | best torch | "
+                 "C fused / best torch | C fused / C unfused | llvm / bound | opencl / bound | C fused / bound |")
+    lines.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for rule in RULES:
+        med, (tv, tn), bound = best[rule]
+        llvm, ocl, cf, cu = (med.get(k) for k in ("celo-llvm", "celo-opencl", "C fused", "C unfused"))
+        lines.append(f"| {rule} | {BYTES[rule][0]} | {fmt_r(llvm, cf)} | {fmt_r(ocl, llvm)} | {fmt_r(llvm, tv)} | "
+                     f"{tn or 'n/a'} | {fmt_r(cf, tv)} | {fmt_r(cf, cu)} | {fmt_r(llvm, bound)} | "
+                     f"{fmt_r(ocl, bound)} | {fmt_r(cf, bound)} |")
+    lines.append("")
+    lines.append("Bytes per parameter: " + "; ".join(f"{r} {BYTES[r][0]} ({BYTES[r][1]})" for r in RULES) + ".")
+    lines.append("C fused: `gcc -O3 -march=native -fno-math-errno -fopenmp`, one pass (AdamW, Lion) or three "
+                 "(Adafactor); C unfused: one OpenMP loop per arithmetic operation over temporaries "
+                 "(AdamW 14 passes, Lion 9, Adafactor 14). Hyper-parameters: torch defaults (Lion: lion-pytorch's).")
+    if notes:
+        lines.append("")
+        lines.append("n/a: " + "; ".join(f"{', '.join(ts)}: {e}" for e, ts in notes.items()))
+    body = "\n".join(lines) + "\n"
+    print(SECTION)
+    print()
+    print(body)
+    log(f"bench/optim: done in {time.time() - t_start:.0f} s")
+
+    if a.write:
+        path = os.path.join(ROOT, a.results)
+        write_section(path, SECTION, body)
+        log(f"bench/optim: updated {a.results}")
+    return 0
+
+
+def write_section(path, heading, body):
+    """Replaces the section that starts with HEADING (up to the next heading of the same or higher level) in
+    PATH, or appends it; writes a temporary file in the same folder and renames it over PATH."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = "# Results\n\nMeasured results; each section names the command that produced it.\n"
+    new = f"{heading}\n\n{body}"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == heading), None)
+    if start is None:
+        out = text.rstrip("\n") + "\n\n" + new
+    else:
+        level = len(heading) - len(heading.lstrip("#"))
+        end = len(lines)
+        in_code = False
+        for i in range(start + 1, len(lines)):
+            s = lines[i]
+            if s.startswith("```"):
+                in_code = not in_code
+            if not in_code and re.match(r"#{1,%d} " % level, s):
+                end = i
+                break
+        tail = "".join(lines[end:])
+        out = "".join(lines[:start]) + new + ("\n" + tail if tail else "")
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".md", dir=d)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(out)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -107,7 +107,7 @@ typedef struct {
 typedef struct {
     const char *name;
     uint8_t dom;   /* domain of the slot: ELEM, ROW, COL or SCALAR */
-    double init;   /* initial value */
+    int32_t init;  /* HOST node giving the initial value (evaluated with the hyper-parameters of step 1) */
     int32_t value; /* node holding the new value at the end of the step, -1 if never assigned */
 } celo_stateslot;
 
@@ -153,6 +153,7 @@ typedef struct celo_state {
     float **slot;     /* slot[i] points into data */
     int64_t *slotlen; /* elements of each slot */
     int64_t t;        /* steps taken */
+    void *scratch;    /* the executor's buffers, kept between steps */
 } celo_state;
 
 celo_state *celo_state_new(const celo_program *prog, int ndim, const int64_t *shape);

@@ -1,0 +1,107 @@
+# celo — one entry point: make, make test, make demo, make bench, make fuzz, make format-check.
+# `make test` and `make demo` install what is missing first (scripts/install-deps.sh).
+
+LLVM_CONFIG ?= llvm-config-19
+CC ?= gcc
+BUILD ?= build
+SAN ?= 0
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wundef
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -Igrammar -Icompiler -Iruntime -I$(BUILD)/gen
+ifeq ($(SAN),1)
+  BUILD := build-san
+  CFLAGS_BASE += -O1 -fsanitize=address,undefined -fno-sanitize=float-divide-by-zero -fno-sanitize-recover=all -fno-omit-frame-pointer
+  LDSAN := -fsanitize=address,undefined
+endif
+OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
+OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
+LLVM_CFLAGS = $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
+LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) -lLLVM-19
+
+CFLAGS := $(CFLAGS_BASE) $(WARN) -I$(OPENBLAS_INC)
+# Generated scanner/parser: relaxed warnings (flex output trips -Wshadow and friends).
+GEN_CFLAGS := $(CFLAGS_BASE) -Wno-unused-function -Wno-sign-compare
+RT_LIBS := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lOpenCL -lm -fopenmp $(LDSAN)
+
+RT_SRC := $(wildcard runtime/*.c)
+CC_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+RT_OBJ := $(RT_SRC:%.c=$(BUILD)/%.o)
+CC_OBJ := $(CC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/lexer.o $(BUILD)/gen/parser.o
+
+.PHONY: all deps test demo bench fuzz format format-check clean
+all: $(BUILD)/celo
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/gen/parser.c $(BUILD)/gen/parser.h: grammar/parser.y
+	@mkdir -p $(BUILD)/gen
+	bison -Wall -Werror --defines=$(BUILD)/gen/parser.h -o $(BUILD)/gen/parser.c $<
+
+$(BUILD)/gen/lexer.c $(BUILD)/gen/lexer.h: grammar/lexer.l $(BUILD)/gen/parser.h
+	@mkdir -p $(BUILD)/gen
+	flex --header-file=$(BUILD)/gen/lexer.h -o $(BUILD)/gen/lexer.c $<
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(GEN_CFLAGS) -c $< -o $@
+
+$(BUILD)/compiler/llvm.o: compiler/llvm.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LLVM_CFLAGS) -MMD -c $< -o $@
+
+$(BUILD)/compiler/emit_obj.o: compiler/emit_obj.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LLVM_CFLAGS) -MMD -c $< -o $@
+
+$(BUILD)/%.o: %.c $(BUILD)/gen/parser.h $(BUILD)/gen/lexer.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -c $< -o $@
+
+$(BUILD)/libcelort.a: $(RT_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/libceloc.a: $(CC_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/celo: $(BUILD)/compiler/main.o $(BUILD)/libceloc.a $(BUILD)/libcelort.a
+	$(CC) -o $@ $^ $(LLVM_LIBS) $(RT_LIBS)
+
+# ---- tests ----
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOLS_BIN := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libceloc.a $(BUILD)/libcelort.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LLVM_CFLAGS) -o $@ $^ $(LLVM_LIBS) $(RT_LIBS)
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libcelort.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(RT_LIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory $(BUILD)/celo $(UNIT_BIN) $(TOOLS_BIN)
+	@BUILD=$(BUILD) SAN=$(SAN) bash tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory $(BUILD)/celo
+	@bash examples/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BUILD)/celo
+	@bash bench/optim/run.sh
+
+# libFuzzer on the front end and sema (clang-19 from scripts/install-deps.sh --fuzz).
+fuzz:
+	@bash scripts/install-deps.sh --fuzz
+	@bash tests/fuzz/run.sh 60
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

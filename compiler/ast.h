@@ -1,0 +1,113 @@
+/* ast.h — the syntax tree of a .celo file. Every node carries a byte-offset span into its source file. */
+#ifndef CELO_AST_H
+#define CELO_AST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int32_t lo, hi; /* byte offsets [lo, hi) into the file's text */
+} span;
+
+typedef struct srcfile {
+    char *path;
+    char *text;
+    size_t len;
+} srcfile;
+
+/* A bump allocator: the whole tree is freed at once. */
+typedef struct arena_block arena_block;
+typedef struct {
+    arena_block *head;
+} arena;
+void *arena_alloc(arena *a, size_t n);
+char *arena_strndup(arena *a, const char *s, size_t n);
+void arena_free(arena *a);
+
+typedef enum { EX_NUM, EX_NAME, EX_INDEX, EX_UNARY, EX_BINARY, EX_CALL } expr_kind;
+typedef enum {
+    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_NEG, OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ, OP_NE, OP_AND, OP_OR,
+    OP_NOT
+} ast_op;
+
+typedef struct expr expr;
+typedef struct arg {
+    const char *name; /* named argument, or NULL */
+    span name_span;
+    expr *value;
+    struct arg *next;
+} arg;
+
+struct expr {
+    expr_kind kind;
+    span sp;
+    double num;       /* EX_NUM */
+    const char *name; /* EX_NAME, EX_INDEX, EX_CALL */
+    span name_span;
+    ast_op op;        /* EX_UNARY, EX_BINARY */
+    expr *a, *b;      /* operands; EX_INDEX: b = index */
+    arg *args;        /* EX_CALL */
+    int nargs;
+};
+
+typedef enum { ST_STATE, ST_ASSIGN, ST_FOR } stmt_kind;
+typedef struct stmt stmt;
+typedef struct statevar {
+    const char *name;
+    span sp;
+    int size; /* 0: scalar slot, N: vector slot m[N] */
+    expr *init;
+    struct statevar *next;
+} statevar;
+
+struct stmt {
+    stmt_kind kind;
+    span sp;
+    statevar *vars;     /* ST_STATE */
+    const char *target; /* ST_ASSIGN */
+    span target_span;
+    expr *index;        /* ST_ASSIGN to m[k] */
+    int aop;            /* '=', '+', '-', '*', '/' */
+    expr *value;
+    const char *var;    /* ST_FOR */
+    span var_span;
+    expr *lo, *hi;
+    stmt *body;
+    stmt *next;
+};
+
+typedef struct param {
+    const char *name;
+    span sp;
+    expr *def;
+    struct param *next;
+} param;
+
+typedef enum { DEF_OPTIMIZER, DEF_TRANSFORM, DEF_IMPORT } def_kind;
+typedef struct def {
+    def_kind kind;
+    span sp;
+    const char *name; /* DEF_IMPORT: the path */
+    span name_span;
+    param *params;
+    stmt *body;  /* NULL for chain definitions */
+    arg *chain;  /* chain(T1(...), ...) members: each value is an EX_CALL */
+    srcfile *file;
+    struct def *next;
+} def;
+
+typedef struct {
+    srcfile *file;
+    arena *ar;
+    def *defs;
+    int nerrors;
+    void *scanner;
+} parse_ctx;
+
+/* Parses one file; definitions are appended to *out. Returns the number of syntax errors (reported). */
+int celo_parse_file(srcfile *f, arena *ar, def **out);
+srcfile *srcfile_load(const char *path, char *err, size_t errlen);
+srcfile *srcfile_from_string(const char *name, const char *text);
+void srcfile_free(srcfile *f);
+
+#endif

@@ -1,0 +1,641 @@
+/* llvm.c — LLVM code generation for element passes, through the LLVM C API.
+ *
+ * Each pass k of a rule becomes two functions:
+ *   celo_<rule>_pass<k>(i0, i1, C, ptr, sc, part)   the ABI entry (celort.h): loads pointers and scalars,
+ *   an internal body with every pointer a `noalias` argument, which O3 inlines into the entry. Inlining turns
+ *   the noalias arguments into alias scopes, so the loop vectorizes without runtime overlap checks.
+ * Arithmetic is plain IEEE float32 (no contraction, no fast-math) so that results match the interpreter;
+ * only the reduction accumulators (double) may be reassociated, which lets them vectorize. */
+#include "backend.h"
+#include "llvm_compat.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTypeRef f32, f64, i64, i32, ptr, vd;
+    char prefix[32]; /* symbol prefix: "celo_" in object files, unique per module in the JIT */
+} cg;
+
+static LLVMValueRef intrinsic(cg *g, const char *name, LLVMTypeRef ty, LLVMValueRef *args, int nargs)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef tys[1] = {ty};
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(g->mod, id, tys, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(g->ctx, id, tys, 1);
+    return LLVMBuildCall2(g->b, fty, fn, args, (unsigned)nargs, "");
+}
+
+static LLVMValueRef libcall(cg *g, const char *name, LLVMValueRef x)
+{
+    LLVMTypeRef fty = LLVMFunctionType(g->f32, &g->f32, 1, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(g->mod, name);
+    if (!fn)
+        fn = LLVMAddFunction(g->mod, name, fty);
+    return LLVMBuildCall2(g->b, fty, fn, &x, 1, "");
+}
+
+static LLVMValueRef fconst(cg *g, double v) { return LLVMConstReal(g->f32, (float)v); }
+static LLVMValueRef bool_to_f(cg *g, LLVMValueRef c) { return LLVMBuildUIToFP(g->b, c, g->f32, ""); }
+static LLVMValueRef nonzero(cg *g, LLVMValueRef x)
+{
+    return LLVMBuildFCmp(g->b, LLVMRealUNE, x, fconst(g, 0), "");
+}
+
+static LLVMValueRef emit_op(cg *g, int op, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
+{
+    LLVMBuilderRef B = g->b;
+    LLVMValueRef args[2] = {a, b};
+    switch (op) {
+    case CELO_OP_NEG: return LLVMBuildFNeg(B, a, "");
+    case CELO_OP_ADD: return LLVMBuildFAdd(B, a, b, "");
+    case CELO_OP_SUB: return LLVMBuildFSub(B, a, b, "");
+    case CELO_OP_MUL: return LLVMBuildFMul(B, a, b, "");
+    case CELO_OP_DIV: return LLVMBuildFDiv(B, a, b, "");
+    case CELO_OP_POW: return intrinsic(g, "llvm.pow", g->f32, args, 2);
+    case CELO_OP_MIN: return intrinsic(g, "llvm.minnum", g->f32, args, 2);
+    case CELO_OP_MAX: return intrinsic(g, "llvm.maxnum", g->f32, args, 2);
+    case CELO_OP_SQRT: return intrinsic(g, "llvm.sqrt", g->f32, args, 1);
+    case CELO_OP_RSQRT: return LLVMBuildFDiv(B, fconst(g, 1), intrinsic(g, "llvm.sqrt", g->f32, args, 1), "");
+    case CELO_OP_EXP: return intrinsic(g, "llvm.exp", g->f32, args, 1);
+    case CELO_OP_LOG: return intrinsic(g, "llvm.log", g->f32, args, 1);
+    case CELO_OP_ABS: return intrinsic(g, "llvm.fabs", g->f32, args, 1);
+    case CELO_OP_FLOOR: return intrinsic(g, "llvm.floor", g->f32, args, 1);
+    case CELO_OP_TANH: return libcall(g, "tanhf", a);
+    case CELO_OP_SIGMOID: {
+        LLVMValueRef na = LLVMBuildFNeg(B, a, "");
+        LLVMValueRef e = intrinsic(g, "llvm.exp", g->f32, &na, 1);
+        return LLVMBuildFDiv(B, fconst(g, 1), LLVMBuildFAdd(B, fconst(g, 1), e, ""), "");
+    }
+    case CELO_OP_RELU:
+        return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, fconst(g, 0), ""), a, fconst(g, 0), "");
+    case CELO_OP_SIGN: {
+        LLVMValueRef neg = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, a, fconst(g, 0), ""), fconst(g, -1), a, "");
+        return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, fconst(g, 0), ""), fconst(g, 1), neg, "");
+    }
+    case CELO_OP_LT: return bool_to_f(g, LLVMBuildFCmp(B, LLVMRealOLT, a, b, ""));
+    case CELO_OP_LE: return bool_to_f(g, LLVMBuildFCmp(B, LLVMRealOLE, a, b, ""));
+    case CELO_OP_GT: return bool_to_f(g, LLVMBuildFCmp(B, LLVMRealOGT, a, b, ""));
+    case CELO_OP_GE: return bool_to_f(g, LLVMBuildFCmp(B, LLVMRealOGE, a, b, ""));
+    case CELO_OP_EQ: return bool_to_f(g, LLVMBuildFCmp(B, LLVMRealOEQ, a, b, ""));
+    case CELO_OP_NE: return bool_to_f(g, LLVMBuildFCmp(B, LLVMRealUNE, a, b, ""));
+    case CELO_OP_AND: return bool_to_f(g, LLVMBuildAnd(B, nonzero(g, a), nonzero(g, b), ""));
+    case CELO_OP_OR: return bool_to_f(g, LLVMBuildOr(B, nonzero(g, a), nonzero(g, b), ""));
+    case CELO_OP_NOT: return bool_to_f(g, LLVMBuildFCmp(B, LLVMRealOEQ, a, fconst(g, 0), ""));
+    case CELO_OP_SELECT: return LLVMBuildSelect(B, nonzero(g, a), b, c, "");
+    default: return fconst(g, 0);
+    }
+}
+
+static int is_elem_red(const celo_program *P, const celo_node *x)
+{
+    return (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && P->nodes[x->a].dom == CELO_ELEM;
+}
+
+/* What pass k touches, decided once: which nodes it computes, which buffers and scalars it reads. */
+typedef struct {
+    const celo_program *P;
+    int k, final, nested;
+    char *comp;  /* ELEM nodes computed in the loop */
+    int *arg;    /* node/buffer -> argument number of the body, -1 if absent */
+    int nargs;
+    LLVMTypeRef argty[1024];
+    int argsrc[1024]; /* what the entry passes: >= 0 ptr index, <= -1000: sc node (-1000 - j), -(1 + j) part */
+} passinfo;
+
+/* Marks the element-wise nodes pass k needs (outputs, staged values, reduction operands). */
+static void need(passinfo *pi, int j)
+{
+    const celo_program *P = pi->P;
+    const celo_node *x = &P->nodes[j];
+    if (x->dom != CELO_ELEM || pi->comp[j])
+        return;
+    pi->comp[j] = 1;
+    if (x->op == CELO_OP_ORTHO && x->pass < pi->k)
+        return; /* loaded from its staged buffer */
+    if (x->a >= 0)
+        need(pi, x->a);
+    if (x->b >= 0)
+        need(pi, x->b);
+    if (x->c >= 0)
+        need(pi, x->c);
+}
+
+static void add_arg(passinfo *pi, int src, LLVMTypeRef ty)
+{
+    for (int i = 0; i < pi->nargs; i++)
+        if (pi->argsrc[i] == src)
+            return;
+    pi->argsrc[pi->nargs] = src;
+    pi->argty[pi->nargs++] = ty;
+}
+
+static int find_arg(const passinfo *pi, int src)
+{
+    for (int i = 0; i < pi->nargs; i++)
+        if (pi->argsrc[i] == src)
+            return i;
+    return -1;
+}
+
+static int vec_src(const celo_program *P, int j)
+{
+    const celo_node *x = &P->nodes[j];
+    return x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j;
+}
+
+static void analyse(cg *g, passinfo *pi)
+{
+    const celo_program *P = pi->P;
+    int nn = P->nnodes;
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if ((is_elem_red(P, x) || x->op == CELO_OP_ORTHO) && x->pass == pi->k)
+            need(pi, x->a);
+    }
+    if (pi->final) {
+        if (P->p_value >= 0)
+            need(pi, P->p_value);
+        for (int s = 0; s < P->nstate; s++)
+            if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0)
+                need(pi, P->state[s].value);
+    }
+    /* arguments: pointers first (noalias), then scalars */
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!pi->comp[j])
+            continue;
+        if (x->op == CELO_OP_P)
+            add_arg(pi, 0, g->ptr);
+        else if (x->op == CELO_OP_G)
+            add_arg(pi, 1, g->ptr);
+        else if (x->op == CELO_OP_STATE)
+            add_arg(pi, 2 + x->aux, g->ptr);
+        else if (x->op == CELO_OP_ORTHO)
+            add_arg(pi, 2 + P->nstate + j, g->ptr);
+        int ops[3] = {x->a, x->b, x->c};
+        if (x->op == CELO_OP_ORTHO && x->pass < pi->k)
+            continue;
+        for (int q = 0; q < 3; q++) {
+            int o = ops[q];
+            if (o < 0)
+                continue;
+            const celo_node *y = &P->nodes[o];
+            if (y->dom == CELO_ROW || y->dom == CELO_COL) {
+                add_arg(pi, vec_src(P, o), g->ptr);
+                pi->nested = 1;
+            } else if ((y->dom == CELO_HOST || y->dom == CELO_SCALAR) && y->op != CELO_OP_CONST)
+                add_arg(pi, -1000 - o, g->f32);
+        }
+    }
+    if (pi->final) {
+        add_arg(pi, 0, g->ptr);
+        for (int s = 0; s < P->nstate; s++)
+            if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0)
+                add_arg(pi, 2 + s, g->ptr);
+        int outs[257], no = 0;
+        if (P->p_value >= 0)
+            outs[no++] = P->p_value;
+        for (int s = 0; s < P->nstate; s++)
+            if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0)
+                outs[no++] = P->state[s].value;
+        for (int q = 0; q < no; q++) {
+            const celo_node *y = &P->nodes[outs[q]];
+            if (y->dom == CELO_ROW || y->dom == CELO_COL) {
+                add_arg(pi, vec_src(P, outs[q]), g->ptr);
+                pi->nested = 1;
+            } else if (y->dom != CELO_ELEM && y->op != CELO_OP_CONST)
+                add_arg(pi, -1000 - outs[q], g->f32);
+        }
+    }
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->op == CELO_OP_ORTHO && x->pass == pi->k)
+            add_arg(pi, 2 + P->nstate + j, g->ptr);
+        if (is_elem_red(P, x) && x->pass == pi->k) {
+            add_arg(pi, -1 - j, g->ptr);
+            if (x->dom != CELO_SCALAR)
+                pi->nested = 1;
+        }
+    }
+}
+
+typedef struct {
+    LLVMValueRef *v; /* value of each node at the current element */
+    LLVMValueRef fn, r, c, i;
+} loopctx;
+
+static LLVMValueRef argv_(loopctx *lc, const passinfo *pi, int src) { return LLVMGetParam(lc->fn, 3 + (unsigned)find_arg(pi, src)); }
+
+static LLVMValueRef gep(cg *g, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef idx)
+{
+    return LLVMBuildGEP2(g->b, ty, base, &idx, 1, "");
+}
+
+static LLVMValueRef value_of(cg *g, const passinfo *pi, loopctx *lc, int j)
+{
+    const celo_program *P = pi->P;
+    const celo_node *x = &P->nodes[j];
+    switch (x->dom) {
+    case CELO_HOST:
+    case CELO_SCALAR:
+        if (x->op == CELO_OP_CONST)
+            return fconst(g, x->imm);
+        return argv_(lc, pi, -1000 - j);
+    case CELO_ROW:
+    case CELO_COL:
+        return LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, vec_src(P, j)), x->dom == CELO_ROW ? lc->r : lc->c), "");
+    default:
+        return lc->v[j];
+    }
+}
+
+/* The loop body for one element: every needed node in order, reductions, staging, and the final stores. */
+static void emit_element(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef *acc, LLVMValueRef colred_base)
+{
+    const celo_program *P = pi->P;
+    (void)colred_base;
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!pi->comp[j])
+            continue;
+        LLVMValueRef v;
+        switch (x->op) {
+        case CELO_OP_P: v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 0), lc->i), "p"); break;
+        case CELO_OP_G: v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 1), lc->i), "g"); break;
+        case CELO_OP_STATE:
+            v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 2 + x->aux), lc->i), "s");
+            break;
+        case CELO_OP_ORTHO:
+            if (x->pass < pi->k)
+                v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 2 + P->nstate + j), lc->i), "o");
+            else
+                v = NULL;
+            break;
+        default:
+            v = emit_op(g, x->op, value_of(g, pi, lc, x->a), x->b >= 0 ? value_of(g, pi, lc, x->b) : NULL,
+                        x->c >= 0 ? value_of(g, pi, lc, x->c) : NULL);
+        }
+        lc->v[j] = v;
+    }
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->op == CELO_OP_ORTHO && x->pass == pi->k)
+            LLVMBuildStore(g->b, value_of(g, pi, lc, x->a), gep(g, g->f32, argv_(lc, pi, 2 + P->nstate + j), lc->i));
+        if (!is_elem_red(P, x) || x->pass != pi->k)
+            continue;
+        LLVMValueRef e = LLVMBuildFPExt(g->b, value_of(g, pi, lc, x->a), g->f64, "");
+        if (x->dom == CELO_COL) {
+            /* per-column partial: read-modify-write of part[c] */
+            LLVMValueRef addr = gep(g, g->f64, argv_(lc, pi, -1 - j), lc->c);
+            LLVMValueRef old = LLVMBuildLoad2(g->b, g->f64, addr, "");
+            LLVMValueRef args[2] = {old, e};
+            LLVMValueRef nw = x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, e, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2);
+            LLVMBuildStore(g->b, nw, addr);
+            continue;
+        }
+        LLVMValueRef args[2] = {acc[j], e};
+        LLVMValueRef nw;
+        if (x->op == CELO_OP_SUM) {
+            nw = LLVMBuildFAdd(g->b, acc[j], e, "");
+            LLVMSetFastMathFlags(nw, LLVMFastMathAllowReassoc);
+        } else
+            nw = intrinsic(g, "llvm.maxnum", g->f64, args, 2);
+        acc[j] = nw;
+    }
+    if (pi->final) {
+        if (P->p_value >= 0)
+            LLVMBuildStore(g->b, value_of(g, pi, lc, P->p_value), gep(g, g->f32, argv_(lc, pi, 0), lc->i));
+        for (int s = 0; s < P->nstate; s++)
+            if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0)
+                LLVMBuildStore(g->b, value_of(g, pi, lc, P->state[s].value), gep(g, g->f32, argv_(lc, pi, 2 + s), lc->i));
+    }
+}
+
+/* for (iv = lo; iv < hi; iv++) { body } with accumulator phis for the reductions listed in red[]. */
+typedef struct {
+    LLVMBasicBlockRef head, body, exit;
+    LLVMValueRef iv;
+    LLVMValueRef phi[1024];
+} loop;
+
+static void loop_begin(cg *g, loop *L, LLVMValueRef fn, LLVMValueRef lo, LLVMValueRef hi, int n, const int *red,
+                       LLVMValueRef *acc, const char *name)
+{
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
+    L->head = LLVMAppendBasicBlockInContext(g->ctx, fn, name);
+    L->body = LLVMAppendBasicBlockInContext(g->ctx, fn, "body");
+    L->exit = LLVMAppendBasicBlockInContext(g->ctx, fn, "exit");
+    LLVMBuildBr(g->b, L->head);
+    LLVMPositionBuilderAtEnd(g->b, L->head);
+    L->iv = LLVMBuildPhi(g->b, g->i64, "iv");
+    LLVMAddIncoming(L->iv, &lo, &pre, 1);
+    for (int q = 0; q < n; q++) {
+        L->phi[q] = LLVMBuildPhi(g->b, g->f64, "acc");
+        LLVMAddIncoming(L->phi[q], &acc[red[q]], &pre, 1);
+        acc[red[q]] = L->phi[q];
+    }
+    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, L->iv, hi, ""), L->body, L->exit);
+    LLVMPositionBuilderAtEnd(g->b, L->body);
+}
+
+static void loop_end(cg *g, loop *L, int n, const int *red, LLVMValueRef *acc)
+{
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
+    LLVMValueRef next = LLVMBuildNSWAdd(g->b, L->iv, LLVMConstInt(g->i64, 1, 0), "");
+    LLVMAddIncoming(L->iv, &next, &latch, 1);
+    for (int q = 0; q < n; q++) {
+        LLVMAddIncoming(L->phi[q], &acc[red[q]], &latch, 1);
+        acc[red[q]] = L->phi[q];
+    }
+    LLVMBuildBr(g->b, L->head);
+    LLVMPositionBuilderAtEnd(g->b, L->exit);
+}
+
+static void store_partial(cg *g, const passinfo *pi, loopctx *lc, int j, LLVMValueRef idx, LLVMValueRef accv)
+{
+    const celo_node *x = &pi->P->nodes[j];
+    LLVMValueRef addr = gep(g, g->f64, argv_(lc, pi, -1 - j), idx);
+    LLVMValueRef old = LLVMBuildLoad2(g->b, g->f64, addr, "");
+    LLVMValueRef args[2] = {old, accv};
+    LLVMValueRef nw = x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, accv, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2);
+    LLVMBuildStore(g->b, nw, addr);
+}
+
+static void emit_pass(cg *g, const rule *r, int k)
+{
+    const celo_program *P = &r->prog;
+    passinfo pi = {.P = P, .k = k, .final = k == P->npass};
+    pi.comp = calloc((size_t)P->nnodes + 1, 1);
+    analyse(g, &pi);
+
+    char name[256];
+    /* the body, with noalias pointer arguments */
+    LLVMTypeRef bparams[1024 + 3] = {g->i64, g->i64, g->i64};
+    for (int i = 0; i < pi.nargs; i++)
+        bparams[3 + i] = pi.argty[i];
+    LLVMTypeRef bty = LLVMFunctionType(g->vd, bparams, (unsigned)(3 + pi.nargs), 0);
+    snprintf(name, sizeof name, "%s%s_pass%d_body", g->prefix, P->name, k);
+    LLVMValueRef body = LLVMAddFunction(g->mod, name, bty);
+    LLVMSetLinkage(body, LLVMInternalLinkage);
+    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+    for (int i = 0; i < pi.nargs; i++)
+        if (pi.argty[i] == g->ptr)
+            LLVMAddAttributeAtIndex(body, (unsigned)(4 + i), LLVMCreateEnumAttribute(g->ctx, noalias, 0));
+
+    LLVMValueRef *vals = calloc((size_t)P->nnodes + 1, sizeof *vals);
+    LLVMValueRef *acc = calloc((size_t)P->nnodes + 1, sizeof *acc);
+    loopctx lc = {.v = vals, .fn = body};
+    LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, body, "entry"));
+    LLVMValueRef i0 = LLVMGetParam(body, 0), i1 = LLVMGetParam(body, 1), C = LLVMGetParam(body, 2);
+    int sred[1024], nsred = 0, rred[1024], nrred = 0;
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (is_elem_red(P, x) && x->pass == k) {
+            if (x->dom == CELO_SCALAR)
+                sred[nsred++] = j;
+            else if (x->dom == CELO_ROW)
+                rred[nrred++] = j;
+        }
+    }
+    LLVMValueRef zero = LLVMConstReal(g->f64, 0), ninf = LLVMConstReal(g->f64, -1.0 / 0.0);
+    for (int q = 0; q < nsred; q++)
+        acc[sred[q]] = P->nodes[sred[q]].op == CELO_OP_SUM ? zero : ninf;
+    if (!pi.nested) {
+        loop L;
+        loop_begin(g, &L, body, i0, i1, nsred, sred, acc, "loop");
+        lc.i = L.iv;
+        emit_element(g, &pi, &lc, acc, NULL);
+        loop_end(g, &L, nsred, sred, acc);
+    } else {
+        /* rows r0..r1 of the [R, C] view, each restricted to the columns inside [i0, i1) */
+        LLVMValueRef one = LLVMConstInt(g->i64, 1, 0);
+        LLVMValueRef r0 = LLVMBuildSDiv(g->b, i0, C, "r0");
+        LLVMValueRef r1 = LLVMBuildAdd(g->b, LLVMBuildSDiv(g->b, LLVMBuildSub(g->b, i1, one, ""), C, ""), one, "r1");
+        loop R;
+        loop_begin(g, &R, body, r0, r1, nsred, sred, acc, "rows");
+        LLVMValueRef base = LLVMBuildMul(g->b, R.iv, C, "");
+        LLVMValueRef cb = LLVMBuildSub(g->b, i0, base, "");
+        cb = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, cb, LLVMConstInt(g->i64, 0, 0), ""), cb,
+                             LLVMConstInt(g->i64, 0, 0), "cb");
+        LLVMValueRef ce = LLVMBuildSub(g->b, i1, base, "");
+        ce = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ce, C, ""), ce, C, "ce");
+        for (int q = 0; q < nrred; q++)
+            acc[rred[q]] = P->nodes[rred[q]].op == CELO_OP_SUM ? zero : ninf;
+        int both[2048], nb = 0;
+        for (int q = 0; q < nsred; q++)
+            both[nb++] = sred[q];
+        for (int q = 0; q < nrred; q++)
+            both[nb++] = rred[q];
+        loop Cl;
+        loop_begin(g, &Cl, body, cb, ce, nb, both, acc, "cols");
+        lc.r = R.iv;
+        lc.c = Cl.iv;
+        lc.i = LLVMBuildNSWAdd(g->b, base, Cl.iv, "i");
+        emit_element(g, &pi, &lc, acc, NULL);
+        loop_end(g, &Cl, nb, both, acc);
+        lc.r = R.iv;
+        for (int q = 0; q < nrred; q++)
+            store_partial(g, &pi, &lc, rred[q], R.iv, acc[rred[q]]);
+        loop_end(g, &R, nsred, sred, acc);
+    }
+    for (int q = 0; q < nsred; q++)
+        store_partial(g, &pi, &lc, sred[q], LLVMConstInt(g->i64, 0, 0), acc[sred[q]]);
+    LLVMBuildRetVoid(g->b);
+
+    /* the ABI entry */
+    LLVMTypeRef eparams[6] = {g->i64, g->i64, g->i64, g->ptr, g->ptr, g->ptr};
+    LLVMTypeRef ety = LLVMFunctionType(g->vd, eparams, 6, 0);
+    snprintf(name, sizeof name, "%s%s_pass%d", g->prefix, P->name, k);
+    LLVMValueRef entry = LLVMAddFunction(g->mod, name, ety);
+    LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, entry, "entry"));
+    LLVMValueRef cargs[1024 + 3] = {LLVMGetParam(entry, 0), LLVMGetParam(entry, 1), LLVMGetParam(entry, 2)};
+    for (int i = 0; i < pi.nargs; i++) {
+        int src = pi.argsrc[i];
+        LLVMValueRef v;
+        if (src >= 0)
+            v = LLVMBuildLoad2(g->b, g->ptr, gep(g, g->ptr, LLVMGetParam(entry, 3), LLVMConstInt(g->i64, (unsigned long long)src, 0)), "");
+        else if (src <= -1000)
+            v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, LLVMGetParam(entry, 4), LLVMConstInt(g->i64, (unsigned long long)(-1000 - src), 0)), "");
+        else
+            v = LLVMBuildLoad2(g->b, g->ptr, gep(g, g->ptr, LLVMGetParam(entry, 5), LLVMConstInt(g->i64, (unsigned long long)(-1 - src), 0)), "");
+        cargs[3 + i] = v;
+    }
+    LLVMBuildCall2(g->b, bty, body, cargs, (unsigned)(3 + pi.nargs), "");
+    LLVMBuildRetVoid(g->b);
+    free(vals);
+    free(acc);
+    free(pi.comp);
+}
+
+static void cg_init(cg *g, LLVMContextRef ctx, const char *modname)
+{
+    g->ctx = ctx;
+    g->mod = LLVMModuleCreateWithNameInContext(modname, ctx);
+    g->b = LLVMCreateBuilderInContext(ctx);
+    g->f32 = LLVMFloatTypeInContext(ctx);
+    g->f64 = LLVMDoubleTypeInContext(ctx);
+    g->i64 = LLVMInt64TypeInContext(ctx);
+    g->i32 = LLVMInt32TypeInContext(ctx);
+    g->ptr = LLVMPointerTypeInContext(ctx, 0);
+    g->vd = LLVMVoidTypeInContext(ctx);
+    snprintf(g->prefix, sizeof g->prefix, "celo_");
+}
+
+/* Builds, verifies and optimizes one module holding every pass of the given rules. */
+static int build_module(cg *g, rule **rules, int n, LLVMTargetMachineRef tm, int optimize, char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++)
+        for (int k = 1; k <= rules[i]->prog.npass; k++)
+            emit_pass(g, rules[i], k);
+    char *msg = NULL;
+    if (LLVMVerifyModule(g->mod, LLVMReturnStatusAction, &msg)) {
+        snprintf(err, errlen, "internal error: LLVM module does not verify: %s", msg);
+        LLVMDisposeMessage(msg);
+        return -1;
+    }
+    LLVMDisposeMessage(msg);
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(g->mod, triple);
+    LLVMDisposeMessage(triple);
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(g->mod, td);
+    LLVMDisposeTargetData(td);
+    if (optimize) {
+        LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+        LLVMErrorRef e = LLVMRunPasses(g->mod, "default<O3>", tm, po);
+        LLVMDisposePassBuilderOptions(po);
+        if (e) {
+            char *m = LLVMGetErrorMessage(e);
+            snprintf(err, errlen, "LLVM optimization failed: %s", m);
+            LLVMDisposeErrorMessage(m);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- the host target machine ---- */
+static LLVMTargetMachineRef host_tm(char *err, size_t errlen)
+{
+    static int inited;
+    if (!inited) {
+        LLVMInitializeNativeTarget();
+        LLVMInitializeNativeAsmPrinter();
+        LLVMInitializeNativeAsmParser();
+        inited = 1;
+    }
+    char *triple = LLVMGetDefaultTargetTriple();
+    char *msg = NULL;
+    LLVMTargetRef target;
+    if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+        snprintf(err, errlen, "LLVM: no target for %s: %s", triple, msg);
+        LLVMDisposeMessage(msg);
+        LLVMDisposeMessage(triple);
+        return NULL;
+    }
+    char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive,
+                                                      LLVMRelocPIC, LLVMCodeModelDefault);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(feat);
+    LLVMDisposeMessage(triple);
+    return tm;
+}
+
+static LLVMOrcLLJITRef g_jit;
+
+void llvm_shutdown(void)
+{
+    if (g_jit)
+        LLVMOrcDisposeLLJIT(g_jit);
+    g_jit = NULL;
+}
+
+static int orc_error(LLVMErrorRef e, const char *what, char *err, size_t errlen)
+{
+    char *m = LLVMGetErrorMessage(e);
+    snprintf(err, errlen, "LLVM JIT: %s: %s", what, m);
+    LLVMDisposeErrorMessage(m);
+    return -1;
+}
+
+int llvm_jit_rules(rule **rules, int n, char *err, size_t errlen)
+{
+    LLVMTargetMachineRef tm = host_tm(err, errlen);
+    if (!tm)
+        return -1;
+    LLVMErrorRef e;
+    if (!g_jit) {
+        LLVMTargetMachineRef tm2 = host_tm(err, errlen);
+        LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
+        LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm2));
+        if ((e = LLVMOrcCreateLLJIT(&g_jit, jb))) {
+            LLVMDisposeTargetMachine(tm);
+            return orc_error(e, "creating the JIT", err, errlen);
+        }
+        /* libm (tanhf, expf, powf) comes from the process */
+        LLVMOrcDefinitionGeneratorRef gen;
+        if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(g_jit), NULL, NULL))) {
+            LLVMDisposeTargetMachine(tm);
+            return orc_error(e, "process symbols", err, errlen);
+        }
+        LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(g_jit), gen);
+    }
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    cg g;
+    static int modno;
+    char modname[64];
+    snprintf(modname, sizeof modname, "celo_rules_%d", modno++);
+    cg_init(&g, LLVMOrcThreadSafeContextGetContext(tsc), modname);
+    /* Function names must be unique across modules added to one JIT. */
+    snprintf(g.prefix, sizeof g.prefix, "celo_j%d_", modno);
+    int rc = build_module(&g, rules, n, tm, 1, err, errlen);
+    LLVMDisposeBuilder(g.b);
+    LLVMDisposeTargetMachine(tm);
+    if (rc) {
+        LLVMDisposeModule(g.mod);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        return -1;
+    }
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(g.mod, tsc);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    if ((e = LLVMOrcLLJITAddLLVMIRModule(g_jit, LLVMOrcLLJITGetMainJITDylib(g_jit), tsm)))
+        return orc_error(e, "adding module", err, errlen);
+    for (int i = 0; i < n; i++)
+        for (int k = 1; k <= rules[i]->prog.npass; k++) {
+            char name[256];
+            snprintf(name, sizeof name, "%s%s_pass%d", g.prefix, rules[i]->prog.name, k);
+            LLVMOrcExecutorAddress addr;
+            if ((e = LLVMOrcLLJITLookup(g_jit, &addr, name)))
+                return orc_error(e, name, err, errlen);
+            rules[i]->passes[k - 1].fn = (celo_kernel_fn)(uintptr_t)addr;
+        }
+    return 0;
+}
+
+int llvm_dump_ir(const rule *r, int optimized, FILE *out, char *err, size_t errlen)
+{
+    LLVMTargetMachineRef tm = host_tm(err, errlen);
+    if (!tm)
+        return -1;
+    LLVMContextRef ctx = LLVMContextCreate();
+    cg g;
+    cg_init(&g, ctx, r->prog.name);
+    rule *rr = (rule *)r;
+    int rc = build_module(&g, &rr, 1, tm, optimized, err, errlen);
+    if (!rc) {
+        char *s = LLVMPrintModuleToString(g.mod);
+        fputs(s, out);
+        LLVMDisposeMessage(s);
+    }
+    LLVMDisposeBuilder(g.b);
+    LLVMDisposeModule(g.mod);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    return rc;
+}

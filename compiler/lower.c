@@ -1,0 +1,880 @@
+/* lower.c — semantic checks and lowering of one update rule from the syntax tree to the kernel IR.
+ *
+ * Names resolve, in order: for-loop variables, locals, state slots, hyper-parameters, then p, g, t and u.
+ * The domain of each state slot is inferred by a fixpoint: lower with a guess, read off the domain of
+ * each slot's final value, and repeat until nothing grows (domains only grow, so this ends quickly). */
+#include "diag.h"
+#include "rules.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAXN 256
+
+typedef struct {
+    char name[96];
+    int dom;  /* guess of the slot's domain */
+    int init; /* HOST node */
+    int cur;  /* current value node, -1 = not read or assigned yet */
+    int assigned;
+} slotinfo;
+
+typedef struct {
+    const char *name;
+    int node;
+} binding;
+
+typedef struct {
+    const char *name;
+    int size, first; /* vector size (0 = scalar slot) and first slot number */
+    span sp;
+} statename;
+
+/* One lexical scope: an optimizer body, or one transform instance of a chain. */
+typedef struct {
+    binding hps[64];
+    int nhps;
+    binding locals[MAXN];
+    int nlocals;
+    statename states[MAXN];
+    int nstates;
+    binding fors[8];
+    int nfors;
+    const char *prefix; /* state names are prefixed with the transform instance in chains */
+    int is_transform;
+    const srcfile *file;
+} scope;
+
+typedef struct {
+    irbuild *ir;
+    module *mod;
+    int quiet;
+    int nerr;
+    slotinfo slots[MAXN];
+    int nslots;
+    const int *guess; /* slot domain guesses */
+    int p_cur, p_assigned;
+    int u_cur;
+    scope *sc;
+} lctx;
+
+#define ERR(L, sp, ...)                                                                                    \
+    do {                                                                                               \
+        (L)->nerr++;                                                                                   \
+        if (!(L)->quiet)                                                                               \
+            diag_error((L)->sc->file, sp, __VA_ARGS__);                                                \
+    } while (0)
+
+static int lower_expr(lctx *L, const expr *e);
+
+/* ---- builtin functions ---- */
+typedef enum { BI_UNARY, BI_BINARY, BI_CLIP, BI_WHERE, BI_LERP, BI_SQUARE, BI_RED, BI_SIZE, BI_ORTHO } bikind;
+typedef struct {
+    const char *name;
+    bikind kind;
+    int nargs;
+    celo_op op;
+    celo_domain dom; /* reductions: target domain */
+    int mean;        /* reductions: 1 mean, 2 rms, 3 norm, 4 maxabs, 5 amin */
+} builtin;
+
+static const builtin builtins[] = {
+    {"sqrt", BI_UNARY, 1, CELO_OP_SQRT, 0, 0},       {"rsqrt", BI_UNARY, 1, CELO_OP_RSQRT, 0, 0},
+    {"exp", BI_UNARY, 1, CELO_OP_EXP, 0, 0},         {"log", BI_UNARY, 1, CELO_OP_LOG, 0, 0},
+    {"abs", BI_UNARY, 1, CELO_OP_ABS, 0, 0},         {"sign", BI_UNARY, 1, CELO_OP_SIGN, 0, 0},
+    {"tanh", BI_UNARY, 1, CELO_OP_TANH, 0, 0},       {"sigmoid", BI_UNARY, 1, CELO_OP_SIGMOID, 0, 0},
+    {"relu", BI_UNARY, 1, CELO_OP_RELU, 0, 0},       {"floor", BI_UNARY, 1, CELO_OP_FLOOR, 0, 0},
+    {"square", BI_SQUARE, 1, CELO_OP_MUL, 0, 0},     {"min", BI_BINARY, 2, CELO_OP_MIN, 0, 0},
+    {"max", BI_BINARY, 2, CELO_OP_MAX, 0, 0},        {"clip", BI_CLIP, 3, 0, 0, 0},
+    {"where", BI_WHERE, 3, CELO_OP_SELECT, 0, 0},    {"lerp", BI_LERP, 3, 0, 0, 0},
+    {"sum", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 0}, {"mean", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 1},
+    {"rms", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 2}, {"norm", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 3},
+    {"maxabs", BI_RED, 1, CELO_OP_MAXR, CELO_SCALAR, 4}, {"amax", BI_RED, 1, CELO_OP_MAXR, CELO_SCALAR, 0},
+    {"amin", BI_RED, 1, CELO_OP_MAXR, CELO_SCALAR, 5},
+    {"row_sum", BI_RED, 1, CELO_OP_SUM, CELO_ROW, 0}, {"row_mean", BI_RED, 1, CELO_OP_SUM, CELO_ROW, 1},
+    {"row_max", BI_RED, 1, CELO_OP_MAXR, CELO_ROW, 0}, {"col_sum", BI_RED, 1, CELO_OP_SUM, CELO_COL, 0},
+    {"col_mean", BI_RED, 1, CELO_OP_SUM, CELO_COL, 1}, {"col_max", BI_RED, 1, CELO_OP_MAXR, CELO_COL, 0},
+    {"numel", BI_SIZE, 0, CELO_OP_NUMEL, 0, 0},      {"rows", BI_SIZE, 0, CELO_OP_NROWS, 0, 0},
+    {"cols", BI_SIZE, 0, CELO_OP_NCOLS, 0, 0},       {"orthogonalize", BI_ORTHO, 1, CELO_OP_ORTHO, 0, 0},
+};
+#define NBUILTIN ((int)(sizeof builtins / sizeof builtins[0]))
+
+static const builtin *find_builtin(const char *name)
+{
+    for (int i = 0; i < NBUILTIN; i++)
+        if (!strcmp(builtins[i].name, name))
+            return &builtins[i];
+    return NULL;
+}
+
+static int N(lctx *L, celo_op op, int a, int b, int c) { return ir_node(L->ir, op, a, b, c, 0, 0); }
+
+/* ---- name lookup ---- */
+static int find_binding(const binding *b, int n, const char *name)
+{
+    for (int i = n - 1; i >= 0; i--)
+        if (!strcmp(b[i].name, name))
+            return i;
+    return -1;
+}
+
+static statename *find_state(scope *s, const char *name)
+{
+    for (int i = 0; i < s->nstates; i++)
+        if (!strcmp(s->states[i].name, name))
+            return &s->states[i];
+    return NULL;
+}
+
+static void suggest(lctx *L, span sp, const char *name, int with_builtins)
+{
+    if (L->quiet)
+        return;
+    const char *cand[MAXN * 2 + 64];
+    int n = 0;
+    scope *s = L->sc;
+    for (int i = 0; i < s->nlocals && n < MAXN; i++)
+        cand[n++] = s->locals[i].name;
+    for (int i = 0; i < s->nstates && n < 2 * MAXN; i++)
+        cand[n++] = s->states[i].name;
+    for (int i = 0; i < s->nhps; i++)
+        cand[n++] = s->hps[i].name;
+    for (int i = 0; i < s->nfors; i++)
+        cand[n++] = s->fors[i].name;
+    cand[n++] = "p";
+    cand[n++] = "g";
+    cand[n++] = "t";
+    if (s->is_transform)
+        cand[n++] = "u";
+    if (with_builtins)
+        for (int i = 0; i < NBUILTIN; i++)
+            cand[n++] = builtins[i].name;
+    const char *best = diag_suggest(name, cand, n);
+    if (best)
+        diag_note(s->file, sp, "did you mean '%s'?", best);
+}
+
+static int slot_value(lctx *L, int slot)
+{
+    slotinfo *si = &L->slots[slot];
+    if (si->cur < 0)
+        si->cur = ir_node(L->ir, CELO_OP_STATE, -1, -1, -1, slot, (celo_domain)L->guess[slot]);
+    return si->cur;
+}
+
+/* A constant integer from an expression that must be one (indices, loop bounds). */
+static int const_int(lctx *L, const expr *e, const char *what, int *out)
+{
+    int n = lower_expr(L, e);
+    if (n < 0)
+        return -1;
+    const celo_node *x = &L->ir->n[n];
+    if (x->op != CELO_OP_CONST || x->imm != floor(x->imm) || fabs(x->imm) > 1e6) {
+        ERR(L, e->sp, "%s must be an integer constant", what);
+        return -1;
+    }
+    *out = (int)x->imm;
+    return 0;
+}
+
+static int state_slot_ref(lctx *L, statename *st, const expr *index, span sp)
+{
+    if (st->size == 0) {
+        if (index) {
+            ERR(L, sp, "state '%s' is not a vector and cannot be indexed", st->name);
+            return -1;
+        }
+        return st->first;
+    }
+    if (!index) {
+        ERR(L, sp, "state '%s' is a vector of %d slots; use %s[0] … %s[%d]", st->name, st->size, st->name,
+            st->name, st->size - 1);
+        return -1;
+    }
+    int k;
+    if (const_int(L, index, "a state index", &k))
+        return -1;
+    if (k < 0 || k >= st->size) {
+        ERR(L, index->sp, "index %d is out of range for state '%s' of %d slots", k, st->name, st->size);
+        return -1;
+    }
+    return st->first + k;
+}
+
+static int lower_name(lctx *L, const expr *e)
+{
+    scope *s = L->sc;
+    const char *nm = e->name;
+    int i;
+    if ((i = find_binding(s->fors, s->nfors, nm)) >= 0 && e->kind == EX_NAME)
+        return ir_const(L->ir, s->fors[i].node);
+    if ((i = find_binding(s->locals, s->nlocals, nm)) >= 0) {
+        if (e->kind == EX_INDEX) {
+            ERR(L, e->sp, "'%s' is a local value, not a state vector, and cannot be indexed", nm);
+            return -1;
+        }
+        return s->locals[i].node;
+    }
+    statename *st = find_state(s, nm);
+    if (st) {
+        int slot = state_slot_ref(L, st, e->kind == EX_INDEX ? e->b : NULL, e->sp);
+        return slot < 0 ? -1 : slot_value(L, slot);
+    }
+    if (e->kind == EX_INDEX) {
+        if ((i = find_binding(s->hps, s->nhps, nm)) >= 0 || !strcmp(nm, "p") || !strcmp(nm, "g"))
+            ERR(L, e->name_span, "'%s' cannot be indexed: only state vectors can", nm);
+        else {
+            ERR(L, e->name_span, "unknown state vector '%s'", nm);
+            suggest(L, e->name_span, nm, 0);
+        }
+        return -1;
+    }
+    if ((i = find_binding(s->hps, s->nhps, nm)) >= 0)
+        return s->hps[i].node;
+    if (!strcmp(nm, "p"))
+        return L->p_cur;
+    if (!strcmp(nm, "g"))
+        return N(L, CELO_OP_G, -1, -1, -1);
+    if (!strcmp(nm, "t"))
+        return N(L, CELO_OP_T, -1, -1, -1);
+    if (!strcmp(nm, "u") && s->is_transform)
+        return L->u_cur;
+    if (find_builtin(nm))
+        ERR(L, e->sp, "'%s' is a function; call it as %s(…)", nm, nm);
+    else if (!strcmp(nm, "u"))
+        ERR(L, e->sp, "'u' (the incoming update) exists only in transforms; an optimizer reads 'g'");
+    else {
+        ERR(L, e->sp, "unknown name '%s'", nm);
+        suggest(L, e->sp, nm, 0);
+    }
+    return -1;
+}
+
+static int lower_call(lctx *L, const expr *e)
+{
+    const builtin *bi = find_builtin(e->name);
+    if (!bi) {
+        def *d = module_find(L->mod, e->name);
+        if (d && d->kind == DEF_TRANSFORM)
+            ERR(L, e->name_span, "transform '%s' can only be used inside chain(…)", e->name);
+        else if (d)
+            ERR(L, e->name_span, "optimizer '%s' cannot be called inside a rule", e->name);
+        else {
+            ERR(L, e->name_span, "unknown function '%s'", e->name);
+            if (!L->quiet) {
+                const char *cand[NBUILTIN];
+                for (int i = 0; i < NBUILTIN; i++)
+                    cand[i] = builtins[i].name;
+                const char *best = diag_suggest(e->name, cand, NBUILTIN);
+                if (best)
+                    diag_note(L->sc->file, e->name_span, "did you mean '%s'?", best);
+            }
+        }
+        return -1;
+    }
+    int steps = 5, npos = 0;
+    const expr *av[3] = {0};
+    for (const arg *a = e->args; a; a = a->next) {
+        if (a->name) {
+            if (bi->kind == BI_ORTHO && !strcmp(a->name, "steps")) {
+                if (const_int(L, a->value, "'steps'", &steps))
+                    return -1;
+                if (steps < 1 || steps > 50) {
+                    ERR(L, a->value->sp, "'steps' must be between 1 and 50");
+                    return -1;
+                }
+                continue;
+            }
+            ERR(L, a->name_span, "'%s' has no argument named '%s'", bi->name, a->name);
+            return -1;
+        }
+        if (npos < 3)
+            av[npos] = a->value;
+        npos++;
+    }
+    if (bi->kind == BI_ORTHO && npos == 2) {
+        if (const_int(L, av[1], "'steps'", &steps))
+            return -1;
+        npos = 1;
+    }
+    if (npos != bi->nargs) {
+        ERR(L, e->sp, "'%s' takes %d argument%s, got %d", bi->name, bi->nargs, bi->nargs == 1 ? "" : "s", npos);
+        return -1;
+    }
+    int x[3] = {-1, -1, -1};
+    for (int i = 0; i < npos; i++)
+        if ((x[i] = lower_expr(L, av[i])) < 0)
+            return -1;
+    switch (bi->kind) {
+    case BI_UNARY:
+        return N(L, bi->op, x[0], -1, -1);
+    case BI_BINARY:
+        return N(L, bi->op, x[0], x[1], -1);
+    case BI_SQUARE:
+        return N(L, CELO_OP_MUL, x[0], x[0], -1);
+    case BI_CLIP:
+        return N(L, CELO_OP_MIN, N(L, CELO_OP_MAX, x[0], x[1], -1), x[2], -1);
+    case BI_WHERE:
+        return N(L, CELO_OP_SELECT, x[0], x[1], x[2]);
+    case BI_LERP:
+        return N(L, CELO_OP_ADD, x[0], N(L, CELO_OP_MUL, x[2], N(L, CELO_OP_SUB, x[1], x[0], -1), -1), -1);
+    case BI_SIZE:
+        return N(L, bi->op, -1, -1, -1);
+    case BI_ORTHO:
+        if (ir_dom(L->ir, x[0]) != CELO_ELEM) {
+            ERR(L, av[0]->sp, "orthogonalize needs an element-wise value (a matrix), not a scalar");
+            return -1;
+        }
+        return ir_node(L->ir, CELO_OP_ORTHO, x[0], -1, -1, steps, 0);
+    case BI_RED: {
+        int v = x[0];
+        if (bi->mean == 2 || bi->mean == 3)
+            v = N(L, CELO_OP_MUL, v, v, -1);
+        else if (bi->mean == 4)
+            v = N(L, CELO_OP_ABS, v, -1, -1);
+        else if (bi->mean == 5)
+            v = N(L, CELO_OP_NEG, v, -1, -1);
+        int r = ir_node(L->ir, bi->op, v, -1, -1, 0, bi->dom);
+        if (bi->mean == 1 || bi->mean == 2) {
+            celo_op cnt = bi->dom == CELO_ROW ? CELO_OP_NCOLS : bi->dom == CELO_COL ? CELO_OP_NROWS : CELO_OP_NUMEL;
+            r = N(L, CELO_OP_DIV, r, N(L, cnt, -1, -1, -1), -1);
+        }
+        if (bi->mean == 2 || bi->mean == 3)
+            r = N(L, CELO_OP_SQRT, r, -1, -1);
+        if (bi->mean == 5)
+            r = N(L, CELO_OP_NEG, r, -1, -1);
+        return r;
+    }
+    }
+    return -1;
+}
+
+static int lower_expr(lctx *L, const expr *e)
+{
+    static const celo_op binop[] = {
+        [OP_ADD] = CELO_OP_ADD, [OP_SUB] = CELO_OP_SUB, [OP_MUL] = CELO_OP_MUL, [OP_DIV] = CELO_OP_DIV,
+        [OP_POW] = CELO_OP_POW, [OP_LT] = CELO_OP_LT,   [OP_LE] = CELO_OP_LE,   [OP_GT] = CELO_OP_GT,
+        [OP_GE] = CELO_OP_GE,   [OP_EQ] = CELO_OP_EQ,   [OP_NE] = CELO_OP_NE,   [OP_AND] = CELO_OP_AND,
+        [OP_OR] = CELO_OP_OR,
+    };
+    switch (e->kind) {
+    case EX_NUM:
+        return ir_const(L->ir, e->num);
+    case EX_NAME:
+    case EX_INDEX:
+        return lower_name(L, e);
+    case EX_CALL:
+        return lower_call(L, e);
+    case EX_UNARY: {
+        int a = lower_expr(L, e->a);
+        if (a < 0)
+            return -1;
+        return N(L, e->op == OP_NEG ? CELO_OP_NEG : CELO_OP_NOT, a, -1, -1);
+    }
+    case EX_BINARY: {
+        int a = lower_expr(L, e->a);
+        int b = lower_expr(L, e->b);
+        if (a < 0 || b < 0)
+            return -1;
+        return N(L, binop[e->op], a, b, -1);
+    }
+    }
+    return -1;
+}
+
+/* ---- statements ---- */
+static int reserved(const char *nm)
+{
+    return !strcmp(nm, "p") || !strcmp(nm, "g") || !strcmp(nm, "t") || !strcmp(nm, "u");
+}
+
+static void lower_stmts(lctx *L, const stmt *s, int depth);
+
+static void lower_state(lctx *L, const stmt *s, int depth)
+{
+    scope *sc = L->sc;
+    if (depth > 0) {
+        ERR(L, s->sp, "state must be declared at the top of a rule, not inside a for loop");
+        return;
+    }
+    for (const statevar *v = s->vars; v; v = v->next) {
+        statename *prev = find_state(sc, v->name);
+        if (prev) {
+            ERR(L, v->sp, "state '%s' is declared twice", v->name);
+            if (!L->quiet)
+                diag_note(sc->file, prev->sp, "first declared here");
+            continue;
+        }
+        if (reserved(v->name) || find_binding(sc->hps, sc->nhps, v->name) >= 0 ||
+            find_binding(sc->locals, sc->nlocals, v->name) >= 0) {
+            ERR(L, v->sp, "state '%s' would hide %s '%s'", v->name,
+                reserved(v->name) ? "the predefined name" :
+                find_binding(sc->hps, sc->nhps, v->name) >= 0 ? "the hyper-parameter" : "the local", v->name);
+            continue;
+        }
+        int init = lower_expr(L, v->init);
+        if (init >= 0 && ir_dom(L->ir, init) != CELO_HOST) {
+            ERR(L, v->init->sp, "the initial value of state '%s' must depend only on hyper-parameters", v->name);
+            init = -1;
+        }
+        if (init < 0)
+            init = ir_const(L->ir, 0);
+        int n = v->size ? v->size : 1;
+        if (L->nslots + n > MAXN || sc->nstates >= MAXN) {
+            ERR(L, v->sp, "too many state slots (at most %d)", MAXN);
+            return;
+        }
+        statename *st = &sc->states[sc->nstates++];
+        st->name = v->name;
+        st->size = v->size;
+        st->first = L->nslots;
+        st->sp = v->sp;
+        for (int k = 0; k < n; k++) {
+            slotinfo *si = &L->slots[L->nslots++];
+            if (v->size)
+                snprintf(si->name, sizeof si->name, "%s%s%s[%d]", sc->prefix ? sc->prefix : "",
+                         sc->prefix ? "." : "", v->name, k);
+            else
+                snprintf(si->name, sizeof si->name, "%s%s%s", sc->prefix ? sc->prefix : "", sc->prefix ? "." : "",
+                         v->name);
+            si->init = init;
+            si->cur = -1;
+            si->assigned = 0;
+        }
+    }
+}
+
+static int combine(lctx *L, int aop, int old, int val)
+{
+    switch (aop) {
+    case '+':
+        return N(L, CELO_OP_ADD, old, val, -1);
+    case '-':
+        return N(L, CELO_OP_SUB, old, val, -1);
+    case '*':
+        return N(L, CELO_OP_MUL, old, val, -1);
+    case '/':
+        return N(L, CELO_OP_DIV, old, val, -1);
+    default:
+        return val;
+    }
+}
+
+static void lower_assign(lctx *L, const stmt *s)
+{
+    scope *sc = L->sc;
+    const char *nm = s->target;
+    int i;
+    if (find_binding(sc->fors, sc->nfors, nm) >= 0) {
+        ERR(L, s->target_span, "cannot assign to loop variable '%s'", nm);
+        return;
+    }
+    if (find_binding(sc->hps, sc->nhps, nm) >= 0 && !find_state(sc, nm)) {
+        ERR(L, s->target_span,
+            "cannot assign to hyper-parameter '%s': hyper-parameters are read-only (change them with --set %s=…)",
+            nm, nm);
+        return;
+    }
+    if (!strcmp(nm, "g")) {
+        ERR(L, s->target_span, "cannot assign to 'g': the gradient is read-only (bind a new name instead)");
+        return;
+    }
+    if (!strcmp(nm, "t")) {
+        ERR(L, s->target_span, "cannot assign to 't': the step number is read-only");
+        return;
+    }
+    statename *st = find_state(sc, nm);
+    if (s->index && !st) {
+        ERR(L, s->target_span, "unknown state vector '%s'", nm);
+        suggest(L, s->target_span, nm, 0);
+        return;
+    }
+    int val = lower_expr(L, s->value);
+    if (val < 0)
+        return;
+    if (st) {
+        int slot = state_slot_ref(L, st, s->index, s->target_span);
+        if (slot < 0)
+            return;
+        int old = s->aop == '=' ? -1 : slot_value(L, slot);
+        L->slots[slot].cur = combine(L, s->aop, old, val);
+        L->slots[slot].assigned = 1;
+        return;
+    }
+    if (!strcmp(nm, "p")) {
+        if (sc->is_transform) {
+            ERR(L, s->target_span, "a transform cannot assign 'p'; assign 'u', the update it passes on");
+            return;
+        }
+        L->p_cur = combine(L, s->aop, L->p_cur, val);
+        L->p_assigned = 1;
+        return;
+    }
+    if (!strcmp(nm, "u")) {
+        if (!sc->is_transform) {
+            ERR(L, s->target_span, "'u' exists only in transforms; an optimizer assigns 'p'");
+            return;
+        }
+        L->u_cur = combine(L, s->aop, L->u_cur, val);
+        return;
+    }
+    if ((i = find_binding(sc->locals, sc->nlocals, nm)) >= 0) {
+        sc->locals[i].node = combine(L, s->aop, sc->locals[i].node, val);
+        return;
+    }
+    if (s->aop != '=') {
+        ERR(L, s->target_span, "'%s' is not defined yet; '%c=' needs a value to update", nm, s->aop);
+        suggest(L, s->target_span, nm, 0);
+        return;
+    }
+    if (sc->nlocals >= MAXN) {
+        ERR(L, s->target_span, "too many local names");
+        return;
+    }
+    sc->locals[sc->nlocals].name = nm;
+    sc->locals[sc->nlocals++].node = val;
+}
+
+static void lower_stmts(lctx *L, const stmt *s, int depth)
+{
+    scope *sc = L->sc;
+    for (; s; s = s->next) {
+        switch (s->kind) {
+        case ST_STATE:
+            lower_state(L, s, depth);
+            break;
+        case ST_ASSIGN:
+            lower_assign(L, s);
+            break;
+        case ST_FOR: {
+            int lo, hi;
+            if (const_int(L, s->lo, "a loop bound", &lo) || const_int(L, s->hi, "a loop bound", &hi))
+                break;
+            if (hi - lo > 64) {
+                ERR(L, s->sp, "a for loop may repeat at most 64 times (it is unrolled)");
+                break;
+            }
+            if (sc->nfors >= 8) {
+                ERR(L, s->var_span, "for loops nest at most 8 deep");
+                break;
+            }
+            if (find_binding(sc->fors, sc->nfors, s->var) >= 0 || find_state(sc, s->var) ||
+                find_binding(sc->hps, sc->nhps, s->var) >= 0 || reserved(s->var)) {
+                ERR(L, s->var_span, "loop variable '%s' hides another name", s->var);
+                break;
+            }
+            sc->fors[sc->nfors].name = s->var;
+            sc->nfors++;
+            int nloc = sc->nlocals;
+            for (int k = lo; k < hi; k++) {
+                sc->fors[sc->nfors - 1].node = k;
+                lower_stmts(L, s->body, depth + 1);
+            }
+            (void)nloc;
+            sc->nfors--;
+            break;
+        }
+        }
+    }
+}
+
+/* ---- hyper-parameters ---- */
+static int eval_default(lctx *L, const expr *e, double *out)
+{
+    /* Defaults are constant expressions: lower them in an empty scope and demand a constant. */
+    scope empty = {.file = L->sc->file};
+    scope *saved = L->sc;
+    L->sc = &empty;
+    int n = lower_expr(L, e);
+    L->sc = saved;
+    if (n < 0)
+        return -1;
+    if (L->ir->n[n].op != CELO_OP_CONST) {
+        ERR(L, e->sp, "a default value must be a constant");
+        return -1;
+    }
+    *out = L->ir->n[n].imm;
+    return 0;
+}
+
+/* Declares the parameters of d as hyper-parameters of the program (optimizer) */
+static int declare_hps(lctx *L, const def *d, celo_hparam *hp, int *nhp)
+{
+    scope *sc = L->sc;
+    for (const param *p = d->params; p; p = p->next) {
+        if (find_binding(sc->hps, sc->nhps, p->name) >= 0) {
+            ERR(L, p->sp, "hyper-parameter '%s' is declared twice", p->name);
+            continue;
+        }
+        if (reserved(p->name)) {
+            ERR(L, p->sp, "'%s' is predefined and cannot be a hyper-parameter", p->name);
+            continue;
+        }
+        if (sc->nhps >= 64) {
+            ERR(L, p->sp, "too many hyper-parameters (at most 64)");
+            return -1;
+        }
+        double v = 0;
+        if (!p->def)
+            ERR(L, p->sp, "hyper-parameter '%s' needs a default value ('%s = …')", p->name, p->name);
+        else
+            eval_default(L, p->def, &v);
+        if (hp) {
+            hp[*nhp].name = p->name;
+            hp[*nhp].def = v;
+        }
+        sc->hps[sc->nhps].name = p->name;
+        sc->hps[sc->nhps++].node = ir_node(L->ir, CELO_OP_HP, -1, -1, -1, *nhp, 0);
+        (*nhp)++;
+    }
+    return 0;
+}
+
+static void lower_chain(lctx *L, const def *d, scope *outer)
+{
+    L->u_cur = N(L, CELO_OP_G, -1, -1, -1);
+    int idx = 0;
+    for (const arg *m = d->chain; m; m = m->next, idx++) {
+        const expr *c = m->value;
+        if (c->kind != EX_CALL && c->kind != EX_NAME) {
+            ERR(L, c->sp, "chain(…) takes transforms, like scale_by_adam(b1 = 0.9)");
+            continue;
+        }
+        def *t = module_find(L->mod, c->name);
+        if (!t || t->kind != DEF_TRANSFORM) {
+            ERR(L, c->name_span.hi > c->name_span.lo ? c->name_span : c->sp, "%s '%s' is not a transform",
+                t ? "optimizer" : "unknown transform", c->name);
+            if (!t && !L->quiet) {
+                const char *cand[512];
+                int n = 0;
+                for (def *x = L->mod->defs; x && n < 512; x = x->next)
+                    if (x->kind == DEF_TRANSFORM)
+                        cand[n++] = x->name;
+                const char *best = diag_suggest(c->name, cand, n);
+                if (best)
+                    diag_note(outer->file, c->name_span, "did you mean '%s'?", best);
+            }
+            continue;
+        }
+        /* Bind the transform's parameters: arguments are evaluated in the optimizer's scope. */
+        scope *ts = calloc(1, sizeof *ts);
+        ts->file = t->file;
+        ts->is_transform = 1;
+        char *prefix = arena_alloc(&L->mod->ar, strlen(t->name) + 16);
+        int dup = 0;
+        for (const arg *m2 = d->chain; m2 != m; m2 = m2->next)
+            dup += m2->value->name && !strcmp(m2->value->name, t->name);
+        if (dup)
+            sprintf(prefix, "%s#%d", t->name, dup + 1);
+        else
+            strcpy(prefix, t->name);
+        ts->prefix = prefix;
+        int npos = 0;
+        for (const param *p = t->params; p; p = p->next) {
+            int val = -1;
+            const arg *given = NULL;
+            int k = 0;
+            for (const arg *a = c->args; a; a = a->next) {
+                if (a->name ? !strcmp(a->name, p->name) : k++ == npos)
+                    given = a;
+            }
+            if (given)
+                val = lower_expr(L, given->value);
+            else if (p->def) {
+                double v;
+                L->sc = ts;
+                if (eval_default(L, p->def, &v) == 0)
+                    val = ir_const(L->ir, v);
+                L->sc = outer;
+            }
+            if (val < 0)
+                val = ir_const(L->ir, 0);
+            ts->hps[ts->nhps].name = p->name;
+            ts->hps[ts->nhps++].node = val;
+            npos++;
+        }
+        int pos = 0;
+        for (const arg *a = c->args; a; a = a->next) {
+            if (a->name) {
+                const param *p = t->params;
+                while (p && strcmp(p->name, a->name))
+                    p = p->next;
+                if (!p)
+                    ERR(L, a->name_span, "transform '%s' has no hyper-parameter '%s'", t->name, a->name);
+            } else if (++pos > npos)
+                ERR(L, a->value->sp, "transform '%s' takes %d hyper-parameter%s", t->name, npos,
+                    npos == 1 ? "" : "s");
+        }
+        L->sc = ts;
+        lower_stmts(L, t->body, 0);
+        L->sc = outer;
+        free(ts);
+    }
+    L->p_cur = N(L, CELO_OP_ADD, L->p_cur, L->u_cur, -1);
+    L->p_assigned = 1;
+}
+
+/* One lowering of the whole rule with the given slot-domain guesses. */
+static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
+{
+    scope *sc = calloc(1, sizeof *sc);
+    sc->file = d->file;
+    L->sc = sc;
+    L->nslots = 0;
+    L->p_cur = N(L, CELO_OP_P, -1, -1, -1);
+    L->p_assigned = 0;
+    *nhp = 0;
+    declare_hps(L, d, hp, nhp);
+    if (d->kind == DEF_TRANSFORM) {
+        ERR(L, d->name_span, "'%s' is a transform; use it inside chain(…) of an optimizer", d->name);
+    } else if (d->chain) {
+        lower_chain(L, d, sc);
+    } else {
+        lower_stmts(L, d->body, 0);
+        if (!L->p_assigned)
+            ERR(L, d->name_span, "optimizer '%s' never assigns 'p'", d->name);
+    }
+    free(sc);
+    L->sc = NULL;
+}
+
+rule *rule_compile(module *m, def *d)
+{
+    int guess[MAXN];
+    for (int i = 0; i < MAXN; i++)
+        guess[i] = CELO_SCALAR;
+    irbuild ir;
+    lctx L = {.mod = m, .guess = guess};
+    celo_hparam hp[64];
+    int nhp = 0;
+    for (int iter = 0;; iter++) {
+        ir_init(&ir);
+        memset(L.slots, 0, sizeof L.slots);
+        L.ir = &ir;
+        L.nerr = 0;
+        L.quiet = 1;
+        lower_once(&L, d, hp, &nhp);
+        if (L.nerr || iter > 8)
+            break;
+        int changed = 0;
+        for (int s = 0; s < L.nslots; s++) {
+            int v = L.slots[s].assigned ? L.slots[s].cur : -1;
+            int dom = v >= 0 ? (int)dom_join((celo_domain)guess[s], (celo_domain)ir.n[v].dom) : guess[s];
+            if (dom < CELO_SCALAR)
+                dom = CELO_SCALAR;
+            if (dom != guess[s]) {
+                guess[s] = dom;
+                changed = 1;
+            }
+        }
+        if (!changed)
+            break;
+        ir_free(&ir);
+    }
+    if (L.nerr) {
+        /* Report: lower once more, loudly. */
+        ir_free(&ir);
+        ir_init(&ir);
+        memset(L.slots, 0, sizeof L.slots);
+        L.ir = &ir;
+        L.nerr = 0;
+        L.quiet = 0;
+        lower_once(&L, d, hp, &nhp);
+        ir_free(&ir);
+        return NULL;
+    }
+
+    /* Keep what the outputs need, in order (operands always precede their users). */
+    int nn = ir.nn;
+    char *live = calloc((size_t)nn, 1);
+    int *map = malloc((size_t)nn * sizeof *map);
+    int nstate = L.nslots;
+    if (L.p_cur >= 0)
+        live[L.p_cur] = 1;
+    for (int s = 0; s < nstate; s++) {
+        live[L.slots[s].init] = 1;
+        if (L.slots[s].assigned)
+            live[L.slots[s].cur] = 1;
+    }
+    for (int i = nn - 1; i >= 0; i--)
+        if (live[i]) {
+            celo_node *x = &ir.n[i];
+            if (x->a >= 0)
+                live[x->a] = 1;
+            if (x->b >= 0)
+                live[x->b] = 1;
+            if (x->c >= 0)
+                live[x->c] = 1;
+        }
+    rule *r = calloc(1, sizeof *r);
+    r->src = d;
+    r->nodes = calloc((size_t)nn, sizeof *r->nodes);
+    int k = 0;
+    for (int i = 0; i < nn; i++) {
+        map[i] = -1;
+        if (!live[i])
+            continue;
+        celo_node x = ir.n[i];
+        if (x.a >= 0)
+            x.a = map[x.a];
+        if (x.b >= 0)
+            x.b = map[x.b];
+        if (x.c >= 0)
+            x.c = map[x.c];
+        map[i] = k;
+        r->nodes[k++] = x;
+    }
+    size_t strsz = strlen(d->name) + 1;
+    for (int i = 0; i < nhp; i++)
+        strsz += strlen(hp[i].name) + 1;
+    for (int s = 0; s < nstate; s++)
+        strsz += strlen(L.slots[s].name) + 1;
+    r->strings = malloc(strsz);
+    char *sp = r->strings;
+#define PUT(dst, src)                                                                                      \
+    do {                                                                                               \
+        strcpy(sp, src);                                                                               \
+        dst = sp;                                                                                      \
+        sp += strlen(src) + 1;                                                                         \
+    } while (0)
+    PUT(r->prog.name, d->name);
+    r->hp = calloc((size_t)(nhp ? nhp : 1), sizeof *r->hp);
+    for (int i = 0; i < nhp; i++) {
+        PUT(r->hp[i].name, hp[i].name);
+        r->hp[i].def = hp[i].def;
+    }
+    r->state = calloc((size_t)(nstate ? nstate : 1), sizeof *r->state);
+    for (int s = 0; s < nstate; s++) {
+        PUT(r->state[s].name, L.slots[s].name);
+        r->state[s].dom = (uint8_t)guess[s];
+        r->state[s].init = map[L.slots[s].init];
+        r->state[s].value = L.slots[s].assigned ? map[L.slots[s].cur] : -1;
+    }
+#undef PUT
+    r->prog.nnodes = k;
+    r->prog.nodes = r->nodes;
+    r->prog.nhp = nhp;
+    r->prog.hp = r->hp;
+    r->prog.nstate = nstate;
+    r->prog.state = r->state;
+    r->prog.p_value = map[L.p_cur];
+    free(live);
+    free(map);
+    ir_free(&ir);
+    rule_fuse(r);
+    return r;
+}
+
+void rule_free(rule *r)
+{
+    if (!r)
+        return;
+    free(r->nodes);
+    free(r->hp);
+    free(r->state);
+    free(r->passes);
+    free(r->strings);
+    free(r);
+}

@@ -1,0 +1,645 @@
+/* main.c — the celo command line. */
+#include "backend.h"
+#include "diag.h"
+#include "opencl.h"
+#include "rules.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: celo COMMAND ...\n"
+    "  celo check FILE.celo                       check every rule of a file\n"
+    "  celo emit ast|ir|llvm|llvm-raw|opencl FILE.celo [RULE]\n"
+    "  celo emit obj FILE.celo -o RULES.o         object code of the rules plus RULES.h\n"
+    "  celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]...\n"
+    "             [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]\n"
+    "  celo bench RULE --size N [--backend B] [--steps S] [--file F.celo]\n"
+    "  celo bench --jit-all                       time checking + JIT-compiling every stdlib rule\n"
+    "  celo rules                                 list the stdlib rules and their hyper-parameters\n";
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *stdlib_dir(void)
+{
+    static char buf[PATH_MAX];
+    const char *env = getenv("CELO_STDLIB");
+    if (env && *env)
+        return env;
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 32);
+    if (n > 0) {
+        buf[n] = 0;
+        char *s = strrchr(buf, '/');
+        if (s) {
+            strcpy(s, "/../stdlib");
+            struct stat sb;
+            if (stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode))
+                return buf;
+        }
+    }
+    return "stdlib";
+}
+
+__attribute__((format(printf, 1, 2))) static int fail(const char *fmt, ...);
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "celo: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* ---- rule lookup with a helpful error ---- */
+static def *find_optimizer(module *m, const char *name)
+{
+    def *d = module_find(m, name);
+    if (d && d->kind == DEF_OPTIMIZER)
+        return d;
+    if (d) {
+        fprintf(stderr, "celo: '%s' is a transform, not an optimizer; use it inside chain(…)\n", name);
+        return NULL;
+    }
+    const char *cand[512];
+    int n = 0;
+    for (def *x = m->defs; x && n < 512; x = x->next)
+        if (x->kind == DEF_OPTIMIZER)
+            cand[n++] = x->name;
+    const char *best = diag_suggest(name, cand, n);
+    fprintf(stderr, "celo: unknown rule '%s'", name);
+    if (best)
+        fprintf(stderr, "; did you mean '%s'?", best);
+    fputc('\n', stderr);
+    return NULL;
+}
+
+/* ---- --set k=v ---- */
+typedef struct {
+    const char *k[64];
+    double v[64];
+    int n;
+} sets;
+
+static int parse_set(sets *s, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return fail("--set expects name=value, got '%s'", kv);
+    char *end;
+    errno = 0;
+    double v = strtod(eq + 1, &end);
+    if (*end || end == eq + 1 || errno || !isfinite(v))
+        return fail("--set: '%s' is not a finite number", eq + 1);
+    if (s->n >= 64)
+        return fail("%s", "too many --set options");
+    s->k[s->n] = strndup(kv, (size_t)(eq - kv));
+    s->v[s->n++] = v;
+    return 0;
+}
+
+static int apply_sets(const celo_program *P, const sets *s, float *hp)
+{
+    celo_program_defaults(P, hp);
+    for (int i = 0; i < s->n; i++) {
+        int j = celo_program_hp_index(P, s->k[i]);
+        if (j >= 0) {
+            hp[j] = (float)s->v[i];
+            continue;
+        }
+        const char *cand[64];
+        for (int q = 0; q < P->nhp; q++)
+            cand[q] = P->hp[q].name;
+        const char *best = diag_suggest(s->k[i], cand, P->nhp);
+        fprintf(stderr, "celo: --set: '%s' has no hyper-parameter '%s'", P->name, s->k[i]);
+        if (best)
+            fprintf(stderr, "; did you mean '%s'?", best);
+        fprintf(stderr, " (valid:");
+        for (int q = 0; q < P->nhp; q++)
+            fprintf(stderr, "%s %s", q ? "," : "", P->hp[q].name);
+        fprintf(stderr, "%s)\n", P->nhp ? "" : " none");
+        return -1;
+    }
+    return 0;
+}
+
+typedef enum { BE_INTERP, BE_LLVM, BE_OPENCL } backend_kind;
+
+static int parse_backend(const char *s, backend_kind *b)
+{
+    if (!strcmp(s, "interp"))
+        *b = BE_INTERP;
+    else if (!strcmp(s, "llvm"))
+        *b = BE_LLVM;
+    else if (!strcmp(s, "opencl"))
+        *b = BE_OPENCL;
+    else
+        return fail("unknown backend '%s' (interp, llvm or opencl)", s);
+    return 0;
+}
+
+static rule *load_rule(module *m, const char *file, const char *name)
+{
+    if (module_load(m, file, stdlib_dir()) || diag_count)
+        return NULL;
+    def *d = find_optimizer(m, name);
+    if (!d)
+        return NULL;
+    return rule_compile(m, d);
+}
+
+/* ---- commands ---- */
+static int cmd_check(int argc, char **argv)
+{
+    if (argc != 1)
+        return fail("%s", "usage: celo check FILE.celo");
+    module m;
+    int nerr = module_load(&m, argv[0], stdlib_dir());
+    int nrules = 0;
+    if (!nerr)
+        for (def *d = m.defs; d; d = d->next) {
+            if (d->kind != DEF_OPTIMIZER || !module_is_user(&m, d))
+                continue;
+            rule *r = rule_compile(&m, d);
+            if (r)
+                fprintf(stderr, "%s: %s: %d pass%s, %d state slot%s\n", argv[0], r->prog.name, r->prog.npass,
+                        r->prog.npass == 1 ? "" : "es", r->prog.nstate, r->prog.nstate == 1 ? "" : "s");
+            nrules++;
+            rule_free(r);
+        }
+    module_free(&m);
+    if (diag_count) {
+        fprintf(stderr, "%d error%s\n", diag_count, diag_count == 1 ? "" : "s");
+        return 1;
+    }
+    if (!nrules)
+        fprintf(stderr, "%s: no rules\n", argv[0]);
+    return 0;
+}
+
+static void dump_expr(const expr *e, FILE *out)
+{
+    static const char *ops[] = {"+", "-", "*", "/", "^", "neg", "<", "<=", ">", ">=", "==", "!=", "and", "or", "not"};
+    switch (e->kind) {
+    case EX_NUM: fprintf(out, "%.9g", e->num); break;
+    case EX_NAME: fprintf(out, "%s", e->name); break;
+    case EX_INDEX: fprintf(out, "%s[", e->name); dump_expr(e->b, out); fputc(']', out); break;
+    case EX_UNARY: fprintf(out, "(%s ", ops[e->op]); dump_expr(e->a, out); fputc(')', out); break;
+    case EX_BINARY:
+        fprintf(out, "(%s ", ops[e->op]);
+        dump_expr(e->a, out);
+        fputc(' ', out);
+        dump_expr(e->b, out);
+        fputc(')', out);
+        break;
+    case EX_CALL:
+        fprintf(out, "(call %s", e->name);
+        for (arg *a = e->args; a; a = a->next) {
+            fputc(' ', out);
+            if (a->name)
+                fprintf(out, "%s=", a->name);
+            dump_expr(a->value, out);
+        }
+        fputc(')', out);
+        break;
+    }
+}
+
+static void dump_stmts(const stmt *s, int ind, FILE *out)
+{
+    for (; s; s = s->next) {
+        fprintf(out, "%*s", ind, "");
+        switch (s->kind) {
+        case ST_STATE:
+            fprintf(out, "state");
+            for (statevar *v = s->vars; v; v = v->next) {
+                fprintf(out, " %s", v->name);
+                if (v->size)
+                    fprintf(out, "[%d]", v->size);
+                fputc('=', out);
+                dump_expr(v->init, out);
+            }
+            fputc('\n', out);
+            break;
+        case ST_ASSIGN:
+            fprintf(out, "%s", s->target);
+            if (s->index) {
+                fputc('[', out);
+                dump_expr(s->index, out);
+                fputc(']', out);
+            }
+            if (s->aop == '=')
+                fprintf(out, " = ");
+            else
+                fprintf(out, " %c= ", s->aop);
+            dump_expr(s->value, out);
+            fputc('\n', out);
+            break;
+        case ST_FOR:
+            fprintf(out, "for %s in ", s->var);
+            dump_expr(s->lo, out);
+            fprintf(out, "..");
+            dump_expr(s->hi, out);
+            fputc('\n', out);
+            dump_stmts(s->body, ind + 2, out);
+            break;
+        }
+    }
+}
+
+static int cmd_emit(int argc, char **argv)
+{
+    if (argc < 2)
+        return fail("%s", "usage: celo emit ast|ir|llvm|llvm-raw|opencl|obj FILE.celo [RULE] [-o OUT]");
+    const char *what = argv[0], *file = argv[1], *name = NULL, *out = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-o") && i + 1 < argc)
+            out = argv[++i];
+        else if (!name)
+            name = argv[i];
+        else
+            return fail("emit: unexpected argument '%s'", argv[i]);
+    }
+    if (strcmp(what, "ast") && strcmp(what, "ir") && strcmp(what, "llvm") && strcmp(what, "llvm-raw") &&
+        strcmp(what, "opencl") && strcmp(what, "obj"))
+        return fail("emit: unknown form '%s' (ast, ir, llvm, llvm-raw, opencl or obj)", what);
+    if (!strcmp(what, "obj") && !out)
+        return fail("%s", "emit obj needs -o RULES.o");
+    module m;
+    if (module_load(&m, file, stdlib_dir()) || diag_count) {
+        module_free(&m);
+        return 1;
+    }
+    rule *rules[512];
+    int n = 0, rc = 0, found = 0;
+    for (def *d = m.defs; d; d = d->next) {
+        if (d->kind == DEF_IMPORT || !module_is_user(&m, d) || (name && strcmp(d->name, name)))
+            continue;
+        found = 1;
+        if (!strcmp(what, "ast")) {
+            printf("%s %s(", d->kind == DEF_TRANSFORM ? "transform" : "optimizer", d->name);
+            for (param *p = d->params; p; p = p->next) {
+                printf("%s%s=", p == d->params ? "" : ", ", p->name);
+                if (p->def)
+                    dump_expr(p->def, stdout);
+            }
+            printf(")\n");
+            if (d->chain)
+                for (arg *a = d->chain; a; a = a->next) {
+                    printf("  chain ");
+                    dump_expr(a->value, stdout);
+                    printf("\n");
+                }
+            dump_stmts(d->body, 2, stdout);
+            continue;
+        }
+        if (d->kind != DEF_OPTIMIZER)
+            continue;
+        rule *r = rule_compile(&m, d);
+        if (!r) {
+            rc = 1;
+            continue;
+        }
+        if (n < 512)
+            rules[n++] = r;
+    }
+    if (name && !found) {
+        fprintf(stderr, "celo: %s defines no rule '%s'\n", file, name);
+        rc = 1;
+    }
+    char err[1024] = "";
+    if (!rc && strcmp(what, "ast")) {
+        for (int i = 0; i < n && !rc; i++) {
+            if (!strcmp(what, "ir"))
+                rule_dump(rules[i], stdout);
+            else if (!strcmp(what, "llvm") || !strcmp(what, "llvm-raw"))
+                rc = llvm_dump_ir(rules[i], !strcmp(what, "llvm"), stdout, err, sizeof err) ? 1 : 0;
+            else if (!strcmp(what, "opencl")) {
+                char *src = celo_opencl_source(&rules[i]->prog);
+                fputs(src, stdout);
+                free(src);
+            }
+        }
+        if (!rc && !strcmp(what, "obj")) {
+            char hdr[PATH_MAX];
+            snprintf(hdr, sizeof hdr, "%s", out);
+            char *dot = strrchr(hdr, '.');
+            if (dot && !strchr(dot, '/'))
+                strcpy(dot, ".h");
+            else
+                strncat(hdr, ".h", sizeof hdr - strlen(hdr) - 1);
+            rc = llvm_emit_object(rules, n, out, hdr, err, sizeof err) ? 1 : 0;
+        }
+        if (rc)
+            fprintf(stderr, "celo: %s\n", err);
+    }
+    for (int i = 0; i < n; i++)
+        rule_free(rules[i]);
+    module_free(&m);
+    return rc || diag_count ? 1 : 0;
+}
+
+static int write_state(const celo_state *st, const char *dir)
+{
+    if (mkdir(dir, 0777) && errno != EEXIST)
+        return fail("--state-out: cannot create directory '%s'", dir);
+    const celo_program *P = st->prog;
+    for (int s = 0; s < P->nstate; s++) {
+        char path[PATH_MAX], err[512];
+        snprintf(path, sizeof path, "%s/%s.npy", dir, P->state[s].name);
+        int64_t shp[8];
+        int nd;
+        switch (P->state[s].dom) {
+        case CELO_ELEM:
+            nd = st->ndim;
+            memcpy(shp, st->shape, sizeof shp);
+            break;
+        case CELO_ROW: nd = 1; shp[0] = st->R; break;
+        case CELO_COL: nd = 1; shp[0] = st->C; break;
+        default: nd = 0; break;
+        }
+        if (celo_npy_write(path, st->slot[s], nd, shp, err, sizeof err))
+            return fail("%s", err);
+    }
+    return 0;
+}
+
+static int cmd_apply(int argc, char **argv)
+{
+    const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL;
+    backend_kind be = BE_LLVM;
+    sets s = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--file") && more) file = argv[++i];
+        else if (!strcmp(a, "--param") && more) paramf = argv[++i];
+        else if (!strcmp(a, "--grads") && more) grads = argv[++i];
+        else if (!strcmp(a, "--out") && more) out = argv[++i];
+        else if (!strcmp(a, "--state-out") && more) stdir = argv[++i];
+        else if (!strcmp(a, "--set") && more) { if (parse_set(&s, argv[++i])) return 1; }
+        else if (!strcmp(a, "--backend") && more) { if (parse_backend(argv[++i], &be)) return 1; }
+        else if (a[0] == '-') return fail("apply: unknown or incomplete option '%s'", a);
+        else if (!name) name = a;
+        else return fail("apply: unexpected argument '%s'", a);
+    }
+    if (!name || !paramf || !grads || !out)
+        return fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
+                          "[--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
+    char err[1024];
+    celo_array P = {0}, G = {0};
+    if (celo_npy_read(paramf, &P, err, sizeof err) || celo_npy_read(grads, &G, err, sizeof err)) {
+        celo_array_free(&P);
+        return fail("%s", err);
+    }
+    int ok = G.ndim == P.ndim + 1;
+    for (int i = 0; ok && i < P.ndim; i++)
+        ok = G.shape[i + 1] == P.shape[i];
+    if (!ok) {
+        fprintf(stderr, "celo: %s: gradients must have shape [T, *param.shape]; param is [", grads);
+        for (int i = 0; i < P.ndim; i++)
+            fprintf(stderr, "%s%lld", i ? ", " : "", (long long)P.shape[i]);
+        fprintf(stderr, "], gradients are [");
+        for (int i = 0; i < G.ndim; i++)
+            fprintf(stderr, "%s%lld", i ? ", " : "", (long long)G.shape[i]);
+        fprintf(stderr, "]\n");
+        celo_array_free(&P);
+        celo_array_free(&G);
+        return 1;
+    }
+    module m;
+    rule *r = load_rule(&m, file, name);
+    int rc = 1;
+    float hp[64];
+    if (!r || apply_sets(&r->prog, &s, hp))
+        goto done;
+    if (be == BE_LLVM && llvm_jit_rules(&r, 1, err, sizeof err)) {
+        fail("%s", err);
+        goto done;
+    }
+    int64_t T = G.shape[0];
+    if (be == BE_OPENCL) {
+        celo_cl_rule *cr = celo_cl_rule_new(&r->prog, celo_opencl_source(&r->prog), P.ndim, P.shape, err, sizeof err);
+        if (!cr) {
+            fail("%s", err);
+            goto done;
+        }
+        for (int64_t t = 1; t <= T && rc; t++)
+            if (celo_cl_step(cr, P.data, G.data + (t - 1) * P.n, hp, t, t == T, err, sizeof err)) {
+                fail("%s", err);
+                celo_cl_rule_free(cr);
+                goto done;
+            }
+        if (stdir && celo_cl_state_read(cr, err, sizeof err)) {
+            fail("%s", err);
+            celo_cl_rule_free(cr);
+            goto done;
+        }
+        if (stdir && write_state(celo_cl_rule_state(cr), stdir)) {
+            celo_cl_rule_free(cr);
+            goto done;
+        }
+        celo_cl_rule_free(cr);
+    } else {
+        celo_state *st = celo_state_new(&r->prog, P.ndim, P.shape);
+        celo_step_opts o = {.interp = be == BE_INTERP};
+        for (int64_t t = 1; t <= T; t++)
+            if (celo_step(&r->prog, st, P.data, G.data + (t - 1) * P.n, hp, t, &o)) {
+                fail("%s", o.err);
+                celo_state_free(st);
+                goto done;
+            }
+        if (stdir && write_state(st, stdir)) {
+            celo_state_free(st);
+            goto done;
+        }
+        celo_state_free(st);
+    }
+    if (celo_npy_write(out, P.data, P.ndim, P.shape, err, sizeof err)) {
+        fail("%s", err);
+        goto done;
+    }
+    rc = 0;
+done:
+    rule_free(r);
+    module_free(&m);
+    celo_array_free(&P);
+    celo_array_free(&G);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    const char *name = NULL, *file = NULL;
+    long long size = 0;
+    int steps = 0, jit_all = 0;
+    backend_kind be = BE_LLVM;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--size") && more) size = atoll(argv[++i]);
+        else if (!strcmp(a, "--steps") && more) steps = atoi(argv[++i]);
+        else if (!strcmp(a, "--file") && more) file = argv[++i];
+        else if (!strcmp(a, "--jit-all")) jit_all = 1;
+        else if (!strcmp(a, "--backend") && more) { if (parse_backend(argv[++i], &be)) return 1; }
+        else if (a[0] == '-') return fail("bench: unknown or incomplete option '%s'", a);
+        else if (!name) name = a;
+        else return fail("bench: unexpected argument '%s'", a);
+    }
+    char err[1024];
+    if (jit_all) {
+        /* check + lower + fuse + JIT every stdlib rule, as one module */
+        double t0 = now_s();
+        module m;
+        if (module_load(&m, NULL, stdlib_dir()) || diag_count)
+            return 1;
+        rule *rules[512];
+        int n = 0;
+        for (def *d = m.defs; d; d = d->next)
+            if (d->kind == DEF_OPTIMIZER && n < 512) {
+                rules[n] = rule_compile(&m, d);
+                if (!rules[n])
+                    return 1;
+                n++;
+            }
+        double t1 = now_s();
+        if (llvm_jit_rules(rules, n, err, sizeof err))
+            return fail("%s", err);
+        double t2 = now_s();
+        printf("rules=%d check_ms=%.1f jit_ms_only=%.1f\n", n, 1e3 * (t1 - t0), 1e3 * (t2 - t1));
+        printf("jit_ms=%.1f\n", 1e3 * (t2 - t0));
+        for (int i = 0; i < n; i++)
+            rule_free(rules[i]);
+        module_free(&m);
+        return 0;
+    }
+    if (!name || size <= 0)
+        return fail("%s", "usage: celo bench RULE --size N [--backend interp|llvm|opencl] [--steps S]");
+    module m;
+    rule *r = load_rule(&m, file, name);
+    if (!r)
+        return 1;
+    float hp[64];
+    celo_program_defaults(&r->prog, hp);
+    if (be == BE_LLVM && llvm_jit_rules(&r, 1, err, sizeof err))
+        return fail("%s", err);
+    /* a matrix view close to square, so that factored rules see realistic rows and columns */
+    int64_t cols = 1;
+    while (cols * cols < size)
+        cols *= 2;
+    int64_t shape[2] = {size / cols, cols};
+    int nd = size % cols == 0 ? 2 : 1;
+    if (nd == 1)
+        shape[0] = size;
+    float *p = NULL, *g = NULL;
+    if (posix_memalign((void **)&p, 64, (size_t)size * 4) || posix_memalign((void **)&g, 64, (size_t)size * 4))
+        return fail("%s", "out of memory");
+    for (long long i = 0; i < size; i++) {
+        p[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+        g[i] = (float)((i * 40503u) % 997) * 1e-3f - 0.5f;
+    }
+    if (steps <= 0)
+        steps = size >= (1 << 22) ? 15 : size >= (1 << 16) ? 200 : 2000;
+    double *ts = malloc((size_t)steps * sizeof *ts);
+    celo_state *st = NULL;
+    celo_cl_rule *cr = NULL;
+    if (be == BE_OPENCL) {
+        cr = celo_cl_rule_new(&r->prog, celo_opencl_source(&r->prog), nd, shape, err, sizeof err);
+        if (!cr)
+            return fail("%s", err);
+    } else
+        st = celo_state_new(&r->prog, nd, shape);
+    celo_step_opts o = {.interp = be == BE_INTERP};
+    /* warm-up steps are not timed (first-touch of the state, PoCL's first-launch compile) */
+    for (int t = 1; t <= steps + 3; t++) {
+        double t0 = now_s();
+        int rc = cr ? celo_cl_step(cr, p, g, hp, t, 0, err, sizeof err) : celo_step(&r->prog, st, p, g, hp, t, &o);
+        if (cr && !rc)
+            rc = celo_cl_finish(cr, err, sizeof err);
+        if (rc)
+            return fail("%s", cr ? err : o.err);
+        if (t > 3)
+            ts[t - 4] = now_s() - t0;
+    }
+    qsort(ts, (size_t)steps, sizeof *ts, cmp_double);
+    double med = ts[steps / 2];
+    printf("rule=%s backend=%s size=%lld passes=%d steps=%d median_ms=%.3f min_ms=%.3f threads=%d\n", name,
+           be == BE_LLVM ? "llvm" : be == BE_OPENCL ? "opencl" : "interp", size, r->prog.npass, steps, 1e3 * med,
+           1e3 * ts[0], celo_threads());
+    printf("params_per_s=%.6g\n", (double)size / med);
+    free(ts);
+    free(p);
+    free(g);
+    celo_state_free(st);
+    celo_cl_rule_free(cr);
+    rule_free(r);
+    module_free(&m);
+    return 0;
+}
+
+static int cmd_rules(void)
+{
+    module m;
+    if (module_load(&m, NULL, stdlib_dir()) || diag_count)
+        return 1;
+    for (def *d = m.defs; d; d = d->next) {
+        if (d->kind == DEF_IMPORT)
+            continue;
+        rule *r = d->kind == DEF_OPTIMIZER ? rule_compile(&m, d) : NULL;
+        printf("%-10s %-20s", d->kind == DEF_OPTIMIZER ? "optimizer" : "transform", d->name);
+        for (param *p = d->params; p; p = p->next)
+            printf(" %s", p->name);
+        if (r)
+            printf("   [%d pass%s]", r->prog.npass, r->prog.npass == 1 ? "" : "es");
+        printf("\n");
+        rule_free(r);
+    }
+    module_free(&m);
+    return diag_count ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    const char *cmd = argv[1];
+    int rc;
+    if (!strcmp(cmd, "check"))
+        rc = cmd_check(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "emit"))
+        rc = cmd_emit(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "apply"))
+        rc = cmd_apply(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "bench"))
+        rc = cmd_bench(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "rules"))
+        rc = cmd_rules();
+    else {
+        fprintf(stderr, "celo: unknown command '%s'\n%s", cmd, usage);
+        rc = 1;
+    }
+    llvm_shutdown();
+    return rc;
+}

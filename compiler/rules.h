@@ -1,0 +1,45 @@
+/* rules.h — from parsed definitions to checked, lowered and fused update rules. */
+#ifndef CELO_RULES_H
+#define CELO_RULES_H
+
+#include "ast.h"
+#include "ir.h"
+
+#include <stdio.h>
+
+/* Every definition visible to a compilation: the user's files, their imports and the stdlib. */
+typedef struct {
+    arena ar;
+    def *defs;
+    srcfile *files[256];
+    int nfiles;
+    const char *stdlib_dir;
+} module;
+
+/* Loads PATH (NULL: only the stdlib), its imports, and the stdlib. Errors are reported; returns their count. */
+int module_load(module *m, const char *path, const char *stdlib_dir);
+void module_free(module *m);
+def *module_find(module *m, const char *name);
+/* The rules defined in PATH's own file (not imports or stdlib), for `celo check`. */
+int module_is_user(const module *m, const def *d);
+
+/* A lowered rule: owns a celo_program and everything it points to. */
+typedef struct {
+    celo_program prog;
+    celo_node *nodes;
+    celo_hparam *hp;
+    celo_stateslot *state;
+    celo_pass *passes;
+    char *strings; /* names, packed */
+    const def *src;
+} rule;
+
+/* Checks and lowers optimizer NAME; reports errors and returns NULL on failure. */
+rule *rule_compile(module *m, def *d);
+void rule_free(rule *r);
+/* Assigns passes (fuse.c). */
+void rule_fuse(rule *r);
+/* Text dump of the IR with its passes. */
+void rule_dump(const rule *r, FILE *out);
+
+#endif

@@ -1,0 +1,531 @@
+/* step.c — executing one optimizer step of a compiled program over one tensor.
+ *
+ * The order is fixed by the pass numbers the compiler stored in the nodes (see celort.h): host values, then
+ * for each element pass: the pass itself (compiled kernel or the interpreter, chunked over threads), the
+ * combination of reduction partials, staged orthogonalizations, and the small per-tensor/row/column values
+ * computed after it; finally the non-element state is committed. */
+#include "celort.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- scalar semantics shared by every back end ---- */
+double celo_eval_op(int op, double a, double b, double c)
+{
+    switch (op) {
+    case CELO_OP_NEG: return -a;
+    case CELO_OP_ADD: return a + b;
+    case CELO_OP_SUB: return a - b;
+    case CELO_OP_MUL: return a * b;
+    case CELO_OP_DIV: return a / b;
+    case CELO_OP_POW: return pow(a, b);
+    case CELO_OP_MIN: return fmin(a, b);
+    case CELO_OP_MAX: return fmax(a, b);
+    case CELO_OP_SQRT: return sqrt(a);
+    case CELO_OP_RSQRT: return 1.0 / sqrt(a);
+    case CELO_OP_EXP: return exp(a);
+    case CELO_OP_LOG: return log(a);
+    case CELO_OP_ABS: return fabs(a);
+    case CELO_OP_SIGN: return a > 0 ? 1.0 : a < 0 ? -1.0 : a;
+    case CELO_OP_TANH: return tanh(a);
+    case CELO_OP_SIGMOID: return 1.0 / (1.0 + exp(-a));
+    case CELO_OP_RELU: return a > 0 ? a : 0.0;
+    case CELO_OP_FLOOR: return floor(a);
+    case CELO_OP_LT: return a < b;
+    case CELO_OP_LE: return a <= b;
+    case CELO_OP_GT: return a > b;
+    case CELO_OP_GE: return a >= b;
+    case CELO_OP_EQ: return a == b;
+    case CELO_OP_NE: return a != b;
+    case CELO_OP_AND: return a != 0 && b != 0;
+    case CELO_OP_OR: return a != 0 || b != 0;
+    case CELO_OP_NOT: return a == 0;
+    case CELO_OP_SELECT: return a != 0 ? b : c;
+    default: return NAN;
+    }
+}
+
+/* Element-wise arithmetic is float32, exactly as the compiled kernels do it (no contraction, no fast-math). */
+static float eval_opf(int op, float a, float b, float c)
+{
+    switch (op) {
+    case CELO_OP_NEG: return -a;
+    case CELO_OP_ADD: return a + b;
+    case CELO_OP_SUB: return a - b;
+    case CELO_OP_MUL: return a * b;
+    case CELO_OP_DIV: return a / b;
+    case CELO_OP_POW: return powf(a, b);
+    case CELO_OP_MIN: return fminf(a, b);
+    case CELO_OP_MAX: return fmaxf(a, b);
+    case CELO_OP_SQRT: return sqrtf(a);
+    case CELO_OP_RSQRT: return 1.0f / sqrtf(a);
+    case CELO_OP_EXP: return expf(a);
+    case CELO_OP_LOG: return logf(a);
+    case CELO_OP_ABS: return fabsf(a);
+    case CELO_OP_SIGN: return a > 0 ? 1.0f : a < 0 ? -1.0f : a;
+    case CELO_OP_TANH: return tanhf(a);
+    case CELO_OP_SIGMOID: return 1.0f / (1.0f + expf(-a));
+    case CELO_OP_RELU: return a > 0 ? a : 0.0f;
+    case CELO_OP_FLOOR: return floorf(a);
+    case CELO_OP_LT: return a < b;
+    case CELO_OP_LE: return a <= b;
+    case CELO_OP_GT: return a > b;
+    case CELO_OP_GE: return a >= b;
+    case CELO_OP_EQ: return a == b;
+    case CELO_OP_NE: return a != b;
+    case CELO_OP_AND: return a != 0 && b != 0;
+    case CELO_OP_OR: return a != 0 || b != 0;
+    case CELO_OP_NOT: return a == 0;
+    case CELO_OP_SELECT: return a != 0 ? b : c;
+    default: return NAN;
+    }
+}
+
+static int is_elem_reduction(const celo_program *P, const celo_node *x)
+{
+    return (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && P->nodes[x->a].dom == CELO_ELEM;
+}
+
+/* ---- state ---- */
+static int64_t dom_len(int dom, int64_t n, int64_t R, int64_t C)
+{
+    return dom == CELO_ELEM ? n : dom == CELO_ROW ? R : dom == CELO_COL ? C : 1;
+}
+
+typedef struct {
+    /* scratch kept between steps so that a step allocates nothing */
+    double *val;     /* value of every host/scalar node (double) */
+    float *sc;       /* the same, as float: the kernels' scalar block */
+    float **ptr;     /* kernel pointer table */
+    float *vecs;     /* ROW/COL/ORTHO scratch of the nodes */
+    double *parts;   /* reduction partials of all chunks */
+    double ***chunkpart; /* per chunk: pointer table indexed by node */
+    int nchunks;
+} scratch;
+
+celo_state *celo_state_new(const celo_program *P, int ndim, const int64_t *shape)
+{
+    if (ndim < 0 || ndim > 8)
+        return NULL;
+    celo_state *st = calloc(1, sizeof *st);
+    st->prog = P;
+    st->ndim = ndim;
+    st->n = 1;
+    for (int i = 0; i < ndim; i++) {
+        st->shape[i] = shape[i];
+        st->n *= shape[i];
+    }
+    st->C = ndim ? shape[ndim - 1] : 1;
+    st->R = st->C ? st->n / st->C : 0;
+    st->slot = calloc((size_t)P->nstate + 1, sizeof *st->slot);
+    st->slotlen = calloc((size_t)P->nstate + 1, sizeof *st->slotlen);
+    int64_t total = 0;
+    for (int s = 0; s < P->nstate; s++) {
+        st->slotlen[s] = dom_len(P->state[s].dom, st->n, st->R, st->C);
+        total += (st->slotlen[s] + 15) & ~(int64_t)15; /* keep each slot 64-byte aligned */
+    }
+    if (posix_memalign((void **)&st->data, 64, (size_t)(total ? total : 16) * sizeof(float))) {
+        free(st->slot);
+        free(st->slotlen);
+        free(st);
+        return NULL;
+    }
+    int64_t off = 0;
+    for (int s = 0; s < P->nstate; s++) {
+        st->slot[s] = st->data + off;
+        off += (st->slotlen[s] + 15) & ~(int64_t)15;
+    }
+    return st;
+}
+
+static void scratch_free(scratch *s)
+{
+    if (!s)
+        return;
+    free(s->val);
+    free(s->sc);
+    free(s->ptr);
+    free(s->vecs);
+    free(s->parts);
+    if (s->chunkpart)
+        for (int c = 0; c < s->nchunks; c++)
+            free(s->chunkpart[c]);
+    free(s->chunkpart);
+    free(s);
+}
+
+void celo_state_free(celo_state *st)
+{
+    if (!st)
+        return;
+    scratch_free(st->scratch);
+    free(st->data);
+    free(st->slot);
+    free(st->slotlen);
+    free(st);
+}
+
+void celo_program_defaults(const celo_program *P, float *hp)
+{
+    for (int i = 0; i < P->nhp; i++)
+        hp[i] = (float)P->hp[i].def;
+}
+
+int celo_program_hp_index(const celo_program *P, const char *name)
+{
+    for (int i = 0; i < P->nhp; i++)
+        if (!strcmp(P->hp[i].name, name))
+            return i;
+    return -1;
+}
+
+/* ---- threads: the one place that sets them ---- */
+static int g_threads = 0;
+extern void openblas_set_num_threads(int);
+void celo_set_threads(int n)
+{
+    g_threads = n;
+#ifdef _OPENMP
+    if (n > 0)
+        omp_set_num_threads(n);
+#endif
+    if (n > 0)
+        openblas_set_num_threads(n);
+}
+int celo_threads(void)
+{
+#ifdef _OPENMP
+    return g_threads > 0 ? g_threads : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* ---- the interpreter: one element pass, node by node, element by element ---- */
+static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, int64_t C, float *const *ptr,
+                        const float *sc, double *const *part)
+{
+    int nn = P->nnodes, ns = P->nstate;
+    float *v = malloc((size_t)nn * sizeof *v);
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t r = i / C, c = i % C;
+        for (int j = 0; j < nn; j++) {
+            const celo_node *x = &P->nodes[j];
+            float val;
+            switch (x->dom) {
+            case CELO_HOST:
+            case CELO_SCALAR:
+                v[j] = sc[j];
+                continue;
+            case CELO_ROW:
+            case CELO_COL: {
+                const float *vec = x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + ns + j];
+                v[j] = vec ? vec[x->dom == CELO_ROW ? r : c] : NAN;
+                continue;
+            }
+            default:
+                break;
+            }
+            if (x->op == CELO_OP_ORTHO) {
+                if (x->pass == k)
+                    ptr[2 + ns + j][i] = v[x->a];
+                else if (x->pass < k)
+                    v[j] = ptr[2 + ns + j][i];
+                continue;
+            }
+            if (x->pass > k)
+                continue;
+            switch (x->op) {
+            case CELO_OP_P: val = ptr[0][i]; break;
+            case CELO_OP_G: val = ptr[1][i]; break;
+            case CELO_OP_STATE: val = ptr[2 + x->aux][i]; break;
+            default: val = eval_opf(x->op, v[x->a], x->b >= 0 ? v[x->b] : 0, x->c >= 0 ? v[x->c] : 0);
+            }
+            v[j] = val;
+        }
+        /* reductions computed by this pass */
+        for (int j = 0; j < nn; j++) {
+            const celo_node *x = &P->nodes[j];
+            if (!is_elem_reduction(P, x) || x->pass != k)
+                continue;
+            double *acc = part[j] + (x->dom == CELO_ROW ? r : x->dom == CELO_COL ? c : 0);
+            double a = v[x->a];
+            if (x->op == CELO_OP_SUM)
+                *acc += a;
+            else if (a > *acc || isnan(a))
+                *acc = a;
+        }
+        if (k == P->npass) {
+            for (int s = 0; s < ns; s++)
+                if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0)
+                    ptr[2 + s][i] = v[P->state[s].value];
+            if (P->p_value >= 0)
+                ptr[0][i] = v[P->p_value];
+        }
+    }
+    free(v);
+}
+
+/* ---- the small computations between passes ---- */
+static double small_at(const celo_program *P, const celo_state *st, const scratch *S, int j, int64_t r, int64_t c)
+{
+    const celo_node *x = &P->nodes[j];
+    switch (x->dom) {
+    case CELO_HOST:
+    case CELO_SCALAR:
+        return S->val[j];
+    case CELO_ROW:
+        return S->ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][r];
+    case CELO_COL:
+        return S->ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][c];
+    default:
+        (void)st;
+        return NAN;
+    }
+}
+
+/* Evaluates node j (not element-wise, not a reduction computed by a pass) into S. */
+static void eval_small(const celo_program *P, celo_state *st, scratch *S, int j, int64_t t, const float *hp)
+{
+    const celo_node *x = &P->nodes[j];
+    int64_t R = st->R, C = st->C;
+    if (x->dom == CELO_HOST || x->dom == CELO_SCALAR) {
+        double v;
+        switch (x->op) {
+        case CELO_OP_CONST: v = x->imm; break;
+        case CELO_OP_HP: v = hp[x->aux]; break;
+        case CELO_OP_T: v = (double)t; break;
+        case CELO_OP_STATE: v = st->slot[x->aux][0]; break;
+        case CELO_OP_NUMEL: v = (double)st->n; break;
+        case CELO_OP_NROWS: v = (double)R; break;
+        case CELO_OP_NCOLS: v = (double)C; break;
+        case CELO_OP_SUM:
+        case CELO_OP_MAXR: {
+            /* reduction of a broadcast per-tensor/row/column value over all elements */
+            const celo_node *a = &P->nodes[x->a];
+            int64_t len = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
+            double rep = a->dom == CELO_ROW ? (double)C : a->dom == CELO_COL ? (double)R : (double)st->n;
+            double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
+            for (int64_t q = 0; q < len; q++) {
+                double e = small_at(P, st, S, x->a, q, q);
+                acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
+            }
+            v = x->op == CELO_OP_SUM ? acc * rep : acc;
+            break;
+        }
+        default:
+            v = celo_eval_op(x->op, S->val[x->a], x->b >= 0 ? S->val[x->b] : 0, x->c >= 0 ? S->val[x->c] : 0);
+        }
+        S->val[j] = v;
+        S->sc[j] = (float)v;
+        return;
+    }
+    if (x->op == CELO_OP_STATE)
+        return; /* read from the slot directly */
+    float *out = S->ptr[2 + P->nstate + j];
+    int64_t len = x->dom == CELO_ROW ? R : C;
+    if (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) {
+        /* row reduction of a column value (or the reverse), or of a scalar: reduce the broadcast */
+        const celo_node *a = &P->nodes[x->a];
+        for (int64_t q = 0; q < len; q++) {
+            if (a->dom == x->dom) {
+                double e = small_at(P, st, S, x->a, q, q);
+                out[q] = (float)(x->op == CELO_OP_SUM ? e * (double)(x->dom == CELO_ROW ? C : R) : e);
+                continue;
+            }
+            int64_t olen = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
+            double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
+            for (int64_t o = 0; o < olen; o++) {
+                double e = small_at(P, st, S, x->a, o, o);
+                acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
+            }
+            if (x->op == CELO_OP_SUM && olen == 1)
+                acc *= (double)(x->dom == CELO_ROW ? C : R);
+            out[q] = (float)acc;
+        }
+        return;
+    }
+    for (int64_t q = 0; q < len; q++) {
+        double a = small_at(P, st, S, x->a, q, q);
+        double b = x->b >= 0 ? small_at(P, st, S, x->b, q, q) : 0;
+        double c = x->c >= 0 ? small_at(P, st, S, x->c, q, q) : 0;
+        out[q] = (float)celo_eval_op(x->op, a, b, c);
+    }
+}
+
+/* ---- scratch set-up ---- */
+static scratch *scratch_get(celo_state *st, int nchunks)
+{
+    const celo_program *P = st->prog;
+    scratch *S = st->scratch;
+    if (S && S->nchunks == nchunks)
+        return S;
+    scratch_free(S);
+    S = calloc(1, sizeof *S);
+    int nn = P->nnodes, ns = P->nstate;
+    S->val = calloc((size_t)nn + 1, sizeof *S->val);
+    S->sc = calloc((size_t)nn + 1, sizeof *S->sc);
+    S->ptr = calloc((size_t)(2 + ns + nn), sizeof *S->ptr);
+    int64_t vtot = 0, ptot = 0;
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->op == CELO_OP_ORTHO)
+            vtot += (st->n + 15) & ~(int64_t)15;
+        else if ((x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE)
+            vtot += (dom_len(x->dom, st->n, st->R, st->C) + 15) & ~(int64_t)15;
+        if (is_elem_reduction(P, x))
+            ptot += dom_len(x->dom, st->n, st->R, st->C);
+    }
+    if (posix_memalign((void **)&S->vecs, 64, (size_t)(vtot ? vtot : 16) * sizeof(float)))
+        S->vecs = NULL;
+    S->parts = calloc((size_t)(ptot ? ptot : 1) * (size_t)nchunks, sizeof *S->parts);
+    S->nchunks = nchunks;
+    S->chunkpart = calloc((size_t)nchunks, sizeof *S->chunkpart);
+    int64_t voff = 0;
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->op == CELO_OP_ORTHO) {
+            S->ptr[2 + ns + j] = S->vecs + voff;
+            voff += (st->n + 15) & ~(int64_t)15;
+        } else if ((x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE) {
+            S->ptr[2 + ns + j] = S->vecs + voff;
+            voff += (dom_len(x->dom, st->n, st->R, st->C) + 15) & ~(int64_t)15;
+        }
+    }
+    for (int c = 0; c < nchunks; c++) {
+        S->chunkpart[c] = calloc((size_t)nn + 1, sizeof **S->chunkpart);
+        int64_t poff = 0;
+        for (int j = 0; j < nn; j++)
+            if (is_elem_reduction(P, &P->nodes[j])) {
+                S->chunkpart[c][j] = S->parts + (size_t)c * (size_t)ptot + poff;
+                poff += dom_len(P->nodes[j].dom, st->n, st->R, st->C);
+            }
+    }
+    st->scratch = S;
+    return S;
+}
+
+int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
+              celo_step_opts *opts)
+{
+    if (st->prog != P) {
+        if (opts)
+            snprintf(opts->err, sizeof opts->err, "state belongs to rule '%s', not '%s'", st->prog->name, P->name);
+        return -1;
+    }
+    int nt = opts && opts->nthreads > 0 ? opts->nthreads : celo_threads();
+    int64_t n = st->n;
+    int nchunks = n < 65536 ? 1 : nt;
+    scratch *S = scratch_get(st, nchunks);
+    if (!S->vecs) {
+        if (opts)
+            snprintf(opts->err, sizeof opts->err, "out of memory");
+        return -1;
+    }
+    int nn = P->nnodes, ns = P->nstate;
+    S->ptr[0] = p;
+    S->ptr[1] = (float *)g;
+    for (int s = 0; s < ns; s++)
+        S->ptr[2 + s] = st->slot[s];
+
+    /* Host values (and stage-0 per-tensor values); on the first step, initial state. */
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->dom != CELO_ELEM && x->pass == 0 && !is_elem_reduction(P, x) && x->dom == CELO_HOST)
+            eval_small(P, st, S, j, t, hp);
+    }
+    if (st->t == 0)
+        for (int s = 0; s < ns; s++) {
+            float v = S->sc[P->state[s].init];
+            for (int64_t q = 0; q < st->slotlen[s]; q++)
+                st->slot[s][q] = v;
+        }
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->dom != CELO_ELEM && x->dom != CELO_HOST && x->pass == 0 && !is_elem_reduction(P, x))
+            eval_small(P, st, S, j, t, hp);
+    }
+
+    int use_interp = opts && opts->interp;
+    for (int k = 1; k <= P->npass; k++) {
+        /* identities for this pass's partials */
+        for (int c = 0; c < nchunks; c++)
+            for (int j = 0; j < nn; j++) {
+                const celo_node *x = &P->nodes[j];
+                if (!is_elem_reduction(P, x) || x->pass != k)
+                    continue;
+                int64_t len = dom_len(x->dom, n, st->R, st->C);
+                double id = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
+                for (int64_t q = 0; q < len; q++)
+                    S->chunkpart[c][j][q] = id;
+            }
+        celo_kernel_fn fn = use_interp ? NULL : P->passes[k - 1].fn;
+        int64_t per = (n + nchunks - 1) / nchunks;
+        per = (per + 63) & ~(int64_t)63;
+#pragma omp parallel for schedule(static, 1) num_threads(nchunks) if (nchunks > 1)
+        for (int c = 0; c < nchunks; c++) {
+            int64_t i0 = (int64_t)c * per, i1 = i0 + per < n ? i0 + per : n;
+            if (i0 >= i1)
+                continue;
+            if (fn)
+                fn(i0, i1, st->C, S->ptr, S->sc, S->chunkpart[c]);
+            else
+                interp_pass(P, k, i0, i1, st->C, S->ptr, S->sc, S->chunkpart[c]);
+        }
+        /* combine partials in chunk order (deterministic for a given thread count) */
+        for (int j = 0; j < nn; j++) {
+            const celo_node *x = &P->nodes[j];
+            if (!is_elem_reduction(P, x) || x->pass != k)
+                continue;
+            int64_t len = dom_len(x->dom, n, st->R, st->C);
+            for (int64_t q = 0; q < len; q++) {
+                double acc = S->chunkpart[0][j][q];
+                for (int c = 1; c < nchunks; c++) {
+                    double e = S->chunkpart[c][j][q];
+                    acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
+                }
+                if (x->dom == CELO_SCALAR) {
+                    S->val[j] = acc;
+                    S->sc[j] = (float)acc;
+                } else
+                    S->ptr[2 + ns + j][q] = (float)acc;
+            }
+        }
+        for (int j = 0; j < nn; j++) {
+            const celo_node *x = &P->nodes[j];
+            if (x->op == CELO_OP_ORTHO && x->pass == k)
+                if (celo_orthogonalize(S->ptr[2 + ns + j], 1, st->R, st->C, x->aux)) {
+                    if (opts)
+                        snprintf(opts->err, sizeof opts->err, "orthogonalize: out of memory");
+                    return -1;
+                }
+        }
+        for (int j = 0; j < nn; j++) {
+            const celo_node *x = &P->nodes[j];
+            if (x->dom != CELO_ELEM && x->pass == k && !is_elem_reduction(P, x))
+                eval_small(P, st, S, j, t, hp);
+        }
+    }
+    /* commit the state that is not element-wise (element-wise state was written by the last pass) */
+    for (int s = 0; s < ns; s++) {
+        int v = P->state[s].value;
+        if (v < 0 || P->state[s].dom == CELO_ELEM)
+            continue;
+        const celo_node *x = &P->nodes[v];
+        for (int64_t q = 0; q < st->slotlen[s]; q++) {
+            float val;
+            if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
+                val = S->sc[v];
+            else
+                val = (x->op == CELO_OP_STATE ? S->ptr[2 + x->aux] : S->ptr[2 + ns + v])[q];
+            st->slot[s][q] = val;
+        }
+    }
+    st->t = t;
+    return 0;
+}

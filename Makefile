@@ -49,10 +49,6 @@ $(BUILD)/compiler/llvm.o: compiler/llvm.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LLVM_CFLAGS) -MMD -c $< -o $@
 
-$(BUILD)/compiler/emit_obj.o: compiler/emit_obj.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LLVM_CFLAGS) -MMD -c $< -o $@
-
 $(BUILD)/%.o: %.c $(BUILD)/gen/parser.h $(BUILD)/gen/lexer.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -c $< -o $@

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     LLVMContextRef ctx;
@@ -633,6 +634,155 @@ int llvm_dump_ir(const rule *r, int optimized, FILE *out, char *err, size_t errl
         fputs(s, out);
         LLVMDisposeMessage(s);
     }
+    LLVMDisposeBuilder(g.b);
+    LLVMDisposeModule(g.mod);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    return rc;
+}
+
+/* ---- object files: the kernels plus a celo_program for each rule, linkable into any C program ---- */
+static LLVMValueRef const_str(cg *g, const char *s, const char *gname)
+{
+    LLVMValueRef init = LLVMConstStringInContext(g->ctx, s, (unsigned)strlen(s), 0);
+    LLVMValueRef gv = LLVMAddGlobal(g->mod, LLVMTypeOf(init), gname);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    return gv;
+}
+
+static LLVMValueRef const_array_global(cg *g, LLVMTypeRef elty, LLVMValueRef *els, unsigned n, const char *gname)
+{
+    LLVMValueRef init = LLVMConstArray2(elty, els, n);
+    LLVMValueRef gv = LLVMAddGlobal(g->mod, LLVMTypeOf(init), gname);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    return gv;
+}
+
+static LLVMValueRef ci32(cg *g, long long v) { return LLVMConstInt(g->i32, (unsigned long long)v, 1); }
+static LLVMValueRef ci8(cg *g, int v) { return LLVMConstInt(LLVMInt8TypeInContext(g->ctx), (unsigned long long)v, 0); }
+
+static void emit_program_table(cg *g, const rule *r)
+{
+    const celo_program *P = &r->prog;
+    char gname[300];
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(g->ctx);
+    /* the same layouts as the C structs of celort.h (natural alignment on both sides) */
+    LLVMTypeRef node_f[9] = {i8, i8, i8, i8, g->i32, g->i32, g->i32, g->i32, g->f64};
+    LLVMTypeRef node_t = LLVMStructTypeInContext(g->ctx, node_f, 9, 0);
+    LLVMTypeRef hp_f[2] = {g->ptr, g->f64};
+    LLVMTypeRef hp_t = LLVMStructTypeInContext(g->ctx, hp_f, 2, 0);
+    LLVMTypeRef st_f[4] = {g->ptr, i8, g->i32, g->i32};
+    LLVMTypeRef st_t = LLVMStructTypeInContext(g->ctx, st_f, 4, 0);
+    LLVMTypeRef pass_f[2] = {g->ptr, g->i32};
+    LLVMTypeRef pass_t = LLVMStructTypeInContext(g->ctx, pass_f, 2, 0);
+    LLVMTypeRef prog_f[10] = {g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->i32, g->ptr};
+    LLVMTypeRef prog_t = LLVMStructTypeInContext(g->ctx, prog_f, 10, 0);
+
+    LLVMValueRef *els = calloc((size_t)P->nnodes + (size_t)P->nhp + (size_t)P->nstate + (size_t)P->npass + 1, sizeof *els);
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        LLVMValueRef f[9] = {ci8(g, x->op), ci8(g, x->dom), ci8(g, x->pass), ci8(g, x->flags), ci32(g, x->a),
+                             ci32(g, x->b), ci32(g, x->c), ci32(g, x->aux), LLVMConstReal(g->f64, x->imm)};
+        els[j] = LLVMConstNamedStruct(node_t, f, 9);
+    }
+    snprintf(gname, sizeof gname, "celo_%s_nodes", P->name);
+    LLVMValueRef nodes = const_array_global(g, node_t, els, (unsigned)P->nnodes, gname);
+    for (int i = 0; i < P->nhp; i++) {
+        snprintf(gname, sizeof gname, "celo_%s_hpname%d", P->name, i);
+        LLVMValueRef f[2] = {const_str(g, P->hp[i].name, gname), LLVMConstReal(g->f64, P->hp[i].def)};
+        els[i] = LLVMConstNamedStruct(hp_t, f, 2);
+    }
+    snprintf(gname, sizeof gname, "celo_%s_hp", P->name);
+    LLVMValueRef hps = const_array_global(g, hp_t, els, (unsigned)P->nhp, gname);
+    for (int s = 0; s < P->nstate; s++) {
+        snprintf(gname, sizeof gname, "celo_%s_statename%d", P->name, s);
+        LLVMValueRef f[4] = {const_str(g, P->state[s].name, gname), ci8(g, P->state[s].dom), ci32(g, P->state[s].init),
+                             ci32(g, P->state[s].value)};
+        els[s] = LLVMConstNamedStruct(st_t, f, 4);
+    }
+    snprintf(gname, sizeof gname, "celo_%s_state", P->name);
+    LLVMValueRef sts = const_array_global(g, st_t, els, (unsigned)P->nstate, gname);
+    for (int k = 1; k <= P->npass; k++) {
+        snprintf(gname, sizeof gname, "celo_%s_pass%d", P->name, k);
+        LLVMValueRef f[2] = {LLVMGetNamedFunction(g->mod, gname), ci32(g, k)};
+        els[k - 1] = LLVMConstNamedStruct(pass_t, f, 2);
+    }
+    snprintf(gname, sizeof gname, "celo_%s_passes", P->name);
+    LLVMValueRef passes = const_array_global(g, pass_t, els, (unsigned)P->npass, gname);
+    snprintf(gname, sizeof gname, "celo_%s_name", P->name);
+    LLVMValueRef pf[10] = {const_str(g, P->name, gname), ci32(g, P->nnodes), nodes, ci32(g, P->nhp), hps,
+                           ci32(g, P->nstate), sts, ci32(g, P->p_value), ci32(g, P->npass), passes};
+    snprintf(gname, sizeof gname, "celo_rule_%s", P->name);
+    LLVMValueRef prog = LLVMAddGlobal(g->mod, prog_t, gname);
+    LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_t, pf, 10));
+    LLVMSetGlobalConstant(prog, 1);
+    free(els);
+}
+
+static int write_header(rule **rules, int n, const char *path, char *err, size_t errlen)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot write", path);
+        return -1;
+    }
+    fprintf(f, "/* Generated by `celo emit obj`: update rules compiled to machine code for this CPU.\n"
+               " * Link the object file with libcelort.a and call celo_step() (see celort.h). */\n"
+               "#pragma once\n#include \"celort.h\"\n\n");
+    for (int i = 0; i < n; i++) {
+        const celo_program *P = &rules[i]->prog;
+        fprintf(f, "/* %s: %d pass%s over memory.\n *   hyper-parameters (hp[] index = default):", P->name, P->npass,
+                P->npass == 1 ? "" : "es");
+        for (int k = 0; k < P->nhp; k++)
+            fprintf(f, "%s %d %s = %.9g", k ? "," : "", k, P->hp[k].name, P->hp[k].def);
+        fprintf(f, "\n *   state slots:");
+        for (int s = 0; s < P->nstate; s++)
+            fprintf(f, "%s %s", s ? "," : "", P->state[s].name);
+        fprintf(f, "%s */\nextern const celo_program celo_rule_%s;\n", P->nstate ? "" : " none", P->name);
+    }
+    int bad = ferror(f);
+    bad |= fflush(f) != 0;
+    bad |= fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path)) {
+        snprintf(err, errlen, "%s: write failed", path);
+        return -1;
+    }
+    return 0;
+}
+
+int llvm_emit_object(rule **rules, int n, const char *obj_path, const char *header_path, char *err, size_t errlen)
+{
+    LLVMTargetMachineRef tm = host_tm(err, errlen);
+    if (!tm)
+        return -1;
+    LLVMContextRef ctx = LLVMContextCreate();
+    cg g;
+    cg_init(&g, ctx, "celo_rules");
+    int rc = build_module(&g, rules, n, tm, 1, err, errlen);
+    if (!rc) {
+        for (int i = 0; i < n; i++)
+            emit_program_table(&g, rules[i]);
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", obj_path);
+        char *msg = NULL;
+        if (LLVMTargetMachineEmitToFile(tm, g.mod, tmp, LLVMObjectFile, &msg)) {
+            snprintf(err, errlen, "%s: %s", obj_path, msg);
+            LLVMDisposeMessage(msg);
+            rc = -1;
+        } else if (rename(tmp, obj_path)) {
+            snprintf(err, errlen, "%s: cannot rename the temporary file", obj_path);
+            rc = -1;
+        }
+    }
+    if (!rc)
+        rc = write_header(rules, n, header_path, err, errlen);
     LLVMDisposeBuilder(g.b);
     LLVMDisposeModule(g.mod);
     LLVMContextDispose(ctx);

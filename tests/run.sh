@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The test runner behind `make test`. Every check prints one line (ok / FAIL / skip); the last line is
+# "N passed, N failed, N skipped". Exit status 1 when anything failed.
+#
+# Tiers:
+#   golden   every stdlib rule × shape × back end against reference values from PyTorch/optax (tests/golden/)
+#   agree    the three back ends against each other on every case
+#   ir       golden IR dumps (fusion decisions), including chain(...) == hand-written rule
+#   diag     bad .celo files and their exact diagnostics (tests/diag/)
+#   cli      command-line errors on bad input
+#   obj      `celo emit obj` linked into a C program
+#   unit     C unit tests (build/tests/*)
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+CELO=$BUILD/celo
+CMP=$BUILD/tests/tools/npycmp
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/celo-test.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+export CELO_CACHE_DIR=$TMP/cache
+pass=0 failn=0 skip=0
+ok() { pass=$((pass + 1)); [ -n "${VERBOSE:-}" ] && echo "ok   $*"; return 0; }
+bad() { failn=$((failn + 1)); echo "FAIL $*"; }
+skp() { skip=$((skip + 1)); echo "skip $*"; }
+ONLY=${ONLY:-}
+want() { [ -z "$ONLY" ] || [[ "$1" == $ONLY* ]]; }
+
+# OpenCL is tested wherever a device exists (PoCL on the CPU is installed by scripts/install-deps.sh).
+have_ocl=0
+if command -v clinfo >/dev/null 2>&1 && clinfo -l 2>/dev/null | grep -q Device; then have_ocl=1
+elif [ -e /etc/OpenCL/vendors/pocl.icd ]; then have_ocl=1; fi
+backends="interp llvm"
+[ $have_ocl = 1 ] && backends="interp llvm opencl"
+
+# ---- golden + agree ----
+if want golden || want agree; then
+    while read -r case rule shape; do
+        [ -z "$case" ] && continue
+        d=tests/golden/$case/$shape
+        sets=()
+        if [ -f "$d/set" ]; then while IFS= read -r kv; do [ -n "$kv" ] && sets+=(--set "$kv"); done <"$d/set"; fi
+        tol=1e-5
+        [ -f "$d/tol" ] && tol=$(head -n1 "$d/tol")
+        for be in $backends; do
+            out=$TMP/$case-$shape-$be.npy
+            if ! $CELO apply "$rule" --param "$d/p0.npy" --grads "$d/grads.npy" "${sets[@]}" --backend "$be" \
+                --out "$out" 2>"$TMP/err"; then
+                bad "golden $case $shape $be: celo apply failed: $(head -c 300 "$TMP/err")"
+                continue
+            fi
+            if r=$($CMP "$out" "$d/out.npy" --rtol "$tol" 2>&1); then ok "golden $case $shape $be ($r)"
+            else bad "golden $case $shape $be: $r (tolerance $tol)"; fi
+        done
+        # back ends against the interpreter: LLVM computes the same float32 operations in the same order
+        for be in $backends; do
+            [ "$be" = interp ] && continue
+            a=$TMP/$case-$shape-interp.npy b=$TMP/$case-$shape-$be.npy
+            [ -f "$a" ] && [ -f "$b" ] || continue
+            atol=0
+            [ "$be" = opencl ] && atol=1e-6
+            if r=$($CMP "$b" "$a" --rtol "$atol" 2>&1); then ok "agree $case $shape $be=interp ($r)"
+            else bad "agree $case $shape $be vs interp: $r (tolerance $atol)"; fi
+        done
+    done <tests/golden/cases.txt
+    [ $have_ocl = 0 ] && skp "golden/agree opencl: no OpenCL device"
+fi
+
+# ---- golden IR: the pass structure the fuser chose, and chain(...) lowering to the hand-written kernel ----
+if want ir; then
+    for f in tests/ir/*.celo; do
+        exp=${f%.celo}.ir
+        if $CELO emit ir "$f" >"$TMP/ir" 2>&1 && diff -u "$exp" "$TMP/ir" >"$TMP/diff"; then ok "ir $f"
+        else bad "ir $f: $(head -c 600 "$TMP/diff" "$TMP/ir" | head -20)"; fi
+    done
+    for f in tests/ir/same/*.celo; do
+        [ -f "$f" ] || continue
+        # each file defines rules `a` and `b` that must compile to identical IR
+        $CELO emit ir "$f" a 2>&1 | sed 1s/^rule\ a:/rule:/ >"$TMP/a"
+        $CELO emit ir "$f" b 2>&1 | sed 1s/^rule\ b:/rule:/ >"$TMP/b"
+        if diff -u "$TMP/a" "$TMP/b" >"$TMP/diff" && grep -q "^rule: 1 pass" "$TMP/a"; then ok "ir-same $f"
+        else bad "ir-same $f: $(head -30 "$TMP/diff")"; fi
+    done
+fi
+
+# ---- diagnostics: each bad file's stderr must equal its .err file, and the exit status must be 1 ----
+if want diag; then
+    for f in tests/diag/*.celo; do
+        exp=${f%.celo}.err
+        $CELO check "$f" >/dev/null 2>"$TMP/err"
+        rc=$?
+        if [ $rc = 1 ] && diff -u "$exp" "$TMP/err" >"$TMP/diff"; then ok "diag $f"
+        else bad "diag $f (exit $rc): $(head -30 "$TMP/diff")"; fi
+    done
+fi
+
+# ---- command-line errors: one clear line, exit 1, never a crash ----
+if want cli; then
+    clicase() { # name, expected substring, command...
+        local name=$1 expect=$2
+        shift 2
+        "$@" >/dev/null 2>"$TMP/err"
+        local rc=$?
+        if [ $rc = 1 ] && grep -qF -- "$expect" "$TMP/err"; then ok "cli $name"
+        else bad "cli $name: exit $rc, stderr: $(head -c 300 "$TMP/err")"; fi
+    }
+    d=tests/golden/adamw/64x33
+    printf 'not an npy file' >"$TMP/bad.npy"
+    head -c 100 "$d/p0.npy" >"$TMP/trunc.npy"
+    clicase bad-npy "$TMP/bad.npy" $CELO apply adamw --param "$TMP/bad.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase trunc-npy "$TMP/trunc.npy" $CELO apply adamw --param "$TMP/trunc.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase missing-npy "nope.npy" $CELO apply adamw --param "$TMP/nope.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase shape "[T, *param.shape]" $CELO apply adamw --param "$d/p0.npy" --grads tests/golden/adamw/1000/grads.npy --out "$TMP/o.npy"
+    clicase unknown-hp "did you mean 'lr'? (valid: lr, b1, b2, eps, wd)" $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --set lrr=1 --out "$TMP/o.npy"
+    clicase bad-set "not a finite number" $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --set lr=abc --out "$TMP/o.npy"
+    clicase unknown-rule "did you mean 'adamw'?" $CELO apply adamx --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase unknown-backend "unknown backend" $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --backend cuda --out "$TMP/o.npy"
+    clicase transform-as-rule "is a transform" $CELO apply scale --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase missing-file "cannot open" $CELO check "$TMP/none.celo"
+    clicase binary-file "not a text file" $CELO check "$BUILD/celo"
+    # the output file is written atomically: a failed run leaves an existing output untouched
+    cp "$d/p0.npy" "$TMP/keep.npy"
+    $CELO apply adamw --param "$d/p0.npy" --grads "$TMP/bad.npy" --out "$TMP/keep.npy" 2>/dev/null
+    if cmp -s "$d/p0.npy" "$TMP/keep.npy"; then ok "cli atomic-out"; else bad "cli atomic-out: output changed by a failed run"; fi
+fi
+
+# ---- object files: rules compiled ahead of time, linked into a C program, same numbers as the JIT ----
+if want obj; then
+    if $CELO emit obj stdlib/adamw.celo -o "$TMP/rules.o" 2>"$TMP/err" &&
+        ${CC:-gcc} -std=c11 -O2 -Iruntime -I"$TMP" tests/obj/use_rules.c "$TMP/rules.o" "$BUILD/libcelort.a" \
+            -o "$TMP/use_rules" -L/usr/lib/x86_64-linux-gnu/openblas-openmp -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
+            -lopenblas -lOpenCL -lm -fopenmp 2>>"$TMP/err"; then
+        d=tests/golden/adamw/64x33
+        if "$TMP/use_rules" "$d/p0.npy" "$d/grads.npy" "$TMP/obj.npy" 2>>"$TMP/err" &&
+            $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/jit.npy" &&
+            r=$($CMP "$TMP/obj.npy" "$TMP/jit.npy" --rtol 0 2>&1); then ok "obj adamw ($r)"
+        else bad "obj adamw: $(head -c 400 "$TMP/err") $r"; fi
+    else bad "obj: $(head -c 400 "$TMP/err")"; fi
+fi
+
+# ---- unit tests ----
+if want unit; then
+    for t in "$BUILD"/tests/*; do
+        [ -f "$t" ] && [ -x "$t" ] || continue
+        if "$t" >"$TMP/unit" 2>&1; then ok "unit $(basename "$t")"
+        else bad "unit $(basename "$t"): $(tail -20 "$TMP/unit")"; fi
+    done
+fi
+
+echo "$pass passed, $failn failed, $skip skipped"
+[ $failn = 0 ]

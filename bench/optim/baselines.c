@@ -2,11 +2,13 @@
  * Hand-written C baselines for bench/optim: AdamW, Lion and Adafactor (torch.optim formulas), each as
  *   fused   - the fewest passes over memory a person writes by hand (one for AdamW and Lion, three for Adafactor);
  *   unfused - one OpenMP loop per arithmetic operation over temporary arrays, the way an eager framework runs it;
+ *   traffic - the memory traffic of the fused version with trivial arithmetic (a bound for the rule's own access
+ *             pattern);
  * and a STREAM triad (a[i] = b[i] + s*c[i]) for the memory-bandwidth bound.
  *
  * Build: gcc -O3 -march=native -fno-math-errno -fopenmp baselines.c -o optbase -lm
  *        (also built as a shared library with -shared -fPIC -DOPTBASE_NO_MAIN for check_numerics.py)
- * Run:   optbase fused|unfused adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup W] [--max-s S]
+ * Run:   optbase fused|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup W] [--max-s S]
  *        optbase triad [--size N] [--reps K]
  * The last stdout line is params_per_s=<number> (median step time of the run), or triad_bytes_per_s=<number>.
  *
@@ -323,6 +325,35 @@ void triad(float *restrict a, const float *restrict b, const float *restrict c, 
     for (i64 i = 0; i < n; i++) a[i] = b[i] + s * c[i];
 }
 
+/* ------------------------------------------------------------------------------ same-traffic loops */
+/* The memory traffic of each fused rule with trivial arithmetic: a bound measured with the rule's own access
+ * pattern (read-only streams, read-modify-write streams), where the triad has a write-allocate stream. */
+void adamw_traffic(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, i64 n) {
+#pragma omp parallel for simd schedule(static)
+    for (i64 i = 0; i < n; i++) {
+        float gi = g[i] * 1e-6f;
+        p[i] += gi, m[i] += gi, v[i] += gi;
+    }
+}
+void lion_traffic(float *restrict p, const float *restrict g, float *restrict m, i64 n) {
+#pragma omp parallel for simd schedule(static)
+    for (i64 i = 0; i < n; i++) {
+        float gi = g[i] * 1e-6f;
+        p[i] += gi, m[i] += gi;
+    }
+}
+double adafactor_traffic(float *restrict p, const float *restrict g, i64 n) {
+    float s1 = 0.0f, s2 = 0.0f;
+#pragma omp parallel for simd schedule(static) reduction(+ : s1)
+    for (i64 i = 0; i < n; i++) s1 += p[i] * g[i];
+#pragma omp parallel for simd schedule(static) reduction(+ : s2)
+    for (i64 i = 0; i < n; i++) s2 += g[i];
+    const float k = 1e-6f;
+#pragma omp parallel for simd schedule(static)
+    for (i64 i = 0; i < n; i++) p[i] += k * g[i];
+    return (double)s1 + (double)s2;
+}
+
 #ifndef OPTBASE_NO_MAIN
 static double now_s(void) {
     struct timespec ts;
@@ -350,7 +381,7 @@ static float *alloc_init(i64 n, uint32_t seed, float lo, float hi) { /* first to
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: optbase fused|unfused adamw|lion|adafactor [--size N] [--cols C] [--reps K]"
+        fprintf(stderr, "usage: optbase fused|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K]"
                         " [--warmup W] [--max-s S]\n       optbase triad [--size N] [--reps K]\n");
         return 2;
     }
@@ -394,7 +425,8 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    int fused = !strcmp(mode, "fused");
+    int fused = !strcmp(mode, "fused"), traffic = !strcmp(mode, "traffic");
+    if (traffic) fused = 1;
     if (!fused && strcmp(mode, "unfused")) return fprintf(stderr, "optbase: unknown mode %s\n", mode), 2;
     float *p = alloc_init(n, 11, -0.1f, 0.1f), *g = alloc_init(n, 12, -1e-2f, 1e-2f);
     float *s1 = NULL, *s2 = NULL, *t1 = NULL, *t2 = NULL;
@@ -421,18 +453,22 @@ int main(int argc, char **argv) {
 
     i64 step = 0;
     int done = 0;
+    double sink = 0;
     double start = 0;
     for (int k = -warm; k < reps; k++) {
         if (k == 0) start = now_s();
         double t0 = now_s();
         step++;
-        switch (kind * 2 + fused) {
+        switch (traffic ? 6 + kind : kind * 2 + fused) {
         case 0: adamw_unfused(p, g, s1, s2, n, hp, step, t1, t2); break;
         case 1: adamw_fused(p, g, s1, s2, n, hp, step); break;
         case 2: lion_unfused(p, g, s1, n, hp, step, t1, t2); break;
         case 3: lion_fused(p, g, s1, n, hp, step); break;
         case 4: adafactor_unfused(p, g, s1, s2, R, C, hp, step, t1, t2); break;
         case 5: adafactor_fused(p, g, s1, s2, R, C, hp, step); break;
+        case 6: adamw_traffic(p, g, s1, s2, n); break;
+        case 7: lion_traffic(p, g, s1, n); break;
+        case 8: sink += adafactor_traffic(p, g, n); break;
         }
         double dt = now_s() - t0;
         if (k >= 0) {
@@ -444,6 +480,7 @@ int main(int argc, char **argv) {
     double med = done % 2 ? times[done / 2] : 0.5 * (times[done / 2 - 1] + times[done / 2]);
     double chk = 0;
     for (i64 i = 0; i < n; i += 4099) chk += p[i];
+    chk += 0 * sink;
     printf("%s %s n=%lld shape=[%lld,%lld] threads=%d steps=%d median_ms=%.3f min_ms=%.3f max_ms=%.3f checksum=%.6g\n",
            mode, rule, (long long)n, (long long)R, (long long)C, omp_get_max_threads(), done, med * 1e3,
            times[0] * 1e3, times[done - 1] * 1e3, chk);

@@ -180,6 +180,9 @@ def main():
     ap.add_argument("--cmd", default="bash bench/optim/run.sh", help=argparse.SUPPRESS)
     a = ap.parse_args()
     t_start = time.time()
+    load0 = os.getloadavg()[0]
+    if load0 > 0.5:
+        log(f"bench/optim: load average {load0:.2f}: other work is running; expect a wide spread")
     N, C = a.size, a.cols
     shape = f"[{N // C}, {C}]" if N % C == 0 else f"[{N}]"
     optbase = os.path.join(a.bindir, "optbase")
@@ -209,8 +212,8 @@ def main():
                 t.error, t.disabled = f"{celo} not found", True
             tools[(rule, t.name)] = t
             order.append(t)
-        for impl in ("fused", "unfused"):
-            t = Tool(rule, f"C {impl}", [optbase, impl, rule, "--size", str(N), "--cols", str(C)], timeout=60)
+        for impl in ("fused", "unfused", "traffic"):
+            t = Tool(rule, f"C {impl}" if impl != "traffic" else "C same-traffic loop", [optbase, impl, rule, "--size", str(N), "--cols", str(C)], timeout=60)
             if not have_c:
                 t.error, t.disabled = "C baselines not built", True
             tools[(rule, t.name)] = t
@@ -345,19 +348,25 @@ def main():
         best[rule] = (med, max(tb) if tb else (None, None), bound)
     lines.append("")
     lines.append("| rule | B/param | llvm / C fused | opencl / llvm | llvm / best torch | best torch | "
-                 "C fused / best torch | C fused / C unfused | llvm / bound | opencl / bound | C fused / bound |")
-    lines.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+                 "C fused / best torch | C fused / C unfused | llvm / bound | opencl / bound | C fused / bound | "
+                 "llvm / same-traffic |")
+    lines.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for rule in RULES:
         med, (tv, tn), bound = best[rule]
-        llvm, ocl, cf, cu = (med.get(k) for k in ("celo-llvm", "celo-opencl", "C fused", "C unfused"))
+        llvm, ocl, cf, cu, ct = (med.get(k) for k in ("celo-llvm", "celo-opencl", "C fused", "C unfused",
+                                                      "C same-traffic loop"))
         lines.append(f"| {rule} | {BYTES[rule][0]} | {fmt_r(llvm, cf)} | {fmt_r(ocl, llvm)} | {fmt_r(llvm, tv)} | "
                      f"{tn or 'n/a'} | {fmt_r(cf, tv)} | {fmt_r(cf, cu)} | {fmt_r(llvm, bound)} | "
-                     f"{fmt_r(ocl, bound)} | {fmt_r(cf, bound)} |")
+                     f"{fmt_r(ocl, bound)} | {fmt_r(cf, bound)} | {fmt_r(llvm, ct)} |")
     lines.append("")
     lines.append("Bytes per parameter: " + "; ".join(f"{r} {BYTES[r][0]} ({BYTES[r][1]})" for r in RULES) + ".")
     lines.append("C fused: `gcc -O3 -march=native -fno-math-errno -fopenmp`, one pass (AdamW, Lion) or three "
                  "(Adafactor); C unfused: one OpenMP loop per arithmetic operation over temporaries "
-                 "(AdamW 14 passes, Lion 9, Adafactor 14). Hyper-parameters: torch defaults (Lion: lion-pytorch's).")
+                 "(AdamW 14 passes, Lion 9, Adafactor 14); C same-traffic loop: the fused version's passes and "
+                 "arrays with trivial arithmetic (a bound for the rule's own access pattern, which has no "
+                 "write-allocate stream). Hyper-parameters: torch defaults (Lion: lion-pytorch's).")
+    lines.append(f"Load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f} "
+                 "(other work on the machine shows up as spread).")
     if notes:
         lines.append("")
         lines.append("n/a: " + "; ".join(f"{', '.join(ts)}: {e}" for e, ts in notes.items()))

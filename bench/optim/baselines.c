@@ -439,7 +439,7 @@ int main(int argc, char **argv) {
         s1 = alloc_init(n, 13, 0, 0), s2 = alloc_init(n, 14, 0, 0);
     } else if (!strcmp(rule, "lion")) {
         kind = 1;
-        double h[] = {1e-4, 0.9, 0.99, 0.0};
+        double h[] = {1e-4, 0.9, 0.99, 1e-3}; /* stdlib/lion.celo's defaults (optax) */
         memcpy(hp, h, sizeof h);
         s1 = alloc_init(n, 13, 0, 0);
     } else if (!strcmp(rule, "adafactor")) {

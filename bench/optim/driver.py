@@ -364,7 +364,8 @@ def main():
                  "(Adafactor); C unfused: one OpenMP loop per arithmetic operation over temporaries "
                  "(AdamW 14 passes, Lion 9, Adafactor 14); C same-traffic loop: the fused version's passes and "
                  "arrays with trivial arithmetic (a bound for the rule's own access pattern, which has no "
-                 "write-allocate stream). Hyper-parameters: torch defaults (Lion: lion-pytorch's).")
+                 "write-allocate stream). Hyper-parameters: the stdlib rules' defaults "
+                 "(torch's for AdamW and Adafactor, optax's for Lion with lr 1e-4).")
     lines.append(f"Load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f} "
                  "(other work on the machine shows up as spread).")
     if notes:

@@ -78,7 +78,7 @@ static void print_node(const rule *r, int i, FILE *out)
         fprintf(out, " %s", r->state[x->aux].name);
         break;
     case CELO_OP_ORTHO:
-        fprintf(out, " %%%d steps=%d", x->a, x->aux);
+        fprintf(out, " %%%d steps=%d   (staged by this pass, orthogonalized with OpenBLAS after it)", x->a, x->aux);
         break;
     default:
         if (x->a >= 0)
@@ -104,13 +104,14 @@ void rule_dump(const rule *r, FILE *out)
         fprintf(out, "  hp %s = %.9g\n", r->hp[i].name, r->hp[i].def);
     for (int s = 0; s < P->nstate; s++)
         fprintf(out, "  state %s: %s, init %%%d\n", r->state[s].name, dom_name[r->state[s].dom], r->state[s].init);
-    fprintf(out, "host (once per step):\n");
+    fprintf(out, "host (once per step, double precision):\n");
     for (int i = 0; i < P->nnodes; i++)
-        if (r->nodes[i].dom == CELO_HOST && r->nodes[i].op != CELO_OP_CONST)
+        if (r->nodes[i].dom == CELO_HOST)
             print_node(r, i, out);
     for (int k = 0; k <= P->npass; k++) {
         if (k > 0) {
-            fprintf(out, "pass %d (one loop over the elements%s):\n", k, k == P->npass ? "; writes p and state" : "");
+            fprintf(out, "pass %d (one loop over the elements%s):\n", k,
+                    k == P->npass ? "; writes p and state" : "; element-wise values a later pass needs are recomputed there");
             for (int i = 0; i < P->nnodes; i++) {
                 const celo_node *x = &r->nodes[i];
                 int show = 0;

@@ -387,7 +387,7 @@ static int lower_expr(lctx *L, const expr *e)
 /* ---- statements ---- */
 static int reserved(const char *nm)
 {
-    return !strcmp(nm, "p") || !strcmp(nm, "g") || !strcmp(nm, "t") || !strcmp(nm, "u");
+    return !strcmp(nm, "p") || !strcmp(nm, "g") || !strcmp(nm, "t");
 }
 
 static void lower_stmts(lctx *L, const stmt *s, int depth);
@@ -512,11 +512,7 @@ static void lower_assign(lctx *L, const stmt *s)
         L->p_assigned = 1;
         return;
     }
-    if (!strcmp(nm, "u")) {
-        if (!sc->is_transform) {
-            ERR(L, s->target_span, "'u' exists only in transforms; an optimizer assigns 'p'");
-            return;
-        }
+    if (!strcmp(nm, "u") && sc->is_transform) {
         L->u_cur = combine(L, s->aop, L->u_cur, val);
         return;
     }
@@ -733,7 +729,7 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
         lower_chain(L, d, sc);
     } else {
         lower_stmts(L, d->body, 0);
-        if (!L->p_assigned)
+        if (!L->p_assigned && !L->nerr)
             ERR(L, d->name_span, "optimizer '%s' never assigns 'p'", d->name);
     }
     free(sc);
@@ -786,46 +782,87 @@ rule *rule_compile(module *m, def *d)
         return NULL;
     }
 
-    /* Keep what the outputs need, in order (operands always precede their users). */
+    /* Keep what the outputs need, numbered canonically: a depth-first post-order from the outputs (p, then each
+     * state slot's value and initial value), so that the same computation gets the same IR whatever order the
+     * source built it in: chain(...) and the hand-written rule dump identically. */
     int nn = ir.nn;
-    char *live = calloc((size_t)nn, 1);
-    int *map = malloc((size_t)nn * sizeof *map);
-    int nstate = L.nslots;
-    if (L.p_cur >= 0)
-        live[L.p_cur] = 1;
-    for (int s = 0; s < nstate; s++) {
-        live[L.slots[s].init] = 1;
-        if (L.slots[s].assigned)
-            live[L.slots[s].cur] = 1;
-    }
-    for (int i = nn - 1; i >= 0; i--)
-        if (live[i]) {
-            celo_node *x = &ir.n[i];
-            if (x->a >= 0)
-                live[x->a] = 1;
-            if (x->b >= 0)
-                live[x->b] = 1;
-            if (x->c >= 0)
-                live[x->c] = 1;
+    /* Operands of commutative operations are ordered by a structural hash, not by creation order. */
+    unsigned long long *sh = malloc((size_t)(nn ? nn : 1) * sizeof *sh);
+    for (int i = 0; i < nn; i++) {
+        celo_node *X = &ir.n[i];
+        int comm = X->op == CELO_OP_ADD || X->op == CELO_OP_MUL || X->op == CELO_OP_MIN || X->op == CELO_OP_MAX ||
+                   X->op == CELO_OP_EQ || X->op == CELO_OP_NE || X->op == CELO_OP_AND || X->op == CELO_OP_OR;
+        if (comm && sh[X->a] > sh[X->b]) {
+            int tmp = X->a;
+            X->a = X->b;
+            X->b = tmp;
         }
+        unsigned long long bits;
+        memcpy(&bits, &X->imm, sizeof bits);
+        unsigned long long h = 1469598103934665603ull;
+        unsigned long long f[7] = {X->op, X->dom, (unsigned long long)X->aux, bits, X->a >= 0 ? sh[X->a] : 0,
+                                   X->b >= 0 ? sh[X->b] : 0, X->c >= 0 ? sh[X->c] : 0};
+        for (int q = 0; q < 7; q++) {
+            h ^= f[q] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+            h *= 1099511628211ull;
+        }
+        sh[i] = h;
+    }
+    free(sh);
+    int *map = malloc((size_t)nn * sizeof *map);
+    int *order = malloc((size_t)nn * sizeof *order);
+    int *stack = malloc((size_t)(2 * nn + 2) * sizeof *stack);
+    for (int i = 0; i < nn; i++)
+        map[i] = -1;
+    int nstate = L.nslots, k = 0;
+    int roots[1 + 2 * MAXN], nroots = 0;
+    roots[nroots++] = L.p_cur;
+    for (int s = 0; s < nstate; s++) {
+        if (L.slots[s].assigned)
+            roots[nroots++] = L.slots[s].cur;
+        roots[nroots++] = L.slots[s].init;
+    }
+    for (int q = 0; q < nroots; q++) {
+        int sp = 0;
+        if (map[roots[q]] != -1)
+            continue;
+        stack[sp++] = roots[q];
+        while (sp) {
+            int x = stack[sp - 1];
+            if (map[x] >= 0) {
+                sp--;
+                continue;
+            }
+            const celo_node *X = &ir.n[x];
+            int ops[3] = {X->a, X->b, X->c}, pushed = 0;
+            for (int o = 2; o >= 0; o--)
+                if (ops[o] >= 0 && map[ops[o]] == -1) {
+                    stack[sp++] = ops[o];
+                    pushed = 1;
+                }
+            if (!pushed || map[x] == -2) {
+                map[x] = k;
+                order[k++] = x;
+                sp--;
+            } else
+                map[x] = -2; /* operands pushed; number it when we come back */
+        }
+    }
     rule *r = calloc(1, sizeof *r);
     r->src = d;
-    r->nodes = calloc((size_t)nn, sizeof *r->nodes);
-    int k = 0;
-    for (int i = 0; i < nn; i++) {
-        map[i] = -1;
-        if (!live[i])
-            continue;
-        celo_node x = ir.n[i];
+    r->nodes = calloc((size_t)(k ? k : 1), sizeof *r->nodes);
+    for (int q = 0; q < k; q++) {
+        celo_node x = ir.n[order[q]];
         if (x.a >= 0)
             x.a = map[x.a];
         if (x.b >= 0)
             x.b = map[x.b];
         if (x.c >= 0)
             x.c = map[x.c];
-        map[i] = k;
-        r->nodes[k++] = x;
+        r->nodes[q] = x;
     }
+    free(order);
+    free(stack);
     size_t strsz = strlen(d->name) + 1;
     for (int i = 0; i < nhp; i++)
         strsz += strlen(hp[i].name) + 1;
@@ -860,7 +897,6 @@ rule *rule_compile(module *m, def *d)
     r->prog.nstate = nstate;
     r->prog.state = r->state;
     r->prog.p_value = map[L.p_cur];
-    free(live);
     free(map);
     ir_free(&ir);
     rule_fuse(r);

@@ -75,8 +75,10 @@ if want ir; then
     for f in tests/ir/same/*.celo; do
         [ -f "$f" ] || continue
         # each file defines rules `a` and `b` that must compile to identical IR
-        $CELO emit ir "$f" a 2>&1 | sed 1s/^rule\ a:/rule:/ >"$TMP/a"
-        $CELO emit ir "$f" b 2>&1 | sed 1s/^rule\ b:/rule:/ >"$TMP/b"
+        # chain() prefixes state names with the transform ("scale_by_adam.m"): compare without the prefix
+        strip() { sed -E -e '1s/^rule [a-z]+:/rule:/' -e 's/[A-Za-z_][A-Za-z0-9_]*(#[0-9]+)?\.([A-Za-z_])/\2/g'; }
+        $CELO emit ir "$f" a 2>&1 | strip >"$TMP/a"
+        $CELO emit ir "$f" b 2>&1 | strip >"$TMP/b"
         if diff -u "$TMP/a" "$TMP/b" >"$TMP/diff" && grep -q "^rule: 1 pass" "$TMP/a"; then ok "ir-same $f"
         else bad "ir-same $f: $(head -30 "$TMP/diff")"; fi
     done

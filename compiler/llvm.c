@@ -507,8 +507,9 @@ static int build_module(cg *g, rule **rules, int n, LLVMTargetMachineRef tm, int
     LLVMSetModuleDataLayout(g->mod, td);
     LLVMDisposeTargetData(td);
     if (optimize) {
+        const char *pipeline = getenv("CELO_LLVM_PIPELINE");
         LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-        LLVMErrorRef e = LLVMRunPasses(g->mod, "default<O3>", tm, po);
+        LLVMErrorRef e = LLVMRunPasses(g->mod, pipeline ? pipeline : "default<O3>", tm, po);
         LLVMDisposePassBuilderOptions(po);
         if (e) {
             char *m = LLVMGetErrorMessage(e);
@@ -565,58 +566,130 @@ static int orc_error(LLVMErrorRef e, const char *what, char *err, size_t errlen)
     return -1;
 }
 
+/* Compiles one group of rules to an in-memory object file (own context and target machine: thread-safe). */
+typedef struct {
+    rule **rules;
+    int n;
+    char prefix[32];
+    LLVMMemoryBufferRef obj;
+    char err[512];
+} jitgroup;
+
+static void compile_group(jitgroup *jg)
+{
+    LLVMTargetMachineRef tm = host_tm(jg->err, sizeof jg->err);
+    if (!tm)
+        return;
+    LLVMContextRef ctx = LLVMContextCreate();
+    cg g;
+    cg_init(&g, ctx, jg->prefix);
+    snprintf(g.prefix, sizeof g.prefix, "%s", jg->prefix);
+    if (build_module(&g, jg->rules, jg->n, tm, 1, jg->err, sizeof jg->err) == 0) {
+        char *msg = NULL;
+        if (LLVMTargetMachineEmitToMemoryBuffer(tm, g.mod, LLVMObjectFile, &msg, &jg->obj)) {
+            snprintf(jg->err, sizeof jg->err, "LLVM code generation failed: %s", msg);
+            jg->obj = NULL;
+        }
+        LLVMDisposeMessage(msg);
+    }
+    LLVMDisposeBuilder(g.b);
+    LLVMDisposeModule(g.mod);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+}
+
+/* The rules are split into one group per thread; each group is optimized and compiled to machine code on its
+ * own thread (separate LLVM contexts), and the object files are then linked into the JIT. */
 int llvm_jit_rules(rule **rules, int n, char *err, size_t errlen)
 {
-    LLVMTargetMachineRef tm = host_tm(err, errlen);
-    if (!tm)
-        return -1;
     LLVMErrorRef e;
     if (!g_jit) {
         LLVMTargetMachineRef tm2 = host_tm(err, errlen);
+        if (!tm2)
+            return -1;
         LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
         LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm2));
-        if ((e = LLVMOrcCreateLLJIT(&g_jit, jb))) {
-            LLVMDisposeTargetMachine(tm);
+        if ((e = LLVMOrcCreateLLJIT(&g_jit, jb)))
             return orc_error(e, "creating the JIT", err, errlen);
-        }
         /* libm (tanhf, expf, powf) comes from the process */
         LLVMOrcDefinitionGeneratorRef gen;
-        if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(g_jit), NULL, NULL))) {
-            LLVMDisposeTargetMachine(tm);
+        if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(g_jit), NULL, NULL)))
             return orc_error(e, "process symbols", err, errlen);
-        }
         LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(g_jit), gen);
     }
-    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-    cg g;
     static int modno;
-    char modname[64];
-    snprintf(modname, sizeof modname, "celo_rules_%d", modno++);
-    cg_init(&g, LLVMOrcThreadSafeContextGetContext(tsc), modname);
-    /* Function names must be unique across modules added to one JIT. */
-    snprintf(g.prefix, sizeof g.prefix, "celo_j%d_", modno);
-    int rc = build_module(&g, rules, n, tm, 1, err, errlen);
-    LLVMDisposeBuilder(g.b);
-    LLVMDisposeTargetMachine(tm);
-    if (rc) {
-        LLVMDisposeModule(g.mod);
-        LLVMOrcDisposeThreadSafeContext(tsc);
-        return -1;
+    int ng = celo_threads();
+    if (ng > n)
+        ng = n;
+    if (ng < 1)
+        ng = 1;
+    jitgroup *gs = calloc((size_t)ng, sizeof *gs);
+    rule **order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    /* deal the rules out by size (number of passes × nodes), largest first, to balance the threads */
+    int *cost = malloc((size_t)(n ? n : 1) * sizeof *cost);
+    for (int i = 0; i < n; i++) {
+        order[i] = rules[i];
+        cost[i] = rules[i]->prog.npass * rules[i]->prog.nnodes;
     }
-    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(g.mod, tsc);
-    LLVMOrcDisposeThreadSafeContext(tsc);
-    if ((e = LLVMOrcLLJITAddLLVMIRModule(g_jit, LLVMOrcLLJITGetMainJITDylib(g_jit), tsm)))
-        return orc_error(e, "adding module", err, errlen);
-    for (int i = 0; i < n; i++)
-        for (int k = 1; k <= rules[i]->prog.npass; k++) {
-            char name[256];
-            snprintf(name, sizeof name, "%s%s_pass%d", g.prefix, rules[i]->prog.name, k);
-            LLVMOrcExecutorAddress addr;
-            if ((e = LLVMOrcLLJITLookup(g_jit, &addr, name)))
-                return orc_error(e, name, err, errlen);
-            rules[i]->passes[k - 1].fn = (celo_kernel_fn)(uintptr_t)addr;
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && cost[j] > cost[j - 1]; j--) {
+            int c = cost[j];
+            cost[j] = cost[j - 1];
+            cost[j - 1] = c;
+            rule *t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
         }
-    return 0;
+    int *load = calloc((size_t)ng, sizeof *load);
+    for (int q = 0; q < ng; q++) {
+        gs[q].rules = malloc((size_t)(n ? n : 1) * sizeof(rule *));
+        snprintf(gs[q].prefix, sizeof gs[q].prefix, "celo_j%d_", modno++);
+    }
+    for (int i = 0; i < n; i++) {
+        int best = 0;
+        for (int q = 1; q < ng; q++)
+            if (load[q] < load[best])
+                best = q;
+        gs[best].rules[gs[best].n++] = order[i];
+        load[best] += cost[i];
+    }
+#pragma omp parallel for schedule(static, 1) num_threads(ng) if (ng > 1)
+    for (int q = 0; q < ng; q++)
+        compile_group(&gs[q]);
+    int rc = 0;
+    for (int q = 0; q < ng && !rc; q++) {
+        if (!gs[q].obj) {
+            snprintf(err, errlen, "%s", gs[q].err);
+            rc = -1;
+            break;
+        }
+        if ((e = LLVMOrcLLJITAddObjectFile(g_jit, LLVMOrcLLJITGetMainJITDylib(g_jit), gs[q].obj))) {
+            rc = orc_error(e, "adding object code", err, errlen);
+            break;
+        }
+        gs[q].obj = NULL; /* owned by the JIT now */
+        for (int i = 0; i < gs[q].n && !rc; i++)
+            for (int k = 1; k <= gs[q].rules[i]->prog.npass; k++) {
+                char name[256];
+                snprintf(name, sizeof name, "%s%s_pass%d", gs[q].prefix, gs[q].rules[i]->prog.name, k);
+                LLVMOrcExecutorAddress addr;
+                if ((e = LLVMOrcLLJITLookup(g_jit, &addr, name))) {
+                    rc = orc_error(e, name, err, errlen);
+                    break;
+                }
+                gs[q].rules[i]->passes[k - 1].fn = (celo_kernel_fn)(uintptr_t)addr;
+            }
+    }
+    for (int q = 0; q < ng; q++) {
+        if (gs[q].obj)
+            LLVMDisposeMemoryBuffer(gs[q].obj);
+        free(gs[q].rules);
+    }
+    free(gs);
+    free(order);
+    free(cost);
+    free(load);
+    return rc;
 }
 
 int llvm_dump_ir(const rule *r, int optimized, FILE *out, char *err, size_t errlen)

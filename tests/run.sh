@@ -34,8 +34,10 @@ backends="interp llvm"
 
 # ---- golden + agree ----
 if want golden || want agree; then
-    while read -r case rule shape; do
+    while read -r case rule shape file; do
         [ -z "$case" ] && continue
+        fileopt=()
+        [ -n "$file" ] && fileopt=(--file "$file")
         d=tests/golden/$case/$shape
         sets=()
         if [ -f "$d/set" ]; then while IFS= read -r kv; do [ -n "$kv" ] && sets+=(--set "$kv"); done <"$d/set"; fi
@@ -43,7 +45,7 @@ if want golden || want agree; then
         [ -f "$d/tol" ] && tol=$(head -n1 "$d/tol")
         for be in $backends; do
             out=$TMP/$case-$shape-$be.npy
-            if ! $CELO apply "$rule" --param "$d/p0.npy" --grads "$d/grads.npy" "${sets[@]}" --backend "$be" \
+            if ! $CELO apply "$rule" "${fileopt[@]}" --param "$d/p0.npy" --grads "$d/grads.npy" "${sets[@]}" --backend "$be" \
                 --out "$out" 2>"$TMP/err"; then
                 bad "golden $case $shape $be: celo apply failed: $(head -c 300 "$TMP/err")"
                 continue
@@ -61,7 +63,7 @@ if want golden || want agree; then
             if r=$($CMP "$b" "$a" --rtol "$atol" 2>&1); then ok "agree $case $shape $be=interp ($r)"
             else bad "agree $case $shape $be vs interp: $r (tolerance $atol)"; fi
         done
-    done <tests/golden/cases.txt
+    done < <(cat tests/golden/cases.txt tests/golden/examples.txt)
     [ $have_ocl = 0 ] && skp "golden/agree opencl: no OpenCL device"
 fi
 

@@ -7,12 +7,12 @@ BUILD ?= build
 SAN ?= 0
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wundef
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -Igrammar -Icompiler -Iruntime -I$(BUILD)/gen
 ifeq ($(SAN),1)
   BUILD := build-san
-  CFLAGS_BASE += -O1 -fsanitize=address,undefined -fno-sanitize=float-divide-by-zero -fno-sanitize-recover=all -fno-omit-frame-pointer
+  SANFLAGS := -O1 -fsanitize=address,undefined -fno-sanitize=float-divide-by-zero -fno-sanitize-recover=all -fno-omit-frame-pointer
   LDSAN := -fsanitize=address,undefined
 endif
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -Igrammar -Icompiler -Iruntime -I$(BUILD)/gen $(SANFLAGS)
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 LLVM_CFLAGS = $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')

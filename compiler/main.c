@@ -107,9 +107,16 @@ static int parse_set(sets *s, const char *kv)
         return fail("--set: '%s' is not a finite number", eq + 1);
     if (s->n >= 64)
         return fail("%s", "too many --set options");
-    s->k[s->n] = strndup(kv, (size_t)(eq - kv));
+    s->k[s->n] = strndup(kv, (size_t)(eq - kv)); /* freed by sets_free */
     s->v[s->n++] = v;
     return 0;
+}
+
+static void sets_free(sets *s)
+{
+    for (int i = 0; i < s->n; i++)
+        free((char *)s->k[i]);
+    s->n = 0;
 }
 
 static int apply_sets(const celo_program *P, const sets *s, float *hp)
@@ -391,7 +398,7 @@ static int cmd_apply(int argc, char **argv)
         else if (!strcmp(a, "--grads") && more) grads = argv[++i];
         else if (!strcmp(a, "--out") && more) out = argv[++i];
         else if (!strcmp(a, "--state-out") && more) stdir = argv[++i];
-        else if (!strcmp(a, "--set") && more) { if (parse_set(&s, argv[++i])) return 1; }
+        else if (!strcmp(a, "--set") && more) { if (parse_set(&s, argv[++i])) { sets_free(&s); return 1; } }
         else if (!strcmp(a, "--backend") && more) { if (parse_backend(argv[++i], &be)) return 1; }
         else if (a[0] == '-') return fail("apply: unknown or incomplete option '%s'", a);
         else if (!name) name = a;
@@ -475,6 +482,7 @@ static int cmd_apply(int argc, char **argv)
     }
     rc = 0;
 done:
+    sets_free(&s);
     rule_free(r);
     module_free(&m);
     celo_array_free(&P);

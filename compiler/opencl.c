@@ -1,0 +1,470 @@
+/* opencl.c — OpenCL C 1.2 source for the element passes of a program.
+ *
+ * One kernel per pass, `celo_pass<k>`, with the argument list of runtime/clplan.h (n, R, C, per, then the
+ * buffers, scalars and partials the pass touches). The arithmetic is IEEE float32 exactly as in the
+ * interpreter (runtime/step.c) and the LLVM kernels: FP_CONTRACT OFF, no fast-math, min/max = fmin/fmax,
+ * rsqrt = 1/sqrt, comparisons give 1.0f or 0.0f.
+ *
+ * Passes without reductions run one work-item per element (PoCL vectorizes across work-items). Passes with
+ * reductions run one work-item per contiguous chunk and write partials that the host combines in work-item
+ * order; inside a chunk the elements are processed eight at a time with explicit float8 arithmetic (and an
+ * accumulator per lane), then one at a time for the remainder, so that the accumulation order is fixed.
+ * Accumulators are double when the device has cl_khr_fp64 (CELO_ACC_DOUBLE, set by the host), else float. */
+#include "opencl.h"
+
+#include "../runtime/clplan.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = b->cap - b->len;
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap - b->len <= (size_t)n)
+            cap *= 2;
+        char *s = realloc(b->s, cap);
+        if (!s) {
+            b->oom = 1;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+/* Expression text of one operand, kept in a small ring of buffers. */
+typedef struct {
+    char txt[8][96];
+    int next;
+} ring;
+
+static char *ring_get(ring *rg)
+{
+    char *s = rg->txt[rg->next];
+    rg->next = (rg->next + 1) % 8;
+    return s;
+}
+
+static void float_lit(char *out, size_t len, double v)
+{
+    float f = (float)v;
+    if (isnan(f))
+        snprintf(out, len, "NAN");
+    else if (isinf(f))
+        snprintf(out, len, f > 0 ? "INFINITY" : "(-INFINITY)");
+    else if (f < 0 || (f == 0 && signbit(f)))
+        snprintf(out, len, "(%af)", (double)f);
+    else
+        snprintf(out, len, "%af", (double)f);
+}
+
+typedef struct {
+    const celo_program *P;
+    const celo_clpass *pi;
+    int vec; /* 1: float8 form */
+    ring rg;
+} gen;
+
+/* The value of node j at the current element(s). */
+static const char *value_of(gen *G, int j)
+{
+    const celo_program *P = G->P;
+    const celo_node *x = &P->nodes[j];
+    char *s = ring_get(&G->rg);
+    char lit[64];
+    switch (x->dom) {
+    case CELO_HOST:
+    case CELO_SCALAR:
+        if (x->op == CELO_OP_CONST)
+            float_lit(lit, sizeof lit, x->imm);
+        else
+            snprintf(lit, sizeof lit, "s%d", j);
+        if (G->vec)
+            snprintf(s, 96, "((float8)(%s))", lit);
+        else
+            snprintf(s, 96, "%s", lit);
+        return s;
+    case CELO_ROW:
+        if (G->vec)
+            snprintf(s, 96, "((float8)(b%d[r]))", celo_clplan_vec_src(P, j));
+        else
+            snprintf(s, 96, "b%d[r]", celo_clplan_vec_src(P, j));
+        return s;
+    case CELO_COL:
+        if (G->vec)
+            snprintf(s, 96, "vload8(0, b%d + c)", celo_clplan_vec_src(P, j));
+        else
+            snprintf(s, 96, "b%d[c]", celo_clplan_vec_src(P, j));
+        return s;
+    default:
+        snprintf(s, 96, "v%d", j);
+        return s;
+    }
+}
+
+/* One operation in scalar or float8 form. */
+static void emit_op(sbuf *b, int vec, int op, const char *A, const char *B, const char *C)
+{
+    const char *zero = vec ? "((float8)(0.0f))" : "0.0f";
+    const char *one = vec ? "((float8)(1.0f))" : "1.0f";
+    const char *mone = vec ? "((float8)(-1.0f))" : "-1.0f";
+    /* a 0/1 result of a condition */
+#define COND(cond_fmt, ...)                                                                                        \
+    do {                                                                                                           \
+        if (vec) {                                                                                                 \
+            sb_printf(b, "select(%s, %s, ", zero, one);                                                            \
+            sb_printf(b, cond_fmt, __VA_ARGS__);                                                                   \
+            sb_printf(b, ")");                                                                                     \
+        } else {                                                                                                   \
+            sb_printf(b, "((");                                                                                    \
+            sb_printf(b, cond_fmt, __VA_ARGS__);                                                                   \
+            sb_printf(b, ") ? 1.0f : 0.0f)");                                                                      \
+        }                                                                                                          \
+    } while (0)
+    const char *land = vec ? "&" : "&&", *lor = vec ? "|" : "||";
+    switch (op) {
+    case CELO_OP_NEG: sb_printf(b, "-%s", A); break;
+    case CELO_OP_ADD: sb_printf(b, "%s + %s", A, B); break;
+    case CELO_OP_SUB: sb_printf(b, "%s - %s", A, B); break;
+    case CELO_OP_MUL: sb_printf(b, "%s * %s", A, B); break;
+    case CELO_OP_DIV: sb_printf(b, "%s / %s", A, B); break;
+    case CELO_OP_POW: sb_printf(b, "pow(%s, %s)", A, B); break;
+    case CELO_OP_MIN: sb_printf(b, "fmin(%s, %s)", A, B); break;
+    case CELO_OP_MAX: sb_printf(b, "fmax(%s, %s)", A, B); break;
+    case CELO_OP_SQRT: sb_printf(b, "sqrt(%s)", A); break;
+    case CELO_OP_RSQRT: sb_printf(b, "%s / sqrt(%s)", one, A); break;
+    case CELO_OP_EXP: sb_printf(b, "exp(%s)", A); break;
+    case CELO_OP_LOG: sb_printf(b, "log(%s)", A); break;
+    case CELO_OP_ABS: sb_printf(b, "fabs(%s)", A); break;
+    case CELO_OP_TANH: sb_printf(b, "tanh(%s)", A); break;
+    case CELO_OP_FLOOR: sb_printf(b, "floor(%s)", A); break;
+    case CELO_OP_SIGMOID: sb_printf(b, "%s / (%s + exp(-%s))", one, one, A); break;
+    case CELO_OP_SIGN:
+        if (vec)
+            sb_printf(b, "select(select(%s, %s, %s < %s), %s, %s > %s)", A, mone, A, zero, one, A, zero);
+        else
+            sb_printf(b, "(%s > 0.0f ? 1.0f : %s < 0.0f ? -1.0f : %s)", A, A, A);
+        break;
+    case CELO_OP_RELU:
+        if (vec)
+            sb_printf(b, "select(%s, %s, %s > %s)", zero, A, A, zero);
+        else
+            sb_printf(b, "(%s > 0.0f ? %s : 0.0f)", A, A);
+        break;
+    case CELO_OP_LT: COND("%s < %s", A, B); break;
+    case CELO_OP_LE: COND("%s <= %s", A, B); break;
+    case CELO_OP_GT: COND("%s > %s", A, B); break;
+    case CELO_OP_GE: COND("%s >= %s", A, B); break;
+    case CELO_OP_EQ: COND("%s == %s", A, B); break;
+    case CELO_OP_NE: COND("%s != %s", A, B); break;
+    case CELO_OP_AND: COND("(%s != %s) %s (%s != %s)", A, zero, land, B, zero); break;
+    case CELO_OP_OR: COND("(%s != %s) %s (%s != %s)", A, zero, lor, B, zero); break;
+    case CELO_OP_NOT: COND("%s == %s", A, zero); break;
+    case CELO_OP_SELECT:
+        if (vec)
+            sb_printf(b, "select(%s, %s, %s != %s)", C, B, A, zero);
+        else
+            sb_printf(b, "(%s != 0.0f ? %s : %s)", A, B, C);
+        break;
+    default: sb_printf(b, "%s", vec ? "((float8)(NAN))" : "NAN"); break;
+    }
+#undef COND
+}
+
+/* The work on the current element (scalar form: index i, row r, column c) or on the eight elements
+ * i..i+7 of one row (float8 form). */
+static void emit_body(sbuf *b, gen *G, const char *ind)
+{
+    const celo_program *P = G->P;
+    const celo_clpass *pi = G->pi;
+    int vec = G->vec, ns = P->nstate;
+    const char *ty = vec ? "float8" : "float";
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!pi->comp[j])
+            continue;
+        int src = -1;
+        switch (x->op) {
+        case CELO_OP_P: src = 0; break;
+        case CELO_OP_G: src = 1; break;
+        case CELO_OP_STATE: src = 2 + x->aux; break;
+        case CELO_OP_ORTHO: src = x->pass < pi->k ? 2 + ns + j : -2; break;
+        default: break;
+        }
+        if (src == -2)
+            continue;
+        if (src >= 0) {
+            if (vec)
+                sb_printf(b, "%sconst float8 v%d = vload8(0, b%d + i);\n", ind, j, src);
+            else
+                sb_printf(b, "%sconst float v%d = b%d[i];\n", ind, j, src);
+            continue;
+        }
+        sb_printf(b, "%sconst %s v%d = ", ind, ty, j);
+        emit_op(b, vec, x->op, value_of(G, x->a), x->b >= 0 ? value_of(G, x->b) : "", x->c >= 0 ? value_of(G, x->c) : "");
+        sb_printf(b, ";\n");
+    }
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->op == CELO_OP_ORTHO && x->pass == pi->k) {
+            if (vec)
+                sb_printf(b, "%svstore8(%s, 0, b%d + i);\n", ind, value_of(G, x->a), 2 + ns + j);
+            else
+                sb_printf(b, "%sb%d[i] = %s;\n", ind, 2 + ns + j, value_of(G, x->a));
+        }
+        if (!celo_clplan_is_red(P, x) || x->pass != pi->k)
+            continue;
+        const char *e = value_of(G, x->a);
+        int sum = x->op == CELO_OP_SUM;
+        if (x->dom == CELO_COL) {
+            if (vec) {
+                sb_printf(b, "%s{ const accv_t o = vload8(0, cp%d + c), e = CELO_ACCV(%s);\n", ind, j, e);
+                if (sum)
+                    sb_printf(b, "%s  vstore8(o + e, 0, cp%d + c); }\n", ind, j);
+                else
+                    sb_printf(b, "%s  vstore8(select(o, e, (e > o) | isnan(e)), 0, cp%d + c); }\n", ind, j);
+            } else {
+                if (sum)
+                    sb_printf(b, "%scp%d[c] += (acc_t)%s;\n", ind, j, e);
+                else
+                    sb_printf(b, "%s{ const acc_t e = (acc_t)%s; if (e > cp%d[c] || isnan(e)) cp%d[c] = e; }\n", ind,
+                              e, j, j);
+            }
+            continue;
+        }
+        const char *acc = x->dom == CELO_ROW ? "ra" : "a";
+        if (vec) {
+            if (sum)
+                sb_printf(b, "%sv%s%d += CELO_ACCV(%s);\n", ind, acc, j, e);
+            else
+                sb_printf(b, "%s{ const accv_t e = CELO_ACCV(%s); v%s%d = select(v%s%d, e, (e > v%s%d) | isnan(e)); }\n",
+                          ind, e, acc, j, acc, j, acc, j);
+        } else {
+            if (sum)
+                sb_printf(b, "%s%s%d += (acc_t)%s;\n", ind, acc, j, e);
+            else
+                sb_printf(b, "%s{ const acc_t e = (acc_t)%s; if (e > %s%d || isnan(e)) %s%d = e; }\n", ind, e, acc, j,
+                          acc, j);
+        }
+    }
+    if (pi->final) {
+        if (P->p_value >= 0) {
+            if (vec)
+                sb_printf(b, "%svstore8(%s, 0, b0 + i);\n", ind, value_of(G, P->p_value));
+            else
+                sb_printf(b, "%sb0[i] = %s;\n", ind, value_of(G, P->p_value));
+        }
+        for (int s = 0; s < ns; s++)
+            if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0) {
+                if (vec)
+                    sb_printf(b, "%svstore8(%s, 0, b%d + i);\n", ind, value_of(G, P->state[s].value), 2 + s);
+                else
+                    sb_printf(b, "%sb%d[i] = %s;\n", ind, 2 + s, value_of(G, P->state[s].value));
+            }
+    }
+}
+
+/* Whether pass pi writes buffer idx (else it is declared const). */
+static int writes_buf(const celo_program *P, const celo_clpass *pi, int idx)
+{
+    if (pi->final && idx == 0 && P->p_value >= 0)
+        return 1;
+    if (pi->final && idx >= 2 && idx < 2 + P->nstate && P->state[idx - 2].dom == CELO_ELEM &&
+        P->state[idx - 2].value >= 0)
+        return 1;
+    if (idx >= 2 + P->nstate) {
+        const celo_node *x = &P->nodes[idx - 2 - P->nstate];
+        return x->op == CELO_OP_ORTHO && x->pass == pi->k;
+    }
+    return 0;
+}
+
+enum { RED_DECL, RED_VDECL, RED_FOLD, RED_STORE };
+
+/* Declarations and folds of the accumulators of the reductions of domain dom computed by pass pi. */
+static void emit_reds(sbuf *b, const celo_program *P, const celo_clpass *pi, int dom, int what, const char *ind)
+{
+    const char *pre = dom == CELO_ROW ? "ra" : "a";
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!celo_clplan_is_red(P, x) || x->pass != pi->k || x->dom != dom)
+            continue;
+        const char *id = x->op == CELO_OP_SUM ? "0" : "-INFINITY", *nm = x->op == CELO_OP_SUM ? "sum" : "max";
+        switch (what) {
+        case RED_DECL: sb_printf(b, "%sacc_t %s%d = %s;\n", ind, pre, j, id); break;
+        case RED_VDECL: sb_printf(b, "%saccv_t v%s%d = (accv_t)(%s);\n", ind, pre, j, id); break;
+        case RED_FOLD: sb_printf(b, "%s%s%d = celo_fold_%s(%s%d, v%s%d);\n", ind, pre, j, nm, pre, j, pre, j); break;
+        default: sb_printf(b, "%sq%d[w] = %s%d;\n", ind, j, pre, j); break;
+        }
+    }
+}
+
+static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
+{
+    sb_printf(b, "\n/* pass %d of %d: %s */\n", pi->k, P->npass,
+              pi->chunked ? "reductions, one work-item per chunk" : pi->nested ? "one work-item per element (2-D)"
+                                                                               : "one work-item per element");
+    sb_printf(b, "__kernel void celo_pass%d(const long n, const long R, const long C, const long per", pi->k);
+    for (int a = 0; a < pi->nargs; a++) {
+        const celo_clarg *ar = &pi->args[a];
+        if (ar->kind == CELO_CLARG_BUF)
+            sb_printf(b, ",\n    __global %sfloat *restrict b%d", writes_buf(P, pi, ar->idx) ? "" : "const ", ar->idx);
+        else if (ar->kind == CELO_CLARG_SC)
+            sb_printf(b, ",\n    const float s%d", ar->idx);
+        else
+            sb_printf(b, ",\n    __global acc_t *restrict q%d", ar->idx);
+    }
+    sb_printf(b, ")\n{\n");
+    gen G = {.P = P, .pi = pi};
+    if (!pi->chunked) {
+        if (!pi->nested) {
+            sb_printf(b, "    const long i = get_global_id(0);\n    if (i >= n)\n        return;\n");
+        } else {
+            sb_printf(b, "    const long c = get_global_id(0), r = get_global_id(1);\n");
+            sb_printf(b, "    if (c >= C || r >= R)\n        return;\n    const long i = r * C + c;\n");
+        }
+        emit_body(b, &G, "    ");
+        sb_printf(b, "}\n");
+        return;
+    }
+    sb_printf(b, "    const long w = get_global_id(0);\n");
+    sb_printf(b, "    const long i0 = w * per, i1 = min(i0 + per, n);\n");
+    emit_reds(b, P, pi, CELO_SCALAR, RED_DECL, "    ");
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (celo_clplan_is_red(P, x) && x->pass == pi->k && x->dom == CELO_COL)
+            sb_printf(b, "    __global acc_t *restrict cp%d = q%d + w * C;\n    for (long c = 0; c < C; c++)\n"
+                         "        cp%d[c] = %s;\n",
+                      j, j, j, x->op == CELO_OP_SUM ? "0" : "-INFINITY");
+    }
+    sb_printf(b, "    if (i0 < i1) {\n");
+    if (!pi->nested) {
+        emit_reds(b, P, pi, CELO_SCALAR, RED_VDECL, "        ");
+        sb_printf(b, "        long i = i0;\n        for (; i + 8 <= i1; i += 8) {\n");
+        G.vec = 1;
+        emit_body(b, &G, "            ");
+        sb_printf(b, "        }\n");
+        emit_reds(b, P, pi, CELO_SCALAR, RED_FOLD, "        ");
+        sb_printf(b, "        for (; i < i1; i++) {\n");
+        G.vec = 0;
+        emit_body(b, &G, "            ");
+        sb_printf(b, "        }\n");
+    } else {
+        sb_printf(b, "        for (long r = i0 / C; r * C < i1; r++) {\n");
+        sb_printf(b, "            const long rb = r * C, cb = max(i0 - rb, 0L), ce = min(i1 - rb, C);\n");
+        emit_reds(b, P, pi, CELO_ROW, RED_DECL, "            ");
+        emit_reds(b, P, pi, CELO_SCALAR, RED_VDECL, "            ");
+        emit_reds(b, P, pi, CELO_ROW, RED_VDECL, "            ");
+        sb_printf(b, "            long c = cb;\n            for (; c + 8 <= ce; c += 8) {\n");
+        sb_printf(b, "                const long i = rb + c;\n");
+        G.vec = 1;
+        emit_body(b, &G, "                ");
+        sb_printf(b, "            }\n");
+        emit_reds(b, P, pi, CELO_SCALAR, RED_FOLD, "            ");
+        emit_reds(b, P, pi, CELO_ROW, RED_FOLD, "            ");
+        sb_printf(b, "            for (; c < ce; c++) {\n                const long i = rb + c;\n");
+        G.vec = 0;
+        emit_body(b, &G, "                ");
+        sb_printf(b, "            }\n");
+        for (int j = 0; j < P->nnodes; j++) {
+            const celo_node *x = &P->nodes[j];
+            if (celo_clplan_is_red(P, x) && x->pass == pi->k && x->dom == CELO_ROW)
+                sb_printf(b,
+                          "            if (cb == 0 && ce == C)\n                q%d[r] = ra%d;\n"
+                          "            else if (r == i0 / C)\n                q%d[R + 2 * w] = ra%d;\n"
+                          "            else\n                q%d[R + 2 * w + 1] = ra%d;\n",
+                          j, j, j, j, j, j);
+        }
+        sb_printf(b, "        }\n");
+    }
+    sb_printf(b, "    }\n");
+    emit_reds(b, P, pi, CELO_SCALAR, RED_STORE, "    ");
+    sb_printf(b, "}\n");
+}
+
+static const char prologue[] =
+    "#pragma OPENCL FP_CONTRACT OFF\n"
+    "#ifndef CELO_ACC_DOUBLE\n"
+    "#ifdef cl_khr_fp64\n"
+    "#define CELO_ACC_DOUBLE 1\n"
+    "#else\n"
+    "#define CELO_ACC_DOUBLE 0\n"
+    "#endif\n"
+    "#endif\n"
+    "#if CELO_ACC_DOUBLE\n"
+    "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
+    "typedef double acc_t;\n"
+    "typedef double8 accv_t;\n"
+    "#define CELO_ACCV(x) convert_double8(x)\n"
+    "#else\n"
+    "typedef float acc_t;\n"
+    "typedef float8 accv_t;\n"
+    "#define CELO_ACCV(x) (x)\n"
+    "#endif\n"
+    "\n"
+    "/* lanes of a vector accumulator folded into a scalar one, in lane order */\n"
+    "acc_t celo_fold_sum(acc_t a, accv_t v);\n"
+    "acc_t celo_fold_sum(acc_t a, accv_t v)\n"
+    "{\n"
+    "    a += v.s0; a += v.s1; a += v.s2; a += v.s3; a += v.s4; a += v.s5; a += v.s6; a += v.s7;\n"
+    "    return a;\n"
+    "}\n"
+    "acc_t celo_max1(acc_t a, acc_t e);\n"
+    "acc_t celo_max1(acc_t a, acc_t e) { return e > a || isnan(e) ? e : a; }\n"
+    "acc_t celo_fold_max(acc_t a, accv_t v);\n"
+    "acc_t celo_fold_max(acc_t a, accv_t v)\n"
+    "{\n"
+    "    a = celo_max1(a, v.s0); a = celo_max1(a, v.s1); a = celo_max1(a, v.s2); a = celo_max1(a, v.s3);\n"
+    "    a = celo_max1(a, v.s4); a = celo_max1(a, v.s5); a = celo_max1(a, v.s6); a = celo_max1(a, v.s7);\n"
+    "    return a;\n"
+    "}\n";
+
+char *celo_opencl_source(const celo_program *P)
+{
+    if (!P)
+        return NULL;
+    sbuf b = {0};
+    sb_printf(&b, "/* celo rule '%s': OpenCL C 1.2, one kernel per element pass (%d). Generated; do not edit. */\n",
+              P->name ? P->name : "?", P->npass);
+    sb_printf(&b, "%s", prologue);
+    for (int k = 1; k <= P->npass; k++) {
+        celo_clpass pi;
+        if (celo_clpass_analyse(P, k, &pi)) {
+            free(b.s);
+            return NULL;
+        }
+        emit_pass(&b, P, &pi);
+        celo_clpass_free(&pi);
+    }
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}

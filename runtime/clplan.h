@@ -1,0 +1,188 @@
+/* clplan.h — what one element pass of a program touches, as the OpenCL back end sees it.
+ *
+ * Shared by the code generator (compiler/opencl.c), which turns it into a kernel signature, and the host side
+ * (runtime/clrun.c), which binds buffers and scalars to that signature: both call celo_clpass_analyse, so the
+ * argument lists cannot drift apart. Header-only (static functions) so that neither library depends on the
+ * other.
+ *
+ * Every kernel starts with four fixed arguments (long n, long R, long C, long per), then the arguments listed
+ * in the plan, in order:
+ *   CELO_CLARG_BUF  __global float buffer with the ABI pointer index idx (0 p, 1 g, 2 + s state slot s,
+ *                   2 + nstate + j scratch of node j: a ROW/COL vector or a staged ORTHO value)
+ *   CELO_CLARG_SC   float: the value of HOST/SCALAR node idx
+ *   CELO_CLARG_PART __global acc_t partials of the reduction node idx computed by this pass
+ * A pass that computes reductions ("chunked") runs one work-item per contiguous chunk of `per` elements;
+ * partials are laid out as
+ *   SCALAR  part[w]                      one per work-item
+ *   ROW     part[r] for rows lying whole inside the chunk of one work-item, part[R + 2w] for the first row
+ *           of work-item w when it is cut, part[R + 2w + 1] for its last row when it is cut (and not the first)
+ *   COL     part[w * C + c]              one row of C partials per work-item
+ * Other passes run one work-item per element: 1-D (gid 0 = element) when the pass needs no row/column
+ * index, else 2-D (gid 0 = column, gid 1 = row). */
+#ifndef CELO_CLPLAN_H
+#define CELO_CLPLAN_H
+
+#include "celort.h"
+
+#include <stdlib.h>
+
+enum { CELO_CLARG_BUF = 0, CELO_CLARG_SC, CELO_CLARG_PART };
+
+typedef struct {
+    int kind; /* CELO_CLARG_* */
+    int idx;  /* BUF: ABI pointer index; SC, PART: node */
+} celo_clarg;
+
+typedef struct {
+    int k;       /* 1-based pass number */
+    int final;   /* the last pass: writes p and element-wise state */
+    int chunked; /* computes reductions: one work-item per chunk */
+    int nested;  /* needs the row/column index of each element */
+    char *comp;  /* comp[j]: element-wise node j is computed by this pass */
+    int nargs;
+    celo_clarg *args;
+} celo_clpass;
+
+static inline int celo_clplan_is_red(const celo_program *P, const celo_node *x)
+{
+    return (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && P->nodes[x->a].dom == CELO_ELEM;
+}
+
+/* The buffer a ROW/COL value is read from: its state slot, or the node's own scratch vector. */
+static inline int celo_clplan_vec_src(const celo_program *P, int j)
+{
+    const celo_node *x = &P->nodes[j];
+    return x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j;
+}
+
+static inline void celo_clplan_need(const celo_program *P, celo_clpass *pi, int j)
+{
+    const celo_node *x = &P->nodes[j];
+    if (x->dom != CELO_ELEM || pi->comp[j])
+        return;
+    pi->comp[j] = 1;
+    if (x->op == CELO_OP_ORTHO && x->pass < pi->k)
+        return; /* loaded from its staged buffer */
+    if (x->a >= 0)
+        celo_clplan_need(P, pi, x->a);
+    if (x->b >= 0)
+        celo_clplan_need(P, pi, x->b);
+    if (x->c >= 0)
+        celo_clplan_need(P, pi, x->c);
+}
+
+static inline int celo_clplan_add(celo_clpass *pi, int kind, int idx)
+{
+    for (int i = 0; i < pi->nargs; i++)
+        if (pi->args[i].kind == kind && pi->args[i].idx == idx)
+            return 0;
+    celo_clarg *a = realloc(pi->args, sizeof *a * (size_t)(pi->nargs + 1));
+    if (!a)
+        return -1;
+    pi->args = a;
+    pi->args[pi->nargs].kind = kind;
+    pi->args[pi->nargs].idx = idx;
+    pi->nargs++;
+    return 0;
+}
+
+/* Arguments for reading non-element value o inside the loop. */
+static inline int celo_clplan_use(const celo_program *P, celo_clpass *pi, int o)
+{
+    const celo_node *y = &P->nodes[o];
+    if (y->dom == CELO_ROW || y->dom == CELO_COL) {
+        pi->nested = 1;
+        return celo_clplan_add(pi, CELO_CLARG_BUF, celo_clplan_vec_src(P, o));
+    }
+    if ((y->dom == CELO_HOST || y->dom == CELO_SCALAR) && y->op != CELO_OP_CONST)
+        return celo_clplan_add(pi, CELO_CLARG_SC, o);
+    return 0;
+}
+
+static inline void celo_clpass_free(celo_clpass *pi)
+{
+    free(pi->comp);
+    free(pi->args);
+    pi->comp = NULL;
+    pi->args = NULL;
+    pi->nargs = 0;
+}
+
+/* Fills *pi for pass k (1-based). Returns 0, or -1 when out of memory. */
+static inline int celo_clpass_analyse(const celo_program *P, int k, celo_clpass *pi)
+{
+    int nn = P->nnodes, rc = 0;
+    pi->k = k;
+    pi->final = k == P->npass;
+    pi->chunked = 0;
+    pi->nested = 0;
+    pi->nargs = 0;
+    pi->args = NULL;
+    pi->comp = calloc((size_t)nn + 1, 1);
+    if (!pi->comp)
+        return -1;
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if ((celo_clplan_is_red(P, x) || x->op == CELO_OP_ORTHO) && x->pass == k)
+            celo_clplan_need(P, pi, x->a);
+    }
+    if (pi->final) {
+        if (P->p_value >= 0)
+            celo_clplan_need(P, pi, P->p_value);
+        for (int s = 0; s < P->nstate; s++)
+            if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0)
+                celo_clplan_need(P, pi, P->state[s].value);
+    }
+    for (int j = 0; j < nn && !rc; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!pi->comp[j])
+            continue;
+        if (x->op == CELO_OP_P)
+            rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 0);
+        else if (x->op == CELO_OP_G)
+            rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 1);
+        else if (x->op == CELO_OP_STATE)
+            rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 2 + x->aux);
+        else if (x->op == CELO_OP_ORTHO)
+            rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 2 + P->nstate + j);
+        if (x->op == CELO_OP_ORTHO && x->pass < k)
+            continue;
+        if (x->op == CELO_OP_P || x->op == CELO_OP_G || x->op == CELO_OP_STATE)
+            continue;
+        int ops[3] = {x->a, x->b, x->c};
+        for (int q = 0; q < 3; q++)
+            if (ops[q] >= 0)
+                rc |= celo_clplan_use(P, pi, ops[q]);
+    }
+    if (pi->final) {
+        rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 0);
+        for (int s = 0; s < P->nstate; s++)
+            if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0)
+                rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 2 + s);
+        if (P->p_value >= 0)
+            rc |= celo_clplan_use(P, pi, P->p_value);
+        for (int s = 0; s < P->nstate; s++)
+            if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0)
+                rc |= celo_clplan_use(P, pi, P->state[s].value);
+    }
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->op == CELO_OP_ORTHO && x->pass == k) {
+            rc |= celo_clplan_use(P, pi, x->a);
+            rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 2 + P->nstate + j);
+        }
+        if (celo_clplan_is_red(P, x) && x->pass == k) {
+            rc |= celo_clplan_add(pi, CELO_CLARG_PART, j);
+            pi->chunked = 1;
+            if (x->dom != CELO_SCALAR)
+                pi->nested = 1;
+        }
+    }
+    if (rc) {
+        celo_clpass_free(pi);
+        return -1;
+    }
+    return 0;
+}
+
+#endif

@@ -1,0 +1,1026 @@
+/* clrun.c — running a rule's OpenCL kernels (compiler/opencl.c) on a device: the host side of the OpenCL
+ * back end (declared in compiler/opencl.h).
+ *
+ * p, g and the element-wise state live in device buffers; a step follows celo_step() (runtime/step.c)
+ * exactly: host values are computed on the host in double, each pass is one kernel launch, reduction partials
+ * are read back and combined on the host in work-item order, orthogonalizations run on the host (OpenBLAS),
+ * and the small per-tensor/row/column values between passes are computed on the host and uploaded for the
+ * kernels that read them. State that is not element-wise lives on the host (the celo_state mirror) and is
+ * uploaded when it changes; element-wise state is read back only by celo_cl_state_read().
+ *
+ * On devices that share memory with the host (CPU devices such as PoCL), g is wrapped in a CL_MEM_USE_HOST_PTR
+ * buffer each step instead of being copied; elsewhere it is written to a device buffer. Either way the device
+ * reads g asynchronously: the caller must leave g unchanged until celo_cl_finish(), or a step with read_back,
+ * returns.
+ *
+ * Program binaries are cached in $CELO_CACHE_DIR, else $XDG_CACHE_HOME/celo, else $HOME/.cache/celo, as
+ * opencl-<hash>.bin, where the hash (FNV-1a, 64 bits) covers the source, the device name and version, the
+ * driver version and the build options. */
+#define CL_TARGET_OPENCL_VERSION 120
+#include "../compiler/opencl.h"
+#include "celort.h"
+#include "clplan.h"
+
+#include <CL/cl.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- errors ---- */
+static const char *cl_errname(cl_int e)
+{
+    switch (e) {
+#define E(x)                                                                                                       \
+    case x: return #x;
+        E(CL_SUCCESS) E(CL_DEVICE_NOT_FOUND) E(CL_DEVICE_NOT_AVAILABLE) E(CL_COMPILER_NOT_AVAILABLE)
+        E(CL_MEM_OBJECT_ALLOCATION_FAILURE) E(CL_OUT_OF_RESOURCES) E(CL_OUT_OF_HOST_MEMORY)
+        E(CL_PROFILING_INFO_NOT_AVAILABLE) E(CL_MEM_COPY_OVERLAP) E(CL_IMAGE_FORMAT_MISMATCH)
+        E(CL_IMAGE_FORMAT_NOT_SUPPORTED) E(CL_BUILD_PROGRAM_FAILURE) E(CL_MAP_FAILURE)
+        E(CL_MISALIGNED_SUB_BUFFER_OFFSET) E(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
+        E(CL_COMPILE_PROGRAM_FAILURE) E(CL_LINKER_NOT_AVAILABLE) E(CL_LINK_PROGRAM_FAILURE)
+        E(CL_DEVICE_PARTITION_FAILED) E(CL_KERNEL_ARG_INFO_NOT_AVAILABLE) E(CL_INVALID_VALUE)
+        E(CL_INVALID_DEVICE_TYPE) E(CL_INVALID_PLATFORM) E(CL_INVALID_DEVICE) E(CL_INVALID_CONTEXT)
+        E(CL_INVALID_QUEUE_PROPERTIES) E(CL_INVALID_COMMAND_QUEUE) E(CL_INVALID_HOST_PTR)
+        E(CL_INVALID_MEM_OBJECT) E(CL_INVALID_IMAGE_FORMAT_DESCRIPTOR) E(CL_INVALID_IMAGE_SIZE)
+        E(CL_INVALID_SAMPLER) E(CL_INVALID_BINARY) E(CL_INVALID_BUILD_OPTIONS) E(CL_INVALID_PROGRAM)
+        E(CL_INVALID_PROGRAM_EXECUTABLE) E(CL_INVALID_KERNEL_NAME) E(CL_INVALID_KERNEL_DEFINITION)
+        E(CL_INVALID_KERNEL) E(CL_INVALID_ARG_INDEX) E(CL_INVALID_ARG_VALUE) E(CL_INVALID_ARG_SIZE)
+        E(CL_INVALID_KERNEL_ARGS) E(CL_INVALID_WORK_DIMENSION) E(CL_INVALID_WORK_GROUP_SIZE)
+        E(CL_INVALID_WORK_ITEM_SIZE) E(CL_INVALID_GLOBAL_OFFSET) E(CL_INVALID_EVENT_WAIT_LIST)
+        E(CL_INVALID_EVENT) E(CL_INVALID_OPERATION) E(CL_INVALID_GL_OBJECT) E(CL_INVALID_BUFFER_SIZE)
+        E(CL_INVALID_MIP_LEVEL) E(CL_INVALID_GLOBAL_WORK_SIZE) E(CL_INVALID_PROPERTY)
+        E(CL_INVALID_IMAGE_DESCRIPTOR) E(CL_INVALID_COMPILER_OPTIONS) E(CL_INVALID_LINKER_OPTIONS)
+        E(CL_INVALID_DEVICE_PARTITION_COUNT)
+#undef E
+    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR";
+    default: return "unknown OpenCL error";
+    }
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+#define CLFAIL(e, what) fail(err, errlen, "OpenCL: %s failed: %s (%d)", what, cl_errname(e), (int)(e))
+
+/* ---- the rule ---- */
+typedef struct {
+    cl_kernel kern;
+    celo_clpass pi;
+    cl_uint dims;
+    size_t gsz[2], lsz[2];
+} clpass;
+
+struct celo_cl_rule {
+    const celo_program *P;
+    celo_state *st; /* host mirror: non-element state is kept here, element state after celo_cl_state_read */
+    cl_device_id dev;
+    cl_context ctx;
+    cl_command_queue q;
+    cl_program prog;
+    int unified;   /* the device shares memory with the host: g is wrapped, not copied */
+    int accd;      /* partials are double */
+    int64_t n, R, C, nwi, per;
+    int nbuf;      /* 2 + nstate + nnodes */
+    cl_mem *buf;   /* by ABI pointer index; NULL when no kernel reads it */
+    cl_mem *part;  /* by node: reduction partials */
+    int64_t *partlen;
+    void **parthost;
+    double *acc;   /* combining row/column partials */
+    clpass *pass;
+    /* host values */
+    double *val;
+    float *sc;
+    float **ptr;   /* host vectors, indexed like the kernel ABI (element buffers NULL) */
+    float *ortho;  /* staging for orthogonalization, n floats, allocated on first use */
+    int started;   /* p has been uploaded */
+    cl_mem gwrap;  /* g of the current step (unified memory) */
+};
+
+/* ---- device choice ---- */
+static int pick_device(cl_device_id *out, char *err, size_t errlen)
+{
+    cl_uint np = 0;
+    cl_int e = clGetPlatformIDs(0, NULL, &np);
+    if (e != CL_SUCCESS || np == 0)
+        return fail(err, errlen, "OpenCL: no platform found (clGetPlatformIDs: %s); is an ICD (e.g. pocl-opencl-icd) "
+                                 "installed?", e != CL_SUCCESS ? cl_errname(e) : "0 platforms");
+    cl_platform_id *pl = calloc(np, sizeof *pl);
+    if (!pl)
+        return fail(err, errlen, "out of memory");
+    if ((e = clGetPlatformIDs(np, pl, NULL)) != CL_SUCCESS) {
+        free(pl);
+        return CLFAIL(e, "clGetPlatformIDs");
+    }
+    cl_device_id devs[64];
+    cl_uint nd = 0;
+    for (cl_uint i = 0; i < np && nd < 64; i++) {
+        cl_uint m = 0;
+        if (clGetDeviceIDs(pl[i], CL_DEVICE_TYPE_ALL, 64 - nd, devs + nd, &m) == CL_SUCCESS)
+            nd += m < 64 - nd ? m : 64 - nd;
+    }
+    free(pl);
+    if (nd == 0)
+        return fail(err, errlen, "OpenCL: no device found");
+    const char *env = getenv("CELO_OPENCL_DEVICE");
+    if (env && *env) {
+        char *end;
+        long k = strtol(env, &end, 10);
+        if (*end || k < 0 || k >= (long)nd)
+            return fail(err, errlen, "CELO_OPENCL_DEVICE=%s: there are %u OpenCL devices (0 to %u)", env, nd, nd - 1);
+        *out = devs[k];
+        return 0;
+    }
+    for (cl_uint i = 0; i < nd; i++) {
+        cl_device_type ty = 0;
+        if (clGetDeviceInfo(devs[i], CL_DEVICE_TYPE, sizeof ty, &ty, NULL) == CL_SUCCESS && (ty & CL_DEVICE_TYPE_GPU)) {
+            *out = devs[i];
+            return 0;
+        }
+    }
+    *out = devs[0];
+    return 0;
+}
+
+static void dev_str(cl_device_id d, cl_device_info what, char *out, size_t len)
+{
+    size_t got = 0;
+    out[0] = 0;
+    if (clGetDeviceInfo(d, what, len - 1, out, &got) != CL_SUCCESS)
+        out[0] = 0;
+    out[len - 1] = 0;
+}
+
+/* ---- the program, with a binary cache ---- */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static uint64_t fnv1a_str(uint64_t h, const char *s)
+{
+    return fnv1a(h, s, strlen(s) + 1); /* with the terminator, so that fields cannot run together */
+}
+
+/* The cache directory (created), or NULL. */
+static char *cache_dir(void)
+{
+    const char *d = getenv("CELO_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    char *path = NULL;
+    if (d && *d)
+        path = strdup(d);
+    else if ((x && *x) || (h && *h)) {
+        size_t len = strlen(x && *x ? x : h) + 16;
+        path = malloc(len);
+        if (path)
+            snprintf(path, len, x && *x ? "%s/celo" : "%s/.cache/celo", x && *x ? x : h);
+    }
+    if (!path)
+        return NULL;
+    /* mkdir -p */
+    for (char *s = path + 1;; s++) {
+        if (*s == '/' || *s == 0) {
+            char c = *s;
+            *s = 0;
+            if (mkdir(path, 0755) && errno != EEXIST) {
+                free(path);
+                return NULL;
+            }
+            *s = c;
+            if (!c)
+                break;
+        }
+    }
+    return path;
+}
+
+static unsigned char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    unsigned char *buf = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long sz = ftell(f);
+        if (sz > 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)sz)) &&
+            fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+            free(buf);
+            buf = NULL;
+        }
+        *len = sz > 0 ? (size_t)sz : 0;
+    }
+    fclose(f);
+    return buf;
+}
+
+/* temp file, fsync, rename; failures leave no file behind and are not errors (the cache is an optimization) */
+static void write_atomic(const char *path, const unsigned char *data, size_t len)
+{
+    size_t plen = strlen(path) + 32;
+    char *tmp = malloc(plen);
+    if (!tmp)
+        return;
+    snprintf(tmp, plen, "%s.%ld.tmp", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        free(tmp);
+        return;
+    }
+    size_t off = 0;
+    int ok = 1;
+    while (ok && off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            ok = 0;
+        else
+            off += (size_t)w;
+    }
+    if (ok && fsync(fd))
+        ok = 0;
+    if (close(fd))
+        ok = 0;
+    if (!ok || rename(tmp, path))
+        unlink(tmp);
+    free(tmp);
+}
+
+static int build_log(cl_program pr, cl_device_id dev, const char *name, cl_int e, char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *log = NULL;
+    if (clGetProgramBuildInfo(pr, dev, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) == CL_SUCCESS && len > 0 &&
+        (log = malloc(len + 1)) && clGetProgramBuildInfo(pr, dev, CL_PROGRAM_BUILD_LOG, len, log, NULL) == CL_SUCCESS)
+        log[len] = 0;
+    else if (log)
+        log[0] = 0;
+    if (log && *log)
+        fprintf(stderr, "celo: OpenCL build log of rule '%s':\n%s\n", name, log);
+    fail(err, errlen, "OpenCL: building the kernels of rule '%s' failed: %s (%d)%s", name, cl_errname(e), (int)e,
+         log && *log ? "; build log above" : "");
+    free(log);
+    return -1;
+}
+
+static cl_program build_program(celo_cl_rule *r, const char *src, const char *opts, char *err, size_t errlen)
+{
+    char name[512], ver[512], drv[512];
+    dev_str(r->dev, CL_DEVICE_NAME, name, sizeof name);
+    dev_str(r->dev, CL_DEVICE_VERSION, ver, sizeof ver);
+    dev_str(r->dev, CL_DRIVER_VERSION, drv, sizeof drv);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    h = fnv1a_str(h, src);
+    h = fnv1a_str(h, name);
+    h = fnv1a_str(h, ver);
+    h = fnv1a_str(h, drv);
+    h = fnv1a_str(h, opts);
+    char *dir = cache_dir(), *path = NULL;
+    if (dir) {
+        size_t len = strlen(dir) + 48;
+        if ((path = malloc(len)))
+            snprintf(path, len, "%s/opencl-%016llx.bin", dir, (unsigned long long)h);
+        free(dir);
+    }
+    cl_int e;
+    /* a cached binary */
+    if (path) {
+        size_t blen = 0;
+        unsigned char *bin = read_file(path, &blen);
+        if (bin && blen) {
+            const unsigned char *bp = bin;
+            cl_int bst = CL_SUCCESS;
+            cl_program pr = clCreateProgramWithBinary(r->ctx, 1, &r->dev, &blen, &bp, &bst, &e);
+            if (e == CL_SUCCESS && bst == CL_SUCCESS && clBuildProgram(pr, 1, &r->dev, opts, NULL, NULL) == CL_SUCCESS) {
+                free(bin);
+                free(path);
+                return pr;
+            }
+            if (e == CL_SUCCESS)
+                clReleaseProgram(pr);
+        }
+        free(bin);
+    }
+    const char *s = src;
+    cl_program pr = clCreateProgramWithSource(r->ctx, 1, &s, NULL, &e);
+    if (e != CL_SUCCESS) {
+        free(path);
+        CLFAIL(e, "clCreateProgramWithSource");
+        return NULL;
+    }
+    if ((e = clBuildProgram(pr, 1, &r->dev, opts, NULL, NULL)) != CL_SUCCESS) {
+        build_log(pr, r->dev, r->P->name, e, err, errlen);
+        clReleaseProgram(pr);
+        free(path);
+        return NULL;
+    }
+    if (path) {
+        size_t blen = 0;
+        if (clGetProgramInfo(pr, CL_PROGRAM_BINARY_SIZES, sizeof blen, &blen, NULL) == CL_SUCCESS && blen > 0) {
+            unsigned char *bin = malloc(blen);
+            if (bin && clGetProgramInfo(pr, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS)
+                write_atomic(path, bin, blen);
+            free(bin);
+        }
+        free(path);
+    }
+    return pr;
+}
+
+/* ---- set-up ---- */
+static int64_t dom_len(int dom, int64_t n, int64_t R, int64_t C)
+{
+    return dom == CELO_ELEM ? n : dom == CELO_ROW ? R : dom == CELO_COL ? C : 1;
+}
+
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+static size_t pow2_ceil(size_t x)
+{
+    size_t p = 1;
+    while (p < x)
+        p *= 2;
+    return p;
+}
+
+void celo_cl_rule_free(celo_cl_rule *r)
+{
+    if (!r)
+        return;
+    const celo_program *P = r->P;
+    if (r->q)
+        clFinish(r->q);
+    if (r->pass)
+        for (int k = 0; k < P->npass; k++) {
+            if (r->pass[k].kern)
+                clReleaseKernel(r->pass[k].kern);
+            celo_clpass_free(&r->pass[k].pi);
+        }
+    free(r->pass);
+    if (r->buf)
+        for (int i = 0; i < r->nbuf; i++)
+            if (r->buf[i])
+                clReleaseMemObject(r->buf[i]);
+    if (r->gwrap)
+        clReleaseMemObject(r->gwrap);
+    if (r->part)
+        for (int j = 0; j < P->nnodes; j++)
+            if (r->part[j])
+                clReleaseMemObject(r->part[j]);
+    if (r->parthost)
+        for (int j = 0; j < P->nnodes; j++)
+            free(r->parthost[j]);
+    free(r->parthost);
+    free(r->part);
+    free(r->partlen);
+    free(r->buf);
+    free(r->acc);
+    if (r->ptr)
+        for (int j = 0; j < P->nnodes; j++)
+            free(r->ptr[2 + P->nstate + j]);
+    free(r->ptr);
+    free(r->val);
+    free(r->sc);
+    free(r->ortho);
+    if (r->prog)
+        clReleaseProgram(r->prog);
+    if (r->q)
+        clReleaseCommandQueue(r->q);
+    if (r->ctx)
+        clReleaseContext(r->ctx);
+    celo_state_free(r->st);
+    free(r);
+}
+
+static int is_vec_node(const celo_node *x)
+{
+    return (x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE;
+}
+
+celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const int64_t *shape, char *err,
+                               size_t errlen)
+{
+    if (!src) {
+        fail(err, errlen, "OpenCL: no kernel source for rule '%s'", P ? P->name : "?");
+        return NULL;
+    }
+    celo_cl_rule *r = calloc(1, sizeof *r);
+    if (!r) {
+        free(src);
+        fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->P = P;
+    r->st = celo_state_new(P, ndim, shape);
+    if (!r->st) {
+        free(src);
+        free(r);
+        fail(err, errlen, "OpenCL: bad tensor shape (%d dimensions)", ndim);
+        return NULL;
+    }
+    int nn = P->nnodes, ns = P->nstate;
+    r->n = r->st->n;
+    r->R = r->st->R;
+    r->C = r->st->C;
+    r->nbuf = 2 + ns + nn;
+    r->buf = calloc((size_t)r->nbuf, sizeof *r->buf);
+    r->part = calloc((size_t)nn + 1, sizeof *r->part);
+    r->partlen = calloc((size_t)nn + 1, sizeof *r->partlen);
+    r->parthost = calloc((size_t)nn + 1, sizeof *r->parthost);
+    r->pass = calloc((size_t)P->npass + 1, sizeof *r->pass);
+    r->val = calloc((size_t)nn + 1, sizeof *r->val);
+    r->sc = calloc((size_t)nn + 1, sizeof *r->sc);
+    r->ptr = calloc((size_t)r->nbuf, sizeof *r->ptr);
+    int64_t maxrc = (r->R > r->C ? r->R : r->C) + 1;
+    r->acc = calloc((size_t)maxrc, sizeof *r->acc);
+    int oom = !r->buf || !r->part || !r->partlen || !r->parthost || !r->pass || !r->val || !r->sc || !r->ptr || !r->acc;
+    for (int s = 0; s < ns && !oom; s++)
+        r->ptr[2 + s] = r->st->slot[s];
+    for (int j = 0; j < nn && !oom; j++)
+        if (is_vec_node(&P->nodes[j])) {
+            int64_t len = dom_len(P->nodes[j].dom, r->n, r->R, r->C);
+            if (!(r->ptr[2 + ns + j] = calloc((size_t)len + 1, sizeof(float))))
+                oom = 1;
+        }
+    if (oom) {
+        free(src);
+        celo_cl_rule_free(r);
+        fail(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    /* device, context, queue */
+    cl_int e;
+    if (pick_device(&r->dev, err, errlen)) {
+        free(src);
+        celo_cl_rule_free(r);
+        return NULL;
+    }
+    r->ctx = clCreateContext(NULL, 1, &r->dev, NULL, NULL, &e);
+    if (e != CL_SUCCESS) {
+        r->ctx = NULL;
+        free(src);
+        celo_cl_rule_free(r);
+        CLFAIL(e, "clCreateContext");
+        return NULL;
+    }
+    r->q = clCreateCommandQueue(r->ctx, r->dev, 0, &e);
+    if (e != CL_SUCCESS) {
+        r->q = NULL;
+        free(src);
+        celo_cl_rule_free(r);
+        CLFAIL(e, "clCreateCommandQueue");
+        return NULL;
+    }
+    cl_device_type dtype = 0;
+    cl_uint cus = 1;
+    size_t maxwg = 1;
+    cl_bool unified = CL_FALSE;
+    cl_device_fp_config fp32 = 0, fp64 = 0;
+    size_t maxparam = 1024;
+    char cver[256], ext[8192];
+    clGetDeviceInfo(r->dev, CL_DEVICE_TYPE, sizeof dtype, &dtype, NULL);
+    clGetDeviceInfo(r->dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cus, &cus, NULL);
+    clGetDeviceInfo(r->dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof maxwg, &maxwg, NULL);
+    clGetDeviceInfo(r->dev, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
+    clGetDeviceInfo(r->dev, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp32, &fp32, NULL);
+    clGetDeviceInfo(r->dev, CL_DEVICE_MAX_PARAMETER_SIZE, sizeof maxparam, &maxparam, NULL);
+    if (clGetDeviceInfo(r->dev, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp64, &fp64, NULL) != CL_SUCCESS)
+        fp64 = 0;
+    dev_str(r->dev, CL_DEVICE_OPENCL_C_VERSION, cver, sizeof cver);
+    dev_str(r->dev, CL_DEVICE_EXTENSIONS, ext, sizeof ext);
+    int cpu = (dtype & CL_DEVICE_TYPE_CPU) != 0;
+    r->unified = unified == CL_TRUE;
+    r->accd = fp64 != 0 || strstr(ext, "cl_khr_fp64") != NULL;
+    if (cus < 1)
+        cus = 1;
+
+    char opts[256];
+    snprintf(opts, sizeof opts, "%s-DCELO_ACC_DOUBLE=%d%s",
+             strncmp(cver, "OpenCL C 1.0", 12) && strncmp(cver, "OpenCL C 1.1", 12) ? "-cl-std=CL1.2 " : "",
+             r->accd, (fp32 & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
+    r->prog = build_program(r, src, opts, err, errlen);
+    free(src);
+    if (!r->prog) {
+        celo_cl_rule_free(r);
+        return NULL;
+    }
+
+    /* work decomposition of the chunked passes: a few chunks per compute unit on a CPU, many on a GPU; column
+     * partials (one row of C per work-item) bounded to 4M entries */
+    int64_t n = r->n, R = r->R, C = r->C;
+    size_t clws = cpu ? 1 : 64;
+    int64_t nwi = cpu ? 4 * (int64_t)cus : 64 * (int64_t)cus;
+    int64_t cap = (n + 4095) / 4096;
+    if (nwi > cap)
+        nwi = cap;
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (celo_clplan_is_red(P, x) && x->dom == CELO_COL && C > 0 && nwi > ((int64_t)1 << 22) / C)
+            nwi = ((int64_t)1 << 22) / C;
+    }
+    if (nwi < 1)
+        nwi = 1;
+    if ((size_t)nwi > clws)
+        nwi = (int64_t)round_up((size_t)nwi, clws);
+    else
+        clws = (size_t)nwi;
+    int64_t per = n ? (n + nwi - 1) / nwi : 0;
+    per = (per + 63) & ~(int64_t)63;
+    r->nwi = nwi;
+    r->per = per;
+
+    /* passes: kernels, arguments, work sizes */
+    for (int k = 1; k <= P->npass; k++) {
+        clpass *cp = &r->pass[k - 1];
+        if (celo_clpass_analyse(P, k, &cp->pi)) {
+            celo_cl_rule_free(r);
+            fail(err, errlen, "out of memory");
+            return NULL;
+        }
+        char kname[32];
+        snprintf(kname, sizeof kname, "celo_pass%d", k);
+        cp->kern = clCreateKernel(r->prog, kname, &e);
+        if (e != CL_SUCCESS) {
+            cp->kern = NULL;
+            celo_cl_rule_free(r);
+            fail(err, errlen, "OpenCL: clCreateKernel(%s) failed: %s (%d)", kname, cl_errname(e), (int)e);
+            return NULL;
+        }
+        size_t psize = 4 * sizeof(cl_long);
+        for (int a = 0; a < cp->pi.nargs; a++)
+            psize += cp->pi.args[a].kind == CELO_CLARG_SC ? sizeof(cl_float) : sizeof(cl_mem);
+        if (psize > maxparam) {
+            celo_cl_rule_free(r);
+            fail(err, errlen, "OpenCL: pass %d of rule '%s' needs %zu bytes of kernel arguments; the device allows %zu",
+                 k, P->name, psize, maxparam);
+            return NULL;
+        }
+        size_t kwg = maxwg;
+        if (clGetKernelWorkGroupInfo(cp->kern, r->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL) != CL_SUCCESS ||
+            kwg < 1)
+            kwg = maxwg;
+        if (cp->pi.chunked) {
+            cp->dims = 1;
+            cp->lsz[0] = clws <= kwg ? clws : 1;
+            cp->gsz[0] = round_up((size_t)nwi, cp->lsz[0]);
+        } else {
+            size_t lws = cpu ? 4096 : 256;
+            if (lws > kwg)
+                lws = kwg;
+            if (lws > maxwg)
+                lws = maxwg;
+            if (!cp->pi.nested) {
+                cp->dims = 1;
+                size_t l = lws < pow2_ceil((size_t)n) ? lws : pow2_ceil((size_t)n);
+                cp->lsz[0] = l;
+                cp->gsz[0] = round_up((size_t)n, l);
+            } else {
+                cp->dims = 2;
+                size_t l0 = lws < pow2_ceil((size_t)C) ? lws : pow2_ceil((size_t)C);
+                size_t l1 = lws / l0;
+                if (l1 > pow2_ceil((size_t)R))
+                    l1 = pow2_ceil((size_t)R);
+                if (l1 < 1)
+                    l1 = 1;
+                cp->lsz[0] = l0;
+                cp->lsz[1] = l1;
+                cp->gsz[0] = round_up((size_t)C, l0);
+                cp->gsz[1] = round_up((size_t)R, l1);
+            }
+        }
+        /* buffers and partials it needs */
+        for (int a = 0; a < cp->pi.nargs; a++) {
+            const celo_clarg *ar = &cp->pi.args[a];
+            if (ar->kind == CELO_CLARG_BUF) {
+                int idx = ar->idx;
+                if (r->buf[idx] || (idx == 1 && r->unified))
+                    continue;
+                int64_t len;
+                if (idx < 2)
+                    len = n;
+                else if (idx < 2 + ns)
+                    len = r->st->slotlen[idx - 2];
+                else {
+                    const celo_node *x = &P->nodes[idx - 2 - ns];
+                    len = x->op == CELO_OP_ORTHO ? n : dom_len(x->dom, n, R, C);
+                }
+                r->buf[idx] = clCreateBuffer(r->ctx, idx == 1 ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
+                                             (size_t)(len > 0 ? len : 1) * sizeof(float), NULL, &e);
+                if (e != CL_SUCCESS) {
+                    r->buf[idx] = NULL;
+                    celo_cl_rule_free(r);
+                    CLFAIL(e, "clCreateBuffer");
+                    return NULL;
+                }
+            } else if (ar->kind == CELO_CLARG_PART) {
+                int j = ar->idx;
+                const celo_node *x = &P->nodes[j];
+                int64_t len = x->dom == CELO_SCALAR ? nwi : x->dom == CELO_ROW ? R + 2 * nwi : nwi * C;
+                r->partlen[j] = len;
+                size_t bytes = (size_t)(len > 0 ? len : 1) * (r->accd ? sizeof(double) : sizeof(float));
+                r->part[j] = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
+                if (e != CL_SUCCESS) {
+                    r->part[j] = NULL;
+                    celo_cl_rule_free(r);
+                    CLFAIL(e, "clCreateBuffer");
+                    return NULL;
+                }
+                if (!(r->parthost[j] = malloc(bytes))) {
+                    celo_cl_rule_free(r);
+                    fail(err, errlen, "out of memory");
+                    return NULL;
+                }
+            }
+        }
+    }
+    /* p always has a device buffer (it is uploaded once and read back on request) */
+    if (!r->buf[0]) {
+        r->buf[0] = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE, (size_t)(n > 0 ? n : 1) * sizeof(float), NULL, &e);
+        if (e != CL_SUCCESS) {
+            r->buf[0] = NULL;
+            celo_cl_rule_free(r);
+            CLFAIL(e, "clCreateBuffer");
+            return NULL;
+        }
+    }
+    return r;
+}
+
+/* ---- host values: the same computations as eval_small in runtime/step.c ---- */
+static double small_at(const celo_cl_rule *r, int j, int64_t q_r, int64_t q_c)
+{
+    const celo_program *P = r->P;
+    const celo_node *x = &P->nodes[j];
+    switch (x->dom) {
+    case CELO_HOST:
+    case CELO_SCALAR: return r->val[j];
+    case CELO_ROW: return r->ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][q_r];
+    case CELO_COL: return r->ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][q_c];
+    default: return NAN;
+    }
+}
+
+static void eval_small(celo_cl_rule *r, int j, int64_t t, const float *hp)
+{
+    const celo_program *P = r->P;
+    const celo_state *st = r->st;
+    const celo_node *x = &P->nodes[j];
+    int64_t R = st->R, C = st->C;
+    if (x->dom == CELO_HOST || x->dom == CELO_SCALAR) {
+        double v;
+        switch (x->op) {
+        case CELO_OP_CONST: v = x->imm; break;
+        case CELO_OP_HP: v = hp[x->aux]; break;
+        case CELO_OP_T: v = (double)t; break;
+        case CELO_OP_STATE: v = st->slot[x->aux][0]; break;
+        case CELO_OP_NUMEL: v = (double)st->n; break;
+        case CELO_OP_NROWS: v = (double)R; break;
+        case CELO_OP_NCOLS: v = (double)C; break;
+        case CELO_OP_SUM:
+        case CELO_OP_MAXR: {
+            const celo_node *a = &P->nodes[x->a];
+            int64_t len = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
+            double rep = a->dom == CELO_ROW ? (double)C : a->dom == CELO_COL ? (double)R : (double)st->n;
+            double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
+            for (int64_t q = 0; q < len; q++) {
+                double e = small_at(r, x->a, q, q);
+                acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
+            }
+            v = x->op == CELO_OP_SUM ? acc * rep : acc;
+            break;
+        }
+        default:
+            v = celo_eval_op(x->op, r->val[x->a], x->b >= 0 ? r->val[x->b] : 0, x->c >= 0 ? r->val[x->c] : 0);
+        }
+        r->val[j] = v;
+        r->sc[j] = (float)v;
+        return;
+    }
+    if (x->op == CELO_OP_STATE)
+        return;
+    float *out = r->ptr[2 + P->nstate + j];
+    int64_t len = x->dom == CELO_ROW ? R : C;
+    if (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) {
+        const celo_node *a = &P->nodes[x->a];
+        for (int64_t q = 0; q < len; q++) {
+            if (a->dom == x->dom) {
+                double e = small_at(r, x->a, q, q);
+                out[q] = (float)(x->op == CELO_OP_SUM ? e * (double)(x->dom == CELO_ROW ? C : R) : e);
+                continue;
+            }
+            int64_t olen = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
+            double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
+            for (int64_t o = 0; o < olen; o++) {
+                double e = small_at(r, x->a, o, o);
+                acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
+            }
+            if (x->op == CELO_OP_SUM && olen == 1)
+                acc *= (double)(x->dom == CELO_ROW ? C : R);
+            out[q] = (float)acc;
+        }
+        return;
+    }
+    for (int64_t q = 0; q < len; q++) {
+        double a = small_at(r, x->a, q, q);
+        double b = x->b >= 0 ? small_at(r, x->b, q, q) : 0;
+        double c = x->c >= 0 ? small_at(r, x->c, q, q) : 0;
+        out[q] = (float)celo_eval_op(x->op, a, b, c);
+    }
+}
+
+/* Uploads the host vector of ROW/COL node j (computed at stage k) when a kernel reads it. */
+static int upload_vec(celo_cl_rule *r, int idx, int64_t len, char *err, size_t errlen)
+{
+    if (!r->buf[idx] || len <= 0)
+        return 0;
+    cl_int e = clEnqueueWriteBuffer(r->q, r->buf[idx], CL_TRUE, 0, (size_t)len * sizeof(float), r->ptr[idx], 0, NULL,
+                                    NULL);
+    return e == CL_SUCCESS ? 0 : CLFAIL(e, "clEnqueueWriteBuffer");
+}
+
+static int upload_stage(celo_cl_rule *r, int k, char *err, size_t errlen)
+{
+    const celo_program *P = r->P;
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (is_vec_node(x) && x->pass == k &&
+            upload_vec(r, 2 + P->nstate + j, dom_len(x->dom, r->n, r->R, r->C), err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+static double combine(int op, double acc, double e)
+{
+    return op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
+}
+
+static double part_at(const celo_cl_rule *r, int j, int64_t q)
+{
+    return r->accd ? ((const double *)r->parthost[j])[q] : (double)((const float *)r->parthost[j])[q];
+}
+
+/* Reads back and combines, in work-item order, the partials of the reductions computed by pass k. */
+static int combine_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
+{
+    const celo_program *P = r->P;
+    int nn = P->nnodes, ns = P->nstate, any = 0;
+    int64_t n = r->n, R = r->R, C = r->C, nwi = r->nwi, per = r->per;
+    size_t esz = r->accd ? sizeof(double) : sizeof(float);
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!celo_clplan_is_red(P, x) || x->pass != k || n == 0)
+            continue;
+        cl_int e = clEnqueueReadBuffer(r->q, r->part[j], CL_FALSE, 0, (size_t)r->partlen[j] * esz, r->parthost[j], 0,
+                                       NULL, NULL);
+        if (e != CL_SUCCESS)
+            return CLFAIL(e, "clEnqueueReadBuffer");
+        any = 1;
+    }
+    if (any) {
+        cl_int e = clFinish(r->q);
+        if (e != CL_SUCCESS)
+            return CLFAIL(e, "clFinish");
+    }
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!celo_clplan_is_red(P, x) || x->pass != k)
+            continue;
+        int op = x->op;
+        double id = op == CELO_OP_SUM ? 0.0 : -INFINITY;
+        if (x->dom == CELO_SCALAR) {
+            double acc = id;
+            if (n > 0) {
+                acc = part_at(r, j, 0);
+                for (int64_t w = 1; w < nwi; w++)
+                    acc = combine(op, acc, part_at(r, j, w));
+            }
+            r->val[j] = acc;
+            r->sc[j] = (float)acc;
+        } else if (x->dom == CELO_ROW) {
+            for (int64_t q = 0; q < R; q++)
+                r->acc[q] = id;
+            for (int64_t w = 0; w < nwi && n > 0; w++) {
+                int64_t i0 = w * per, i1 = i0 + per < n ? i0 + per : n;
+                if (i0 >= i1)
+                    continue;
+                for (int64_t q = i0 / C; q * C < i1; q++) {
+                    int64_t rb = q * C, cb = i0 - rb > 0 ? i0 - rb : 0, ce = i1 - rb < C ? i1 - rb : C;
+                    double v = cb == 0 && ce == C ? part_at(r, j, q)
+                               : q == i0 / C      ? part_at(r, j, R + 2 * w)
+                                                  : part_at(r, j, R + 2 * w + 1);
+                    r->acc[q] = combine(op, r->acc[q], v);
+                }
+            }
+            float *out = r->ptr[2 + ns + j];
+            for (int64_t q = 0; q < R; q++)
+                out[q] = (float)r->acc[q];
+        } else {
+            float *out = r->ptr[2 + ns + j];
+            for (int64_t c = 0; c < C; c++) {
+                double acc = id;
+                if (n > 0) {
+                    acc = part_at(r, j, c);
+                    for (int64_t w = 1; w < nwi; w++)
+                        acc = combine(op, acc, part_at(r, j, w * C + c));
+                }
+                out[c] = (float)acc;
+            }
+        }
+    }
+    return 0;
+}
+
+static int orthogonalize_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
+{
+    const celo_program *P = r->P;
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->op != CELO_OP_ORTHO || x->pass != k || r->n == 0)
+            continue;
+        if (!r->ortho && !(r->ortho = malloc((size_t)r->n * sizeof(float))))
+            return fail(err, errlen, "out of memory");
+        cl_mem b = r->buf[2 + P->nstate + j];
+        if (!b)
+            continue; /* nothing reads it */
+        size_t bytes = (size_t)r->n * sizeof(float);
+        cl_int e = clEnqueueReadBuffer(r->q, b, CL_TRUE, 0, bytes, r->ortho, 0, NULL, NULL);
+        if (e != CL_SUCCESS)
+            return CLFAIL(e, "clEnqueueReadBuffer");
+        if (celo_orthogonalize(r->ortho, 1, r->R, r->C, x->aux))
+            return fail(err, errlen, "orthogonalize: out of memory");
+        if ((e = clEnqueueWriteBuffer(r->q, b, CL_TRUE, 0, bytes, r->ortho, 0, NULL, NULL)) != CL_SUCCESS)
+            return CLFAIL(e, "clEnqueueWriteBuffer");
+    }
+    return 0;
+}
+
+static int run_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
+{
+    clpass *cp = &r->pass[k - 1];
+    cl_kernel kn = cp->kern;
+    cl_long fixed[4] = {r->n, r->R, r->C, r->per};
+    cl_int e = CL_SUCCESS;
+    for (cl_uint a = 0; a < 4 && e == CL_SUCCESS; a++)
+        e = clSetKernelArg(kn, a, sizeof(cl_long), &fixed[a]);
+    for (int a = 0; a < cp->pi.nargs && e == CL_SUCCESS; a++) {
+        const celo_clarg *ar = &cp->pi.args[a];
+        cl_uint ai = (cl_uint)(4 + a);
+        if (ar->kind == CELO_CLARG_SC)
+            e = clSetKernelArg(kn, ai, sizeof(cl_float), &r->sc[ar->idx]);
+        else if (ar->kind == CELO_CLARG_PART)
+            e = clSetKernelArg(kn, ai, sizeof(cl_mem), &r->part[ar->idx]);
+        else {
+            cl_mem m = ar->idx == 1 && r->unified ? r->gwrap : r->buf[ar->idx];
+            e = clSetKernelArg(kn, ai, sizeof(cl_mem), &m);
+        }
+    }
+    if (e != CL_SUCCESS)
+        return CLFAIL(e, "clSetKernelArg");
+    if (r->n == 0)
+        return 0;
+    e = clEnqueueNDRangeKernel(r->q, kn, cp->dims, NULL, cp->gsz, cp->lsz, 0, NULL, NULL);
+    if (e != CL_SUCCESS) {
+        char what[64];
+        snprintf(what, sizeof what, "launching pass %d (clEnqueueNDRangeKernel)", k);
+        return CLFAIL(e, what);
+    }
+    return 0;
+}
+
+int celo_cl_step(celo_cl_rule *r, float *p, const float *g, const float *hp, int64_t t, int read_back, char *err,
+                 size_t errlen)
+{
+    const celo_program *P = r->P;
+    celo_state *st = r->st;
+    int nn = P->nnodes, ns = P->nstate;
+    size_t bytes = (size_t)r->n * sizeof(float);
+    cl_int e;
+    if (!r->started && r->n > 0) {
+        if ((e = clEnqueueWriteBuffer(r->q, r->buf[0], CL_TRUE, 0, bytes, p, 0, NULL, NULL)) != CL_SUCCESS)
+            return CLFAIL(e, "uploading p (clEnqueueWriteBuffer)");
+    }
+    r->started = 1;
+    if (r->n > 0) {
+        if (r->unified) {
+            if (r->gwrap)
+                clReleaseMemObject(r->gwrap); /* freed once the commands using it are done */
+            r->gwrap = clCreateBuffer(r->ctx, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR, bytes, (void *)g, &e);
+            if (e != CL_SUCCESS) {
+                r->gwrap = NULL;
+                return CLFAIL(e, "wrapping g (clCreateBuffer)");
+            }
+        } else if (r->buf[1] &&
+                   (e = clEnqueueWriteBuffer(r->q, r->buf[1], CL_FALSE, 0, bytes, g, 0, NULL, NULL)) != CL_SUCCESS)
+            return CLFAIL(e, "uploading g (clEnqueueWriteBuffer)");
+    }
+
+    /* host values (and stage-0 per-tensor values); on the first step, the initial state */
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->dom == CELO_HOST && x->pass == 0 && !celo_clplan_is_red(P, x))
+            eval_small(r, j, t, hp);
+    }
+    if (st->t == 0)
+        for (int s = 0; s < ns; s++) {
+            float v = r->sc[P->state[s].init];
+            cl_mem b = r->buf[2 + s];
+            if (P->state[s].dom == CELO_ELEM && b) {
+                if (r->n > 0 &&
+                    (e = clEnqueueFillBuffer(r->q, b, &v, sizeof v, 0, bytes, 0, NULL, NULL)) != CL_SUCCESS)
+                    return CLFAIL(e, "initializing state (clEnqueueFillBuffer)");
+                continue;
+            }
+            for (int64_t q = 0; q < st->slotlen[s]; q++)
+                st->slot[s][q] = v;
+            if (P->state[s].dom != CELO_ELEM && upload_vec(r, 2 + s, st->slotlen[s], err, errlen))
+                return -1;
+        }
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->dom != CELO_ELEM && x->dom != CELO_HOST && x->pass == 0 && !celo_clplan_is_red(P, x))
+            eval_small(r, j, t, hp);
+    }
+    if (upload_stage(r, 0, err, errlen))
+        return -1;
+
+    for (int k = 1; k <= P->npass; k++) {
+        if (run_pass(r, k, err, errlen) || combine_pass(r, k, err, errlen) || orthogonalize_pass(r, k, err, errlen))
+            return -1;
+        for (int j = 0; j < nn; j++) {
+            const celo_node *x = &P->nodes[j];
+            if (x->dom != CELO_ELEM && x->pass == k && !celo_clplan_is_red(P, x))
+                eval_small(r, j, t, hp);
+        }
+        if (upload_stage(r, k, err, errlen))
+            return -1;
+    }
+    /* commit the state that is not element-wise */
+    for (int s = 0; s < ns; s++) {
+        int v = P->state[s].value;
+        if (v < 0 || P->state[s].dom == CELO_ELEM)
+            continue;
+        const celo_node *x = &P->nodes[v];
+        for (int64_t q = 0; q < st->slotlen[s]; q++) {
+            float val;
+            if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
+                val = r->sc[v];
+            else
+                val = (x->op == CELO_OP_STATE ? r->ptr[2 + x->aux] : r->ptr[2 + ns + v])[q];
+            st->slot[s][q] = val;
+        }
+        if (upload_vec(r, 2 + s, st->slotlen[s], err, errlen))
+            return -1;
+    }
+    st->t = t;
+    if (read_back && r->n > 0) {
+        if ((e = clEnqueueReadBuffer(r->q, r->buf[0], CL_TRUE, 0, bytes, p, 0, NULL, NULL)) != CL_SUCCESS)
+            return CLFAIL(e, "reading p back (clEnqueueReadBuffer)");
+    }
+    return 0;
+}
+
+int celo_cl_finish(celo_cl_rule *r, char *err, size_t errlen)
+{
+    cl_int e = clFinish(r->q);
+    return e == CL_SUCCESS ? 0 : CLFAIL(e, "clFinish");
+}
+
+int celo_cl_state_read(celo_cl_rule *r, char *err, size_t errlen)
+{
+    const celo_program *P = r->P;
+    if (!r->started || r->n == 0)
+        return celo_cl_finish(r, err, errlen);
+    for (int s = 0; s < P->nstate; s++) {
+        if (P->state[s].dom != CELO_ELEM || !r->buf[2 + s])
+            continue;
+        cl_int e = clEnqueueReadBuffer(r->q, r->buf[2 + s], CL_TRUE, 0, (size_t)r->n * sizeof(float), r->st->slot[s], 0,
+                                       NULL, NULL);
+        if (e != CL_SUCCESS)
+            return CLFAIL(e, "reading state (clEnqueueReadBuffer)");
+    }
+    return 0;
+}
+
+const celo_state *celo_cl_rule_state(const celo_cl_rule *r) { return r->st; }

@@ -23,7 +23,7 @@ CFLAGS := $(CFLAGS_BASE) $(WARN) -I$(OPENBLAS_INC)
 GEN_CFLAGS := $(CFLAGS_BASE) -Wno-unused-function -Wno-sign-compare
 RT_LIBS := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lOpenCL -lm -fopenmp $(LDSAN)
 
-RT_SRC := $(wildcard runtime/*.c)
+RT_SRC := $(wildcard runtime/*.c runtime/nn/*.c)
 CC_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
 RT_OBJ := $(RT_SRC:%.c=$(BUILD)/%.o)
 CC_OBJ := $(CC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/lexer.o $(BUILD)/gen/parser.o

@@ -509,6 +509,12 @@ static int build_module(cg *g, rule **rules, int n, LLVMTargetMachineRef tm, int
     if (optimize) {
         const char *pipeline = getenv("CELO_LLVM_PIPELINE");
         LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+        /* Update loops are memory-bound: vectorize, but skip unrolling and interleaving (they cost compile time
+         * and gain nothing here). Overridable for experiments: CELO_LLVM_UNROLL=1. */
+        int unroll = getenv("CELO_LLVM_UNROLL") != NULL;
+        LLVMPassBuilderOptionsSetLoopUnrolling(po, unroll);
+        LLVMPassBuilderOptionsSetLoopInterleaving(po, unroll);
+        LLVMPassBuilderOptionsSetSLPVectorization(po, unroll);
         LLVMErrorRef e = LLVMRunPasses(g->mod, pipeline ? pipeline : "default<O3>", tm, po);
         LLVMDisposePassBuilderOptions(po);
         if (e) {

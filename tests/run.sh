@@ -11,6 +11,7 @@
 #   obj      `celo emit obj` linked into a C program
 #   unit     C unit tests (build/tests/*)
 set -u
+shopt -s nullglob
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 CELO=$BUILD/celo
@@ -116,7 +117,7 @@ if want cli; then
     clicase shape "[T, *param.shape]" $CELO apply adamw --param "$d/p0.npy" --grads tests/golden/adamw/1000/grads.npy --out "$TMP/o.npy"
     clicase unknown-hp "did you mean 'lr'? (valid: lr, b1, b2, eps, wd)" $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --set lrr=1 --out "$TMP/o.npy"
     clicase bad-set "not a finite number" $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --set lr=abc --out "$TMP/o.npy"
-    clicase unknown-rule "did you mean 'adamw'?" $CELO apply adamx --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase unknown-rule "did you mean 'adamw'?" $CELO apply adamww --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
     clicase unknown-backend "unknown backend" $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --backend cuda --out "$TMP/o.npy"
     clicase transform-as-rule "is a transform" $CELO apply scale --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
     clicase missing-file "cannot open" $CELO check "$TMP/none.celo"

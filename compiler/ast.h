@@ -48,6 +48,7 @@ struct expr {
     expr *a, *b;      /* operands; EX_INDEX: b = index */
     arg *args;        /* EX_CALL */
     int nargs;
+    int depth;        /* height of the subtree, 0 for a leaf (bounded by the parser) */
 };
 
 typedef enum { ST_STATE, ST_ASSIGN, ST_FOR } stmt_kind;

@@ -29,15 +29,21 @@ static void report(const char *kind, const srcfile *f, span sp, const char *fmt,
     int32_t eol = lo;
     while ((size_t)eol < f->len && f->text[eol] != '\n')
         eol++;
-    fprintf(stderr, "%s:%d:%d: %s: ", f->path, line, lo - bol + 1, kind);
+    /* Columns count characters, not bytes: UTF-8 continuation bytes take no column. */
+    int col = 1;
+    for (int32_t i = bol; i < lo; i++)
+        col += ((unsigned char)f->text[i] & 0xc0) != 0x80;
+    fprintf(stderr, "%s:%d:%d: %s: ", f->path, line, col, kind);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n    %.*s\n    ", (int)(eol - bol), f->text + bol);
     for (int32_t i = bol; i < lo; i++)
-        fputc(f->text[i] == '\t' ? '\t' : ' ', stderr);
+        if (((unsigned char)f->text[i] & 0xc0) != 0x80)
+            fputc(f->text[i] == '\t' ? '\t' : ' ', stderr);
     fputc('^', stderr);
     int32_t hi = sp.hi > eol ? eol : sp.hi;
     for (int32_t i = lo + 1; i < hi; i++)
-        fputc('~', stderr);
+        if (((unsigned char)f->text[i] & 0xc0) != 0x80)
+            fputc('~', stderr);
     fputc('\n', stderr);
 }
 
@@ -94,6 +100,6 @@ const char *diag_suggest(const char *s, const char *const *names, int n)
         }
     }
     size_t len = strlen(s);
-    int limit = len <= 2 ? 1 : len <= 5 ? 2 : 3;
+    int limit = len <= 1 ? 0 : len <= 2 ? 1 : len <= 5 ? 2 : 3; /* one letter: any other is as close */
     return bd <= limit ? best : NULL;
 }

@@ -1,7 +1,8 @@
 /* parser.y — the celo grammar: a pure, reentrant Bison parser with byte-offset locations. */
 %define api.pure full
 %define api.prefix {celo_yy}
-%define parse.error verbose
+%define parse.error custom
+%define parse.lac full
 %locations
 %expect 0
 %param {void *scanner}
@@ -40,13 +41,41 @@ static expr *mk(parse_ctx *c, expr_kind k, span sp)
     e->sp = sp;
     return e;
 }
+/* Every later pass walks expressions recursively: bound their depth here, once. A node over the limit is
+ * reported where the limit is first crossed and replaced by a leaf that keeps the depth (so the tree stays
+ * shallow and its ancestors stay quiet). */
+#define MAX_EXPR_DEPTH 256
+static expr *fin(parse_ctx *c, expr *e)
+{
+    int d = 0, over = 0;
+    const expr *kids[2] = {e->a, e->b};
+    for (int i = 0; i < 2; i++)
+        if (kids[i]) {
+            d = kids[i]->depth > d ? kids[i]->depth : d;
+            over |= kids[i]->depth > MAX_EXPR_DEPTH;
+        }
+    for (const arg *a = e->args; a; a = a->next) {
+        d = a->value->depth > d ? a->value->depth : d;
+        over |= a->value->depth > MAX_EXPR_DEPTH;
+    }
+    e->depth = d + 1;
+    if (e->depth <= MAX_EXPR_DEPTH)
+        return e;
+    if (!over) {
+        diag_error(c->file, e->sp, "expression nests too deeply (more than %d levels)", MAX_EXPR_DEPTH);
+        c->nerrors++;
+    }
+    expr *leaf = mk(c, EX_NUM, e->sp);
+    leaf->depth = MAX_EXPR_DEPTH + 1;
+    return leaf;
+}
 static expr *bin(parse_ctx *c, ast_op op, expr *a, expr *b, span sp)
 {
     expr *e = mk(c, EX_BINARY, sp);
     e->op = op;
     e->a = a;
     e->b = b;
-    return e;
+    return fin(c, e);
 }
 static stmt *mkstmt(parse_ctx *c, stmt_kind k, span sp)
 {
@@ -117,7 +146,8 @@ file: %empty
 
 definition:
       IMPORT STRING ';' {
-        $$ = mkdef(ctx, DEF_IMPORT, @$); $$->name = $2; $$->name_span = @2; }
+        $$ = NULL; /* an unterminated string (NULL) was reported by the scanner */
+        if ($2) { $$ = mkdef(ctx, DEF_IMPORT, @$); $$->name = $2; $$->name_span = @2; } }
     | OPTIMIZER NAME '(' params ')' block {
         $$ = mkdef(ctx, DEF_OPTIMIZER, @$); $$->name = $2; $$->name_span = @2; $$->params = $4; $$->body = $6; }
     | TRANSFORM NAME '(' params ')' block {
@@ -125,6 +155,13 @@ definition:
     | OPTIMIZER NAME '(' params ')' '=' CHAIN '(' chainlist ')' ';' {
         $$ = mkdef(ctx, DEF_OPTIMIZER, @$); $$->name = $2; $$->name_span = @2; $$->params = $4;
         $$->chain = $9; }
+    | OPTIMIZER NAME '(' params ')' '=' CHAIN '(' ')' ';' {
+        (void)$2;
+        (void)$4;
+        span sp = {@8.lo, @9.hi};
+        diag_error(ctx->file, sp, "chain(…) needs at least one transform, like chain(scale_by_adam(), scale(s = -lr))");
+        ctx->nerrors++;
+        $$ = NULL; }
     ;
 
 chainlist: expr                 { $$ = arena_alloc(ctx->ar, sizeof(arg)); $$->value = $1; }
@@ -174,13 +211,15 @@ statevar: NAME '=' expr         { $$ = arena_alloc(ctx->ar, sizeof(statevar)); $
 
 expr: NUMBER                    { $$ = mk(ctx, EX_NUM, @$); $$->num = $1; }
     | NAME                      { $$ = mk(ctx, EX_NAME, @$); $$->name = $1; $$->name_span = @1; }
-    | NAME '[' expr ']'         { $$ = mk(ctx, EX_INDEX, @$); $$->name = $1; $$->name_span = @1; $$->b = $3; }
+    | NAME '[' expr ']'         { $$ = mk(ctx, EX_INDEX, @$); $$->name = $1; $$->name_span = @1; $$->b = $3;
+                                  $$ = fin(ctx, $$); }
     | NAME '(' args ')'         { $$ = mk(ctx, EX_CALL, @$); $$->name = $1; $$->name_span = @1; $$->args = $3;
-                                  for (arg *a = $3; a; a = a->next) $$->nargs++; }
+                                  for (arg *a = $3; a; a = a->next) $$->nargs++;
+                                  $$ = fin(ctx, $$); }
     | '(' expr ')'              { $$ = $2; }
-    | '-' expr %prec UMINUS     { $$ = mk(ctx, EX_UNARY, @$); $$->op = OP_NEG; $$->a = $2; }
+    | '-' expr %prec UMINUS     { $$ = mk(ctx, EX_UNARY, @$); $$->op = OP_NEG; $$->a = $2; $$ = fin(ctx, $$); }
     | '+' expr %prec UMINUS     { $$ = $2; }
-    | NOT expr                  { $$ = mk(ctx, EX_UNARY, @$); $$->op = OP_NOT; $$->a = $2; }
+    | NOT expr                  { $$ = mk(ctx, EX_UNARY, @$); $$->op = OP_NOT; $$->a = $2; $$ = fin(ctx, $$); }
     | expr '+' expr             { $$ = bin(ctx, OP_ADD, $1, $3, @$); }
     | expr '-' expr             { $$ = bin(ctx, OP_SUB, $1, $3, @$); }
     | expr '*' expr             { $$ = bin(ctx, OP_MUL, $1, $3, @$); }
@@ -205,49 +244,196 @@ arg: expr                       { $$ = arena_alloc(ctx->ar, sizeof(arg)); $$->va
     ;
 %%
 
-static const char *pretty(const char *tok)
+/* ---- syntax errors ----
+ * Bison knows the lookahead and the tokens it expected; the source text tells the rest: a statement that ends
+ * without its ';' at the end of a line, and the unmatched '(' or '{' of an error at the end of a block. */
+
+/* The end of the last token before offset lo (skipping blanks and # comments), or -1. */
+static int32_t prev_token_end(const srcfile *f, int32_t lo)
 {
-    static const struct { const char *from, *to; } map[] = {
-        {"NUMBER", "a number"}, {"NAME", "a name"}, {"STRING", "a string"}, {"OPTIMIZER", "'optimizer'"},
-        {"TRANSFORM", "'transform'"}, {"IMPORT", "'import'"}, {"STATE", "'state'"}, {"CHAIN", "'chain'"},
-        {"FOR", "'for'"}, {"IN", "'in'"}, {"AND", "'and'"}, {"OR", "'or'"}, {"NOT", "'not'"},
-        {"DOTDOT", "'..'"}, {"ADDEQ", "'+='"}, {"SUBEQ", "'-='"}, {"MULEQ", "'*='"}, {"DIVEQ", "'/='"},
-        {"LE", "'<='"}, {"GE", "'>='"}, {"EQ", "'=='"}, {"NE", "'!='"}, {"BADCHAR", "a stray character"},
-        {"$end", "end of file"}, {"end of file", "end of file"},
-    };
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (!strcmp(tok, map[i].from))
-            return map[i].to;
-    return tok;
+    int32_t i = lo;
+    while (i > 0) {
+        int32_t bol = i;
+        while (bol > 0 && f->text[bol - 1] != '\n')
+            bol--;
+        int32_t end = i;
+        int instr = 0;
+        for (int32_t k = bol; k < i; k++)
+            if (f->text[k] == '"')
+                instr = !instr;
+            else if (f->text[k] == '#' && !instr) {
+                end = k;
+                break;
+            }
+        while (end > bol && (f->text[end - 1] == ' ' || f->text[end - 1] == '\t' || f->text[end - 1] == '\r' ||
+                             f->text[end - 1] == '\n'))
+            end--;
+        if (end > bol)
+            return end;
+        i = bol - 1;
+    }
+    return -1;
 }
 
+/* The innermost bracket `open` left unclosed before offset lo (comments and strings skipped); parentheses
+ * never span statements, so for '(' the search restarts at each ';', '{' and '}'. -1 when none. */
+static int32_t unclosed(const srcfile *f, int32_t lo, char open)
+{
+    char close = open == '(' ? ')' : open == '[' ? ']' : '}';
+    int32_t stack[64];
+    int n = 0, lost = 0;
+    for (int32_t i = 0; i < lo && (size_t)i < f->len; i++) {
+        char c = f->text[i];
+        if (c == '#') {
+            while (i + 1 < lo && f->text[i + 1] != '\n')
+                i++;
+        } else if (c == '"') {
+            while (i + 1 < lo && f->text[i + 1] != '"' && f->text[i + 1] != '\n')
+                i++;
+            i++;
+        } else if (c == open) {
+            if (n < 64)
+                stack[n++] = i;
+            else
+                lost++;
+        } else if (c == close) {
+            if (lost)
+                lost--;
+            else if (n)
+                n--;
+        } else if (open == '(' && (c == ';' || c == '{' || c == '}'))
+            n = lost = 0;
+    }
+    return n && !lost ? stack[n - 1] : -1;
+}
+
+static const char *sym_text(yysymbol_kind_t k)
+{
+    switch (k) {
+    case YYSYMBOL_YYEOF: return "end of file";
+    case YYSYMBOL_NUMBER: return "a number";
+    case YYSYMBOL_NAME: return "a name";
+    case YYSYMBOL_STRING: return "a string";
+    case YYSYMBOL_OPTIMIZER: return "'optimizer'";
+    case YYSYMBOL_TRANSFORM: return "'transform'";
+    case YYSYMBOL_IMPORT: return "'import'";
+    case YYSYMBOL_STATE: return "'state'";
+    case YYSYMBOL_CHAIN: return "'chain'";
+    case YYSYMBOL_FOR: return "'for'";
+    case YYSYMBOL_IN: return "'in'";
+    case YYSYMBOL_AND: return "'and'";
+    case YYSYMBOL_OR: return "'or'";
+    case YYSYMBOL_NOT: return "'not'";
+    case YYSYMBOL_DOTDOT: return "'..'";
+    case YYSYMBOL_ADDEQ: return "'+='";
+    case YYSYMBOL_SUBEQ: return "'-='";
+    case YYSYMBOL_MULEQ: return "'*='";
+    case YYSYMBOL_DIVEQ: return "'/='";
+    case YYSYMBOL_LE: return "'<='";
+    case YYSYMBOL_GE: return "'>='";
+    case YYSYMBOL_EQ: return "'=='";
+    case YYSYMBOL_NE: return "'!='";
+    default: return yysymbol_name(k); /* single characters: "';'" */
+    }
+}
+
+static int has(const yysymbol_kind_t *v, int n, yysymbol_kind_t k)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i] == k)
+            return 1;
+    return 0;
+}
+
+#define MAX_SYNTAX_ERRORS 50
+#define CH(c) YYTRANSLATE(c) /* the symbol kind of a one-character token */
+
+static int yyreport_syntax_error(const yypcontext_t *yc, void *scanner, parse_ctx *ctx)
+{
+    (void)scanner;
+    yysymbol_kind_t tok = yypcontext_token(yc);
+    span at = *yypcontext_location(yc);
+    const srcfile *f = ctx->file;
+    if (tok == YYSYMBOL_BADCHAR)
+        return 0; /* the scanner has said what is wrong with it */
+    if (ctx->nerrors >= MAX_SYNTAX_ERRORS) {
+        diag_error(f, at, "too many syntax errors; giving up on this file");
+        ctx->nerrors++;
+        return 2; /* abandons the parse */
+    }
+    ctx->nerrors++;
+    yysymbol_kind_t exp[YYNTOKENS];
+    int nexp = yypcontext_expected_tokens(yc, exp, YYNTOKENS);
+    if (nexp < 0)
+        nexp = 0;
+
+    /* A statement whose ';' is missing at the end of its line. */
+    if (has(exp, nexp, CH(';'))) {
+        int32_t pe = prev_token_end(f, at.lo);
+        if (pe >= 0 && memchr(f->text + pe, '\n', (size_t)(at.lo - pe))) {
+            span sp = {pe, pe};
+            diag_error(f, sp, "syntax error: missing ';' at the end of the statement");
+            return 0;
+        }
+    }
+    /* An unclosed '(' or '{' (or '[') before a token that can only follow the closing one. */
+    static const struct { yysymbol_kind_t want; char open; } closers[] = {
+        {CH(')'), '('}, {CH(']'), '['}, {CH('}'), '{'}};
+    for (size_t i = 0; i < sizeof closers / sizeof closers[0]; i++) {
+        if (!has(exp, nexp, closers[i].want))
+            continue;
+        int ends = closers[i].open == '{' ? tok == YYSYMBOL_YYEOF || tok == YYSYMBOL_OPTIMIZER ||
+                                               tok == YYSYMBOL_TRANSFORM || tok == YYSYMBOL_IMPORT
+                                          : tok == CH(';') || tok == CH('{') ||
+                                               tok == CH('}') || tok == YYSYMBOL_YYEOF;
+        int32_t o = ends ? unclosed(f, at.lo, closers[i].open) : -1;
+        if (o < 0)
+            continue;
+        char close = closers[i].open == '(' ? ')' : closers[i].open == '[' ? ']' : '}';
+        diag_error(f, at, "syntax error: expected '%c' before %s", close,
+                   tok == YYSYMBOL_YYEOF ? "the end of the file" : sym_text(tok));
+        span osp = {o, o + 1};
+        diag_note(f, osp, "to match this '%c'", closers[i].open);
+        return 0;
+    }
+
+    /* The general form: what came, and what could have come instead when that is a short list. */
+    char got[96];
+    int len = at.hi - at.lo;
+    if (tok == YYSYMBOL_NAME || tok == YYSYMBOL_NUMBER)
+        snprintf(got, sizeof got, "%s '%.*s'", tok == YYSYMBOL_NAME ? "name" : "number", len > 40 ? 40 : len,
+                 f->text + at.lo);
+    else
+        snprintf(got, sizeof got, "%s", sym_text(tok));
+    char msg[512];
+    int n = snprintf(msg, sizeof msg, "syntax error: unexpected %s", got);
+    int top = has(exp, nexp, YYSYMBOL_OPTIMIZER);
+    int closer = tok == CH(')') || tok == CH(']') || tok == CH('}');
+    if (closer && unclosed(f, at.lo, tok == CH(')') ? '(' : tok == CH(']') ? '[' : '{') < 0)
+        snprintf(msg + n, sizeof msg - (size_t)n, " (nothing to close: is there one too many?)");
+    else if (top)
+        snprintf(msg + n, sizeof msg - (size_t)n,
+                 ", expected a definition ('optimizer', 'transform' or 'import'); statements go inside a rule's "
+                 "{ … }");
+    else if (nexp > 0 && nexp <= 5) {
+        n += snprintf(msg + n, sizeof msg - (size_t)n, ", expected ");
+        for (int i = 0; i < nexp && n < (int)sizeof msg; i++)
+            n += snprintf(msg + n, sizeof msg - (size_t)n, "%s%s", i == 0 ? "" : i == nexp - 1 ? " or " : ", ",
+                          sym_text(exp[i]));
+    }
+    diag_error(f, at, "%s", msg);
+    return 0;
+}
+
+/* Only for what the parser cannot recover from: its stack is full (brackets nested thousands deep). */
 void celo_yyerror(CELO_YYLTYPE *loc, void *scanner, parse_ctx *ctx, const char *msg)
 {
     (void)scanner;
-    /* Bison's verbose message: "syntax error, unexpected X, expecting Y or Z"; reword its token names. */
-    char out[512] = "syntax error";
-    const char *u = strstr(msg, "unexpected ");
-    if (u) {
-        char buf[400];
-        snprintf(buf, sizeof buf, "%s", u + 11);
-        char *rest = strstr(buf, ", expecting ");
-        if (rest)
-            *rest = 0;
-        size_t n = strlen(out);
-        snprintf(out + n, sizeof out - n, ": unexpected %s", pretty(buf));
-        if (rest) {
-            char *e = rest + 12;
-            n = strlen(out);
-            snprintf(out + n, sizeof out - n, ", expected ");
-            for (char *tok = strtok(e, " "); tok; tok = strtok(NULL, " ")) {
-                n = strlen(out);
-                if (!strcmp(tok, "or"))
-                    snprintf(out + n, sizeof out - n, " or ");
-                else
-                    snprintf(out + n, sizeof out - n, "%s", pretty(tok));
-            }
-        }
-    }
-    diag_error(ctx->file, *loc, "%s", out);
+    if (ctx->nerrors > MAX_SYNTAX_ERRORS)
+        return; /* we gave up ourselves */
+    if (strstr(msg, "exhausted"))
+        diag_error(ctx->file, *loc, "brackets or operators nest too deeply; giving up on this file");
+    else
+        diag_error(ctx->file, *loc, "%s", msg);
     ctx->nerrors++;
 }

@@ -51,7 +51,14 @@ typedef struct {
     irbuild *ir;
     module *mod;
     int quiet;
+    int muted; /* the last error was not printed (quiet, or already reported): its notes are not either */
     int nerr;
+    struct {
+        const srcfile *file;
+        span sp;
+    } seen[64]; /* errors printed: a for body (or a transform used twice) is lowered more than once */
+    int nseen;
+    int unroll; /* copies of the current statement made by the enclosing for loops */
     slotinfo slots[MAXN];
     int nslots;
     const int *guess; /* slot domain guesses */
@@ -60,14 +67,28 @@ typedef struct {
     scope *sc;
 } lctx;
 
+static int already_reported(lctx *L, span sp)
+{
+    for (int i = 0; i < L->nseen; i++)
+        if (L->seen[i].file == L->sc->file && L->seen[i].sp.lo == sp.lo && L->seen[i].sp.hi == sp.hi)
+            return 1;
+    if (L->nseen < (int)(sizeof L->seen / sizeof L->seen[0])) {
+        L->seen[L->nseen].file = L->sc->file;
+        L->seen[L->nseen++].sp = sp;
+    }
+    return 0;
+}
+
 #define ERR(L, sp, ...)                                                                                    \
     do {                                                                                               \
         (L)->nerr++;                                                                                   \
-        if (!(L)->quiet)                                                                               \
+        (L)->muted = (L)->quiet || already_reported(L, sp);                                            \
+        if (!(L)->muted)                                                                               \
             diag_error((L)->sc->file, sp, __VA_ARGS__);                                                \
     } while (0)
 
 static int lower_expr(lctx *L, const expr *e);
+static int reserved(const char *nm);
 
 /* ---- builtin functions ---- */
 typedef enum { BI_UNARY, BI_BINARY, BI_CLIP, BI_WHERE, BI_LERP, BI_SQUARE, BI_RED, BI_SIZE, BI_ORTHO } bikind;
@@ -130,7 +151,7 @@ static statename *find_state(scope *s, const char *name)
 
 static void suggest(lctx *L, span sp, const char *name, int with_builtins)
 {
-    if (L->quiet)
+    if (L->muted)
         return;
     const char *cand[MAXN * 2 + 64];
     int n = 0;
@@ -172,7 +193,10 @@ static int const_int(lctx *L, const expr *e, const char *what, int *out)
         return -1;
     const celo_node *x = &L->ir->n[n];
     if (x->op != CELO_OP_CONST || x->imm != floor(x->imm) || fabs(x->imm) > 1e6) {
-        ERR(L, e->sp, "%s must be an integer constant", what);
+        /* A state index may also be a for variable; hyper-parameters are kernel arguments, not constants. */
+        ERR(L, e->sp, "%s must be an integer constant%s%s", what,
+            !strcmp(what, "a state index") ? " or a for-loop variable" : "",
+            x->op == CELO_OP_HP ? " (a hyper-parameter can change with --set, so it is not a constant)" : "");
         return -1;
     }
     *out = (int)x->imm;
@@ -263,7 +287,7 @@ static int lower_call(lctx *L, const expr *e)
             ERR(L, e->name_span, "optimizer '%s' cannot be called inside a rule", e->name);
         else {
             ERR(L, e->name_span, "unknown function '%s'", e->name);
-            if (!L->quiet) {
+            if (!L->muted) {
                 const char *cand[NBUILTIN];
                 for (int i = 0; i < NBUILTIN; i++)
                     cand[i] = builtins[i].name;
@@ -288,6 +312,20 @@ static int lower_call(lctx *L, const expr *e)
                 continue;
             }
             ERR(L, a->name_span, "'%s' has no argument named '%s'", bi->name, a->name);
+            if (!L->muted) {
+                /* f(x = 0) where x is a value in scope: most likely a comparison. */
+                scope *sc = L->sc;
+                int known = find_binding(sc->locals, sc->nlocals, a->name) >= 0 || find_state(sc, a->name) ||
+                            find_binding(sc->hps, sc->nhps, a->name) >= 0 || reserved(a->name) ||
+                            (sc->is_transform && !strcmp(a->name, "u"));
+                if (known)
+                    diag_note(sc->file, a->name_span, "to compare '%s', write '=='", a->name);
+                else if (bi->kind == BI_ORTHO) {
+                    const char *cand[1] = {"steps"};
+                    if (diag_suggest(a->name, cand, 1))
+                        diag_note(sc->file, a->name_span, "did you mean 'steps'?");
+                }
+            }
             return -1;
         }
         if (npos < 3)
@@ -396,14 +434,15 @@ static void lower_state(lctx *L, const stmt *s, int depth)
 {
     scope *sc = L->sc;
     if (depth > 0) {
-        ERR(L, s->sp, "state must be declared at the top of a rule, not inside a for loop");
+        ERR(L, s->sp, "state cannot be declared inside a for loop; declare it before the loop (a vector: "
+                      "state m[4] = 0;)");
         return;
     }
     for (const statevar *v = s->vars; v; v = v->next) {
         statename *prev = find_state(sc, v->name);
         if (prev) {
             ERR(L, v->sp, "state '%s' is declared twice", v->name);
-            if (!L->quiet)
+            if (!L->muted)
                 diag_note(sc->file, prev->sp, "first declared here");
             continue;
         }
@@ -548,27 +587,42 @@ static void lower_stmts(lctx *L, const stmt *s, int depth)
             int lo, hi;
             if (const_int(L, s->lo, "a loop bound", &lo) || const_int(L, s->hi, "a loop bound", &hi))
                 break;
+            span range = {s->lo->sp.lo, s->hi->sp.hi};
             if (hi - lo > 64) {
-                ERR(L, s->sp, "a for loop may repeat at most 64 times (it is unrolled)");
+                ERR(L, range, "this loop repeats %d times; a for loop may repeat at most 64 times (it is unrolled)",
+                    hi - lo);
+                break;
+            }
+            /* Nested loops multiply: bound the total number of copies of the innermost body. */
+            long copies = (long)L->unroll * (hi > lo ? hi - lo : 0);
+            if (copies > 4096) {
+                ERR(L, range, "nested for loops unroll to %ld copies of this body (at most 4096)", copies);
                 break;
             }
             if (sc->nfors >= 8) {
                 ERR(L, s->var_span, "for loops nest at most 8 deep");
                 break;
             }
-            if (find_binding(sc->fors, sc->nfors, s->var) >= 0 || find_state(sc, s->var) ||
-                find_binding(sc->hps, sc->nhps, s->var) >= 0 || reserved(s->var)) {
-                ERR(L, s->var_span, "loop variable '%s' hides another name", s->var);
+            const char *hides = find_binding(sc->fors, sc->nfors, s->var) >= 0 ? "the loop variable"
+                                : find_state(sc, s->var)                       ? "the state"
+                                : find_binding(sc->hps, sc->nhps, s->var) >= 0 ? "the hyper-parameter"
+                                : find_binding(sc->locals, sc->nlocals, s->var) >= 0 ? "the local"
+                                : reserved(s->var) || (sc->is_transform && !strcmp(s->var, "u"))
+                                    ? "the predefined name"
+                                    : NULL;
+            if (hides) {
+                ERR(L, s->var_span, "loop variable '%s' would hide %s '%s'", s->var, hides, s->var);
                 break;
             }
             sc->fors[sc->nfors].name = s->var;
             sc->nfors++;
-            int nloc = sc->nlocals;
+            int saved = L->unroll;
+            L->unroll = (int)(copies > 0 ? copies : 1);
             for (int k = lo; k < hi; k++) {
                 sc->fors[sc->nfors - 1].node = k;
                 lower_stmts(L, s->body, depth + 1);
             }
-            (void)nloc;
+            L->unroll = saved;
             sc->nfors--;
             break;
         }
@@ -589,6 +643,10 @@ static int eval_default(lctx *L, const expr *e, double *out)
         return -1;
     if (L->ir->n[n].op != CELO_OP_CONST) {
         ERR(L, e->sp, "a default value must be a constant");
+        return -1;
+    }
+    if (!isfinite(L->ir->n[n].imm)) {
+        ERR(L, e->sp, "a default value must be a finite number (this one is %g)", L->ir->n[n].imm);
         return -1;
     }
     *out = L->ir->n[n].imm;
@@ -640,9 +698,11 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
         }
         def *t = module_find(L->mod, c->name);
         if (!t || t->kind != DEF_TRANSFORM) {
-            ERR(L, c->name_span.hi > c->name_span.lo ? c->name_span : c->sp, "%s '%s' is not a transform",
-                t ? "optimizer" : "unknown transform", c->name);
-            if (!t && !L->quiet) {
+            if (t)
+                ERR(L, c->name_span, "'%s' is an optimizer, not a transform; chain(…) takes transforms", c->name);
+            else
+                ERR(L, c->name_span, "unknown transform '%s'", c->name);
+            if (!t && !L->muted) {
                 const char *cand[512];
                 int n = 0;
                 for (def *x = L->mod->defs; x && n < 512; x = x->next)
@@ -669,6 +729,20 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
         ts->prefix = prefix;
         int npos = 0;
         for (const param *p = t->params; p; p = p->next) {
+            if (find_binding(ts->hps, ts->nhps, p->name) >= 0 || reserved(p->name) || !strcmp(p->name, "u") ||
+                ts->nhps >= 64) {
+                L->sc = ts;
+                if (ts->nhps >= 64)
+                    ERR(L, p->sp, "too many hyper-parameters (at most 64)");
+                else if (find_binding(ts->hps, ts->nhps, p->name) >= 0)
+                    ERR(L, p->sp, "hyper-parameter '%s' is declared twice", p->name);
+                else
+                    ERR(L, p->sp, "'%s' is predefined and cannot be a hyper-parameter", p->name);
+                L->sc = outer;
+                if (ts->nhps >= 64)
+                    break;
+                continue;
+            }
             int val = -1;
             const arg *given = NULL;
             int k = 0;
@@ -684,6 +758,10 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
                 if (eval_default(L, p->def, &v) == 0)
                     val = ir_const(L->ir, v);
                 L->sc = outer;
+            } else {
+                ERR(L, c->sp, "transform '%s' needs a value for '%s' (it has no default)", t->name, p->name);
+                if (!L->muted)
+                    diag_note(t->file, p->sp, "'%s' is declared here", p->name);
             }
             if (val < 0)
                 val = ir_const(L->ir, 0);
@@ -697,15 +775,33 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
                 const param *p = t->params;
                 while (p && strcmp(p->name, a->name))
                     p = p->next;
-                if (!p)
+                if (!p) {
                     ERR(L, a->name_span, "transform '%s' has no hyper-parameter '%s'", t->name, a->name);
-            } else if (++pos > npos)
-                ERR(L, a->value->sp, "transform '%s' takes %d hyper-parameter%s", t->name, npos,
-                    npos == 1 ? "" : "s");
+                    if (!L->muted) {
+                        const char *cand[64];
+                        int n = 0;
+                        for (p = t->params; p && n < 64; p = p->next)
+                            cand[n++] = p->name;
+                        const char *best = diag_suggest(a->name, cand, n);
+                        if (best)
+                            diag_note(outer->file, a->name_span, "did you mean '%s'?", best);
+                    }
+                }
+            } else if (++pos == npos + 1) {
+                int given = pos;
+                for (const arg *b = a->next; b; b = b->next)
+                    given += !b->name;
+                ERR(L, a->value->sp, "transform '%s' takes %d hyper-parameter%s, got %d", t->name, npos,
+                    npos == 1 ? "" : "s", given);
+            }
         }
+        /* Errors in the transform's body are reported where they are, with a note to this use of it. */
+        int before = L->nerr, shown = diag_count;
         L->sc = ts;
         lower_stmts(L, t->body, 0);
         L->sc = outer;
+        if (L->nerr > before && diag_count > shown)
+            diag_note(outer->file, c->sp, "in transform '%s', used here", t->name);
         free(ts);
     }
     L->p_cur = N(L, CELO_OP_ADD, L->p_cur, L->u_cur, -1);
@@ -719,6 +815,7 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     sc->file = d->file;
     L->sc = sc;
     L->nslots = 0;
+    L->unroll = 1;
     L->p_cur = N(L, CELO_OP_P, -1, -1, -1);
     L->p_assigned = 0;
     *nhp = 0;
@@ -900,6 +997,12 @@ rule *rule_compile(module *m, def *d)
     free(map);
     ir_free(&ir);
     rule_fuse(r);
+    if (r->prog.npass > 255) { /* celo_node.pass is a byte */
+        diag_error(d->file, d->name_span, "'%s' needs %d passes over memory (at most 255): reductions of values "
+                   "that need reductions nest too deeply", d->name, r->prog.npass);
+        rule_free(r);
+        return NULL;
+    }
     return r;
 }
 

@@ -87,6 +87,7 @@ class Tool:
         self.values = []  # params/s, one per successful run
         self.error = None  # why there are no values
         self.disabled = False
+        self.failures = 0  # consecutive
 
     def add(self, value, error=None):
         if value is not None and value > 0:
@@ -102,9 +103,58 @@ class Tool:
             if rc not in (None, 0):
                 why = f"exit {rc}: {why}"
             self.add(None, why)
-            self.disabled = True  # a tool that fails once is not retried (keeps the run short)
+            self.failures += 1
+            self.disabled = self.failures >= 2  # retried once (a binary being rebuilt), then left out
         else:
+            self.failures = 0
             self.add(v)
+
+
+def cpu_busy(interval=0.25):
+    """Fraction of CPU time used (by anything) over INTERVAL seconds, from /proc/stat; None if unknown."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)
+    try:
+        t0, i0 = sample()
+        time.sleep(interval)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (i1 - i0) / (t1 - t0) if t1 > t0 else None
+
+
+class QuietGate:
+    """Before each measurement, waits (a little) for other work on the machine to stop: on 2 shared cores a
+    busy neighbour halves a 2-thread loop. Waits at most max_wait_s per measurement and total_s in all."""
+
+    def __init__(self, threshold=0.25, max_wait_s=6.0, total_s=60.0):
+        self.threshold, self.max_wait_s, self.total_left = threshold, max_wait_s, total_s
+        self.waited = 0.0
+        self.busy_runs = 0
+        self.runs = 0
+        self.streak = 0  # consecutive measurements that found the machine busy
+
+    def wait(self):
+        self.runs += 1
+        t0 = time.time()
+        # after 3 busy measurements in a row the machine is busy all the time: look once, do not wait
+        limit = 0.0 if self.streak >= 3 else min(self.max_wait_s, self.total_left)
+        while True:
+            b = cpu_busy()
+            if b is None or b <= self.threshold:
+                self.streak = 0
+                break
+            if time.time() - t0 >= limit:
+                self.busy_runs += 1
+                self.streak += 1
+                if self.streak == 3:
+                    log("bench/optim: the CPUs stay busy with other work; measuring without waiting")
+                break
+        dt = time.time() - t0
+        self.waited += dt
+        self.total_left = max(0.0, self.total_left - dt)
 
 
 def stats(values):
@@ -172,6 +222,8 @@ def main():
     ap.add_argument("--size", type=int, default=16 * 1024 * 1024, help="parameters (default 16M)")
     ap.add_argument("--cols", type=int, default=4096, help="matrix columns; size/cols rows (default 4096)")
     ap.add_argument("--budget-s", type=float, default=270, help="stop starting rounds after ~this many seconds")
+    ap.add_argument("--max-wait-s", type=float, default=40,
+                    help="total seconds to wait for other work on the machine to pause (default 40)")
     ap.add_argument("--write", action="store_true", help="update the section in docs/results.md in place")
     ap.add_argument("--results", default="docs/results.md", help="file --write updates (repo-relative)")
     ap.add_argument("--no-torch", action="store_true")
@@ -263,6 +315,7 @@ def main():
 
     jobs = [("triad", run_triad, None)] + [(f"{t.rule} {t.name}", t.run, t) for t in order] + \
         [("torch", run_torch, None)]
+    gate = QuietGate(total_s=a.max_wait_s)
     rounds_done = 0
     for r in range(a.rounds):
         t0 = time.time()
@@ -271,6 +324,7 @@ def main():
             if tool is not None and tool.disabled:
                 continue
             log(f"bench/optim: round {r + 1}/{a.rounds}: {name}")
+            gate.wait()
             job()
         rounds_done += 1
         took = time.time() - t0
@@ -366,8 +420,9 @@ def main():
                  "arrays with trivial arithmetic (a bound for the rule's own access pattern, which has no "
                  "write-allocate stream). Hyper-parameters: the stdlib rules' defaults "
                  "(torch's for AdamW and Adafactor, optax's for Lion with lr 1e-4).")
-    lines.append(f"Load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f} "
-                 "(other work on the machine shows up as spread).")
+    lines.append(f"Load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}; waited "
+                 f"{gate.waited:.0f} s for other work to pause, {gate.busy_runs} of {gate.runs} measurements "
+                 "started while the CPUs were still busy (other work on the machine shows up as spread).")
     if notes:
         lines.append("")
         lines.append("n/a: " + "; ".join(f"{', '.join(ts)}: {e}" for e, ts in notes.items()))

@@ -108,6 +108,7 @@ class Tool:
         else:
             self.failures = 0
             self.add(v)
+            log(f"bench/optim:   {self.rule} {self.name}: {v / 1e6:.0f} Mparams/s")
 
 
 def cpu_busy(interval=0.25):
@@ -300,6 +301,7 @@ def main():
                 t.disabled = True
             else:
                 t.add(v)
+                log(f"bench/optim:   {t.rule} {t.name}: {v / 1e6:.0f} Mparams/s")
 
     def run_triad():
         nonlocal triad_err
@@ -312,6 +314,7 @@ def main():
             triad_err = first_line(err) or f"exit {rc}"
         else:
             triad.append(v)
+            log(f"bench/optim:   triad: {v / 1e9:.1f} GB/s (12 B/elem)")
 
     jobs = [("triad", run_triad, None)] + [(f"{t.rule} {t.name}", t.run, t) for t in order] + \
         [("torch", run_torch, None)]

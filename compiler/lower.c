@@ -235,8 +235,10 @@ static int lower_name(lctx *L, const expr *e)
     if ((i = find_binding(s->fors, s->nfors, nm)) >= 0 && e->kind == EX_NAME)
         return ir_const(L->ir, s->fors[i].node);
     if ((i = find_binding(s->locals, s->nlocals, nm)) >= 0) {
+        if (s->locals[i].node < 0)
+            return -1; /* its definition failed (reported) */
         if (e->kind == EX_INDEX) {
-            ERR(L, e->sp, "'%s' is a local value, not a state vector, and cannot be indexed", nm);
+            ERR(L, e->name_span, "'%s' is a local value, not a state vector, and cannot be indexed", nm);
             return -1;
         }
         return s->locals[i].node;
@@ -430,12 +432,27 @@ static int reserved(const char *nm)
 
 static void lower_stmts(lctx *L, const stmt *s, int depth);
 
+/* After an error in a statement that would have defined NM, bind NM to "no value" (-1) so that its uses are
+ * quiet: every consumer of a failed value fails silently, and the rule is rejected anyway. */
+static void poison(lctx *L, const char *nm)
+{
+    scope *sc = L->sc;
+    if (find_binding(sc->locals, sc->nlocals, nm) >= 0 || find_state(sc, nm) ||
+        find_binding(sc->hps, sc->nhps, nm) >= 0 || find_binding(sc->fors, sc->nfors, nm) >= 0 || reserved(nm) ||
+        !strcmp(nm, "u") || sc->nlocals >= MAXN)
+        return;
+    sc->locals[sc->nlocals].name = nm;
+    sc->locals[sc->nlocals++].node = -1;
+}
+
 static void lower_state(lctx *L, const stmt *s, int depth)
 {
     scope *sc = L->sc;
     if (depth > 0) {
         ERR(L, s->sp, "state cannot be declared inside a for loop; declare it before the loop (a vector: "
                       "state m[4] = 0;)");
+        for (const statevar *v = s->vars; v; v = v->next)
+            poison(L, v->name);
         return;
     }
     for (const statevar *v = s->vars; v; v = v->next) {
@@ -446,10 +463,11 @@ static void lower_state(lctx *L, const stmt *s, int depth)
                 diag_note(sc->file, prev->sp, "first declared here");
             continue;
         }
-        if (reserved(v->name) || find_binding(sc->hps, sc->nhps, v->name) >= 0 ||
+        int is_u = sc->is_transform && !strcmp(v->name, "u");
+        if (reserved(v->name) || is_u || find_binding(sc->hps, sc->nhps, v->name) >= 0 ||
             find_binding(sc->locals, sc->nlocals, v->name) >= 0) {
             ERR(L, v->sp, "state '%s' would hide %s '%s'", v->name,
-                reserved(v->name) ? "the predefined name" :
+                reserved(v->name) || is_u ? "the predefined name" :
                 find_binding(sc->hps, sc->nhps, v->name) >= 0 ? "the hyper-parameter" : "the local", v->name);
             continue;
         }
@@ -531,8 +549,10 @@ static void lower_assign(lctx *L, const stmt *s)
         return;
     }
     int val = lower_expr(L, s->value);
-    if (val < 0)
+    if (val < 0) {
+        poison(L, nm);
         return;
+    }
     if (st) {
         int slot = state_slot_ref(L, st, s->index, s->target_span);
         if (slot < 0)
@@ -556,12 +576,14 @@ static void lower_assign(lctx *L, const stmt *s)
         return;
     }
     if ((i = find_binding(sc->locals, sc->nlocals, nm)) >= 0) {
-        sc->locals[i].node = combine(L, s->aop, sc->locals[i].node, val);
+        if (s->aop == '=' || sc->locals[i].node >= 0)
+            sc->locals[i].node = combine(L, s->aop, sc->locals[i].node, val);
         return;
     }
     if (s->aop != '=') {
         ERR(L, s->target_span, "'%s' is not defined yet; '%c=' needs a value to update", nm, s->aop);
         suggest(L, s->target_span, nm, 0);
+        poison(L, nm);
         return;
     }
     if (sc->nlocals >= MAXN) {
@@ -660,6 +682,11 @@ static int declare_hps(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     for (const param *p = d->params; p; p = p->next) {
         if (find_binding(sc->hps, sc->nhps, p->name) >= 0) {
             ERR(L, p->sp, "hyper-parameter '%s' is declared twice", p->name);
+            const param *first = d->params;
+            while (first != p && strcmp(first->name, p->name))
+                first = first->next;
+            if (!L->muted && first != p)
+                diag_note(sc->file, first->sp, "first declared here");
             continue;
         }
         if (reserved(p->name)) {

@@ -415,6 +415,8 @@ static int yyreport_syntax_error(const yypcontext_t *yc, void *scanner, parse_ct
         snprintf(msg + n, sizeof msg - (size_t)n,
                  ", expected a definition ('optimizer', 'transform' or 'import'); statements go inside a rule's "
                  "{ … }");
+    else if (has(exp, nexp, YYSYMBOL_NAME) && has(exp, nexp, YYSYMBOL_NUMBER) && has(exp, nexp, CH('(')))
+        snprintf(msg + n, sizeof msg - (size_t)n, ", expected an expression");
     else if (nexp > 0 && nexp <= 5) {
         n += snprintf(msg + n, sizeof msg - (size_t)n, ", expected ");
         for (int i = 0; i < nexp && n < (int)sizeof msg; i++)

@@ -2,7 +2,7 @@
 # Installs the Debian packages celo needs, only when something is missing. Safe to run again.
 set -euo pipefail
 pkgs=(make gcc flex bison llvm-19-dev libzstd-dev ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
-      libopenblas-openmp-dev dataset-fashion-mnist bible-kjv clang-format)
+      libopenblas-openmp-dev zlib1g-dev dataset-fashion-mnist bible-kjv clang-format)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,0 +1,186 @@
+/*
+ * data.h — datasets for training: Fashion-MNIST (IDX files), character-level text (the King James Bible),
+ * synthetic tasks (random teacher networks, random quadratics), and seeded, resumable batching.
+ *
+ * Re-entrant: no globals. A loaded dataset is immutable and may be shared by any number of training
+ * instances on any threads; each instance owns a small cursor (plain data, saved in checkpoints).
+ * Random numbers come from rng.h and are pure functions of (seed, stream, counter): the order of batch k
+ * of epoch e, a text window, a teacher's weights or a quadratic's spectrum never depend on what ran before.
+ *
+ * Errors: functions returning int give 0 on success, or -1 with one line in err naming the file (or the
+ * dataset) and what is wrong. A missing Debian dataset names the package that provides it.
+ *
+ *     celo_dataset tr, te;
+ *     celo_fmnist_opts fo = {.size = 8};                                     // 8x8, area-averaged, in [0, 1]
+ *     if (celo_fmnist_load(&tr, &te, &fo, err, sizeof err)) die(err);
+ *     celo_cursor cur;
+ *     celo_cursor_init(&cur, seed, tr.n, 128, err, sizeof err);
+ *     for (step = 0; step < steps; step++) {
+ *         celo_cursor_next_batch(&cur, &tr, idx, x, y, NULL);             // x [128, 64], y [128]
+ *         ...
+ *     }
+ *     celo_cursor_format(&cur, buf, sizeof buf);                           // into the checkpoint metadata
+ */
+#ifndef CELO_DATA_H
+#define CELO_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CELO_SPLIT_TRAIN = 0, CELO_SPLIT_TEST = 1, CELO_SPLIT_VAL = 1 };
+
+/* ---- in-memory datasets: n examples of dim float features, with class labels or regression targets ---- */
+typedef struct {
+    char name[64];  /* "fashion_mnist/train", "teacher/test", ... */
+    int64_t n;      /* examples */
+    int64_t dim;    /* input features per example */
+    int h, w;       /* images: height and width (dim = h * w); 0 otherwise */
+    int nclass;     /* classification: number of classes; 0 for regression */
+    int64_t ydim;   /* regression: targets per example; 0 for classification */
+    float *x;       /* [n, dim] */
+    int32_t *y;     /* [n] labels in [0, nclass), or NULL */
+    float *t;       /* [n, ydim] regression targets, or NULL */
+    float mean, std; /* the standardization applied to x (0 and 1 when none) */
+} celo_dataset;
+
+void celo_dataset_free(celo_dataset *d);
+/* Copy examples idx[0..B) into x [B, dim] and y [B] (or t [B, ydim]); x, y, t may be NULL to skip. */
+void celo_dataset_gather(const celo_dataset *d, const int64_t *idx, int64_t B, float *x, int32_t *y, float *t);
+/* Examples [i0, i0 + B) in file order (evaluation). */
+void celo_dataset_slice(const celo_dataset *d, int64_t i0, int64_t B, float *x, int32_t *y, float *t);
+
+/* ---- IDX files (LeCun's MNIST format), gzip-compressed or plain ---- */
+typedef struct {
+    int ndim;        /* 1..4 */
+    int64_t dim[4];
+    int64_t n;       /* product of dims */
+    uint8_t *data;   /* unsigned bytes, row-major */
+} celo_idx;
+/* Only element type 0x08 (unsigned byte). Validated: magic, type, dimension count, sizes (no overflow, no
+ * zero dims), gzip stream integrity, truncation and trailing bytes. */
+int celo_idx_read(const char *path, celo_idx *out, char *err, size_t errlen);
+void celo_idx_free(celo_idx *m);
+
+/* ---- Fashion-MNIST, from Debian's dataset-fashion-mnist ---- */
+#define CELO_FMNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
+typedef enum {
+    CELO_RESIZE_AREA = 0,    /* area averaging: each output pixel is the mean of the input area it covers
+                                (exact fractional overlaps for 28 -> 8; PIL's BOX filter, OpenCV INTER_AREA) */
+    CELO_RESIZE_BILINEAR = 1 /* bilinear, half-pixel centers, no antialiasing: TensorFlow's
+                                tf.image.resize default, which learned_optimization's 8x8 tasks use */
+} celo_resize;
+typedef struct {
+    int size;          /* output side length, 1..28; 0 means 28 (no resize) */
+    int resize;        /* celo_resize */
+    int normalize;     /* 0: pixels in [0, 1]; 1: standardized with the train set's pixel mean and std */
+    const char *dir;   /* NULL: $CELO_FASHION_MNIST_DIR, else CELO_FMNIST_DEFAULT_DIR */
+} celo_fmnist_opts;
+/* 60000 train / 10000 test images of dim = size * size floats, labels in [0, 10). train or test may be
+ * NULL; opts may be NULL (28x28, [0, 1]). */
+int celo_fmnist_load(celo_dataset *train, celo_dataset *test, const celo_fmnist_opts *opts, char *err,
+                     size_t errlen);
+/* Resize one image (row-major, h x w) to size x size. */
+void celo_image_resize(const float *in, int h, int w, float *out, int size, int method);
+
+/* ---- character-level text ---- */
+typedef struct {
+    char name[64];
+    int64_t n;               /* characters (bytes) */
+    uint8_t *ids;            /* [n] token ids */
+    int64_t split;           /* train = ids[0, split), validation = ids[split, n) */
+    int vocab;               /* distinct bytes of the whole text, ids in byte order */
+    unsigned char itos[256]; /* id -> byte */
+    int16_t stoi[256];       /* byte -> id, -1 when absent */
+} celo_text;
+/* val_frac of the text (rounded forward to the start of a line) becomes the validation split. */
+int celo_text_from_memory(celo_text *t, const char *name, const char *s, int64_t n, double val_frac, char *err,
+                          size_t errlen);
+int celo_text_load_file(celo_text *t, const char *path, double val_frac, char *err, size_t errlen);
+/* The King James Bible from Debian's bible-kjv, one verse per line, without the book/chapter:verse
+ * references (they are not language: a char model would spend capacity on counting). Runs
+ * `bible -f -p DIR gen1:1-rev22:21` (4.2 MB, 31102 verses, ~60 ms). $CELO_BIBLE_TEXT: a plain text file to
+ * read instead; $CELO_BIBLE_DIR: the directory of bible.data (default /usr/lib). */
+int celo_text_load_kjv(celo_text *t, double val_frac, char *err, size_t errlen);
+void celo_text_free(celo_text *t);
+int64_t celo_text_len(const celo_text *t, int split);
+/* Batch `step` of B random windows of T + 1 characters of a split: x[b, i] = ids[s_b + i],
+ * y[b, i] = ids[s_b + i + 1] (next-character targets), s_b uniform over the split, a pure function of
+ * (seed, split, step, b). -1 when the split is shorter than T + 1. */
+int celo_text_batch(const celo_text *t, int split, uint64_t seed, uint64_t step, int B, int T, int32_t *x,
+                    int32_t *y);
+/* Window number k of the split's non-overlapping windows (evaluation): start = k * T. */
+int64_t celo_text_num_windows(const celo_text *t, int split, int T);
+void celo_text_window(const celo_text *t, int split, int64_t k, int T, int32_t *x, int32_t *y);
+/* ids -> bytes (out gets n bytes and a NUL). */
+void celo_text_decode(const celo_text *t, const int32_t *ids, int64_t n, char *out);
+
+/* ---- synthetic: random teacher networks ---- */
+typedef struct {
+    int in;          /* input dimension */
+    int nhidden;     /* hidden layers, 0..4 */
+    int hidden[4];   /* their widths */
+    int out;         /* classes (classify) or targets (regression) */
+    int classify;    /* 1: label = argmax of the teacher's output; 0: target = output + noise */
+    float noise;     /* regression: std of the Gaussian noise added to each target */
+    uint64_t seed;   /* fixes the teacher and the inputs */
+} celo_teacher_opts;
+/* A fixed random MLP (ReLU hidden layers, He-normal weights, zero biases, linear output) labels inputs
+ * x ~ N(0, I). Each output unit is standardized (mean 0, std 1) over a fixed calibration sample of 4096
+ * inputs, so argmax classes are roughly balanced and regression targets have unit variance (before noise).
+ * Example i of a split is a function of (seed, split, i) only: the train and test splits are different draws
+ * labelled by the same teacher. */
+int celo_teacher_dataset(celo_dataset *d, const celo_teacher_opts *o, int split, int64_t n, char *err,
+                         size_t errlen);
+
+/* ---- synthetic: random quadratics  L(x) = 1/2 x^T A x,  grad = A x,  minimum 0 at x = 0 ---- */
+typedef struct {
+    int dim;
+    double cond;    /* condition number: eigenvalues log-spaced from 1 down to 1 / cond */
+    int rotate;     /* 0: A diagonal; 1: A = Q diag(eig) Q^T with Q Haar-random orthogonal */
+    uint64_t seed;
+} celo_quadratic_opts;
+typedef struct {
+    int dim;
+    float *eig; /* [dim] */
+    float *A;   /* [dim, dim] when rotated, else NULL (A = diag(eig)) */
+    float *x0;  /* [dim] starting point ~ N(0, I) */
+} celo_quadratic;
+int celo_quadratic_make(celo_quadratic *q, const celo_quadratic_opts *o, char *err, size_t errlen);
+/* Loss at x; the gradient A x into g when g is not NULL. Accumulates in double. */
+double celo_quadratic_loss(const celo_quadratic *q, const float *x, float *g);
+void celo_quadratic_free(celo_quadratic *q);
+
+/* ---- batching: seeded shuffling per epoch, drop-last, resumable cursor ---- */
+/* Position i of epoch e's permutation of [0, n): a keyed Feistel bijection (8 rounds of Philox) with cycle
+ * walking; O(1) memory, no state: any batch of any epoch is computed directly. */
+int64_t celo_shuffle_index(uint64_t seed, int64_t epoch, int64_t n, int64_t i);
+/* Batch k of epoch e: idx[j] = celo_shuffle_index(seed, e, n, k * B + j), j < B. */
+void celo_epoch_batch(uint64_t seed, int64_t n, int64_t B, int64_t epoch, int64_t k, int64_t *idx);
+
+typedef struct {
+    uint64_t seed;  /* shuffling seed */
+    int64_t n;      /* examples in the dataset */
+    int64_t batch;  /* batch size B; an epoch is n / B full batches (the rest is dropped) */
+    int64_t epoch;  /* current epoch, 0-based */
+    int64_t k;      /* next batch within the epoch */
+} celo_cursor;
+int celo_cursor_init(celo_cursor *c, uint64_t seed, int64_t n, int64_t batch, char *err, size_t errlen);
+int64_t celo_cursor_batches_per_epoch(const celo_cursor *c);
+int64_t celo_cursor_step(const celo_cursor *c);      /* batches taken: epoch * per_epoch + k */
+void celo_cursor_seek(celo_cursor *c, int64_t step); /* position before batch number `step` */
+void celo_cursor_next(celo_cursor *c, int64_t *idx); /* the next batch's B indices, then advance */
+/* celo_cursor_next, then gather into x / y / t (idx: scratch of B entries). */
+void celo_cursor_next_batch(celo_cursor *c, const celo_dataset *d, int64_t *idx, float *x, int32_t *y, float *t);
+/* Text form for checkpoint metadata: "seed=S n=N batch=B epoch=E k=K". Returns the length, or -1 when
+ * len is too small. Parse is strict (all five fields, in order, k < n / B). */
+int celo_cursor_format(const celo_cursor *c, char *buf, size_t len);
+int celo_cursor_parse(celo_cursor *c, const char *s, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

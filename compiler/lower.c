@@ -153,16 +153,18 @@ static void suggest(lctx *L, span sp, const char *name, int with_builtins)
 {
     if (L->muted)
         return;
-    const char *cand[MAXN * 2 + 64];
+    /* Every name in scope: locals and states (MAXN each at most), hyper-parameters (64), loop variables (8), the
+     * predefined names and the builtins. */
+    const char *cand[2 * MAXN + 64 + 8 + 4 + NBUILTIN];
     int n = 0;
     scope *s = L->sc;
-    for (int i = 0; i < s->nlocals && n < MAXN; i++)
+    for (int i = 0; i < s->nlocals && i < MAXN; i++)
         cand[n++] = s->locals[i].name;
-    for (int i = 0; i < s->nstates && n < 2 * MAXN; i++)
+    for (int i = 0; i < s->nstates && i < MAXN; i++)
         cand[n++] = s->states[i].name;
-    for (int i = 0; i < s->nhps; i++)
+    for (int i = 0; i < s->nhps && i < 64; i++)
         cand[n++] = s->hps[i].name;
-    for (int i = 0; i < s->nfors; i++)
+    for (int i = 0; i < s->nfors && i < 8; i++)
         cand[n++] = s->fors[i].name;
     cand[n++] = "p";
     cand[n++] = "g";

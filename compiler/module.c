@@ -16,6 +16,7 @@ static int loaded(module *m, const char *path)
 }
 
 static int load_one(module *m, const char *path, const srcfile *from, span at, int depth);
+static int load_src(module *m, srcfile *f, int depth);
 
 static int load_imports(module *m, def *first, int depth)
 {
@@ -57,6 +58,12 @@ static int load_one(module *m, const char *path, const srcfile *from, span at, i
         }
         return 1;
     }
+    return load_src(m, f, depth);
+}
+
+/* Parses F (now owned by the module) and loads its imports. */
+static int load_src(module *m, srcfile *f, int depth)
+{
     m->files[m->nfiles++] = f;
     def *before = m->defs;
     while (before && before->next)
@@ -68,6 +75,8 @@ static int load_one(module *m, const char *path, const srcfile *from, span at, i
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+static int load_rest(module *m);
+
 int module_load(module *m, const char *path, const char *stdlib_dir)
 {
     memset(m, 0, sizeof *m);
@@ -76,7 +85,23 @@ int module_load(module *m, const char *path, const char *stdlib_dir)
     span none = {0, 0};
     if (path)
         nerr += load_one(m, path, NULL, none, 0);
-    int nuser = m->nfiles;
+    return nerr + load_rest(m);
+}
+
+int module_load_string(module *m, const char *name, const char *text, const char *stdlib_dir)
+{
+    memset(m, 0, sizeof *m);
+    m->stdlib_dir = stdlib_dir;
+    int nerr = load_src(m, srcfile_from_string(name, text), 0);
+    return nerr + load_rest(m);
+}
+
+/* The stdlib after the user's files, then the check for duplicate definitions. */
+static int load_rest(module *m)
+{
+    const char *stdlib_dir = m->stdlib_dir;
+    int nerr = 0;
+    span none = {0, 0};
     /* The stdlib, in a fixed order so that diagnostics and `emit` output are reproducible. */
     DIR *dir = stdlib_dir ? opendir(stdlib_dir) : NULL;
     if (dir) {
@@ -97,7 +122,6 @@ int module_load(module *m, const char *path, const char *stdlib_dir)
             free(names[i]);
         }
     }
-    (void)nuser;
     /* Duplicate definitions: the user's file may not redefine a name it also imports. A user definition
      * shadows a stdlib one of the same name (that is how one tries a variant of a stdlib rule). */
     for (def *d = m->defs; d; d = d->next) {

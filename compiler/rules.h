@@ -18,6 +18,8 @@ typedef struct {
 
 /* Loads PATH (NULL: only the stdlib), its imports, and the stdlib. Errors are reported; returns their count. */
 int module_load(module *m, const char *path, const char *stdlib_dir);
+/* The same with the user's file given as text (NAME is its path in diagnostics and for relative imports). */
+int module_load_string(module *m, const char *name, const char *text, const char *stdlib_dir);
 void module_free(module *m);
 def *module_find(module *m, const char *name);
 /* The rules defined in PATH's own file (not imports or stdlib), for `celo check`. */

@@ -3,6 +3,14 @@
 set -euo pipefail
 pkgs=(make gcc flex bison llvm-19-dev libzstd-dev ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
       libopenblas-openmp-dev zlib1g-dev dataset-fashion-mnist bible-kjv clang-format)
+# --fuzz: also what `make fuzz` needs (tests/fuzz/run.sh): clang-19 with libFuzzer and the sanitizer runtimes
+# (libclang-rt-19-dev), and clang's OpenMP (runtime/step.c includes omp.h).
+for a in "$@"; do
+    case $a in
+    --fuzz) pkgs+=(clang-19 libclang-rt-19-dev libomp-19-dev) ;;
+    *) echo "install-deps: unknown option $a (--fuzz)" >&2; exit 2 ;;
+    esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

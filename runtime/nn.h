@@ -1,0 +1,269 @@
+/*
+ * nn.h — celo's models: layers with hand-written backward passes, and the models built from them.
+ *
+ * Train a small MLP classifier with plain SGD:
+ *
+ *     #include "nn.h"
+ *
+ *     celo_model_config cfg = {.kind = CELO_MODEL_MLP,
+ *                              .mlp = {.in = 64, .nhidden = 1, .hidden = {32}, .out = 10, .act = CELO_ACT_RELU}};
+ *     char err[256];
+ *     celo_model *m = celo_model_create(&cfg, 1234, err, sizeof err);   // NULL + message on a bad config
+ *     float *p = celo_model_params(m), *g = celo_model_grads(m);       // one contiguous buffer each
+ *     for (int step = 0; step < 1000; step++) {
+ *         celo_batch b = {.n = 64, .x = images, .labels = labels};      // x: [64, 64] floats, labels: [64]
+ *         float loss = celo_model_loss(m, &b);                         // forward + loss; NAN on bad input
+ *         celo_model_backward(m);                                      // zeroes, then fills g
+ *         for (int64_t i = 0; i < celo_model_nparams(m); i++) p[i] -= 0.1f * g[i];
+ *     }
+ *     celo_model_free(m);
+ *
+ * An optimizer compiled by celo runs per tensor: celo_model_tensor(m, i) names each parameter tensor
+ * ("fc1.weight"), gives its shape (for celo_state_new) and its offset in the parameter and gradient buffers:
+ *
+ *     for (int i = 0; i < celo_model_ntensors(m); i++) {
+ *         const celo_param_tensor *t = celo_model_tensor(m, i);
+ *         celo_step(prog, state[i], p + t->offset, g + t->offset, hp, step, NULL);
+ *     }
+ *
+ * Conventions
+ *   - Everything is batch-major and contiguous, C order, float32: rows [N, features], images [N, C, H, W],
+ *     sequences [B, T, C]. Parameters use torch's layouts and names (linear weight [out, in], conv weight
+ *     [K, C, kh, kw], LSTM gate order i, f, g, o), so a torch state_dict maps onto the parameter buffer
+ *     tensor by tensor (tests/reference/gen_nn.py does exactly that).
+ *   - Layer functions take every buffer from the caller and keep no state: re-entrant, no globals, no
+ *     threads of their own (the GEMMs go through OpenBLAS, which uses the threads celo_set_threads chose).
+ *   - Backward functions ACCUMULATE (+=) into every gradient they write (dx, dw, db); the caller zeroes.
+ *     A NULL gradient pointer skips that gradient (e.g. dx of the first layer). Buffers described as
+ *     "scratch" are overwritten.
+ *   - Every function here also exists in double precision, with the suffix _f64 and double in place of
+ *     float (runtime/nn/nn_f64.h): the same source compiled twice (runtime/nn/layers.inc, models.inc). The
+ *     double build uses a plain-loop GEMM instead of OpenBLAS; the tests check gradients in it by finite
+ *     differences, and compare the float build against it.
+ */
+#ifndef CELO_NN_H
+#define CELO_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== layers ================================================================================================ */
+
+/* linear: y[N, out] = x[N, in] w[out, in]^T + b[out]   (b may be NULL: no bias) */
+void celo_nn_linear_forward(float *y, const float *x, const float *w, const float *b, int N, int in, int out);
+void celo_nn_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int N,
+                             int in, int out);
+
+/* element-wise activations over n values. relu and gelu differentiate at x, tanh at its output y.
+ * gelu is the tanh approximation, torch.nn.functional.gelu(x, approximate='tanh'):
+ *     gelu(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))                                                 */
+void celo_nn_relu_forward(float *y, const float *x, int64_t n);
+void celo_nn_relu_backward(float *dx, const float *x, const float *dy, int64_t n);
+void celo_nn_gelu_forward(float *y, const float *x, int64_t n);
+void celo_nn_gelu_backward(float *dx, const float *x, const float *dy, int64_t n);
+void celo_nn_tanh_forward(float *y, const float *x, int64_t n);
+void celo_nn_tanh_backward(float *dx, const float *y, const float *dy, int64_t n);
+
+/* softmax cross-entropy over N rows of C logits with integer labels in [0, C): returns the mean over the rows
+ * of -log softmax(logits)[label] and stores the softmax in probs[N, C] for the backward pass, which adds
+ * dloss * (probs - onehot(label)) / N to dlogits. (torch.nn.functional.cross_entropy, reduction='mean') */
+float celo_nn_crossentropy_forward(float *probs, const float *logits, const int32_t *labels, int N, int C);
+void celo_nn_crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, int N, int C,
+                                   float dloss);
+
+/* mean squared error over n values: mean((pred - target)^2) (torch.nn.functional.mse_loss, reduction='mean') */
+float celo_nn_mse_forward(const float *pred, const float *target, int64_t n);
+void celo_nn_mse_backward(float *dpred, const float *pred, const float *target, int64_t n, float dloss);
+
+/* layer normalization of N rows of C values, eps = 1e-5 as torch: y = (x - mean) * rstd * w + b.
+ * mean[N] and rstd[N] = 1/sqrt(var + eps) (biased variance) are saved for the backward pass. */
+void celo_nn_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                               int N, int C);
+void celo_nn_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                                const float *rstd, const float *w, int N, int C);
+
+/* embedding: y[i, :] = table[ids[i], :] for N ids; the backward pass scatter-adds dy into dtable. */
+void celo_nn_embedding_forward(float *y, const int32_t *ids, const float *table, int N, int C);
+void celo_nn_embedding_backward(float *dtable, const float *dy, const int32_t *ids, int N, int C);
+
+/* 2-d convolution, as torch.nn.Conv2d (cross-correlation, zero padding, no dilation or groups):
+ *     x [N, C, H, W],  w [K, C, kh, kw],  b [K] (may be NULL),  y [N, K, Ho, Wo],
+ *     Ho = (H + 2 pad - kh) / stride + 1,  Wo = (W + 2 pad - kw) / stride + 1.
+ * Image by image: im2col gathers the receptive fields into col [C kh kw, Ho Wo], then one GEMM
+ * y_n[K, Ho Wo] = w[K, C kh kw] col. The backward pass recomputes col, and uses dcol of the same size. */
+typedef struct {
+    int N, C, H, W;             /* input */
+    int K, kh, kw, stride, pad; /* K output channels, kernel kh x kw */
+} celo_conv2d_dims;
+int celo_conv2d_out_h(const celo_conv2d_dims *d);
+int celo_conv2d_out_w(const celo_conv2d_dims *d);
+int64_t celo_conv2d_col_size(const celo_conv2d_dims *d); /* elements of col (and of dcol): C kh kw Ho Wo */
+void celo_nn_conv2d_forward(float *y, float *col, const float *x, const float *w, const float *b,
+                            const celo_conv2d_dims *d);
+void celo_nn_conv2d_backward(float *dx, float *dw, float *db, float *col, float *dcol, const float *dy,
+                             const float *x, const float *w, const celo_conv2d_dims *d);
+
+/* pooling over non-overlapping k x k windows (stride k, as torch's max_pool2d / avg_pool2d with kernel k):
+ * x [N, C, H, W] -> y [N, C, H/k, W/k] (rounded down: the last rows / columns that do not fill a window are
+ * dropped). Max pooling saves, per output, the index h W + w of the maximum within its input plane. */
+void celo_nn_maxpool_forward(float *y, int32_t *argmax, const float *x, int N, int C, int H, int W, int k);
+void celo_nn_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, int N, int C, int H, int W, int k);
+void celo_nn_avgpool_forward(float *y, const float *x, int N, int C, int H, int W, int k);
+void celo_nn_avgpool_backward(float *dx, const float *dy, int N, int C, int H, int W, int k);
+
+/* multi-head causal self-attention over x [B, T, C] with nh heads of C/nh channels (GPT-2's):
+ *     qkv[B, T, 3C] = x wqkv[3C, C]^T + bqkv        (q, k, v side by side; head h owns channels h C/nh...)
+ *     att[B, nh, T, T] = softmax over s <= t of q_t . k_s / sqrt(C/nh)   (zero for s > t)
+ *     out[B, T, C]  = att v                         (heads side by side)
+ *     y[B, T, C]    = out wo[C, C]^T + bo
+ * The forward pass saves qkv, att and out; the backward pass uses dqkv [B, T, 3C], dout [B, T, C] and
+ * datt [B, nh, T, T] as scratch. The per-head products are GEMMs on strided views of qkv. */
+void celo_nn_attention_forward(float *y, float *qkv, float *att, float *out, const float *x, const float *wqkv,
+                               const float *bqkv, const float *wo, const float *bo, int B, int T, int C, int nh);
+void celo_nn_attention_backward(float *dx, float *dwqkv, float *dbqkv, float *dwo, float *dbo, float *dqkv,
+                                float *dout, float *datt, const float *dy, const float *x, const float *qkv,
+                                const float *att, const float *out, const float *wqkv, const float *wo, int B,
+                                int T, int C, int nh);
+
+/* LSTM over x [B, T, In] with H hidden units, as torch.nn.LSTM(In, H, batch_first=True) with zero initial
+ * state: wih [4H, In], whh [4H, H], bih [4H], bhh [4H], gate order i, f, g, o:
+ *     i, f, o = sigmoid(.), g = tanh(.) of  x_t wih^T + bih + h_{t-1} whh^T + bhh
+ *     c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
+ * Outputs h [B, T, H]; saves c [B, T, H] and the activated gates [B, T, 4H]. The backward pass
+ * (through time) takes dy = dL/dh [B, T, H] and uses dgates [B, T, 4H], dh [B, H], dc [B, H] as scratch. */
+void celo_nn_lstm_forward(float *h, float *c, float *gates, const float *x, const float *wih, const float *whh,
+                          const float *bih, const float *bhh, int B, int T, int In, int H);
+void celo_nn_lstm_backward(float *dx, float *dwih, float *dwhh, float *dbih, float *dbhh, float *dgates, float *dh,
+                           float *dc, const float *dy, const float *x, const float *h, const float *c,
+                           const float *gates, const float *wih, const float *whh, int B, int T, int In, int H);
+
+/* ==== models ================================================================================================ */
+
+typedef enum {
+    CELO_MODEL_MLP = 1,     /* cfg.mlp: in -> hidden... -> out, activation after each hidden layer */
+    CELO_MODEL_CONVNET,     /* cfg.conv: (conv -> relu -> pool) x 2 -> linear */
+    CELO_MODEL_GPT,         /* cfg.gpt: transformer language model */
+    CELO_MODEL_LSTM,        /* cfg.lstm: LSTM language model */
+    CELO_MODEL_AUTOENCODER, /* cfg.mlp: in -> hidden... -> in, MSE against the input (out and loss ignored) */
+} celo_model_kind;
+
+typedef enum { CELO_ACT_RELU = 0, CELO_ACT_GELU, CELO_ACT_TANH } celo_activation;
+typedef enum { CELO_LOSS_CROSS_ENTROPY = 0, CELO_LOSS_MSE } celo_loss_kind;
+typedef enum { CELO_POOL_MAX = 0, CELO_POOL_AVG } celo_pool_kind;
+
+#define CELO_MLP_MAX_HIDDEN 8
+
+typedef struct {
+    int in, nhidden, hidden[CELO_MLP_MAX_HIDDEN], out;
+    celo_activation act;
+    celo_loss_kind loss; /* cross-entropy over out classes (labels), or MSE against batch.target [n, out] */
+} celo_mlp_config;
+
+/* Input [n, channels, height, width]. Convolutions: kernel x kernel (odd), stride 1, padding kernel/2 (same
+ * size); pools 2 x 2. Then the flattened [conv2, height/4, width/4] features (torch's flatten order) go
+ * through a linear layer to out classes. E.g. {1, 28, 28, 8, 16, 3, CELO_POOL_MAX, 10} for MNIST. */
+typedef struct {
+    int channels, height, width;
+    int conv1, conv2; /* output channels of the two convolutions */
+    int kernel;
+    celo_pool_kind pool;
+    int out;
+} celo_convnet_config;
+
+/* GPT-2 style: token + learned position embeddings, `layers` pre-LayerNorm blocks
+ *     x += attn(ln_1(x)); x += mlp(ln_2(x)),  mlp = linear(dim -> 4 dim), gelu (tanh approximation), linear
+ * a final LayerNorm and an untied linear head without bias. Sequences of up to ctx tokens. */
+typedef struct {
+    int vocab, ctx, dim, heads, layers;
+    int gpt2_init; /* 0: torch's module defaults (below); 1: GPT-2's (normal 0.02, residual projections
+                      0.02/sqrt(2 layers), zero biases) */
+} celo_gpt_config;
+
+/* embedding -> `layers` stacked LSTMs (as one torch.nn.LSTM(embed, hidden, layers, batch_first=True)) ->
+ * linear head to vocab logits. */
+typedef struct {
+    int vocab, embed, hidden, layers;
+} celo_lstm_config;
+
+typedef struct {
+    celo_model_kind kind;
+    union {
+        celo_mlp_config mlp; /* MLP and autoencoder */
+        celo_convnet_config conv;
+        celo_gpt_config gpt;
+        celo_lstm_config lstm;
+    };
+} celo_model_config;
+
+/* One parameter tensor: its elements are params[offset .. offset + numel) (and the same range of grads). */
+#define CELO_PARAM_NAME_MAX 64
+typedef struct {
+    char name[CELO_PARAM_NAME_MAX]; /* torch's state_dict name: "fc1.weight", "h.0.attn.c_attn.bias" */
+    int ndim;
+    int64_t shape[4];
+    int64_t offset, numel;
+} celo_param_tensor;
+
+/* One batch. Which fields a model reads:
+ *     MLP (cross-entropy), conv net   x [n, in] / [n, C, H, W],  labels [n]
+ *     MLP (MSE)                       x [n, in],  target [n, out]
+ *     autoencoder                     x [n, in]   (the target is x)
+ *     GPT, LSTM                       tokens [n, seq],  labels [n, seq] (the next tokens); seq <= ctx for GPT
+ * The model copies what it needs: the caller may reuse its buffers right after celo_model_loss. */
+typedef struct {
+    int n;                 /* examples (sequences, for the language models) */
+    int seq;               /* language models: tokens per sequence */
+    const float *x;
+    const int32_t *tokens;
+    const int32_t *labels; /* integer classes / next tokens */
+    const float *target;
+} celo_batch;
+
+typedef struct celo_model celo_model;
+
+/* Create and initialize (see celo_model_init). NULL on a bad config, with a one-line reason in err. */
+celo_model *celo_model_create(const celo_model_config *cfg, uint64_t seed, char *err, size_t errlen);
+void celo_model_free(celo_model *m);
+
+/* (Re)initialize the parameters as torch's modules do by default: linear and conv weights and biases
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)), embeddings N(0, 1), LayerNorm
+ * weight 1 and bias 0, LSTM weights and biases U(-1/sqrt(hidden), 1/sqrt(hidden)). Tensor i draws from
+ * stream i of celo_rng under `seed`, so the values do not depend on the thread count or the batch size. */
+void celo_model_init(celo_model *m, uint64_t seed);
+
+const celo_model_config *celo_model_cfg(const celo_model *m);
+int64_t celo_model_nparams(const celo_model *m);
+float *celo_model_params(celo_model *m); /* [nparams] */
+float *celo_model_grads(celo_model *m);  /* [nparams], valid after celo_model_backward */
+int celo_model_ntensors(const celo_model *m);
+const celo_param_tensor *celo_model_tensor(const celo_model *m, int i);
+int celo_model_find(const celo_model *m, const char *name); /* tensor index, or -1 */
+
+/* Forward pass and loss (the mean over the batch; over every token for the language models). Keeps what the
+ * backward pass needs; grows the model's activation buffers when a batch is larger than any before.
+ * NAN on bad input (a label or token out of range, seq > ctx, ...): celo_model_error says why. */
+float celo_model_loss(celo_model *m, const celo_batch *b);
+
+/* Gradient of the last loss with respect to every parameter: zeroes the gradient buffer, then fills it.
+ * 0, or -1 when there is no successful loss to differentiate. */
+int celo_model_backward(celo_model *m);
+
+/* Of the last loss call: the fraction of rows whose largest logit is the label (NAN for MSE models), and the
+ * output rows (logits [rows, classes], or the reconstruction / prediction for MSE models). */
+float celo_model_accuracy(const celo_model *m);
+const float *celo_model_output(const celo_model *m, int64_t *rows, int *cols);
+
+/* Loss and accuracy over a large batch, `chunk` examples at a time (bounded memory): the means weighted by
+ * examples. Overwrites the state of the last loss call. 0, or -1 with celo_model_error set. */
+int celo_model_eval(celo_model *m, const celo_batch *b, int chunk, double *loss, double *accuracy);
+
+const char *celo_model_error(const celo_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

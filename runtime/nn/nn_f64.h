@@ -1,0 +1,89 @@
+/*
+ * nn_f64.h — the layers and models of nn.h in double precision, for tests (finite differences, references).
+ * Same source as the float build (layers.inc, models.inc); same meaning, see nn.h. The configs and the
+ * parameter table (celo_model_config, celo_param_tensor, celo_conv2d_dims) are shared with nn.h.
+ */
+#ifndef CELO_NN_F64_H
+#define CELO_NN_F64_H
+
+#include "../nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void celo_nn_linear_forward_f64(double *y, const double *x, const double *w, const double *b, int N, int in,
+                                int out);
+void celo_nn_linear_backward_f64(double *dx, double *dw, double *db, const double *dy, const double *x,
+                                 const double *w, int N, int in, int out);
+void celo_nn_relu_forward_f64(double *y, const double *x, int64_t n);
+void celo_nn_relu_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
+void celo_nn_gelu_forward_f64(double *y, const double *x, int64_t n);
+void celo_nn_gelu_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
+void celo_nn_tanh_forward_f64(double *y, const double *x, int64_t n);
+void celo_nn_tanh_backward_f64(double *dx, const double *y, const double *dy, int64_t n);
+double celo_nn_crossentropy_forward_f64(double *probs, const double *logits, const int32_t *labels, int N, int C);
+void celo_nn_crossentropy_backward_f64(double *dlogits, const double *probs, const int32_t *labels, int N, int C,
+                                       double dloss);
+double celo_nn_mse_forward_f64(const double *pred, const double *target, int64_t n);
+void celo_nn_mse_backward_f64(double *dpred, const double *pred, const double *target, int64_t n, double dloss);
+void celo_nn_layernorm_forward_f64(double *y, double *mean, double *rstd, const double *x, const double *w,
+                                   const double *b, int N, int C);
+void celo_nn_layernorm_backward_f64(double *dx, double *dw, double *db, const double *dy, const double *x,
+                                    const double *mean, const double *rstd, const double *w, int N, int C);
+void celo_nn_embedding_forward_f64(double *y, const int32_t *ids, const double *table, int N, int C);
+void celo_nn_embedding_backward_f64(double *dtable, const double *dy, const int32_t *ids, int N, int C);
+void celo_nn_conv2d_forward_f64(double *y, double *col, const double *x, const double *w, const double *b,
+                                const celo_conv2d_dims *d);
+void celo_nn_conv2d_backward_f64(double *dx, double *dw, double *db, double *col, double *dcol, const double *dy,
+                                 const double *x, const double *w, const celo_conv2d_dims *d);
+void celo_nn_maxpool_forward_f64(double *y, int32_t *argmax, const double *x, int N, int C, int H, int W, int k);
+void celo_nn_maxpool_backward_f64(double *dx, const double *dy, const int32_t *argmax, int N, int C, int H, int W,
+                                  int k);
+void celo_nn_avgpool_forward_f64(double *y, const double *x, int N, int C, int H, int W, int k);
+void celo_nn_avgpool_backward_f64(double *dx, const double *dy, int N, int C, int H, int W, int k);
+void celo_nn_attention_forward_f64(double *y, double *qkv, double *att, double *out, const double *x,
+                                   const double *wqkv, const double *bqkv, const double *wo, const double *bo, int B,
+                                   int T, int C, int nh);
+void celo_nn_attention_backward_f64(double *dx, double *dwqkv, double *dbqkv, double *dwo, double *dbo,
+                                    double *dqkv, double *dout, double *datt, const double *dy, const double *x,
+                                    const double *qkv, const double *att, const double *out, const double *wqkv,
+                                    const double *wo, int B, int T, int C, int nh);
+void celo_nn_lstm_forward_f64(double *h, double *c, double *gates, const double *x, const double *wih,
+                              const double *whh, const double *bih, const double *bhh, int B, int T, int In, int H);
+void celo_nn_lstm_backward_f64(double *dx, double *dwih, double *dwhh, double *dbih, double *dbhh, double *dgates,
+                               double *dh, double *dc, const double *dy, const double *x, const double *h,
+                               const double *c, const double *gates, const double *wih, const double *whh, int B,
+                               int T, int In, int H);
+
+typedef struct {
+    int n, seq;
+    const double *x;
+    const int32_t *tokens;
+    const int32_t *labels;
+    const double *target;
+} celo_batch_f64;
+
+typedef struct celo_model_f64 celo_model_f64;
+
+celo_model_f64 *celo_model_create_f64(const celo_model_config *cfg, uint64_t seed, char *err, size_t errlen);
+void celo_model_free_f64(celo_model_f64 *m);
+void celo_model_init_f64(celo_model_f64 *m, uint64_t seed); /* the float model's values, exactly */
+const celo_model_config *celo_model_cfg_f64(const celo_model_f64 *m);
+int64_t celo_model_nparams_f64(const celo_model_f64 *m);
+double *celo_model_params_f64(celo_model_f64 *m);
+double *celo_model_grads_f64(celo_model_f64 *m);
+int celo_model_ntensors_f64(const celo_model_f64 *m);
+const celo_param_tensor *celo_model_tensor_f64(const celo_model_f64 *m, int i);
+int celo_model_find_f64(const celo_model_f64 *m, const char *name);
+double celo_model_loss_f64(celo_model_f64 *m, const celo_batch_f64 *b);
+int celo_model_backward_f64(celo_model_f64 *m);
+float celo_model_accuracy_f64(const celo_model_f64 *m);
+const double *celo_model_output_f64(const celo_model_f64 *m, int64_t *rows, int *cols);
+int celo_model_eval_f64(celo_model_f64 *m, const celo_batch_f64 *b, int chunk, double *loss, double *accuracy);
+const char *celo_model_error_f64(const celo_model_f64 *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

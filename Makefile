@@ -21,7 +21,7 @@ LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) -lLLVM-19
 CFLAGS := $(CFLAGS_BASE) $(WARN) -I$(OPENBLAS_INC)
 # Generated scanner/parser: relaxed warnings (flex output trips -Wshadow and friends).
 GEN_CFLAGS := $(CFLAGS_BASE) -Wno-unused-function -Wno-sign-compare
-RT_LIBS := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lOpenCL -lm -fopenmp $(LDSAN)
+RT_LIBS := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lOpenCL -lz -lm -fopenmp $(LDSAN)
 
 RT_SRC := $(wildcard runtime/*.c runtime/nn/*.c)
 CC_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))

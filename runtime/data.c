@@ -257,16 +257,23 @@ static void resize_weights(int in, int out, int method, double *W) {
 
 static void resize_with(const float *in, int h, int w, float *out, int size, const double *Wh, const double *Ww,
                         double *tmp /* [size, w] */) {
-    for (int o = 0; o < size; o++)
-        for (int j = 0; j < w; j++) {
-            double acc = 0;
-            for (int i = 0; i < h; i++) acc += Wh[(size_t)o * h + i] * in[(size_t)i * w + j];
-            tmp[(size_t)o * w + j] = acc;
+    /* the weights are sparse (a handful of inputs per output): skip the zeros */
+    for (int o = 0; o < size; o++) {
+        double *trow = tmp + (size_t)o * w;
+        for (int j = 0; j < w; j++) trow[j] = 0;
+        for (int i = 0; i < h; i++) {
+            double wt = Wh[(size_t)o * h + i];
+            if (wt == 0) continue;
+            const float *irow = in + (size_t)i * w;
+            for (int j = 0; j < w; j++) trow[j] += wt * irow[j];
         }
+    }
     for (int o = 0; o < size; o++)
         for (int p = 0; p < size; p++) {
+            const double *wrow = Ww + (size_t)p * w, *trow = tmp + (size_t)o * w;
             double acc = 0;
-            for (int j = 0; j < w; j++) acc += tmp[(size_t)o * w + j] * Ww[(size_t)p * w + j];
+            for (int j = 0; j < w; j++)
+                if (wrow[j] != 0) acc += trow[j] * wrow[j];
             out[(size_t)o * size + p] = (float)acc;
         }
 }
@@ -569,27 +576,102 @@ static int kjv_ref_len(const char *s, const char *end) {
     return (int)(p + 1 - s);
 }
 
-int celo_text_load_kjv(celo_text *t, double val_frac, char *err, size_t errlen) {
-    memset(t, 0, sizeof *t);
-    const char *txt = getenv("CELO_BIBLE_TEXT");
-    if (txt && *txt) return celo_text_load_file(t, txt, val_frac, err, errlen);
-    const char *dir = env_or("CELO_BIBLE_DIR", "/usr/lib");
-    char *data = path_join(dir, "bible.data");
-    if (!data) {
-        seterr(err, errlen, "kjv: out of memory");
-        return -1;
-    }
-    struct stat st;
-    if (stat(data, &st) != 0) {
-        if (errno == ENOENT)
-            seterr(err, errlen, "%s: not found; install the Debian package " KJV_PKG, data);
-        else
-            seterr(err, errlen, "%s: %s", data, strerror(errno));
-        free(data);
-        return -1;
-    }
-    free(data);
+/* ---- cache of the extracted text: $CELO_CACHE_DIR, else $XDG_CACHE_HOME/celo, else $HOME/.cache/celo (as
+ * runtime/clrun.c). The file name carries the size, mtime and inode of bible.data and a format version, so
+ * an updated package makes a new entry. Every cache failure is silent: the cache only saves time. */
 
+#define KJV_CACHE_VERSION 1
+
+static char *cache_dir(void) {
+    const char *d = getenv("CELO_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    char *path = NULL;
+    if (d && *d)
+        path = strdup(d);
+    else if ((x && *x) || (h && *h)) {
+        size_t len = strlen(x && *x ? x : h) + 16;
+        path = malloc(len);
+        if (path) snprintf(path, len, x && *x ? "%s/celo" : "%s/.cache/celo", x && *x ? x : h);
+    }
+    if (!path) return NULL;
+    for (char *q = path + 1;; q++) { /* mkdir -p */
+        if (*q == '/' || *q == 0) {
+            char c = *q;
+            *q = 0;
+            if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+                free(path);
+                return NULL;
+            }
+            *q = c;
+            if (!c) break;
+        }
+    }
+    return path;
+}
+
+static char *kjv_cache_path(const struct stat *st) {
+    char *dir = cache_dir();
+    if (!dir) return NULL;
+    char name[128];
+    snprintf(name, sizeof name, "kjv-v%d-%llx-%llx-%llx.txt", KJV_CACHE_VERSION, (unsigned long long)st->st_size,
+             (unsigned long long)st->st_mtime, (unsigned long long)st->st_ino);
+    char *p = path_join(dir, name);
+    free(dir);
+    return p;
+}
+
+/* The cached text, or NULL. */
+static char *kjv_cache_read(const char *path, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    char *buf = NULL;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 1 && (buf = malloc((size_t)st.st_size))) {
+        size_t got = 0;
+        while (got < (size_t)st.st_size) {
+            ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        if (got != (size_t)st.st_size || buf[got - 1] != '\n') {
+            free(buf);
+            buf = NULL;
+        }
+        *len = got;
+    }
+    close(fd);
+    return buf;
+}
+
+/* temp file in the cache directory, fsync, rename: readers see the whole file or none */
+static void kjv_cache_write(const char *path, const char *buf, size_t len) {
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 16);
+    if (!tmp) return;
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp.XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        free(tmp);
+        return;
+    }
+    (void)fchmod(fd, 0644);
+    size_t off = 0;
+    int ok = 1;
+    while (ok && off < len) {
+        ssize_t w = write(fd, buf + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) ok = 0;
+        else off += (size_t)w;
+    }
+    if (ok) ok = fsync(fd) == 0;
+    if (close(fd) != 0) ok = 0;
+    if (!ok || rename(tmp, path) != 0) unlink(tmp);
+    free(tmp);
+}
+
+/* Runs `bible -f -p DIR gen1:1-rev22:21` and strips the references: one verse per line. */
+static int kjv_extract(const char *dir, char **out, size_t *outlen, char *err, size_t errlen) {
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0) {
         seterr(err, errlen, "bible: cannot create a pipe: %s", strerror(errno));
@@ -674,7 +756,52 @@ int celo_text_load_kjv(celo_text *t, double val_frac, char *err, size_t errlen) 
         buf[w++] = '\n';
         i = e + 1;
     }
-    int rc = celo_text_from_memory(t, "kjv", buf, (int64_t)w, val_frac, err, errlen);
+    *out = buf;
+    *outlen = w;
+    return 0;
+}
+
+
+int celo_text_load_kjv(celo_text *t, double val_frac, char *err, size_t errlen) {
+    memset(t, 0, sizeof *t);
+    const char *txt = getenv("CELO_BIBLE_TEXT");
+    if (txt && *txt) return celo_text_load_file(t, txt, val_frac, err, errlen);
+    const char *dir = env_or("CELO_BIBLE_DIR", "/usr/lib");
+    char *data = path_join(dir, "bible.data");
+    if (!data) {
+        seterr(err, errlen, "kjv: out of memory");
+        return -1;
+    }
+    struct stat st;
+    if (stat(data, &st) != 0) {
+        if (errno == ENOENT)
+            seterr(err, errlen, "%s: not found; install the Debian package " KJV_PKG, data);
+        else
+            seterr(err, errlen, "%s: %s", data, strerror(errno));
+        free(data);
+        return -1;
+    }
+    free(data);
+    char *cpath = kjv_cache_path(&st);
+    if (cpath) {
+        size_t clen = 0;
+        char *cached = kjv_cache_read(cpath, &clen);
+        if (cached) {
+            free(cpath);
+            int crc = celo_text_from_memory(t, "kjv", cached, (int64_t)clen, val_frac, err, errlen);
+            free(cached);
+            return crc;
+        }
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    if (kjv_extract(dir, &buf, &len, err, errlen) != 0) {
+        free(cpath);
+        return -1;
+    }
+    if (cpath) kjv_cache_write(cpath, buf, len);
+    free(cpath);
+    int rc = celo_text_from_memory(t, "kjv", buf, (int64_t)len, val_frac, err, errlen);
     free(buf);
     return rc;
 }

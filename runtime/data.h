@@ -102,8 +102,10 @@ int celo_text_from_memory(celo_text *t, const char *name, const char *s, int64_t
 int celo_text_load_file(celo_text *t, const char *path, double val_frac, char *err, size_t errlen);
 /* The King James Bible from Debian's bible-kjv, one verse per line, without the book/chapter:verse
  * references (they are not language: a char model would spend capacity on counting). Runs
- * `bible -f -p DIR gen1:1-rev22:21` (4.2 MB, 31102 verses, ~60 ms). $CELO_BIBLE_TEXT: a plain text file to
- * read instead; $CELO_BIBLE_DIR: the directory of bible.data (default /usr/lib). */
+ * `bible -f -p DIR gen1:1-rev22:21` (4.1 MB, 31102 verses, 0.2-0.4 s) and caches the result (atomically) in
+ * $CELO_CACHE_DIR, else $XDG_CACHE_HOME/celo, else $HOME/.cache/celo, keyed by bible.data's size, mtime and
+ * inode (a cache hit takes milliseconds). $CELO_BIBLE_TEXT: a plain text file to read instead;
+ * $CELO_BIBLE_DIR: the directory of bible.data (default /usr/lib, Debian's bible-kjv-text). */
 int celo_text_load_kjv(celo_text *t, double val_frac, char *err, size_t errlen);
 void celo_text_free(celo_text *t);
 int64_t celo_text_len(const celo_text *t, int split);

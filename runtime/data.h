@@ -79,8 +79,9 @@ typedef struct {
     int normalize;     /* 0: pixels in [0, 1]; 1: standardized with the train set's pixel mean and std */
     const char *dir;   /* NULL: $CELO_FASHION_MNIST_DIR, else CELO_FMNIST_DEFAULT_DIR */
 } celo_fmnist_opts;
-/* 60000 train / 10000 test images of dim = size * size floats, labels in [0, 10). train or test may be
- * NULL; opts may be NULL (28x28, [0, 1]). */
+/* 60000 train / 10000 test images of dim = size * size floats (row-major), labels int32 in [0, 10). train
+ * or test may be NULL; opts may be NULL (28x28, [0, 1]). A missing file: "PATH: not found; install the
+ * Debian package dataset-fashion-mnist". (Any IDX files of the same layout load, e.g. MNIST's, via dir.) */
 int celo_fmnist_load(celo_dataset *train, celo_dataset *test, const celo_fmnist_opts *opts, char *err,
                      size_t errlen);
 /* Resize one image (row-major, h x w) to size x size. */
@@ -114,7 +115,8 @@ int64_t celo_text_len(const celo_text *t, int split);
  * (seed, split, step, b). -1 when the split is shorter than T + 1. */
 int celo_text_batch(const celo_text *t, int split, uint64_t seed, uint64_t step, int B, int T, int32_t *x,
                     int32_t *y);
-/* Window number k of the split's non-overlapping windows (evaluation): start = k * T. */
+/* Window number k (0 <= k < celo_text_num_windows) of the split's non-overlapping windows (evaluation):
+ * x = ids[k * T, k * T + T), y = the same shifted by one. */
 int64_t celo_text_num_windows(const celo_text *t, int split, int T);
 void celo_text_window(const celo_text *t, int split, int64_t k, int T, int32_t *x, int32_t *y);
 /* ids -> bytes (out gets n bytes and a NUL). */

@@ -154,17 +154,17 @@ static void emit_op(sbuf *b, int vec, int op, const char *A, const char *B, cons
     case CELO_OP_SUB: sb_printf(b, "%s - %s", A, B); break;
     case CELO_OP_MUL: sb_printf(b, "%s * %s", A, B); break;
     case CELO_OP_DIV: sb_printf(b, "%s / %s", A, B); break;
-    case CELO_OP_POW: sb_printf(b, "pow(%s, %s)", A, B); break;
+    case CELO_OP_POW: sb_printf(b, "celo_pow%s(%s, %s)", vec ? "8" : "", A, B); break;
     case CELO_OP_MIN: sb_printf(b, "fmin(%s, %s)", A, B); break;
     case CELO_OP_MAX: sb_printf(b, "fmax(%s, %s)", A, B); break;
     case CELO_OP_SQRT: sb_printf(b, "sqrt(%s)", A); break;
     case CELO_OP_RSQRT: sb_printf(b, "%s / sqrt(%s)", one, A); break;
-    case CELO_OP_EXP: sb_printf(b, "exp(%s)", A); break;
-    case CELO_OP_LOG: sb_printf(b, "log(%s)", A); break;
+    case CELO_OP_EXP: sb_printf(b, "celo_exp%s(%s)", vec ? "8" : "", A); break;
+    case CELO_OP_LOG: sb_printf(b, "celo_log%s(%s)", vec ? "8" : "", A); break;
     case CELO_OP_ABS: sb_printf(b, "fabs(%s)", A); break;
-    case CELO_OP_TANH: sb_printf(b, "tanh(%s)", A); break;
+    case CELO_OP_TANH: sb_printf(b, "celo_tanh%s(%s)", vec ? "8" : "", A); break;
     case CELO_OP_FLOOR: sb_printf(b, "floor(%s)", A); break;
-    case CELO_OP_SIGMOID: sb_printf(b, "%s / (%s + exp(-%s))", one, one, A); break;
+    case CELO_OP_SIGMOID: sb_printf(b, "%s / (%s + celo_exp%s(-%s))", one, one, vec ? "8" : "", A); break;
     case CELO_OP_SIGN:
         if (vec)
             sb_printf(b, "select(select(%s, %s, %s < %s), %s, %s > %s)", A, mone, A, zero, one, A, zero);
@@ -343,6 +343,28 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
     sb_printf(b, ")\n{\n");
     gen G = {.P = P, .pi = pi};
     if (!pi->chunked) {
+        /* CELO_EPW (set by the host): 8 elements per work-item in float8 (CPUs: explicit vectors, which PoCL
+         * compiles reliably), else 1 (GPUs) */
+        sb_printf(b, "#if CELO_EPW == 8\n");
+        if (!pi->nested) {
+            sb_printf(b, "    const long i8 = get_global_id(0) * 8;\n    if (i8 + 8 <= n) {\n        const long i = i8;\n");
+            G.vec = 1;
+            emit_body(b, &G, "        ");
+            sb_printf(b, "    } else {\n        for (long i = i8; i < n; i++) {\n");
+            G.vec = 0;
+            emit_body(b, &G, "            ");
+            sb_printf(b, "        }\n    }\n");
+        } else {
+            sb_printf(b, "    const long c8 = get_global_id(0) * 8, r = get_global_id(1);\n    if (r >= R)\n        return;\n");
+            sb_printf(b, "    if (c8 + 8 <= C) {\n        const long c = c8, i = r * C + c;\n");
+            G.vec = 1;
+            emit_body(b, &G, "        ");
+            sb_printf(b, "    } else {\n        for (long c = c8; c < C; c++) {\n            const long i = r * C + c;\n");
+            G.vec = 0;
+            emit_body(b, &G, "            ");
+            sb_printf(b, "        }\n    }\n");
+        }
+        sb_printf(b, "#else\n");
         if (!pi->nested) {
             sb_printf(b, "    const long i = get_global_id(0);\n    if (i >= n)\n        return;\n");
         } else {
@@ -350,7 +372,7 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
             sb_printf(b, "    if (c >= C || r >= R)\n        return;\n    const long i = r * C + c;\n");
         }
         emit_body(b, &G, "    ");
-        sb_printf(b, "}\n");
+        sb_printf(b, "#endif\n}\n");
         return;
     }
     sb_printf(b, "    const long w = get_global_id(0);\n");
@@ -410,6 +432,9 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
 
 static const char prologue[] =
     "#pragma OPENCL FP_CONTRACT OFF\n"
+    "#ifndef CELO_EPW\n"
+    "#define CELO_EPW 1\n"
+    "#endif\n"
     "#ifndef CELO_ACC_DOUBLE\n"
     "#ifdef cl_khr_fp64\n"
     "#define CELO_ACC_DOUBLE 1\n"
@@ -445,6 +470,107 @@ static const char prologue[] =
     "    return a;\n"
     "}\n";
 
+/* exp, log, pow and tanh of float32 values (used by element-wise code). With double precision they are computed
+ * in double from the exact float argument and rounded once, which is correctly rounded except in rare cases,
+ * like the C library that the interpreter and the LLVM kernels call; the code is branch-free so that PoCL
+ * vectorizes it (its own float log and pow are not vectorized and 10-100 times slower). Without double
+ * precision they are OpenCL's built-ins. Each is written once with $F (float type), $I (int), $D (double),
+ * $L (long) and $N ("" or "8") and emitted for scalars and for float8. */
+static const char math_double[] =
+    "/* ln x in double for finite x > 0 */\n"
+    "$D celo_lnd$N($F x);\n"
+    "$D celo_lnd$N($F x)\n"
+    "{\n"
+    "    const $I sub = as_$I(x) < 0x00800000;\n"
+    "    const $I ix = as_$I(select(x, x * 0x1p23f, sub));\n"
+    "    $I k = ((ix >> 23) & 0xff) - 127 - select(($I)0, ($I)23, sub);\n"
+    "    $F m = as_$F((ix & 0x007fffff) | 0x3f800000);\n"
+    "    const $I big = m > 1.41421356f;\n"
+    "    m = select(m, m * 0.5f, big);\n"
+    "    k = k + select(($I)0, ($I)1, big);\n"
+    "    const $D md = convert_$D(m), s = (md - 1.0) / (md + 1.0), s2 = s * s;\n"
+    "    $D q = 1.0 / 21.0;\n"
+    "    q = q * s2 + 1.0 / 19.0; q = q * s2 + 1.0 / 17.0; q = q * s2 + 1.0 / 15.0; q = q * s2 + 1.0 / 13.0;\n"
+    "    q = q * s2 + 1.0 / 11.0; q = q * s2 + 1.0 / 9.0; q = q * s2 + 1.0 / 7.0; q = q * s2 + 1.0 / 5.0;\n"
+    "    q = q * s2 + 1.0 / 3.0; q = q * s2 + 1.0;\n"
+    "    return convert_$D(k) * 0x1.62e42fefa39efp-1 + 2.0 * s * q;\n"
+    "}\n"
+    "$F celo_exp$N($F x);\n"
+    "$F celo_exp$N($F x) { return convert_$F(exp(convert_$D(x))); }\n"
+    "$F celo_log$N($F x);\n"
+    "$F celo_log$N($F x)\n"
+    "{\n"
+    "    $F r = convert_$F(celo_lnd$N(x));\n"
+    "    r = select(r, ($F)(-INFINITY), x == 0.0f);\n"
+    "    r = select(r, ($F)(NAN), x < 0.0f);\n"
+    "    return select(r, x, isnan(x) | (x == INFINITY));\n"
+    "}\n"
+    "$F celo_pow$N($F x, $F y);\n"
+    "$F celo_pow$N($F x, $F y)\n"
+    "{\n"
+    "    const $F ax = fabs(x);\n"
+    "    const $D axd = convert_$D(ax);\n"
+    "    $D l = celo_lnd$N(ax);\n"
+    "    l = select(l, ($D)(-INFINITY), ($L)(axd == 0.0));\n"
+    "    l = select(l, axd, ($L)(isinf(axd) | isnan(axd)));\n"
+    "    $F r = convert_$F(exp(convert_$D(y) * l));\n"
+    "    const $I isint = floor(y) == y;\n"
+    "    const $I odd = isint & (fabs(y) < 0x1p24f) & ((convert_$I_sat(y) & 1) != 0);\n"
+    "    r = select(r, -r, signbit(x) & odd);\n"
+    "    r = select(r, ($F)(NAN), (x < 0.0f) & (x != -INFINITY) & !isint);\n"
+    "    r = select(r, ($F)(1.0f), (x == -1.0f) & isinf(y));\n"
+    "    return select(r, ($F)(1.0f), (y == 0.0f) | (x == 1.0f));\n"
+    "}\n"
+    "/* tanh x = sign(x) (1 - 2 / (exp(2|x|) + 1)), and its series below 2^-7 */\n"
+    "$F celo_tanh$N($F x);\n"
+    "$F celo_tanh$N($F x)\n"
+    "{\n"
+    "    const $D a = convert_$D(fabs(x)), a2 = a * a;\n"
+    "    const $D big = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);\n"
+    "    const $D small = a + a * a2 * (-1.0 / 3.0 + a2 * (2.0 / 15.0 + a2 * (-17.0 / 315.0)));\n"
+    "    const $F r = convert_$F(select(big, small, ($L)(a < 0x1p-7)));\n"
+    "    return select(copysign(r, x), x, isnan(x));\n"
+    "}\n";
+
+static const char math_builtin[] =
+    "$F celo_exp$N($F x);\n"
+    "$F celo_exp$N($F x) { return exp(x); }\n"
+    "$F celo_log$N($F x);\n"
+    "$F celo_log$N($F x) { return log(x); }\n"
+    "$F celo_pow$N($F x, $F y);\n"
+    "$F celo_pow$N($F x, $F y) { return pow(x, y); }\n"
+    "$F celo_tanh$N($F x);\n"
+    "$F celo_tanh$N($F x) { return tanh(x); }\n";
+
+static void emit_template(sbuf *b, const char *t, int vec)
+{
+    for (const char *p = t; *p; p++) {
+        if (*p != '$') {
+            sb_printf(b, "%c", *p);
+            continue;
+        }
+        switch (*++p) {
+        case 'F': sb_printf(b, "float%s", vec ? "8" : ""); break;
+        case 'I': sb_printf(b, "int%s", vec ? "8" : ""); break;
+        case 'D': sb_printf(b, "double%s", vec ? "8" : ""); break;
+        case 'L': sb_printf(b, "long%s", vec ? "8" : ""); break;
+        case 'N': sb_printf(b, "%s", vec ? "8" : ""); break;
+        default: sb_printf(b, "$%c", *p); break;
+        }
+    }
+}
+
+static int uses_math(const celo_program *P)
+{
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->dom == CELO_ELEM && (x->op == CELO_OP_EXP || x->op == CELO_OP_LOG || x->op == CELO_OP_POW ||
+                                    x->op == CELO_OP_TANH || x->op == CELO_OP_SIGMOID))
+            return 1;
+    }
+    return 0;
+}
+
 char *celo_opencl_source(const celo_program *P)
 {
     if (!P)
@@ -453,6 +579,15 @@ char *celo_opencl_source(const celo_program *P)
     sb_printf(&b, "/* celo rule '%s': OpenCL C 1.2, one kernel per element pass (%d). Generated; do not edit. */\n",
               P->name ? P->name : "?", P->npass);
     sb_printf(&b, "%s", prologue);
+    if (uses_math(P)) {
+        sb_printf(&b, "\n#if CELO_ACC_DOUBLE\n");
+        emit_template(&b, math_double, 0);
+        emit_template(&b, math_double, 1);
+        sb_printf(&b, "#else\n");
+        emit_template(&b, math_builtin, 0);
+        emit_template(&b, math_builtin, 1);
+        sb_printf(&b, "#endif\n");
+    }
     for (int k = 1; k <= P->npass; k++) {
         celo_clpass pi;
         if (celo_clpass_analyse(P, k, &pi)) {

@@ -516,9 +516,12 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
         cus = 1;
 
     char opts[256];
-    snprintf(opts, sizeof opts, "%s-DCELO_ACC_DOUBLE=%d%s",
+    /* elements per work-item of the element-wise passes: 8 (float8) on CPUs, 1 on GPUs */
+    const char *epw_env = getenv("CELO_OPENCL_EPW");
+    int epw = epw_env && *epw_env ? (atoi(epw_env) == 8 ? 8 : 1) : cpu ? 8 : 1;
+    snprintf(opts, sizeof opts, "%s-DCELO_ACC_DOUBLE=%d -DCELO_EPW=%d%s",
              strncmp(cver, "OpenCL C 1.0", 12) && strncmp(cver, "OpenCL C 1.1", 12) ? "-cl-std=CL1.2 " : "",
-             r->accd, (fp32 & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
+             r->accd, epw, (fp32 & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
     r->prog = build_program(r, src, opts, err, errlen);
     free(src);
     if (!r->prog) {
@@ -585,19 +588,21 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
             cp->lsz[0] = clws <= kwg ? clws : 1;
             cp->gsz[0] = round_up((size_t)nwi, cp->lsz[0]);
         } else {
-            size_t lws = cpu ? 4096 : 256;
+            size_t lws = cpu ? (epw == 8 ? 512 : 4096) : 256;
             if (lws > kwg)
                 lws = kwg;
             if (lws > maxwg)
                 lws = maxwg;
             if (!cp->pi.nested) {
                 cp->dims = 1;
-                size_t l = lws < pow2_ceil((size_t)n) ? lws : pow2_ceil((size_t)n);
+                size_t items = ((size_t)n + (size_t)epw - 1) / (size_t)epw;
+                size_t l = lws < pow2_ceil(items) ? lws : pow2_ceil(items);
                 cp->lsz[0] = l;
-                cp->gsz[0] = round_up((size_t)n, l);
+                cp->gsz[0] = round_up(items, l);
             } else {
                 cp->dims = 2;
-                size_t l0 = lws < pow2_ceil((size_t)C) ? lws : pow2_ceil((size_t)C);
+                size_t cols = ((size_t)C + (size_t)epw - 1) / (size_t)epw;
+                size_t l0 = lws < pow2_ceil(cols) ? lws : pow2_ceil(cols);
                 size_t l1 = lws / l0;
                 if (l1 > pow2_ceil((size_t)R))
                     l1 = pow2_ceil((size_t)R);
@@ -605,7 +610,7 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
                     l1 = 1;
                 cp->lsz[0] = l0;
                 cp->lsz[1] = l1;
-                cp->gsz[0] = round_up((size_t)C, l0);
+                cp->gsz[0] = round_up(cols, l0);
                 cp->gsz[1] = round_up((size_t)R, l1);
             }
         }

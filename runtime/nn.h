@@ -104,8 +104,8 @@ int celo_conv2d_out_w(const celo_conv2d_dims *d);
 int64_t celo_conv2d_col_size(const celo_conv2d_dims *d); /* elements of col (and of dcol): C kh kw Ho Wo */
 void celo_nn_conv2d_forward(float *y, float *col, const float *x, const float *w, const float *b,
                             const celo_conv2d_dims *d);
-void celo_nn_conv2d_backward(float *dx, float *dw, float *db, float *col, float *dcol, const float *dy,
-                             const float *x, const float *w, const celo_conv2d_dims *d);
+void celo_nn_conv2d_backward(float *dx, float *dw, float *db, float *col, float *dcol, const float *dy, const float *x,
+                             const float *w, const celo_conv2d_dims *d);
 
 /* pooling over non-overlapping k x k windows (stride k, as torch's max_pool2d / avg_pool2d with kernel k):
  * x [N, C, H, W] -> y [N, C, H/k, W/k] (rounded down: the last rows / columns that do not fill a window are
@@ -124,10 +124,9 @@ void celo_nn_avgpool_backward(float *dx, const float *dy, int N, int C, int H, i
  * datt [B, nh, T, T] as scratch. The per-head products are GEMMs on strided views of qkv. */
 void celo_nn_attention_forward(float *y, float *qkv, float *att, float *out, const float *x, const float *wqkv,
                                const float *bqkv, const float *wo, const float *bo, int B, int T, int C, int nh);
-void celo_nn_attention_backward(float *dx, float *dwqkv, float *dbqkv, float *dwo, float *dbo, float *dqkv,
-                                float *dout, float *datt, const float *dy, const float *x, const float *qkv,
-                                const float *att, const float *out, const float *wqkv, const float *wo, int B,
-                                int T, int C, int nh);
+void celo_nn_attention_backward(float *dx, float *dwqkv, float *dbqkv, float *dwo, float *dbo, float *dqkv, float *dout,
+                                float *datt, const float *dy, const float *x, const float *qkv, const float *att,
+                                const float *out, const float *wqkv, const float *wo, int B, int T, int C, int nh);
 
 /* LSTM over x [B, T, In] with H hidden units, as torch.nn.LSTM(In, H, batch_first=True) with zero initial
  * state: wih [4H, In], whh [4H, H], bih [4H], bhh [4H], gate order i, f, g, o:
@@ -215,8 +214,8 @@ typedef struct {
  *     GPT, LSTM                       tokens [n, seq],  labels [n, seq] (the next tokens); seq <= ctx for GPT
  * The model copies what it needs: the caller may reuse its buffers right after celo_model_loss. */
 typedef struct {
-    int n;                 /* examples (sequences, for the language models) */
-    int seq;               /* language models: tokens per sequence */
+    int n;   /* examples (sequences, for the language models) */
+    int seq; /* language models: tokens per sequence */
     const float *x;
     const int32_t *tokens;
     const int32_t *labels; /* integer classes / next tokens */

@@ -13,11 +13,12 @@
 
 typedef float real;
 #define NAME(f) f
-#define MODEL celo_model
-#define BATCH celo_batch
+#define MODEL   celo_model
+#define BATCH   celo_batch
 
 static void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B, int ldb,
-                 real beta, real *C, int ldc) {
+                 real beta, real *C, int ldc)
+{
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
                 B, ldb, beta, C, ldc);
 }

@@ -12,10 +12,9 @@
 extern "C" {
 #endif
 
-void celo_nn_linear_forward_f64(double *y, const double *x, const double *w, const double *b, int N, int in,
-                                int out);
-void celo_nn_linear_backward_f64(double *dx, double *dw, double *db, const double *dy, const double *x,
-                                 const double *w, int N, int in, int out);
+void celo_nn_linear_forward_f64(double *y, const double *x, const double *w, const double *b, int N, int in, int out);
+void celo_nn_linear_backward_f64(double *dx, double *dw, double *db, const double *dy, const double *x, const double *w,
+                                 int N, int in, int out);
 void celo_nn_relu_forward_f64(double *y, const double *x, int64_t n);
 void celo_nn_relu_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
 void celo_nn_gelu_forward_f64(double *y, const double *x, int64_t n);
@@ -45,16 +44,16 @@ void celo_nn_avgpool_backward_f64(double *dx, const double *dy, int N, int C, in
 void celo_nn_attention_forward_f64(double *y, double *qkv, double *att, double *out, const double *x,
                                    const double *wqkv, const double *bqkv, const double *wo, const double *bo, int B,
                                    int T, int C, int nh);
-void celo_nn_attention_backward_f64(double *dx, double *dwqkv, double *dbqkv, double *dwo, double *dbo,
-                                    double *dqkv, double *dout, double *datt, const double *dy, const double *x,
-                                    const double *qkv, const double *att, const double *out, const double *wqkv,
-                                    const double *wo, int B, int T, int C, int nh);
+void celo_nn_attention_backward_f64(double *dx, double *dwqkv, double *dbqkv, double *dwo, double *dbo, double *dqkv,
+                                    double *dout, double *datt, const double *dy, const double *x, const double *qkv,
+                                    const double *att, const double *out, const double *wqkv, const double *wo, int B,
+                                    int T, int C, int nh);
 void celo_nn_lstm_forward_f64(double *h, double *c, double *gates, const double *x, const double *wih,
                               const double *whh, const double *bih, const double *bhh, int B, int T, int In, int H);
 void celo_nn_lstm_backward_f64(double *dx, double *dwih, double *dwhh, double *dbih, double *dbhh, double *dgates,
                                double *dh, double *dc, const double *dy, const double *x, const double *h,
-                               const double *c, const double *gates, const double *wih, const double *whh, int B,
-                               int T, int In, int H);
+                               const double *c, const double *gates, const double *wih, const double *whh, int B, int T,
+                               int In, int H);
 
 typedef struct {
     int n, seq;

@@ -10,14 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap) {
-    if (!err || errlen == 0) return;
+void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    if (!err || errlen == 0)
+        return;
     vsnprintf(err, errlen, fmt, ap);
     for (char *s = err; *s; s++)
-        if (*s == '\n' || *s == '\r') *s = ' ';
+        if (*s == '\n' || *s == '\r')
+            *s = ' ';
 }
 
-void celo_nn_seterr(char *err, size_t errlen, const char *fmt, ...) {
+void celo_nn_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     celo_nn_vseterr(err, errlen, fmt, ap);
@@ -26,9 +30,16 @@ void celo_nn_seterr(char *err, size_t errlen, const char *fmt, ...) {
 
 /* ---- conv geometry (declared in nn.h) ---- */
 
-int celo_conv2d_out_h(const celo_conv2d_dims *d) { return (d->H + 2 * d->pad - d->kh) / d->stride + 1; }
-int celo_conv2d_out_w(const celo_conv2d_dims *d) { return (d->W + 2 * d->pad - d->kw) / d->stride + 1; }
-int64_t celo_conv2d_col_size(const celo_conv2d_dims *d) {
+int celo_conv2d_out_h(const celo_conv2d_dims *d)
+{
+    return (d->H + 2 * d->pad - d->kh) / d->stride + 1;
+}
+int celo_conv2d_out_w(const celo_conv2d_dims *d)
+{
+    return (d->W + 2 * d->pad - d->kw) / d->stride + 1;
+}
+int64_t celo_conv2d_col_size(const celo_conv2d_dims *d)
+{
     return (int64_t)d->C * d->kh * d->kw * celo_conv2d_out_h(d) * celo_conv2d_out_w(d);
 }
 
@@ -36,26 +47,34 @@ int64_t celo_conv2d_col_size(const celo_conv2d_dims *d) {
 
 #define DIM_MAX (1 << 24) /* any one dimension; keeps products of two or three within int64 and GEMM sizes sane */
 
-static int bad_dim(int v) { return v < 1 || v > DIM_MAX; }
+static int bad_dim(int v)
+{
+    return v < 1 || v > DIM_MAX;
+}
 
-int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen) {
-#define FAIL(...)                                                                                                    \
-    do {                                                                                                             \
-        celo_nn_seterr(err, errlen, __VA_ARGS__);                                                                    \
-        return -1;                                                                                                   \
+int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen)
+{
+#define FAIL(...)                                 \
+    do {                                          \
+        celo_nn_seterr(err, errlen, __VA_ARGS__); \
+        return -1;                                \
     } while (0)
-    if (!cfg) FAIL("no model config");
+    if (!cfg)
+        FAIL("no model config");
     switch (cfg->kind) {
     case CELO_MODEL_MLP:
     case CELO_MODEL_AUTOENCODER: {
         const celo_mlp_config *c = &cfg->mlp;
         const char *what = cfg->kind == CELO_MODEL_MLP ? "mlp" : "autoencoder";
-        if (bad_dim(c->in)) FAIL("%s: in = %d must be in [1, %d]", what, c->in, DIM_MAX);
+        if (bad_dim(c->in))
+            FAIL("%s: in = %d must be in [1, %d]", what, c->in, DIM_MAX);
         if (c->nhidden < 0 || c->nhidden > CELO_MLP_MAX_HIDDEN)
             FAIL("%s: %d hidden layers; at most %d", what, c->nhidden, CELO_MLP_MAX_HIDDEN);
         for (int i = 0; i < c->nhidden; i++)
-            if (bad_dim(c->hidden[i])) FAIL("%s: hidden[%d] = %d must be in [1, %d]", what, i, c->hidden[i], DIM_MAX);
-        if (cfg->kind == CELO_MODEL_MLP && bad_dim(c->out)) FAIL("mlp: out = %d must be in [1, %d]", c->out, DIM_MAX);
+            if (bad_dim(c->hidden[i]))
+                FAIL("%s: hidden[%d] = %d must be in [1, %d]", what, i, c->hidden[i], DIM_MAX);
+        if (cfg->kind == CELO_MODEL_MLP && bad_dim(c->out))
+            FAIL("mlp: out = %d must be in [1, %d]", c->out, DIM_MAX);
         if (c->act != CELO_ACT_RELU && c->act != CELO_ACT_GELU && c->act != CELO_ACT_TANH)
             FAIL("%s: unknown activation %d", what, (int)c->act);
         if (cfg->kind == CELO_MODEL_MLP && c->loss != CELO_LOSS_CROSS_ENTROPY && c->loss != CELO_LOSS_MSE)
@@ -66,10 +85,12 @@ int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen)
         const celo_convnet_config *c = &cfg->conv;
         if (bad_dim(c->channels) || bad_dim(c->conv1) || bad_dim(c->conv2) || bad_dim(c->out))
             FAIL("convnet: channels, conv1, conv2 and out must be in [1, %d]", DIM_MAX);
-        if (c->kernel < 1 || c->kernel % 2 == 0 || c->kernel > 15) FAIL("convnet: kernel = %d must be odd, 1..15", c->kernel);
+        if (c->kernel < 1 || c->kernel % 2 == 0 || c->kernel > 15)
+            FAIL("convnet: kernel = %d must be odd, 1..15", c->kernel);
         if (c->height < 4 || c->width < 4 || c->height > 4096 || c->width > 4096)
             FAIL("convnet: image %dx%d; both sides must be in [4, 4096] (two 2x2 pools)", c->height, c->width);
-        if (c->pool != CELO_POOL_MAX && c->pool != CELO_POOL_AVG) FAIL("convnet: unknown pool %d", (int)c->pool);
+        if (c->pool != CELO_POOL_MAX && c->pool != CELO_POOL_AVG)
+            FAIL("convnet: unknown pool %d", (int)c->pool);
         return 0;
     }
     case CELO_MODEL_GPT: {
@@ -77,7 +98,8 @@ int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen)
         if (bad_dim(c->vocab) || bad_dim(c->ctx) || bad_dim(c->dim) || bad_dim(c->heads) || c->layers < 1 ||
             c->layers > 1024)
             FAIL("gpt: vocab, ctx, dim, heads must be in [1, %d], layers in [1, 1024]", DIM_MAX);
-        if (c->dim % c->heads) FAIL("gpt: dim = %d is not a multiple of heads = %d", c->dim, c->heads);
+        if (c->dim % c->heads)
+            FAIL("gpt: dim = %d is not a multiple of heads = %d", c->dim, c->heads);
         return 0;
     }
     case CELO_MODEL_LSTM: {
@@ -102,7 +124,8 @@ typedef struct {
 
 static void add(table *tb, celo_nn_init_kind init, double a, int ndim, const int64_t *shape, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
-static void add(table *tb, celo_nn_init_kind init, double a, int ndim, const int64_t *shape, const char *fmt, ...) {
+static void add(table *tb, celo_nn_init_kind init, double a, int ndim, const int64_t *shape, const char *fmt, ...)
+{
     if (tb->n == tb->cap) {
         int cap = tb->cap ? 2 * tb->cap : 16;
         celo_nn_tensor_spec *t = realloc(tb->t, (size_t)cap * sizeof *t);
@@ -120,28 +143,37 @@ static void add(table *tb, celo_nn_init_kind init, double a, int ndim, const int
     va_end(ap);
     s->t.ndim = ndim;
     s->t.numel = 1;
-    for (int i = 0; i < ndim; i++) s->t.shape[i] = shape[i], s->t.numel *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        s->t.shape[i] = shape[i], s->t.numel *= shape[i];
     s->t.offset = tb->offset;
     tb->offset += s->t.numel;
     s->init = init;
     s->a = a;
 }
 
-#define SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+#define SHAPE(...)                                                               \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) \
+    {                                                                            \
+        __VA_ARGS__                                                              \
+    }
 
 /* torch.nn.Linear(in, out): weight [out, in] and bias [out], both U(-1/sqrt(in), 1/sqrt(in)) */
-static void add_linear(table *tb, const char *name, int in, int out, int bias) {
+static void add_linear(table *tb, const char *name, int in, int out, int bias)
+{
     double bound = 1 / sqrt((double)in);
     add(tb, CELO_INIT_UNIFORM, bound, SHAPE(out, in), "%s.weight", name);
-    if (bias) add(tb, CELO_INIT_UNIFORM, bound, SHAPE(out), "%s.bias", name);
+    if (bias)
+        add(tb, CELO_INIT_UNIFORM, bound, SHAPE(out), "%s.bias", name);
 }
 
-static void add_layernorm(table *tb, const char *name, int C) {
+static void add_layernorm(table *tb, const char *name, int C)
+{
     add(tb, CELO_INIT_CONST, 1, SHAPE(C), "%s.weight", name);
     add(tb, CELO_INIT_CONST, 0, SHAPE(C), "%s.bias", name);
 }
 
-int celo_nn_build_table(const celo_model_config *cfg, celo_nn_tensor_spec **out, int64_t *nparams) {
+int celo_nn_build_table(const celo_model_config *cfg, celo_nn_tensor_spec **out, int64_t *nparams)
+{
     table tb = {0};
     char name[CELO_PARAM_NAME_MAX];
     switch (cfg->kind) {

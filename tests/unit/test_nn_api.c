@@ -14,29 +14,37 @@
 #include <string.h>
 
 static int fails = 0;
-static void check(int ok, const char *what) {
+static void check(int ok, const char *what)
+{
     printf("%s %s\n", ok ? "ok  " : "FAIL", what);
-    if (!ok) fails++;
+    if (!ok)
+        fails++;
 }
 
-static double max_rel(const float *a, const float *b, int64_t n) {
+static double max_rel(const float *a, const float *b, int64_t n)
+{
     double d = 0, s = 0;
-    for (int64_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i])), s = fmax(s, fabs((double)b[i]));
+    for (int64_t i = 0; i < n; i++)
+        d = fmax(d, fabs((double)a[i] - b[i])), s = fmax(s, fabs((double)b[i]));
     return s > 0 ? d / s : d;
 }
 
-static void fill_normal(float *x, int64_t n, uint64_t stream) {
+static void fill_normal(float *x, int64_t n, uint64_t stream)
+{
     celo_rng r;
     celo_rng_init(&r, 99, stream);
     celo_rng_fill_normal(&r, x, n, 0, 1);
 }
-static void fill_ids(int32_t *v, int64_t n, int limit, uint64_t stream) {
+static void fill_ids(int32_t *v, int64_t n, int limit, uint64_t stream)
+{
     celo_rng r;
     celo_rng_init(&r, 98, stream);
-    for (int64_t i = 0; i < n; i++) v[i] = (int32_t)(celo_rng_u32(&r) % (uint32_t)limit);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (int32_t)(celo_rng_u32(&r) % (uint32_t)limit);
 }
 
-static void test_config_errors(void) {
+static void test_config_errors(void)
+{
     char err[256];
     struct {
         celo_model_config cfg;
@@ -60,7 +68,8 @@ static void test_config_errors(void) {
     }
 }
 
-static void test_batch_errors(void) {
+static void test_batch_errors(void)
+{
     char err[256];
     celo_model_config cfg = {.kind = CELO_MODEL_GPT, .gpt = {.vocab = 7, .ctx = 4, .dim = 8, .heads = 2, .layers = 1}};
     celo_model *m = celo_model_create(&cfg, 1, err, sizeof err);
@@ -81,7 +90,8 @@ static void test_batch_errors(void) {
     celo_model_free(m);
 }
 
-static void test_table(void) {
+static void test_table(void)
+{
     char err[256];
     celo_model_config cfg = {.kind = CELO_MODEL_GPT, .gpt = {.vocab = 11, .ctx = 5, .dim = 8, .heads = 2, .layers = 3}};
     celo_model *m = celo_model_create(&cfg, 1, err, sizeof err);
@@ -90,7 +100,8 @@ static void test_table(void) {
     for (int i = 0; i < celo_model_ntensors(m); i++) {
         const celo_param_tensor *t = celo_model_tensor(m, i);
         int64_t numel = 1;
-        for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
+        for (int d = 0; d < t->ndim; d++)
+            numel *= t->shape[d];
         ok &= t->offset == next && t->numel == numel && celo_model_find(m, t->name) == i;
         next += t->numel;
     }
@@ -105,15 +116,18 @@ static void test_table(void) {
 }
 
 /* mean and variance of a tensor, and its largest |value| */
-static void moments(const celo_model *m, celo_model *mm, const char *name, double *mean, double *var, double *amax) {
+static void moments(const celo_model *m, celo_model *mm, const char *name, double *mean, double *var, double *amax)
+{
     const celo_param_tensor *t = celo_model_tensor(m, celo_model_find(m, name));
     const float *p = celo_model_params(mm) + t->offset;
     double s = 0, s2 = 0, a = 0;
-    for (int64_t i = 0; i < t->numel; i++) s += p[i], s2 += (double)p[i] * p[i], a = fmax(a, fabs(p[i]));
+    for (int64_t i = 0; i < t->numel; i++)
+        s += p[i], s2 += (double)p[i] * p[i], a = fmax(a, fabs(p[i]));
     *mean = s / t->numel, *var = s2 / t->numel - *mean * *mean, *amax = a;
 }
 
-static void test_init(void) {
+static void test_init(void)
+{
     char err[256], what[200];
     double mean, var, amax;
     /* linear: U(-1/sqrt(in), 1/sqrt(in)); 256 x 400 = 102400 values: the variance 1/(3 in) within 2% */
@@ -139,7 +153,8 @@ static void test_init(void) {
           "celo_model_init(seed) = create(seed)");
     celo_model_free(m), celo_model_free(m2), celo_model_free(m3);
 
-    celo_model_config gpt = {.kind = CELO_MODEL_GPT, .gpt = {.vocab = 500, .ctx = 64, .dim = 64, .heads = 4, .layers = 2}};
+    celo_model_config gpt = {.kind = CELO_MODEL_GPT,
+                             .gpt = {.vocab = 500, .ctx = 64, .dim = 64, .heads = 4, .layers = 2}};
     m = celo_model_create(&gpt, 5, err, sizeof err);
     moments(m, m, "wte.weight", &mean, &var, &amax);
     snprintf(what, sizeof what, "embedding N(0, 1): mean %.1e, var %.4f", mean, var);
@@ -169,7 +184,8 @@ static void test_init(void) {
     celo_model_free(m);
 }
 
-static void test_constants(void) {
+static void test_constants(void)
+{
     /* torch.nn.functional.gelu(x, approximate='tanh') in float64 */
     const float x[7] = {-3, -1, -0.5f, 0, 0.5f, 1, 3};
     const double want[7] = {-0.0036373920817729943, -0.15880800939172324, -0.15428599017485606, 0,
@@ -177,7 +193,8 @@ static void test_constants(void) {
     float y[7];
     celo_nn_gelu_forward(y, x, 7);
     double e = 0;
-    for (int i = 0; i < 7; i++) e = fmax(e, fabs(y[i] - want[i]));
+    for (int i = 0; i < 7; i++)
+        e = fmax(e, fabs(y[i] - want[i]));
     char what[128];
     snprintf(what, sizeof what, "gelu = torch's approximate='tanh' (max error %.1e)", e);
     check(e < 1e-6, what);
@@ -189,13 +206,15 @@ static void test_constants(void) {
 }
 
 /* a batch of n for an MLP classifier with in = 10 inputs and 4 classes */
-static celo_batch mlp_batch(float *x, int32_t *y, int n) {
+static celo_batch mlp_batch(float *x, int32_t *y, int n)
+{
     fill_normal(x, (int64_t)n * 10, 1);
     fill_ids(y, n, 4, 2);
     return (celo_batch){.n = n, .x = x, .labels = y};
 }
 
-static void test_buffers_and_eval(void) {
+static void test_buffers_and_eval(void)
+{
     char err[256];
     celo_model_config cfg = {.kind = CELO_MODEL_MLP,
                              .mlp = {.in = 10, .nhidden = 2, .hidden = {16, 12}, .out = 4, .act = CELO_ACT_TANH}};
@@ -248,16 +267,18 @@ static void test_buffers_and_eval(void) {
 }
 
 /* causal language models: the logits of a prefix do not depend on what follows */
-static void test_prefix(celo_model_config cfg, int vocab, const char *tag) {
+static void test_prefix(celo_model_config cfg, int vocab, const char *tag)
+{
     char err[256], what[128];
     celo_model *m = celo_model_create(&cfg, 4, err, sizeof err);
     enum { B = 2, T = 6, S = 3 };
     int32_t tok[B * T], lab[B * T], tok3[B * S], lab3[B * S];
     fill_ids(tok, B * T, vocab, 3), fill_ids(lab, B * T, vocab, 4);
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < S; t++) tok3[b * S + t] = tok[b * T + t], lab3[b * S + t] = lab[b * T + t];
-    celo_batch full = {.n = B, .seq = T, .tokens = tok, .labels = lab}, pre = {.n = B, .seq = S, .tokens = tok3,
-                                                                                  .labels = lab3};
+        for (int t = 0; t < S; t++)
+            tok3[b * S + t] = tok[b * T + t], lab3[b * S + t] = lab[b * T + t];
+    celo_batch full = {.n = B, .seq = T, .tokens = tok, .labels = lab},
+               pre = {.n = B, .seq = S, .tokens = tok3, .labels = lab3};
     int64_t rows;
     int cols;
     celo_model_loss(m, &full);
@@ -267,7 +288,8 @@ static void test_prefix(celo_model_config cfg, int vocab, const char *tag) {
     celo_model_loss(m, &pre);
     o = celo_model_output(m, &rows, &cols);
     double e = 0;
-    for (int b = 0; b < B; b++) e = fmax(e, max_rel(o + (int64_t)b * S * cols, keep + (int64_t)b * T * cols, S * cols));
+    for (int b = 0; b < B; b++)
+        e = fmax(e, max_rel(o + (int64_t)b * S * cols, keep + (int64_t)b * T * cols, S * cols));
     snprintf(what, sizeof what, "%s: logits of a 3-token prefix = first 3 of 6 (%.1e)", tag, e);
     check(e < 1e-5, what);
     free(keep);
@@ -275,12 +297,15 @@ static void test_prefix(celo_model_config cfg, int vocab, const char *tag) {
 }
 
 /* several models at once, one per OpenMP thread, each training 5 SGD steps: the same numbers as alone */
-static void test_threads(void) {
+static void test_threads(void)
+{
     enum { K = 4, STEPS = 5 };
-    celo_model_config cfg = {.kind = CELO_MODEL_GPT, .gpt = {.vocab = 13, .ctx = 8, .dim = 16, .heads = 2, .layers = 2}};
+    celo_model_config cfg = {.kind = CELO_MODEL_GPT,
+                             .gpt = {.vocab = 13, .ctx = 8, .dim = 16, .heads = 2, .layers = 2}};
     int32_t tok[K][4 * 8], lab[K][4 * 8];
     float alone[K][STEPS], together[K][STEPS];
-    for (int k = 0; k < K; k++) fill_ids(tok[k], 32, 13, 10 + k), fill_ids(lab[k], 32, 13, 20 + k);
+    for (int k = 0; k < K; k++)
+        fill_ids(tok[k], 32, 13, 10 + k), fill_ids(lab[k], 32, 13, 20 + k);
     for (int pass = 0; pass < 2; pass++) {
 #pragma omp parallel for num_threads(pass ? K : 1) schedule(static, 1)
         for (int k = 0; k < K; k++) {
@@ -291,7 +316,8 @@ static void test_threads(void) {
             for (int s = 0; s < STEPS; s++) {
                 (pass ? together : alone)[k][s] = celo_model_loss(m, &b);
                 celo_model_backward(m);
-                for (int64_t i = 0; i < celo_model_nparams(m); i++) p[i] -= 0.05f * g[i];
+                for (int64_t i = 0; i < celo_model_nparams(m); i++)
+                    p[i] -= 0.05f * g[i];
             }
             celo_model_free(m);
         }
@@ -302,17 +328,20 @@ static void test_threads(void) {
     check(e < 1e-6 && together[0][STEPS - 1] < together[0][0], what);
 }
 
-int main(void) {
+int main(void)
+{
     test_config_errors();
     test_batch_errors();
     test_table();
     test_init();
     test_constants();
     test_buffers_and_eval();
-    test_prefix((celo_model_config){.kind = CELO_MODEL_GPT, .gpt = {.vocab = 9, .ctx = 6, .dim = 8, .heads = 2, .layers = 2}},
-                9, "gpt");
-    test_prefix((celo_model_config){.kind = CELO_MODEL_LSTM, .lstm = {.vocab = 9, .embed = 4, .hidden = 5, .layers = 2}}, 9,
-                "lstm");
+    test_prefix(
+        (celo_model_config){.kind = CELO_MODEL_GPT, .gpt = {.vocab = 9, .ctx = 6, .dim = 8, .heads = 2, .layers = 2}},
+        9, "gpt");
+    test_prefix(
+        (celo_model_config){.kind = CELO_MODEL_LSTM, .lstm = {.vocab = 9, .embed = 4, .hidden = 5, .layers = 2}}, 9,
+        "lstm");
     test_threads();
     printf("%s\n", fails ? "FAILED" : "all passed");
     return fails != 0;

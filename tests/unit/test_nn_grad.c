@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FD_H 1e-5
-#define FD_TOL 1e-6
+#define FD_H       1e-5
+#define FD_TOL     1e-6
 #define FD_SAMPLES 64
 
 static int fails = 0, checks = 0;
@@ -36,7 +36,8 @@ static double worst = 0;
 /* ---- test allocations: freed all at once at the end (the SAN build checks leaks) ---- */
 static void *allocs[4096];
 static int nallocs = 0;
-static void *talloc(size_t bytes) {
+static void *talloc(size_t bytes)
+{
     void *p = calloc(1, bytes ? bytes : 1);
     if (!p || nallocs == 4096) {
         fprintf(stderr, "out of memory\n");
@@ -44,28 +45,38 @@ static void *talloc(size_t bytes) {
     }
     return allocs[nallocs++] = p;
 }
-static double *zeros(int64_t n) { return talloc((size_t)n * sizeof(double)); }
+static double *zeros(int64_t n)
+{
+    return talloc((size_t)n * sizeof(double));
+}
 static celo_rng rng;
-static double *randn(int64_t n, double scale) {
+static double *randn(int64_t n, double scale)
+{
     double *x = zeros(n);
-    for (int64_t i = 0; i < n; i++) x[i] = scale * celo_rng_normal(&rng);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = scale * celo_rng_normal(&rng);
     return x;
 }
-static int32_t *randint(int64_t n, int limit) {
+static int32_t *randint(int64_t n, int limit)
+{
     int32_t *v = talloc((size_t)n * sizeof(int32_t));
-    for (int64_t i = 0; i < n; i++) v[i] = (int32_t)(celo_rng_u32(&rng) % (uint32_t)limit);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (int32_t)(celo_rng_u32(&rng) % (uint32_t)limit);
     return v;
 }
-static double dot(const double *a, const double *b, int64_t n) {
+static double dot(const double *a, const double *b, int64_t n)
+{
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
     return s;
 }
 
 /* ---- the check ---- */
 typedef double (*loss_fn)(void *ctx);
 
-static void check_grad(const char *what, loss_fn f, void *ctx, double *x, const double *g, int64_t n) {
+static void check_grad(const char *what, loss_fn f, void *ctx, double *x, const double *g, int64_t n)
+{
     int64_t count = n < FD_SAMPLES ? n : FD_SAMPLES;
     double maxdiff = 0, scale = 0;
     for (int64_t s = 0; s < count; s++) {
@@ -84,7 +95,8 @@ static void check_grad(const char *what, loss_fn f, void *ctx, double *x, const 
     int ok = err < FD_TOL && scale > 0;
     checks++;
     worst = fmax(worst, err);
-    if (!ok) fails++;
+    if (!ok)
+        fails++;
     printf("%s %-40s err %.2e (max |g| %.2e, %lld of %lld checked)\n", ok ? "ok  " : "FAIL", what, err, scale,
            (long long)count, (long long)n);
 }
@@ -95,18 +107,21 @@ typedef struct {
     int N, in, out;
     double *x, *w, *b, *y, *r;
 } lin_ctx;
-static double lin_loss(void *p) {
+static double lin_loss(void *p)
+{
     lin_ctx *c = p;
     celo_nn_linear_forward_f64(c->y, c->x, c->w, c->b, c->N, c->in, c->out);
     return dot(c->y, c->r, (int64_t)c->N * c->out);
 }
-static void test_linear(void) {
+static void test_linear(void)
+{
     lin_ctx c = {5, 7, 4, NULL, NULL, NULL, NULL, NULL};
     c.x = randn(35, 1), c.w = randn(28, 0.5), c.b = randn(4, 0.5), c.y = zeros(20), c.r = randn(20, 1);
     double *dx = randn(35, 1), *dw = zeros(28), *db = zeros(4), *dx0 = zeros(35);
     memcpy(dx0, dx, 35 * sizeof(double)); /* backward accumulates: dx starts non-zero */
     celo_nn_linear_backward_f64(dx, dw, db, c.r, c.x, c.w, c.N, c.in, c.out);
-    for (int i = 0; i < 35; i++) dx[i] -= dx0[i];
+    for (int i = 0; i < 35; i++)
+        dx[i] -= dx0[i];
     check_grad("linear dx (accumulated)", lin_loss, &c, c.x, dx, 35);
     check_grad("linear dw", lin_loss, &c, c.w, dw, 28);
     check_grad("linear db", lin_loss, &c, c.b, db, 4);
@@ -117,22 +132,30 @@ typedef struct {
     int64_t n;
     double *x, *y, *r;
 } act_ctx;
-static double act_loss(void *p) {
+static double act_loss(void *p)
+{
     act_ctx *c = p;
-    if (c->kind == 0) celo_nn_relu_forward_f64(c->y, c->x, c->n);
-    else if (c->kind == 1) celo_nn_gelu_forward_f64(c->y, c->x, c->n);
-    else celo_nn_tanh_forward_f64(c->y, c->x, c->n);
+    if (c->kind == 0)
+        celo_nn_relu_forward_f64(c->y, c->x, c->n);
+    else if (c->kind == 1)
+        celo_nn_gelu_forward_f64(c->y, c->x, c->n);
+    else
+        celo_nn_tanh_forward_f64(c->y, c->x, c->n);
     return dot(c->y, c->r, c->n);
 }
-static void test_activations(void) {
+static void test_activations(void)
+{
     static const char *names[] = {"relu dx", "gelu dx", "tanh dx"};
     for (int k = 0; k < 3; k++) {
         act_ctx c = {k, 50, randn(50, 2), zeros(50), randn(50, 1)};
         double *dx = zeros(50);
         act_loss(&c);
-        if (k == 0) celo_nn_relu_backward_f64(dx, c.x, c.r, c.n);
-        else if (k == 1) celo_nn_gelu_backward_f64(dx, c.x, c.r, c.n);
-        else celo_nn_tanh_backward_f64(dx, c.y, c.r, c.n);
+        if (k == 0)
+            celo_nn_relu_backward_f64(dx, c.x, c.r, c.n);
+        else if (k == 1)
+            celo_nn_gelu_backward_f64(dx, c.x, c.r, c.n);
+        else
+            celo_nn_tanh_backward_f64(dx, c.y, c.r, c.n);
         check_grad(names[k], act_loss, &c, c.x, dx, c.n);
     }
 }
@@ -142,15 +165,18 @@ typedef struct {
     double *z, *p, *t;
     int32_t *labels;
 } loss_ctx;
-static double ce_loss(void *p) {
+static double ce_loss(void *p)
+{
     loss_ctx *c = p;
     return celo_nn_crossentropy_forward_f64(c->p, c->z, c->labels, c->N, c->C);
 }
-static double mse_loss(void *p) {
+static double mse_loss(void *p)
+{
     loss_ctx *c = p;
     return celo_nn_mse_forward_f64(c->z, c->t, (int64_t)c->N * c->C);
 }
-static void test_losses(void) {
+static void test_losses(void)
+{
     loss_ctx c = {6, 5, randn(30, 2), zeros(30), randn(30, 1), randint(6, 5)};
     double *dz = zeros(30);
     ce_loss(&c);
@@ -165,14 +191,17 @@ typedef struct {
     int N, C;
     double *x, *w, *b, *y, *mean, *rstd, *r;
 } ln_ctx;
-static double ln_loss(void *p) {
+static double ln_loss(void *p)
+{
     ln_ctx *c = p;
     celo_nn_layernorm_forward_f64(c->y, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C);
     return dot(c->y, c->r, (int64_t)c->N * c->C);
 }
-static void test_layernorm(void) {
+static void test_layernorm(void)
+{
     ln_ctx c = {4, 9, randn(36, 2), randn(9, 1), randn(9, 1), zeros(36), zeros(4), zeros(4), randn(36, 1)};
-    for (int i = 0; i < 36; i++) c.x[i] += 0.5; /* a non-zero mean */
+    for (int i = 0; i < 36; i++)
+        c.x[i] += 0.5; /* a non-zero mean */
     double *dx = zeros(36), *dw = zeros(9), *db = zeros(9);
     ln_loss(&c);
     celo_nn_layernorm_backward_f64(dx, dw, db, c.r, c.x, c.mean, c.rstd, c.w, c.N, c.C);
@@ -186,12 +215,14 @@ typedef struct {
     int32_t *ids;
     double *table, *y, *r;
 } emb_ctx;
-static double emb_loss(void *p) {
+static double emb_loss(void *p)
+{
     emb_ctx *c = p;
     celo_nn_embedding_forward_f64(c->y, c->ids, c->table, c->N, c->C);
     return dot(c->y, c->r, (int64_t)c->N * c->C);
 }
-static void test_embedding(void) {
+static void test_embedding(void)
+{
     emb_ctx c = {12, 4, randint(12, 5), randn(20, 1), zeros(48), randn(48, 1)}; /* 12 ids of 5: repeats */
     double *dt = zeros(20);
     celo_nn_embedding_backward_f64(dt, c.r, c.ids, c.N, c.C);
@@ -203,12 +234,14 @@ typedef struct {
     double *x, *w, *b, *y, *col, *r;
     int64_t ny;
 } conv_ctx;
-static double conv_loss(void *p) {
+static double conv_loss(void *p)
+{
     conv_ctx *c = p;
     celo_nn_conv2d_forward_f64(c->y, c->col, c->x, c->w, c->b, &c->d);
     return dot(c->y, c->r, c->ny);
 }
-static void test_conv(const char *tag, celo_conv2d_dims d) {
+static void test_conv(const char *tag, celo_conv2d_dims d)
+{
     conv_ctx c = {.d = d};
     int64_t nx = (int64_t)d.N * d.C * d.H * d.W, nw = (int64_t)d.K * d.C * d.kh * d.kw;
     c.ny = (int64_t)d.N * d.K * celo_conv2d_out_h(&d) * celo_conv2d_out_w(&d);
@@ -227,20 +260,26 @@ typedef struct {
     double *x, *y, *r;
     int32_t *arg;
 } pool_ctx;
-static double pool_loss(void *p) {
+static double pool_loss(void *p)
+{
     pool_ctx *c = p;
-    if (c->max) celo_nn_maxpool_forward_f64(c->y, c->arg, c->x, c->N, c->C, c->H, c->W, c->k);
-    else celo_nn_avgpool_forward_f64(c->y, c->x, c->N, c->C, c->H, c->W, c->k);
+    if (c->max)
+        celo_nn_maxpool_forward_f64(c->y, c->arg, c->x, c->N, c->C, c->H, c->W, c->k);
+    else
+        celo_nn_avgpool_forward_f64(c->y, c->x, c->N, c->C, c->H, c->W, c->k);
     return dot(c->y, c->r, (int64_t)c->N * c->C * (c->H / c->k) * (c->W / c->k));
 }
-static void test_pool(int max, int k, int H, int W) {
+static void test_pool(int max, int k, int H, int W)
+{
     int N = 2, C = 3;
     int64_t nx = (int64_t)N * C * H * W, ny = (int64_t)N * C * (H / k) * (W / k);
     pool_ctx c = {max, N, C, H, W, k, randn(nx, 1), zeros(ny), randn(ny, 1), talloc((size_t)ny * sizeof(int32_t))};
     double *dx = zeros(nx);
     pool_loss(&c);
-    if (max) celo_nn_maxpool_backward_f64(dx, c.r, c.arg, N, C, H, W, k);
-    else celo_nn_avgpool_backward_f64(dx, c.r, N, C, H, W, k);
+    if (max)
+        celo_nn_maxpool_backward_f64(dx, c.r, c.arg, N, C, H, W, k);
+    else
+        celo_nn_avgpool_backward_f64(dx, c.r, N, C, H, W, k);
     char what[64];
     snprintf(what, sizeof what, "%s %dx%d on %dx%d dx", max ? "maxpool" : "avgpool", k, k, H, W);
     check_grad(what, pool_loss, &c, c.x, dx, nx);
@@ -250,16 +289,30 @@ typedef struct {
     int B, T, C, nh;
     double *x, *wqkv, *bqkv, *wo, *bo, *y, *qkv, *att, *out, *r;
 } attn_ctx;
-static double attn_loss(void *p) {
+static double attn_loss(void *p)
+{
     attn_ctx *c = p;
     celo_nn_attention_forward_f64(c->y, c->qkv, c->att, c->out, c->x, c->wqkv, c->bqkv, c->wo, c->bo, c->B, c->T, c->C,
                                   c->nh);
     return dot(c->y, c->r, (int64_t)c->B * c->T * c->C);
 }
-static void test_attention(void) {
+static void test_attention(void)
+{
     int B = 2, T = 5, C = 8, nh = 2, n = B * T * C;
-    attn_ctx c = {B, T, C, nh, randn(n, 1), randn(3 * C * C, 0.4), randn(3 * C, 0.2), randn(C * C, 0.4),
-                  randn(C, 0.2), zeros(n), zeros(3 * n), zeros(B * nh * T * T), zeros(n), randn(n, 1)};
+    attn_ctx c = {B,
+                  T,
+                  C,
+                  nh,
+                  randn(n, 1),
+                  randn(3 * C * C, 0.4),
+                  randn(3 * C, 0.2),
+                  randn(C * C, 0.4),
+                  randn(C, 0.2),
+                  zeros(n),
+                  zeros(3 * n),
+                  zeros(B * nh * T * T),
+                  zeros(n),
+                  randn(n, 1)};
     double *dx = zeros(n), *dwqkv = zeros(3 * C * C), *dbqkv = zeros(3 * C), *dwo = zeros(C * C), *dbo = zeros(C);
     double *dqkv = zeros(3 * n), *dout = zeros(n), *datt = zeros(B * nh * T * T);
     attn_loss(&c);
@@ -284,16 +337,28 @@ typedef struct {
     int B, T, In, H;
     double *x, *wih, *whh, *bih, *bhh, *h, *c, *gates, *r;
 } lstm_ctx;
-static double lstm_loss(void *p) {
+static double lstm_loss(void *p)
+{
     lstm_ctx *c = p;
     celo_nn_lstm_forward_f64(c->h, c->c, c->gates, c->x, c->wih, c->whh, c->bih, c->bhh, c->B, c->T, c->In, c->H);
     return dot(c->h, c->r, (int64_t)c->B * c->T * c->H);
 }
-static void test_lstm(void) {
+static void test_lstm(void)
+{
     int B = 3, T = 4, In = 3, H = 5, G = 4 * H;
-    lstm_ctx c = {B,          T,          In,           H,          randn(B * T * In, 1),
-                  randn(G * In, 0.5), randn(G * H, 0.5), randn(G, 0.3), randn(G, 0.3), zeros(B * T * H),
-                  zeros(B * T * H), zeros(B * T * G), randn(B * T * H, 1)};
+    lstm_ctx c = {B,
+                  T,
+                  In,
+                  H,
+                  randn(B * T * In, 1),
+                  randn(G * In, 0.5),
+                  randn(G * H, 0.5),
+                  randn(G, 0.3),
+                  randn(G, 0.3),
+                  zeros(B * T * H),
+                  zeros(B * T * H),
+                  zeros(B * T * G),
+                  randn(B * T * H, 1)};
     double *dx = zeros(B * T * In), *dwih = zeros(G * In), *dwhh = zeros(G * H), *dbih = zeros(G), *dbhh = zeros(G);
     double *dgates = zeros(B * T * G), *dh = zeros(B * H), *dc = zeros(B * H);
     lstm_loss(&c);
@@ -312,20 +377,24 @@ typedef struct {
     celo_model_f64 *m;
     celo_batch_f64 b;
 } model_ctx;
-static double model_loss(void *p) {
+static double model_loss(void *p)
+{
     model_ctx *c = p;
     return celo_model_loss_f64(c->m, &c->b);
 }
 
 /* a batch for cfg: inputs N(0, 1), labels / tokens uniform */
-static void make_batch(const celo_model_config *cfg, int n, int seq, celo_batch_f64 *b) {
+static void make_batch(const celo_model_config *cfg, int n, int seq, celo_batch_f64 *b)
+{
     memset(b, 0, sizeof *b);
     b->n = n, b->seq = seq;
     switch (cfg->kind) {
     case CELO_MODEL_MLP:
         b->x = randn((int64_t)n * cfg->mlp.in, 1);
-        if (cfg->mlp.loss == CELO_LOSS_MSE) b->target = randn((int64_t)n * cfg->mlp.out, 1);
-        else b->labels = randint(n, cfg->mlp.out);
+        if (cfg->mlp.loss == CELO_LOSS_MSE)
+            b->target = randn((int64_t)n * cfg->mlp.out, 1);
+        else
+            b->labels = randint(n, cfg->mlp.out);
         break;
     case CELO_MODEL_AUTOENCODER: b->x = randn((int64_t)n * cfg->mlp.in, 1); break;
     case CELO_MODEL_CONVNET:
@@ -341,9 +410,11 @@ static void make_batch(const celo_model_config *cfg, int n, int seq, celo_batch_
     }
 }
 
-static double rel_err(const double *a, const float *b, int64_t n) {
+static double rel_err(const double *a, const float *b, int64_t n)
+{
     double d = 0, s = 0;
-    for (int64_t i = 0; i < n; i++) d = fmax(d, fabs(a[i] - b[i])), s = fmax(s, fabs(a[i]));
+    for (int64_t i = 0; i < n; i++)
+        d = fmax(d, fabs(a[i] - b[i])), s = fmax(s, fabs(a[i]));
     return s > 0 ? d / s : d;
 }
 
@@ -353,7 +424,8 @@ static double rel_err(const double *a, const float *b, int64_t n) {
  * OpenBLAS and the double build's a plain loop, so a wrong transpose or leading dimension in a cblas call
  * shows as an O(1) error. */
 #define F32_TOL 1e-4
-static void compare_f32(const char *tag, const celo_model_config *cfg, model_ctx *c) {
+static void compare_f32(const char *tag, const celo_model_config *cfg, model_ctx *c)
+{
     char err[256];
     celo_model *m = celo_model_create(cfg, 7, err, sizeof err);
     if (!m) {
@@ -369,17 +441,22 @@ static void compare_f32(const char *tag, const celo_model_config *cfg, model_ctx
     case CELO_MODEL_AUTOENCODER:
         nx = (int64_t)b->n * cfg->mlp.in, nt = b->target ? (int64_t)b->n * cfg->mlp.out : 0, nl = b->labels ? b->n : 0;
         break;
-    case CELO_MODEL_CONVNET: nx = (int64_t)b->n * cfg->conv.channels * cfg->conv.height * cfg->conv.width, nl = b->n; break;
+    case CELO_MODEL_CONVNET:
+        nx = (int64_t)b->n * cfg->conv.channels * cfg->conv.height * cfg->conv.width, nl = b->n;
+        break;
     default: nl = (int64_t)b->n * b->seq;
     }
     float *xf = talloc((size_t)(nx + 1) * sizeof(float)), *tf = talloc((size_t)(nt + 1) * sizeof(float));
-    for (int64_t i = 0; i < nx; i++) xf[i] = (float)b->x[i];
-    for (int64_t i = 0; i < nt; i++) tf[i] = (float)b->target[i];
+    for (int64_t i = 0; i < nx; i++)
+        xf[i] = (float)b->x[i];
+    for (int64_t i = 0; i < nt; i++)
+        tf[i] = (float)b->target[i];
     (void)nl;
     /* both models at the double model's current parameters, rounded to float */
     double *pd = celo_model_params_f64(c->m);
     float *pf = celo_model_params(m);
-    for (int64_t i = 0; i < np; i++) pd[i] = pf[i];
+    for (int64_t i = 0; i < np; i++)
+        pd[i] = pf[i];
     celo_batch bf = {b->n, b->seq, nx ? xf : NULL, b->tokens, b->labels, nt ? tf : NULL};
     double ld = celo_model_loss_f64(c->m, b);
     float lf = celo_model_loss(m, &bf);
@@ -393,7 +470,8 @@ static void compare_f32(const char *tag, const celo_model_config *cfg, model_ctx
     celo_model_free(m);
 }
 
-static void test_model(const char *tag, const celo_model_config *cfg, int n, int seq) {
+static void test_model(const char *tag, const celo_model_config *cfg, int n, int seq)
+{
     char err[256];
     model_ctx c = {celo_model_create_f64(cfg, 7, err, sizeof err), {0}};
     if (!c.m) {
@@ -425,7 +503,8 @@ static void test_model(const char *tag, const celo_model_config *cfg, int n, int
     celo_model_free_f64(c.m);
 }
 
-int main(void) {
+int main(void)
+{
     celo_rng_init(&rng, 20240607, 0);
     test_linear();
     test_activations();
@@ -464,7 +543,8 @@ int main(void) {
     celo_model_config lstm = {.kind = CELO_MODEL_LSTM, .lstm = {.vocab = 9, .embed = 5, .hidden = 6, .layers = 2}};
     test_model("lstm", &lstm, 3, 4);
 
-    for (int i = 0; i < nallocs; i++) free(allocs[i]);
+    for (int i = 0; i < nallocs; i++)
+        free(allocs[i]);
     printf("%d checks, %d failed; worst finite-difference error %.2e (threshold %.0e)\n", checks, fails, worst, FD_TOL);
     return fails != 0;
 }

@@ -26,25 +26,30 @@
 #define TOL_LOSS 1e-5
 #define TOL_GRAD 2e-5
 #define TOL_TRAJ 2e-5
-#define LR 0.1f
-#define STEPS 10
+#define LR       0.1f
+#define STEPS    10
 
 static int fails = 0;
 static double worst_loss = 0, worst_grad = 0, worst_traj = 0;
 
-static void report(int ok, const char *model, const char *what, double err, double tol) {
+static void report(int ok, const char *model, const char *what, double err, double tol)
+{
     printf("%s %-12s %-36s err %.2e (tolerance %.0e)\n", ok ? "ok  " : "FAIL", model, what, err, tol);
-    if (!ok) fails++;
+    if (!ok)
+        fails++;
 }
 
 /* max |a - b| / max |b| over n values */
-static double nerr(const float *a, const float *b, int64_t n) {
+static double nerr(const float *a, const float *b, int64_t n)
+{
     double d = 0, s = 0;
-    for (int64_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i])), s = fmax(s, fabs((double)b[i]));
+    for (int64_t i = 0; i < n; i++)
+        d = fmax(d, fabs((double)a[i] - b[i])), s = fmax(s, fabs((double)b[i]));
     return s > 0 ? d / s : d;
 }
 
-static int load(const char *dir, const char *file, celo_array *a) {
+static int load(const char *dir, const char *file, celo_array *a)
+{
     char path[1100], err[1200];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     if (celo_npy_read(path, a, err, sizeof err) != 0) {
@@ -56,7 +61,8 @@ static int load(const char *dir, const char *file, celo_array *a) {
 }
 
 /* the parameter table against tensors.txt */
-static int check_table(const char *model, const char *dir, const celo_model *m) {
+static int check_table(const char *model, const char *dir, const celo_model *m)
+{
     char path[1100], line[256];
     snprintf(path, sizeof path, "%s/tensors.txt", dir);
     FILE *f = fopen(path, "r");
@@ -68,7 +74,8 @@ static int check_table(const char *model, const char *dir, const celo_model *m) 
     int i = 0, bad = 0;
     while (fgets(line, sizeof line, f)) {
         char name[128], shape[128], mine[128] = "";
-        if (sscanf(line, "%127s %127s", name, shape) != 2) continue;
+        if (sscanf(line, "%127s %127s", name, shape) != 2)
+            continue;
         const celo_param_tensor *t = celo_model_tensor(m, i);
         if (t) {
             int len = 0;
@@ -82,13 +89,15 @@ static int check_table(const char *model, const char *dir, const celo_model *m) 
         i++;
     }
     fclose(f);
-    if (i != celo_model_ntensors(m)) bad = 1;
+    if (i != celo_model_ntensors(m))
+        bad = 1;
     printf("%s %-12s parameter table = torch's state_dict (%d tensors)\n", bad ? "FAIL" : "ok  ", model, i);
     fails += bad;
     return bad ? -1 : 0;
 }
 
-static void run_case(const char *model, const celo_model_config *cfg, const char *root) {
+static void run_case(const char *model, const celo_model_config *cfg, const char *root)
+{
     char dir[1024], err[256];
     snprintf(dir, sizeof dir, "%s/%s", root, model);
     celo_model *m = celo_model_create(cfg, 0, err, sizeof err);
@@ -107,7 +116,7 @@ static void run_case(const char *model, const celo_model_config *cfg, const char
     int64_t np = celo_model_nparams(m);
     if (params.n != np || grads.n != np || final.n != np || traj.n != STEPS + 1) {
         printf("FAIL %s: sizes: params %lld, grads %lld, final %lld, traj %lld; celo has %lld parameters\n", model,
-               (long long)params.n, (long long)grads.n, (long long)final.n, (long long)traj.n, (long long)np);
+               (long long)params.n, (long long)grads.n, (long long) final.n, (long long)traj.n, (long long)np);
         fails++;
         goto done;
     }
@@ -118,14 +127,16 @@ static void run_case(const char *model, const celo_model_config *cfg, const char
     if (lm) {
         b.seq = (int)x.shape[1];
         tok = malloc((size_t)x.n * sizeof *tok);
-        for (int64_t i = 0; i < x.n; i++) tok[i] = (int32_t)x.data[i];
+        for (int64_t i = 0; i < x.n; i++)
+            tok[i] = (int32_t)x.data[i];
         b.tokens = tok;
     } else {
         b.x = x.data;
     }
     if (y.n) {
         lab = malloc((size_t)y.n * sizeof *lab);
-        for (int64_t i = 0; i < y.n; i++) lab[i] = (int32_t)y.data[i];
+        for (int64_t i = 0; i < y.n; i++)
+            lab[i] = (int32_t)y.data[i];
         b.labels = lab;
     }
 
@@ -144,7 +155,8 @@ static void run_case(const char *model, const celo_model_config *cfg, const char
         const celo_param_tensor *t = celo_model_tensor(m, i);
         double e = nerr(g + t->offset, grads.data + t->offset, t->numel);
         eg = fmax(eg, e);
-        if (e >= TOL_GRAD) report(0, model, t->name, e, TOL_GRAD);
+        if (e >= TOL_GRAD)
+            report(0, model, t->name, e, TOL_GRAD);
     }
     worst_grad = fmax(worst_grad, eg);
     report(eg < TOL_GRAD, model, "gradient (worst tensor)", eg, TOL_GRAD);
@@ -154,9 +166,11 @@ static void run_case(const char *model, const celo_model_config *cfg, const char
     for (int s = 0; s <= STEPS; s++) {
         float ls = celo_model_loss(m, &b);
         et = fmax(et, fabs(ls - traj.data[s]) / fabs(traj.data[s]));
-        if (s == STEPS) break;
+        if (s == STEPS)
+            break;
         celo_model_backward(m);
-        for (int64_t i = 0; i < np; i++) p[i] -= LR * g[i];
+        for (int64_t i = 0; i < np; i++)
+            p[i] -= LR * g[i];
     }
     double ef = 0;
     for (int i = 0; i < celo_model_ntensors(m); i++) {
@@ -170,11 +184,13 @@ done:
     free(tok);
     free(lab);
     celo_array *all[] = {&params, &x, &y, &loss, &grads, &traj, &final};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) celo_array_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        celo_array_free(all[i]);
     celo_model_free(m);
 }
 
-int main(void) {
+int main(void)
+{
     const char *root = getenv("CELO_GOLDEN_NN") ? getenv("CELO_GOLDEN_NN") : "tests/golden/nn";
     /* the configs of tests/reference/gen_nn.py's cases() */
     celo_model_config mlp = {.kind = CELO_MODEL_MLP,
@@ -182,7 +198,8 @@ int main(void) {
     celo_model_config ae = {.kind = CELO_MODEL_AUTOENCODER,
                             .mlp = {.in = 12, .nhidden = 3, .hidden = {8, 4, 8}, .act = CELO_ACT_TANH}};
     celo_model_config conv = {.kind = CELO_MODEL_CONVNET, .conv = {1, 8, 8, 4, 8, 3, CELO_POOL_MAX, 10}};
-    celo_model_config gpt = {.kind = CELO_MODEL_GPT, .gpt = {.vocab = 24, .ctx = 8, .dim = 16, .heads = 2, .layers = 2}};
+    celo_model_config gpt = {.kind = CELO_MODEL_GPT,
+                             .gpt = {.vocab = 24, .ctx = 8, .dim = 16, .heads = 2, .layers = 2}};
     celo_model_config lstm = {.kind = CELO_MODEL_LSTM, .lstm = {.vocab = 20, .embed = 12, .hidden = 16, .layers = 2}};
     run_case("mlp", &mlp, root);
     run_case("autoencoder", &ae, root);

@@ -7,12 +7,15 @@
 #include <string.h>
 
 static int fails = 0;
-static void check(int ok, const char *what, double got, double want) {
+static void check(int ok, const char *what, double got, double want)
+{
     printf("%s %-44s got %.6g want %.6g\n", ok ? "ok  " : "FAIL", what, got, want);
-    if (!ok) fails++;
+    if (!ok)
+        fails++;
 }
 
-int main(void) {
+int main(void)
+{
     /* Random123 tests/kat_vectors: philox4x32 10 */
     static const uint32_t kat[3][10] = {
         {0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
@@ -34,7 +37,8 @@ int main(void) {
     celo_rng r;
     celo_rng_init(&r, 0x0123456789abcdefULL, 7);
     uint32_t w[12];
-    for (int i = 0; i < 12; i++) w[i] = celo_rng_u32(&r);
+    for (int i = 0; i < 12; i++)
+        w[i] = celo_rng_u32(&r);
     uint32_t blk[4], ctr[4] = {2, 0, 7, 0}, key[2] = {0x89abcdef, 0x01234567};
     celo_philox4x32(ctr, key, blk);
     check(!memcmp(blk, w + 8, sizeof blk), "stream layout (block 2, stream 7)", w[8], blk[0]);
@@ -76,7 +80,8 @@ int main(void) {
     celo_rng_init(&a, 9, 3);
     celo_rng_fill_uniform(&a, f, 1000, -0.25, 0.25);
     int inrange = 1;
-    for (int i = 0; i < 1000; i++) inrange &= f[i] >= -0.25f && f[i] <= 0.25f;
+    for (int i = 0; i < 1000; i++)
+        inrange &= f[i] >= -0.25f && f[i] <= 0.25f;
     check(inrange, "fill_uniform within [lo, hi]", inrange, 1);
 
     printf("%s\n", fails ? "FAILED" : "all passed");

@@ -84,7 +84,34 @@ typedef struct param {
     struct param *next;
 } param;
 
-typedef enum { DEF_OPTIMIZER, DEF_TRANSFORM, DEF_IMPORT } def_kind;
+/* Values of pipeline blocks (task, train, sweep, compare): numbers, strings, names, calls with positional and
+ * named arguments, and lists. No arithmetic: a block describes, it does not compute. */
+typedef enum { PV_NUM, PV_STR, PV_NAME, PV_CALL, PV_LIST } pval_kind;
+typedef struct pval pval;
+typedef struct parg {
+    const char *name; /* named argument, or NULL */
+    span name_span;
+    pval *value;
+    struct parg *next;
+} parg;
+struct pval {
+    pval_kind kind;
+    span sp;
+    double num;       /* PV_NUM */
+    const char *str;  /* PV_STR, PV_NAME, PV_CALL (the function) */
+    parg *args;       /* PV_CALL arguments, PV_LIST items (unnamed) */
+    int nargs;
+};
+
+/* One property of a block: `key = value;`, `key value;` or `key word value;` (e.g. `eval every 200;`). */
+typedef struct prop {
+    const char *key, *word;
+    span key_span, word_span, sp;
+    pval *value;
+    struct prop *next;
+} prop;
+
+typedef enum { DEF_OPTIMIZER, DEF_TRANSFORM, DEF_IMPORT, DEF_BLOCK } def_kind;
 typedef struct def {
     def_kind kind;
     span sp;
@@ -93,6 +120,9 @@ typedef struct def {
     param *params;
     stmt *body;  /* NULL for chain definitions */
     arg *chain;  /* chain(T1(...), ...) members: each value is an EX_CALL */
+    const char *block; /* DEF_BLOCK: its kind word ("task", "train", ...) */
+    span block_span;
+    prop *props;       /* DEF_BLOCK */
     srcfile *file;
     struct def *next;
 } def;

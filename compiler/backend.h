@@ -15,4 +15,9 @@ int llvm_dump_ir(const rule *r, int optimized, FILE *out, char *err, size_t errl
 /* Emits an object file holding the kernels and a celo_program for each rule, and a C header. */
 int llvm_emit_object(rule **rules, int n, const char *obj_path, const char *header_path, char *err, size_t errlen);
 
+/* The object file of a standalone binary: the rules' kernels and tables, the plan text, and a main() that calls
+ * celo_standalone_main (runtime/standalone.c). */
+int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *obj_path, char *err,
+                            size_t errlen);
+
 #endif

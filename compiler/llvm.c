@@ -868,3 +868,55 @@ int llvm_emit_object(rule **rules, int n, const char *obj_path, const char *head
     LLVMDisposeTargetMachine(tm);
     return rc;
 }
+
+int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *obj_path, char *err,
+                            size_t errlen)
+{
+    LLVMTargetMachineRef tm = host_tm(err, errlen);
+    if (!tm)
+        return -1;
+    LLVMContextRef ctx = LLVMContextCreate();
+    cg g;
+    cg_init(&g, ctx, "celo_binary");
+    int rc = build_module(&g, rules, n, tm, 1, err, errlen);
+    if (!rc) {
+        for (int i = 0; i < n; i++)
+            emit_program_table(&g, rules[i]);
+        /* the plan, the table of rules, and main() */
+        LLVMValueRef ptext = LLVMConstStringInContext(ctx, plan_text, (unsigned)strlen(plan_text), 0);
+        LLVMValueRef pg = LLVMAddGlobal(g.mod, LLVMTypeOf(ptext), "celo_embedded_plan");
+        LLVMSetInitializer(pg, ptext);
+        LLVMSetGlobalConstant(pg, 1);
+        LLVMSetLinkage(pg, LLVMPrivateLinkage);
+        LLVMValueRef *progs = calloc((size_t)n + 1, sizeof *progs);
+        for (int i = 0; i < n; i++) {
+            char gname[300];
+            snprintf(gname, sizeof gname, "celo_rule_%s", rules[i]->prog.name);
+            progs[i] = LLVMGetNamedGlobal(g.mod, gname);
+        }
+        LLVMValueRef tab = const_array_global(&g, g.ptr, progs, (unsigned)n, "celo_embedded_rules");
+        free(progs);
+        LLVMTypeRef sm_args[5] = {g.i32, g.ptr, g.ptr, g.ptr, g.i32};
+        LLVMTypeRef sm_ty = LLVMFunctionType(g.i32, sm_args, 5, 0);
+        LLVMValueRef sm = LLVMAddFunction(g.mod, "celo_standalone_main", sm_ty);
+        LLVMTypeRef main_args[2] = {g.i32, g.ptr};
+        LLVMValueRef mainf = LLVMAddFunction(g.mod, "main", LLVMFunctionType(g.i32, main_args, 2, 0));
+        LLVMPositionBuilderAtEnd(g.b, LLVMAppendBasicBlockInContext(ctx, mainf, "entry"));
+        LLVMValueRef args[5] = {LLVMGetParam(mainf, 0), LLVMGetParam(mainf, 1), pg, tab, ci32(&g, n)};
+        LLVMBuildRet(g.b, LLVMBuildCall2(g.b, sm_ty, sm, args, 5, ""));
+        char *msg = NULL;
+        if (LLVMVerifyModule(g.mod, LLVMReturnStatusAction, &msg)) {
+            snprintf(err, errlen, "internal error: binary module does not verify: %s", msg);
+            rc = -1;
+        } else if (LLVMTargetMachineEmitToFile(tm, g.mod, obj_path, LLVMObjectFile, &msg)) {
+            snprintf(err, errlen, "%s: %s", obj_path, msg);
+            rc = -1;
+        }
+        LLVMDisposeMessage(msg);
+    }
+    LLVMDisposeBuilder(g.b);
+    LLVMDisposeModule(g.mod);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    return rc;
+}

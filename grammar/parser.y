@@ -111,6 +111,9 @@ static void append_def(parse_ctx *c, def *d)
     param *pa;
     def *df;
     int op;
+    prop *pr;
+    pval *pv;
+    parg *pa2;
 }
 
 %token <num> NUMBER
@@ -125,6 +128,9 @@ static void append_def(parse_ctx *c, def *d)
 %type <pa> params paramlist param
 %type <op> assignop
 %type <df> definition
+%type <pr> props prop
+%type <pv> pvalue
+%type <pa2> pargs parg pitems
 
 %left OR
 %left AND
@@ -162,6 +168,46 @@ definition:
         diag_error(ctx->file, sp, "chain(…) needs at least one transform, like chain(scale_by_adam(), scale(s = -lr))");
         ctx->nerrors++;
         $$ = NULL; }
+    | NAME NAME '{' props '}' {
+        $$ = mkdef(ctx, DEF_BLOCK, @$); $$->block = $1; $$->block_span = @1; $$->name = $2; $$->name_span = @2;
+        $$->props = $4; }
+    ;
+
+/* ---- pipeline blocks: task, train, sweep, compare ---- */
+props: %empty                   { $$ = NULL; }
+    | props prop                { if ($2) { prop **pp = &$1; while (*pp) pp = &(*pp)->next; *pp = $2; } $$ = $1; }
+    | props error ';'           { $$ = $1; }
+    ;
+
+prop: NAME '=' pvalue ';'       { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
+                                  $$->value = $3; $$->sp = @$; }
+    | NAME pvalue ';'           { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
+                                  $$->value = $2; $$->sp = @$; }
+    | NAME NAME pvalue ';'      { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
+                                  $$->word = $2; $$->word_span = @2; $$->value = $3; $$->sp = @$; }
+    ;
+
+pvalue: NUMBER                  { $$ = arena_alloc(ctx->ar, sizeof(pval)); $$->kind = PV_NUM; $$->num = $1; $$->sp = @$; }
+    | '-' NUMBER                { $$ = arena_alloc(ctx->ar, sizeof(pval)); $$->kind = PV_NUM; $$->num = -$2; $$->sp = @$; }
+    | STRING                    { $$ = arena_alloc(ctx->ar, sizeof(pval)); $$->kind = PV_STR; $$->str = $1 ? $1 : ""; $$->sp = @$; }
+    | NAME                      { $$ = arena_alloc(ctx->ar, sizeof(pval)); $$->kind = PV_NAME; $$->str = $1; $$->sp = @$; }
+    | NAME '(' ')'              { $$ = arena_alloc(ctx->ar, sizeof(pval)); $$->kind = PV_CALL; $$->str = $1; $$->sp = @$; }
+    | NAME '(' pargs ')'        { $$ = arena_alloc(ctx->ar, sizeof(pval)); $$->kind = PV_CALL; $$->str = $1; $$->sp = @$;
+                                  $$->args = $3; for (parg *a = $3; a; a = a->next) $$->nargs++; }
+    | '[' ']'                   { $$ = arena_alloc(ctx->ar, sizeof(pval)); $$->kind = PV_LIST; $$->sp = @$; }
+    | '[' pitems ']'            { $$ = arena_alloc(ctx->ar, sizeof(pval)); $$->kind = PV_LIST; $$->sp = @$;
+                                  $$->args = $2; for (parg *a = $2; a; a = a->next) $$->nargs++; }
+    ;
+
+pargs: parg                     { $$ = $1; }
+    | pargs ',' parg            { parg **pp = &$1; while (*pp) pp = &(*pp)->next; *pp = $3; $$ = $1; }
+    ;
+parg: pvalue                    { $$ = arena_alloc(ctx->ar, sizeof(parg)); $$->value = $1; }
+    | NAME '=' pvalue           { $$ = arena_alloc(ctx->ar, sizeof(parg)); $$->name = $1; $$->name_span = @1; $$->value = $3; }
+    ;
+pitems: pvalue                  { $$ = arena_alloc(ctx->ar, sizeof(parg)); $$->value = $1; }
+    | pitems ',' pvalue         { parg *a = arena_alloc(ctx->ar, sizeof(parg)); a->value = $3;
+                                  parg **pp = &$1; while (*pp) pp = &(*pp)->next; *pp = a; $$ = $1; }
     ;
 
 chainlist: expr                 { $$ = arena_alloc(ctx->ar, sizeof(arg)); $$->value = $1; }

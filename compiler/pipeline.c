@@ -1,0 +1,925 @@
+/* pipeline.c — checking task / train / sweep / compare blocks and turning them into a celo_plan.
+ *
+ * Every key a user can misspell gets a located error with a did-you-mean; shapes are checked here (an MLP whose
+ * input width does not match the data is an error at check time, not a crash at step 1). */
+#include "pipeline.h"
+
+#include "diag.h"
+#include "nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    module *mod;
+    celo_plan *plan;
+    int cap_tasks, cap_runs, cap_groups;
+    int nerr;
+    const srcfile *file;
+    rule *rules[256]; /* compiled once per optimizer name, for its hyper-parameters */
+    int nrules;
+} pctx;
+
+#define PERR(C, sp, ...)                                                                                   \
+    do {                                                                                               \
+        (C)->nerr++;                                                                                   \
+        diag_error((C)->file, sp, __VA_ARGS__);                                                        \
+    } while (0)
+
+static void suggest_among(pctx *C, span sp, const char *s, const char *const *names, int n)
+{
+    const char *best = diag_suggest(s, names, n);
+    if (best)
+        diag_note(C->file, sp, "did you mean '%s'?", best);
+}
+
+/* ---- value helpers ---- */
+static int want_int(pctx *C, const pval *v, const char *what, long long lo, long long hi, long long *out)
+{
+    if (v->kind != PV_NUM || v->num != floor(v->num)) {
+        PERR(C, v->sp, "%s must be an integer", what);
+        return -1;
+    }
+    if (v->num < (double)lo || v->num > (double)hi) {
+        PERR(C, v->sp, "%s must be between %lld and %lld", what, lo, hi);
+        return -1;
+    }
+    *out = (long long)v->num;
+    return 0;
+}
+
+static int want_num(pctx *C, const pval *v, const char *what, double *out)
+{
+    if (v->kind != PV_NUM || !isfinite(v->num)) {
+        PERR(C, v->sp, "%s must be a number", what);
+        return -1;
+    }
+    *out = v->num;
+    return 0;
+}
+
+static int want_str(pctx *C, const pval *v, const char *what, char *out, size_t len)
+{
+    if (v->kind != PV_STR) {
+        PERR(C, v->sp, "%s must be a string, like \"runs/out.csv\"", what);
+        return -1;
+    }
+    if (strlen(v->str) >= len || !v->str[0]) {
+        PERR(C, v->sp, "%s must be a non-empty path of fewer than %zu characters", what, len);
+        return -1;
+    }
+    snprintf(out, len, "%s", v->str);
+    return 0;
+}
+
+/* A call's arguments by name, with positional ones mapped to names in order. */
+typedef struct {
+    const char *names[16];
+    const pval *vals[16];
+    int n;
+} callargs;
+
+static int bind_args(pctx *C, const pval *v, const char *const *params, int nparams, callargs *out)
+{
+    memset(out, 0, sizeof *out);
+    int pos = 0;
+    for (const parg *a = v->kind == PV_CALL ? v->args : NULL; a; a = a->next) {
+        const char *nm = a->name;
+        if (!nm) {
+            if (pos >= nparams) {
+                PERR(C, a->value->sp, "%s takes at most %d argument%s", v->str, nparams, nparams == 1 ? "" : "s");
+                return -1;
+            }
+            nm = params[pos++];
+        } else {
+            int k = 0;
+            while (k < nparams && strcmp(params[k], nm))
+                k++;
+            if (k == nparams) {
+                PERR(C, a->name_span, "%s has no argument '%s'", v->str, nm);
+                suggest_among(C, a->name_span, nm, params, nparams);
+                return -1;
+            }
+        }
+        for (int k = 0; k < out->n; k++)
+            if (!strcmp(out->names[k], nm)) {
+                PERR(C, a->value->sp, "argument '%s' of %s is given twice", nm, v->str);
+                return -1;
+            }
+        out->names[out->n] = nm;
+        out->vals[out->n++] = a->value;
+    }
+    return 0;
+}
+
+static const pval *arg_of(const callargs *a, const char *name)
+{
+    for (int k = 0; k < a->n; k++)
+        if (!strcmp(a->names[k], name))
+            return a->vals[k];
+    return NULL;
+}
+
+static const char *callee(const pval *v) { return v->kind == PV_CALL || v->kind == PV_NAME ? v->str : NULL; }
+
+/* ---- task ---- */
+static int task_data(pctx *C, celo_task *t, const pval *v)
+{
+    static const char *kinds[] = {"fashion_mnist", "kjv", "teacher", "quadratic"};
+    const char *k = callee(v);
+    callargs a;
+    long long iv;
+    double dv;
+    if (!k) {
+        PERR(C, v->sp, "data must be a dataset, like fashion_mnist(size = 8) or kjv(seq = 64)");
+        return -1;
+    }
+    if (!strcmp(k, "fashion_mnist")) {
+        static const char *ps[] = {"size", "normalize"};
+        if (bind_args(C, v, ps, 2, &a))
+            return -1;
+        t->data = CELO_DATA_FASHION_MNIST;
+        t->size = 28;
+        const pval *x;
+        if ((x = arg_of(&a, "size"))) {
+            if (want_int(C, x, "size", 1, 28, &iv))
+                return -1;
+            t->size = (int)iv;
+        }
+        if ((x = arg_of(&a, "normalize"))) {
+            if (want_int(C, x, "normalize", 0, 1, &iv))
+                return -1;
+            t->normalize = (int)iv;
+        }
+        return 0;
+    }
+    if (!strcmp(k, "kjv")) {
+        static const char *ps[] = {"seq"};
+        if (bind_args(C, v, ps, 1, &a))
+            return -1;
+        t->data = CELO_DATA_KJV;
+        t->seq = 64;
+        const pval *x = arg_of(&a, "seq");
+        if (x) {
+            if (want_int(C, x, "seq", 2, 4096, &iv))
+                return -1;
+            t->seq = (int)iv;
+        }
+        return 0;
+    }
+    if (!strcmp(k, "teacher")) {
+        static const char *ps[] = {"in", "out", "hidden", "n"};
+        if (bind_args(C, v, ps, 4, &a))
+            return -1;
+        t->data = CELO_DATA_TEACHER;
+        t->teacher_in = 16;
+        t->teacher_out = 4;
+        t->teacher_hidden = 32;
+        t->teacher_n = 8192;
+        const pval *x;
+        if ((x = arg_of(&a, "in"))) {
+            if (want_int(C, x, "in", 1, 1 << 20, &iv))
+                return -1;
+            t->teacher_in = (int)iv;
+        }
+        if ((x = arg_of(&a, "out"))) {
+            if (want_int(C, x, "out", 2, 1 << 16, &iv))
+                return -1;
+            t->teacher_out = (int)iv;
+        }
+        if ((x = arg_of(&a, "hidden"))) {
+            if (want_int(C, x, "hidden", 1, 1 << 16, &iv))
+                return -1;
+            t->teacher_hidden = (int)iv;
+        }
+        if ((x = arg_of(&a, "n"))) {
+            if (want_int(C, x, "n", 1, 1LL << 30, &iv))
+                return -1;
+            t->teacher_n = iv;
+        }
+        return 0;
+    }
+    if (!strcmp(k, "quadratic")) {
+        static const char *ps[] = {"dim", "cond"};
+        if (bind_args(C, v, ps, 2, &a))
+            return -1;
+        t->data = CELO_DATA_QUADRATIC;
+        t->quad_dim = 64;
+        t->quad_cond = 100;
+        const pval *x;
+        if ((x = arg_of(&a, "dim"))) {
+            if (want_int(C, x, "dim", 1, 1 << 24, &iv))
+                return -1;
+            t->quad_dim = (int)iv;
+        }
+        if ((x = arg_of(&a, "cond"))) {
+            if (want_num(C, x, "cond", &dv))
+                return -1;
+            if (dv < 1) {
+                PERR(C, x->sp, "cond must be at least 1");
+                return -1;
+            }
+            t->quad_cond = dv;
+        }
+        return 0;
+    }
+    PERR(C, v->sp, "unknown dataset '%s'", k);
+    suggest_among(C, v->sp, k, kinds, 4);
+    return -1;
+}
+
+static int int_list(pctx *C, const pval *v, const char *what, int *out, int max, int *n)
+{
+    if (v->kind == PV_NUM) {
+        long long iv;
+        if (want_int(C, v, what, 1, 1 << 20, &iv))
+            return -1;
+        out[0] = (int)iv;
+        *n = 1;
+        return 0;
+    }
+    if (v->kind != PV_LIST) {
+        PERR(C, v->sp, "%s must be a list of widths, like [128, 64]", what);
+        return -1;
+    }
+    *n = 0;
+    for (const parg *a = v->args; a; a = a->next) {
+        long long iv;
+        if (*n >= max) {
+            PERR(C, a->value->sp, "at most %d hidden layers", max);
+            return -1;
+        }
+        if (want_int(C, a->value, what, 1, 1 << 20, &iv))
+            return -1;
+        out[(*n)++] = (int)iv;
+    }
+    return 0;
+}
+
+static int task_model(pctx *C, celo_task *t, const pval *v)
+{
+    static const char *kinds[] = {"mlp", "autoencoder", "convnet", "gpt", "lstm"};
+    const char *k = callee(v);
+    callargs a;
+    long long iv;
+    if (!k) {
+        PERR(C, v->sp, "model must be a model, like mlp(64, [32], 10)");
+        return -1;
+    }
+    const pval *x;
+#define INTARG(nm, field, lo, hi)                                                                          \
+    if ((x = arg_of(&a, nm))) {                                                                        \
+        if (want_int(C, x, nm, lo, hi, &iv))                                                           \
+            return -1;                                                                                 \
+        t->field = (int)iv;                                                                            \
+    }
+    if (!strcmp(k, "mlp") || !strcmp(k, "autoencoder")) {
+        static const char *ps[] = {"in", "hidden", "out", "act"};
+        if (bind_args(C, v, ps, 4, &a))
+            return -1;
+        t->model = !strcmp(k, "mlp") ? CELO_MODEL_MLP : CELO_MODEL_AUTOENCODER;
+        INTARG("in", in, 1, 1 << 24);
+        INTARG("out", out, 1, 1 << 24);
+        if ((x = arg_of(&a, "hidden")) && int_list(C, x, "hidden", t->hidden, 8, &t->nhidden))
+            return -1;
+        if ((x = arg_of(&a, "act"))) {
+            static const char *acts[] = {"relu", "gelu", "tanh"};
+            int i = 0;
+            while (x->kind == PV_NAME && i < 3 && strcmp(acts[i], x->str))
+                i++;
+            if (x->kind != PV_NAME || i == 3) {
+                PERR(C, x->sp, "act must be relu, gelu or tanh");
+                if (x->kind == PV_NAME)
+                    suggest_among(C, x->sp, x->str, acts, 3);
+                return -1;
+            }
+            t->act = i;
+        }
+        return 0;
+    }
+    if (!strcmp(k, "convnet")) {
+        static const char *ps[] = {"conv1", "conv2", "kernel", "pool"};
+        if (bind_args(C, v, ps, 4, &a))
+            return -1;
+        t->model = CELO_MODEL_CONVNET;
+        t->conv1 = 8, t->conv2 = 16, t->kernel = 3, t->pool = CELO_POOL_MAX;
+        INTARG("conv1", conv1, 1, 4096);
+        INTARG("conv2", conv2, 1, 4096);
+        INTARG("kernel", kernel, 1, 15);
+        if (t->kernel % 2 == 0) {
+            PERR(C, arg_of(&a, "kernel")->sp, "kernel must be odd (the convolutions keep the image size)");
+            return -1;
+        }
+        if ((x = arg_of(&a, "pool"))) {
+            if (x->kind != PV_NAME || (strcmp(x->str, "max") && strcmp(x->str, "avg"))) {
+                PERR(C, x->sp, "pool must be max or avg");
+                return -1;
+            }
+            t->pool = !strcmp(x->str, "max") ? CELO_POOL_MAX : CELO_POOL_AVG;
+        }
+        return 0;
+    }
+    if (!strcmp(k, "gpt")) {
+        static const char *ps[] = {"dim", "heads", "layers", "ctx"};
+        if (bind_args(C, v, ps, 4, &a))
+            return -1;
+        t->model = CELO_MODEL_GPT;
+        t->dim = 64, t->heads = 4, t->layers = 2, t->ctx = 0;
+        INTARG("dim", dim, 1, 1 << 14);
+        INTARG("heads", heads, 1, 256);
+        INTARG("layers", layers, 1, 256);
+        INTARG("ctx", ctx, 2, 1 << 14);
+        if (t->dim % t->heads) {
+            PERR(C, v->sp, "gpt: dim (%d) must be a multiple of heads (%d)", t->dim, t->heads);
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(k, "lstm")) {
+        static const char *ps[] = {"embed", "hidden", "layers"};
+        if (bind_args(C, v, ps, 3, &a))
+            return -1;
+        t->model = CELO_MODEL_LSTM;
+        t->embed = 32, t->lstm_hidden = 128, t->layers = 1;
+        INTARG("embed", embed, 1, 1 << 14);
+        INTARG("hidden", lstm_hidden, 1, 1 << 14);
+        INTARG("layers", layers, 1, 64);
+        return 0;
+    }
+#undef INTARG
+    PERR(C, v->sp, "unknown model '%s'", k);
+    suggest_among(C, v->sp, k, kinds, 5);
+    return -1;
+}
+
+/* Shapes between data, model and loss, checked now rather than at step 1. */
+static void task_check(pctx *C, celo_task *t, const def *d, span model_sp)
+{
+    int features = 0, classes = 0, lm = 0;
+    switch (t->data) {
+    case CELO_DATA_FASHION_MNIST: features = t->size * t->size, classes = 10; break;
+    case CELO_DATA_TEACHER: features = t->teacher_in, classes = t->teacher_out; break;
+    case CELO_DATA_KJV: lm = 1; break;
+    case CELO_DATA_QUADRATIC: break;
+    default: PERR(C, d->name_span, "task '%s' has no data", d->name); return;
+    }
+    if (t->data == CELO_DATA_QUADRATIC) {
+        if (t->model)
+            PERR(C, model_sp, "a quadratic task has no model: its parameter is the point x");
+        return;
+    }
+    if (!t->model) {
+        PERR(C, d->name_span, "task '%s' has no model", d->name);
+        return;
+    }
+    if (lm != (t->model == CELO_MODEL_GPT || t->model == CELO_MODEL_LSTM)) {
+        PERR(C, model_sp, lm ? "text data needs a language model (gpt or lstm)" : "a %s needs text data, like kjv(seq = 64)",
+             t->model == CELO_MODEL_GPT ? "gpt" : "lstm");
+        return;
+    }
+    if (t->model == CELO_MODEL_GPT && t->ctx == 0)
+        t->ctx = t->seq;
+    if (t->model == CELO_MODEL_GPT && t->ctx < t->seq)
+        PERR(C, model_sp, "gpt: ctx (%d) is shorter than the data's seq (%d)", t->ctx, t->seq);
+    if (t->model == CELO_MODEL_MLP || t->model == CELO_MODEL_AUTOENCODER) {
+        if (t->in == 0)
+            t->in = features;
+        else if (t->in != features)
+            PERR(C, model_sp, "the model's input width %d does not match the data: %d features per example", t->in,
+                 features);
+        if (t->model == CELO_MODEL_MLP) {
+            if (t->out == 0)
+                t->out = classes;
+            else if (t->out != classes && t->loss == CELO_LOSS_CROSS_ENTROPY)
+                PERR(C, model_sp, "the model's output width %d does not match the data: %d classes", t->out, classes);
+        }
+    }
+    if (t->model == CELO_MODEL_CONVNET && t->data != CELO_DATA_FASHION_MNIST)
+        PERR(C, model_sp, "convnet needs image data (fashion_mnist)");
+    if (t->model == CELO_MODEL_CONVNET && t->size < 4)
+        PERR(C, model_sp, "convnet needs images of at least 4x4 (two 2x2 poolings)");
+    if (t->model == CELO_MODEL_AUTOENCODER)
+        t->loss = CELO_LOSS_MSE;
+}
+
+static const char *task_keys[] = {"data", "model", "loss", "batch"};
+
+static int build_task(pctx *C, const def *d)
+{
+    celo_plan *P = C->plan;
+    if (P->ntasks == C->cap_tasks) {
+        C->cap_tasks = C->cap_tasks ? 2 * C->cap_tasks : 8;
+        P->tasks = realloc(P->tasks, (size_t)C->cap_tasks * sizeof *P->tasks);
+    }
+    celo_task *t = &P->tasks[P->ntasks];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", d->name);
+    t->batch = 64;
+    int e0 = C->nerr;
+    span model_sp = d->name_span;
+    for (const prop *p = d->props; p; p = p->next) {
+        long long iv;
+        if (p->word) {
+            PERR(C, p->word_span, "unexpected '%s': write %s = …", p->word, p->key);
+            continue;
+        }
+        if (!strcmp(p->key, "data"))
+            task_data(C, t, p->value);
+        else if (!strcmp(p->key, "model")) {
+            task_model(C, t, p->value);
+            model_sp = p->value->sp;
+        } else if (!strcmp(p->key, "loss")) {
+            if (p->value->kind != PV_NAME || (strcmp(p->value->str, "cross_entropy") && strcmp(p->value->str, "mse")))
+                PERR(C, p->value->sp, "loss must be cross_entropy or mse");
+            else
+                t->loss = !strcmp(p->value->str, "mse") ? CELO_LOSS_MSE : CELO_LOSS_CROSS_ENTROPY;
+        } else if (!strcmp(p->key, "batch")) {
+            if (!want_int(C, p->value, "batch", 1, 1 << 20, &iv))
+                t->batch = (int)iv;
+        } else {
+            PERR(C, p->key_span, "unknown task key '%s'", p->key);
+            suggest_among(C, p->key_span, p->key, task_keys, 4);
+        }
+    }
+    if (C->nerr == e0)
+        task_check(C, t, d, model_sp);
+    P->ntasks++;
+    return C->nerr == e0 ? 0 : -1;
+}
+
+/* ---- optimizers referenced by runs ---- */
+static rule *get_rule(pctx *C, const char *name, span sp)
+{
+    for (int i = 0; i < C->nrules; i++)
+        if (!strcmp(C->rules[i]->prog.name, name))
+            return C->rules[i];
+    def *d = module_find(C->mod, name);
+    if (!d || d->kind != DEF_OPTIMIZER) {
+        PERR(C, sp, d ? "'%s' is not an optimizer" : "unknown optimizer '%s'", name);
+        if (!d) {
+            const char *cand[512];
+            int n = 0;
+            for (def *x = C->mod->defs; x && n < 512; x = x->next)
+                if (x->kind == DEF_OPTIMIZER)
+                    cand[n++] = x->name;
+            suggest_among(C, sp, name, cand, n);
+        }
+        return NULL;
+    }
+    rule *r = rule_compile(C->mod, d);
+    if (!r) {
+        C->nerr++;
+        return NULL;
+    }
+    if (C->nrules < 256)
+        C->rules[C->nrules++] = r;
+    return r;
+}
+
+static int find_task(pctx *C, const pval *v)
+{
+    if (v->kind != PV_NAME) {
+        PERR(C, v->sp, "task must name a task block");
+        return -1;
+    }
+    for (int i = 0; i < C->plan->ntasks; i++)
+        if (!strcmp(C->plan->tasks[i].name, v->str))
+            return i;
+    PERR(C, v->sp, "unknown task '%s'", v->str);
+    const char *cand[256];
+    int n = 0;
+    for (int i = 0; i < C->plan->ntasks && n < 256; i++)
+        cand[n++] = C->plan->tasks[i].name;
+    suggest_among(C, v->sp, v->str, cand, n);
+    return -1;
+}
+
+/* optimizer = RULE or RULE(hp = value, ...): fills the run's rule and every hyper-parameter (defaults first). */
+static int set_optimizer(pctx *C, celo_run *r, const pval *v)
+{
+    const char *k = callee(v);
+    if (!k) {
+        PERR(C, v->sp, "optimizer must name a rule, like adamw(lr = 3e-3)");
+        return -1;
+    }
+    rule *ru = get_rule(C, k, v->sp);
+    if (!ru)
+        return -1;
+    snprintf(r->rule, sizeof r->rule, "%s", k);
+    r->nhp = ru->prog.nhp;
+    for (int i = 0; i < ru->prog.nhp; i++) {
+        snprintf(r->hp_name[i], CELO_NAME_MAX, "%s", ru->prog.hp[i].name);
+        r->hp[i] = ru->prog.hp[i].def;
+    }
+    const char *names[CELO_MAX_HP];
+    for (int i = 0; i < ru->prog.nhp; i++)
+        names[i] = ru->prog.hp[i].name;
+    callargs a;
+    if (bind_args(C, v, names, ru->prog.nhp, &a))
+        return -1;
+    for (int q = 0; q < a.n; q++) {
+        int i = celo_program_hp_index(&ru->prog, a.names[q]);
+        if (want_num(C, a.vals[q], a.names[q], &r->hp[i]))
+            return -1;
+    }
+    return 0;
+}
+
+static const char *train_keys[] = {"task", "optimizer", "steps", "schedule", "eval", "log", "checkpoint", "seed"};
+
+static int parse_schedule(pctx *C, celo_run *r, const pval *v)
+{
+    static const char *names[] = {"constant", "cosine", "warmup_cosine", "linear"};
+    const char *k = callee(v);
+    int i = 0;
+    while (k && i < 4 && strcmp(names[i], k))
+        i++;
+    if (!k || i == 4) {
+        PERR(C, v->sp, "schedule must be constant, cosine, warmup_cosine(warmup = N) or linear");
+        if (k)
+            suggest_among(C, v->sp, k, names, 4);
+        return -1;
+    }
+    r->schedule = (celo_sched)i;
+    static const char *ps[] = {"warmup"};
+    callargs a;
+    if (bind_args(C, v, ps, i == CELO_SCHED_WARMUP_COSINE ? 1 : 0, &a))
+        return -1;
+    if (i == CELO_SCHED_WARMUP_COSINE) {
+        const pval *w = arg_of(&a, "warmup");
+        long long iv = 0;
+        if (!w) {
+            PERR(C, v->sp, "warmup_cosine needs warmup = N (steps)");
+            return -1;
+        }
+        if (want_int(C, w, "warmup", 1, 1LL << 40, &iv))
+            return -1;
+        r->warmup = iv;
+    }
+    return 0;
+}
+
+/* The keys a train block and a compare block share. Returns 1 when the key was one of them. */
+static int run_key(pctx *C, celo_run *r, const prop *p, const def *d)
+{
+    long long iv;
+    if (!strcmp(p->key, "task")) {
+        int t = find_task(C, p->value);
+        if (t >= 0)
+            r->task = t;
+    } else if (!strcmp(p->key, "steps")) {
+        if (!want_int(C, p->value, "steps", 1, 1LL << 40, &iv))
+            r->steps = iv;
+    } else if (!strcmp(p->key, "schedule")) {
+        parse_schedule(C, r, p->value);
+    } else if (!strcmp(p->key, "seed")) {
+        if (!want_int(C, p->value, "seed", 0, 1LL << 53, &iv))
+            r->seed = (uint64_t)iv;
+    } else if (!strcmp(p->key, "eval") || !strcmp(p->key, "eval_every")) {
+        if (p->word && strcmp(p->word, "every"))
+            PERR(C, p->word_span, "write 'eval every N;'");
+        else if (!want_int(C, p->value, "eval every", 1, 1LL << 40, &iv))
+            r->eval_every = iv;
+    } else if (!strcmp(p->key, "log")) {
+        want_str(C, p->value, "log", r->log, sizeof r->log);
+    } else if (!strcmp(p->key, "checkpoint")) {
+        if (p->word && !strcmp(p->word, "every")) {
+            if (!want_int(C, p->value, "checkpoint every", 1, 1LL << 40, &iv))
+                r->checkpoint_every = iv;
+        } else if (p->word)
+            PERR(C, p->word_span, "write 'checkpoint every N;' or 'checkpoint \"path\";'");
+        else
+            want_str(C, p->value, "checkpoint", r->checkpoint, sizeof r->checkpoint);
+    } else
+        return 0;
+    (void)d;
+    return 1;
+}
+
+static celo_run *new_run(pctx *C)
+{
+    celo_plan *P = C->plan;
+    if (P->nruns == C->cap_runs) {
+        C->cap_runs = C->cap_runs ? 2 * C->cap_runs : 16;
+        P->runs = realloc(P->runs, (size_t)C->cap_runs * sizeof *P->runs);
+    }
+    celo_run *r = &P->runs[P->nruns++];
+    memset(r, 0, sizeof *r);
+    r->task = -1;
+    r->group = -1;
+    r->seed = 0;
+    return r;
+}
+
+static void finish_run(pctx *C, celo_run *r, const def *d)
+{
+    if (r->task < 0)
+        PERR(C, d->name_span, "%s '%s' needs a task (task = NAME;)", d->block, d->name);
+    if (!r->rule[0])
+        PERR(C, d->name_span, "%s '%s' needs an optimizer (optimizer = adamw(lr = 1e-3);)", d->block, d->name);
+    if (!r->steps)
+        PERR(C, d->name_span, "%s '%s' needs a number of steps (steps = N;)", d->block, d->name);
+    if (r->checkpoint_every && !r->checkpoint[0])
+        snprintf(r->checkpoint, sizeof r->checkpoint, "runs/%.200s.safetensors", r->name);
+    if (r->schedule != CELO_SCHED_CONSTANT && r->rule[0]) {
+        int has_lr = 0;
+        for (int i = 0; i < r->nhp; i++)
+            has_lr |= !strcmp(r->hp_name[i], "lr");
+        if (!has_lr)
+            PERR(C, d->name_span, "a schedule scales the hyper-parameter 'lr', and optimizer '%s' has none", r->rule);
+    }
+}
+
+static int build_train(pctx *C, const def *d)
+{
+    int e0 = C->nerr;
+    celo_run *r = new_run(C);
+    snprintf(r->name, sizeof r->name, "%s", d->name);
+    int ri = C->plan->nruns - 1;
+    for (const prop *p = d->props; p; p = p->next) {
+        r = &C->plan->runs[ri];
+        if (!strcmp(p->key, "optimizer")) {
+            if (p->word)
+                PERR(C, p->word_span, "write optimizer = …");
+            else
+                set_optimizer(C, r, p->value);
+        } else if (!run_key(C, r, p, d)) {
+            PERR(C, p->key_span, "unknown train key '%s'", p->key);
+            suggest_among(C, p->key_span, p->key, train_keys, 8);
+        }
+    }
+    finish_run(C, &C->plan->runs[ri], d);
+    return C->nerr == e0 ? 0 : -1;
+}
+
+/* logspace(a, b, n), linspace(a, b, n) or a list of numbers */
+static int value_grid(pctx *C, const pval *v, double *out, int max, int *n)
+{
+    *n = 0;
+    if (v->kind == PV_NUM) {
+        out[(*n)++] = v->num;
+        return 0;
+    }
+    if (v->kind == PV_LIST) {
+        for (const parg *a = v->args; a; a = a->next) {
+            if (*n >= max) {
+                PERR(C, a->value->sp, "at most %d values", max);
+                return -1;
+            }
+            if (want_num(C, a->value, "a swept value", &out[*n]))
+                return -1;
+            (*n)++;
+        }
+        if (!*n)
+            PERR(C, v->sp, "an empty list of values");
+        return *n ? 0 : -1;
+    }
+    const char *k = callee(v);
+    if (k && (!strcmp(k, "logspace") || !strcmp(k, "linspace"))) {
+        static const char *ps[] = {"from", "to", "n"};
+        callargs a;
+        if (bind_args(C, v, ps, 3, &a))
+            return -1;
+        double lo, hi;
+        long long cnt;
+        if (a.n != 3) {
+            PERR(C, v->sp, "%s(from, to, n) takes three arguments", k);
+            return -1;
+        }
+        if (want_num(C, arg_of(&a, "from"), "from", &lo) || want_num(C, arg_of(&a, "to"), "to", &hi) ||
+            want_int(C, arg_of(&a, "n"), "n", 1, max, &cnt))
+            return -1;
+        int lg = !strcmp(k, "logspace");
+        if (lg && (lo <= 0 || hi <= 0)) {
+            PERR(C, v->sp, "logspace needs positive bounds");
+            return -1;
+        }
+        for (int i = 0; i < cnt; i++) {
+            double f = cnt == 1 ? 0 : (double)i / (double)(cnt - 1);
+            out[i] = lg ? exp(log(lo) + f * (log(hi) - log(lo))) : lo + f * (hi - lo);
+        }
+        *n = (int)cnt;
+        return 0;
+    }
+    PERR(C, v->sp, "values to sweep must be a list [a, b, …], logspace(from, to, n) or linspace(from, to, n)");
+    return -1;
+}
+
+static int new_group(pctx *C, const def *d, const char *kind)
+{
+    celo_plan *P = C->plan;
+    if (P->ngroups == C->cap_groups) {
+        C->cap_groups = C->cap_groups ? 2 * C->cap_groups : 4;
+        P->groups = realloc(P->groups, (size_t)C->cap_groups * sizeof *P->groups);
+    }
+    celo_group *g = &P->groups[P->ngroups];
+    memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "%s", d->name);
+    snprintf(g->kind, sizeof g->kind, "%s", kind);
+    snprintf(g->metric, sizeof g->metric, "eval_loss");
+    g->first = P->nruns;
+    return P->ngroups++;
+}
+
+static int hp_index(const celo_run *r, const char *name)
+{
+    for (int i = 0; i < r->nhp; i++)
+        if (!strcmp(r->hp_name[i], name))
+            return i;
+    return -1;
+}
+
+static void set_metric(pctx *C, celo_group *g, const pval *v)
+{
+    if (v->kind != PV_NAME || (strcmp(v->str, "eval_loss") && strcmp(v->str, "eval_acc") && strcmp(v->str, "train_loss")))
+        PERR(C, v->sp, "metric must be eval_loss, eval_acc or train_loss");
+    else
+        snprintf(g->metric, sizeof g->metric, "%s", v->str);
+}
+
+/* sweep NAME { train = T; lr = logspace(1e-4, 1e-1, 7); ... } : the cartesian product of the swept values */
+static int build_sweep(pctx *C, const def *d)
+{
+    int e0 = C->nerr;
+    const pval *trainv = NULL;
+    for (const prop *p = d->props; p; p = p->next)
+        if (!strcmp(p->key, "train"))
+            trainv = p->value;
+    if (!trainv || trainv->kind != PV_NAME) {
+        PERR(C, trainv ? trainv->sp : d->name_span, "sweep '%s' needs train = NAME (the run whose hyper-parameters it varies)",
+             d->name);
+        return -1;
+    }
+    int base = -1;
+    for (int i = 0; i < C->plan->nruns; i++)
+        if (C->plan->runs[i].group < 0 && !strcmp(C->plan->runs[i].name, trainv->str))
+            base = i;
+    if (base < 0) {
+        PERR(C, trainv->sp, "unknown train '%s' (define it above the sweep)", trainv->str);
+        return -1;
+    }
+    int gi = new_group(C, d, "sweep");
+    const char *keys[8];
+    double vals[8][64];
+    int nv[8], nk = 0;
+    for (const prop *p = d->props; p; p = p->next) {
+        if (!strcmp(p->key, "train"))
+            continue;
+        if (!strcmp(p->key, "metric")) {
+            set_metric(C, &C->plan->groups[gi], p->value);
+            continue;
+        }
+        if (hp_index(&C->plan->runs[base], p->key) < 0) {
+            PERR(C, p->key_span, "'%s' is not a hyper-parameter of %s (the optimizer of %s)", p->key,
+                 C->plan->runs[base].rule, trainv->str);
+            const char *cand[CELO_MAX_HP];
+            for (int i = 0; i < C->plan->runs[base].nhp; i++)
+                cand[i] = C->plan->runs[base].hp_name[i];
+            suggest_among(C, p->key_span, p->key, cand, C->plan->runs[base].nhp);
+            continue;
+        }
+        if (nk == 8) {
+            PERR(C, p->key_span, "a sweep varies at most 8 hyper-parameters");
+            continue;
+        }
+        if (value_grid(C, p->value, vals[nk], 64, &nv[nk]) == 0)
+            keys[nk++] = p->key;
+    }
+    if (C->nerr != e0)
+        return -1;
+    long long total = 1;
+    for (int k = 0; k < nk; k++)
+        total *= nv[k];
+    if (total > 4096) {
+        PERR(C, d->name_span, "sweep '%s' would make %lld runs (at most 4096)", d->name, total);
+        return -1;
+    }
+    celo_run tmpl = C->plan->runs[base];
+    for (long long q = 0; q < total; q++) {
+        celo_run *r = new_run(C);
+        *r = tmpl;
+        r->group = gi;
+        long long rem = q;
+        int len = snprintf(r->name, sizeof r->name, "%s", d->name);
+        for (int k = 0; k < nk; k++) {
+            double v = vals[k][rem % nv[k]];
+            rem /= nv[k];
+            r->hp[hp_index(r, keys[k])] = v;
+            if (len < (int)sizeof r->name)
+                len += snprintf(r->name + len, sizeof r->name - (size_t)len, "%s%s=%.3g", k ? "," : "[", keys[k], v);
+        }
+        if (nk && len < (int)sizeof r->name)
+            snprintf(r->name + len, sizeof r->name - (size_t)len, "]");
+        /* logs and checkpoints of the candidates go beside the base run's, one per candidate */
+        if (tmpl.log[0])
+            snprintf(r->log, sizeof r->log, "runs/%.200s.csv", r->name);
+        if (tmpl.checkpoint[0])
+            snprintf(r->checkpoint, sizeof r->checkpoint, "runs/%.200s.safetensors", r->name);
+    }
+    C->plan->groups[gi].count = (int)total;
+    return 0;
+}
+
+/* compare NAME { task = T; optimizers = [adamw, lion(b1 = 0.95), mine]; steps = N; tune lr = logspace(...);
+ *                out "runs/compare"; ... } : every optimizer, each tuned over the given values */
+static int build_compare(pctx *C, const def *d)
+{
+    int e0 = C->nerr;
+    celo_run tmpl;
+    memset(&tmpl, 0, sizeof tmpl);
+    tmpl.task = -1;
+    const pval *opts = NULL, *tune = NULL;
+    const char *tune_key = NULL;
+    span tune_sp = d->name_span;
+    int gi = new_group(C, d, "compare");
+    snprintf(C->plan->groups[gi].out, sizeof C->plan->groups[gi].out, "runs/%.200s", d->name);
+    static const char *keys[] = {"task", "optimizers", "steps", "schedule", "eval", "log", "checkpoint", "seed", "tune",
+                                 "out", "metric"};
+    for (const prop *p = d->props; p; p = p->next) {
+        if (!strcmp(p->key, "optimizers"))
+            opts = p->value;
+        else if (!strcmp(p->key, "tune")) {
+            if (!p->word) {
+                PERR(C, p->key_span, "write 'tune lr = …;' naming the hyper-parameter to tune");
+                continue;
+            }
+            tune_key = p->word;
+            tune = p->value;
+            tune_sp = p->word_span;
+        } else if (!strcmp(p->key, "out"))
+            want_str(C, p->value, "out", C->plan->groups[gi].out, sizeof C->plan->groups[gi].out);
+        else if (!strcmp(p->key, "metric"))
+            set_metric(C, &C->plan->groups[gi], p->value);
+        else if (!strcmp(p->key, "log") || !strcmp(p->key, "checkpoint"))
+            PERR(C, p->key_span, "a compare block writes one log per run under its out folder; remove '%s'", p->key);
+        else if (!run_key(C, &tmpl, p, d)) {
+            PERR(C, p->key_span, "unknown compare key '%s'", p->key);
+            suggest_among(C, p->key_span, p->key, keys, 11);
+        }
+    }
+    if (!opts || opts->kind != PV_LIST || !opts->nargs) {
+        PERR(C, opts ? opts->sp : d->name_span, "compare '%s' needs optimizers = [rule, rule(hp = v), …]", d->name);
+        return -1;
+    }
+    double tv[64];
+    int ntv = 1;
+    tv[0] = 0;
+    if (tune && value_grid(C, tune, tv, 64, &ntv))
+        return -1;
+    if (C->nerr != e0)
+        return -1;
+    for (const parg *o = opts->args; o; o = o->next) {
+        celo_run base = tmpl;
+        if (set_optimizer(C, &base, o->value))
+            continue;
+        int ti = tune_key ? hp_index(&base, tune_key) : -1;
+        if (tune_key && ti < 0) {
+            PERR(C, tune_sp, "optimizer '%s' has no hyper-parameter '%s' to tune", base.rule, tune_key);
+            continue;
+        }
+        for (int q = 0; q < ntv; q++) {
+            celo_run *r = new_run(C);
+            *r = base;
+            r->group = gi;
+            if (ti >= 0) {
+                r->hp[ti] = tv[q];
+                snprintf(r->name, sizeof r->name, "%.24s.%.24s[%s=%.3g]", d->name, base.rule, tune_key, tv[q]);
+            } else
+                snprintf(r->name, sizeof r->name, "%.30s.%.30s", d->name, base.rule);
+            snprintf(r->log, sizeof r->log, "%.400s/%.60s.csv", C->plan->groups[gi].out, r->name);
+            finish_run(C, r, d);
+        }
+    }
+    C->plan->groups[gi].count = C->plan->nruns - C->plan->groups[gi].first;
+    return C->nerr == e0 ? 0 : -1;
+}
+
+int pipeline_build(module *m, celo_plan *plan)
+{
+    memset(plan, 0, sizeof *plan);
+    pctx C = {.mod = m, .plan = plan};
+    static const char *kinds[] = {"task", "train", "sweep", "compare"};
+    for (def *d = m->defs; d; d = d->next) {
+        if (d->kind != DEF_BLOCK)
+            continue;
+        C.file = d->file;
+        if (!strcmp(d->block, "task"))
+            build_task(&C, d);
+        else if (!strcmp(d->block, "train"))
+            build_train(&C, d);
+        else if (!strcmp(d->block, "sweep"))
+            build_sweep(&C, d);
+        else if (!strcmp(d->block, "compare"))
+            build_compare(&C, d);
+        else {
+            PERR(&C, d->block_span, "unknown block kind '%s' (task, train, sweep or compare)", d->block);
+            suggest_among(&C, d->block_span, d->block, kinds, 4);
+        }
+    }
+    for (int i = 0; i < C.nrules; i++)
+        rule_free(C.rules[i]);
+    return C.nerr;
+}
+

@@ -1,0 +1,126 @@
+/*
+ * plan.h — what `celo run` and a binary made by `celo build` execute: training runs described as data.
+ *
+ * The compiler turns the task / train / sweep / compare blocks of a .celo file into a celo_plan; `celo run`
+ * executes it with JIT-compiled rules, and `celo build` serializes it (celo_plan_write) into a standalone binary
+ * beside the object code of the rules, which deserializes it (celo_plan_read) and executes the same plan, so both
+ * print the same numbers.
+ *
+ *     celo_plan plan;                                   // filled by the compiler, or celo_plan_read()
+ *     celo_run_opts o = {.resume = 0};
+ *     for (int i = 0; i < plan.nruns; i++)
+ *         if (celo_train_run(&plan, &plan.runs[i], rules_lookup, &o, &result) != 0) ...
+ */
+#ifndef CELO_PLAN_H
+#define CELO_PLAN_H
+
+#include "celort.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CELO_NAME_MAX 64
+#define CELO_PATH_MAX 512
+#define CELO_MAX_HP 64
+
+typedef enum {
+    CELO_DATA_FASHION_MNIST = 1, /* size (28 or 8), normalize */
+    CELO_DATA_KJV,               /* character text, seq */
+    CELO_DATA_TEACHER,           /* random teacher MLP: in, out (classes), n */
+    CELO_DATA_QUADRATIC,         /* dim, cond */
+} celo_data_kind;
+
+typedef struct {
+    char name[CELO_NAME_MAX];
+    celo_data_kind data;
+    int size;      /* fashion_mnist: image side (28, or 8 for the downsampled task) */
+    int seq;       /* kjv: sequence length T */
+    int normalize; /* fashion_mnist: standardize pixels */
+    int teacher_in, teacher_out, teacher_hidden;
+    int64_t teacher_n;
+    int quad_dim;
+    double quad_cond;
+    int model;        /* celo_model_kind (nn.h) */
+    int in, out, act; /* mlp / autoencoder: widths and activation */
+    int nhidden, hidden[8];
+    int conv1, conv2, kernel, pool;  /* convnet */
+    int ctx, dim, heads, layers;     /* gpt */
+    int embed, lstm_hidden;          /* lstm */
+    int loss;                        /* celo_loss_kind */
+    int batch;
+} celo_task;
+
+typedef enum { CELO_SCHED_CONSTANT = 0, CELO_SCHED_COSINE, CELO_SCHED_WARMUP_COSINE, CELO_SCHED_LINEAR } celo_sched;
+
+typedef struct {
+    char name[CELO_NAME_MAX];
+    int task;                          /* index into celo_plan.tasks */
+    char rule[CELO_NAME_MAX];          /* optimizer name, resolved by the caller's rule lookup */
+    int nhp;                           /* hyper-parameters of the rule, every one set (defaults filled in) */
+    char hp_name[CELO_MAX_HP][CELO_NAME_MAX];
+    double hp[CELO_MAX_HP];
+    int64_t steps;
+    celo_sched schedule;
+    int64_t warmup;
+    int64_t eval_every;                /* 0: only at the end */
+    int64_t checkpoint_every;          /* 0: none */
+    uint64_t seed;
+    char log[CELO_PATH_MAX];           /* CSV: step,train_loss,eval_loss,eval_acc,wall_s ("" = none) */
+    char checkpoint[CELO_PATH_MAX];    /* safetensors path ("" = none) */
+    int group;                         /* runs of one sweep/compare share a group number (-1: none) */
+} celo_run;
+
+typedef struct {
+    char name[CELO_NAME_MAX];
+    char kind[16];                     /* "sweep" or "compare" */
+    int first, count;                  /* its runs: runs[first .. first + count) */
+    char metric[32];                   /* "eval_loss" (lower is better) or "eval_acc" (higher) */
+    char out[CELO_PATH_MAX];           /* compare: folder for the table and the SVG plot */
+} celo_group;
+
+typedef struct {
+    int ntasks, nruns, ngroups;
+    celo_task *tasks;
+    celo_run *runs;
+    celo_group *groups;
+} celo_plan;
+
+/* Text form of a plan (one `key value` per line), embedded in binaries made by `celo build`. */
+char *celo_plan_write(const celo_plan *plan); /* malloc'd */
+int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen);
+void celo_plan_free(celo_plan *plan);
+
+/* --set KEY=V: a run setting (steps, seed, eval_every), the tasks' batch, or an optimizer hyper-parameter of every
+ * run that has it. -1 with a message when nothing has that name. (runtime/plan_set.c) */
+int celo_plan_override(celo_plan *plan, const char *key, double v, char *err, size_t errlen);
+
+/* ---- executing runs (runtime/train.c) ---- */
+typedef const celo_program *(*celo_rule_lookup)(const char *name, void *ctx);
+
+typedef struct {
+    int resume;          /* continue from the run's checkpoint if it exists */
+    int quiet;           /* no progress output */
+    const char *only;    /* run only this train/sweep/compare name (NULL: all) */
+} celo_run_opts;
+
+typedef struct {
+    double final_train_loss, final_eval_loss, final_eval_acc, wall_s;
+    int64_t steps_done;
+    int diverged; /* NaN/Inf stopped the run */
+} celo_run_result;
+
+int celo_train_run(const celo_plan *plan, const celo_run *run, celo_rule_lookup lookup, void *lookup_ctx,
+                   const celo_run_opts *opts, celo_run_result *res, char *err, size_t errlen);
+/* Runs every run of the plan (honouring opts->only), then each group's summary: the best of a sweep, the table
+ * and SVG plot of a compare. Returns 0, or 1 after printing a one-line error. */
+int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *lookup_ctx, const celo_run_opts *opts);
+
+/* The main() of a binary made by `celo build` (runtime/standalone.c): flags --only NAME, --set k=v, --resume,
+ * --quiet; runs the embedded plan with the embedded rules. */
+int celo_standalone_main(int argc, char **argv, const char *plan_text, const celo_program *const *rules, int nrules);
+
+/* OpenBLAS 0.3.21 falls back to slow SSE3 kernels on CPUs it does not know. When OPENBLAS_CORETYPE is unset, set
+ * it from the CPU's features and re-execute the program once (OpenBLAS reads it when it loads, before main). */
+void celo_pick_blas_kernels(char **argv);
+
+#endif

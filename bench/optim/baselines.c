@@ -225,8 +225,9 @@ void adafactor_fused(float *restrict p, const float *restrict g, float *restrict
            wd = hp[5];
     i64 n = R * C;
     int nt = omp_get_max_threads();
-    float *part = calloc((size_t)nt * (size_t)C + (size_t)(R + C), sizeof(float));
-    float *row_sum = part + (size_t)nt * (size_t)C, *col_sum = row_sum + R;
+    size_t np = (size_t)(nt > 3 ? nt : 3) * (size_t)C; /* column partials, later three column vectors */
+    float *part = calloc(np + (size_t)(R + C), sizeof(float));
+    float *row_sum = part + np, *col_sum = row_sum + R;
     double psq = 0.0;
     /* pass 1 */
 #pragma omp parallel reduction(+ : psq)
@@ -257,21 +258,36 @@ void adafactor_fused(float *restrict p, const float *restrict g, float *restrict
     float M;
     adafactor_host(row_var, col_var, row_sum, col_sum, R, C, beta, eps1, &M);
     const float e2 = (float)(eps1 * eps1);
-    float *colM = part; /* col_var / M, reusing the partials (C floats) */
-    for (i64 c = 0; c < C; c++) colM[c] = col_var[c] / M;
-    /* pass 2: sum of u^2 = g^2 / max(r c / M, eps1^2) */
+    /* var[r, c] = row_var[r] col_var[c] / M, clamped at eps1^2. Where no clamp applies in a row (checked with
+     * the smallest col_var), rsqrt(var) = rsqrt(row_var[r] / M) rsqrt(col_var[c]): the element loops then only
+     * multiply, and stay at memory speed; rows where the clamp may apply take the exact form. */
+    float *colM = part, *icol = part + C, *ricol = part + 2 * C; /* reuses the partials' space */
+    float cmin = col_var[0];
+    for (i64 c = 0; c < C; c++) {
+        colM[c] = col_var[c] / M;
+        cmin = col_var[c] < cmin ? col_var[c] : cmin;
+        icol[c] = 1.0f / col_var[c];
+        ricol[c] = 1.0f / sqrtf(col_var[c]);
+    }
+    /* pass 2: sum of u^2 = g^2 / var */
     double usq = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : usq)
     for (i64 r = 0; r < R; r++) {
         const float *gr = g + r * C;
         float rr = row_var[r], s = 0.0f;
+        if (rr / M * cmin > e2) {
 #pragma omp simd reduction(+ : s)
-        for (i64 c = 0; c < C; c++) {
-            float ve = rr * colM[c];
-            ve = ve > e2 ? ve : e2;
-            s += gr[c] * gr[c] / ve;
+            for (i64 c = 0; c < C; c++) s += gr[c] * gr[c] * icol[c];
+            usq += (double)s * (double)(M / rr);
+        } else {
+#pragma omp simd reduction(+ : s)
+            for (i64 c = 0; c < C; c++) {
+                float ve = rr * colM[c];
+                ve = ve > e2 ? ve : e2;
+                s += gr[c] * gr[c] / ve;
+            }
+            usq += s;
         }
-        usq += s;
     }
     double denom = fmax(1.0, sqrt(usq) / (sqrt((double)n) * d));
     const float decay = (float)(1.0 - lr * wd), step = (float)(alpha / denom);
@@ -281,11 +297,17 @@ void adafactor_fused(float *restrict p, const float *restrict g, float *restrict
         float *pr = p + r * C;
         const float *gr = g + r * C;
         float rr = row_var[r];
+        if (rr / M * cmin > e2) {
+            const float k = step * sqrtf(M / rr);
 #pragma omp simd
-        for (i64 c = 0; c < C; c++) {
-            float ve = rr * colM[c];
-            ve = ve > e2 ? ve : e2;
-            pr[c] = pr[c] * decay - step * (gr[c] / sqrtf(ve));
+            for (i64 c = 0; c < C; c++) pr[c] = pr[c] * decay - k * gr[c] * ricol[c];
+        } else {
+#pragma omp simd
+            for (i64 c = 0; c < C; c++) {
+                float ve = rr * colM[c];
+                ve = ve > e2 ? ve : e2;
+                pr[c] = pr[c] * decay - step * (gr[c] / sqrtf(ve));
+            }
         }
     }
     free(part);

@@ -4,7 +4,8 @@
 
 AdamW and Adafactor are compared with torch.optim.AdamW / torch.optim.Adafactor (foreach=False), Lion with the
 lion-pytorch formula in torch_bench.py (the same as optax's, which stdlib/lion.celo follows). Several steps on a
-[48, 80] matrix, with the default hyper-parameters and with a larger weight decay. Prints one line per case and
+[48, 80] matrix, with the default hyper-parameters, with a larger weight decay, and with gradients that have zero
+rows and columns (so that Adafactor's eps1 clamps apply). Prints one line per case and
 `check=ok` or `check=FAILED` last; exits 1 on failure.
 """
 import ctypes
@@ -39,11 +40,15 @@ def main():
     i64 = ctypes.c_int64
     torch.manual_seed(0)
     results = []
-    for wd_case in ("default", "wd"):
+    for wd_case in ("default", "wd", "zeros"):
         for rule in ("adamw", "lion", "adafactor"):
             for impl in ("fused", "unfused"):
                 p0 = (torch.rand(R, C) - 0.5) * 0.2
                 grads = [(torch.rand(R, C) - 0.5) * 0.02 * (k + 1) for k in range(STEPS)]
+                if wd_case == "zeros":  # zero columns and rows: Adafactor's eps1 clamps become active
+                    for gk in grads:
+                        gk[:, ::7] = 0
+                        gk[::5, :] = 0
                 ref = torch.nn.Parameter(p0.clone())
                 p = p0.clone()
                 t1, t2 = torch.empty(R * C), torch.empty(R * C)

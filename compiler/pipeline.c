@@ -567,8 +567,7 @@ static int run_key(pctx *C, celo_run *r, const prop *p, const def *d)
     long long iv;
     if (!strcmp(p->key, "task")) {
         int t = find_task(C, p->value);
-        if (t >= 0)
-            r->task = t;
+        r->task = t >= 0 ? t : -2; /* -2: given but wrong (reported), so no "needs a task" on top */
     } else if (!strcmp(p->key, "steps")) {
         if (!want_int(C, p->value, "steps", 1, 1LL << 40, &iv))
             r->steps = iv;
@@ -598,6 +597,25 @@ static int run_key(pctx *C, celo_run *r, const prop *p, const def *d)
     return 1;
 }
 
+/* A run name as a file name: "s1[lr=0.001]" -> "s1_lr_0.001" */
+static void file_name(char *out, size_t len, const char *dir, const char *name, const char *ext)
+{
+    char clean[CELO_NAME_MAX];
+    size_t k = 0;
+    for (const char *c = name; *c && k + 1 < sizeof clean; c++) {
+        int keep = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+                   *c == '-' || *c == '_';
+        if (keep)
+            clean[k++] = *c;
+        else if (k && clean[k - 1] != '_' && c[1])
+            clean[k++] = '_';
+    }
+    while (k && clean[k - 1] == '_')
+        k--;
+    clean[k] = 0;
+    snprintf(out, len, "%.400s/%s%s", dir, clean, ext);
+}
+
 static celo_run *new_run(pctx *C)
 {
     celo_plan *P = C->plan;
@@ -615,14 +633,14 @@ static celo_run *new_run(pctx *C)
 
 static void finish_run(pctx *C, celo_run *r, const def *d)
 {
-    if (r->task < 0)
+    if (r->task == -1)
         PERR(C, d->name_span, "%s '%s' needs a task (task = NAME;)", d->block, d->name);
     if (!r->rule[0])
         PERR(C, d->name_span, "%s '%s' needs an optimizer (optimizer = adamw(lr = 1e-3);)", d->block, d->name);
     if (!r->steps)
         PERR(C, d->name_span, "%s '%s' needs a number of steps (steps = N;)", d->block, d->name);
     if (r->checkpoint_every && !r->checkpoint[0])
-        snprintf(r->checkpoint, sizeof r->checkpoint, "runs/%.200s.safetensors", r->name);
+        file_name(r->checkpoint, sizeof r->checkpoint, "runs", r->name, ".safetensors");
     if (r->schedule != CELO_SCHED_CONSTANT && r->rule[0]) {
         int has_lr = 0;
         for (int i = 0; i < r->nhp; i++)
@@ -814,9 +832,9 @@ static int build_sweep(pctx *C, const def *d)
             snprintf(r->name + len, sizeof r->name - (size_t)len, "]");
         /* logs and checkpoints of the candidates go beside the base run's, one per candidate */
         if (tmpl.log[0])
-            snprintf(r->log, sizeof r->log, "runs/%.200s.csv", r->name);
+            file_name(r->log, sizeof r->log, "runs", r->name, ".csv");
         if (tmpl.checkpoint[0])
-            snprintf(r->checkpoint, sizeof r->checkpoint, "runs/%.200s.safetensors", r->name);
+            file_name(r->checkpoint, sizeof r->checkpoint, "runs", r->name, ".safetensors");
     }
     C->plan->groups[gi].count = (int)total;
     return 0;
@@ -888,7 +906,7 @@ static int build_compare(pctx *C, const def *d)
                 snprintf(r->name, sizeof r->name, "%.24s.%.24s[%s=%.3g]", d->name, base.rule, tune_key, tv[q]);
             } else
                 snprintf(r->name, sizeof r->name, "%.30s.%.30s", d->name, base.rule);
-            snprintf(r->log, sizeof r->log, "%.400s/%.60s.csv", C->plan->groups[gi].out, r->name);
+            file_name(r->log, sizeof r->log, C->plan->groups[gi].out, r->name, ".csv");
             finish_run(C, r, d);
         }
     }

@@ -183,6 +183,10 @@ prop: NAME '=' pvalue ';'       { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->k
                                   $$->value = $3; $$->sp = @$; }
     | NAME pvalue ';'           { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
                                   $$->value = $2; $$->sp = @$; }
+    | OPTIMIZER '=' pvalue ';'  { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = "optimizer"; $$->key_span = @1;
+                                  $$->value = $3; $$->sp = @$; }
+    | NAME NAME '=' pvalue ';'  { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
+                                  $$->word = $2; $$->word_span = @2; $$->value = $4; $$->sp = @$; }
     | NAME NAME pvalue ';'      { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
                                   $$->word = $2; $$->word_span = @2; $$->value = $3; $$->sp = @$; }
     ;

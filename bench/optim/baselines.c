@@ -169,7 +169,7 @@ void lion_fused(float *restrict p, const float *restrict g, float *restrict m, i
     for (i64 i = 0; i < n; i++) {
         float gi = g[i], mi = m[i];
         float c = fb1 * mi + c1 * gi;
-        float s = (float)((c > 0.0f) - (c < 0.0f));
+        float s = c > 0.0f ? 1.0f : (c < 0.0f ? -1.0f : 0.0f);
         p[i] = p[i] * decay - flr * s;
         m[i] = fb2 * mi + c2 * gi;
     }

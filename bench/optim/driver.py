@@ -420,6 +420,7 @@ def main():
                      f"{fmt_r(ocl, bound)} | {fmt_r(cf, bound)} | {fmt_r(llvm, ct)} |")
     lines.append("")
     lines.append("Bytes per parameter: " + "; ".join(f"{r} {BYTES[r][0]} ({BYTES[r][1]})" for r in RULES) + ".")
+    lines.append("")
     lines.append("C fused: `gcc -O3 -march=native -fno-math-errno -fopenmp`, one pass (AdamW, Lion) or three "
                  "(Adafactor, which multiplies by per-row and per-column rsqrt factors wherever no eps1 clamp "
                  "applies, so that its element loops do no division or square root); C unfused: one OpenMP loop per arithmetic operation over temporaries "
@@ -427,6 +428,7 @@ def main():
                  "arrays with trivial arithmetic (a bound for the rule's own access pattern, which has no "
                  "write-allocate stream). Hyper-parameters: the stdlib rules' defaults "
                  "(torch's for AdamW and Adafactor, optax's for Lion with lr 1e-4).")
+    lines.append("")
     lines.append(f"Load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}; waited "
                  f"{gate.waited:.0f} s for other work to pause, {gate.busy_runs} of {gate.runs} measurements "
                  "started while the CPUs were still busy (other work on the machine shows up as spread).")

@@ -122,9 +122,7 @@ static const char *value_of(gen *G, int j)
         else
             snprintf(s, 96, "b%d[c]", celo_clplan_vec_src(P, j));
         return s;
-    default:
-        snprintf(s, 96, "v%d", j);
-        return s;
+    default: snprintf(s, 96, "v%d", j); return s;
     }
 }
 
@@ -135,17 +133,17 @@ static void emit_op(sbuf *b, int vec, int op, const char *A, const char *B, cons
     const char *one = vec ? "((float8)(1.0f))" : "1.0f";
     const char *mone = vec ? "((float8)(-1.0f))" : "-1.0f";
     /* a 0/1 result of a condition */
-#define COND(cond_fmt, ...)                                                                                        \
-    do {                                                                                                           \
-        if (vec) {                                                                                                 \
-            sb_printf(b, "select(%s, %s, ", zero, one);                                                            \
-            sb_printf(b, cond_fmt, __VA_ARGS__);                                                                   \
-            sb_printf(b, ")");                                                                                     \
-        } else {                                                                                                   \
-            sb_printf(b, "((");                                                                                    \
-            sb_printf(b, cond_fmt, __VA_ARGS__);                                                                   \
-            sb_printf(b, ") ? 1.0f : 0.0f)");                                                                      \
-        }                                                                                                          \
+#define COND(cond_fmt, ...)                             \
+    do {                                                \
+        if (vec) {                                      \
+            sb_printf(b, "select(%s, %s, ", zero, one); \
+            sb_printf(b, cond_fmt, __VA_ARGS__);        \
+            sb_printf(b, ")");                          \
+        } else {                                        \
+            sb_printf(b, "((");                         \
+            sb_printf(b, cond_fmt, __VA_ARGS__);        \
+            sb_printf(b, ") ? 1.0f : 0.0f)");           \
+        }                                               \
     } while (0)
     const char *land = vec ? "&" : "&&", *lor = vec ? "|" : "||";
     switch (op) {
@@ -227,7 +225,8 @@ static void emit_body(sbuf *b, gen *G, const char *ind)
             continue;
         }
         sb_printf(b, "%sconst %s v%d = ", ind, ty, j);
-        emit_op(b, vec, x->op, value_of(G, x->a), x->b >= 0 ? value_of(G, x->b) : "", x->c >= 0 ? value_of(G, x->c) : "");
+        emit_op(b, vec, x->op, value_of(G, x->a), x->b >= 0 ? value_of(G, x->b) : "",
+                x->c >= 0 ? value_of(G, x->c) : "");
         sb_printf(b, ";\n");
     }
     for (int j = 0; j < P->nnodes; j++) {
@@ -253,8 +252,8 @@ static void emit_body(sbuf *b, gen *G, const char *ind)
                 if (sum)
                     sb_printf(b, "%scp%d[c] += (acc_t)%s;\n", ind, j, e);
                 else
-                    sb_printf(b, "%s{ const acc_t e = (acc_t)%s; if (e > cp%d[c] || isnan(e)) cp%d[c] = e; }\n", ind,
-                              e, j, j);
+                    sb_printf(b, "%s{ const acc_t e = (acc_t)%s; if (e > cp%d[c] || isnan(e)) cp%d[c] = e; }\n", ind, e,
+                              j, j);
             }
             continue;
         }
@@ -263,7 +262,8 @@ static void emit_body(sbuf *b, gen *G, const char *ind)
             if (sum)
                 sb_printf(b, "%sv%s%d += CELO_ACCV(%s);\n", ind, acc, j, e);
             else
-                sb_printf(b, "%s{ const accv_t e = CELO_ACCV(%s); v%s%d = select(v%s%d, e, (e > v%s%d) | isnan(e)); }\n",
+                sb_printf(b,
+                          "%s{ const accv_t e = CELO_ACCV(%s); v%s%d = select(v%s%d, e, (e > v%s%d) | isnan(e)); }\n",
                           ind, e, acc, j, acc, j, acc, j);
         } else {
             if (sum)
@@ -328,8 +328,9 @@ static void emit_reds(sbuf *b, const celo_program *P, const celo_clpass *pi, int
 static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
 {
     sb_printf(b, "\n/* pass %d of %d: %s */\n", pi->k, P->npass,
-              pi->chunked ? "reductions, one work-item per chunk" : pi->nested ? "one work-item per element (2-D)"
-                                                                               : "one work-item per element");
+              pi->chunked  ? "reductions, one work-item per chunk"
+              : pi->nested ? "one work-item per element (2-D)"
+                           : "one work-item per element");
     sb_printf(b, "__kernel void celo_pass%d(const long n, const long R, const long C, const long per", pi->k);
     for (int a = 0; a < pi->nargs; a++) {
         const celo_clarg *ar = &pi->args[a];
@@ -347,7 +348,8 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
          * compiles reliably), else 1 (GPUs) */
         sb_printf(b, "#if CELO_EPW == 8\n");
         if (!pi->nested) {
-            sb_printf(b, "    const long i8 = get_global_id(0) * 8;\n    if (i8 + 8 <= n) {\n        const long i = i8;\n");
+            sb_printf(
+                b, "    const long i8 = get_global_id(0) * 8;\n    if (i8 + 8 <= n) {\n        const long i = i8;\n");
             G.vec = 1;
             emit_body(b, &G, "        ");
             sb_printf(b, "    } else {\n        for (long i = i8; i < n; i++) {\n");
@@ -355,11 +357,14 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
             emit_body(b, &G, "            ");
             sb_printf(b, "        }\n    }\n");
         } else {
-            sb_printf(b, "    const long c8 = get_global_id(0) * 8, r = get_global_id(1);\n    if (r >= R)\n        return;\n");
+            sb_printf(
+                b,
+                "    const long c8 = get_global_id(0) * 8, r = get_global_id(1);\n    if (r >= R)\n        return;\n");
             sb_printf(b, "    if (c8 + 8 <= C) {\n        const long c = c8, i = r * C + c;\n");
             G.vec = 1;
             emit_body(b, &G, "        ");
-            sb_printf(b, "    } else {\n        for (long c = c8; c < C; c++) {\n            const long i = r * C + c;\n");
+            sb_printf(b,
+                      "    } else {\n        for (long c = c8; c < C; c++) {\n            const long i = r * C + c;\n");
             G.vec = 0;
             emit_body(b, &G, "            ");
             sb_printf(b, "        }\n    }\n");
@@ -381,8 +386,9 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
     for (int j = 0; j < P->nnodes; j++) {
         const celo_node *x = &P->nodes[j];
         if (celo_clplan_is_red(P, x) && x->pass == pi->k && x->dom == CELO_COL)
-            sb_printf(b, "    __global acc_t *restrict cp%d = q%d + w * C;\n    for (long c = 0; c < C; c++)\n"
-                         "        cp%d[c] = %s;\n",
+            sb_printf(b,
+                      "    __global acc_t *restrict cp%d = q%d + w * C;\n    for (long c = 0; c < C; c++)\n"
+                      "        cp%d[c] = %s;\n",
                       j, j, j, x->op == CELO_OP_SUM ? "0" : "-INFINITY");
     }
     sb_printf(b, "    if (i0 < i1) {\n");
@@ -532,15 +538,14 @@ static const char math_double[] =
     "    return select(copysign(r, x), x, isnan(x));\n"
     "}\n";
 
-static const char math_builtin[] =
-    "$F celo_exp$N($F x);\n"
-    "$F celo_exp$N($F x) { return exp(x); }\n"
-    "$F celo_log$N($F x);\n"
-    "$F celo_log$N($F x) { return log(x); }\n"
-    "$F celo_pow$N($F x, $F y);\n"
-    "$F celo_pow$N($F x, $F y) { return pow(x, y); }\n"
-    "$F celo_tanh$N($F x);\n"
-    "$F celo_tanh$N($F x) { return tanh(x); }\n";
+static const char math_builtin[] = "$F celo_exp$N($F x);\n"
+                                   "$F celo_exp$N($F x) { return exp(x); }\n"
+                                   "$F celo_log$N($F x);\n"
+                                   "$F celo_log$N($F x) { return log(x); }\n"
+                                   "$F celo_pow$N($F x, $F y);\n"
+                                   "$F celo_pow$N($F x, $F y) { return pow(x, y); }\n"
+                                   "$F celo_tanh$N($F x);\n"
+                                   "$F celo_tanh$N($F x) { return tanh(x); }\n";
 
 static void emit_template(sbuf *b, const char *t, int vec)
 {

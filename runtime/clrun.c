@@ -36,32 +36,75 @@
 /* ---- errors ---- */
 static const char *cl_errname(cl_int e)
 {
-    switch (e) {
-#define E(x)                                                                                                       \
-    case x: return #x;
-        E(CL_SUCCESS) E(CL_DEVICE_NOT_FOUND) E(CL_DEVICE_NOT_AVAILABLE) E(CL_COMPILER_NOT_AVAILABLE)
-        E(CL_MEM_OBJECT_ALLOCATION_FAILURE) E(CL_OUT_OF_RESOURCES) E(CL_OUT_OF_HOST_MEMORY)
-        E(CL_PROFILING_INFO_NOT_AVAILABLE) E(CL_MEM_COPY_OVERLAP) E(CL_IMAGE_FORMAT_MISMATCH)
-        E(CL_IMAGE_FORMAT_NOT_SUPPORTED) E(CL_BUILD_PROGRAM_FAILURE) E(CL_MAP_FAILURE)
-        E(CL_MISALIGNED_SUB_BUFFER_OFFSET) E(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
-        E(CL_COMPILE_PROGRAM_FAILURE) E(CL_LINKER_NOT_AVAILABLE) E(CL_LINK_PROGRAM_FAILURE)
-        E(CL_DEVICE_PARTITION_FAILED) E(CL_KERNEL_ARG_INFO_NOT_AVAILABLE) E(CL_INVALID_VALUE)
-        E(CL_INVALID_DEVICE_TYPE) E(CL_INVALID_PLATFORM) E(CL_INVALID_DEVICE) E(CL_INVALID_CONTEXT)
-        E(CL_INVALID_QUEUE_PROPERTIES) E(CL_INVALID_COMMAND_QUEUE) E(CL_INVALID_HOST_PTR)
-        E(CL_INVALID_MEM_OBJECT) E(CL_INVALID_IMAGE_FORMAT_DESCRIPTOR) E(CL_INVALID_IMAGE_SIZE)
-        E(CL_INVALID_SAMPLER) E(CL_INVALID_BINARY) E(CL_INVALID_BUILD_OPTIONS) E(CL_INVALID_PROGRAM)
-        E(CL_INVALID_PROGRAM_EXECUTABLE) E(CL_INVALID_KERNEL_NAME) E(CL_INVALID_KERNEL_DEFINITION)
-        E(CL_INVALID_KERNEL) E(CL_INVALID_ARG_INDEX) E(CL_INVALID_ARG_VALUE) E(CL_INVALID_ARG_SIZE)
-        E(CL_INVALID_KERNEL_ARGS) E(CL_INVALID_WORK_DIMENSION) E(CL_INVALID_WORK_GROUP_SIZE)
-        E(CL_INVALID_WORK_ITEM_SIZE) E(CL_INVALID_GLOBAL_OFFSET) E(CL_INVALID_EVENT_WAIT_LIST)
-        E(CL_INVALID_EVENT) E(CL_INVALID_OPERATION) E(CL_INVALID_GL_OBJECT) E(CL_INVALID_BUFFER_SIZE)
-        E(CL_INVALID_MIP_LEVEL) E(CL_INVALID_GLOBAL_WORK_SIZE) E(CL_INVALID_PROPERTY)
-        E(CL_INVALID_IMAGE_DESCRIPTOR) E(CL_INVALID_COMPILER_OPTIONS) E(CL_INVALID_LINKER_OPTIONS)
-        E(CL_INVALID_DEVICE_PARTITION_COUNT)
-#undef E
-    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR";
-    default: return "unknown OpenCL error";
-    }
+    static const struct {
+        cl_int code;
+        const char *name;
+    } names[] = {
+        {CL_SUCCESS, "CL_SUCCESS"},
+        {CL_DEVICE_NOT_FOUND, "CL_DEVICE_NOT_FOUND"},
+        {CL_DEVICE_NOT_AVAILABLE, "CL_DEVICE_NOT_AVAILABLE"},
+        {CL_COMPILER_NOT_AVAILABLE, "CL_COMPILER_NOT_AVAILABLE"},
+        {CL_MEM_OBJECT_ALLOCATION_FAILURE, "CL_MEM_OBJECT_ALLOCATION_FAILURE"},
+        {CL_OUT_OF_RESOURCES, "CL_OUT_OF_RESOURCES"},
+        {CL_OUT_OF_HOST_MEMORY, "CL_OUT_OF_HOST_MEMORY"},
+        {CL_PROFILING_INFO_NOT_AVAILABLE, "CL_PROFILING_INFO_NOT_AVAILABLE"},
+        {CL_MEM_COPY_OVERLAP, "CL_MEM_COPY_OVERLAP"},
+        {CL_IMAGE_FORMAT_MISMATCH, "CL_IMAGE_FORMAT_MISMATCH"},
+        {CL_IMAGE_FORMAT_NOT_SUPPORTED, "CL_IMAGE_FORMAT_NOT_SUPPORTED"},
+        {CL_BUILD_PROGRAM_FAILURE, "CL_BUILD_PROGRAM_FAILURE"},
+        {CL_MAP_FAILURE, "CL_MAP_FAILURE"},
+        {CL_MISALIGNED_SUB_BUFFER_OFFSET, "CL_MISALIGNED_SUB_BUFFER_OFFSET"},
+        {CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST, "CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST"},
+        {CL_COMPILE_PROGRAM_FAILURE, "CL_COMPILE_PROGRAM_FAILURE"},
+        {CL_LINKER_NOT_AVAILABLE, "CL_LINKER_NOT_AVAILABLE"},
+        {CL_LINK_PROGRAM_FAILURE, "CL_LINK_PROGRAM_FAILURE"},
+        {CL_DEVICE_PARTITION_FAILED, "CL_DEVICE_PARTITION_FAILED"},
+        {CL_KERNEL_ARG_INFO_NOT_AVAILABLE, "CL_KERNEL_ARG_INFO_NOT_AVAILABLE"},
+        {CL_INVALID_VALUE, "CL_INVALID_VALUE"},
+        {CL_INVALID_DEVICE_TYPE, "CL_INVALID_DEVICE_TYPE"},
+        {CL_INVALID_PLATFORM, "CL_INVALID_PLATFORM"},
+        {CL_INVALID_DEVICE, "CL_INVALID_DEVICE"},
+        {CL_INVALID_CONTEXT, "CL_INVALID_CONTEXT"},
+        {CL_INVALID_QUEUE_PROPERTIES, "CL_INVALID_QUEUE_PROPERTIES"},
+        {CL_INVALID_COMMAND_QUEUE, "CL_INVALID_COMMAND_QUEUE"},
+        {CL_INVALID_HOST_PTR, "CL_INVALID_HOST_PTR"},
+        {CL_INVALID_MEM_OBJECT, "CL_INVALID_MEM_OBJECT"},
+        {CL_INVALID_IMAGE_FORMAT_DESCRIPTOR, "CL_INVALID_IMAGE_FORMAT_DESCRIPTOR"},
+        {CL_INVALID_IMAGE_SIZE, "CL_INVALID_IMAGE_SIZE"},
+        {CL_INVALID_SAMPLER, "CL_INVALID_SAMPLER"},
+        {CL_INVALID_BINARY, "CL_INVALID_BINARY"},
+        {CL_INVALID_BUILD_OPTIONS, "CL_INVALID_BUILD_OPTIONS"},
+        {CL_INVALID_PROGRAM, "CL_INVALID_PROGRAM"},
+        {CL_INVALID_PROGRAM_EXECUTABLE, "CL_INVALID_PROGRAM_EXECUTABLE"},
+        {CL_INVALID_KERNEL_NAME, "CL_INVALID_KERNEL_NAME"},
+        {CL_INVALID_KERNEL_DEFINITION, "CL_INVALID_KERNEL_DEFINITION"},
+        {CL_INVALID_KERNEL, "CL_INVALID_KERNEL"},
+        {CL_INVALID_ARG_INDEX, "CL_INVALID_ARG_INDEX"},
+        {CL_INVALID_ARG_VALUE, "CL_INVALID_ARG_VALUE"},
+        {CL_INVALID_ARG_SIZE, "CL_INVALID_ARG_SIZE"},
+        {CL_INVALID_KERNEL_ARGS, "CL_INVALID_KERNEL_ARGS"},
+        {CL_INVALID_WORK_DIMENSION, "CL_INVALID_WORK_DIMENSION"},
+        {CL_INVALID_WORK_GROUP_SIZE, "CL_INVALID_WORK_GROUP_SIZE"},
+        {CL_INVALID_WORK_ITEM_SIZE, "CL_INVALID_WORK_ITEM_SIZE"},
+        {CL_INVALID_GLOBAL_OFFSET, "CL_INVALID_GLOBAL_OFFSET"},
+        {CL_INVALID_EVENT_WAIT_LIST, "CL_INVALID_EVENT_WAIT_LIST"},
+        {CL_INVALID_EVENT, "CL_INVALID_EVENT"},
+        {CL_INVALID_OPERATION, "CL_INVALID_OPERATION"},
+        {CL_INVALID_GL_OBJECT, "CL_INVALID_GL_OBJECT"},
+        {CL_INVALID_BUFFER_SIZE, "CL_INVALID_BUFFER_SIZE"},
+        {CL_INVALID_MIP_LEVEL, "CL_INVALID_MIP_LEVEL"},
+        {CL_INVALID_GLOBAL_WORK_SIZE, "CL_INVALID_GLOBAL_WORK_SIZE"},
+        {CL_INVALID_PROPERTY, "CL_INVALID_PROPERTY"},
+        {CL_INVALID_IMAGE_DESCRIPTOR, "CL_INVALID_IMAGE_DESCRIPTOR"},
+        {CL_INVALID_COMPILER_OPTIONS, "CL_INVALID_COMPILER_OPTIONS"},
+        {CL_INVALID_LINKER_OPTIONS, "CL_INVALID_LINKER_OPTIONS"},
+        {CL_INVALID_DEVICE_PARTITION_COUNT, "CL_INVALID_DEVICE_PARTITION_COUNT"},
+        {-1001, "CL_PLATFORM_NOT_FOUND_KHR"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (names[i].code == e)
+            return names[i].name;
+    return "unknown OpenCL error";
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -93,23 +136,23 @@ struct celo_cl_rule {
     cl_context ctx;
     cl_command_queue q;
     cl_program prog;
-    int unified;   /* the device shares memory with the host: g is wrapped, not copied */
-    int accd;      /* partials are double */
+    int unified; /* the device shares memory with the host: g is wrapped, not copied */
+    int accd;    /* partials are double */
     int64_t n, R, C, nwi, per;
-    int nbuf;      /* 2 + nstate + nnodes */
-    cl_mem *buf;   /* by ABI pointer index; NULL when no kernel reads it */
-    cl_mem *part;  /* by node: reduction partials */
+    int nbuf;     /* 2 + nstate + nnodes */
+    cl_mem *buf;  /* by ABI pointer index; NULL when no kernel reads it */
+    cl_mem *part; /* by node: reduction partials */
     int64_t *partlen;
     void **parthost;
-    double *acc;   /* combining row/column partials */
+    double *acc; /* combining row/column partials */
     clpass *pass;
     /* host values */
     double *val;
     float *sc;
-    float **ptr;   /* host vectors, indexed like the kernel ABI (element buffers NULL) */
-    float *ortho;  /* staging for orthogonalization, n floats, allocated on first use */
-    int started;   /* p has been uploaded */
-    cl_mem gwrap;  /* g of the current step (unified memory) */
+    float **ptr;  /* host vectors, indexed like the kernel ABI (element buffers NULL) */
+    float *ortho; /* staging for orthogonalization, n floats, allocated on first use */
+    int started;  /* p has been uploaded */
+    cl_mem gwrap; /* g of the current step (unified memory) */
 };
 
 /* ---- device choice ---- */
@@ -118,8 +161,10 @@ static int pick_device(cl_device_id *out, char *err, size_t errlen)
     cl_uint np = 0;
     cl_int e = clGetPlatformIDs(0, NULL, &np);
     if (e != CL_SUCCESS || np == 0)
-        return fail(err, errlen, "OpenCL: no platform found (clGetPlatformIDs: %s); is an ICD (e.g. pocl-opencl-icd) "
-                                 "installed?", e != CL_SUCCESS ? cl_errname(e) : "0 platforms");
+        return fail(err, errlen,
+                    "OpenCL: no platform found (clGetPlatformIDs: %s); is an ICD (e.g. pocl-opencl-icd) "
+                    "installed?",
+                    e != CL_SUCCESS ? cl_errname(e) : "0 platforms");
     cl_platform_id *pl = calloc(np, sizeof *pl);
     if (!pl)
         return fail(err, errlen, "out of memory");
@@ -311,7 +356,8 @@ static cl_program build_program(celo_cl_rule *r, const char *src, const char *op
             const unsigned char *bp = bin;
             cl_int bst = CL_SUCCESS;
             cl_program pr = clCreateProgramWithBinary(r->ctx, 1, &r->dev, &blen, &bp, &bst, &e);
-            if (e == CL_SUCCESS && bst == CL_SUCCESS && clBuildProgram(pr, 1, &r->dev, opts, NULL, NULL) == CL_SUCCESS) {
+            if (e == CL_SUCCESS && bst == CL_SUCCESS &&
+                clBuildProgram(pr, 1, &r->dev, opts, NULL, NULL) == CL_SUCCESS) {
                 free(bin);
                 free(path);
                 return pr;
@@ -353,7 +399,10 @@ static int64_t dom_len(int dom, int64_t n, int64_t R, int64_t C)
     return dom == CELO_ELEM ? n : dom == CELO_ROW ? R : dom == CELO_COL ? C : 1;
 }
 
-static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+static size_t round_up(size_t x, size_t m)
+{
+    return (x + m - 1) / m * m;
+}
 
 static size_t pow2_ceil(size_t x)
 {
@@ -520,8 +569,8 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
     const char *epw_env = getenv("CELO_OPENCL_EPW");
     int epw = epw_env && *epw_env ? (atoi(epw_env) == 8 ? 8 : 1) : cpu ? 8 : 1;
     snprintf(opts, sizeof opts, "%s-DCELO_ACC_DOUBLE=%d -DCELO_EPW=%d%s",
-             strncmp(cver, "OpenCL C 1.0", 12) && strncmp(cver, "OpenCL C 1.1", 12) ? "-cl-std=CL1.2 " : "",
-             r->accd, epw, (fp32 & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
+             strncmp(cver, "OpenCL C 1.0", 12) && strncmp(cver, "OpenCL C 1.1", 12) ? "-cl-std=CL1.2 " : "", r->accd,
+             epw, (fp32 & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
     r->prog = build_program(r, src, opts, err, errlen);
     free(src);
     if (!r->prog) {
@@ -580,7 +629,8 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
             return NULL;
         }
         size_t kwg = maxwg;
-        if (clGetKernelWorkGroupInfo(cp->kern, r->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL) != CL_SUCCESS ||
+        if (clGetKernelWorkGroupInfo(cp->kern, r->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL) !=
+                CL_SUCCESS ||
             kwg < 1)
             kwg = maxwg;
         if (cp->pi.chunked) {
@@ -715,8 +765,7 @@ static void eval_small(celo_cl_rule *r, int j, int64_t t, const float *hp)
             v = x->op == CELO_OP_SUM ? acc * rep : acc;
             break;
         }
-        default:
-            v = celo_eval_op(x->op, r->val[x->a], x->b >= 0 ? r->val[x->b] : 0, x->c >= 0 ? r->val[x->c] : 0);
+        default: v = celo_eval_op(x->op, r->val[x->a], x->b >= 0 ? r->val[x->b] : 0, x->c >= 0 ? r->val[x->c] : 0);
         }
         r->val[j] = v;
         r->sc[j] = (float)v;
@@ -759,8 +808,8 @@ static int upload_vec(celo_cl_rule *r, int idx, int64_t len, char *err, size_t e
 {
     if (!r->buf[idx] || len <= 0)
         return 0;
-    cl_int e = clEnqueueWriteBuffer(r->q, r->buf[idx], CL_TRUE, 0, (size_t)len * sizeof(float), r->ptr[idx], 0, NULL,
-                                    NULL);
+    cl_int e =
+        clEnqueueWriteBuffer(r->q, r->buf[idx], CL_TRUE, 0, (size_t)len * sizeof(float), r->ptr[idx], 0, NULL, NULL);
     return e == CL_SUCCESS ? 0 : CLFAIL(e, "clEnqueueWriteBuffer");
 }
 
@@ -952,8 +1001,7 @@ int celo_cl_step(celo_cl_rule *r, float *p, const float *g, const float *hp, int
             float v = r->sc[P->state[s].init];
             cl_mem b = r->buf[2 + s];
             if (P->state[s].dom == CELO_ELEM && b) {
-                if (r->n > 0 &&
-                    (e = clEnqueueFillBuffer(r->q, b, &v, sizeof v, 0, bytes, 0, NULL, NULL)) != CL_SUCCESS)
+                if (r->n > 0 && (e = clEnqueueFillBuffer(r->q, b, &v, sizeof v, 0, bytes, 0, NULL, NULL)) != CL_SUCCESS)
                     return CLFAIL(e, "initializing state (clEnqueueFillBuffer)");
                 continue;
             }
@@ -1028,4 +1076,7 @@ int celo_cl_state_read(celo_cl_rule *r, char *err, size_t errlen)
     return 0;
 }
 
-const celo_state *celo_cl_rule_state(const celo_cl_rule *r) { return r->st; }
+const celo_state *celo_cl_rule_state(const celo_cl_rule *r)
+{
+    return r->st;
+}

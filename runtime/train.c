@@ -748,7 +748,7 @@ static int write_csv(const inst *in, char *err, size_t errlen)
     sb_printf(&b, "step,train_loss,eval_loss,eval_acc,wall_s\n");
     for (int i = 0; i < in->nrows; i++) {
         const row *r = &in->rows[i];
-        sb_printf(&b, "%lld,%.9g,%.9g,%.9g,%.3f\n", (long long)r->step, r->train_loss, r->eval_loss, r->eval_acc,
+        sb_printf(&b, "%lld,%.7g,%.7g,%.7g,%.3f\n", (long long)r->step, r->train_loss, r->eval_loss, r->eval_acc,
                   r->wall_s);
     }
     int rc = -1;
@@ -989,7 +989,7 @@ static void prog_line(progress *pg, const inst *in, double now, int with_eval)
     double rate = prog_rate(pg, in, now);
     char eta[32];
     fmt_time(rate > 0 ? (double)(run->steps - in->step) / rate : -1, eta, sizeof eta);
-    fprintf(stderr, "%s: step %lld/%lld  train_loss %.4g", run->name, (long long)in->step, (long long)run->steps,
+    fprintf(stderr, "%s: step %lld/%lld  smoothed_loss %.4g", run->name, (long long)in->step, (long long)run->steps,
             in->ema);
     if (with_eval && in->nrows) {
         const row *r = &in->rows[in->nrows - 1];
@@ -1012,8 +1012,14 @@ static void prog_update(progress *pg, const inst *in, int evaluated)
             prog_tty(pg, in, now);
         return;
     }
+    /* plain lines: at each evaluation, and at every 10 % mark at most once a second (short runs print only their
+     * evaluations); none at the last step, which the summary line reports */
+    if (in->step >= in->run->steps)
+        return;
     if (evaluated || in->step >= pg->mark) {
-        prog_line(pg, in, now_s(), evaluated);
+        double now = now_s();
+        if (evaluated || now - pg->last >= 1.0)
+            prog_line(pg, in, now, evaluated);
         while (pg->mark <= in->step)
             pg->mark += in->run->steps / 10 > 0 ? in->run->steps / 10 : 1;
     }
@@ -1402,8 +1408,13 @@ static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"
 /* An SVG line plot of eval loss against step for the given runs. */
 static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const outcome *outs, const int *runs, int n)
 {
-    const double W = 760, H = 440, L = 72, R = 200, T = 40, Bm = 52;
-    const double pw = W - L - R, ph = H - T - Bm;
+    size_t longest = 0; /* the legend's width follows the longest name (about 7 px a character at 12 px) */
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(plan->runs[runs[i]].name) + (outs[runs[i]].res.diverged ? 11 : 0);
+        longest = l > longest ? l : longest;
+    }
+    const double pw = 520, ph = 348, L = 72, R = 60 + 7.0 * (double)longest, T = 40, Bm = 52;
+    const double W = L + pw + R, H = T + ph + Bm;
     double xmax = 1, ymin = INFINITY, ymax = -INFINITY;
     int logy = 1;
     for (int i = 0; i < n; i++) {

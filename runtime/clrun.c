@@ -15,7 +15,12 @@
  *
  * Program binaries are cached in $CELO_CACHE_DIR, else $XDG_CACHE_HOME/celo, else $HOME/.cache/celo, as
  * opencl-<hash>.bin, where the hash (FNV-1a, 64 bits) covers the source, the device name and version, the
- * driver version and the build options. */
+ * driver version and the build options.
+ *
+ * Environment: CELO_OPENCL_DEVICE=N picks the N-th device over all platforms (default: the first GPU, else the
+ * first device); CELO_OPENCL_LAYOUT=cpu|gpu and CELO_OPENCL_EPW=1|8 override the work layout chosen from the
+ * device type, and CELO_OPENCL_FP64=0 uses float accumulators and OpenCL's float exp/log/pow/tanh as on devices
+ * without double precision (all for testing one configuration on another device). */
 #define CL_TARGET_OPENCL_VERSION 120
 #include "../compiler/opencl.h"
 #include "celort.h"
@@ -558,9 +563,13 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
         fp64 = 0;
     dev_str(r->dev, CL_DEVICE_OPENCL_C_VERSION, cver, sizeof cver);
     dev_str(r->dev, CL_DEVICE_EXTENSIONS, ext, sizeof ext);
-    int cpu = (dtype & CL_DEVICE_TYPE_CPU) != 0;
+    /* work layout: CPU (few large chunks, 8 elements per work-item) or GPU; CELO_OPENCL_LAYOUT=cpu|gpu and
+     * CELO_OPENCL_EPW=1|8 override, so that either layout can be tested on any device */
+    const char *lay = getenv("CELO_OPENCL_LAYOUT");
+    int cpu = lay && !strcmp(lay, "gpu") ? 0 : lay && !strcmp(lay, "cpu") ? 1 : (dtype & CL_DEVICE_TYPE_CPU) != 0;
     r->unified = unified == CL_TRUE;
-    r->accd = fp64 != 0 || strstr(ext, "cl_khr_fp64") != NULL;
+    const char *f64 = getenv("CELO_OPENCL_FP64");
+    r->accd = (fp64 != 0 || strstr(ext, "cl_khr_fp64") != NULL) && !(f64 && !strcmp(f64, "0"));
     if (cus < 1)
         cus = 1;
 

@@ -211,6 +211,20 @@ int main(void)
         compare(rules[3], ndims[s], shapes[s], 1, 0, 0);
         compare(rules[4], ndims[s], shapes[s], 0, 1e-5, 0);
     }
+    /* the other work layouts and the float-only configuration, on the shapes that cut rows */
+    static const char *const configs[][3] = {
+        {"CELO_OPENCL_LAYOUT", "gpu", "GPU layout, one element per work-item"},
+        {"CELO_OPENCL_EPW", "1", "CPU layout, one element per work-item"},
+        {"CELO_OPENCL_FP64", "0", "float accumulators and built-in math"},
+    };
+    for (int c = 0; c < 3 && !no_platform; c++) {
+        printf("---- %s\n", configs[c][2]);
+        setenv(configs[c][0], configs[c][1], 1);
+        for (int s = 3; s < 6; s++)
+            for (int i = 0; i < 5; i++)
+                compare(rules[i], ndims[s], shapes[s], i == 3, i == 3 ? 0 : 1e-5, i == 1);
+        unsetenv(configs[c][0]);
+    }
     if (no_platform) {
         printf("skip: no OpenCL platform\n");
         return 0;

@@ -2,9 +2,10 @@
  * test_train.c — executing plans (runtime/plan.h, plan.c, train.c) on plans built by hand, with stdlib rules
  * JIT-compiled through the compiler library: the text form round trips and rejects bad input with one line;
  * sgd and adamw lower the loss of a teacher MLP; a run resumed from a checkpoint gives the CSV and parameters
- * of an uninterrupted run bit for bit; NaN/Inf stops a run naming the step and the tensor; sweeps, compare
- * tables and SVG plots; checkpoint errors (corrupt, another run, another model); hyper-parameter errors.
- * With the data installed: Fashion-MNIST 8x8 MLP 64-32-10 speed (steps/s), and a KJV language model.
+ * of an uninterrupted run bit for bit, also after a SIGKILL of a child process (whose CSV and checkpoint stay whole);
+ * NaN/Inf stops a run naming the step and the tensor; sweeps, compare tables and SVG plots; checkpoint errors (corrupt,
+ * another run, another model); hyper-parameter errors. With the data installed: Fashion-MNIST 8x8 MLP 64-32-10 speed
+ * (steps/s), and a KJV language model.
  */
 #include "plan.h"
 
@@ -15,10 +16,12 @@
 #include "rules.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -407,6 +410,102 @@ static void test_resume(void)
     celo_plan_free(&p);
 }
 
+/* A run killed with SIGKILL (a child process: this binary re-executed) leaves a complete CSV and a loadable
+ * checkpoint at some step s; resuming it to s + 100 steps gives what an uninterrupted (s + 100)-step run gives
+ * (constant schedule: the first steps of a run do not depend on its length). */
+#define KILL_STEPS 2000000
+static celo_plan kill_plan(const char *dir)
+{
+    celo_plan p = one_task_plan(teacher_task("teach", 32), 1);
+    celo_run *r = &p.runs[0];
+    *r = make_run("killed", 0, "adamw", 1e-2, KILL_STEPS);
+    r->eval_every = 50;
+    r->checkpoint_every = 50;
+    snprintf(r->log, sizeof r->log, "%s/run.csv", dir);
+    snprintf(r->checkpoint, sizeof r->checkpoint, "%s/run.safetensors", dir);
+    return p;
+}
+
+static int kill_child(const char *dir)
+{
+    celo_plan p = kill_plan(dir);
+    celo_run_result res;
+    int rc = celo_train_run(&p, &p.runs[0], lookup, NULL, &quiet, &res, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "child: %s\n", err);
+    return rc;
+}
+
+static void test_kill(void)
+{
+    char dir[512], ck[600];
+    snprintf(dir, sizeof dir, "%s/kill", tmpdir);
+    snprintf(ck, sizeof ck, "%s/run.safetensors", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("CELO_TEST_TRAIN_CHILD", dir, 1);
+        execl("/proc/self/exe", "test_train", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0, exited = 0;
+    struct timespec ts = {0, 5000000};
+    for (int i = 0; i < 6000 && !exited; i++) { /* up to 30 s for the first checkpoint */
+        if (access(ck, F_OK) == 0)
+            break;
+        exited = waitpid(pid, &status, WNOHANG) == pid;
+        nanosleep(&ts, NULL);
+    }
+    struct timespec more = {0, 30000000};
+    nanosleep(&more, NULL); /* some more steps, then kill in the middle of whatever it does */
+    if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    if (exited || !WIFSIGNALED(status)) {
+        printf("skip kill: the child ended by itself (status %d)\n", status);
+        return;
+    }
+    /* the CSV is complete: a header and whole rows */
+    char csvp[600];
+    snprintf(csvp, sizeof csvp, "%s/run.csv", dir);
+    char *csv = read_text(csvp);
+    size_t cl = csv ? strlen(csv) : 0;
+    CHECK(csv && !strncmp(csv, "step,train_loss,eval_loss,eval_acc,wall_s\n", 42) && cl && csv[cl - 1] == '\n',
+          "kill -9: the CSV is whole (%d rows)", count_lines(csv) - 1);
+    free(csv);
+    celo_ckpt c;
+    celo_ckpt_init(&c);
+    int64_t s = -1;
+    int rc = celo_ckpt_read(&c, ck, err, sizeof err) || celo_ckpt_meta_i64(&c, "step", &s, err, sizeof err);
+    celo_ckpt_free(&c);
+    CHECK(rc == 0 && s > 0 && s % 50 == 0 && s < KILL_STEPS, "kill -9: the checkpoint loads (step %lld)", (long long)s);
+    if (rc)
+        return;
+    /* resume to s + 100 */
+    celo_plan p = kill_plan(dir);
+    celo_run *r = &p.runs[0];
+    r->steps = s + 100;
+    celo_run_opts ro = {.resume = 1, .quiet = 1};
+    celo_run_result rk, ru;
+    rc = celo_train_run(&p, r, lookup, NULL, &ro, &rk, err, sizeof err);
+    /* uninterrupted */
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/kill_ref", tmpdir);
+    celo_plan q = kill_plan(ref);
+    q.runs[0].steps = s + 100;
+    int rc2 = celo_train_run(&q, &q.runs[0], lookup, NULL, &quiet, &ru, err, sizeof err);
+    char *a = csv_losses(csvp), *b = csv_losses(q.runs[0].log);
+    CHECK(rc == 0 && rc2 == 0 && a && b && !strcmp(a, b) && rk.final_eval_loss == ru.final_eval_loss,
+          "kill -9 at step >= %lld, resumed to %lld: the CSV and final numbers of an uninterrupted run", (long long)s,
+          (long long)s + 100);
+    CHECK(same_tensors(r->checkpoint, q.runs[0].checkpoint),
+          "kill -9, resumed: the same parameters and state, bit for bit");
+    free(a);
+    free(b);
+    celo_plan_free(&p);
+    celo_plan_free(&q);
+}
+
 static void test_ckpt_errors(void)
 {
     celo_plan p = one_task_plan(teacher_task("teach", 32), 1);
@@ -676,6 +775,9 @@ static void test_kjv(void)
 
 int main(void)
 {
+    const char *child = getenv("CELO_TEST_TRAIN_CHILD");
+    if (child) /* test_kill's child process */
+        return load_rules() ? 1 : kill_child(child);
     snprintf(tmpdir, sizeof tmpdir, "%s/celo-train-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmpdir)) {
         printf("FAIL mkdtemp\n");
@@ -688,6 +790,7 @@ int main(void)
     }
     test_lowers_loss();
     test_resume();
+    test_kill();
     test_ckpt_errors();
     test_nan();
     test_hp_errors();

@@ -15,6 +15,91 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int costly_op(int op)
+{
+    return op == CELO_OP_DIV || op == CELO_OP_SQRT || op == CELO_OP_RSQRT || op == CELO_OP_POW || op == CELO_OP_EXP ||
+           op == CELO_OP_LOG || op == CELO_OP_TANH || op == CELO_OP_SIGMOID;
+}
+
+/* Marks the element-wise nodes pass k needs (stopping at staged values, which it loads). */
+static void mark_needed(const celo_node *n, int j, unsigned char *need)
+{
+    if (n[j].dom != CELO_ELEM || need[j])
+        return;
+    need[j] = 1;
+    if (n[j].op == CELO_OP_ORTHO || (n[j].flags & CELO_FLAG_STAGED))
+        return;
+    if (n[j].a >= 0)
+        mark_needed(n, n[j].a, need);
+    if (n[j].b >= 0)
+        mark_needed(n, n[j].b, need);
+    if (n[j].c >= 0)
+        mark_needed(n, n[j].c, need);
+}
+
+static void pass_roots(const rule *r, int k, int npass, unsigned char *need)
+{
+    const celo_node *n = r->nodes;
+    memset(need, 0, (size_t)r->prog.nnodes);
+    for (int j = 0; j < r->prog.nnodes; j++)
+        if ((n[j].op == CELO_OP_SUM || n[j].op == CELO_OP_MAXR || n[j].op == CELO_OP_ORTHO) && n[j].pass == k &&
+            n[n[j].a].dom == CELO_ELEM)
+            mark_needed(n, n[j].a, need);
+    if (k == npass) {
+        if (r->prog.p_value >= 0)
+            mark_needed(n, r->prog.p_value, need);
+        for (int s = 0; s < r->prog.nstate; s++)
+            if (r->state[s].value >= 0 && r->state[s].dom == CELO_ELEM)
+                mark_needed(n, r->state[s].value, need);
+    }
+}
+
+/* Division, square roots and transcendental functions of every element are not free: when a later pass would
+ * recompute a value that holds two or more of them, the pass that first computes it stores it instead (4 bytes
+ * written, 4 read back), and later passes load it. Measured on Adafactor (bench/optim): recomputing its update
+ * made the LLVM kernel compute-bound at half the hand-written loop. CELO_NO_STAGING=1 turns this off. */
+static void stage_costly(rule *r, int npass)
+{
+    if (npass < 2 || getenv("CELO_NO_STAGING"))
+        return;
+    int nn = r->prog.nnodes;
+    celo_node *n = r->nodes;
+    unsigned char *first = calloc((size_t)nn + 1, 1), *need = malloc((size_t)nn + 1);
+    int *cost = calloc((size_t)nn + 1, sizeof *cost);
+    for (int k = 1; k <= npass; k++) {
+        /* element-wise cost of computing each node from loads and staged values */
+        for (int j = 0; j < nn; j++) {
+            const celo_node *x = &n[j];
+            cost[j] = 0;
+            if (x->dom != CELO_ELEM || x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED))
+                continue;
+            int c = costly_op(x->op);
+            if (x->a >= 0)
+                c += cost[x->a];
+            if (x->b >= 0 && x->b != x->a)
+                c += cost[x->b];
+            if (x->c >= 0)
+                c += cost[x->c];
+            cost[j] = c;
+        }
+        pass_roots(r, k, npass, need);
+        /* a node this pass needs that an earlier pass computed: stage the largest costly ones (top-down) */
+        for (int j = nn - 1; j >= 0; j--) {
+            if (!need[j] || !first[j] || first[j] >= k || cost[j] < 2)
+                continue;
+            n[j].flags |= CELO_FLAG_STAGED;
+            n[j].pass = first[j];
+            pass_roots(r, k, npass, need); /* its operands may no longer be needed here */
+        }
+        for (int j = 0; j < nn; j++)
+            if (need[j] && !first[j])
+                first[j] = (unsigned char)k;
+    }
+    free(first);
+    free(need);
+    free(cost);
+}
+
 void rule_fuse(rule *r)
 {
     celo_node *n = r->nodes;
@@ -54,6 +139,7 @@ void rule_fuse(rule *r)
         if (avail[outs[k]] + 1 > npass)
             npass = avail[outs[k]] + 1;
     free(avail);
+    stage_costly(r, npass);
     r->passes = calloc((size_t)npass, sizeof *r->passes);
     for (int k = 0; k < npass; k++)
         r->passes[k].id = k + 1;
@@ -88,6 +174,8 @@ static void print_node(const rule *r, int i, FILE *out)
         if (x->c >= 0)
             fprintf(out, ", %%%d", x->c);
     }
+    if (x->flags & CELO_FLAG_STAGED)
+        fprintf(out, "   (stored by this pass, loaded by later ones)");
     fputc('\n', out);
 }
 
@@ -111,7 +199,7 @@ void rule_dump(const rule *r, FILE *out)
     for (int k = 0; k <= P->npass; k++) {
         if (k > 0) {
             fprintf(out, "pass %d (one loop over the elements%s):\n", k,
-                    k == P->npass ? "; writes p and state" : "; element-wise values a later pass needs are recomputed there");
+                    k == P->npass ? "; writes p and state" : "");
             for (int i = 0; i < P->nnodes; i++) {
                 const celo_node *x = &r->nodes[i];
                 int show = 0;

@@ -20,6 +20,7 @@ typedef struct {
     LLVMBuilderRef b;
     LLVMTypeRef f32, f64, i64, i32, ptr, vd;
     char prefix[32]; /* symbol prefix: "celo_" in object files, unique per module in the JIT */
+    int wide_vectors; /* the CPU has AVX-512: let the vectorizer use 512-bit vectors (LLVM prefers 256) */
 } cg;
 
 static LLVMValueRef intrinsic(cg *g, const char *name, LLVMTypeRef ty, LLVMValueRef *args, int nargs)
@@ -116,7 +117,7 @@ static void need(passinfo *pi, int j)
     if (x->dom != CELO_ELEM || pi->comp[j])
         return;
     pi->comp[j] = 1;
-    if (x->op == CELO_OP_ORTHO && x->pass < pi->k)
+    if ((x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED)) && x->pass < pi->k)
         return; /* loaded from its staged buffer */
     if (x->a >= 0)
         need(pi, x->a);
@@ -176,10 +177,10 @@ static void analyse(cg *g, passinfo *pi)
             add_arg(pi, 1, g->ptr);
         else if (x->op == CELO_OP_STATE)
             add_arg(pi, 2 + x->aux, g->ptr);
-        else if (x->op == CELO_OP_ORTHO)
+        else if (x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED))
             add_arg(pi, 2 + P->nstate + j, g->ptr);
         int ops[3] = {x->a, x->b, x->c};
-        if (x->op == CELO_OP_ORTHO && x->pass < pi->k)
+        if ((x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED)) && x->pass < pi->k)
             continue;
         for (int q = 0; q < 3; q++) {
             int o = ops[q];
@@ -278,8 +279,14 @@ static void emit_element(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef *a
                 v = NULL;
             break;
         default:
+            if ((x->flags & CELO_FLAG_STAGED) && x->pass < pi->k) {
+                v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 2 + P->nstate + j), lc->i), "st");
+                break;
+            }
             v = emit_op(g, x->op, value_of(g, pi, lc, x->a), x->b >= 0 ? value_of(g, pi, lc, x->b) : NULL,
                         x->c >= 0 ? value_of(g, pi, lc, x->c) : NULL);
+            if ((x->flags & CELO_FLAG_STAGED) && x->pass == pi->k)
+                LLVMBuildStore(g->b, v, gep(g, g->f32, argv_(lc, pi, 2 + P->nstate + j), lc->i));
         }
         lc->v[j] = v;
     }
@@ -383,6 +390,8 @@ static void emit_pass(cg *g, const rule *r, int k)
     snprintf(name, sizeof name, "%s%s_pass%d_body", g->prefix, P->name, k);
     LLVMValueRef body = LLVMAddFunction(g->mod, name, bty);
     LLVMSetLinkage(body, LLVMInternalLinkage);
+    if (g->wide_vectors)
+        LLVMAddTargetDependentFunctionAttr(body, "prefer-vector-width", "512");
     unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
     for (int i = 0; i < pi.nargs; i++)
         if (pi.argty[i] == g->ptr)
@@ -453,6 +462,8 @@ static void emit_pass(cg *g, const rule *r, int k)
     LLVMTypeRef ety = LLVMFunctionType(g->vd, eparams, 6, 0);
     snprintf(name, sizeof name, "%s%s_pass%d", g->prefix, P->name, k);
     LLVMValueRef entry = LLVMAddFunction(g->mod, name, ety);
+    if (g->wide_vectors)
+        LLVMAddTargetDependentFunctionAttr(entry, "prefer-vector-width", "512");
     LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, entry, "entry"));
     LLVMValueRef cargs[1024 + 3] = {LLVMGetParam(entry, 0), LLVMGetParam(entry, 1), LLVMGetParam(entry, 2)};
     for (int i = 0; i < pi.nargs; i++) {
@@ -485,6 +496,9 @@ static void cg_init(cg *g, LLVMContextRef ctx, const char *modname)
     g->ptr = LLVMPointerTypeInContext(ctx, 0);
     g->vd = LLVMVoidTypeInContext(ctx);
     snprintf(g->prefix, sizeof g->prefix, "celo_");
+    char *feat = LLVMGetHostCPUFeatures();
+    g->wide_vectors = strstr(feat, "+avx512f") != NULL && !getenv("CELO_VECTOR_256");
+    LLVMDisposeMessage(feat);
 }
 
 /* Builds, verifies and optimizes one module holding every pass of the given rules. */

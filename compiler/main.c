@@ -2,6 +2,7 @@
 #include "backend.h"
 #include "diag.h"
 #include "opencl.h"
+#include "pipeline.h"
 #include "rules.h"
 
 #include <errno.h>
@@ -24,6 +25,8 @@ static const char usage[] =
     "             [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]\n"
     "  celo bench RULE --size N [--backend B] [--steps S] [--file F.celo]\n"
     "  celo bench --jit-all                       time checking + JIT-compiling every stdlib rule\n"
+    "  celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]\n"
+    "  celo build F.celo -o BIN                   a standalone binary of F's runs (no LLVM needed to run it)\n"
     "  celo rules                                 list the stdlib rules and their hyper-parameters\n";
 
 static double now_s(void)
@@ -176,10 +179,10 @@ static int cmd_check(int argc, char **argv)
         return fail("%s", "usage: celo check FILE.celo");
     module m;
     int nerr = module_load(&m, argv[0], stdlib_dir());
-    int nrules = 0;
-    if (!nerr)
+    int nrules = 0, nblocks = 0;
+    if (!nerr) {
         for (def *d = m.defs; d; d = d->next) {
-            if (d->kind != DEF_OPTIMIZER || !module_is_user(&m, d))
+            if (d->kind != DEF_OPTIMIZER || strcmp(d->file->path, argv[0]))
                 continue;
             rule *r = rule_compile(&m, d);
             if (r)
@@ -188,12 +191,24 @@ static int cmd_check(int argc, char **argv)
             nrules++;
             rule_free(r);
         }
+        for (def *d = m.defs; d; d = d->next)
+            nblocks += d->kind == DEF_BLOCK && module_is_user(&m, d);
+        if (nblocks) {
+            celo_plan plan;
+            if (pipeline_build(&m, &plan) == 0)
+                fprintf(stderr, "%s: %d task%s, %d run%s\n", argv[0], plan.ntasks, plan.ntasks == 1 ? "" : "s",
+                        plan.nruns, plan.nruns == 1 ? "" : "s");
+            free(plan.tasks);
+            free(plan.runs);
+            free(plan.groups);
+        }
+    }
     module_free(&m);
     if (diag_count) {
         fprintf(stderr, "%d error%s\n", diag_count, diag_count == 1 ? "" : "s");
         return 1;
     }
-    if (!nrules)
+    if (!nrules && !nblocks)
         fprintf(stderr, "%s: no rules\n", argv[0]);
     return 0;
 }
@@ -294,7 +309,7 @@ static int cmd_emit(int argc, char **argv)
     rule *rules[512];
     int n = 0, rc = 0, found = 0;
     for (def *d = m.defs; d; d = d->next) {
-        if (d->kind == DEF_IMPORT || !module_is_user(&m, d) || (name && strcmp(d->name, name)))
+        if (d->kind == DEF_IMPORT || strcmp(d->file->path, file) || (name && strcmp(d->name, name)))
             continue;
         found = 1;
         if (!strcmp(what, "ast")) {
@@ -605,6 +620,206 @@ static int cmd_bench(int argc, char **argv)
     return 0;
 }
 
+/* ---- pipelines: celo run and celo build ---- */
+typedef struct {
+    rule *r[256];
+    int n;
+} ruleset;
+
+static const celo_program *lookup_rule(const char *name, void *ctx)
+{
+    ruleset *rs = ctx;
+    for (int i = 0; i < rs->n; i++)
+        if (!strcmp(rs->r[i]->prog.name, name))
+            return &rs->r[i]->prog;
+    return NULL;
+}
+
+/* Loads F, checks its rules and blocks, builds the plan and compiles the rules it uses. */
+static int load_plan(const char *file, const sets *s, module *m, celo_plan *plan, ruleset *rs)
+{
+    memset(rs, 0, sizeof *rs);
+    if (module_load(m, file, stdlib_dir()) || diag_count)
+        return -1;
+    for (def *d = m->defs; d; d = d->next)
+        if (d->kind == DEF_OPTIMIZER && module_is_user(m, d))
+            rule_free(rule_compile(m, d)); /* report errors in rules no run uses, too */
+    if (diag_count || pipeline_build(m, plan) || diag_count) {
+        fprintf(stderr, "%d error%s\n", diag_count, diag_count == 1 ? "" : "s");
+        return -1;
+    }
+    if (!plan->nruns) {
+        fprintf(stderr, "celo: %s has no train, sweep or compare block: nothing to run\n", file);
+        return -1;
+    }
+    char err[512];
+    for (int i = 0; i < s->n; i++)
+        if (celo_plan_override(plan, s->k[i], s->v[i], err, sizeof err))
+            return fail("%s", err), -1;
+    for (int i = 0; i < plan->nruns; i++) {
+        if (lookup_rule(plan->runs[i].rule, rs))
+            continue;
+        if (rs->n == 256)
+            return fail("%s", "too many different optimizers in one plan"), -1;
+        rule *r = rule_compile(m, module_find(m, plan->runs[i].rule));
+        if (!r)
+            return -1;
+        rs->r[rs->n++] = r;
+    }
+    return 0;
+}
+
+static int only_exists(const celo_plan *plan, const char *only)
+{
+    const char *cand[4096];
+    int n = 0;
+    for (int i = 0; i < plan->nruns; i++) {
+        if (!strcmp(plan->runs[i].name, only))
+            return 1;
+        if (plan->runs[i].group < 0 && n < 4096)
+            cand[n++] = plan->runs[i].name;
+    }
+    for (int g = 0; g < plan->ngroups; g++) {
+        if (!strcmp(plan->groups[g].name, only))
+            return 1;
+        if (n < 4096)
+            cand[n++] = plan->groups[g].name;
+    }
+    const char *best = diag_suggest(only, cand, n);
+    fprintf(stderr, "celo: --only: no train, sweep or compare named '%s'", only);
+    if (best)
+        fprintf(stderr, "; did you mean '%s'?", best);
+    fputc('\n', stderr);
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *file = NULL;
+    sets s = {0};
+    celo_run_opts o = {0};
+    backend_kind be = BE_LLVM;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--only") && more) o.only = argv[++i];
+        else if (!strcmp(a, "--resume")) o.resume = 1;
+        else if (!strcmp(a, "--quiet")) o.quiet = 1;
+        else if (!strcmp(a, "--set") && more) { if (parse_set(&s, argv[++i])) { sets_free(&s); return 1; } }
+        else if (!strcmp(a, "--backend") && more) { if (parse_backend(argv[++i], &be)) return 1; }
+        else if (a[0] == '-') return fail("run: unknown or incomplete option '%s'", a);
+        else if (!file) file = a;
+        else return fail("run: unexpected argument '%s'", a);
+    }
+    if (!file)
+        return fail("%s", "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]");
+    if (be == BE_OPENCL)
+        return fail("%s", "run: training runs on the CPU back ends (llvm, interp); use apply or bench for opencl");
+    module m;
+    celo_plan plan;
+    ruleset rs;
+    memset(&plan, 0, sizeof plan);
+    int rc = 1;
+    char err[1024];
+    if (load_plan(file, &s, &m, &plan, &rs))
+        goto done;
+    if (o.only && !only_exists(&plan, o.only))
+        goto done;
+    if (be == BE_LLVM && llvm_jit_rules(rs.r, rs.n, err, sizeof err)) {
+        fail("%s", err);
+        goto done;
+    }
+    rc = celo_plan_execute(&plan, lookup_rule, &rs, &o);
+done:
+    for (int i = 0; i < rs.n; i++)
+        rule_free(rs.r[i]);
+    celo_plan_free(&plan);
+    module_free(&m);
+    sets_free(&s);
+    return rc;
+}
+
+static int cmd_build(int argc, char **argv)
+{
+    const char *file = NULL, *out = NULL;
+    sets s = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "-o") && more) out = argv[++i];
+        else if (!strcmp(a, "--set") && more) { if (parse_set(&s, argv[++i])) { sets_free(&s); return 1; } }
+        else if (a[0] == '-') return fail("build: unknown or incomplete option '%s'", a);
+        else if (!file) file = a;
+        else return fail("build: unexpected argument '%s'", a);
+    }
+    if (!file || !out)
+        return fail("%s", "usage: celo build F.celo -o BIN [--set k=v]...");
+    module m;
+    celo_plan plan;
+    ruleset rs;
+    memset(&plan, 0, sizeof plan);
+    int rc = 1;
+    char err[1024], obj[PATH_MAX], lib[PATH_MAX], cmd[4 * PATH_MAX];
+    char *text = NULL;
+    if (load_plan(file, &s, &m, &plan, &rs))
+        goto done;
+    text = celo_plan_write(&plan);
+    snprintf(obj, sizeof obj, "%s.o", out);
+    if (llvm_emit_binary_object(rs.r, rs.n, text, obj, err, sizeof err)) {
+        fail("%s", err);
+        goto done;
+    }
+    /* libcelort.a sits beside the celo executable (build/); CC links, as for any C program */
+    snprintf(lib, sizeof lib, "%s", stdlib_dir());
+    char *slash = strrchr(lib, '/');
+    if (slash && !strcmp(slash, "/stdlib"))
+        strcpy(slash, "/build/libcelort.a");
+    else
+        snprintf(lib, sizeof lib, "build/libcelort.a");
+    {
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+            exe[n] = 0;
+            char *e = strrchr(exe, '/');
+            if (e) {
+                strcpy(e, "/libcelort.a");
+                if (access(exe, R_OK) == 0)
+                    snprintf(lib, sizeof lib, "%s", exe);
+            }
+        }
+    }
+    if (access(lib, R_OK)) {
+        fail("build: %s not found (run make first)", lib);
+        goto done;
+    }
+    const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    snprintf(cmd, sizeof cmd,
+             "%s -o '%s' '%s' '%s' -L" CELO_OPENBLAS_DIR " -Wl,-rpath," CELO_OPENBLAS_DIR
+             " -lopenblas -lOpenCL -lz -lm -fopenmp",
+             cc, out, obj, lib);
+    if (strchr(out, '\'') || strchr(obj, '\'') || strchr(lib, '\'')) {
+        fail("%s", "build: paths may not contain quotes");
+        goto done;
+    }
+    if (system(cmd) != 0) {
+        fail("build: linking failed: %s", cmd);
+        goto done;
+    }
+    unlink(obj);
+    fprintf(stderr, "celo: wrote %s (%d run%s, %d rule%s)\n", out, plan.nruns, plan.nruns == 1 ? "" : "s", rs.n,
+            rs.n == 1 ? "" : "s");
+    rc = 0;
+done:
+    free(text);
+    for (int i = 0; i < rs.n; i++)
+        rule_free(rs.r[i]);
+    celo_plan_free(&plan);
+    module_free(&m);
+    sets_free(&s);
+    return rc;
+}
+
 static int cmd_rules(void)
 {
     module m;
@@ -626,31 +841,9 @@ static int cmd_rules(void)
     return diag_count ? 1 : 0;
 }
 
-/* OpenBLAS 0.3.21 (Debian 12) does not recognize some current CPUs and falls back to its SSE3 ("Prescott")
- * kernels, 4-5x slower. It reads OPENBLAS_CORETYPE when the library loads, before main, so when the variable is
- * unset we set it from the CPU's features and re-execute once. The user's own setting always wins. */
-static void pick_blas_kernels(char **argv)
-{
-    if (getenv("OPENBLAS_CORETYPE") || getenv("CELO_NO_BLAS_REEXEC"))
-        return;
-    const char *core = NULL;
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq"))
-        core = "SkylakeX";
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        core = "Haswell";
-    if (!core)
-        return;
-    setenv("OPENBLAS_CORETYPE", core, 1);
-    setenv("CELO_NO_BLAS_REEXEC", "1", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with whatever OpenBLAS chose */
-}
-
 int main(int argc, char **argv)
 {
-    pick_blas_kernels(argv);
+    celo_pick_blas_kernels(argv);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
@@ -665,6 +858,10 @@ int main(int argc, char **argv)
         rc = cmd_apply(argc - 2, argv + 2);
     else if (!strcmp(cmd, "bench"))
         rc = cmd_bench(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "run"))
+        rc = cmd_run(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "build"))
+        rc = cmd_build(argc - 2, argv + 2);
     else if (!strcmp(cmd, "rules"))
         rc = cmd_rules();
     else {

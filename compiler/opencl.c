@@ -213,7 +213,10 @@ static void emit_body(sbuf *b, gen *G, const char *ind)
         case CELO_OP_G: src = 1; break;
         case CELO_OP_STATE: src = 2 + x->aux; break;
         case CELO_OP_ORTHO: src = x->pass < pi->k ? 2 + ns + j : -2; break;
-        default: break;
+        default:
+            if ((x->flags & CELO_FLAG_STAGED) && x->pass < pi->k)
+                src = 2 + ns + j;
+            break;
         }
         if (src == -2)
             continue;
@@ -228,6 +231,12 @@ static void emit_body(sbuf *b, gen *G, const char *ind)
         emit_op(b, vec, x->op, value_of(G, x->a), x->b >= 0 ? value_of(G, x->b) : "",
                 x->c >= 0 ? value_of(G, x->c) : "");
         sb_printf(b, ";\n");
+        if ((x->flags & CELO_FLAG_STAGED) && x->pass == pi->k) {
+            if (vec)
+                sb_printf(b, "%svstore8(v%d, 0, b%d + i);\n", ind, j, 2 + ns + j);
+            else
+                sb_printf(b, "%sb%d[i] = v%d;\n", ind, 2 + ns + j, j);
+        }
     }
     for (int j = 0; j < P->nnodes; j++) {
         const celo_node *x = &P->nodes[j];
@@ -300,7 +309,7 @@ static int writes_buf(const celo_program *P, const celo_clpass *pi, int idx)
         return 1;
     if (idx >= 2 + P->nstate) {
         const celo_node *x = &P->nodes[idx - 2 - P->nstate];
-        return x->op == CELO_OP_ORTHO && x->pass == pi->k;
+        return celo_clplan_staged(x) && x->pass == pi->k;
     }
     return 0;
 }

@@ -87,13 +87,16 @@ typedef enum {
 
 typedef enum { CELO_HOST = 0, CELO_SCALAR, CELO_ROW, CELO_COL, CELO_ELEM } celo_domain;
 
+enum { CELO_FLAG_STAGED = 1 };
+
 typedef struct {
     uint8_t op;     /* celo_op */
     uint8_t dom;    /* celo_domain */
     uint8_t pass;   /* reductions of ELEM values and ORTHO: the element pass (1-based) that computes them;
                        other ELEM nodes: the earliest pass that can compute them; other nodes: the stage
                        after which they are computed (0 = before pass 1, k = after pass k) */
-    uint8_t flags;  /* reserved */
+    uint8_t flags;  /* CELO_FLAG_STAGED: an element-wise value computed (and stored) by pass `pass`; later
+                       passes load it instead of recomputing it (chosen by the compiler for costly values) */
     int32_t a, b, c; /* operand node numbers, -1 when unused */
     int32_t aux;    /* HP index, STATE slot, ORTHO steps */
     double imm;     /* CONST value */
@@ -112,6 +115,9 @@ typedef struct {
 } celo_stateslot;
 
 /*
+ * Staged values (ORTHO nodes, and nodes with CELO_FLAG_STAGED) live in the scratch buffer ptr[2 + nstate + n]
+ * (n elements): the pass that computes them stores them there, later passes load them.
+ *
  * Element-pass kernel ABI. One call processes elements [i0, i1) of a tensor whose [R, C] view has C columns.
  *   ptr:  ptr[0] = p, ptr[1] = g, ptr[2 + k] = storage of state slot k (ELEM, ROW, COL, or 1 float for SCALAR),
  *         ptr[2 + nstate + n] = scratch buffer of node n (ROW/COL vectors computed between passes, staged

@@ -8,7 +8,8 @@
  * Every kernel starts with four fixed arguments (long n, long R, long C, long per), then the arguments listed
  * in the plan, in order:
  *   CELO_CLARG_BUF  __global float buffer with the ABI pointer index idx (0 p, 1 g, 2 + s state slot s,
- *                   2 + nstate + j scratch of node j: a ROW/COL vector or a staged ORTHO value)
+ *                   2 + nstate + j scratch of node j: a ROW/COL vector, or a staged value: ORTHO, or
+ *                   a node with CELO_FLAG_STAGED, stored by pass x->pass and loaded by later passes)
  *   CELO_CLARG_SC   float: the value of HOST/SCALAR node idx
  *   CELO_CLARG_PART __global acc_t partials of the reduction node idx computed by this pass
  * A pass that computes reductions ("chunked") runs one work-item per contiguous chunk of `per` elements;
@@ -55,13 +56,19 @@ static inline int celo_clplan_vec_src(const celo_program *P, int j)
     return x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j;
 }
 
+/* Values kept in a scratch buffer between passes: ORTHO operands, and costly values the compiler staged. */
+static inline int celo_clplan_staged(const celo_node *x)
+{
+    return x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED);
+}
+
 static inline void celo_clplan_need(const celo_program *P, celo_clpass *pi, int j)
 {
     const celo_node *x = &P->nodes[j];
     if (x->dom != CELO_ELEM || pi->comp[j])
         return;
     pi->comp[j] = 1;
-    if (x->op == CELO_OP_ORTHO && x->pass < pi->k)
+    if (celo_clplan_staged(x) && x->pass < pi->k)
         return; /* loaded from its staged buffer */
     if (x->a >= 0)
         celo_clplan_need(P, pi, x->a);
@@ -143,9 +150,9 @@ static inline int celo_clpass_analyse(const celo_program *P, int k, celo_clpass 
             rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 1);
         else if (x->op == CELO_OP_STATE)
             rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 2 + x->aux);
-        else if (x->op == CELO_OP_ORTHO)
+        else if (celo_clplan_staged(x))
             rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 2 + P->nstate + j);
-        if (x->op == CELO_OP_ORTHO && x->pass < k)
+        if (celo_clplan_staged(x) && x->pass < k)
             continue;
         if (x->op == CELO_OP_P || x->op == CELO_OP_G || x->op == CELO_OP_STATE)
             continue;

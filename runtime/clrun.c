@@ -687,7 +687,7 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
                     len = r->st->slotlen[idx - 2];
                 else {
                     const celo_node *x = &P->nodes[idx - 2 - ns];
-                    len = x->op == CELO_OP_ORTHO ? n : dom_len(x->dom, n, R, C);
+                    len = celo_clplan_staged(x) ? n : dom_len(x->dom, n, R, C);
                 }
                 r->buf[idx] = clCreateBuffer(r->ctx, idx == 1 ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
                                              (size_t)(len > 0 ? len : 1) * sizeof(float), NULL, &e);

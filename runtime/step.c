@@ -240,6 +240,10 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
             }
             if (x->pass > k)
                 continue;
+            if ((x->flags & CELO_FLAG_STAGED) && x->pass < k) {
+                v[j] = ptr[2 + ns + j][i];
+                continue;
+            }
             switch (x->op) {
             case CELO_OP_P: val = ptr[0][i]; break;
             case CELO_OP_G: val = ptr[1][i]; break;
@@ -247,6 +251,8 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
             default: val = eval_opf(x->op, v[x->a], x->b >= 0 ? v[x->b] : 0, x->c >= 0 ? v[x->c] : 0);
             }
             v[j] = val;
+            if ((x->flags & CELO_FLAG_STAGED) && x->pass == k)
+                ptr[2 + ns + j][i] = val;
         }
         /* reductions computed by this pass */
         for (int j = 0; j < nn; j++) {
@@ -374,7 +380,7 @@ static scratch *scratch_get(celo_state *st, int nchunks)
     int64_t vtot = 0, ptot = 0;
     for (int j = 0; j < nn; j++) {
         const celo_node *x = &P->nodes[j];
-        if (x->op == CELO_OP_ORTHO)
+        if (x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED))
             vtot += (st->n + 15) & ~(int64_t)15;
         else if ((x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE)
             vtot += (dom_len(x->dom, st->n, st->R, st->C) + 15) & ~(int64_t)15;
@@ -389,7 +395,7 @@ static scratch *scratch_get(celo_state *st, int nchunks)
     int64_t voff = 0;
     for (int j = 0; j < nn; j++) {
         const celo_node *x = &P->nodes[j];
-        if (x->op == CELO_OP_ORTHO) {
+        if (x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED)) {
             S->ptr[2 + ns + j] = S->vecs + voff;
             voff += (st->n + 15) & ~(int64_t)15;
         } else if ((x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE) {

@@ -38,6 +38,22 @@ say "A mistake gets a located error"
 printf 'optimizer oops(lr = 1e-3) {\n    state m = 0;\n    m = 0.9 * mm + g;\n    p -= lr * m;\n}\n' >"$OUT/oops.celo"
 $CELO check "$OUT/oops.celo" || true
 
+say "A whole experiment in one file: AdamW, Lion and a new rule, each tuned by a sweep (examples/compare_optimizers.celo)"
+sed -n '/^optimizer/,$p' examples/compare_optimizers.celo
+(cd "$OUT" && ../../$CELO run ../../examples/compare_optimizers.celo)
+echo "table and plot: $OUT/runs/compare/results.md, $OUT/runs/compare/curves.svg"
+
+say "The same experiment as a standalone binary (celo build): no LLVM at run time, the same numbers"
+$CELO build examples/compare_optimizers.celo -o "$OUT/compare_bin"
+(cd "$OUT" && mkdir -p bin && cd bin && ../compare_bin --only compare --quiet --set steps=300 >/dev/null)
+(cd "$OUT" && ../../$CELO run ../../examples/compare_optimizers.celo --quiet --set steps=300 >/dev/null)
+if diff <(cut -d, -f1-4 "$OUT/runs/compare/compare.adamw_lr_0.001.csv") \
+        <(cut -d, -f1-4 "$OUT/bin/runs/compare/compare.adamw_lr_0.001.csv") >/dev/null; then
+    echo "celo run and the built binary wrote identical loss curves"
+else
+    echo "the loss curves differ!"; exit 1
+fi
+
 say "Throughput of the compiled AdamW step on 4M parameters (llvm vs the interpreter oracle)"
 $CELO bench adamw --size 4194304 --backend llvm | head -n1
 $CELO bench adamw --size 262144 --backend interp --steps 5 | head -n1

@@ -8,8 +8,11 @@
  *
  *     celo_plan plan;                                   // filled by the compiler, or celo_plan_read()
  *     celo_run_opts o = {.resume = 0};
- *     for (int i = 0; i < plan.nruns; i++)
- *         if (celo_train_run(&plan, &plan.runs[i], rules_lookup, &o, &result) != 0) ...
+ *     return celo_plan_execute(&plan, lookup, lookup_ctx, &o);   // every run, then sweep/compare summaries
+ *
+ * A run whose loss, a gradient or a parameter stops being finite is stopped with a one-line message naming the
+ * step and the tensor; celo_train_run then returns 0 with res->diverged = 1 (a diverged candidate of a sweep is
+ * a result, not an error), and the CSV gets a last row with NaN eval values.
  */
 #ifndef CELO_PLAN_H
 #define CELO_PLAN_H
@@ -74,7 +77,7 @@ typedef struct {
     char name[CELO_NAME_MAX];
     char kind[16];                     /* "sweep" or "compare" */
     int first, count;                  /* its runs: runs[first .. first + count) */
-    char metric[32];                   /* "eval_loss" (lower is better) or "eval_acc" (higher) */
+    char metric[32];                   /* "eval_loss" or "train_loss" (lower is better), "eval_acc" (higher) */
     char out[CELO_PATH_MAX];           /* compare: folder for the table and the SVG plot */
 } celo_group;
 

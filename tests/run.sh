@@ -25,6 +25,7 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
     if grep -q ' avx512bw' /proc/cpuinfo && grep -q ' avx512vl' /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
     elif grep -q ' avx2' /proc/cpuinfo && grep -q ' fma' /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
 fi
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 pass=0 failn=0 skip=0
 ok() { pass=$((pass + 1)); [ -n "${VERBOSE:-}" ] && echo "ok   $*"; return 0; }
 bad() { failn=$((failn + 1)); echo "FAIL $*"; }

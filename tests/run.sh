@@ -149,6 +149,53 @@ if want obj; then
     else bad "obj: $(head -c 400 "$TMP/err")"; fi
 fi
 
+# ---- pipelines: celo run / celo build agree, a killed run resumes exactly, bad runs stop with a clear line ----
+if want pipeline; then
+    CELO_ABS=$(cd "$(dirname "$CELO")" && pwd)/$(basename "$CELO")
+    ROOT=$(pwd)
+    for f in examples/*.celo tests/pipeline/*.celo; do
+        if $CELO check "$f" >/dev/null 2>"$TMP/err"; then ok "pipeline check $f"
+        else bad "pipeline check $f: $(head -c 400 "$TMP/err")"; fi
+    done
+    mkdir -p "$TMP/run" "$TMP/bin"
+    # the same plan through the JIT and through a standalone binary: identical loss curves
+    if (cd "$TMP/run" && "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny --quiet) 2>"$TMP/err" &&
+        $CELO build tests/pipeline/tiny.celo -o "$TMP/tiny_bin" 2>>"$TMP/err" &&
+        (cd "$TMP/bin" && "$TMP/tiny_bin" --only tiny --quiet) 2>>"$TMP/err"; then
+        if diff <(cut -d, -f1-4 "$TMP/run/runs/tiny.csv") <(cut -d, -f1-4 "$TMP/bin/runs/tiny.csv") >"$TMP/diff" &&
+            [ "$(wc -l <"$TMP/run/runs/tiny.csv")" -ge 7 ]; then ok "pipeline run == build"
+        else bad "pipeline run vs build: $(head -20 "$TMP/diff")"; fi
+        if ldd "$TMP/tiny_bin" | grep -qi llvm; then bad "pipeline build: the binary links LLVM"
+        else ok "pipeline build needs no LLVM"; fi
+    else bad "pipeline run/build: $(head -c 600 "$TMP/err")"; fi
+    # kill -9 after the first log row and checkpoint (step 500), resume: the same numbers as a run that was never interrupted
+    mkdir -p "$TMP/full" "$TMP/kill"
+    (cd "$TMP/full" && "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet) 2>"$TMP/err"
+    (cd "$TMP/kill" && exec "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet) 2>/dev/null &
+    pid=$!
+    for _ in $(seq 1 600); do
+        [ -f "$TMP/kill/runs/slow.csv" ] && [ -f "$TMP/kill/runs/slow.safetensors" ] && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    killed_at=$(grep -c . "$TMP/kill/runs/slow.csv" 2>/dev/null || echo 0)
+    if (cd "$TMP/kill" && "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet --resume) 2>>"$TMP/err" &&
+        diff <(cut -d, -f1-4 "$TMP/full/runs/slow.csv") <(cut -d, -f1-4 "$TMP/kill/runs/slow.csv") >"$TMP/diff"; then
+        ok "pipeline kill -9 + --resume == uninterrupted (killed with $killed_at CSV lines written)"
+    else bad "pipeline resume: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff")"; fi
+    # divergence stops the run with the step and the tensor named
+    (cd "$TMP/run" && "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny --quiet --set lr=1e30) 2>"$TMP/err"
+    if grep -q "step [0-9]*: .*not finite" "$TMP/err"; then ok "pipeline divergence: $(grep -m1 'not finite' "$TMP/err")"
+    else bad "pipeline divergence: $(head -c 300 "$TMP/err")"; fi
+    # a missing Debian dataset: one line naming the package
+    (cd "$TMP/run" && CELO_FASHION_MNIST_DIR="$TMP/nowhere" "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet) 2>"$TMP/err"
+    rc=$?
+    if [ $rc = 1 ] && grep -q "dataset-fashion-mnist" "$TMP/err"; then ok "pipeline missing data"
+    else bad "pipeline missing data (exit $rc): $(head -c 300 "$TMP/err")"; fi
+fi
+
 # ---- unit tests ----
 if want unit; then
     for t in "$BUILD"/tests/*; do

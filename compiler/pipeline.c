@@ -98,7 +98,11 @@ static int bind_args(pctx *C, const pval *v, const char *const *params, int npar
             while (k < nparams && strcmp(params[k], nm))
                 k++;
             if (k == nparams) {
-                PERR(C, a->name_span, "%s has no argument '%s'", v->str, nm);
+                char list[512] = "";
+                size_t len = 0;
+                for (int q = 0; q < nparams && len < sizeof list; q++)
+                    len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", q ? ", " : "", params[q]);
+                PERR(C, a->name_span, "%s has no argument '%s' (it has: %s)", v->str, nm, nparams ? list : "none");
                 suggest_among(C, a->name_span, nm, params, nparams);
                 return -1;
             }
@@ -661,8 +665,8 @@ static int build_train(pctx *C, const def *d)
         if (!strcmp(p->key, "optimizer")) {
             if (p->word)
                 PERR(C, p->word_span, "write optimizer = …");
-            else
-                set_optimizer(C, r, p->value);
+            else if (set_optimizer(C, r, p->value))
+                snprintf(r->rule, sizeof r->rule, "?"); /* given but wrong (reported): no "needs an optimizer" */
         } else if (!run_key(C, r, p, d)) {
             PERR(C, p->key_span, "unknown train key '%s'", p->key);
             suggest_among(C, p->key_span, p->key, train_keys, 8);

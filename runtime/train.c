@@ -1608,6 +1608,27 @@ done:
 
 /* ================================ the plan ================================ */
 
+/* A train run with a CSV log also gets its loss curve beside it: runs/x.csv -> runs/x.svg. */
+static int write_run_svg(const celo_plan *plan, int i, const outcome *outs, char *err, size_t errlen)
+{
+    const celo_run *r = &plan->runs[i];
+    if (!r->log[0] || r->group >= 0 || outs[i].nrows == 0)
+        return 0;
+    char path[CELO_PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s", r->log);
+    char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    if (dot && (!slash || dot > slash))
+        *dot = 0;
+    strcat(path, ".svg");
+    sbuf svg = {0};
+    char title[CELO_NAME_MAX + 16];
+    snprintf(title, sizeof title, "%s: eval loss", r->name);
+    make_svg(&svg, title, plan, outs, &i, 1);
+    int rc = svg.oom ? (seterr(err, errlen, "out of memory"), -1) : write_atomic(path, svg.s, svg.n, err, errlen);
+    free(svg.s);
+    return rc;
+}
+
 static int in_group(const celo_group *g, int run)
 {
     return run >= g->first && run < g->first + g->count;
@@ -1658,6 +1679,10 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
         task_data scratch;
         memset(&scratch, 0, sizeof scratch);
         if (run_one(plan, r, td ? td : &scratch, lookup, lookup_ctx, opts, &res, &outs[i], err, sizeof err)) {
+            fprintf(stderr, "error: %s\n", err);
+            goto done;
+        }
+        if (write_run_svg(plan, i, outs, err, sizeof err)) {
             fprintf(stderr, "error: %s\n", err);
             goto done;
         }

@@ -18,7 +18,7 @@ OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 LLVM_CFLAGS = $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
 LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) -lLLVM-19
 
-CFLAGS := $(CFLAGS_BASE) $(WARN) -I$(OPENBLAS_INC) -DCELO_OPENBLAS_DIR='"$(OPENBLAS_DIR)"'
+CFLAGS := $(CFLAGS_BASE) $(WARN) -I$(OPENBLAS_INC) -DCELO_OPENBLAS_DIR='"$(OPENBLAS_DIR)"' -DCELO_LINK_EXTRA='"$(LDSAN)"'
 # Generated scanner/parser: relaxed warnings (flex output trips -Wshadow and friends).
 GEN_CFLAGS := $(CFLAGS_BASE) -Wno-unused-function -Wno-sign-compare
 RT_LIBS := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lOpenCL -lz -lm -fopenmp $(LDSAN)

@@ -796,7 +796,7 @@ static int cmd_build(int argc, char **argv)
     const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
     snprintf(cmd, sizeof cmd,
              "%s -o '%s' '%s' '%s' -L" CELO_OPENBLAS_DIR " -Wl,-rpath," CELO_OPENBLAS_DIR
-             " -lopenblas -lOpenCL -lz -lm -fopenmp",
+             " -lopenblas -lOpenCL -lz -lm -fopenmp " CELO_LINK_EXTRA,
              cc, out, obj, lib);
     if (strchr(out, '\'') || strchr(obj, '\'') || strchr(lib, '\'')) {
         fail("%s", "build: paths may not contain quotes");

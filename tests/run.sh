@@ -26,6 +26,11 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
     elif grep -q ' avx2' /proc/cpuinfo && grep -q ' fma' /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
 fi
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+SANLD=()
+if [ "${SAN:-0}" = 1 ]; then
+    export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
+    SANLD=(-fsanitize=address,undefined)
+fi
 pass=0 failn=0 skip=0
 ok() { pass=$((pass + 1)); [ -n "${VERBOSE:-}" ] && echo "ok   $*"; return 0; }
 bad() { failn=$((failn + 1)); echo "FAIL $*"; }
@@ -140,7 +145,7 @@ if want obj; then
     if $CELO emit obj stdlib/adamw.celo -o "$TMP/rules.o" 2>"$TMP/err" &&
         ${CC:-gcc} -std=c11 -O2 -Iruntime -I"$TMP" tests/obj/use_rules.c "$TMP/rules.o" "$BUILD/libcelort.a" \
             -o "$TMP/use_rules" -L/usr/lib/x86_64-linux-gnu/openblas-openmp -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
-            -lopenblas -lOpenCL -lm -fopenmp 2>>"$TMP/err"; then
+            -lopenblas -lOpenCL -lz -lm -fopenmp "${SANLD[@]}" 2>>"$TMP/err"; then
         d=tests/golden/adamw/64x33
         if "$TMP/use_rules" "$d/p0.npy" "$d/grads.npy" "$TMP/obj.npy" 2>>"$TMP/err" &&
             $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/jit.npy" &&

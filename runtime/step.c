@@ -416,9 +416,64 @@ static scratch *scratch_get(celo_state *st, int nchunks)
     return S;
 }
 
+/* ---- CELO_PROFILE=1: time spent in each pass of each rule, printed at exit (for tuning the fuser) ---- */
+#define PROF_MAX 32
+static struct {
+    const celo_program *prog; /* identity only: the program may be freed before exit */
+    char name[64];
+    int npass;
+    double pass_s[17], small_s;
+    long steps;
+} prof[PROF_MAX];
+static int prof_on = -1;
+
+static double prof_now(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return 0;
+#endif
+}
+
+static void prof_report(void)
+{
+    for (int i = 0; i < PROF_MAX && prof[i].prog && prof[i].steps; i++) {
+        fprintf(stderr, "celo profile: %s, %ld steps:", prof[i].name, prof[i].steps);
+        for (int k = 1; k <= prof[i].npass && k <= 16; k++)
+            fprintf(stderr, " pass %d %.3f ms", k, 1e3 * prof[i].pass_s[k] / (double)prof[i].steps);
+        fprintf(stderr, ", host/small %.3f ms per step\n", 1e3 * prof[i].small_s / (double)prof[i].steps);
+    }
+}
+
+static int prof_slot(const celo_program *P)
+{
+    if (prof_on < 0) {
+        const char *e = getenv("CELO_PROFILE");
+        prof_on = e && *e && strcmp(e, "0");
+        if (prof_on)
+            atexit(prof_report);
+    }
+    if (!prof_on)
+        return -1;
+    for (int i = 0; i < PROF_MAX; i++) {
+        if (prof[i].prog == P)
+            return i;
+        if (!prof[i].prog) {
+            prof[i].prog = P;
+            snprintf(prof[i].name, sizeof prof[i].name, "%s", P->name);
+            prof[i].npass = P->npass;
+            return i;
+        }
+    }
+    return -1;
+}
+
 int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
               celo_step_opts *opts)
 {
+    int ps = prof_slot(P);
+    double pt0 = ps >= 0 ? prof_now() : 0, pkt = 0;
     if (st->prog != P) {
         if (opts)
             snprintf(opts->err, sizeof opts->err, "state belongs to rule '%s', not '%s'", st->prog->name, P->name);
@@ -471,6 +526,7 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
                     S->chunkpart[c][j][q] = id;
             }
         celo_kernel_fn fn = use_interp ? NULL : P->passes[k - 1].fn;
+        double pk0 = ps >= 0 ? prof_now() : 0;
         int64_t per = (n + nchunks - 1) / nchunks;
         per = (per + 63) & ~(int64_t)63;
 #pragma omp parallel for schedule(static, 1) num_threads(nchunks) if (nchunks > 1)
@@ -482,6 +538,11 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
                 fn(i0, i1, st->C, S->ptr, S->sc, S->chunkpart[c]);
             else
                 interp_pass(P, k, i0, i1, st->C, S->ptr, S->sc, S->chunkpart[c]);
+        }
+        if (ps >= 0 && k <= 16) {
+            double d = prof_now() - pk0;
+            prof[ps].pass_s[k] += d;
+            pkt += d;
         }
         /* combine partials in chunk order (deterministic for a given thread count) */
         for (int j = 0; j < nn; j++) {
@@ -533,5 +594,9 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
         }
     }
     st->t = t;
+    if (ps >= 0) {
+        prof[ps].small_s += prof_now() - pt0 - pkt;
+        prof[ps].steps++;
+    }
     return 0;
 }

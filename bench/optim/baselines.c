@@ -8,7 +8,7 @@
  *
  * Build: gcc -O3 -march=native -fno-math-errno -fopenmp baselines.c -o optbase -lm
  *        (also built as a shared library with -shared -fPIC -DOPTBASE_NO_MAIN for check_numerics.py)
- * Run:   optbase fused|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup W] [--max-s S]
+ * Run:   optbase fused|unfused|traffic|exact adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup W] [--max-s S]
  *        optbase triad [--size N] [--reps K]
  * The last stdout line is params_per_s=<number> (median step time of the run), or triad_bytes_per_s=<number>.
  *
@@ -313,6 +313,80 @@ void adafactor_fused(float *restrict p, const float *restrict g, float *restrict
     free(part);
 }
 
+/* The same formula as stdlib/adafactor.celo, operation for operation (what a compiler may emit without changing
+ * results): every element computes u = g * rsqrt(max(row_var / M * col_var, eps1^2)), in pass 2 (sum of u^2)
+ * and again in pass 3. Float accumulators as in adafactor_fused. */
+void adafactor_exact(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var,
+                     i64 R, i64 C, const double *hp, i64 t) {
+    double lr = hp[0], b2d = hp[1], eps1 = hp[2] > 0 ? hp[2] : (double)__FLT_EPSILON__, eps2 = hp[3], d = hp[4],
+           wd = hp[5];
+    i64 n = R * C;
+    int nt = omp_get_max_threads();
+    size_t np = (size_t)(nt > 1 ? nt : 1) * (size_t)C;
+    float *part = calloc(np + (size_t)(2 * R + C), sizeof(float));
+    float *row_sum = part + np, *col_sum = row_sum + R, *rowM = col_sum + C;
+    double psq = 0.0;
+#pragma omp parallel reduction(+ : psq)
+    {
+        float *acc = part + (size_t)omp_get_thread_num() * (size_t)C;
+#pragma omp for schedule(static)
+        for (i64 r = 0; r < R; r++) {
+            const float *gr = g + r * C, *pr = p + r * C;
+            float rs = 0.0f, ps = 0.0f;
+#pragma omp simd reduction(+ : rs, ps)
+            for (i64 c = 0; c < C; c++) {
+                float g2 = gr[c] * gr[c];
+                rs += g2;
+                acc[c] += g2;
+                ps += pr[c] * pr[c];
+            }
+            row_sum[r] = rs;
+            psq += ps;
+        }
+    }
+    for (i64 c = 0; c < C; c++) {
+        float s = 0.0f;
+        for (int k = 0; k < nt; k++) s += part[(size_t)k * (size_t)C + c];
+        col_sum[c] = s;
+    }
+    double beta = pow((double)t, b2d), rho = fmin(lr, 1.0 / sqrt((double)t));
+    double alpha = fmax(eps2, sqrt(psq) / sqrt((double)n)) * rho;
+    float M;
+    adafactor_host(row_var, col_var, row_sum, col_sum, R, C, beta, eps1, &M);
+    for (i64 r = 0; r < R; r++) rowM[r] = row_var[r] / M;
+    const float e2 = (float)(eps1 * eps1);
+    double usq = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : usq)
+    for (i64 r = 0; r < R; r++) {
+        const float *gr = g + r * C;
+        const float rm = rowM[r];
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (i64 c = 0; c < C; c++) {
+            float ve = rm * col_var[c];
+            ve = ve > e2 ? ve : e2;
+            float u = gr[c] * (1.0f / sqrtf(ve));
+            s += u * u;
+        }
+        usq += s;
+    }
+    double denom = fmax(1.0, sqrt(usq) / (sqrt((double)n) * d));
+    const float decay = (float)(1.0 - lr * wd), step = (float)(alpha / denom);
+#pragma omp parallel for schedule(static)
+    for (i64 r = 0; r < R; r++) {
+        float *pr = p + r * C;
+        const float *gr = g + r * C;
+        const float rm = rowM[r];
+#pragma omp simd
+        for (i64 c = 0; c < C; c++) {
+            float ve = rm * col_var[c];
+            ve = ve > e2 ? ve : e2;
+            pr[c] = pr[c] * decay - step * (gr[c] * (1.0f / sqrtf(ve)));
+        }
+    }
+    free(part);
+}
+
 /* One pass per operation, as torch's single-tensor Adafactor runs it (~14 passes). */
 void adafactor_unfused(float *p, const float *g, float *row_var, float *col_var, i64 R, i64 C, const double *hp,
                        i64 t, float *t1, float *t2) {
@@ -447,8 +521,8 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    int fused = !strcmp(mode, "fused"), traffic = !strcmp(mode, "traffic");
-    if (traffic) fused = 1;
+    int fused = !strcmp(mode, "fused"), traffic = !strcmp(mode, "traffic"), exact = !strcmp(mode, "exact");
+    if (traffic || exact) fused = 1;
     if (!fused && strcmp(mode, "unfused")) return fprintf(stderr, "optbase: unknown mode %s\n", mode), 2;
     float *p = alloc_init(n, 11, -0.1f, 0.1f), *g = alloc_init(n, 12, -1e-2f, 1e-2f);
     float *s1 = NULL, *s2 = NULL, *t1 = NULL, *t2 = NULL;
@@ -487,7 +561,12 @@ int main(int argc, char **argv) {
         case 2: lion_unfused(p, g, s1, n, hp, step, t1, t2); break;
         case 3: lion_fused(p, g, s1, n, hp, step); break;
         case 4: adafactor_unfused(p, g, s1, s2, R, C, hp, step, t1, t2); break;
-        case 5: adafactor_fused(p, g, s1, s2, R, C, hp, step); break;
+        case 5:
+            if (exact)
+                adafactor_exact(p, g, s1, s2, R, C, hp, step);
+            else
+                adafactor_fused(p, g, s1, s2, R, C, hp, step);
+            break;
         case 6: adamw_traffic(p, g, s1, s2, n); break;
         case 7: lion_traffic(p, g, s1, n); break;
         case 8: sink += adafactor_traffic(p, g, n); break;

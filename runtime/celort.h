@@ -177,7 +177,11 @@ typedef struct {
 int celo_step(const celo_program *prog, celo_state *st, float *p, const float *g, const float *hp,
               int64_t t, celo_step_opts *opts);
 
-/* Helpers used by the executor and compiled code. */
+/* Helpers used by the executors and compiled code. celo_eval_small evaluates node j when it is not element-wise
+ * (host, per-tensor, per-row, per-column: the work between passes) into val/sc (by node) or its vector in
+ * ptr[2 + nstate + j] (the kernel pointer table), reading earlier values from the same places. */
+void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t t, const float *hp, double *val,
+                     float *sc, float *const *ptr);
 double celo_eval_op(int op, double a, double b, double c);
 int celo_orthogonalize(float *x, int64_t B, int64_t R, int64_t C, int steps);
 

@@ -731,88 +731,12 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
     return r;
 }
 
-/* ---- host values: the same computations as eval_small in runtime/step.c ---- */
-static double small_at(const celo_cl_rule *r, int j, int64_t q_r, int64_t q_c)
-{
-    const celo_program *P = r->P;
-    const celo_node *x = &P->nodes[j];
-    switch (x->dom) {
-    case CELO_HOST:
-    case CELO_SCALAR: return r->val[j];
-    case CELO_ROW: return r->ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][q_r];
-    case CELO_COL: return r->ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][q_c];
-    default: return NAN;
-    }
-}
-
+/* ---- host values: the same computations as celo_step's, by the same function ---- */
 static void eval_small(celo_cl_rule *r, int j, int64_t t, const float *hp)
 {
-    const celo_program *P = r->P;
-    const celo_state *st = r->st;
-    const celo_node *x = &P->nodes[j];
-    int64_t R = st->R, C = st->C;
-    if (x->dom == CELO_HOST || x->dom == CELO_SCALAR) {
-        double v;
-        switch (x->op) {
-        case CELO_OP_CONST: v = x->imm; break;
-        case CELO_OP_HP: v = hp[x->aux]; break;
-        case CELO_OP_T: v = (double)t; break;
-        case CELO_OP_STATE: v = st->slot[x->aux][0]; break;
-        case CELO_OP_NUMEL: v = (double)st->n; break;
-        case CELO_OP_NROWS: v = (double)R; break;
-        case CELO_OP_NCOLS: v = (double)C; break;
-        case CELO_OP_SUM:
-        case CELO_OP_MAXR: {
-            const celo_node *a = &P->nodes[x->a];
-            int64_t len = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
-            double rep = a->dom == CELO_ROW ? (double)C : a->dom == CELO_COL ? (double)R : (double)st->n;
-            double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
-            for (int64_t q = 0; q < len; q++) {
-                double e = small_at(r, x->a, q, q);
-                acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
-            }
-            v = x->op == CELO_OP_SUM ? acc * rep : acc;
-            break;
-        }
-        default: v = celo_eval_op(x->op, r->val[x->a], x->b >= 0 ? r->val[x->b] : 0, x->c >= 0 ? r->val[x->c] : 0);
-        }
-        r->val[j] = v;
-        r->sc[j] = (float)v;
-        return;
-    }
-    if (x->op == CELO_OP_STATE)
-        return;
-    float *out = r->ptr[2 + P->nstate + j];
-    int64_t len = x->dom == CELO_ROW ? R : C;
-    if (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) {
-        const celo_node *a = &P->nodes[x->a];
-        for (int64_t q = 0; q < len; q++) {
-            if (a->dom == x->dom) {
-                double e = small_at(r, x->a, q, q);
-                out[q] = (float)(x->op == CELO_OP_SUM ? e * (double)(x->dom == CELO_ROW ? C : R) : e);
-                continue;
-            }
-            int64_t olen = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
-            double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
-            for (int64_t o = 0; o < olen; o++) {
-                double e = small_at(r, x->a, o, o);
-                acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
-            }
-            if (x->op == CELO_OP_SUM && olen == 1)
-                acc *= (double)(x->dom == CELO_ROW ? C : R);
-            out[q] = (float)acc;
-        }
-        return;
-    }
-    for (int64_t q = 0; q < len; q++) {
-        double a = small_at(r, x->a, q, q);
-        double b = x->b >= 0 ? small_at(r, x->b, q, q) : 0;
-        double c = x->c >= 0 ? small_at(r, x->c, q, q) : 0;
-        out[q] = (float)celo_eval_op(x->op, a, b, c);
-    }
+    celo_eval_small(r->P, r->st, j, t, hp, r->val, r->sc, r->ptr);
 }
 
-/* Uploads the host vector of ROW/COL node j (computed at stage k) when a kernel reads it. */
 static int upload_vec(celo_cl_rule *r, int idx, int64_t len, char *err, size_t errlen)
 {
     if (!r->buf[idx] || len <= 0)

@@ -277,26 +277,25 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
     free(v);
 }
 
-/* ---- the small computations between passes ---- */
-static double small_at(const celo_program *P, const celo_state *st, const scratch *S, int j, int64_t r, int64_t c)
+/* ---- the small computations between passes (shared with the OpenCL host side, runtime/clrun.c) ---- */
+static double small_at(const celo_program *P, const double *val, float *const *ptr, int j, int64_t r, int64_t c)
 {
     const celo_node *x = &P->nodes[j];
     switch (x->dom) {
     case CELO_HOST:
     case CELO_SCALAR:
-        return S->val[j];
+        return val[j];
     case CELO_ROW:
-        return S->ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][r];
+        return ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][r];
     case CELO_COL:
-        return S->ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][c];
+        return ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][c];
     default:
-        (void)st;
         return NAN;
     }
 }
 
-/* Evaluates node j (not element-wise, not a reduction computed by a pass) into S. */
-static void eval_small(const celo_program *P, celo_state *st, scratch *S, int j, int64_t t, const float *hp)
+void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t t, const float *hp, double *val,
+                     float *sc, float *const *ptr)
 {
     const celo_node *x = &P->nodes[j];
     int64_t R = st->R, C = st->C;
@@ -318,36 +317,36 @@ static void eval_small(const celo_program *P, celo_state *st, scratch *S, int j,
             double rep = a->dom == CELO_ROW ? (double)C : a->dom == CELO_COL ? (double)R : (double)st->n;
             double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
             for (int64_t q = 0; q < len; q++) {
-                double e = small_at(P, st, S, x->a, q, q);
+                double e = small_at(P, val, ptr, x->a, q, q);
                 acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
             }
             v = x->op == CELO_OP_SUM ? acc * rep : acc;
             break;
         }
         default:
-            v = celo_eval_op(x->op, S->val[x->a], x->b >= 0 ? S->val[x->b] : 0, x->c >= 0 ? S->val[x->c] : 0);
+            v = celo_eval_op(x->op, val[x->a], x->b >= 0 ? val[x->b] : 0, x->c >= 0 ? val[x->c] : 0);
         }
-        S->val[j] = v;
-        S->sc[j] = (float)v;
+        val[j] = v;
+        sc[j] = (float)v;
         return;
     }
     if (x->op == CELO_OP_STATE)
         return; /* read from the slot directly */
-    float *out = S->ptr[2 + P->nstate + j];
+    float *out = ptr[2 + P->nstate + j];
     int64_t len = x->dom == CELO_ROW ? R : C;
     if (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) {
         /* row reduction of a column value (or the reverse), or of a scalar: reduce the broadcast */
         const celo_node *a = &P->nodes[x->a];
         for (int64_t q = 0; q < len; q++) {
             if (a->dom == x->dom) {
-                double e = small_at(P, st, S, x->a, q, q);
+                double e = small_at(P, val, ptr, x->a, q, q);
                 out[q] = (float)(x->op == CELO_OP_SUM ? e * (double)(x->dom == CELO_ROW ? C : R) : e);
                 continue;
             }
             int64_t olen = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
             double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
             for (int64_t o = 0; o < olen; o++) {
-                double e = small_at(P, st, S, x->a, o, o);
+                double e = small_at(P, val, ptr, x->a, o, o);
                 acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
             }
             if (x->op == CELO_OP_SUM && olen == 1)
@@ -357,11 +356,16 @@ static void eval_small(const celo_program *P, celo_state *st, scratch *S, int j,
         return;
     }
     for (int64_t q = 0; q < len; q++) {
-        double a = small_at(P, st, S, x->a, q, q);
-        double b = x->b >= 0 ? small_at(P, st, S, x->b, q, q) : 0;
-        double c = x->c >= 0 ? small_at(P, st, S, x->c, q, q) : 0;
+        double a = small_at(P, val, ptr, x->a, q, q);
+        double b = x->b >= 0 ? small_at(P, val, ptr, x->b, q, q) : 0;
+        double c = x->c >= 0 ? small_at(P, val, ptr, x->c, q, q) : 0;
         out[q] = (float)celo_eval_op(x->op, a, b, c);
     }
+}
+
+static void eval_small(const celo_program *P, celo_state *st, scratch *S, int j, int64_t t, const float *hp)
+{
+    celo_eval_small(P, st, j, t, hp, S->val, S->sc, S->ptr);
 }
 
 /* ---- scratch set-up ---- */

@@ -26,7 +26,20 @@ void arena_free(arena *a);
 
 typedef enum { EX_NUM, EX_NAME, EX_INDEX, EX_UNARY, EX_BINARY, EX_CALL } expr_kind;
 typedef enum {
-    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_NEG, OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ, OP_NE, OP_AND, OP_OR,
+    OP_ADD,
+    OP_SUB,
+    OP_MUL,
+    OP_DIV,
+    OP_POW,
+    OP_NEG,
+    OP_LT,
+    OP_LE,
+    OP_GT,
+    OP_GE,
+    OP_EQ,
+    OP_NE,
+    OP_AND,
+    OP_OR,
     OP_NOT
 } ast_op;
 
@@ -44,11 +57,11 @@ struct expr {
     double num;       /* EX_NUM */
     const char *name; /* EX_NAME, EX_INDEX, EX_CALL */
     span name_span;
-    ast_op op;        /* EX_UNARY, EX_BINARY */
-    expr *a, *b;      /* operands; EX_INDEX: b = index */
-    arg *args;        /* EX_CALL */
+    ast_op op;   /* EX_UNARY, EX_BINARY */
+    expr *a, *b; /* operands; EX_INDEX: b = index */
+    arg *args;   /* EX_CALL */
     int nargs;
-    int depth;        /* height of the subtree, 0 for a leaf (bounded by the parser) */
+    int depth; /* height of the subtree, 0 for a leaf (bounded by the parser) */
 };
 
 typedef enum { ST_STATE, ST_ASSIGN, ST_FOR } stmt_kind;
@@ -67,10 +80,10 @@ struct stmt {
     statevar *vars;     /* ST_STATE */
     const char *target; /* ST_ASSIGN */
     span target_span;
-    expr *index;        /* ST_ASSIGN to m[k] */
-    int aop;            /* '=', '+', '-', '*', '/' */
+    expr *index; /* ST_ASSIGN to m[k] */
+    int aop;     /* '=', '+', '-', '*', '/' */
     expr *value;
-    const char *var;    /* ST_FOR */
+    const char *var; /* ST_FOR */
     span var_span;
     expr *lo, *hi;
     stmt *body;
@@ -97,9 +110,9 @@ typedef struct parg {
 struct pval {
     pval_kind kind;
     span sp;
-    double num;       /* PV_NUM */
-    const char *str;  /* PV_STR, PV_NAME, PV_CALL (the function) */
-    parg *args;       /* PV_CALL arguments, PV_LIST items (unnamed) */
+    double num;      /* PV_NUM */
+    const char *str; /* PV_STR, PV_NAME, PV_CALL (the function) */
+    parg *args;      /* PV_CALL arguments, PV_LIST items (unnamed) */
     int nargs;
 };
 
@@ -118,11 +131,11 @@ typedef struct def {
     const char *name; /* DEF_IMPORT: the path */
     span name_span;
     param *params;
-    stmt *body;  /* NULL for chain definitions */
-    arg *chain;  /* chain(T1(...), ...) members: each value is an EX_CALL */
+    stmt *body;        /* NULL for chain definitions */
+    arg *chain;        /* chain(T1(...), ...) members: each value is an EX_CALL */
     const char *block; /* DEF_BLOCK: its kind word ("task", "train", ...) */
     span block_span;
-    prop *props;       /* DEF_BLOCK */
+    prop *props; /* DEF_BLOCK */
     srcfile *file;
     struct def *next;
 } def;

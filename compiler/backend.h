@@ -17,7 +17,6 @@ int llvm_emit_object(rule **rules, int n, const char *obj_path, const char *head
 
 /* The object file of a standalone binary: the rules' kernels and tables, the plan text, and a main() that calls
  * celo_standalone_main (runtime/standalone.c). */
-int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *obj_path, char *err,
-                            size_t errlen);
+int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *obj_path, char *err, size_t errlen);
 
 #endif

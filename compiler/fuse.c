@@ -154,15 +154,9 @@ static void print_node(const rule *r, int i, FILE *out)
     const celo_node *x = &r->nodes[i];
     fprintf(out, "  %%%-3d %-6s = %s", i, dom_name[x->dom], ir_op_name(x->op));
     switch (x->op) {
-    case CELO_OP_CONST:
-        fprintf(out, " %.9g", x->imm);
-        break;
-    case CELO_OP_HP:
-        fprintf(out, " %s", r->hp[x->aux].name);
-        break;
-    case CELO_OP_STATE:
-        fprintf(out, " %s", r->state[x->aux].name);
-        break;
+    case CELO_OP_CONST: fprintf(out, " %.9g", x->imm); break;
+    case CELO_OP_HP: fprintf(out, " %s", r->hp[x->aux].name); break;
+    case CELO_OP_STATE: fprintf(out, " %s", r->state[x->aux].name); break;
     case CELO_OP_ORTHO:
         fprintf(out, " %%%d steps=%d   (staged by this pass, orthogonalized with OpenBLAS after it)", x->a, x->aux);
         break;
@@ -198,8 +192,7 @@ void rule_dump(const rule *r, FILE *out)
             print_node(r, i, out);
     for (int k = 0; k <= P->npass; k++) {
         if (k > 0) {
-            fprintf(out, "pass %d (one loop over the elements%s):\n", k,
-                    k == P->npass ? "; writes p and state" : "");
+            fprintf(out, "pass %d (one loop over the elements%s):\n", k, k == P->npass ? "; writes p and state" : "");
             for (int i = 0; i < P->nnodes; i++) {
                 const celo_node *x = &r->nodes[i];
                 int show = 0;
@@ -219,7 +212,8 @@ void rule_dump(const rule *r, FILE *out)
             int red_elem = (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && r->nodes[x->a].dom == CELO_ELEM;
             if (x->dom != CELO_HOST && x->dom != CELO_ELEM && !red_elem && x->pass == k) {
                 if (!any)
-                    fprintf(out, "%s:\n", k == 0 ? "before pass 1 (per tensor)" : "between passes (per tensor/row/column)");
+                    fprintf(out, "%s:\n",
+                            k == 0 ? "before pass 1 (per tensor)" : "between passes (per tensor/row/column)");
                 any = 1;
                 print_node(r, i, out);
             }

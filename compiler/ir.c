@@ -9,24 +9,36 @@ static const struct {
     const char *name;
     int arity;
 } opinfo[CELO_OP_COUNT_] = {
-    [CELO_OP_CONST] = {"const", 0},   [CELO_OP_HP] = {"hp", 0},         [CELO_OP_T] = {"t", 0},
-    [CELO_OP_P] = {"p", 0},           [CELO_OP_G] = {"g", 0},           [CELO_OP_STATE] = {"state", 0},
-    [CELO_OP_NEG] = {"neg", 1},       [CELO_OP_ADD] = {"add", 2},       [CELO_OP_SUB] = {"sub", 2},
-    [CELO_OP_MUL] = {"mul", 2},       [CELO_OP_DIV] = {"div", 2},       [CELO_OP_POW] = {"pow", 2},
-    [CELO_OP_MIN] = {"min", 2},       [CELO_OP_MAX] = {"max", 2},       [CELO_OP_SQRT] = {"sqrt", 1},
-    [CELO_OP_RSQRT] = {"rsqrt", 1},   [CELO_OP_EXP] = {"exp", 1},       [CELO_OP_LOG] = {"log", 1},
-    [CELO_OP_ABS] = {"abs", 1},       [CELO_OP_SIGN] = {"sign", 1},     [CELO_OP_TANH] = {"tanh", 1},
-    [CELO_OP_SIGMOID] = {"sigmoid", 1}, [CELO_OP_RELU] = {"relu", 1},   [CELO_OP_FLOOR] = {"floor", 1},
-    [CELO_OP_LT] = {"lt", 2},         [CELO_OP_LE] = {"le", 2},         [CELO_OP_GT] = {"gt", 2},
-    [CELO_OP_GE] = {"ge", 2},         [CELO_OP_EQ] = {"eq", 2},         [CELO_OP_NE] = {"ne", 2},
-    [CELO_OP_AND] = {"and", 2},       [CELO_OP_OR] = {"or", 2},         [CELO_OP_NOT] = {"not", 1},
-    [CELO_OP_SELECT] = {"select", 3}, [CELO_OP_SUM] = {"sum", 1},       [CELO_OP_MAXR] = {"maxr", 1},
-    [CELO_OP_ORTHO] = {"ortho", 1},   [CELO_OP_NUMEL] = {"numel", 0},   [CELO_OP_NROWS] = {"rows", 0},
-    [CELO_OP_NCOLS] = {"cols", 0},
+    [CELO_OP_CONST] = {"const", 0}, [CELO_OP_HP] = {"hp", 0},
+    [CELO_OP_T] = {"t", 0},         [CELO_OP_P] = {"p", 0},
+    [CELO_OP_G] = {"g", 0},         [CELO_OP_STATE] = {"state", 0},
+    [CELO_OP_NEG] = {"neg", 1},     [CELO_OP_ADD] = {"add", 2},
+    [CELO_OP_SUB] = {"sub", 2},     [CELO_OP_MUL] = {"mul", 2},
+    [CELO_OP_DIV] = {"div", 2},     [CELO_OP_POW] = {"pow", 2},
+    [CELO_OP_MIN] = {"min", 2},     [CELO_OP_MAX] = {"max", 2},
+    [CELO_OP_SQRT] = {"sqrt", 1},   [CELO_OP_RSQRT] = {"rsqrt", 1},
+    [CELO_OP_EXP] = {"exp", 1},     [CELO_OP_LOG] = {"log", 1},
+    [CELO_OP_ABS] = {"abs", 1},     [CELO_OP_SIGN] = {"sign", 1},
+    [CELO_OP_TANH] = {"tanh", 1},   [CELO_OP_SIGMOID] = {"sigmoid", 1},
+    [CELO_OP_RELU] = {"relu", 1},   [CELO_OP_FLOOR] = {"floor", 1},
+    [CELO_OP_LT] = {"lt", 2},       [CELO_OP_LE] = {"le", 2},
+    [CELO_OP_GT] = {"gt", 2},       [CELO_OP_GE] = {"ge", 2},
+    [CELO_OP_EQ] = {"eq", 2},       [CELO_OP_NE] = {"ne", 2},
+    [CELO_OP_AND] = {"and", 2},     [CELO_OP_OR] = {"or", 2},
+    [CELO_OP_NOT] = {"not", 1},     [CELO_OP_SELECT] = {"select", 3},
+    [CELO_OP_SUM] = {"sum", 1},     [CELO_OP_MAXR] = {"maxr", 1},
+    [CELO_OP_ORTHO] = {"ortho", 1}, [CELO_OP_NUMEL] = {"numel", 0},
+    [CELO_OP_NROWS] = {"rows", 0},  [CELO_OP_NCOLS] = {"cols", 0},
 };
 
-const char *ir_op_name(int op) { return op >= 0 && op < CELO_OP_COUNT_ ? opinfo[op].name : "?"; }
-int ir_op_arity(int op) { return opinfo[op].arity; }
+const char *ir_op_name(int op)
+{
+    return op >= 0 && op < CELO_OP_COUNT_ ? opinfo[op].name : "?";
+}
+int ir_op_arity(int op)
+{
+    return opinfo[op].arity;
+}
 
 celo_domain dom_join(celo_domain a, celo_domain b)
 {
@@ -66,8 +78,8 @@ static unsigned hash_node(const celo_node *x)
 
 static int same(const celo_node *x, const celo_node *y)
 {
-    return x->op == y->op && x->dom == y->dom && x->a == y->a && x->b == y->b && x->c == y->c &&
-           x->aux == y->aux && memcmp(&x->imm, &y->imm, sizeof x->imm) == 0;
+    return x->op == y->op && x->dom == y->dom && x->a == y->a && x->b == y->b && x->c == y->c && x->aux == y->aux &&
+           memcmp(&x->imm, &y->imm, sizeof x->imm) == 0;
 }
 
 static void rehash(irbuild *b)
@@ -110,8 +122,8 @@ int ir_const(irbuild *b, double v)
 
 static int commutative(int op)
 {
-    return op == CELO_OP_ADD || op == CELO_OP_MUL || op == CELO_OP_MIN || op == CELO_OP_MAX ||
-           op == CELO_OP_EQ || op == CELO_OP_NE || op == CELO_OP_AND || op == CELO_OP_OR;
+    return op == CELO_OP_ADD || op == CELO_OP_MUL || op == CELO_OP_MIN || op == CELO_OP_MAX || op == CELO_OP_EQ ||
+           op == CELO_OP_NE || op == CELO_OP_AND || op == CELO_OP_OR;
 }
 
 int ir_node(irbuild *b, celo_op op, int a, int bb, int c, int aux, celo_domain dom)
@@ -120,8 +132,8 @@ int ir_node(irbuild *b, celo_op op, int a, int bb, int c, int aux, celo_domain d
     const celo_node *N = b->n;
     /* Constant folding: every operand is a constant. Folding uses the host evaluator (double). */
     if (ar > 0 && op != CELO_OP_SUM && op != CELO_OP_MAXR && op != CELO_OP_ORTHO) {
-        int allc = N[a].op == CELO_OP_CONST && (ar < 2 || N[bb].op == CELO_OP_CONST) &&
-                   (ar < 3 || N[c].op == CELO_OP_CONST);
+        int allc =
+            N[a].op == CELO_OP_CONST && (ar < 2 || N[bb].op == CELO_OP_CONST) && (ar < 3 || N[c].op == CELO_OP_CONST);
         if (allc)
             return ir_const(b, celo_eval_op(op, N[a].imm, ar > 1 ? N[bb].imm : 0, ar > 2 ? N[c].imm : 0));
     }
@@ -166,8 +178,7 @@ int ir_node(irbuild *b, celo_op op, int a, int bb, int c, int aux, celo_domain d
         if (ir_is_const(b, bb, 0.5) && N[a].dom != CELO_HOST)
             return ir_node(b, CELO_OP_SQRT, a, -1, -1, 0, 0);
         break;
-    default:
-        break;
+    default: break;
     }
     if (commutative(op) && a > bb) {
         int tmp = a;

@@ -16,7 +16,10 @@ void ir_free(irbuild *b);
 int ir_const(irbuild *b, double v);
 /* A node; dom is only read for leaves (STATE) and reductions (their target domain). */
 int ir_node(irbuild *b, celo_op op, int a, int bb, int c, int aux, celo_domain dom);
-static inline celo_domain ir_dom(const irbuild *b, int n) { return (celo_domain)b->n[n].dom; }
+static inline celo_domain ir_dom(const irbuild *b, int n)
+{
+    return (celo_domain)b->n[n].dom;
+}
 static inline int ir_is_const(const irbuild *b, int n, double v)
 {
     return b->n[n].op == CELO_OP_CONST && b->n[n].imm == v;

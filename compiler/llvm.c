@@ -19,7 +19,7 @@ typedef struct {
     LLVMModuleRef mod;
     LLVMBuilderRef b;
     LLVMTypeRef f32, f64, i64, i32, ptr, vd;
-    char prefix[32]; /* symbol prefix: "celo_" in object files, unique per module in the JIT */
+    char prefix[32];  /* symbol prefix: "celo_" in object files, unique per module in the JIT */
     int wide_vectors; /* the CPU has AVX-512: let the vectorizer use 512-bit vectors (LLVM prefers 256) */
 } cg;
 
@@ -41,8 +41,14 @@ static LLVMValueRef libcall(cg *g, const char *name, LLVMValueRef x)
     return LLVMBuildCall2(g->b, fty, fn, &x, 1, "");
 }
 
-static LLVMValueRef fconst(cg *g, double v) { return LLVMConstReal(g->f32, (float)v); }
-static LLVMValueRef bool_to_f(cg *g, LLVMValueRef c) { return LLVMBuildUIToFP(g->b, c, g->f32, ""); }
+static LLVMValueRef fconst(cg *g, double v)
+{
+    return LLVMConstReal(g->f32, (float)v);
+}
+static LLVMValueRef bool_to_f(cg *g, LLVMValueRef c)
+{
+    return LLVMBuildUIToFP(g->b, c, g->f32, "");
+}
 static LLVMValueRef nonzero(cg *g, LLVMValueRef x)
 {
     return LLVMBuildFCmp(g->b, LLVMRealUNE, x, fconst(g, 0), "");
@@ -102,8 +108,8 @@ static int is_elem_red(const celo_program *P, const celo_node *x)
 typedef struct {
     const celo_program *P;
     int k, final, nested;
-    char *comp;  /* ELEM nodes computed in the loop */
-    int *arg;    /* node/buffer -> argument number of the body, -1 if absent */
+    char *comp; /* ELEM nodes computed in the loop */
+    int *arg;   /* node/buffer -> argument number of the body, -1 if absent */
     int nargs;
     LLVMTypeRef argty[1024];
     int argsrc[1024]; /* what the entry passes: >= 0 ptr index, <= -1000: sc node (-1000 - j), -(1 + j) part */
@@ -231,7 +237,10 @@ typedef struct {
     LLVMValueRef fn, r, c, i;
 } loopctx;
 
-static LLVMValueRef argv_(loopctx *lc, const passinfo *pi, int src) { return LLVMGetParam(lc->fn, 3 + (unsigned)find_arg(pi, src)); }
+static LLVMValueRef argv_(loopctx *lc, const passinfo *pi, int src)
+{
+    return LLVMGetParam(lc->fn, 3 + (unsigned)find_arg(pi, src));
+}
 
 static LLVMValueRef gep(cg *g, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef idx)
 {
@@ -250,9 +259,9 @@ static LLVMValueRef value_of(cg *g, const passinfo *pi, loopctx *lc, int j)
         return argv_(lc, pi, -1000 - j);
     case CELO_ROW:
     case CELO_COL:
-        return LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, vec_src(P, j)), x->dom == CELO_ROW ? lc->r : lc->c), "");
-    default:
-        return lc->v[j];
+        return LLVMBuildLoad2(g->b, g->f32,
+                              gep(g, g->f32, argv_(lc, pi, vec_src(P, j)), x->dom == CELO_ROW ? lc->r : lc->c), "");
+    default: return lc->v[j];
     }
 }
 
@@ -302,7 +311,8 @@ static void emit_element(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef *a
             LLVMValueRef addr = gep(g, g->f64, argv_(lc, pi, -1 - j), lc->c);
             LLVMValueRef old = LLVMBuildLoad2(g->b, g->f64, addr, "");
             LLVMValueRef args[2] = {old, e};
-            LLVMValueRef nw = x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, e, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2);
+            LLVMValueRef nw =
+                x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, e, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2);
             LLVMBuildStore(g->b, nw, addr);
             continue;
         }
@@ -320,7 +330,8 @@ static void emit_element(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef *a
             LLVMBuildStore(g->b, value_of(g, pi, lc, P->p_value), gep(g, g->f32, argv_(lc, pi, 0), lc->i));
         for (int s = 0; s < P->nstate; s++)
             if (P->state[s].dom == CELO_ELEM && P->state[s].value >= 0)
-                LLVMBuildStore(g->b, value_of(g, pi, lc, P->state[s].value), gep(g, g->f32, argv_(lc, pi, 2 + s), lc->i));
+                LLVMBuildStore(g->b, value_of(g, pi, lc, P->state[s].value),
+                               gep(g, g->f32, argv_(lc, pi, 2 + s), lc->i));
     }
 }
 
@@ -370,7 +381,8 @@ static void store_partial(cg *g, const passinfo *pi, loopctx *lc, int j, LLVMVal
     LLVMValueRef addr = gep(g, g->f64, argv_(lc, pi, -1 - j), idx);
     LLVMValueRef old = LLVMBuildLoad2(g->b, g->f64, addr, "");
     LLVMValueRef args[2] = {old, accv};
-    LLVMValueRef nw = x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, accv, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2);
+    LLVMValueRef nw =
+        x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, accv, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2);
     LLVMBuildStore(g->b, nw, addr);
 }
 
@@ -470,11 +482,17 @@ static void emit_pass(cg *g, const rule *r, int k)
         int src = pi.argsrc[i];
         LLVMValueRef v;
         if (src >= 0)
-            v = LLVMBuildLoad2(g->b, g->ptr, gep(g, g->ptr, LLVMGetParam(entry, 3), LLVMConstInt(g->i64, (unsigned long long)src, 0)), "");
+            v = LLVMBuildLoad2(g->b, g->ptr,
+                               gep(g, g->ptr, LLVMGetParam(entry, 3), LLVMConstInt(g->i64, (unsigned long long)src, 0)),
+                               "");
         else if (src <= -1000)
-            v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, LLVMGetParam(entry, 4), LLVMConstInt(g->i64, (unsigned long long)(-1000 - src), 0)), "");
+            v = LLVMBuildLoad2(
+                g->b, g->f32,
+                gep(g, g->f32, LLVMGetParam(entry, 4), LLVMConstInt(g->i64, (unsigned long long)(-1000 - src), 0)), "");
         else
-            v = LLVMBuildLoad2(g->b, g->ptr, gep(g, g->ptr, LLVMGetParam(entry, 5), LLVMConstInt(g->i64, (unsigned long long)(-1 - src), 0)), "");
+            v = LLVMBuildLoad2(
+                g->b, g->ptr,
+                gep(g, g->ptr, LLVMGetParam(entry, 5), LLVMConstInt(g->i64, (unsigned long long)(-1 - src), 0)), "");
         cargs[3 + i] = v;
     }
     LLVMBuildCall2(g->b, bty, body, cargs, (unsigned)(3 + pi.nargs), "");
@@ -633,7 +651,8 @@ int llvm_jit_rules(rule **rules, int n, char *err, size_t errlen)
             return orc_error(e, "creating the JIT", err, errlen);
         /* libm (tanhf, expf, powf) comes from the process */
         LLVMOrcDefinitionGeneratorRef gen;
-        if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(g_jit), NULL, NULL)))
+        if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(g_jit), NULL,
+                                                                      NULL)))
             return orc_error(e, "process symbols", err, errlen);
         LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(g_jit), gen);
     }
@@ -755,8 +774,14 @@ static LLVMValueRef const_array_global(cg *g, LLVMTypeRef elty, LLVMValueRef *el
     return gv;
 }
 
-static LLVMValueRef ci32(cg *g, long long v) { return LLVMConstInt(g->i32, (unsigned long long)v, 1); }
-static LLVMValueRef ci8(cg *g, int v) { return LLVMConstInt(LLVMInt8TypeInContext(g->ctx), (unsigned long long)v, 0); }
+static LLVMValueRef ci32(cg *g, long long v)
+{
+    return LLVMConstInt(g->i32, (unsigned long long)v, 1);
+}
+static LLVMValueRef ci8(cg *g, int v)
+{
+    return LLVMConstInt(LLVMInt8TypeInContext(g->ctx), (unsigned long long)v, 0);
+}
 
 static void emit_program_table(cg *g, const rule *r)
 {
@@ -775,11 +800,13 @@ static void emit_program_table(cg *g, const rule *r)
     LLVMTypeRef prog_f[10] = {g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->i32, g->ptr};
     LLVMTypeRef prog_t = LLVMStructTypeInContext(g->ctx, prog_f, 10, 0);
 
-    LLVMValueRef *els = calloc((size_t)P->nnodes + (size_t)P->nhp + (size_t)P->nstate + (size_t)P->npass + 1, sizeof *els);
+    LLVMValueRef *els =
+        calloc((size_t)P->nnodes + (size_t)P->nhp + (size_t)P->nstate + (size_t)P->npass + 1, sizeof *els);
     for (int j = 0; j < P->nnodes; j++) {
         const celo_node *x = &P->nodes[j];
-        LLVMValueRef f[9] = {ci8(g, x->op), ci8(g, x->dom), ci8(g, x->pass), ci8(g, x->flags), ci32(g, x->a),
-                             ci32(g, x->b), ci32(g, x->c), ci32(g, x->aux), LLVMConstReal(g->f64, x->imm)};
+        LLVMValueRef f[9] = {ci8(g, x->op),    ci8(g, x->dom),  ci8(g, x->pass),
+                             ci8(g, x->flags), ci32(g, x->a),   ci32(g, x->b),
+                             ci32(g, x->c),    ci32(g, x->aux), LLVMConstReal(g->f64, x->imm)};
         els[j] = LLVMConstNamedStruct(node_t, f, 9);
     }
     snprintf(gname, sizeof gname, "celo_%s_nodes", P->name);
@@ -807,8 +834,9 @@ static void emit_program_table(cg *g, const rule *r)
     snprintf(gname, sizeof gname, "celo_%s_passes", P->name);
     LLVMValueRef passes = const_array_global(g, pass_t, els, (unsigned)P->npass, gname);
     snprintf(gname, sizeof gname, "celo_%s_name", P->name);
-    LLVMValueRef pf[10] = {const_str(g, P->name, gname), ci32(g, P->nnodes), nodes, ci32(g, P->nhp), hps,
-                           ci32(g, P->nstate), sts, ci32(g, P->p_value), ci32(g, P->npass), passes};
+    LLVMValueRef pf[10] = {
+        const_str(g, P->name, gname), ci32(g, P->nnodes), nodes, ci32(g, P->nhp), hps, ci32(g, P->nstate), sts,
+        ci32(g, P->p_value),          ci32(g, P->npass),  passes};
     snprintf(gname, sizeof gname, "celo_rule_%s", P->name);
     LLVMValueRef prog = LLVMAddGlobal(g->mod, prog_t, gname);
     LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_t, pf, 10));
@@ -883,8 +911,7 @@ int llvm_emit_object(rule **rules, int n, const char *obj_path, const char *head
     return rc;
 }
 
-int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *obj_path, char *err,
-                            size_t errlen)
+int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *obj_path, char *err, size_t errlen)
 {
     LLVMTargetMachineRef tm = host_tm(err, errlen);
     if (!tm)

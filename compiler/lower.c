@@ -79,12 +79,12 @@ static int already_reported(lctx *L, span sp)
     return 0;
 }
 
-#define ERR(L, sp, ...)                                                                                    \
-    do {                                                                                               \
-        (L)->nerr++;                                                                                   \
-        (L)->muted = (L)->quiet || already_reported(L, sp);                                            \
-        if (!(L)->muted)                                                                               \
-            diag_error((L)->sc->file, sp, __VA_ARGS__);                                                \
+#define ERR(L, sp, ...)                                     \
+    do {                                                    \
+        (L)->nerr++;                                        \
+        (L)->muted = (L)->quiet || already_reported(L, sp); \
+        if (!(L)->muted)                                    \
+            diag_error((L)->sc->file, sp, __VA_ARGS__);     \
     } while (0)
 
 static int lower_expr(lctx *L, const expr *e);
@@ -102,23 +102,39 @@ typedef struct {
 } builtin;
 
 static const builtin builtins[] = {
-    {"sqrt", BI_UNARY, 1, CELO_OP_SQRT, 0, 0},       {"rsqrt", BI_UNARY, 1, CELO_OP_RSQRT, 0, 0},
-    {"exp", BI_UNARY, 1, CELO_OP_EXP, 0, 0},         {"log", BI_UNARY, 1, CELO_OP_LOG, 0, 0},
-    {"abs", BI_UNARY, 1, CELO_OP_ABS, 0, 0},         {"sign", BI_UNARY, 1, CELO_OP_SIGN, 0, 0},
-    {"tanh", BI_UNARY, 1, CELO_OP_TANH, 0, 0},       {"sigmoid", BI_UNARY, 1, CELO_OP_SIGMOID, 0, 0},
-    {"relu", BI_UNARY, 1, CELO_OP_RELU, 0, 0},       {"floor", BI_UNARY, 1, CELO_OP_FLOOR, 0, 0},
-    {"square", BI_SQUARE, 1, CELO_OP_MUL, 0, 0},     {"min", BI_BINARY, 2, CELO_OP_MIN, 0, 0},
-    {"max", BI_BINARY, 2, CELO_OP_MAX, 0, 0},        {"clip", BI_CLIP, 3, 0, 0, 0},
-    {"where", BI_WHERE, 3, CELO_OP_SELECT, 0, 0},    {"lerp", BI_LERP, 3, 0, 0, 0},
-    {"sum", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 0}, {"mean", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 1},
-    {"rms", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 2}, {"norm", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 3},
-    {"maxabs", BI_RED, 1, CELO_OP_MAXR, CELO_SCALAR, 4}, {"amax", BI_RED, 1, CELO_OP_MAXR, CELO_SCALAR, 0},
+    {"sqrt", BI_UNARY, 1, CELO_OP_SQRT, 0, 0},
+    {"rsqrt", BI_UNARY, 1, CELO_OP_RSQRT, 0, 0},
+    {"exp", BI_UNARY, 1, CELO_OP_EXP, 0, 0},
+    {"log", BI_UNARY, 1, CELO_OP_LOG, 0, 0},
+    {"abs", BI_UNARY, 1, CELO_OP_ABS, 0, 0},
+    {"sign", BI_UNARY, 1, CELO_OP_SIGN, 0, 0},
+    {"tanh", BI_UNARY, 1, CELO_OP_TANH, 0, 0},
+    {"sigmoid", BI_UNARY, 1, CELO_OP_SIGMOID, 0, 0},
+    {"relu", BI_UNARY, 1, CELO_OP_RELU, 0, 0},
+    {"floor", BI_UNARY, 1, CELO_OP_FLOOR, 0, 0},
+    {"square", BI_SQUARE, 1, CELO_OP_MUL, 0, 0},
+    {"min", BI_BINARY, 2, CELO_OP_MIN, 0, 0},
+    {"max", BI_BINARY, 2, CELO_OP_MAX, 0, 0},
+    {"clip", BI_CLIP, 3, 0, 0, 0},
+    {"where", BI_WHERE, 3, CELO_OP_SELECT, 0, 0},
+    {"lerp", BI_LERP, 3, 0, 0, 0},
+    {"sum", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 0},
+    {"mean", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 1},
+    {"rms", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 2},
+    {"norm", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 3},
+    {"maxabs", BI_RED, 1, CELO_OP_MAXR, CELO_SCALAR, 4},
+    {"amax", BI_RED, 1, CELO_OP_MAXR, CELO_SCALAR, 0},
     {"amin", BI_RED, 1, CELO_OP_MAXR, CELO_SCALAR, 5},
-    {"row_sum", BI_RED, 1, CELO_OP_SUM, CELO_ROW, 0}, {"row_mean", BI_RED, 1, CELO_OP_SUM, CELO_ROW, 1},
-    {"row_max", BI_RED, 1, CELO_OP_MAXR, CELO_ROW, 0}, {"col_sum", BI_RED, 1, CELO_OP_SUM, CELO_COL, 0},
-    {"col_mean", BI_RED, 1, CELO_OP_SUM, CELO_COL, 1}, {"col_max", BI_RED, 1, CELO_OP_MAXR, CELO_COL, 0},
-    {"numel", BI_SIZE, 0, CELO_OP_NUMEL, 0, 0},      {"rows", BI_SIZE, 0, CELO_OP_NROWS, 0, 0},
-    {"cols", BI_SIZE, 0, CELO_OP_NCOLS, 0, 0},       {"orthogonalize", BI_ORTHO, 1, CELO_OP_ORTHO, 0, 0},
+    {"row_sum", BI_RED, 1, CELO_OP_SUM, CELO_ROW, 0},
+    {"row_mean", BI_RED, 1, CELO_OP_SUM, CELO_ROW, 1},
+    {"row_max", BI_RED, 1, CELO_OP_MAXR, CELO_ROW, 0},
+    {"col_sum", BI_RED, 1, CELO_OP_SUM, CELO_COL, 0},
+    {"col_mean", BI_RED, 1, CELO_OP_SUM, CELO_COL, 1},
+    {"col_max", BI_RED, 1, CELO_OP_MAXR, CELO_COL, 0},
+    {"numel", BI_SIZE, 0, CELO_OP_NUMEL, 0, 0},
+    {"rows", BI_SIZE, 0, CELO_OP_NROWS, 0, 0},
+    {"cols", BI_SIZE, 0, CELO_OP_NCOLS, 0, 0},
+    {"orthogonalize", BI_ORTHO, 1, CELO_OP_ORTHO, 0, 0},
 };
 #define NBUILTIN ((int)(sizeof builtins / sizeof builtins[0]))
 
@@ -130,7 +146,10 @@ static const builtin *find_builtin(const char *name)
     return NULL;
 }
 
-static int N(lctx *L, celo_op op, int a, int b, int c) { return ir_node(L->ir, op, a, b, c, 0, 0); }
+static int N(lctx *L, celo_op op, int a, int b, int c)
+{
+    return ir_node(L->ir, op, a, b, c, 0, 0);
+}
 
 /* ---- name lookup ---- */
 static int find_binding(const binding *b, int n, const char *name)
@@ -215,8 +234,8 @@ static int state_slot_ref(lctx *L, statename *st, const expr *index, span sp)
         return st->first;
     }
     if (!index) {
-        ERR(L, sp, "state '%s' is a vector of %d slots; use %s[0] … %s[%d]", st->name, st->size, st->name,
-            st->name, st->size - 1);
+        ERR(L, sp, "state '%s' is a vector of %d slots; use %s[0] … %s[%d]", st->name, st->size, st->name, st->name,
+            st->size - 1);
         return -1;
     }
     int k;
@@ -350,20 +369,13 @@ static int lower_call(lctx *L, const expr *e)
         if ((x[i] = lower_expr(L, av[i])) < 0)
             return -1;
     switch (bi->kind) {
-    case BI_UNARY:
-        return N(L, bi->op, x[0], -1, -1);
-    case BI_BINARY:
-        return N(L, bi->op, x[0], x[1], -1);
-    case BI_SQUARE:
-        return N(L, CELO_OP_MUL, x[0], x[0], -1);
-    case BI_CLIP:
-        return N(L, CELO_OP_MIN, N(L, CELO_OP_MAX, x[0], x[1], -1), x[2], -1);
-    case BI_WHERE:
-        return N(L, CELO_OP_SELECT, x[0], x[1], x[2]);
-    case BI_LERP:
-        return N(L, CELO_OP_ADD, x[0], N(L, CELO_OP_MUL, x[2], N(L, CELO_OP_SUB, x[1], x[0], -1), -1), -1);
-    case BI_SIZE:
-        return N(L, bi->op, -1, -1, -1);
+    case BI_UNARY: return N(L, bi->op, x[0], -1, -1);
+    case BI_BINARY: return N(L, bi->op, x[0], x[1], -1);
+    case BI_SQUARE: return N(L, CELO_OP_MUL, x[0], x[0], -1);
+    case BI_CLIP: return N(L, CELO_OP_MIN, N(L, CELO_OP_MAX, x[0], x[1], -1), x[2], -1);
+    case BI_WHERE: return N(L, CELO_OP_SELECT, x[0], x[1], x[2]);
+    case BI_LERP: return N(L, CELO_OP_ADD, x[0], N(L, CELO_OP_MUL, x[2], N(L, CELO_OP_SUB, x[1], x[0], -1), -1), -1);
+    case BI_SIZE: return N(L, bi->op, -1, -1, -1);
     case BI_ORTHO:
         if (ir_dom(L->ir, x[0]) != CELO_ELEM) {
             ERR(L, av[0]->sp, "orthogonalize needs an element-wise value (a matrix), not a scalar");
@@ -402,13 +414,10 @@ static int lower_expr(lctx *L, const expr *e)
         [OP_OR] = CELO_OP_OR,
     };
     switch (e->kind) {
-    case EX_NUM:
-        return ir_const(L->ir, e->num);
+    case EX_NUM: return ir_const(L->ir, e->num);
     case EX_NAME:
-    case EX_INDEX:
-        return lower_name(L, e);
-    case EX_CALL:
-        return lower_call(L, e);
+    case EX_INDEX: return lower_name(L, e);
+    case EX_CALL: return lower_call(L, e);
     case EX_UNARY: {
         int a = lower_expr(L, e->a);
         if (a < 0)
@@ -451,8 +460,9 @@ static void lower_state(lctx *L, const stmt *s, int depth)
 {
     scope *sc = L->sc;
     if (depth > 0) {
-        ERR(L, s->sp, "state cannot be declared inside a for loop; declare it before the loop (a vector: "
-                      "state m[4] = 0;)");
+        ERR(L, s->sp,
+            "state cannot be declared inside a for loop; declare it before the loop (a vector: "
+            "state m[4] = 0;)");
         for (const statevar *v = s->vars; v; v = v->next)
             poison(L, v->name);
         return;
@@ -469,8 +479,10 @@ static void lower_state(lctx *L, const stmt *s, int depth)
         if (reserved(v->name) || is_u || find_binding(sc->hps, sc->nhps, v->name) >= 0 ||
             find_binding(sc->locals, sc->nlocals, v->name) >= 0) {
             ERR(L, v->sp, "state '%s' would hide %s '%s'", v->name,
-                reserved(v->name) || is_u ? "the predefined name" :
-                find_binding(sc->hps, sc->nhps, v->name) >= 0 ? "the hyper-parameter" : "the local", v->name);
+                reserved(v->name) || is_u                       ? "the predefined name"
+                : find_binding(sc->hps, sc->nhps, v->name) >= 0 ? "the hyper-parameter"
+                                                                : "the local",
+                v->name);
             continue;
         }
         int init = lower_expr(L, v->init);
@@ -493,8 +505,8 @@ static void lower_state(lctx *L, const stmt *s, int depth)
         for (int k = 0; k < n; k++) {
             slotinfo *si = &L->slots[L->nslots++];
             if (v->size)
-                snprintf(si->name, sizeof si->name, "%s%s%s[%d]", sc->prefix ? sc->prefix : "",
-                         sc->prefix ? "." : "", v->name, k);
+                snprintf(si->name, sizeof si->name, "%s%s%s[%d]", sc->prefix ? sc->prefix : "", sc->prefix ? "." : "",
+                         v->name, k);
             else
                 snprintf(si->name, sizeof si->name, "%s%s%s", sc->prefix ? sc->prefix : "", sc->prefix ? "." : "",
                          v->name);
@@ -508,16 +520,11 @@ static void lower_state(lctx *L, const stmt *s, int depth)
 static int combine(lctx *L, int aop, int old, int val)
 {
     switch (aop) {
-    case '+':
-        return N(L, CELO_OP_ADD, old, val, -1);
-    case '-':
-        return N(L, CELO_OP_SUB, old, val, -1);
-    case '*':
-        return N(L, CELO_OP_MUL, old, val, -1);
-    case '/':
-        return N(L, CELO_OP_DIV, old, val, -1);
-    default:
-        return val;
+    case '+': return N(L, CELO_OP_ADD, old, val, -1);
+    case '-': return N(L, CELO_OP_SUB, old, val, -1);
+    case '*': return N(L, CELO_OP_MUL, old, val, -1);
+    case '/': return N(L, CELO_OP_DIV, old, val, -1);
+    default: return val;
     }
 }
 
@@ -532,8 +539,8 @@ static void lower_assign(lctx *L, const stmt *s)
     }
     if (find_binding(sc->hps, sc->nhps, nm) >= 0 && !find_state(sc, nm)) {
         ERR(L, s->target_span,
-            "cannot assign to hyper-parameter '%s': hyper-parameters are read-only (change them with --set %s=…)",
-            nm, nm);
+            "cannot assign to hyper-parameter '%s': hyper-parameters are read-only (change them with --set %s=…)", nm,
+            nm);
         return;
     }
     if (!strcmp(nm, "g")) {
@@ -601,12 +608,8 @@ static void lower_stmts(lctx *L, const stmt *s, int depth)
     scope *sc = L->sc;
     for (; s; s = s->next) {
         switch (s->kind) {
-        case ST_STATE:
-            lower_state(L, s, depth);
-            break;
-        case ST_ASSIGN:
-            lower_assign(L, s);
-            break;
+        case ST_STATE: lower_state(L, s, depth); break;
+        case ST_ASSIGN: lower_assign(L, s); break;
         case ST_FOR: {
             int lo, hi;
             if (const_int(L, s->lo, "a loop bound", &lo) || const_int(L, s->hi, "a loop bound", &hi))
@@ -627,13 +630,12 @@ static void lower_stmts(lctx *L, const stmt *s, int depth)
                 ERR(L, s->var_span, "for loops nest at most 8 deep");
                 break;
             }
-            const char *hides = find_binding(sc->fors, sc->nfors, s->var) >= 0 ? "the loop variable"
-                                : find_state(sc, s->var)                       ? "the state"
-                                : find_binding(sc->hps, sc->nhps, s->var) >= 0 ? "the hyper-parameter"
-                                : find_binding(sc->locals, sc->nlocals, s->var) >= 0 ? "the local"
-                                : reserved(s->var) || (sc->is_transform && !strcmp(s->var, "u"))
-                                    ? "the predefined name"
-                                    : NULL;
+            const char *hides = find_binding(sc->fors, sc->nfors, s->var) >= 0                   ? "the loop variable"
+                                : find_state(sc, s->var)                                         ? "the state"
+                                : find_binding(sc->hps, sc->nhps, s->var) >= 0                   ? "the hyper-parameter"
+                                : find_binding(sc->locals, sc->nlocals, s->var) >= 0             ? "the local"
+                                : reserved(s->var) || (sc->is_transform && !strcmp(s->var, "u")) ? "the predefined name"
+                                                                                                 : NULL;
             if (hides) {
                 ERR(L, s->var_span, "loop variable '%s' would hide %s '%s'", s->var, hides, s->var);
                 break;
@@ -926,8 +928,13 @@ rule *rule_compile(module *m, def *d)
         unsigned long long bits;
         memcpy(&bits, &X->imm, sizeof bits);
         unsigned long long h = 1469598103934665603ull;
-        unsigned long long f[7] = {X->op, X->dom, (unsigned long long)X->aux, bits, X->a >= 0 ? sh[X->a] : 0,
-                                   X->b >= 0 ? sh[X->b] : 0, X->c >= 0 ? sh[X->c] : 0};
+        unsigned long long f[7] = {X->op,
+                                   X->dom,
+                                   (unsigned long long)X->aux,
+                                   bits,
+                                   X->a >= 0 ? sh[X->a] : 0,
+                                   X->b >= 0 ? sh[X->b] : 0,
+                                   X->c >= 0 ? sh[X->c] : 0};
         for (int q = 0; q < 7; q++) {
             h ^= f[q] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
             h *= 1099511628211ull;
@@ -996,11 +1003,11 @@ rule *rule_compile(module *m, def *d)
         strsz += strlen(L.slots[s].name) + 1;
     r->strings = malloc(strsz);
     char *sp = r->strings;
-#define PUT(dst, src)                                                                                      \
-    do {                                                                                               \
-        strcpy(sp, src);                                                                               \
-        dst = sp;                                                                                      \
-        sp += strlen(src) + 1;                                                                         \
+#define PUT(dst, src)          \
+    do {                       \
+        strcpy(sp, src);       \
+        dst = sp;              \
+        sp += strlen(src) + 1; \
     } while (0)
     PUT(r->prog.name, d->name);
     r->hp = calloc((size_t)(nhp ? nhp : 1), sizeof *r->hp);
@@ -1027,8 +1034,10 @@ rule *rule_compile(module *m, def *d)
     ir_free(&ir);
     rule_fuse(r);
     if (r->prog.npass > 255) { /* celo_node.pass is a byte */
-        diag_error(d->file, d->name_span, "'%s' needs %d passes over memory (at most 255): reductions of values "
-                   "that need reductions nest too deeply", d->name, r->prog.npass);
+        diag_error(d->file, d->name_span,
+                   "'%s' needs %d passes over memory (at most 255): reductions of values "
+                   "that need reductions nest too deeply",
+                   d->name, r->prog.npass);
         rule_free(r);
         return NULL;
     }

@@ -219,8 +219,16 @@ static void dump_expr(const expr *e, FILE *out)
     switch (e->kind) {
     case EX_NUM: fprintf(out, "%.9g", e->num); break;
     case EX_NAME: fprintf(out, "%s", e->name); break;
-    case EX_INDEX: fprintf(out, "%s[", e->name); dump_expr(e->b, out); fputc(']', out); break;
-    case EX_UNARY: fprintf(out, "(%s ", ops[e->op]); dump_expr(e->a, out); fputc(')', out); break;
+    case EX_INDEX:
+        fprintf(out, "%s[", e->name);
+        dump_expr(e->b, out);
+        fputc(']', out);
+        break;
+    case EX_UNARY:
+        fprintf(out, "(%s ", ops[e->op]);
+        dump_expr(e->a, out);
+        fputc(')', out);
+        break;
     case EX_BINARY:
         fprintf(out, "(%s ", ops[e->op]);
         dump_expr(e->a, out);
@@ -390,8 +398,14 @@ static int write_state(const celo_state *st, const char *dir)
             nd = st->ndim;
             memcpy(shp, st->shape, sizeof shp);
             break;
-        case CELO_ROW: nd = 1; shp[0] = st->R; break;
-        case CELO_COL: nd = 1; shp[0] = st->C; break;
+        case CELO_ROW:
+            nd = 1;
+            shp[0] = st->R;
+            break;
+        case CELO_COL:
+            nd = 1;
+            shp[0] = st->C;
+            break;
         default: nd = 0; break;
         }
         if (celo_npy_write(path, st->slot[s], nd, shp, err, sizeof err))
@@ -408,16 +422,30 @@ static int cmd_apply(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (!strcmp(a, "--file") && more) file = argv[++i];
-        else if (!strcmp(a, "--param") && more) paramf = argv[++i];
-        else if (!strcmp(a, "--grads") && more) grads = argv[++i];
-        else if (!strcmp(a, "--out") && more) out = argv[++i];
-        else if (!strcmp(a, "--state-out") && more) stdir = argv[++i];
-        else if (!strcmp(a, "--set") && more) { if (parse_set(&s, argv[++i])) { sets_free(&s); return 1; } }
-        else if (!strcmp(a, "--backend") && more) { if (parse_backend(argv[++i], &be)) return 1; }
-        else if (a[0] == '-') return fail("apply: unknown or incomplete option '%s'", a);
-        else if (!name) name = a;
-        else return fail("apply: unexpected argument '%s'", a);
+        if (!strcmp(a, "--file") && more)
+            file = argv[++i];
+        else if (!strcmp(a, "--param") && more)
+            paramf = argv[++i];
+        else if (!strcmp(a, "--grads") && more)
+            grads = argv[++i];
+        else if (!strcmp(a, "--out") && more)
+            out = argv[++i];
+        else if (!strcmp(a, "--state-out") && more)
+            stdir = argv[++i];
+        else if (!strcmp(a, "--set") && more) {
+            if (parse_set(&s, argv[++i])) {
+                sets_free(&s);
+                return 1;
+            }
+        } else if (!strcmp(a, "--backend") && more) {
+            if (parse_backend(argv[++i], &be))
+                return 1;
+        } else if (a[0] == '-')
+            return fail("apply: unknown or incomplete option '%s'", a);
+        else if (!name)
+            name = a;
+        else
+            return fail("apply: unexpected argument '%s'", a);
     }
     if (!name || !paramf || !grads || !out)
         return fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
@@ -520,14 +548,23 @@ static int cmd_bench(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (!strcmp(a, "--size") && more) size = atoll(argv[++i]);
-        else if (!strcmp(a, "--steps") && more) steps = atoi(argv[++i]);
-        else if (!strcmp(a, "--file") && more) file = argv[++i];
-        else if (!strcmp(a, "--jit-all")) jit_all = 1;
-        else if (!strcmp(a, "--backend") && more) { if (parse_backend(argv[++i], &be)) return 1; }
-        else if (a[0] == '-') return fail("bench: unknown or incomplete option '%s'", a);
-        else if (!name) name = a;
-        else return fail("bench: unexpected argument '%s'", a);
+        if (!strcmp(a, "--size") && more)
+            size = atoll(argv[++i]);
+        else if (!strcmp(a, "--steps") && more)
+            steps = atoi(argv[++i]);
+        else if (!strcmp(a, "--file") && more)
+            file = argv[++i];
+        else if (!strcmp(a, "--jit-all"))
+            jit_all = 1;
+        else if (!strcmp(a, "--backend") && more) {
+            if (parse_backend(argv[++i], &be))
+                return 1;
+        } else if (a[0] == '-')
+            return fail("bench: unknown or incomplete option '%s'", a);
+        else if (!name)
+            name = a;
+        else
+            return fail("bench: unexpected argument '%s'", a);
     }
     char err[1024];
     if (jit_all) {
@@ -607,8 +644,10 @@ static int cmd_bench(int argc, char **argv)
     qsort(ts, (size_t)steps, sizeof *ts, cmp_double);
     double med = ts[steps / 2];
     printf("rule=%s backend=%s size=%lld passes=%d steps=%d median_ms=%.3f min_ms=%.3f threads=%d\n", name,
-           be == BE_LLVM ? "llvm" : be == BE_OPENCL ? "opencl" : "interp", size, r->prog.npass, steps, 1e3 * med,
-           1e3 * ts[0], celo_threads());
+           be == BE_LLVM     ? "llvm"
+           : be == BE_OPENCL ? "opencl"
+                             : "interp",
+           size, r->prog.npass, steps, 1e3 * med, 1e3 * ts[0], celo_threads());
     printf("params_per_s=%.6g\n", (double)size / med);
     free(ts);
     free(p);
@@ -702,17 +741,30 @@ static int cmd_run(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (!strcmp(a, "--only") && more) o.only = argv[++i];
-        else if (!strcmp(a, "--resume")) o.resume = 1;
-        else if (!strcmp(a, "--quiet")) o.quiet = 1;
-        else if (!strcmp(a, "--set") && more) { if (parse_set(&s, argv[++i])) { sets_free(&s); return 1; } }
-        else if (!strcmp(a, "--backend") && more) { if (parse_backend(argv[++i], &be)) return 1; }
-        else if (a[0] == '-') return fail("run: unknown or incomplete option '%s'", a);
-        else if (!file) file = a;
-        else return fail("run: unexpected argument '%s'", a);
+        if (!strcmp(a, "--only") && more)
+            o.only = argv[++i];
+        else if (!strcmp(a, "--resume"))
+            o.resume = 1;
+        else if (!strcmp(a, "--quiet"))
+            o.quiet = 1;
+        else if (!strcmp(a, "--set") && more) {
+            if (parse_set(&s, argv[++i])) {
+                sets_free(&s);
+                return 1;
+            }
+        } else if (!strcmp(a, "--backend") && more) {
+            if (parse_backend(argv[++i], &be))
+                return 1;
+        } else if (a[0] == '-')
+            return fail("run: unknown or incomplete option '%s'", a);
+        else if (!file)
+            file = a;
+        else
+            return fail("run: unexpected argument '%s'", a);
     }
     if (!file)
-        return fail("%s", "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]");
+        return fail("%s",
+                    "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]");
     if (be == BE_OPENCL)
         return fail("%s", "run: training runs on the CPU back ends (llvm, interp); use apply or bench for opencl");
     module m;
@@ -746,11 +798,19 @@ static int cmd_build(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (!strcmp(a, "-o") && more) out = argv[++i];
-        else if (!strcmp(a, "--set") && more) { if (parse_set(&s, argv[++i])) { sets_free(&s); return 1; } }
-        else if (a[0] == '-') return fail("build: unknown or incomplete option '%s'", a);
-        else if (!file) file = a;
-        else return fail("build: unexpected argument '%s'", a);
+        if (!strcmp(a, "-o") && more)
+            out = argv[++i];
+        else if (!strcmp(a, "--set") && more) {
+            if (parse_set(&s, argv[++i])) {
+                sets_free(&s);
+                return 1;
+            }
+        } else if (a[0] == '-')
+            return fail("build: unknown or incomplete option '%s'", a);
+        else if (!file)
+            file = a;
+        else
+            return fail("build: unexpected argument '%s'", a);
     }
     if (!file || !out)
         return fail("%s", "usage: celo build F.celo -o BIN [--set k=v]...");

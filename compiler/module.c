@@ -73,7 +73,10 @@ static int load_src(module *m, srcfile *f, int depth)
     return nerr + load_imports(m, first, depth);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static int load_rest(module *m);
 

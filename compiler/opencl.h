@@ -22,7 +22,7 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *prog, char *src, int ndim, co
 /* One step: uploads g (and p on the first step), runs the passes. When read_back is set, p is read back into p. */
 int celo_cl_step(celo_cl_rule *r, float *p, const float *g, const float *hp, int64_t t, int read_back, char *err,
                  size_t errlen);
-int celo_cl_finish(celo_cl_rule *r, char *err, size_t errlen); /* waits for the queue */
+int celo_cl_finish(celo_cl_rule *r, char *err, size_t errlen);     /* waits for the queue */
 int celo_cl_state_read(celo_cl_rule *r, char *err, size_t errlen); /* device state -> the host celo_state */
 const celo_state *celo_cl_rule_state(const celo_cl_rule *r);
 void celo_cl_rule_free(celo_cl_rule *r);

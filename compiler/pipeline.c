@@ -22,10 +22,10 @@ typedef struct {
     int nrules;
 } pctx;
 
-#define PERR(C, sp, ...)                                                                                   \
-    do {                                                                                               \
-        (C)->nerr++;                                                                                   \
-        diag_error((C)->file, sp, __VA_ARGS__);                                                        \
+#define PERR(C, sp, ...)                        \
+    do {                                        \
+        (C)->nerr++;                            \
+        diag_error((C)->file, sp, __VA_ARGS__); \
     } while (0)
 
 static void suggest_among(pctx *C, span sp, const char *s, const char *const *names, int n)
@@ -126,7 +126,10 @@ static const pval *arg_of(const callargs *a, const char *name)
     return NULL;
 }
 
-static const char *callee(const pval *v) { return v->kind == PV_CALL || v->kind == PV_NAME ? v->str : NULL; }
+static const char *callee(const pval *v)
+{
+    return v->kind == PV_CALL || v->kind == PV_NAME ? v->str : NULL;
+}
 
 /* ---- task ---- */
 static int task_data(pctx *C, celo_task *t, const pval *v)
@@ -273,11 +276,11 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
         return -1;
     }
     const pval *x;
-#define INTARG(nm, field, lo, hi)                                                                          \
-    if ((x = arg_of(&a, nm))) {                                                                        \
-        if (want_int(C, x, nm, lo, hi, &iv))                                                           \
-            return -1;                                                                                 \
-        t->field = (int)iv;                                                                            \
+#define INTARG(nm, field, lo, hi)            \
+    if ((x = arg_of(&a, nm))) {              \
+        if (want_int(C, x, nm, lo, hi, &iv)) \
+            return -1;                       \
+        t->field = (int)iv;                  \
     }
     if (!strcmp(k, "mlp") || !strcmp(k, "autoencoder")) {
         static const char *ps[] = {"in", "hidden", "out", "act"};
@@ -379,7 +382,8 @@ static void task_check(pctx *C, celo_task *t, const def *d, span model_sp)
         return;
     }
     if (lm != (t->model == CELO_MODEL_GPT || t->model == CELO_MODEL_LSTM)) {
-        PERR(C, model_sp, lm ? "text data needs a language model (gpt or lstm)" : "a %s needs text data, like kjv(seq = 64)",
+        PERR(C, model_sp,
+             lm ? "text data needs a language model (gpt or lstm)" : "a %s needs text data, like kjv(seq = 64)",
              t->model == CELO_MODEL_GPT ? "gpt" : "lstm");
         return;
     }
@@ -755,7 +759,8 @@ static int hp_index(const celo_run *r, const char *name)
 
 static void set_metric(pctx *C, celo_group *g, const pval *v)
 {
-    if (v->kind != PV_NAME || (strcmp(v->str, "eval_loss") && strcmp(v->str, "eval_acc") && strcmp(v->str, "train_loss")))
+    if (v->kind != PV_NAME ||
+        (strcmp(v->str, "eval_loss") && strcmp(v->str, "eval_acc") && strcmp(v->str, "train_loss")))
         PERR(C, v->sp, "metric must be eval_loss, eval_acc or train_loss");
     else
         snprintf(g->metric, sizeof g->metric, "%s", v->str);
@@ -770,8 +775,8 @@ static int build_sweep(pctx *C, const def *d)
         if (!strcmp(p->key, "train"))
             trainv = p->value;
     if (!trainv || trainv->kind != PV_NAME) {
-        PERR(C, trainv ? trainv->sp : d->name_span, "sweep '%s' needs train = NAME (the run whose hyper-parameters it varies)",
-             d->name);
+        PERR(C, trainv ? trainv->sp : d->name_span,
+             "sweep '%s' needs train = NAME (the run whose hyper-parameters it varies)", d->name);
         return -1;
     }
     int base = -1;
@@ -857,8 +862,8 @@ static int build_compare(pctx *C, const def *d)
     span tune_sp = d->name_span;
     int gi = new_group(C, d, "compare");
     snprintf(C->plan->groups[gi].out, sizeof C->plan->groups[gi].out, "runs/%.200s", d->name);
-    static const char *keys[] = {"task", "optimizers", "steps", "schedule", "eval", "log", "checkpoint", "seed", "tune",
-                                 "out", "metric"};
+    static const char *keys[] = {"task",       "optimizers", "steps", "schedule", "eval",  "log",
+                                 "checkpoint", "seed",       "tune",  "out",      "metric"};
     for (const prop *p = d->props; p; p = p->next) {
         if (!strcmp(p->key, "optimizers"))
             opts = p->value;
@@ -944,4 +949,3 @@ int pipeline_build(module *m, celo_plan *plan)
         rule_free(C.rules[i]);
     return C.nerr;
 }
-

@@ -90,16 +90,16 @@ typedef enum { CELO_HOST = 0, CELO_SCALAR, CELO_ROW, CELO_COL, CELO_ELEM } celo_
 enum { CELO_FLAG_STAGED = 1 };
 
 typedef struct {
-    uint8_t op;     /* celo_op */
-    uint8_t dom;    /* celo_domain */
-    uint8_t pass;   /* reductions of ELEM values and ORTHO: the element pass (1-based) that computes them;
-                       other ELEM nodes: the earliest pass that can compute them; other nodes: the stage
-                       after which they are computed (0 = before pass 1, k = after pass k) */
-    uint8_t flags;  /* CELO_FLAG_STAGED: an element-wise value computed (and stored) by pass `pass`; later
-                       passes load it instead of recomputing it (chosen by the compiler for costly values) */
+    uint8_t op;      /* celo_op */
+    uint8_t dom;     /* celo_domain */
+    uint8_t pass;    /* reductions of ELEM values and ORTHO: the element pass (1-based) that computes them;
+                        other ELEM nodes: the earliest pass that can compute them; other nodes: the stage
+                        after which they are computed (0 = before pass 1, k = after pass k) */
+    uint8_t flags;   /* CELO_FLAG_STAGED: an element-wise value computed (and stored) by pass `pass`; later
+                        passes load it instead of recomputing it (chosen by the compiler for costly values) */
     int32_t a, b, c; /* operand node numbers, -1 when unused */
-    int32_t aux;    /* HP index, STATE slot, ORTHO steps */
-    double imm;     /* CONST value */
+    int32_t aux;     /* HP index, STATE slot, ORTHO steps */
+    double imm;      /* CONST value */
 } celo_node;
 
 typedef struct {
@@ -170,12 +170,12 @@ int celo_program_hp_index(const celo_program *prog, const char *name);
 /* One optimizer step; p is updated in place. kernels: per-pass overrides (NULL: the program's own).
  * Returns 0, or -1 with a message in err (when err is not NULL). */
 typedef struct {
-    int interp;        /* 1: ignore compiled kernels, run every pass through the interpreter */
-    int nthreads;      /* 0: the OpenMP default */
+    int interp;   /* 1: ignore compiled kernels, run every pass through the interpreter */
+    int nthreads; /* 0: the OpenMP default */
     char err[256];
 } celo_step_opts;
-int celo_step(const celo_program *prog, celo_state *st, float *p, const float *g, const float *hp,
-              int64_t t, celo_step_opts *opts);
+int celo_step(const celo_program *prog, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
+              celo_step_opts *opts);
 
 /* Helpers used by the executors and compiled code. celo_eval_small evaluates node j when it is not element-wise
  * (host, per-tensor, per-row, per-column: the work between passes) into val/sc (by node) or its vector in

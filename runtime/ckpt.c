@@ -17,24 +17,29 @@
 #include <unistd.h>
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     for (char *s = err; *s; s++) /* one line, whatever the file or tensor names hold */
-        if (*s == '\n' || *s == '\r') *s = ' ';
+        if (*s == '\n' || *s == '\r')
+            *s = ' ';
 }
 
-static int host_is_little_endian(void) {
+static int host_is_little_endian(void)
+{
     const uint16_t one = 1;
     unsigned char b;
     memcpy(&b, &one, 1);
     return b == 1;
 }
 
-static void swap4(void *p, int64_t n) {
+static void swap4(void *p, int64_t n)
+{
     unsigned char *b = p;
     for (int64_t i = 0; i < n; i++, b += 4) {
         unsigned char t0 = b[0], t1 = b[1];
@@ -44,7 +49,8 @@ static void swap4(void *p, int64_t n) {
 
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. Returns the offset of the first
  * bad byte, or len when all is well. */
-static size_t utf8_check(const unsigned char *s, size_t len) {
+static size_t utf8_check(const unsigned char *s, size_t len)
+{
     size_t i = 0;
     while (i < len) {
         unsigned c = s[i];
@@ -54,16 +60,23 @@ static size_t utf8_check(const unsigned char *s, size_t len) {
         }
         size_t k;
         unsigned min, cp;
-        if (c >= 0xc2 && c <= 0xdf) k = 1, min = 0x80, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef) k = 2, min = 0x800, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4) k = 3, min = 0x10000, cp = c & 0x07;
-        else return i;
-        if (i + k >= len) return i;
+        if (c >= 0xc2 && c <= 0xdf)
+            k = 1, min = 0x80, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            k = 2, min = 0x800, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            k = 3, min = 0x10000, cp = c & 0x07;
+        else
+            return i;
+        if (i + k >= len)
+            return i;
         for (size_t j = 1; j <= k; j++) {
-            if (i + j >= len || (s[i + j] & 0xc0) != 0x80) return i;
+            if (i + j >= len || (s[i + j] & 0xc0) != 0x80)
+                return i;
             cp = cp << 6 | (s[i + j] & 0x3f);
         }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return i;
         i += k + 1;
     }
     return len;
@@ -75,14 +88,14 @@ typedef enum { J_NULL, J_FALSE, J_TRUE, J_NUM, J_STR, J_ARR, J_OBJ } jtype;
 
 typedef struct jval {
     jtype type;
-    size_t at;        /* byte offset in the header, for messages */
-    const char *num;  /* J_NUM: the literal, inside the header */
+    size_t at;       /* byte offset in the header, for messages */
+    const char *num; /* J_NUM: the literal, inside the header */
     size_t numlen;
-    char *str;        /* J_STR: decoded, NUL-terminated */
+    char *str; /* J_STR: decoded, NUL-terminated */
     size_t len;
-    int n, cap;       /* J_ARR / J_OBJ */
+    int n, cap; /* J_ARR / J_OBJ */
     struct jval *item;
-    char **key;       /* J_OBJ */
+    char **key; /* J_OBJ */
     size_t *keylen;
 } jval;
 
@@ -94,12 +107,15 @@ typedef struct {
 
 #define JSON_MAX_DEPTH 64
 
-static void jfree(jval *v) {
-    if (v->type == J_STR) free(v->str);
+static void jfree(jval *v)
+{
+    if (v->type == J_STR)
+        free(v->str);
     if (v->type == J_ARR || v->type == J_OBJ) {
         for (int i = 0; i < v->n; i++) {
             jfree(&v->item[i]);
-            if (v->type == J_OBJ) free(v->key[i]);
+            if (v->type == J_OBJ)
+                free(v->key[i]);
         }
         free(v->item);
         free(v->key);
@@ -108,30 +124,40 @@ static void jfree(jval *v) {
     memset(v, 0, sizeof *v);
 }
 
-static int jfail(jparser *P, const char *what) {
-    if (!P->msg[0]) snprintf(P->msg, sizeof P->msg, "%s at byte %zu", what, (size_t)(P->p - P->s));
+static int jfail(jparser *P, const char *what)
+{
+    if (!P->msg[0])
+        snprintf(P->msg, sizeof P->msg, "%s at byte %zu", what, (size_t)(P->p - P->s));
     return -1;
 }
 
-static void jws(jparser *P) {
-    while (P->p < P->end && (*P->p == ' ' || *P->p == '\t' || *P->p == '\n' || *P->p == '\r')) P->p++;
+static void jws(jparser *P)
+{
+    while (P->p < P->end && (*P->p == ' ' || *P->p == '\t' || *P->p == '\n' || *P->p == '\r'))
+        P->p++;
 }
 
-static int hex4(const char *p, unsigned *out) {
+static int hex4(const char *p, unsigned *out)
+{
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
         v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return -1;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
     }
     *out = v;
     return 0;
 }
 
-static size_t put_utf8(char *o, unsigned cp) {
+static size_t put_utf8(char *o, unsigned cp)
+{
     if (cp < 0x80) {
         o[0] = (char)cp;
         return 1;
@@ -150,17 +176,20 @@ static size_t put_utf8(char *o, unsigned cp) {
 }
 
 /* A string at P->p (the opening quote): decoded into a malloc'd buffer. */
-static int jstring(jparser *P, char **out, size_t *outlen) {
+static int jstring(jparser *P, char **out, size_t *outlen)
+{
     P->p++; /* '"' */
     const char *q = P->p;
     size_t cap = 0;
     while (q < P->end && *q != '"') { /* the decoded text is never longer than the source */
-        if (*q == '\\') q++;
+        if (*q == '\\')
+            q++;
         q++;
         cap++;
     }
     char *o = malloc(cap * 2 + 1), *w = o;
-    if (!o) return jfail(P, "out of memory");
+    if (!o)
+        return jfail(P, "out of memory");
     while (P->p < P->end && *P->p != '"') {
         unsigned char c = (unsigned char)*P->p;
         if (c < 0x20) {
@@ -172,7 +201,8 @@ static int jstring(jparser *P, char **out, size_t *outlen) {
             P->p++;
             continue;
         }
-        if (P->p + 1 >= P->end) break;
+        if (P->p + 1 >= P->end)
+            break;
         char e = P->p[1];
         P->p += 2;
         switch (e) {
@@ -226,18 +256,22 @@ static int jstring(jparser *P, char **out, size_t *outlen) {
 
 static int jvalue(jparser *P, jval *v);
 
-static int jpush(jparser *P, jval *v) {
+static int jpush(jparser *P, jval *v)
+{
     if (v->n == v->cap) {
         int nc = v->cap ? v->cap * 2 : 8;
         jval *ni = realloc(v->item, sizeof *ni * (size_t)nc);
-        if (!ni) return jfail(P, "out of memory");
+        if (!ni)
+            return jfail(P, "out of memory");
         v->item = ni;
         if (v->type == J_OBJ) {
             char **nk = realloc(v->key, sizeof *nk * (size_t)nc);
-            if (!nk) return jfail(P, "out of memory");
+            if (!nk)
+                return jfail(P, "out of memory");
             v->key = nk;
             size_t *nl = realloc(v->keylen, sizeof *nl * (size_t)nc);
-            if (!nl) return jfail(P, "out of memory");
+            if (!nl)
+                return jfail(P, "out of memory");
             v->keylen = nl;
         }
         v->cap = nc;
@@ -246,14 +280,17 @@ static int jpush(jparser *P, jval *v) {
     return 0;
 }
 
-static int jvalue(jparser *P, jval *v) {
+static int jvalue(jparser *P, jval *v)
+{
     memset(v, 0, sizeof *v);
     jws(P);
     v->at = (size_t)(P->p - P->s);
-    if (P->p >= P->end) return jfail(P, "unexpected end of header");
+    if (P->p >= P->end)
+        return jfail(P, "unexpected end of header");
     char c = *P->p;
     if (c == '{' || c == '[') {
-        if (++P->depth > JSON_MAX_DEPTH) return jfail(P, "nesting too deep");
+        if (++P->depth > JSON_MAX_DEPTH)
+            return jfail(P, "nesting too deep");
         int obj = c == '{';
         v->type = obj ? J_OBJ : J_ARR;
         P->p++;
@@ -264,13 +301,16 @@ static int jvalue(jparser *P, jval *v) {
             return 0;
         }
         for (;;) {
-            if (jpush(P, v) != 0) return -1;
+            if (jpush(P, v) != 0)
+                return -1;
             if (obj) {
                 jws(P);
-                if (P->p >= P->end || *P->p != '"') return jfail(P, "expected a string key");
+                if (P->p >= P->end || *P->p != '"')
+                    return jfail(P, "expected a string key");
                 char *k;
                 size_t kl;
-                if (jstring(P, &k, &kl) != 0) return -1;
+                if (jstring(P, &k, &kl) != 0)
+                    return -1;
                 v->key[v->n] = k;
                 v->keylen[v->n] = kl;
                 jws(P);
@@ -282,7 +322,8 @@ static int jvalue(jparser *P, jval *v) {
             }
             int r = jvalue(P, &v->item[v->n]);
             v->n++;
-            if (r != 0) return -1;
+            if (r != 0)
+                return -1;
             jws(P);
             if (P->p < P->end && *P->p == ',') {
                 P->p++;
@@ -302,21 +343,30 @@ static int jvalue(jparser *P, jval *v) {
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
         const char *q = P->p;
-        if (*q == '-') q++;
-        if (q >= P->end || *q < '0' || *q > '9') return jfail(P, "bad number");
-        if (*q == '0') q++;
+        if (*q == '-')
+            q++;
+        if (q >= P->end || *q < '0' || *q > '9')
+            return jfail(P, "bad number");
+        if (*q == '0')
+            q++;
         else
-            while (q < P->end && *q >= '0' && *q <= '9') q++;
+            while (q < P->end && *q >= '0' && *q <= '9')
+                q++;
         if (q < P->end && *q == '.') {
             q++;
-            if (q >= P->end || *q < '0' || *q > '9') return jfail(P, "bad number");
-            while (q < P->end && *q >= '0' && *q <= '9') q++;
+            if (q >= P->end || *q < '0' || *q > '9')
+                return jfail(P, "bad number");
+            while (q < P->end && *q >= '0' && *q <= '9')
+                q++;
         }
         if (q < P->end && (*q == 'e' || *q == 'E')) {
             q++;
-            if (q < P->end && (*q == '+' || *q == '-')) q++;
-            if (q >= P->end || *q < '0' || *q > '9') return jfail(P, "bad number");
-            while (q < P->end && *q >= '0' && *q <= '9') q++;
+            if (q < P->end && (*q == '+' || *q == '-'))
+                q++;
+            if (q >= P->end || *q < '0' || *q > '9')
+                return jfail(P, "bad number");
+            while (q < P->end && *q >= '0' && *q <= '9')
+                q++;
         }
         v->type = J_NUM;
         v->num = P->p;
@@ -340,13 +390,17 @@ static int jvalue(jparser *P, jval *v) {
 }
 
 /* A non-negative integer literal (no sign, fraction or exponent) that fits int64. */
-static int jint(const jval *v, int64_t *out) {
-    if (v->type != J_NUM || v->numlen == 0) return -1;
+static int jint(const jval *v, int64_t *out)
+{
+    if (v->type != J_NUM || v->numlen == 0)
+        return -1;
     int64_t x = 0;
     for (size_t i = 0; i < v->numlen; i++) {
         char c = v->num[i];
-        if (c < '0' || c > '9') return -1;
-        if (x > (INT64_MAX - (c - '0')) / 10) return -1;
+        if (c < '0' || c > '9')
+            return -1;
+        if (x > (INT64_MAX - (c - '0')) / 10)
+            return -1;
         x = x * 10 + (c - '0');
     }
     *out = x;
@@ -355,12 +409,19 @@ static int jint(const jval *v, int64_t *out) {
 
 /* ================================ checkpoint object ================================ */
 
-void celo_ckpt_init(celo_ckpt *c) { memset(c, 0, sizeof *c); }
+void celo_ckpt_init(celo_ckpt *c)
+{
+    memset(c, 0, sizeof *c);
+}
 
-void celo_ckpt_free(celo_ckpt *c) {
-    if (!c) return;
-    for (int i = 0; i < c->ntensor; i++) free(c->tensor[i].name);
-    for (int i = 0; i < c->nmeta; i++) free(c->meta[i].key), free(c->meta[i].value);
+void celo_ckpt_free(celo_ckpt *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->ntensor; i++)
+        free(c->tensor[i].name);
+    for (int i = 0; i < c->nmeta; i++)
+        free(c->meta[i].key), free(c->meta[i].value);
     free(c->tensor);
     free(c->meta);
     free(c->path);
@@ -368,35 +429,49 @@ void celo_ckpt_free(celo_ckpt *c) {
     memset(c, 0, sizeof *c);
 }
 
-const celo_ckpt_tensor *celo_ckpt_find(const celo_ckpt *c, const char *name) {
+const celo_ckpt_tensor *celo_ckpt_find(const celo_ckpt *c, const char *name)
+{
     for (int i = 0; i < c->ntensor; i++)
-        if (strcmp(c->tensor[i].name, name) == 0) return &c->tensor[i];
+        if (strcmp(c->tensor[i].name, name) == 0)
+            return &c->tensor[i];
     return NULL;
 }
 
-const char *celo_ckpt_get_meta(const celo_ckpt *c, const char *key) {
+const char *celo_ckpt_get_meta(const celo_ckpt *c, const char *key)
+{
     for (int i = 0; i < c->nmeta; i++)
-        if (strcmp(c->meta[i].key, key) == 0) return c->meta[i].value;
+        if (strcmp(c->meta[i].key, key) == 0)
+            return c->meta[i].value;
     return NULL;
 }
 
-static const char *cname(const celo_ckpt *c) { return c->path ? c->path : "checkpoint"; }
+static const char *cname(const celo_ckpt *c)
+{
+    return c->path ? c->path : "checkpoint";
+}
 
-static int valid_text(const char *s) { return utf8_check((const unsigned char *)s, strlen(s)) == strlen(s); }
+static int valid_text(const char *s)
+{
+    return utf8_check((const unsigned char *)s, strlen(s)) == strlen(s);
+}
 
 /* shape -> element count; -1 when a dimension is negative or the count overflows */
-static int64_t shape_numel(int ndim, const int64_t *shape) {
+static int64_t shape_numel(int ndim, const int64_t *shape)
+{
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) return -1;
-        if (shape[i] != 0 && n > INT64_MAX / 4 / shape[i]) return -1;
+        if (shape[i] < 0)
+            return -1;
+        if (shape[i] != 0 && n > INT64_MAX / 4 / shape[i])
+            return -1;
         n *= shape[i];
     }
     return n;
 }
 
 int celo_ckpt_add(celo_ckpt *c, const char *name, const float *data, int ndim, const int64_t *shape, char *err,
-                  size_t errlen) {
+                  size_t errlen)
+{
     if (!name || !*name || strcmp(name, "__metadata__") == 0 || !valid_text(name)) {
         seterr(err, errlen, "%s: bad tensor name '%.80s'", cname(c), name ? name : "(null)");
         return -1;
@@ -413,16 +488,19 @@ int celo_ckpt_add(celo_ckpt *c, const char *name, const float *data, int ndim, c
     if (c->ntensor == c->ntensor_cap) {
         int nc = c->ntensor_cap ? c->ntensor_cap * 2 : 16;
         celo_ckpt_tensor *nt = realloc(c->tensor, sizeof *nt * (size_t)nc);
-        if (!nt) goto oom;
+        if (!nt)
+            goto oom;
         c->tensor = nt;
         c->ntensor_cap = nc;
     }
     celo_ckpt_tensor *t = &c->tensor[c->ntensor];
     memset(t, 0, sizeof *t);
     t->name = strdup(name);
-    if (!t->name) goto oom;
+    if (!t->name)
+        goto oom;
     t->ndim = ndim;
-    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = shape[i];
     t->n = n;
     t->data = data;
     c->ntensor++;
@@ -432,13 +510,15 @@ oom:
     return -1;
 }
 
-int celo_ckpt_set_meta(celo_ckpt *c, const char *key, const char *value, char *err, size_t errlen) {
+int celo_ckpt_set_meta(celo_ckpt *c, const char *key, const char *value, char *err, size_t errlen)
+{
     if (!key || !value || !valid_text(key) || !valid_text(value)) {
         seterr(err, errlen, "%s: metadata key and value must be UTF-8 text", cname(c));
         return -1;
     }
     char *v = strdup(value);
-    if (!v) goto oom;
+    if (!v)
+        goto oom;
     for (int i = 0; i < c->nmeta; i++)
         if (strcmp(c->meta[i].key, key) == 0) {
             free(c->meta[i].value);
@@ -467,13 +547,15 @@ oom:
     return -1;
 }
 
-int celo_ckpt_set_meta_i64(celo_ckpt *c, const char *key, int64_t value, char *err, size_t errlen) {
+int celo_ckpt_set_meta_i64(celo_ckpt *c, const char *key, int64_t value, char *err, size_t errlen)
+{
     char buf[32];
     snprintf(buf, sizeof buf, "%lld", (long long)value);
     return celo_ckpt_set_meta(c, key, buf, err, errlen);
 }
 
-int celo_ckpt_meta_i64(const celo_ckpt *c, const char *key, int64_t *value, char *err, size_t errlen) {
+int celo_ckpt_meta_i64(const celo_ckpt *c, const char *key, int64_t *value, char *err, size_t errlen)
+{
     const char *s = celo_ckpt_get_meta(c, key);
     if (!s) {
         seterr(err, errlen, "%s: no metadata '%.80s'", cname(c), key);
@@ -481,14 +563,18 @@ int celo_ckpt_meta_i64(const celo_ckpt *c, const char *key, int64_t *value, char
     }
     const char *p = s;
     int neg = *p == '-';
-    if (neg) p++;
+    if (neg)
+        p++;
     int64_t x = 0;
-    if (*p < '0' || *p > '9') goto bad;
+    if (*p < '0' || *p > '9')
+        goto bad;
     for (; *p >= '0' && *p <= '9'; p++) {
-        if (x > (INT64_MAX - (*p - '0')) / 10) goto bad;
+        if (x > (INT64_MAX - (*p - '0')) / 10)
+            goto bad;
         x = x * 10 + (*p - '0');
     }
-    if (*p) goto bad;
+    if (*p)
+        goto bad;
     *value = neg ? -x : x;
     return 0;
 bad:
@@ -496,22 +582,26 @@ bad:
     return -1;
 }
 
-static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape) {
+static void fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape)
+{
     size_t k = (size_t)snprintf(buf, len, "[");
     for (int i = 0; i < ndim && k < len; i++)
         k += (size_t)snprintf(buf + k, len - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (k < len) snprintf(buf + k, len - k, "]");
+    if (k < len)
+        snprintf(buf + k, len - k, "]");
 }
 
 int celo_ckpt_load(const celo_ckpt *c, const char *name, float *dst, int ndim, const int64_t *shape, char *err,
-                   size_t errlen) {
+                   size_t errlen)
+{
     const celo_ckpt_tensor *t = celo_ckpt_find(c, name);
     if (!t) {
         seterr(err, errlen, "%s: no tensor '%.80s'", cname(c), name);
         return -1;
     }
     int same = t->ndim == ndim;
-    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
     if (!same) {
         char a[128], b[128];
         fmt_shape(a, sizeof a, t->ndim, t->shape);
@@ -519,16 +609,19 @@ int celo_ckpt_load(const celo_ckpt *c, const char *name, float *dst, int ndim, c
         seterr(err, errlen, "%s: tensor '%.80s' has shape %s, expected %s", cname(c), name, a, b);
         return -1;
     }
-    if (t->n) memcpy(dst, t->data, (size_t)t->n * sizeof(float));
+    if (t->n)
+        memcpy(dst, t->data, (size_t)t->n * sizeof(float));
     return 0;
 }
 
 /* ---- optimizer state ---- */
 
-static int slot_shape(const celo_state *st, int s, int64_t *shape) {
+static int slot_shape(const celo_state *st, int s, int64_t *shape)
+{
     switch (st->prog->state[s].dom) {
     case CELO_ELEM:
-        for (int i = 0; i < st->ndim; i++) shape[i] = st->shape[i];
+        for (int i = 0; i < st->ndim; i++)
+            shape[i] = st->shape[i];
         return st->ndim;
     case CELO_ROW: shape[0] = st->R; return 1;
     case CELO_COL: shape[0] = st->C; return 1;
@@ -536,12 +629,14 @@ static int slot_shape(const celo_state *st, int s, int64_t *shape) {
     }
 }
 
-static int slot_name(char *buf, size_t len, const char *param, const char *slot) {
+static int slot_name(char *buf, size_t len, const char *param, const char *slot)
+{
     int k = snprintf(buf, len, "opt.%s.%s", param, slot);
     return k < 0 || (size_t)k >= len ? -1 : 0;
 }
 
-int celo_ckpt_add_state(celo_ckpt *c, const char *param, const celo_state *st, char *err, size_t errlen) {
+int celo_ckpt_add_state(celo_ckpt *c, const char *param, const celo_state *st, char *err, size_t errlen)
+{
     for (int s = 0; s < st->prog->nstate; s++) {
         char name[512];
         int64_t shape[8];
@@ -550,12 +645,14 @@ int celo_ckpt_add_state(celo_ckpt *c, const char *param, const celo_state *st, c
             return -1;
         }
         int nd = slot_shape(st, s, shape);
-        if (celo_ckpt_add(c, name, st->slot[s], nd, shape, err, errlen) != 0) return -1;
+        if (celo_ckpt_add(c, name, st->slot[s], nd, shape, err, errlen) != 0)
+            return -1;
     }
     return 0;
 }
 
-int celo_ckpt_load_state(const celo_ckpt *c, const char *param, celo_state *st, char *err, size_t errlen) {
+int celo_ckpt_load_state(const celo_ckpt *c, const char *param, celo_state *st, char *err, size_t errlen)
+{
     for (int s = 0; s < st->prog->nstate; s++) {
         char name[512];
         int64_t shape[8];
@@ -564,7 +661,8 @@ int celo_ckpt_load_state(const celo_ckpt *c, const char *param, celo_state *st, 
             return -1;
         }
         int nd = slot_shape(st, s, shape);
-        if (celo_ckpt_load(c, name, st->slot[s], nd, shape, err, errlen) != 0) return -1;
+        if (celo_ckpt_load(c, name, st->slot[s], nd, shape, err, errlen) != 0)
+            return -1;
     }
     return 0;
 }
@@ -577,11 +675,14 @@ typedef struct {
     int oom;
 } sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
     if (b->len + n + 1 > b->cap) {
         size_t nc = b->cap ? b->cap : 1024;
-        while (b->len + n + 1 > nc) nc *= 2;
+        while (b->len + n + 1 > nc)
+            nc *= 2;
         char *ns = realloc(b->s, nc);
         if (!ns) {
             b->oom = 1;
@@ -594,17 +695,26 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
     b->s[b->len] = 0;
 }
 
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
 
-static void sb_json_string(sbuf *b, const char *s) {
+static void sb_json_string(sbuf *b, const char *s)
+{
     sb_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char e[8];
-        if (*p == '"') sb_put(b, "\\\"", 2);
-        else if (*p == '\\') sb_put(b, "\\\\", 2);
-        else if (*p == '\n') sb_put(b, "\\n", 2);
-        else if (*p == '\t') sb_put(b, "\\t", 2);
-        else if (*p == '\r') sb_put(b, "\\r", 2);
+        if (*p == '"')
+            sb_put(b, "\\\"", 2);
+        else if (*p == '\\')
+            sb_put(b, "\\\\", 2);
+        else if (*p == '\n')
+            sb_put(b, "\\n", 2);
+        else if (*p == '\t')
+            sb_put(b, "\\t", 2);
+        else if (*p == '\r')
+            sb_put(b, "\\r", 2);
         else if (*p < 0x20) {
             snprintf(e, sizeof e, "\\u%04x", *p);
             sb_put(b, e, 6);
@@ -614,10 +724,12 @@ static void sb_json_string(sbuf *b, const char *s) {
     sb_put(b, "\"", 1);
 }
 
-static void fsync_dir_of(const char *path) {
+static void fsync_dir_of(const char *path)
+{
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return;
+    if (!dir)
+        return;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);
@@ -626,7 +738,8 @@ static void fsync_dir_of(const char *path) {
     free(dir);
 }
 
-int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errlen) {
+int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errlen)
+{
     /* header: metadata first (as Python writes it), then tensors in insertion order, contiguous */
     sbuf h = {0};
     char num[96];
@@ -635,7 +748,8 @@ int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errl
     if (c->nmeta > 0) {
         sb_str(&h, "\"__metadata__\":{");
         for (int i = 0; i < c->nmeta; i++) {
-            if (i) sb_str(&h, ",");
+            if (i)
+                sb_str(&h, ",");
             sb_json_string(&h, c->meta[i].key);
             sb_str(&h, ":");
             sb_json_string(&h, c->meta[i].value);
@@ -646,7 +760,8 @@ int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errl
     uint64_t off = 0;
     for (int i = 0; i < c->ntensor; i++) {
         const celo_ckpt_tensor *t = &c->tensor[i];
-        if (!first) sb_str(&h, ",");
+        if (!first)
+            sb_str(&h, ",");
         first = 0;
         sb_json_string(&h, t->name);
         sb_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
@@ -660,7 +775,8 @@ int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errl
         off = end;
     }
     sb_str(&h, "}");
-    while (!h.oom && h.len % 8 != 0) sb_str(&h, " "); /* data starts 8-byte aligned, like the reference */
+    while (!h.oom && h.len % 8 != 0)
+        sb_str(&h, " "); /* data starts 8-byte aligned, like the reference */
     if (h.oom || h.len > CELO_CKPT_MAX_HEADER) {
         free(h.s);
         seterr(err, errlen, "%s: %s", path, h.oom ? "out of memory" : "header too large");
@@ -694,13 +810,15 @@ int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errl
         return -1;
     }
     unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
     int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.s, 1, h.len, f) == h.len;
     free(h.s);
     int le = host_is_little_endian();
     for (int i = 0; ok && i < c->ntensor; i++) {
         const celo_ckpt_tensor *t = &c->tensor[i];
-        if (t->n == 0) continue;
+        if (t->n == 0)
+            continue;
         if (le) {
             ok = fwrite(t->data, 4, (size_t)t->n, f) == (size_t)t->n;
         } else {
@@ -713,9 +831,12 @@ int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errl
         }
     }
     int saved = errno;
-    if (ok) ok = fflush(f) == 0, saved = errno;
-    if (ok) ok = fsync(fileno(f)) == 0, saved = errno;
-    if (fclose(f) != 0 && ok) ok = 0, saved = errno;
+    if (ok)
+        ok = fflush(f) == 0, saved = errno;
+    if (ok)
+        ok = fsync(fileno(f)) == 0, saved = errno;
+    if (fclose(f) != 0 && ok)
+        ok = 0, saved = errno;
     if (!ok) {
         seterr(err, errlen, "%s: write failed: %s", path, strerror(saved));
         unlink(tmp);
@@ -735,13 +856,16 @@ int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errl
 
 /* ================================ read ================================ */
 
-static int off_cmp(const void *a, const void *b) {
+static int off_cmp(const void *a, const void *b)
+{
     const int64_t *x = a, *y = b; /* [begin, end, index] */
-    if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
+    if (x[0] != y[0])
+        return x[0] < y[0] ? -1 : 1;
     return x[1] < y[1] ? -1 : x[1] > y[1];
 }
 
-int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen) {
+int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
+{
     celo_ckpt_init(c);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -771,7 +895,8 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen) {
         goto done;
     }
     uint64_t hlen = 0;
-    for (int i = 0; i < 8; i++) hlen |= (uint64_t)len8[i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        hlen |= (uint64_t)len8[i] << (8 * i);
     if (hlen < 2 || hlen > CELO_CKPT_MAX_HEADER) {
         seterr(err, errlen, "%s: not a safetensors file (header length %llu)", path, (unsigned long long)hlen);
         goto done;
@@ -816,7 +941,8 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen) {
         goto done;
     }
     c->path = strdup(path);
-    if (!c->path) goto oom;
+    if (!c->path)
+        goto oom;
     /* keys: no duplicates; names without NUL (C strings) */
     for (int i = 0; i < root.n; i++) {
         if (strlen(root.key[i]) != root.keylen[i]) {
@@ -831,10 +957,12 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen) {
     }
     uint64_t data_size = fsize - 8 - hlen;
     int ntens = 0;
-    for (int i = 0; i < root.n; i++) ntens += strcmp(root.key[i], "__metadata__") != 0;
+    for (int i = 0; i < root.n; i++)
+        ntens += strcmp(root.key[i], "__metadata__") != 0;
     c->tensor = calloc((size_t)(ntens ? ntens : 1), sizeof *c->tensor);
     offs = malloc(sizeof(int64_t) * 3 * (size_t)(ntens ? ntens : 1));
-    if (!c->tensor || !offs) goto oom;
+    if (!c->tensor || !offs)
+        goto oom;
     c->ntensor_cap = ntens;
     for (int i = 0; i < root.n; i++) {
         const char *k = root.key[i];
@@ -858,7 +986,8 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen) {
                         seterr(err, errlen, "%s: duplicate metadata key '%.80s'", path, v->key[m]);
                         goto done;
                     }
-                if (celo_ckpt_set_meta(c, v->key[m], v->item[m].str, err, errlen) != 0) goto done;
+                if (celo_ckpt_set_meta(c, v->key[m], v->item[m].str, err, errlen) != 0)
+                    goto done;
             }
             continue;
         }
@@ -888,7 +1017,9 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen) {
         }
         if (!dt || !sh || !of) {
             seterr(err, errlen, "%s: tensor '%.80s': missing %s", path, k,
-                   !dt ? "dtype" : !sh ? "shape" : "data_offsets");
+                   !dt   ? "dtype"
+                   : !sh ? "shape"
+                         : "data_offsets");
             goto done;
         }
         if (dt->type != J_STR) {
@@ -922,7 +1053,8 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen) {
             goto done;
         }
         t->name = strdup(k);
-        if (!t->name) goto oom;
+        if (!t->name)
+            goto oom;
         offs[3 * c->ntensor] = b, offs[3 * c->ntensor + 1] = e, offs[3 * c->ntensor + 2] = c->ntensor;
         c->ntensor++;
     }
@@ -945,22 +1077,27 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen) {
         goto done;
     }
     if (pos < data_size) {
-        seterr(err, errlen, "%s: %llu bytes after the tensor data (the data section has %llu bytes, the tensors "
-                            "use %llu)",
+        seterr(err, errlen,
+               "%s: %llu bytes after the tensor data (the data section has %llu bytes, the tensors "
+               "use %llu)",
                path, (unsigned long long)(data_size - pos), (unsigned long long)data_size, (unsigned long long)pos);
         goto done;
     }
-    if (data_size > SIZE_MAX - 4) goto oom;
+    if (data_size > SIZE_MAX - 4)
+        goto oom;
     c->buf = malloc(data_size ? (size_t)data_size : 4);
-    if (!c->buf) goto oom;
+    if (!c->buf)
+        goto oom;
     if (data_size && fread(c->buf, 1, (size_t)data_size, f) != data_size) {
         seterr(err, errlen, "%s: read error", path);
         goto done;
     }
-    if (!host_is_little_endian()) swap4(c->buf, (int64_t)(data_size / 4));
+    if (!host_is_little_endian())
+        swap4(c->buf, (int64_t)(data_size / 4));
     /* tensors in file order, pointing into the buffer */
     celo_ckpt_tensor *sorted = malloc(sizeof *sorted * (size_t)(c->ntensor ? c->ntensor : 1));
-    if (!sorted) goto oom;
+    if (!sorted)
+        goto oom;
     for (int i = 0; i < c->ntensor; i++) {
         sorted[i] = c->tensor[offs[3 * i + 2]];
         sorted[i].data = c->buf + offs[3 * i] / 4;
@@ -976,6 +1113,7 @@ done:
     free(hdr);
     free(offs);
     fclose(f);
-    if (rc != 0) celo_ckpt_free(c);
+    if (rc != 0)
+        celo_ckpt_free(c);
     return rc;
 }

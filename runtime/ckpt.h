@@ -64,8 +64,8 @@ typedef struct {
     celo_ckpt_tensor *tensor; /* in file order (by offset) after a read, in insertion order before a write */
     int nmeta, nmeta_cap;
     celo_ckpt_meta *meta;
-    char *path;  /* the file read, for messages */
-    float *buf;  /* the data section of a file read */
+    char *path; /* the file read, for messages */
+    float *buf; /* the data section of a file read */
 } celo_ckpt;
 
 void celo_ckpt_init(celo_ckpt *c);

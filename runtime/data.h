@@ -35,15 +35,15 @@ enum { CELO_SPLIT_TRAIN = 0, CELO_SPLIT_TEST = 1, CELO_SPLIT_VAL = 1 };
 
 /* ---- in-memory datasets: n examples of dim float features, with class labels or regression targets ---- */
 typedef struct {
-    char name[64];  /* "fashion_mnist/train", "teacher/test", ... */
-    int64_t n;      /* examples */
-    int64_t dim;    /* input features per example */
-    int h, w;       /* images: height and width (dim = h * w); 0 otherwise */
-    int nclass;     /* classification: number of classes; 0 for regression */
-    int64_t ydim;   /* regression: targets per example; 0 for classification */
-    float *x;       /* [n, dim] */
-    int32_t *y;     /* [n] labels in [0, nclass), or NULL */
-    float *t;       /* [n, ydim] regression targets, or NULL */
+    char name[64];   /* "fashion_mnist/train", "teacher/test", ... */
+    int64_t n;       /* examples */
+    int64_t dim;     /* input features per example */
+    int h, w;        /* images: height and width (dim = h * w); 0 otherwise */
+    int nclass;      /* classification: number of classes; 0 for regression */
+    int64_t ydim;    /* regression: targets per example; 0 for classification */
+    float *x;        /* [n, dim] */
+    int32_t *y;      /* [n] labels in [0, nclass), or NULL */
+    float *t;        /* [n, ydim] regression targets, or NULL */
     float mean, std; /* the standardization applied to x (0 and 1 when none) */
 } celo_dataset;
 
@@ -55,10 +55,10 @@ void celo_dataset_slice(const celo_dataset *d, int64_t i0, int64_t B, float *x, 
 
 /* ---- IDX files (LeCun's MNIST format), gzip-compressed or plain ---- */
 typedef struct {
-    int ndim;        /* 1..4 */
+    int ndim; /* 1..4 */
     int64_t dim[4];
-    int64_t n;       /* product of dims */
-    uint8_t *data;   /* unsigned bytes, row-major */
+    int64_t n;     /* product of dims */
+    uint8_t *data; /* unsigned bytes, row-major */
 } celo_idx;
 /* Only element type 0x08 (unsigned byte). Validated: magic, type, dimension count, sizes (no overflow, no
  * zero dims), gzip stream integrity, truncation and trailing bytes. */
@@ -74,16 +74,15 @@ typedef enum {
                                 tf.image.resize default, which learned_optimization's 8x8 tasks use */
 } celo_resize;
 typedef struct {
-    int size;          /* output side length, 1..28; 0 means 28 (no resize) */
-    int resize;        /* celo_resize */
-    int normalize;     /* 0: pixels in [0, 1]; 1: standardized with the train set's pixel mean and std */
-    const char *dir;   /* NULL: $CELO_FASHION_MNIST_DIR, else CELO_FMNIST_DEFAULT_DIR */
+    int size;        /* output side length, 1..28; 0 means 28 (no resize) */
+    int resize;      /* celo_resize */
+    int normalize;   /* 0: pixels in [0, 1]; 1: standardized with the train set's pixel mean and std */
+    const char *dir; /* NULL: $CELO_FASHION_MNIST_DIR, else CELO_FMNIST_DEFAULT_DIR */
 } celo_fmnist_opts;
 /* 60000 train / 10000 test images of dim = size * size floats (row-major), labels int32 in [0, 10). train
  * or test may be NULL; opts may be NULL (28x28, [0, 1]). A missing file: "PATH: not found; install the
  * Debian package dataset-fashion-mnist". (Any IDX files of the same layout load, e.g. MNIST's, via dir.) */
-int celo_fmnist_load(celo_dataset *train, celo_dataset *test, const celo_fmnist_opts *opts, char *err,
-                     size_t errlen);
+int celo_fmnist_load(celo_dataset *train, celo_dataset *test, const celo_fmnist_opts *opts, char *err, size_t errlen);
 /* Resize one image (row-major, h x w) to size x size. */
 void celo_image_resize(const float *in, int h, int w, float *out, int size, int method);
 
@@ -113,8 +112,7 @@ int64_t celo_text_len(const celo_text *t, int split);
 /* Batch `step` of B random windows of T + 1 characters of a split: x[b, i] = ids[s_b + i],
  * y[b, i] = ids[s_b + i + 1] (next-character targets), s_b uniform over the split, a pure function of
  * (seed, split, step, b). -1 when the split is shorter than T + 1. */
-int celo_text_batch(const celo_text *t, int split, uint64_t seed, uint64_t step, int B, int T, int32_t *x,
-                    int32_t *y);
+int celo_text_batch(const celo_text *t, int split, uint64_t seed, uint64_t step, int B, int T, int32_t *x, int32_t *y);
 /* Window number k (0 <= k < celo_text_num_windows) of the split's non-overlapping windows (evaluation):
  * x = ids[k * T, k * T + T), y = the same shifted by one. */
 int64_t celo_text_num_windows(const celo_text *t, int split, int T);
@@ -124,27 +122,26 @@ void celo_text_decode(const celo_text *t, const int32_t *ids, int64_t n, char *o
 
 /* ---- synthetic: random teacher networks ---- */
 typedef struct {
-    int in;          /* input dimension */
-    int nhidden;     /* hidden layers, 0..4 */
-    int hidden[4];   /* their widths */
-    int out;         /* classes (classify) or targets (regression) */
-    int classify;    /* 1: label = argmax of the teacher's output; 0: target = output + noise */
-    float noise;     /* regression: std of the Gaussian noise added to each target */
-    uint64_t seed;   /* fixes the teacher and the inputs */
+    int in;        /* input dimension */
+    int nhidden;   /* hidden layers, 0..4 */
+    int hidden[4]; /* their widths */
+    int out;       /* classes (classify) or targets (regression) */
+    int classify;  /* 1: label = argmax of the teacher's output; 0: target = output + noise */
+    float noise;   /* regression: std of the Gaussian noise added to each target */
+    uint64_t seed; /* fixes the teacher and the inputs */
 } celo_teacher_opts;
 /* A fixed random MLP (ReLU hidden layers, He-normal weights, zero biases, linear output) labels inputs
  * x ~ N(0, I). Each output unit is standardized (mean 0, std 1) over a fixed calibration sample of 4096
  * inputs, so argmax classes are roughly balanced and regression targets have unit variance (before noise).
  * Example i of a split is a function of (seed, split, i) only: the train and test splits are different draws
  * labelled by the same teacher. */
-int celo_teacher_dataset(celo_dataset *d, const celo_teacher_opts *o, int split, int64_t n, char *err,
-                         size_t errlen);
+int celo_teacher_dataset(celo_dataset *d, const celo_teacher_opts *o, int split, int64_t n, char *err, size_t errlen);
 
 /* ---- synthetic: random quadratics  L(x) = 1/2 x^T A x,  grad = A x,  minimum 0 at x = 0 ---- */
 typedef struct {
     int dim;
-    double cond;    /* condition number: eigenvalues log-spaced from 1 down to 1 / cond */
-    int rotate;     /* 0: A diagonal; 1: A = Q diag(eig) Q^T with Q Haar-random orthogonal */
+    double cond; /* condition number: eigenvalues log-spaced from 1 down to 1 / cond */
+    int rotate;  /* 0: A diagonal; 1: A = Q diag(eig) Q^T with Q Haar-random orthogonal */
     uint64_t seed;
 } celo_quadratic_opts;
 typedef struct {
@@ -166,11 +163,11 @@ int64_t celo_shuffle_index(uint64_t seed, int64_t epoch, int64_t n, int64_t i);
 void celo_epoch_batch(uint64_t seed, int64_t n, int64_t B, int64_t epoch, int64_t k, int64_t *idx);
 
 typedef struct {
-    uint64_t seed;  /* shuffling seed */
-    int64_t n;      /* examples in the dataset */
-    int64_t batch;  /* batch size B; an epoch is n / B full batches (the rest is dropped) */
-    int64_t epoch;  /* current epoch, 0-based */
-    int64_t k;      /* next batch within the epoch */
+    uint64_t seed; /* shuffling seed */
+    int64_t n;     /* examples in the dataset */
+    int64_t batch; /* batch size B; an epoch is n / B full batches (the rest is dropped) */
+    int64_t epoch; /* current epoch, 0-based */
+    int64_t k;     /* next batch within the epoch */
 } celo_cursor;
 int celo_cursor_init(celo_cursor *c, uint64_t seed, int64_t n, int64_t batch, char *err, size_t errlen);
 int64_t celo_cursor_batches_per_epoch(const celo_cursor *c);

@@ -19,23 +19,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define NPY_MAGIC "\x93NUMPY"
-#define NPY_MAGIC_LEN 6
+#define NPY_MAGIC      "\x93NUMPY"
+#define NPY_MAGIC_LEN  6
 #define NPY_MAX_HEADER (1 << 20) /* far beyond any header numpy writes; guards against garbage lengths */
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     /* one line: a file name with a newline in it must not split the message */
     for (char *s = err; *s; s++)
-        if (*s == '\n' || *s == '\r') *s = ' ';
+        if (*s == '\n' || *s == '\r')
+            *s = ' ';
 }
 
-static int host_is_little_endian(void) {
+static int host_is_little_endian(void)
+{
     const uint16_t one = 1;
     unsigned char b;
     memcpy(&b, &one, 1);
@@ -49,11 +53,14 @@ typedef struct {
     const char *s, *end;
 } cursor;
 
-static void skip_ws(cursor *c) {
-    while (c->s < c->end && (*c->s == ' ' || *c->s == '\t' || *c->s == '\n' || *c->s == '\r')) c->s++;
+static void skip_ws(cursor *c)
+{
+    while (c->s < c->end && (*c->s == ' ' || *c->s == '\t' || *c->s == '\n' || *c->s == '\r'))
+        c->s++;
 }
 
-static int accept(cursor *c, char ch) {
+static int accept(cursor *c, char ch)
+{
     skip_ws(c);
     if (c->s < c->end && *c->s == ch) {
         c->s++;
@@ -63,22 +70,27 @@ static int accept(cursor *c, char ch) {
 }
 
 /* a quoted string ('...' or "..."), no escapes (numpy never writes any in keys or dtypes) */
-static int parse_str(cursor *c, char *buf, size_t buflen) {
+static int parse_str(cursor *c, char *buf, size_t buflen)
+{
     skip_ws(c);
-    if (c->s >= c->end || (*c->s != '\'' && *c->s != '"')) return -1;
+    if (c->s >= c->end || (*c->s != '\'' && *c->s != '"'))
+        return -1;
     char q = *c->s++;
     size_t k = 0;
     while (c->s < c->end && *c->s != q) {
-        if (*c->s == '\\' || k + 1 >= buflen) return -1;
+        if (*c->s == '\\' || k + 1 >= buflen)
+            return -1;
         buf[k++] = *c->s++;
     }
-    if (c->s >= c->end) return -1;
+    if (c->s >= c->end)
+        return -1;
     c->s++;
     buf[k] = 0;
     return 0;
 }
 
-static int parse_word(cursor *c, const char *w) {
+static int parse_word(cursor *c, const char *w)
+{
     skip_ws(c);
     size_t n = strlen(w);
     if ((size_t)(c->end - c->s) >= n && memcmp(c->s, w, n) == 0) {
@@ -89,23 +101,32 @@ static int parse_word(cursor *c, const char *w) {
 }
 
 /* a tuple of non-negative integers: (), (n,), (a, b, ...); Python 2 'L' suffixes are accepted */
-static int parse_shape(cursor *c, int *ndim, int64_t *shape) {
-    if (!accept(c, '(')) return -1;
+static int parse_shape(cursor *c, int *ndim, int64_t *shape)
+{
+    if (!accept(c, '('))
+        return -1;
     int nd = 0;
     for (;;) {
-        if (accept(c, ')')) break;
+        if (accept(c, ')'))
+            break;
         skip_ws(c);
-        if (c->s >= c->end || *c->s < '0' || *c->s > '9') return -1;
+        if (c->s >= c->end || *c->s < '0' || *c->s > '9')
+            return -1;
         int64_t v = 0;
         while (c->s < c->end && *c->s >= '0' && *c->s <= '9') {
-            if (v > (INT64_MAX - 9) / 10) return -1;
+            if (v > (INT64_MAX - 9) / 10)
+                return -1;
             v = v * 10 + (*c->s++ - '0');
         }
-        if (c->s < c->end && (*c->s == 'L' || *c->s == 'l')) c->s++;
-        if (nd >= 8) return -2;
+        if (c->s < c->end && (*c->s == 'L' || *c->s == 'l'))
+            c->s++;
+        if (nd >= 8)
+            return -2;
         shape[nd++] = v;
-        if (accept(c, ',')) continue;
-        if (accept(c, ')')) break;
+        if (accept(c, ','))
+            continue;
+        if (accept(c, ')'))
+            break;
         return -1;
     }
     *ndim = nd;
@@ -114,7 +135,8 @@ static int parse_shape(cursor *c, int *ndim, int64_t *shape) {
 
 /* ---- read ---- */
 
-int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen) {
+int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
+{
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -165,18 +187,21 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen) {
     char descr[32] = "", key[32];
     int have_descr = 0, have_order = 0, have_shape = 0, fortran = 0;
     cursor c = {hdr, hdr + hlen};
-    if (!accept(&c, '{')) goto bad_header;
+    if (!accept(&c, '{'))
+        goto bad_header;
     for (;;) {
-        if (accept(&c, '}')) break;
-        if (parse_str(&c, key, sizeof key) != 0 || !accept(&c, ':')) goto bad_header;
+        if (accept(&c, '}'))
+            break;
+        if (parse_str(&c, key, sizeof key) != 0 || !accept(&c, ':'))
+            goto bad_header;
         if (strcmp(key, "descr") == 0) {
             skip_ws(&c);
             if (c.s < c.end && (*c.s == '[' || *c.s == '{')) {
-                seterr(err, errlen, "%s: structured dtype not supported (want float32 '<f4' or float64 '<f8')",
-                       path);
+                seterr(err, errlen, "%s: structured dtype not supported (want float32 '<f4' or float64 '<f8')", path);
                 goto done;
             }
-            if (parse_str(&c, descr, sizeof descr) != 0) goto bad_header;
+            if (parse_str(&c, descr, sizeof descr) != 0)
+                goto bad_header;
             have_descr = 1;
         } else if (strcmp(key, "fortran_order") == 0) {
             if (parse_word(&c, "False") == 0)
@@ -192,16 +217,20 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen) {
                 seterr(err, errlen, "%s: more than 8 dimensions", path);
                 goto done;
             }
-            if (r != 0) goto bad_header;
+            if (r != 0)
+                goto bad_header;
             have_shape = 1;
         } else {
             goto bad_header;
         }
-        if (accept(&c, ',')) continue;
-        if (accept(&c, '}')) break;
+        if (accept(&c, ','))
+            continue;
+        if (accept(&c, '}'))
+            break;
         goto bad_header;
     }
-    if (!have_descr || !have_order || !have_shape) goto bad_header;
+    if (!have_descr || !have_order || !have_shape)
+        goto bad_header;
     if (fortran) {
         seterr(err, errlen, "%s: Fortran-order array not supported (want C order)", path);
         goto done;
@@ -213,7 +242,8 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen) {
         isz = 8;
     else {
         for (char *q = descr; *q; q++)
-            if (*q < 0x20 || *q > 0x7e) *q = '?';
+            if (*q < 0x20 || *q > 0x7e)
+                *q = '?';
         seterr(err, errlen, "%s: dtype '%s' not supported (want float32 '<f4' or float64 '<f8')", path, descr);
         goto done;
     }
@@ -285,7 +315,8 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen) {
             }
             for (size_t j = 0; j < k; j++) {
                 unsigned char b[8];
-                for (int q = 0; q < 8; q++) b[q] = buf[8 * j + (size_t)(le ? q : 7 - q)];
+                for (int q = 0; q < 8; q++)
+                    b[q] = buf[8 * j + (size_t)(le ? q : 7 - q)];
                 double d;
                 memcpy(&d, b, 8);
                 data[i + (int64_t)j] = (float)d;
@@ -301,7 +332,8 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen) {
 bad_header:
     seterr(err, errlen, "%s: malformed .npy header", path);
 done:
-    if (rc != 0) memset(out, 0, sizeof *out);
+    if (rc != 0)
+        memset(out, 0, sizeof *out);
     free(hdr);
     fclose(f);
     return rc;
@@ -309,8 +341,8 @@ done:
 
 /* ---- write ---- */
 
-int celo_npy_write(const char *path, const float *data, int ndim, const int64_t *shape, char *err,
-                   size_t errlen) {
+int celo_npy_write(const char *path, const float *data, int ndim, const int64_t *shape, char *err, size_t errlen)
+{
     if (ndim < 0 || ndim > 8) {
         seterr(err, errlen, "%s: cannot write %d dimensions (0..8)", path, ndim);
         return -1;
@@ -379,8 +411,10 @@ int celo_npy_write(const char *path, const float *data, int ndim, const int64_t 
             }
         }
     }
-    if (ok) ok = fflush(f) == 0;
-    if (ok) ok = fsync(fileno(f)) == 0;
+    if (ok)
+        ok = fflush(f) == 0;
+    if (ok)
+        ok = fsync(fileno(f)) == 0;
     int saved = errno;
     if (fclose(f) != 0 && ok) {
         ok = 0;
@@ -414,8 +448,10 @@ int celo_npy_write(const char *path, const float *data, int ndim, const int64_t 
     return 0;
 }
 
-void celo_array_free(celo_array *a) {
-    if (!a) return;
+void celo_array_free(celo_array *a)
+{
+    if (!a)
+        return;
     free(a->data);
     memset(a, 0, sizeof *a);
 }

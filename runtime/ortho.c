@@ -33,14 +33,14 @@ static int ortho_one(float *x, int64_t R, int64_t C, int steps)
         for (int64_t i = 0; i < n; i++)
             X[i] = x[i] * inv;
     for (int s = 0; s < steps; s++) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)r, (int)w, 1.0f, X, (int)w, X, (int)w,
-                    0.0f, A, (int)r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)r, (int)w, 1.0f, X, (int)w, X, (int)w, 0.0f,
+                    A, (int)r);
         memcpy(B, A, (size_t)(r * r) * sizeof *B);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)r, (int)r, c, A, (int)r, A, (int)r, b,
-                    B, (int)r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)r, (int)r, c, A, (int)r, A, (int)r, b, B,
+                    (int)r);
         memcpy(Y, X, (size_t)n * sizeof *Y);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)w, (int)r, 1.0f, B, (int)r, Y, (int)w, a,
-                    X, (int)w);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)w, (int)r, 1.0f, B, (int)r, Y, (int)w, a, X,
+                    (int)w);
     }
     if (tr) {
         for (int64_t i = 0; i < R; i++)

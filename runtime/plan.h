@@ -24,7 +24,7 @@
 
 #define CELO_NAME_MAX 64
 #define CELO_PATH_MAX 512
-#define CELO_MAX_HP 64
+#define CELO_MAX_HP   64
 
 typedef enum {
     CELO_DATA_FASHION_MNIST = 1, /* size (28 or 8), normalize */
@@ -46,10 +46,10 @@ typedef struct {
     int model;        /* celo_model_kind (nn.h) */
     int in, out, act; /* mlp / autoencoder: widths and activation */
     int nhidden, hidden[8];
-    int conv1, conv2, kernel, pool;  /* convnet */
-    int ctx, dim, heads, layers;     /* gpt */
-    int embed, lstm_hidden;          /* lstm */
-    int loss;                        /* celo_loss_kind */
+    int conv1, conv2, kernel, pool; /* convnet */
+    int ctx, dim, heads, layers;    /* gpt */
+    int embed, lstm_hidden;         /* lstm */
+    int loss;                       /* celo_loss_kind */
     int batch;
 } celo_task;
 
@@ -57,28 +57,28 @@ typedef enum { CELO_SCHED_CONSTANT = 0, CELO_SCHED_COSINE, CELO_SCHED_WARMUP_COS
 
 typedef struct {
     char name[CELO_NAME_MAX];
-    int task;                          /* index into celo_plan.tasks */
-    char rule[CELO_NAME_MAX];          /* optimizer name, resolved by the caller's rule lookup */
-    int nhp;                           /* hyper-parameters of the rule, every one set (defaults filled in) */
+    int task;                 /* index into celo_plan.tasks */
+    char rule[CELO_NAME_MAX]; /* optimizer name, resolved by the caller's rule lookup */
+    int nhp;                  /* hyper-parameters of the rule, every one set (defaults filled in) */
     char hp_name[CELO_MAX_HP][CELO_NAME_MAX];
     double hp[CELO_MAX_HP];
     int64_t steps;
     celo_sched schedule;
     int64_t warmup;
-    int64_t eval_every;                /* 0: only at the end */
-    int64_t checkpoint_every;          /* 0: none */
+    int64_t eval_every;       /* 0: only at the end */
+    int64_t checkpoint_every; /* 0: none */
     uint64_t seed;
-    char log[CELO_PATH_MAX];           /* CSV: step,train_loss,eval_loss,eval_acc,wall_s ("" = none) */
-    char checkpoint[CELO_PATH_MAX];    /* safetensors path ("" = none) */
-    int group;                         /* runs of one sweep/compare share a group number (-1: none) */
+    char log[CELO_PATH_MAX];        /* CSV: step,train_loss,eval_loss,eval_acc,wall_s ("" = none) */
+    char checkpoint[CELO_PATH_MAX]; /* safetensors path ("" = none) */
+    int group;                      /* runs of one sweep/compare share a group number (-1: none) */
 } celo_run;
 
 typedef struct {
     char name[CELO_NAME_MAX];
-    char kind[16];                     /* "sweep" or "compare" */
-    int first, count;                  /* its runs: runs[first .. first + count) */
-    char metric[32];                   /* "eval_loss" or "train_loss" (lower is better), "eval_acc" (higher) */
-    char out[CELO_PATH_MAX];           /* compare: folder for the table and the SVG plot */
+    char kind[16];           /* "sweep" or "compare" */
+    int first, count;        /* its runs: runs[first .. first + count) */
+    char metric[32];         /* "eval_loss" or "train_loss" (lower is better), "eval_acc" (higher) */
+    char out[CELO_PATH_MAX]; /* compare: folder for the table and the SVG plot */
 } celo_group;
 
 typedef struct {
@@ -101,9 +101,9 @@ int celo_plan_override(celo_plan *plan, const char *key, double v, char *err, si
 typedef const celo_program *(*celo_rule_lookup)(const char *name, void *ctx);
 
 typedef struct {
-    int resume;          /* continue from the run's checkpoint if it exists */
-    int quiet;           /* no progress output */
-    const char *only;    /* run only this train/sweep/compare name (NULL: all) */
+    int resume;       /* continue from the run's checkpoint if it exists */
+    int quiet;        /* no progress output */
+    const char *only; /* run only this train/sweep/compare name (NULL: all) */
 } celo_run_opts;
 
 typedef struct {

@@ -24,8 +24,10 @@ int celo_plan_override(celo_plan *plan, const char *key, double v, char *err, si
         for (int i = 0; i < plan->ntasks; i++)
             plan->tasks[i].batch = (int)v, hits++;
     if (!hits) {
-        snprintf(err, errlen, "--set %s: no run has a hyper-parameter or setting named '%s' (settings: steps, seed, "
-                              "eval_every, batch)", key, key);
+        snprintf(err, errlen,
+                 "--set %s: no run has a hyper-parameter or setting named '%s' (settings: steps, seed, "
+                 "eval_every, batch)",
+                 key, key);
         return -1;
     }
     return 0;

@@ -99,11 +99,11 @@ static int64_t dom_len(int dom, int64_t n, int64_t R, int64_t C)
 
 typedef struct {
     /* scratch kept between steps so that a step allocates nothing */
-    double *val;     /* value of every host/scalar node (double) */
-    float *sc;       /* the same, as float: the kernels' scalar block */
-    float **ptr;     /* kernel pointer table */
-    float *vecs;     /* ROW/COL/ORTHO scratch of the nodes */
-    double *parts;   /* reduction partials of all chunks */
+    double *val;         /* value of every host/scalar node (double) */
+    float *sc;           /* the same, as float: the kernels' scalar block */
+    float **ptr;         /* kernel pointer table */
+    float *vecs;         /* ROW/COL/ORTHO scratch of the nodes */
+    double *parts;       /* reduction partials of all chunks */
     double ***chunkpart; /* per chunk: pointer table indexed by node */
     int nchunks;
 } scratch;
@@ -219,17 +219,14 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
             float val;
             switch (x->dom) {
             case CELO_HOST:
-            case CELO_SCALAR:
-                v[j] = sc[j];
-                continue;
+            case CELO_SCALAR: v[j] = sc[j]; continue;
             case CELO_ROW:
             case CELO_COL: {
                 const float *vec = x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + ns + j];
                 v[j] = vec ? vec[x->dom == CELO_ROW ? r : c] : NAN;
                 continue;
             }
-            default:
-                break;
+            default: break;
             }
             if (x->op == CELO_OP_ORTHO) {
                 if (x->pass == k)
@@ -283,14 +280,10 @@ static double small_at(const celo_program *P, const double *val, float *const *p
     const celo_node *x = &P->nodes[j];
     switch (x->dom) {
     case CELO_HOST:
-    case CELO_SCALAR:
-        return val[j];
-    case CELO_ROW:
-        return ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][r];
-    case CELO_COL:
-        return ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][c];
-    default:
-        return NAN;
+    case CELO_SCALAR: return val[j];
+    case CELO_ROW: return ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][r];
+    case CELO_COL: return ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][c];
+    default: return NAN;
     }
 }
 
@@ -323,8 +316,7 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
             v = x->op == CELO_OP_SUM ? acc * rep : acc;
             break;
         }
-        default:
-            v = celo_eval_op(x->op, val[x->a], x->b >= 0 ? val[x->b] : 0, x->c >= 0 ? val[x->c] : 0);
+        default: v = celo_eval_op(x->op, val[x->a], x->b >= 0 ? val[x->b] : 0, x->c >= 0 ? val[x->c] : 0);
         }
         val[j] = v;
         sc[j] = (float)v;

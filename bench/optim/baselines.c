@@ -8,9 +8,9 @@
  *
  * Build: gcc -O3 -march=native -fno-math-errno -fopenmp baselines.c -o optbase -lm
  *        (also built as a shared library with -shared -fPIC -DOPTBASE_NO_MAIN for check_numerics.py)
- * Run:   optbase fused|unfused|traffic|exact adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup W] [--max-s S]
- *        optbase triad [--size N] [--reps K]
- * The last stdout line is params_per_s=<number> (median step time of the run), or triad_bytes_per_s=<number>.
+ * Run:   optbase fused|unfused|traffic|exact adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup W]
+ * [--max-s S] optbase triad [--size N] [--reps K] The last stdout line is params_per_s=<number> (median step time of
+ * the run), or triad_bytes_per_s=<number>.
  *
  * Hyper-parameters are passed as a double array, host scalars are computed once per step in double and the
  * element loops run in float32, as celo's kernels do.
@@ -29,7 +29,8 @@ typedef int64_t i64;
 /* hp: lr, b1, b2, eps, wd.  torch.optim.AdamW: p *= 1-lr*wd; m = lerp(m, g, 1-b1); v = b2 v + (1-b2) g^2;
  * p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). */
 void adamw_fused(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, i64 n,
-                 const double *hp, i64 t) {
+                 const double *hp, i64 t)
+{
     double lr = hp[0], b1 = hp[1], b2 = hp[2], eps = hp[3], wd = hp[4];
     const float decay = (float)(1.0 - lr * wd), c1 = (float)(1.0 - b1), fb2 = (float)b2, c2 = (float)(1.0 - b2);
     const float step = (float)(lr / (1.0 - pow(b1, (double)t)));
@@ -46,68 +47,95 @@ void adamw_fused(float *restrict p, const float *restrict g, float *restrict m, 
 }
 
 /* ---- elementary eager operations: every one is a full pass over memory ---- */
-static void op_muls(float *o, const float *a, float s, i64 n) {
+static void op_muls(float *o, const float *a, float s, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = a[i] * s;
+    for (i64 i = 0; i < n; i++)
+        o[i] = a[i] * s;
 }
-static void op_adds(float *o, const float *a, float s, i64 n) {
+static void op_adds(float *o, const float *a, float s, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = a[i] + s;
+    for (i64 i = 0; i < n; i++)
+        o[i] = a[i] + s;
 }
-static void op_divs(float *o, const float *a, float s, i64 n) {
+static void op_divs(float *o, const float *a, float s, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = a[i] / s;
+    for (i64 i = 0; i < n; i++)
+        o[i] = a[i] / s;
 }
-static void op_maxs(float *o, const float *a, float s, i64 n) {
+static void op_maxs(float *o, const float *a, float s, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = a[i] > s ? a[i] : s;
+    for (i64 i = 0; i < n; i++)
+        o[i] = a[i] > s ? a[i] : s;
 }
-static void op_add(float *o, const float *a, const float *b, i64 n) {
+static void op_add(float *o, const float *a, const float *b, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = a[i] + b[i];
+    for (i64 i = 0; i < n; i++)
+        o[i] = a[i] + b[i];
 }
-static void op_sub(float *o, const float *a, const float *b, i64 n) {
+static void op_sub(float *o, const float *a, const float *b, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = a[i] - b[i];
+    for (i64 i = 0; i < n; i++)
+        o[i] = a[i] - b[i];
 }
-static void op_mul(float *o, const float *a, const float *b, i64 n) {
+static void op_mul(float *o, const float *a, const float *b, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = a[i] * b[i];
+    for (i64 i = 0; i < n; i++)
+        o[i] = a[i] * b[i];
 }
-static void op_div(float *o, const float *a, const float *b, i64 n) {
+static void op_div(float *o, const float *a, const float *b, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = a[i] / b[i];
+    for (i64 i = 0; i < n; i++)
+        o[i] = a[i] / b[i];
 }
-static void op_sqrt(float *o, const float *a, i64 n) {
+static void op_sqrt(float *o, const float *a, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = sqrtf(a[i]);
+    for (i64 i = 0; i < n; i++)
+        o[i] = sqrtf(a[i]);
 }
-static void op_rsqrt(float *o, const float *a, i64 n) {
+static void op_rsqrt(float *o, const float *a, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = 1.0f / sqrtf(a[i]);
+    for (i64 i = 0; i < n; i++)
+        o[i] = 1.0f / sqrtf(a[i]);
 }
-static void op_sign(float *o, const float *a, i64 n) {
+static void op_sign(float *o, const float *a, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) o[i] = (float)((a[i] > 0.0f) - (a[i] < 0.0f));
+    for (i64 i = 0; i < n; i++)
+        o[i] = (float)((a[i] > 0.0f) - (a[i] < 0.0f));
 }
-static double op_sum(const float *a, i64 n) {
+static double op_sum(const float *a, i64 n)
+{
     double s = 0.0;
 #pragma omp parallel for simd schedule(static) reduction(+ : s)
-    for (i64 i = 0; i < n; i++) s += a[i];
+    for (i64 i = 0; i < n; i++)
+        s += a[i];
     return s;
 }
 /* row sums of an [R, C] matrix: one pass */
-static void op_row_sum(float *o, const float *a, i64 R, i64 C) {
+static void op_row_sum(float *o, const float *a, i64 R, i64 C)
+{
 #pragma omp parallel for schedule(static)
     for (i64 r = 0; r < R; r++) {
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-        for (i64 c = 0; c < C; c++) s += a[r * C + c];
+        for (i64 c = 0; c < C; c++)
+            s += a[r * C + c];
         o[r] = s;
     }
 }
 /* column sums: one pass (each thread sums its rows into a private vector, then they are added) */
-static void op_col_sum(float *o, const float *a, i64 R, i64 C) {
+static void op_col_sum(float *o, const float *a, i64 R, i64 C)
+{
     int nt = omp_get_max_threads();
     float *part = calloc((size_t)nt * (size_t)C, sizeof(float));
 #pragma omp parallel
@@ -116,29 +144,33 @@ static void op_col_sum(float *o, const float *a, i64 R, i64 C) {
 #pragma omp for schedule(static)
         for (i64 r = 0; r < R; r++) {
 #pragma omp simd
-            for (i64 c = 0; c < C; c++) acc[c] += a[r * C + c];
+            for (i64 c = 0; c < C; c++)
+                acc[c] += a[r * C + c];
         }
     }
     for (i64 c = 0; c < C; c++) {
         float s = 0.0f;
-        for (int k = 0; k < nt; k++) s += part[(size_t)k * (size_t)C + c];
+        for (int k = 0; k < nt; k++)
+            s += part[(size_t)k * (size_t)C + c];
         o[c] = s;
     }
     free(part);
 }
 /* outer product o[r, c] = a[r] * b[c] */
-static void op_outer(float *o, const float *a, const float *b, i64 R, i64 C) {
+static void op_outer(float *o, const float *a, const float *b, i64 R, i64 C)
+{
 #pragma omp parallel for schedule(static)
     for (i64 r = 0; r < R; r++) {
         float ar = a[r];
 #pragma omp simd
-        for (i64 c = 0; c < C; c++) o[r * C + c] = ar * b[c];
+        for (i64 c = 0; c < C; c++)
+            o[r * C + c] = ar * b[c];
     }
 }
 
 /* AdamW as an eager framework evaluates the formula: 14 passes (one per operation), two temporaries. */
-void adamw_unfused(float *p, const float *g, float *m, float *v, i64 n, const double *hp, i64 t, float *t1,
-                   float *t2) {
+void adamw_unfused(float *p, const float *g, float *m, float *v, i64 n, const double *hp, i64 t, float *t1, float *t2)
+{
     double lr = hp[0], b1 = hp[1], b2 = hp[2], eps = hp[3], wd = hp[4];
     double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
     op_muls(p, p, (float)(1.0 - lr * wd), n); /* p = p * (1 - lr wd) */
@@ -160,7 +192,8 @@ void adamw_unfused(float *p, const float *g, float *m, float *v, i64 n, const do
 /* ------------------------------------------------------------------------------------------------- Lion */
 /* hp: lr, b1, b2, wd.  Lion (Chen et al. 2023; lion-pytorch): p *= 1-lr*wd; p -= lr*sign(b1 m + (1-b1) g);
  * m = b2 m + (1-b2) g. */
-void lion_fused(float *restrict p, const float *restrict g, float *restrict m, i64 n, const double *hp, i64 t) {
+void lion_fused(float *restrict p, const float *restrict g, float *restrict m, i64 n, const double *hp, i64 t)
+{
     (void)t;
     double lr = hp[0], b1 = hp[1], b2 = hp[2], wd = hp[3];
     const float decay = (float)(1.0 - lr * wd), flr = (float)lr, fb1 = (float)b1, c1 = (float)(1.0 - b1),
@@ -176,10 +209,12 @@ void lion_fused(float *restrict p, const float *restrict g, float *restrict m, i
 }
 
 /* 10 passes (9 when wd == 0). */
-void lion_unfused(float *p, const float *g, float *m, i64 n, const double *hp, i64 t, float *t1, float *t2) {
+void lion_unfused(float *p, const float *g, float *m, i64 n, const double *hp, i64 t, float *t1, float *t2)
+{
     (void)t;
     double lr = hp[0], b1 = hp[1], b2 = hp[2], wd = hp[3];
-    if (wd != 0.0) op_muls(p, p, (float)(1.0 - lr * wd), n);
+    if (wd != 0.0)
+        op_muls(p, p, (float)(1.0 - lr * wd), n);
     op_muls(t1, m, (float)b1, n);
     op_muls(t2, g, (float)(1.0 - b1), n);
     op_add(t1, t1, t2, n);
@@ -200,19 +235,22 @@ void lion_unfused(float *p, const float *g, float *m, i64 n, const double *hp, i
  *   u = g * rsqrt(max(row_var col_var^T / max(mean(row_var), eps1), eps1^2))
  *   p -= alpha / max(1, rms(u)/d) * u
  * Small host-side work (R + C values) happens between the passes. */
-static float torch_lerp(float a, float b, float w) { /* at::lerp */
+static float torch_lerp(float a, float b, float w)
+{ /* at::lerp */
     return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
 }
 
 static void adafactor_host(float *row_var, float *col_var, const float *row_sum, const float *col_sum, i64 R, i64 C,
-                           double beta, double eps1, float *M) {
+                           double beta, double eps1, float *M)
+{
     float fb = (float)beta;
     double mean = 0.0;
     for (i64 r = 0; r < R; r++) {
         row_var[r] = torch_lerp(row_var[r], row_sum[r] / (float)C, fb);
         mean += row_var[r];
     }
-    for (i64 c = 0; c < C; c++) col_var[c] = torch_lerp(col_var[c], col_sum[c] / (float)R, fb);
+    for (i64 c = 0; c < C; c++)
+        col_var[c] = torch_lerp(col_var[c], col_sum[c] / (float)R, fb);
     mean /= (double)R;
     *M = (float)(mean > eps1 ? mean : eps1);
 }
@@ -220,7 +258,8 @@ static void adafactor_host(float *row_var, float *col_var, const float *row_sum,
 /* Three passes: (1) read p, g: sum p^2, row and column sums of g^2; (2) read g: sum u^2; (3) read p, g, write p.
  * 24 bytes per parameter. scratch: (threads + 2) * C + R floats, or NULL. */
 void adafactor_fused(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var,
-                     i64 R, i64 C, const double *hp, i64 t) {
+                     i64 R, i64 C, const double *hp, i64 t)
+{
     double lr = hp[0], b2d = hp[1], eps1 = hp[2] > 0 ? hp[2] : (double)__FLT_EPSILON__, eps2 = hp[3], d = hp[4],
            wd = hp[5];
     i64 n = R * C;
@@ -250,7 +289,8 @@ void adafactor_fused(float *restrict p, const float *restrict g, float *restrict
     }
     for (i64 c = 0; c < C; c++) {
         float s = 0.0f;
-        for (int k = 0; k < nt; k++) s += part[(size_t)k * (size_t)C + c];
+        for (int k = 0; k < nt; k++)
+            s += part[(size_t)k * (size_t)C + c];
         col_sum[c] = s;
     }
     double beta = pow((double)t, b2d), rho = fmin(lr, 1.0 / sqrt((double)t));
@@ -277,7 +317,8 @@ void adafactor_fused(float *restrict p, const float *restrict g, float *restrict
         float rr = row_var[r], s = 0.0f;
         if (rr / M * cmin > e2) {
 #pragma omp simd reduction(+ : s)
-            for (i64 c = 0; c < C; c++) s += gr[c] * gr[c] * icol[c];
+            for (i64 c = 0; c < C; c++)
+                s += gr[c] * gr[c] * icol[c];
             usq += (double)s * (double)(M / rr);
         } else {
 #pragma omp simd reduction(+ : s)
@@ -300,7 +341,8 @@ void adafactor_fused(float *restrict p, const float *restrict g, float *restrict
         if (rr / M * cmin > e2) {
             const float k = step * sqrtf(M / rr);
 #pragma omp simd
-            for (i64 c = 0; c < C; c++) pr[c] = pr[c] * decay - k * gr[c] * ricol[c];
+            for (i64 c = 0; c < C; c++)
+                pr[c] = pr[c] * decay - k * gr[c] * ricol[c];
         } else {
 #pragma omp simd
             for (i64 c = 0; c < C; c++) {
@@ -317,7 +359,8 @@ void adafactor_fused(float *restrict p, const float *restrict g, float *restrict
  * results): every element computes u = g * rsqrt(max(row_var / M * col_var, eps1^2)), in pass 2 (sum of u^2)
  * and again in pass 3. Float accumulators as in adafactor_fused. */
 void adafactor_exact(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var,
-                     i64 R, i64 C, const double *hp, i64 t) {
+                     i64 R, i64 C, const double *hp, i64 t)
+{
     double lr = hp[0], b2d = hp[1], eps1 = hp[2] > 0 ? hp[2] : (double)__FLT_EPSILON__, eps2 = hp[3], d = hp[4],
            wd = hp[5];
     i64 n = R * C;
@@ -346,14 +389,16 @@ void adafactor_exact(float *restrict p, const float *restrict g, float *restrict
     }
     for (i64 c = 0; c < C; c++) {
         float s = 0.0f;
-        for (int k = 0; k < nt; k++) s += part[(size_t)k * (size_t)C + c];
+        for (int k = 0; k < nt; k++)
+            s += part[(size_t)k * (size_t)C + c];
         col_sum[c] = s;
     }
     double beta = pow((double)t, b2d), rho = fmin(lr, 1.0 / sqrt((double)t));
     double alpha = fmax(eps2, sqrt(psq) / sqrt((double)n)) * rho;
     float M;
     adafactor_host(row_var, col_var, row_sum, col_sum, R, C, beta, eps1, &M);
-    for (i64 r = 0; r < R; r++) rowM[r] = row_var[r] / M;
+    for (i64 r = 0; r < R; r++)
+        rowM[r] = row_var[r] / M;
     const float e2 = (float)(eps1 * eps1);
     double usq = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : usq)
@@ -388,8 +433,9 @@ void adafactor_exact(float *restrict p, const float *restrict g, float *restrict
 }
 
 /* One pass per operation, as torch's single-tensor Adafactor runs it (~14 passes). */
-void adafactor_unfused(float *p, const float *g, float *row_var, float *col_var, i64 R, i64 C, const double *hp,
-                       i64 t, float *t1, float *t2) {
+void adafactor_unfused(float *p, const float *g, float *row_var, float *col_var, i64 R, i64 C, const double *hp, i64 t,
+                       float *t1, float *t2)
+{
     double lr = hp[0], b2d = hp[1], eps1 = hp[2] > 0 ? hp[2] : (double)__FLT_EPSILON__, eps2 = hp[3], d = hp[4],
            wd = hp[5];
     i64 n = R * C;
@@ -397,7 +443,8 @@ void adafactor_unfused(float *p, const float *g, float *row_var, float *col_var,
     double beta = pow((double)t, b2d), rho = fmin(lr, 1.0 / sqrt((double)t));
     op_mul(t2, p, p, n); /* alpha = max(eps2, norm(p)/sqrt(n)) * rho */
     double alpha = fmax(eps2, sqrt(op_sum(t2, n)) / sqrt((double)n)) * rho;
-    if (wd != 0.0) op_muls(p, p, (float)(1.0 - lr * wd), n);
+    if (wd != 0.0)
+        op_muls(p, p, (float)(1.0 - lr * wd), n);
     op_mul(t1, g, g, n);
     op_row_sum(row_sum, t1, R, C);
     op_col_sum(col_sum, t1, R, C);
@@ -416,51 +463,62 @@ void adafactor_unfused(float *p, const float *g, float *row_var, float *col_var,
 }
 
 /* ------------------------------------------------------------------------------------------ STREAM triad */
-void triad(float *restrict a, const float *restrict b, const float *restrict c, float s, i64 n) {
+void triad(float *restrict a, const float *restrict b, const float *restrict c, float s, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) a[i] = b[i] + s * c[i];
+    for (i64 i = 0; i < n; i++)
+        a[i] = b[i] + s * c[i];
 }
 
 /* ------------------------------------------------------------------------------ same-traffic loops */
 /* The memory traffic of each fused rule with trivial arithmetic: a bound measured with the rule's own access
  * pattern (read-only streams, read-modify-write streams), where the triad has a write-allocate stream. */
-void adamw_traffic(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, i64 n) {
+void adamw_traffic(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
     for (i64 i = 0; i < n; i++) {
         float gi = g[i] * 1e-6f;
         p[i] += gi, m[i] += gi, v[i] += gi;
     }
 }
-void lion_traffic(float *restrict p, const float *restrict g, float *restrict m, i64 n) {
+void lion_traffic(float *restrict p, const float *restrict g, float *restrict m, i64 n)
+{
 #pragma omp parallel for simd schedule(static)
     for (i64 i = 0; i < n; i++) {
         float gi = g[i] * 1e-6f;
         p[i] += gi, m[i] += gi;
     }
 }
-double adafactor_traffic(float *restrict p, const float *restrict g, i64 n) {
+double adafactor_traffic(float *restrict p, const float *restrict g, i64 n)
+{
     float s1 = 0.0f, s2 = 0.0f;
 #pragma omp parallel for simd schedule(static) reduction(+ : s1)
-    for (i64 i = 0; i < n; i++) s1 += p[i] * g[i];
+    for (i64 i = 0; i < n; i++)
+        s1 += p[i] * g[i];
 #pragma omp parallel for simd schedule(static) reduction(+ : s2)
-    for (i64 i = 0; i < n; i++) s2 += g[i];
+    for (i64 i = 0; i < n; i++)
+        s2 += g[i];
     const float k = 1e-6f;
 #pragma omp parallel for simd schedule(static)
-    for (i64 i = 0; i < n; i++) p[i] += k * g[i];
+    for (i64 i = 0; i < n; i++)
+        p[i] += k * g[i];
     return (double)s1 + (double)s2;
 }
 
 #ifndef OPTBASE_NO_MAIN
-static double now_s(void) {
+static double now_s(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
-static int cmp_d(const void *a, const void *b) {
+static int cmp_d(const void *a, const void *b)
+{
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
-static float *alloc_init(i64 n, uint32_t seed, float lo, float hi) { /* first touch with the loops' layout */
+static float *alloc_init(i64 n, uint32_t seed, float lo, float hi)
+{ /* first touch with the loops' layout */
     float *a = aligned_alloc(64, (size_t)((n * 4 + 63) / 64 * 64));
     if (!a) {
         fprintf(stderr, "optbase: out of memory\n");
@@ -475,7 +533,8 @@ static float *alloc_init(i64 n, uint32_t seed, float lo, float hi) { /* first to
     return a;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc < 2) {
         fprintf(stderr, "usage: optbase fused|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K]"
                         " [--warmup W] [--max-s S]\n       optbase triad [--size N] [--reps K]\n");
@@ -484,7 +543,8 @@ int main(int argc, char **argv) {
     const char *mode = argv[1], *rule = "";
     int ai = 2;
     if (strcmp(mode, "triad") != 0) {
-        if (argc < 3) return fprintf(stderr, "optbase: missing rule\n"), 2;
+        if (argc < 3)
+            return fprintf(stderr, "optbase: missing rule\n"), 2;
         rule = argv[2];
         ai = 3;
     }
@@ -492,20 +552,28 @@ int main(int argc, char **argv) {
     int reps = 15, warm = 2;
     double max_s = 1.5;
     for (; ai + 1 < argc; ai += 2) {
-        if (!strcmp(argv[ai], "--size")) n = atoll(argv[ai + 1]);
-        else if (!strcmp(argv[ai], "--cols")) C = atoll(argv[ai + 1]);
-        else if (!strcmp(argv[ai], "--reps")) reps = atoi(argv[ai + 1]);
-        else if (!strcmp(argv[ai], "--warmup")) warm = atoi(argv[ai + 1]);
-        else if (!strcmp(argv[ai], "--max-s")) max_s = atof(argv[ai + 1]);
-        else return fprintf(stderr, "optbase: unknown option %s\n", argv[ai]), 2;
+        if (!strcmp(argv[ai], "--size"))
+            n = atoll(argv[ai + 1]);
+        else if (!strcmp(argv[ai], "--cols"))
+            C = atoll(argv[ai + 1]);
+        else if (!strcmp(argv[ai], "--reps"))
+            reps = atoi(argv[ai + 1]);
+        else if (!strcmp(argv[ai], "--warmup"))
+            warm = atoi(argv[ai + 1]);
+        else if (!strcmp(argv[ai], "--max-s"))
+            max_s = atof(argv[ai + 1]);
+        else
+            return fprintf(stderr, "optbase: unknown option %s\n", argv[ai]), 2;
     }
-    if (n % C) C = n; /* a vector: one row */
+    if (n % C)
+        C = n; /* a vector: one row */
     i64 R = n / C;
     double *times = calloc((size_t)reps, sizeof(double));
 
     if (!strcmp(mode, "triad")) {
         float *a = alloc_init(n, 1, 0, 1), *b = alloc_init(n, 2, 0, 1), *c = alloc_init(n, 3, 0, 1);
-        for (int w = 0; w < 2; w++) triad(a, b, c, 3.0f, n);
+        for (int w = 0; w < 2; w++)
+            triad(a, b, c, 3.0f, n);
         for (int k = 0; k < reps; k++) {
             double t0 = now_s();
             triad(a, b, c, 3.0f, n);
@@ -513,8 +581,8 @@ int main(int argc, char **argv) {
         }
         qsort(times, (size_t)reps, sizeof(double), cmp_d);
         double med = times[reps / 2];
-        printf("triad n=%lld threads=%d median_ms=%.3f min_ms=%.3f\n", (long long)n, omp_get_max_threads(),
-               med * 1e3, times[0] * 1e3);
+        printf("triad n=%lld threads=%d median_ms=%.3f min_ms=%.3f\n", (long long)n, omp_get_max_threads(), med * 1e3,
+               times[0] * 1e3);
         printf("triad_gbs_stream=%.2f (12 B/elem) triad_gbs_with_write_allocate=%.2f (16 B/elem)\n",
                12.0 * (double)n / med / 1e9, 16.0 * (double)n / med / 1e9);
         printf("triad_bytes_per_s=%.6g\n", 12.0 * (double)n / med);
@@ -522,8 +590,10 @@ int main(int argc, char **argv) {
     }
 
     int fused = !strcmp(mode, "fused"), traffic = !strcmp(mode, "traffic"), exact = !strcmp(mode, "exact");
-    if (traffic || exact) fused = 1;
-    if (!fused && strcmp(mode, "unfused")) return fprintf(stderr, "optbase: unknown mode %s\n", mode), 2;
+    if (traffic || exact)
+        fused = 1;
+    if (!fused && strcmp(mode, "unfused"))
+        return fprintf(stderr, "optbase: unknown mode %s\n", mode), 2;
     float *p = alloc_init(n, 11, -0.1f, 0.1f), *g = alloc_init(n, 12, -1e-2f, 1e-2f);
     float *s1 = NULL, *s2 = NULL, *t1 = NULL, *t2 = NULL;
     double hp[6];
@@ -545,14 +615,16 @@ int main(int argc, char **argv) {
         s1 = calloc((size_t)R, sizeof(float)), s2 = calloc((size_t)C, sizeof(float));
     } else
         return fprintf(stderr, "optbase: unknown rule %s\n", rule), 2;
-    if (!fused) t1 = alloc_init(n, 15, 0, 0), t2 = alloc_init(n, 16, 0, 0);
+    if (!fused)
+        t1 = alloc_init(n, 15, 0, 0), t2 = alloc_init(n, 16, 0, 0);
 
     i64 step = 0;
     int done = 0;
     double sink = 0;
     double start = 0;
     for (int k = -warm; k < reps; k++) {
-        if (k == 0) start = now_s();
+        if (k == 0)
+            start = now_s();
         double t0 = now_s();
         step++;
         switch (traffic ? 6 + kind : kind * 2 + fused) {
@@ -574,17 +646,19 @@ int main(int argc, char **argv) {
         double dt = now_s() - t0;
         if (k >= 0) {
             times[done++] = dt;
-            if (done >= 5 && now_s() - start > max_s) break; /* keep slow variants within the time budget */
+            if (done >= 5 && now_s() - start > max_s)
+                break; /* keep slow variants within the time budget */
         }
     }
     qsort(times, (size_t)done, sizeof(double), cmp_d);
     double med = done % 2 ? times[done / 2] : 0.5 * (times[done / 2 - 1] + times[done / 2]);
     double chk = 0;
-    for (i64 i = 0; i < n; i += 4099) chk += p[i];
+    for (i64 i = 0; i < n; i += 4099)
+        chk += p[i];
     chk += 0 * sink;
     printf("%s %s n=%lld shape=[%lld,%lld] threads=%d steps=%d median_ms=%.3f min_ms=%.3f max_ms=%.3f checksum=%.6g\n",
-           mode, rule, (long long)n, (long long)R, (long long)C, omp_get_max_threads(), done, med * 1e3,
-           times[0] * 1e3, times[done - 1] * 1e3, chk);
+           mode, rule, (long long)n, (long long)R, (long long)C, omp_get_max_threads(), done, med * 1e3, times[0] * 1e3,
+           times[done - 1] * 1e3, chk);
     printf("params_per_s=%.6g\n", (double)n / med);
     return 0;
 }

@@ -22,17 +22,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(void) {
+static void usage(void)
+{
     fprintf(stderr, "usage: npycmp A.npy B.npy [--rtol X]\n");
 }
 
-static void print_shape(FILE *f, const celo_array *a) {
+static void print_shape(FILE *f, const celo_array *a)
+{
     fputc('[', f);
-    for (int i = 0; i < a->ndim; i++) fprintf(f, "%s%lld", i ? ", " : "", (long long)a->shape[i]);
+    for (int i = 0; i < a->ndim; i++)
+        fprintf(f, "%s%lld", i ? ", " : "", (long long)a->shape[i]);
     fputc(']', f);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     const char *pa = NULL, *pb = NULL;
     double rtol = 1e-6;
     for (int i = 1; i < argc; i++) {
@@ -85,7 +89,8 @@ int main(int argc, char **argv) {
 
     int rc = 0;
     int same = a.ndim == b.ndim;
-    for (int i = 0; same && i < a.ndim; i++) same = a.shape[i] == b.shape[i];
+    for (int i = 0; same && i < a.ndim; i++)
+        same = a.shape[i] == b.shape[i];
     if (!same) {
         fprintf(stderr, "npycmp: shape mismatch: %s is ", pa);
         print_shape(stderr, &a);
@@ -100,13 +105,16 @@ int main(int argc, char **argv) {
     int64_t worst = -1, bad_nan = -1, bad_inf = -1;
     for (int64_t i = 0; i < a.n; i++) {
         double x = a.data[i], y = b.data[i];
-        if (isfinite(y) && fabs(y) > bmax) bmax = fabs(y);
+        if (isfinite(y) && fabs(y) > bmax)
+            bmax = fabs(y);
         if (isnan(x) || isnan(y)) {
-            if (!(isnan(x) && isnan(y)) && bad_nan < 0) bad_nan = i;
+            if (!(isnan(x) && isnan(y)) && bad_nan < 0)
+                bad_nan = i;
             continue;
         }
         if (isinf(x) || isinf(y)) {
-            if (x != y && bad_inf < 0) bad_inf = i;
+            if (x != y && bad_inf < 0)
+                bad_inf = i;
             continue;
         }
         double d = fabs(x - y);
@@ -116,12 +124,14 @@ int main(int argc, char **argv) {
         }
     }
     double rel = bmax > 0 ? dmax / bmax : dmax;
-    if (bad_inf >= 0) rel = INFINITY;
-    if (bad_nan >= 0) rel = NAN;
+    if (bad_inf >= 0)
+        rel = INFINITY;
+    if (bad_nan >= 0)
+        rel = NAN;
     printf("max_rel_err=%.6g\n", rel);
     if (bad_nan >= 0) {
-        fprintf(stderr, "npycmp: NaN in only one file at index %lld: %s has %g, %s has %g\n", (long long)bad_nan,
-                pa, (double)a.data[bad_nan], pb, (double)b.data[bad_nan]);
+        fprintf(stderr, "npycmp: NaN in only one file at index %lld: %s has %g, %s has %g\n", (long long)bad_nan, pa,
+                (double)a.data[bad_nan], pb, (double)b.data[bad_nan]);
         rc = 1;
     }
     if (bad_inf >= 0) {

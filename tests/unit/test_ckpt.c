@@ -17,50 +17,63 @@
 #include <unistd.h>
 
 static int fails;
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (cond) {                                                                                                \
-            printf("ok   ");                                                                                       \
-        } else {                                                                                                   \
-            printf("FAIL ");                                                                                       \
-            fails++;                                                                                               \
-        }                                                                                                          \
-        printf(__VA_ARGS__);                                                                                       \
-        printf("\n");                                                                                              \
+#define CHECK(cond, ...)     \
+    do {                     \
+        if (cond) {          \
+            printf("ok   "); \
+        } else {             \
+            printf("FAIL "); \
+            fails++;         \
+        }                    \
+        printf(__VA_ARGS__); \
+        printf("\n");        \
     } while (0)
 
 static char tmpdir[256];
 static char err[512];
 
-static int one_line(const char *s) { return strchr(s, '\n') == NULL && *s; }
+static int one_line(const char *s)
+{
+    return strchr(s, '\n') == NULL && *s;
+}
 
 /* The values of tests/reference/gen_ckpt.py. */
 static float fc1_w[12], fc1_b[4] = {0.1f, -0.2f, 0.3f, -0.4f}, opt_m[12], scalar = 3.25f, uni[2] = {1e30f, -1e-30f};
 static float big[1000];
 static const char *const NOTE = "quote \" backslash \\ newline \n tab \t \xc3\xa9 \xe2\x9c\x93";
-static const char *const UNI = "\xc3\xbcn\xc3\xaf.c\xc3\xb3" "digo";
+static const char *const UNI = "\xc3\xbcn\xc3\xaf.c\xc3\xb3"
+                               "digo";
 
-static void init_values(void) {
-    for (int i = 0; i < 12; i++) fc1_w[i] = (float)i * 0.5f - 1.0f, opt_m[i] = 1e-3f;
-    for (int i = 0; i < 1000; i++) big[i] = (float)i * 0.001f - 0.5f;
+static void init_values(void)
+{
+    for (int i = 0; i < 12; i++)
+        fc1_w[i] = (float)i * 0.5f - 1.0f, opt_m[i] = 1e-3f;
+    for (int i = 0; i < 1000; i++)
+        big[i] = (float)i * 0.001f - 0.5f;
 }
 
-static int same_tensor(const celo_ckpt *c, const char *name, const float *want, int ndim, const int64_t *shape) {
+static int same_tensor(const celo_ckpt *c, const char *name, const float *want, int ndim, const int64_t *shape)
+{
     const celo_ckpt_tensor *t = celo_ckpt_find(c, name);
-    if (!t || t->ndim != ndim) return 0;
+    if (!t || t->ndim != ndim)
+        return 0;
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
-        if (t->shape[i] != shape[i]) return 0;
+        if (t->shape[i] != shape[i])
+            return 0;
         n *= shape[i];
     }
     return t->n == n && (n == 0 || memcmp(t->data, want, (size_t)n * 4) == 0);
 }
 
-static int check_contents(const celo_ckpt *c, int with_big) {
-    int ok = same_tensor(c, "fc1.w", fc1_w, 2, (int64_t[]){3, 4}) && same_tensor(c, "fc1.b", fc1_b, 1, (int64_t[]){4}) &&
+static int check_contents(const celo_ckpt *c, int with_big)
+{
+    int ok = same_tensor(c, "fc1.w", fc1_w, 2, (int64_t[]){3, 4}) &&
+             same_tensor(c, "fc1.b", fc1_b, 1, (int64_t[]){4}) &&
              same_tensor(c, "opt.fc1.w.m", opt_m, 2, (int64_t[]){3, 4}) && same_tensor(c, "scalar", &scalar, 0, NULL) &&
              same_tensor(c, "empty", NULL, 1, (int64_t[]){0}) && same_tensor(c, UNI, uni, 1, (int64_t[]){2});
-    if (with_big) ok = ok && same_tensor(c, "big", big, 1, (int64_t[]){1000});
+    if (with_big)
+        ok = ok && same_tensor(c, "big", big, 1, (int64_t[]){1000});
     const char *cur = celo_ckpt_get_meta(c, "data.cursor"), *note = celo_ckpt_get_meta(c, "note");
     ok = ok && c->ntensor == 6 + with_big && c->nmeta == 4 && cur &&
          strcmp(cur, "seed=7 n=60000 batch=128 epoch=0 k=42") == 0 && note && strcmp(note, NOTE) == 0;
@@ -69,7 +82,8 @@ static int check_contents(const celo_ckpt *c, int with_big) {
     return ok;
 }
 
-static int build(celo_ckpt *c, int with_big) {
+static int build(celo_ckpt *c, int with_big)
+{
     celo_ckpt_init(c);
     int rc = 0;
     rc |= celo_ckpt_add(c, "fc1.w", fc1_w, 2, (int64_t[]){3, 4}, err, sizeof err);
@@ -78,7 +92,8 @@ static int build(celo_ckpt *c, int with_big) {
     rc |= celo_ckpt_add(c, "scalar", &scalar, 0, NULL, err, sizeof err);
     rc |= celo_ckpt_add(c, "empty", NULL, 1, (int64_t[]){0}, err, sizeof err);
     rc |= celo_ckpt_add(c, UNI, uni, 1, (int64_t[]){2}, err, sizeof err);
-    if (with_big) rc |= celo_ckpt_add(c, "big", big, 1, (int64_t[]){1000}, err, sizeof err);
+    if (with_big)
+        rc |= celo_ckpt_add(c, "big", big, 1, (int64_t[]){1000}, err, sizeof err);
     rc |= celo_ckpt_set_meta(c, "step", "1", err, sizeof err);
     rc |= celo_ckpt_set_meta_i64(c, "step", 42, err, sizeof err); /* replaces */
     rc |= celo_ckpt_set_meta(c, "seed", "7", err, sizeof err);
@@ -87,10 +102,12 @@ static int build(celo_ckpt *c, int with_big) {
     return rc;
 }
 
-static char *slurp(const char *path, size_t *len) {
+static char *slurp(const char *path, size_t *len)
+{
     *len = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    if (!f)
+        return NULL;
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -100,45 +117,52 @@ static char *slurp(const char *path, size_t *len) {
     return b;
 }
 
-static void spit(const char *path, const void *b, size_t n) {
+static void spit(const char *path, const void *b, size_t n)
+{
     FILE *f = fopen(path, "wb");
     fwrite(b, 1, n, f);
     fclose(f);
 }
 
 /* A file from a header text and n data bytes (zeros); hlen_override != 0 replaces the length field. */
-static void craft(const char *path, const char *hdr, size_t ndata, uint64_t hlen_override) {
+static void craft(const char *path, const char *hdr, size_t ndata, uint64_t hlen_override)
+{
     size_t hl = strlen(hdr);
     unsigned char *b = calloc(8 + hl + ndata + 1, 1);
     uint64_t h = hlen_override ? hlen_override : hl;
-    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(h >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(h >> (8 * i));
     memcpy(b + 8, hdr, hl);
     spit(path, b, 8 + hl + ndata);
     free(b);
 }
 
-static void expect_bad(const char *name, const char *hdr, size_t ndata, const char *want) {
+static void expect_bad(const char *name, const char *hdr, size_t ndata, const char *want)
+{
     char path[512];
     snprintf(path, sizeof path, "%s/%s.safetensors", tmpdir, name);
     craft(path, hdr, ndata, 0);
     celo_ckpt c;
     int rc = celo_ckpt_read(&c, path, err, sizeof err);
-    CHECK(rc == -1 && strstr(err, path) == err && strstr(err, want) && one_line(err) && c.ntensor == 0 &&
-              c.buf == NULL,
+    CHECK(rc == -1 && strstr(err, path) == err && strstr(err, want) && one_line(err) && c.ntensor == 0 && c.buf == NULL,
           "reject %s: %s", name, err);
 }
 
-static int temp_files_left(void) {
+static int temp_files_left(void)
+{
     DIR *d = opendir(tmpdir);
     int n = 0;
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
-    if (d) closedir(d);
+        if (strstr(e->d_name, ".tmp."))
+            n++;
+    if (d)
+        closedir(d);
     return n;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     (void)argc;
     init_values();
     const char *base = getenv("TMPDIR");
@@ -162,8 +186,9 @@ int main(int argc, char **argv) {
     /* 1. Python's file */
     celo_ckpt c;
     int rc = celo_ckpt_read(&c, golden, err, sizeof err);
-    CHECK(rc == 0 && check_contents(&c, 0), "python-written %s loads: 6 tensors (2-D, 1-D, scalar, empty, UTF-8 "
-                                            "name), 4 metadata strings with escapes %s",
+    CHECK(rc == 0 && check_contents(&c, 0),
+          "python-written %s loads: 6 tensors (2-D, 1-D, scalar, empty, UTF-8 "
+          "name), 4 metadata strings with escapes %s",
           golden, rc ? err : "");
     float w[12];
     rc = celo_ckpt_load(&c, "fc1.w", w, 2, (int64_t[]){3, 4}, err, sizeof err);
@@ -204,7 +229,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     uint64_t hl = 0;
-    for (int i = 0; i < 8; i++) hl |= (uint64_t)(unsigned char)file[i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        hl |= (uint64_t)(unsigned char)file[i] << (8 * i);
     CHECK((8 + hl) % 8 == 0 && (file[8 + hl - 1] == ' ' || file[8 + hl - 1] == '}'),
           "header padded to 8 bytes (data at offset %llu)", (unsigned long long)(8 + hl));
 
@@ -243,8 +269,10 @@ int main(int argc, char **argv) {
         rc = celo_ckpt_read(&r, tpath, err, sizeof err);
         allfail &= rc == -1;
         named &= strstr(err, tpath) == err && one_line(err);
-        if (cuts[i] > 8 + hl) data_cut_says &= strstr(err, "truncated: the data section has") != NULL;
-        if (rc == 0) celo_ckpt_free(&r);
+        if (cuts[i] > 8 + hl)
+            data_cut_says &= strstr(err, "truncated: the data section has") != NULL;
+        if (rc == 0)
+            celo_ckpt_free(&r);
     }
     CHECK(allfail && named && data_cut_says, "truncated files (12 cuts) fail with one line naming the file; last: %s",
           err);
@@ -284,8 +312,7 @@ int main(int argc, char **argv) {
     snprintf(tpath, sizeof tpath, "%s/huge.safetensors", tmpdir);
     craft(tpath, "{}", 0, 200000000);
     rc = celo_ckpt_read(&r, tpath, err, sizeof err);
-    CHECK(rc == -1 && strstr(err, "not a safetensors file (header length 200000000)"), "header length bound: %s",
-          err);
+    CHECK(rc == -1 && strstr(err, "not a safetensors file (header length 200000000)"), "header length bound: %s", err);
 
     /* 6. the header, field by field */
 #define T1(dt, sh, of) "{\"a\":{\"dtype\":\"" dt "\",\"shape\":" sh ",\"data_offsets\":" of "}}"
@@ -326,7 +353,8 @@ int main(int argc, char **argv) {
     {
         char deep[300] = "{\"__metadata__\":";
         size_t k = strlen(deep);
-        for (int i = 0; i < 100; i++) deep[k++] = '[';
+        for (int i = 0; i < 100; i++)
+            deep[k++] = '[';
         deep[k] = 0;
         expect_bad("deep", deep, 0, "nesting too deep");
     }
@@ -357,7 +385,8 @@ int main(int argc, char **argv) {
     float mem[12 + 3 + 4 + 1], *sl[4] = {mem, mem + 12, mem + 15, mem + 19};
     int64_t sll[4] = {12, 3, 4, 1};
     celo_state st = {.prog = &prog, .ndim = 2, .shape = {3, 4}, .n = 12, .R = 3, .C = 4, .slot = sl, .slotlen = sll};
-    for (int i = 0; i < 20; i++) mem[i] = (float)i + 0.5f;
+    for (int i = 0; i < 20; i++)
+        mem[i] = (float)i + 0.5f;
     celo_ckpt_init(&c);
     rc = celo_ckpt_add_state(&c, "fc1.w", &st, err, sizeof err);
     snprintf(path, sizeof path, "%s/state.safetensors", tmpdir);
@@ -365,13 +394,16 @@ int main(int argc, char **argv) {
     celo_ckpt_free(&c);
     memset(mem, 0, sizeof mem);
     rr = celo_ckpt_read(&r, path, err, sizeof err);
-    const celo_ckpt_tensor *tm = rr ? NULL : celo_ckpt_find(&r, "opt.fc1.w.m"), *tr = rr ? NULL : celo_ckpt_find(&r, "opt.fc1.w.r"),
-                           *tc = rr ? NULL : celo_ckpt_find(&r, "opt.fc1.w.c"), *ts = rr ? NULL : celo_ckpt_find(&r, "opt.fc1.w.s");
+    const celo_ckpt_tensor *tm = rr ? NULL : celo_ckpt_find(&r, "opt.fc1.w.m"),
+                           *tr = rr ? NULL : celo_ckpt_find(&r, "opt.fc1.w.r"),
+                           *tc = rr ? NULL : celo_ckpt_find(&r, "opt.fc1.w.c"),
+                           *ts = rr ? NULL : celo_ckpt_find(&r, "opt.fc1.w.s");
     int shapes = tm && tr && tc && ts && tm->ndim == 2 && tm->shape[0] == 3 && tm->shape[1] == 4 && tr->ndim == 1 &&
                  tr->shape[0] == 3 && tc->ndim == 1 && tc->shape[0] == 4 && ts->ndim == 0;
     rc |= rr || celo_ckpt_load_state(&r, "fc1.w", &st, err, sizeof err);
     int back = 1;
-    for (int i = 0; i < 20; i++) back &= mem[i] == (float)i + 0.5f;
+    for (int i = 0; i < 20; i++)
+        back &= mem[i] == (float)i + 0.5f;
     CHECK(rc == 0 && shapes && back, "optimizer state: opt.fc1.w.{m [3,4], r [3], c [4], s []} saved and restored %s",
           rc ? err : "");
     rc = celo_ckpt_load_state(&r, "fc2.w", &st, err, sizeof err);
@@ -380,7 +412,8 @@ int main(int argc, char **argv) {
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
     printf("%s\n", fails ? "FAILED" : "all ok");
     return fails ? 1 : 0;
 }

@@ -40,48 +40,57 @@
 #include <zlib.h>
 
 static int fails;
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (cond) {                                                                                                \
-            printf("ok   ");                                                                                       \
-        } else {                                                                                                   \
-            printf("FAIL ");                                                                                       \
-            fails++;                                                                                               \
-        }                                                                                                          \
-        printf(__VA_ARGS__);                                                                                       \
-        printf("\n");                                                                                              \
+#define CHECK(cond, ...)     \
+    do {                     \
+        if (cond) {          \
+            printf("ok   "); \
+        } else {             \
+            printf("FAIL "); \
+            fails++;         \
+        }                    \
+        printf(__VA_ARGS__); \
+        printf("\n");        \
     } while (0)
 
 static char tmpdir[256];
 
-static double now(void) {
+static double now(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int count_files(const char *dir, const char *sub) {
+static int count_files(const char *dir, const char *sub)
+{
     DIR *d = opendir(dir);
     int n = 0;
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (strstr(e->d_name, sub)) n++;
-    if (d) closedir(d);
+        if (strstr(e->d_name, sub))
+            n++;
+    if (d)
+        closedir(d);
     return n;
 }
 static char err[512];
 
-static int one_line(const char *s) { return strchr(s, '\n') == NULL && *s; }
+static int one_line(const char *s)
+{
+    return strchr(s, '\n') == NULL && *s;
+}
 
 /* ---- IDX ---- */
 
-static void write_gz(const char *path, const unsigned char *b, size_t n) {
+static void write_gz(const char *path, const unsigned char *b, size_t n)
+{
     gzFile g = gzopen(path, "wb");
     gzwrite(g, b, (unsigned)n);
     gzclose(g);
 }
 
-static void expect_idx_error(const char *name, const unsigned char *b, size_t n, int gz, const char *want) {
+static void expect_idx_error(const char *name, const unsigned char *b, size_t n, int gz, const char *want)
+{
     char path[512];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     if (gz)
@@ -97,7 +106,8 @@ static void expect_idx_error(const char *name, const unsigned char *b, size_t n,
           "idx error %s: %s", name, err);
 }
 
-static void test_idx(const char *dir) {
+static void test_idx(const char *dir)
+{
     /* a valid 2x3 file, gzip and plain */
     unsigned char ok[] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6};
     char path[512];
@@ -144,9 +154,11 @@ static void test_idx(const char *dir) {
     {
         static unsigned char big[20000];
         big[2] = 8, big[3] = 1, big[6] = 0x4e, big[7] = 0x1c; /* 19996 bytes of data */
-        for (size_t i = 8; i < sizeof big; i++) big[i] = (unsigned char)(i * 2654435761u >> 13);
+        for (size_t i = 8; i < sizeof big; i++)
+            big[i] = (unsigned char)(i * 2654435761u >> 13);
         write_gz(path, big, sizeof big);
-        if (truncate(path, 5000) != 0) perror("truncate");
+        if (truncate(path, 5000) != 0)
+            perror("truncate");
         rc = celo_idx_read(path, &m, err, sizeof err);
         CHECK(rc == -1 && strstr(err, path) == err && one_line(err), "idx: cut gzip stream: %s", err);
     }
@@ -159,13 +171,15 @@ static void test_idx(const char *dir) {
     rc = celo_idx_read(path, &m, err, sizeof err);
     int64_t sum = 0, sum0 = 0;
     if (rc == 0) {
-        for (int64_t i = 0; i < m.n; i++) sum += m.data[i];
-        for (int i = 0; i < 784; i++) sum0 += m.data[i];
+        for (int64_t i = 0; i < m.n; i++)
+            sum += m.data[i];
+        for (int i = 0; i < 784; i++)
+            sum0 += m.data[i];
     }
     CHECK(rc == 0 && m.ndim == 3 && m.dim[0] == 60000 && m.dim[1] == 28 && m.dim[2] == 28 && sum == 3431114169LL &&
               sum0 == 76247 && m.data[14 * 28 + 14] == 217 && m.data[5 * 28 + 20] == 23,
-          "idx: train images [60000, 28, 28], pixel sum %lld (3431114169), image 0 sum %lld (76247) %s",
-          (long long)sum, (long long)sum0, rc ? err : "");
+          "idx: train images [60000, 28, 28], pixel sum %lld (3431114169), image 0 sum %lld (76247) %s", (long long)sum,
+          (long long)sum0, rc ? err : "");
     celo_idx_free(&m);
     snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte.gz", dir);
     rc = celo_idx_read(path, &m, err, sizeof err);
@@ -177,20 +191,26 @@ static void test_idx(const char *dir) {
 
 /* ---- Fashion-MNIST ---- */
 
-static void test_fmnist(void) {
+static void test_fmnist(void)
+{
     celo_dataset tr, te;
     celo_fmnist_opts o = {0};
     int rc = celo_fmnist_load(&tr, &te, &o, err, sizeof err);
     CHECK(rc == 0, "fmnist 28x28 loads %s", rc ? err : "");
-    if (rc) return;
+    if (rc)
+        return;
     int cnt[10] = {0}, labels_ok = 1;
     for (int64_t i = 0; i < tr.n; i++) {
-        if (tr.y[i] < 0 || tr.y[i] > 9) labels_ok = 0;
-        else cnt[tr.y[i]]++;
+        if (tr.y[i] < 0 || tr.y[i] > 9)
+            labels_ok = 0;
+        else
+            cnt[tr.y[i]]++;
     }
-    for (int c = 0; c < 10; c++) labels_ok &= cnt[c] == 6000;
+    for (int c = 0; c < 10; c++)
+        labels_ok &= cnt[c] == 6000;
     float mn = 1, mx = 0;
-    for (int64_t i = 0; i < tr.n * tr.dim; i++) mn = fminf(mn, tr.x[i]), mx = fmaxf(mx, tr.x[i]);
+    for (int64_t i = 0; i < tr.n * tr.dim; i++)
+        mn = fminf(mn, tr.x[i]), mx = fmaxf(mx, tr.x[i]);
     CHECK(tr.n == 60000 && te.n == 10000 && tr.dim == 784 && tr.h == 28 && tr.w == 28 && tr.nclass == 10 &&
               strcmp(tr.name, "fashion_mnist/train") == 0,
           "fmnist: 60000 train / 10000 test, 784 features, 10 classes");
@@ -199,7 +219,8 @@ static void test_fmnist(void) {
     CHECK(mn == 0.0f && mx == 1.0f && tr.x[14 * 28 + 14] == 217.0f / 255.0f && tr.x[5 * 28 + 20] == 23.0f / 255.0f,
           "fmnist: pixels in [0, 1], train[0][14,14] = 217/255, [5,20] = 23/255");
     double s = 0;
-    for (int i = 0; i < 784; i++) s += te.x[i];
+    for (int i = 0; i < 784; i++)
+        s += te.x[i];
     CHECK(fabs(s - 33456 / 255.0) < 1e-4, "fmnist: test image 0 sums to 33456/255 (%.5f)", s);
     celo_dataset_free(&tr);
     celo_dataset_free(&te);
@@ -213,13 +234,16 @@ static void test_fmnist(void) {
     double maxd = 0;
     s = 0;
     if (rc == 0) {
-        for (int k = 0; k < 5; k++) maxd = fmax(maxd, fabs(tr.x[at[k]] - area[k]));
-        for (int i = 0; i < 64; i++) s += tr.x[i];
+        for (int k = 0; k < 5; k++)
+            maxd = fmax(maxd, fabs(tr.x[at[k]] - area[k]));
+        for (int i = 0; i < 64; i++)
+            s += tr.x[i];
     }
     CHECK(rc == 0 && tr.dim == 64 && tr.h == 8 && tr.n == 60000 && maxd < 1e-6 && fabs(s - 24.408803521) < 1e-5,
           "fmnist 8x8 area: image 0 matches NumPy (max diff %.2g, sum %.7f vs 24.4088035)", maxd, s);
     double m1 = 0;
-    for (int64_t i = 0; rc == 0 && i < tr.n * tr.dim; i++) m1 += tr.x[i];
+    for (int64_t i = 0; rc == 0 && i < tr.n * tr.dim; i++)
+        m1 += tr.x[i];
     m1 /= (double)(tr.n * tr.dim);
     CHECK(fabs(m1 - 0.286040597) < 1e-6, "fmnist 8x8 area: train mean %.9f (NumPy 0.286040597)", m1);
     celo_dataset_free(&tr);
@@ -231,8 +255,10 @@ static void test_fmnist(void) {
     rc |= celo_fmnist_load(&tr1, NULL, &o, err, sizeof err);
     maxd = 0, s = 0;
     if (rc == 0) {
-        for (int k = 0; k < 5; k++) maxd = fmax(maxd, fabs(tr1.x[at[k]] - bil[k]));
-        for (int i = 0; i < 64; i++) s += tr1.x[i];
+        for (int k = 0; k < 5; k++)
+            maxd = fmax(maxd, fabs(tr1.x[at[k]] - bil[k]));
+        for (int i = 0; i < 64; i++)
+            s += tr1.x[i];
     }
     CHECK(rc == 0 && te.n == 10000 && te.dim == 64 && maxd < 1e-6 && fabs(s - 24.710539551) < 1e-5,
           "fmnist 8x8 bilinear: image 0 matches torch/TF (max diff %.2g, sum %.7f vs 24.7105396)", maxd, s);
@@ -244,21 +270,25 @@ static void test_fmnist(void) {
     o.normalize = 1;
     rc = celo_fmnist_load(&tr, &te, &o, err, sizeof err);
     double a = 0, a2 = 0, b = 0;
-    for (int64_t i = 0; rc == 0 && i < tr.n * tr.dim; i++) a += tr.x[i], a2 += (double)tr.x[i] * tr.x[i];
-    for (int64_t i = 0; rc == 0 && i < te.n * te.dim; i++) b += te.x[i];
+    for (int64_t i = 0; rc == 0 && i < tr.n * tr.dim; i++)
+        a += tr.x[i], a2 += (double)tr.x[i] * tr.x[i];
+    for (int64_t i = 0; rc == 0 && i < te.n * te.dim; i++)
+        b += te.x[i];
     a /= (double)(tr.n * tr.dim), a2 /= (double)(tr.n * tr.dim), b /= (double)(te.n * te.dim);
     CHECK(rc == 0 && fabs(a) < 1e-5 && fabs(a2 - 1) < 1e-4 && fabs(tr.mean - 0.286040597) < 1e-6 &&
               fabs(tr.std - 0.304749255) < 1e-6 && te.mean == tr.mean && te.std == tr.std && fabs(b) < 0.05,
-          "fmnist normalized: train mean %.2g var %.6f (mean %.6f std %.6f applied to test too; test mean %.3f)", a,
-          a2, (double)tr.mean, (double)tr.std, b);
+          "fmnist normalized: train mean %.2g var %.6f (mean %.6f std %.6f applied to test too; test mean %.3f)", a, a2,
+          (double)tr.mean, (double)tr.std, b);
     celo_dataset_free(&tr);
     celo_dataset_free(&te);
 
     /* missing: one line naming the file and the package */
     setenv("CELO_FASHION_MNIST_DIR", "/nonexistent-celo", 1);
     rc = celo_fmnist_load(&tr, &te, NULL, err, sizeof err);
-    CHECK(rc == -1 && strcmp(err, "/nonexistent-celo/train-images-idx3-ubyte.gz: not found; install the Debian "
-                                  "package dataset-fashion-mnist") == 0 && tr.x == NULL,
+    CHECK(rc == -1 &&
+              strcmp(err, "/nonexistent-celo/train-images-idx3-ubyte.gz: not found; install the Debian "
+                          "package dataset-fashion-mnist") == 0 &&
+              tr.x == NULL,
           "fmnist missing: %s", err);
     rc = celo_fmnist_load(NULL, &te, NULL, err, sizeof err);
     CHECK(rc == -1 && strstr(err, "/nonexistent-celo/t10k-images-idx3-ubyte.gz: not found;"),
@@ -271,30 +301,38 @@ static void test_fmnist(void) {
 
 /* ---- resize on a synthetic image: area averaging keeps the mean exactly ---- */
 
-static void test_resize(void) {
+static void test_resize(void)
+{
     float img[28 * 28], out[64];
     double s = 0;
-    for (int i = 0; i < 28 * 28; i++) img[i] = (float)((i * 37) % 101) / 100.0f, s += img[i];
+    for (int i = 0; i < 28 * 28; i++)
+        img[i] = (float)((i * 37) % 101) / 100.0f, s += img[i];
     celo_image_resize(img, 28, 28, out, 8, CELO_RESIZE_AREA);
     double so = 0;
-    for (int i = 0; i < 64; i++) so += out[i];
+    for (int i = 0; i < 64; i++)
+        so += out[i];
     CHECK(fabs(so / 64 - s / 784) < 1e-6, "resize area: mean preserved (%.7f vs %.7f)", so / 64, s / 784);
-    for (int i = 0; i < 28 * 28; i++) img[i] = 0.25f;
+    for (int i = 0; i < 28 * 28; i++)
+        img[i] = 0.25f;
     celo_image_resize(img, 28, 28, out, 8, CELO_RESIZE_BILINEAR);
     int flat = 1;
-    for (int i = 0; i < 64; i++) flat &= fabsf(out[i] - 0.25f) < 1e-7f;
+    for (int i = 0; i < 64; i++)
+        flat &= fabsf(out[i] - 0.25f) < 1e-7f;
     celo_image_resize(img, 28, 28, out, 8, CELO_RESIZE_AREA);
-    for (int i = 0; i < 64; i++) flat &= fabsf(out[i] - 0.25f) < 1e-7f;
+    for (int i = 0; i < 64; i++)
+        flat &= fabsf(out[i] - 0.25f) < 1e-7f;
     CHECK(flat, "resize: a constant image stays constant (both methods)");
     float src[16], dst[4];
-    for (int i = 0; i < 16; i++) src[i] = (float)i;
+    for (int i = 0; i < 16; i++)
+        src[i] = (float)i;
     celo_image_resize(src, 4, 4, dst, 2, CELO_RESIZE_AREA);
     CHECK(dst[0] == 2.5f && dst[1] == 4.5f && dst[2] == 10.5f && dst[3] == 12.5f, "resize area 4x4 -> 2x2: 2x2 means");
 }
 
 /* ---- text ---- */
 
-static void test_text(void) {
+static void test_text(void)
+{
     celo_text t;
     const char *s = "ab\ncab\nbca\nabc\n";
     int rc = celo_text_from_memory(&t, "tiny", s, (int64_t)strlen(s), 0.25, err, sizeof err);
@@ -320,15 +358,17 @@ static void test_text(void) {
     rc = celo_text_load_kjv(&t, 0.1, err, sizeof err);
     double t1 = now();
     CHECK(rc == 0, "kjv loads (bible program: %.3f s) %s", t1 - t0, rc ? err : "");
-    if (rc) return;
+    if (rc)
+        return;
     celo_text t2;
     rc = celo_text_load_kjv(&t2, 0.1, err, sizeof err);
     double t2s = now();
     int cached_files = count_files(cache, "kjv-v1-");
-    CHECK(rc == 0 && t2.n == t.n && t2.split == t.split && t2.vocab == t.vocab && memcmp(t2.ids, t.ids, (size_t)t.n) == 0 &&
-              cached_files == 1 && count_files(cache, ".tmp.") == 0,
+    CHECK(rc == 0 && t2.n == t.n && t2.split == t.split && t2.vocab == t.vocab &&
+              memcmp(t2.ids, t.ids, (size_t)t.n) == 0 && cached_files == 1 && count_files(cache, ".tmp.") == 0,
           "kjv: second load from the cache (%.3f s), identical text", t2s - t1);
-    if (rc == 0) celo_text_free(&t2);
+    if (rc == 0)
+        celo_text_free(&t2);
     setenv("CELO_CACHE_DIR", cache2, 1); /* the checks of missing files below must not hit the cache */
     int64_t lines = 0, digits = 0;
     for (int64_t i = 0; i < t.n; i++) {
@@ -339,16 +379,18 @@ static void test_text(void) {
     static const char gen[] = "In the beginning God created the heaven and the earth.\nAnd the earth was";
     char head[sizeof gen];
     int32_t ids[sizeof gen];
-    for (size_t i = 0; i + 1 < sizeof gen; i++) ids[i] = t.ids[i];
+    for (size_t i = 0; i + 1 < sizeof gen; i++)
+        ids[i] = t.ids[i];
     celo_text_decode(&t, ids, (int64_t)sizeof gen - 1, head);
     static const char rev[] = "The grace of our Lord Jesus Christ be with you all. Amen.\n";
     char tail[sizeof rev];
-    for (size_t i = 0; i + 1 < sizeof rev; i++) ids[i] = t.ids[t.n - (int64_t)sizeof rev + 1 + (int64_t)i];
+    for (size_t i = 0; i + 1 < sizeof rev; i++)
+        ids[i] = t.ids[t.n - (int64_t)sizeof rev + 1 + (int64_t)i];
     celo_text_decode(&t, ids, (int64_t)sizeof rev - 1, tail);
     CHECK(strcmp(head, gen) == 0 && strcmp(tail, rev) == 0, "kjv: starts with Genesis 1:1-2, ends with Rev 22:21");
     CHECK(lines == 31102 && digits == 0 && t.vocab < 80 && t.n > 4000000 && t.n < 4400000,
-          "kjv: %lld verses, one per line, no verse numbers (%lld digits), %lld chars, vocabulary %d",
-          (long long)lines, (long long)digits, (long long)t.n, t.vocab);
+          "kjv: %lld verses, one per line, no verse numbers (%lld digits), %lld chars, vocabulary %d", (long long)lines,
+          (long long)digits, (long long)t.n, t.vocab);
     int64_t vlen = celo_text_len(&t, CELO_SPLIT_VAL);
     CHECK(t.itos[t.ids[t.split - 1]] == '\n' && vlen > t.n / 10 - 1000 && vlen <= t.n / 10 + 1,
           "kjv: last 10%% is validation (%lld chars), starting at a verse", (long long)vlen);
@@ -361,12 +403,14 @@ static void test_text(void) {
     int same = memcmp(x1, x2, sizeof x1) == 0 && memcmp(y1, y2, sizeof y1) == 0;
     int shifted = 1;
     for (int b = 0; b < B; b++)
-        for (int i = 0; i + 1 < T; i++) shifted &= y1[b * T + i] == x1[b * T + i + 1];
+        for (int i = 0; i + 1 < T; i++)
+            shifted &= y1[b * T + i] == x1[b * T + i + 1];
     celo_text_batch(&t, CELO_SPLIT_TRAIN, 7, 4, B, T, x2, y2);
     int differ = memcmp(x1, x2, sizeof x1) != 0;
     celo_text_batch(&t, CELO_SPLIT_TRAIN, 8, 3, B, T, x2, y2);
     differ &= memcmp(x1, x2, sizeof x1) != 0;
-    CHECK(same && shifted && differ, "kjv windows: same (seed, step) same batch; y = x shifted; other step/seed differ");
+    CHECK(same && shifted && differ,
+          "kjv windows: same (seed, step) same batch; y = x shifted; other step/seed differ");
     /* windows of the validation split lie in it: find each window's text in the validation part */
     int inside = 1;
     for (int step = 0; step < 50; step++) {
@@ -374,14 +418,17 @@ static void test_text(void) {
         for (int b = 0; b < B; b++) {
             int found = 0;
             for (int64_t p = t.split; p + T + 1 <= t.n && !found; p++) {
-                if (t.ids[p] != x1[b * T]) continue;
+                if (t.ids[p] != x1[b * T])
+                    continue;
                 int eq = 1;
-                for (int i = 0; i < T && eq; i++) eq = t.ids[p + i] == x1[b * T + i] && t.ids[p + i + 1] == y1[b * T + i];
+                for (int i = 0; i < T && eq; i++)
+                    eq = t.ids[p + i] == x1[b * T + i] && t.ids[p + i + 1] == y1[b * T + i];
                 found = eq;
             }
             inside &= found;
         }
-        if (!inside) break;
+        if (!inside)
+            break;
     }
     CHECK(inside, "kjv windows: validation windows come from the validation text");
     CHECK(celo_text_num_windows(&t, CELO_SPLIT_VAL, T) == (vlen - 1) / T &&
@@ -400,7 +447,8 @@ static void test_text(void) {
     rc = celo_text_load_kjv(&t, 0.1, err, sizeof err);
     CHECK(rc == -1 && strcmp(err, "bible: not found; install the Debian package bible-kjv") == 0,
           "kjv missing program: %s", err);
-    if (path) setenv("PATH", path, 1), free(path);
+    if (path)
+        setenv("PATH", path, 1), free(path);
     /* a plain text file instead */
     char tp[512];
     snprintf(tp, sizeof tp, "%s/corpus.txt", tmpdir);
@@ -419,26 +467,31 @@ static void test_text(void) {
 
 /* ---- teacher networks ---- */
 
-static void test_teacher(void) {
+static void test_teacher(void)
+{
     celo_teacher_opts o = {.in = 16, .nhidden = 2, .hidden = {32, 32}, .out = 4, .classify = 1, .seed = 11};
     celo_dataset a, b, c, te;
     int rc = celo_teacher_dataset(&a, &o, CELO_SPLIT_TRAIN, 2000, err, sizeof err);
     rc |= celo_teacher_dataset(&b, &o, CELO_SPLIT_TRAIN, 1000, err, sizeof err);
     rc |= celo_teacher_dataset(&te, &o, CELO_SPLIT_TEST, 1000, err, sizeof err);
     CHECK(rc == 0, "teacher: classification datasets %s", rc ? err : "");
-    if (rc) return;
+    if (rc)
+        return;
     int prefix = memcmp(a.x, b.x, sizeof(float) * 1000 * 16) == 0 && memcmp(a.y, b.y, sizeof(int32_t) * 1000) == 0;
     int cnt[4] = {0};
-    for (int64_t i = 0; i < a.n; i++) cnt[a.y[i]]++;
+    for (int64_t i = 0; i < a.n; i++)
+        cnt[a.y[i]]++;
     int used = 0;
-    for (int k = 0; k < 4; k++) used += cnt[k] > 50;
+    for (int k = 0; k < 4; k++)
+        used += cnt[k] > 50;
     CHECK(prefix && memcmp(a.x, te.x, sizeof(float) * 16) != 0 && a.nclass == 4 && a.dim == 16 && a.t == NULL,
           "teacher: example i depends on (seed, split, i) only; test split differs");
     CHECK(used >= 3, "teacher: labels use the classes (%d %d %d %d)", cnt[0], cnt[1], cnt[2], cnt[3]);
     o.seed = 12;
     rc = celo_teacher_dataset(&c, &o, CELO_SPLIT_TRAIN, 1000, err, sizeof err);
     int diff = 0;
-    for (int i = 0; i < 1000; i++) diff += c.y[i] != b.y[i];
+    for (int i = 0; i < 1000; i++)
+        diff += c.y[i] != b.y[i];
     CHECK(rc == 0 && diff > 100, "teacher: another seed, another teacher (%d of 1000 labels differ)", diff);
     celo_dataset_free(&a), celo_dataset_free(&b), celo_dataset_free(&c), celo_dataset_free(&te);
 
@@ -463,16 +516,18 @@ static void test_teacher(void) {
 
 /* ---- quadratics ---- */
 
-static void test_quadratic(void) {
+static void test_quadratic(void)
+{
     for (int rot = 0; rot < 2; rot++) {
         celo_quadratic_opts o = {.dim = 40, .cond = 1000, .rotate = rot, .seed = 5};
         celo_quadratic q, q2;
         int rc = celo_quadratic_make(&q, &o, err, sizeof err);
         rc |= celo_quadratic_make(&q2, &o, err, sizeof err);
         CHECK(rc == 0, "quadratic (rotate %d) %s", rot, rc ? err : "");
-        if (rc) return;
-        int det = memcmp(q.x0, q2.x0, 40 * sizeof(float)) == 0 &&
-                  (!rot || memcmp(q.A, q2.A, 40 * 40 * sizeof(float)) == 0);
+        if (rc)
+            return;
+        int det =
+            memcmp(q.x0, q2.x0, 40 * sizeof(float)) == 0 && (!rot || memcmp(q.A, q2.A, 40 * 40 * sizeof(float)) == 0);
         CHECK(det && q.eig[0] == 1.0f && fabs(q.eig[39] - 1e-3) < 1e-9 && (rot ? q.A != NULL : q.A == NULL),
               "quadratic (rotate %d): seeded; eigenvalues 1 .. 1/cond", rot);
         /* gradient against central differences in double */
@@ -512,21 +567,26 @@ static void test_quadratic(void) {
 
 /* ---- shuffling and cursors ---- */
 
-static int is_perm(uint64_t seed, int64_t epoch, int64_t n) {
+static int is_perm(uint64_t seed, int64_t epoch, int64_t n)
+{
     char *seen = calloc((size_t)n, 1);
     int ok = 1;
     for (int64_t i = 0; i < n && ok; i++) {
         int64_t v = celo_shuffle_index(seed, epoch, n, i);
-        if (v < 0 || v >= n || seen[v]) ok = 0;
-        else seen[v] = 1;
+        if (v < 0 || v >= n || seen[v])
+            ok = 0;
+        else
+            seen[v] = 1;
     }
     free(seen);
     return ok;
 }
 
-static void test_batching(void) {
+static void test_batching(void)
+{
     int ok = 1;
-    for (int64_t n = 1; n <= 70; n++) ok &= is_perm(3, 0, n) && is_perm(3, 5, n);
+    for (int64_t n = 1; n <= 70; n++)
+        ok &= is_perm(3, 0, n) && is_perm(3, 5, n);
     CHECK(ok, "shuffle: a permutation for every n in 1..70");
     CHECK(is_perm(1, 0, 60000) && is_perm(1, 1, 60000) && is_perm(99, 7, 10000), "shuffle: a permutation of 60000");
     int moved = 0, differ = 0, seeds = 0;
@@ -538,7 +598,8 @@ static void test_batching(void) {
     CHECK(moved > 990 && differ > 990 && seeds > 990, "shuffle: shuffled; epochs and seeds give other orders");
     /* the first batch of an epoch is spread over the data set (mean index near n/2) */
     double mean = 0;
-    for (int64_t i = 0; i < 6000; i++) mean += (double)celo_shuffle_index(4, 2, 60000, i);
+    for (int64_t i = 0; i < 6000; i++)
+        mean += (double)celo_shuffle_index(4, 2, 60000, i);
     mean /= 6000;
     CHECK(fabs(mean - 30000) < 1000, "shuffle: first 10%% of an epoch has mean index %.0f (30000)", mean);
 
@@ -547,10 +608,12 @@ static void test_batching(void) {
     CHECK(celo_cursor_init(&c, 9, 10, 3, err, sizeof err) == 0 && celo_cursor_batches_per_epoch(&c) == 3,
           "cursor: 10 examples, batch 3 -> 3 batches per epoch (drop last)");
     int64_t idx[3], e0[9], want[3];
-    for (int k = 0; k < 3; k++) celo_cursor_next(&c, e0 + 3 * k);
+    for (int k = 0; k < 3; k++)
+        celo_cursor_next(&c, e0 + 3 * k);
     int distinct = 1;
     for (int i = 0; i < 9; i++)
-        for (int j = i + 1; j < 9; j++) distinct &= e0[i] != e0[j];
+        for (int j = i + 1; j < 9; j++)
+            distinct &= e0[i] != e0[j];
     CHECK(distinct && c.epoch == 1 && c.k == 0, "cursor: one epoch gives 9 distinct indices, then epoch 1");
     celo_cursor_next(&c, idx);
     celo_epoch_batch(9, 10, 3, 1, 0, want);
@@ -564,11 +627,13 @@ static void test_batching(void) {
     static int64_t all[STEPS][B], again[STEPS - CUT][B];
     char buf[160] = "";
     for (int s = 0; s < STEPS; s++) {
-        if (s == CUT) celo_cursor_format(&run, buf, sizeof buf);
+        if (s == CUT)
+            celo_cursor_format(&run, buf, sizeof buf);
         celo_cursor_next(&run, all[s]);
     }
     int prc = celo_cursor_parse(&saved, buf, err, sizeof err);
-    for (int s = CUT; s < STEPS; s++) celo_cursor_next(&saved, again[s - CUT]);
+    for (int s = CUT; s < STEPS; s++)
+        celo_cursor_next(&saved, again[s - CUT]);
     CHECK(prc == 0 && strcmp(buf, "seed=1234 n=60000 batch=128 epoch=1 k=232") == 0 &&
               memcmp(all[CUT], again[0], sizeof again) == 0,
           "cursor: '%s' restored, steps %d..%d identical", buf, CUT, STEPS - 1);
@@ -577,12 +642,17 @@ static void test_batching(void) {
     celo_cursor_next(&saved, idxb);
     CHECK(celo_cursor_step(&run) == STEPS && memcmp(idxb, all[CUT], sizeof idxb) == 0,
           "cursor: seek(step) positions at that batch; step() counts batches");
-    static const char *const badc[] = {"", "seed=1 n=10 batch=3 epoch=0", "seed=1 n=10 batch=3 epoch=0 k=3",
-                                       "seed=1 n=10 batch=0 epoch=0 k=0", "seed=-1 n=10 batch=3 epoch=0 k=0",
-                                       "seed=1 n=10 batch=3 epoch=0 k=0 ", "seed=99999999999999999999 n=10 batch=3 "
-                                                                           "epoch=0 k=0"};
+    static const char *const badc[] = {"",
+                                       "seed=1 n=10 batch=3 epoch=0",
+                                       "seed=1 n=10 batch=3 epoch=0 k=3",
+                                       "seed=1 n=10 batch=0 epoch=0 k=0",
+                                       "seed=-1 n=10 batch=3 epoch=0 k=0",
+                                       "seed=1 n=10 batch=3 epoch=0 k=0 ",
+                                       "seed=99999999999999999999 n=10 batch=3 "
+                                       "epoch=0 k=0"};
     int allbad = 1;
-    for (size_t i = 0; i < sizeof badc / sizeof *badc; i++) allbad &= celo_cursor_parse(&saved, badc[i], err, sizeof err) == -1;
+    for (size_t i = 0; i < sizeof badc / sizeof *badc; i++)
+        allbad &= celo_cursor_parse(&saved, badc[i], err, sizeof err) == -1;
     CHECK(allbad && one_line(err), "cursor: malformed strings refused (%s)", err);
 
     /* gather */
@@ -595,7 +665,8 @@ static void test_batching(void) {
     CHECK(gx[0] == 8 && gx[1] == 9 && gx[2] == 2 && gx[3] == 3 && gy[0] == 1 && gy[1] == 1, "gather: rows 4, 1");
 }
 
-int main(void) {
+int main(void)
+{
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/celo-test-data.XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(tmpdir)) {
@@ -612,7 +683,8 @@ int main(void) {
     test_batching();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
     printf("%s\n", fails ? "FAILED" : "all ok");
     return fails ? 1 : 0;
 }

@@ -234,7 +234,7 @@ static void analyse(cg *g, passinfo *pi)
 
 typedef struct {
     LLVMValueRef *v; /* value of each node at the current element */
-    LLVMValueRef fn, r, c, i;
+    LLVMValueRef fn, r, c, i, C;
 } loopctx;
 
 static LLVMValueRef argv_(loopctx *lc, const passinfo *pi, int src)
@@ -305,17 +305,19 @@ static void emit_element(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef *a
             LLVMBuildStore(g->b, value_of(g, pi, lc, x->a), gep(g, g->f32, argv_(lc, pi, 2 + P->nstate + j), lc->i));
         if (!is_elem_red(P, x) || x->pass != pi->k)
             continue;
-        LLVMValueRef e = LLVMBuildFPExt(g->b, value_of(g, pi, lc, x->a), g->f64, "");
         if (x->dom == CELO_COL) {
-            /* per-column partial: read-modify-write of part[c] */
-            LLVMValueRef addr = gep(g, g->f64, argv_(lc, pi, -1 - j), lc->c);
-            LLVMValueRef old = LLVMBuildLoad2(g->b, g->f64, addr, "");
-            LLVMValueRef args[2] = {old, e};
+            /* per-column partial: into the chunk's float scratch after the C doubles (celort.h), folded into the
+             * doubles every CELO_COL_BLOCK rows by fold_cols below */
+            LLVMValueRef e32 = value_of(g, pi, lc, x->a);
+            LLVMValueRef addr = gep(g, g->f32, gep(g, g->f64, argv_(lc, pi, -1 - j), lc->C), lc->c);
+            LLVMValueRef old = LLVMBuildLoad2(g->b, g->f32, addr, "");
+            LLVMValueRef args[2] = {old, e32};
             LLVMValueRef nw =
-                x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, e, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2);
+                x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, e32, "") : intrinsic(g, "llvm.maxnum", g->f32, args, 2);
             LLVMBuildStore(g->b, nw, addr);
             continue;
         }
+        LLVMValueRef e = LLVMBuildFPExt(g->b, value_of(g, pi, lc, x->a), g->f64, "");
         LLVMValueRef args[2] = {acc[j], e};
         LLVMValueRef nw;
         if (x->op == CELO_OP_SUM) {
@@ -386,6 +388,47 @@ static void store_partial(cg *g, const passinfo *pi, loopctx *lc, int j, LLVMVal
     LLVMBuildStore(g->b, nw, addr);
 }
 
+/* After row r of the chunk: every CELO_COL_BLOCK rows (counted from the chunk's first row r0) and after its last
+ * row r1 - 1, add the float column scratch of each COL reduction into its double partials and reset it. */
+static void fold_cols(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef fn, LLVMValueRef r, LLVMValueRef r0,
+                      LLVMValueRef r1)
+{
+    const celo_program *P = pi->P;
+    int any = 0;
+    for (int j = 0; j < P->nnodes; j++)
+        any |= is_elem_red(P, &P->nodes[j]) && P->nodes[j].pass == pi->k && P->nodes[j].dom == CELO_COL;
+    if (!any)
+        return;
+    LLVMValueRef one = LLVMConstInt(g->i64, 1, 0);
+    LLVMValueRef done = LLVMBuildAdd(g->b, LLVMBuildSub(g->b, r, r0, ""), one, "");
+    LLVMValueRef blk = LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, done, LLVMConstInt(g->i64, CELO_COL_BLOCK, 0), ""),
+                                     LLVMConstInt(g->i64, 0, 0), "");
+    LLVMValueRef last = LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildAdd(g->b, r, one, ""), r1, "");
+    LLVMBasicBlockRef foldb = LLVMAppendBasicBlockInContext(g->ctx, fn, "fold");
+    LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(g->ctx, fn, "folded");
+    LLVMBuildCondBr(g->b, LLVMBuildOr(g->b, blk, last, ""), foldb, cont);
+    LLVMPositionBuilderAtEnd(g->b, foldb);
+    loop F;
+    loop_begin(g, &F, fn, LLVMConstInt(g->i64, 0, 0), lc->C, 0, NULL, NULL, "foldc");
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!is_elem_red(P, x) || x->pass != pi->k || x->dom != CELO_COL)
+            continue;
+        LLVMValueRef base = argv_(lc, pi, -1 - j);
+        LLVMValueRef da = gep(g, g->f64, base, F.iv), fa = gep(g, g->f32, gep(g, g->f64, base, lc->C), F.iv);
+        LLVMValueRef d = LLVMBuildLoad2(g->b, g->f64, da, "");
+        LLVMValueRef f = LLVMBuildFPExt(g->b, LLVMBuildLoad2(g->b, g->f32, fa, ""), g->f64, "");
+        LLVMValueRef args[2] = {d, f};
+        LLVMBuildStore(g->b,
+                       x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, d, f, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2),
+                       da);
+        LLVMBuildStore(g->b, LLVMConstReal(g->f32, x->op == CELO_OP_SUM ? 0.0 : -1.0 / 0.0), fa);
+    }
+    loop_end(g, &F, 0, NULL, NULL);
+    LLVMBuildBr(g->b, cont);
+    LLVMPositionBuilderAtEnd(g->b, cont);
+}
+
 static void emit_pass(cg *g, const rule *r, int k)
 {
     const celo_program *P = &r->prog;
@@ -411,7 +454,7 @@ static void emit_pass(cg *g, const rule *r, int k)
 
     LLVMValueRef *vals = calloc((size_t)P->nnodes + 1, sizeof *vals);
     LLVMValueRef *acc = calloc((size_t)P->nnodes + 1, sizeof *acc);
-    loopctx lc = {.v = vals, .fn = body};
+    loopctx lc = {.v = vals, .fn = body, .C = LLVMGetParam(body, 2)};
     LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->ctx, body, "entry"));
     LLVMValueRef i0 = LLVMGetParam(body, 0), i1 = LLVMGetParam(body, 1), C = LLVMGetParam(body, 2);
     int sred[1024], nsred = 0, rred[1024], nrred = 0;
@@ -460,6 +503,7 @@ static void emit_pass(cg *g, const rule *r, int k)
         lc.i = LLVMBuildNSWAdd(g->b, base, Cl.iv, "i");
         emit_element(g, &pi, &lc, acc, NULL);
         loop_end(g, &Cl, nb, both, acc);
+        fold_cols(g, &pi, &lc, body, R.iv, r0, r1);
         lc.r = R.iv;
         for (int q = 0; q < nrred; q++)
             store_partial(g, &pi, &lc, rred[q], R.iv, acc[rred[q]]);

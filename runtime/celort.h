@@ -88,6 +88,7 @@ typedef enum {
 typedef enum { CELO_HOST = 0, CELO_SCALAR, CELO_ROW, CELO_COL, CELO_ELEM } celo_domain;
 
 enum { CELO_FLAG_STAGED = 1 };
+enum { CELO_COL_BLOCK = 16 };
 
 typedef struct {
     uint8_t op;      /* celo_op */
@@ -125,6 +126,9 @@ typedef struct {
  *   sc:   sc[n] = value of HOST or SCALAR node n, as float.
  *   part: part[n] = this chunk's partial of reduction node n computed by this pass (1 double for SCALAR,
  *         R for ROW, C for COL); the runtime fills identities (0 for SUM, -inf for MAXR) and combines chunks.
+ *         A COL partial is followed by C floats of scratch: a chunk adds each row into those floats and folds
+ *         them into the doubles every CELO_COL_BLOCK rows of the chunk (counted from its first row) and at its
+ *         end. A float add per element instead of a double read-modify-write keeps the pass at memory speed.
  * The final pass writes the new parameter into ptr[0] and new ELEM state into ptr[2 + k], element by element
  * after reading that element's inputs, so in-place update is safe.
  */

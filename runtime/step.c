@@ -92,6 +92,7 @@ static int is_elem_reduction(const celo_program *P, const celo_node *x)
 }
 
 /* ---- state ---- */
+static int64_t part_len(int dom, int64_t n, int64_t R, int64_t C);
 static int64_t dom_len(int dom, int64_t n, int64_t R, int64_t C)
 {
     return dom == CELO_ELEM ? n : dom == CELO_ROW ? R : dom == CELO_COL ? C : 1;
@@ -107,6 +108,12 @@ typedef struct {
     double ***chunkpart; /* per chunk: pointer table indexed by node */
     int nchunks;
 } scratch;
+
+/* doubles of one chunk's partial: a COL partial carries C floats of blocking scratch after its C doubles */
+static int64_t part_len(int dom, int64_t n, int64_t R, int64_t C)
+{
+    return dom == CELO_COL ? C + (C + 1) / 2 : dom_len(dom, n, R, C);
+}
 
 celo_state *celo_state_new(const celo_program *P, int ndim, const int64_t *shape)
 {
@@ -206,14 +213,43 @@ int celo_threads(void)
 #endif
 }
 
+/* Folds the float column scratch of pass k's COL reductions into their double partials (see celort.h). */
+static void fold_cols(const celo_program *P, int k, int64_t C, double *const *part)
+{
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!is_elem_reduction(P, x) || x->pass != k || x->dom != CELO_COL)
+            continue;
+        double *acc = part[j];
+        float *fs = (float *)(acc + C);
+        for (int64_t c = 0; c < C; c++) {
+            double e = fs[c];
+            if (x->op == CELO_OP_SUM) {
+                acc[c] += e;
+                fs[c] = 0.0f;
+            } else {
+                if (e > acc[c] || isnan(e))
+                    acc[c] = e;
+                fs[c] = -INFINITY;
+            }
+        }
+    }
+}
+
 /* ---- the interpreter: one element pass, node by node, element by element ---- */
 static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, int64_t C, float *const *ptr,
                         const float *sc, double *const *part)
 {
     int nn = P->nnodes, ns = P->nstate;
     float *v = malloc((size_t)nn * sizeof *v);
+    int64_t r0 = i0 / C, cur = -1;
     for (int64_t i = i0; i < i1; i++) {
         int64_t r = i / C, c = i % C;
+        if (r != cur) {
+            if (cur >= 0 && (cur - r0 + 1) % CELO_COL_BLOCK == 0)
+                fold_cols(P, k, C, part);
+            cur = r;
+        }
         for (int j = 0; j < nn; j++) {
             const celo_node *x = &P->nodes[j];
             float val;
@@ -256,7 +292,15 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
             const celo_node *x = &P->nodes[j];
             if (!is_elem_reduction(P, x) || x->pass != k)
                 continue;
-            double *acc = part[j] + (x->dom == CELO_ROW ? r : x->dom == CELO_COL ? c : 0);
+            if (x->dom == CELO_COL) {
+                float *fs = (float *)(part[j] + C) + c, a = v[x->a];
+                if (x->op == CELO_OP_SUM)
+                    *fs += a;
+                else if (a > *fs || isnan(a))
+                    *fs = a;
+                continue;
+            }
+            double *acc = part[j] + (x->dom == CELO_ROW ? r : 0);
             double a = v[x->a];
             if (x->op == CELO_OP_SUM)
                 *acc += a;
@@ -271,6 +315,7 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
                 ptr[0][i] = v[P->p_value];
         }
     }
+    fold_cols(P, k, C, part);
     free(v);
 }
 
@@ -381,7 +426,7 @@ static scratch *scratch_get(celo_state *st, int nchunks)
         else if ((x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE)
             vtot += (dom_len(x->dom, st->n, st->R, st->C) + 15) & ~(int64_t)15;
         if (is_elem_reduction(P, x))
-            ptot += dom_len(x->dom, st->n, st->R, st->C);
+            ptot += part_len(x->dom, st->n, st->R, st->C);
     }
     if (posix_memalign((void **)&S->vecs, 64, (size_t)(vtot ? vtot : 16) * sizeof(float)))
         S->vecs = NULL;
@@ -405,7 +450,7 @@ static scratch *scratch_get(celo_state *st, int nchunks)
         for (int j = 0; j < nn; j++)
             if (is_elem_reduction(P, &P->nodes[j])) {
                 S->chunkpart[c][j] = S->parts + (size_t)c * (size_t)ptot + poff;
-                poff += dom_len(P->nodes[j].dom, st->n, st->R, st->C);
+                poff += part_len(P->nodes[j].dom, st->n, st->R, st->C);
             }
     }
     st->scratch = S;
@@ -520,6 +565,11 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
                 double id = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
                 for (int64_t q = 0; q < len; q++)
                     S->chunkpart[c][j][q] = id;
+                if (x->dom == CELO_COL) {
+                    float *fs = (float *)(S->chunkpart[c][j] + len);
+                    for (int64_t q = 0; q < len; q++)
+                        fs[q] = (float)id;
+                }
             }
         celo_kernel_fn fn = use_interp ? NULL : P->passes[k - 1].fn;
         double pk0 = ps >= 0 ? prof_now() : 0;

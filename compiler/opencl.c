@@ -87,7 +87,8 @@ static void float_lit(char *out, size_t len, double v)
 typedef struct {
     const celo_program *P;
     const celo_clpass *pi;
-    int vec; /* 1: float8 form */
+    int vec;  /* 1: float8 form */
+    int lane; /* float8 form: which of the UNROLL accumulators of each reduction this copy of the body feeds */
     ring rg;
 } gen;
 
@@ -251,29 +252,32 @@ static void emit_body(sbuf *b, gen *G, const char *ind)
         const char *e = value_of(G, x->a);
         int sum = x->op == CELO_OP_SUM;
         if (x->dom == CELO_COL) {
+            /* into the float scratch row, folded into the partials every CELO_COL_BLOCK rows (celort.h) */
             if (vec) {
-                sb_printf(b, "%s{ const accv_t o = vload8(0, cp%d + c), e = CELO_ACCV(%s);\n", ind, j, e);
                 if (sum)
-                    sb_printf(b, "%s  vstore8(o + e, 0, cp%d + c); }\n", ind, j);
+                    sb_printf(b, "%svstore8(vload8(0, fs%d + c) + %s, 0, fs%d + c);\n", ind, j, e, j);
                 else
-                    sb_printf(b, "%s  vstore8(select(o, e, (e > o) | isnan(e)), 0, cp%d + c); }\n", ind, j);
+                    sb_printf(b,
+                              "%s{ const float8 o = vload8(0, fs%d + c), e = %s;\n"
+                              "%s  vstore8(select(o, e, (e > o) | isnan(e)), 0, fs%d + c); }\n",
+                              ind, j, e, ind, j);
             } else {
                 if (sum)
-                    sb_printf(b, "%scp%d[c] += (acc_t)%s;\n", ind, j, e);
+                    sb_printf(b, "%sfs%d[c] += %s;\n", ind, j, e);
                 else
-                    sb_printf(b, "%s{ const acc_t e = (acc_t)%s; if (e > cp%d[c] || isnan(e)) cp%d[c] = e; }\n", ind, e,
-                              j, j);
+                    sb_printf(b, "%s{ const float e = %s; if (e > fs%d[c] || isnan(e)) fs%d[c] = e; }\n", ind, e, j, j);
             }
             continue;
         }
         const char *acc = x->dom == CELO_ROW ? "ra" : "a";
         if (vec) {
             if (sum)
-                sb_printf(b, "%sv%s%d += CELO_ACCV(%s);\n", ind, acc, j, e);
+                sb_printf(b, "%sv%s%d_%d += CELO_ACCV(%s);\n", ind, acc, j, G->lane, e);
             else
                 sb_printf(b,
-                          "%s{ const accv_t e = CELO_ACCV(%s); v%s%d = select(v%s%d, e, (e > v%s%d) | isnan(e)); }\n",
-                          ind, e, acc, j, acc, j, acc, j);
+                          "%s{ const accv_t e = CELO_ACCV(%s); v%s%d_%d = select(v%s%d_%d, e, (e > v%s%d_%d) | "
+                          "isnan(e)); }\n",
+                          ind, e, acc, j, G->lane, acc, j, G->lane, acc, j, G->lane);
         } else {
             if (sum)
                 sb_printf(b, "%s%s%d += (acc_t)%s;\n", ind, acc, j, e);
@@ -316,6 +320,42 @@ static int writes_buf(const celo_program *P, const celo_clpass *pi, int idx)
 
 enum { RED_DECL, RED_VDECL, RED_FOLD, RED_STORE };
 
+/* Chunked loops handle UNROLL blocks of eight elements per iteration, each block with its own vector
+ * accumulators, so that the additions of consecutive blocks do not wait for each other (then single blocks,
+ * then single elements). The accumulators are folded in a fixed order: the sums stay deterministic. */
+enum { UNROLL = 4 };
+
+/* The float8 body for the UNROLL blocks at base + 8u (index variable `var` = base + 8u, optionally also
+ * i = rb + c), then for one block (lane 0). */
+static void emit_unrolled(sbuf *b, gen *G, const char *ind, int nested)
+{
+    char in2[64];
+    snprintf(in2, sizeof in2, "%s    ", ind);
+    const char *var = nested ? "c0" : "i0_", *lim = nested ? "ce" : "i1";
+    sb_printf(b, "%sfor (; %s + %d <= %s; %s += %d) {\n", ind, var, 8 * UNROLL, lim, var, 8 * UNROLL);
+    G->vec = 1;
+    for (int u = 0; u < UNROLL; u++) {
+        if (nested)
+            sb_printf(b, "%s{\n%s    const long c = c0 + %d, i = rb + c;\n", in2, in2, 8 * u);
+        else
+            sb_printf(b, "%s{\n%s    const long i = i0_ + %d;\n", in2, in2, 8 * u);
+        G->lane = u;
+        char in3[72];
+        snprintf(in3, sizeof in3, "%s    ", in2);
+        emit_body(b, G, in3);
+        sb_printf(b, "%s}\n", in2);
+    }
+    sb_printf(b, "%s}\n", ind);
+    sb_printf(b, "%sfor (; %s + 8 <= %s; %s += 8) {\n", ind, var, lim, var);
+    if (nested)
+        sb_printf(b, "%sconst long c = c0, i = rb + c;\n", in2);
+    else
+        sb_printf(b, "%sconst long i = i0_;\n", in2);
+    G->lane = 0;
+    emit_body(b, G, in2);
+    sb_printf(b, "%s}\n", ind);
+}
+
 /* Declarations and folds of the accumulators of the reductions of domain dom computed by pass pi. */
 static void emit_reds(sbuf *b, const celo_program *P, const celo_clpass *pi, int dom, int what, const char *ind)
 {
@@ -327,15 +367,44 @@ static void emit_reds(sbuf *b, const celo_program *P, const celo_clpass *pi, int
         const char *id = x->op == CELO_OP_SUM ? "0" : "-INFINITY", *nm = x->op == CELO_OP_SUM ? "sum" : "max";
         switch (what) {
         case RED_DECL: sb_printf(b, "%sacc_t %s%d = %s;\n", ind, pre, j, id); break;
-        case RED_VDECL: sb_printf(b, "%saccv_t v%s%d = (accv_t)(%s);\n", ind, pre, j, id); break;
-        case RED_FOLD: sb_printf(b, "%s%s%d = celo_fold_%s(%s%d, v%s%d);\n", ind, pre, j, nm, pre, j, pre, j); break;
+        case RED_VDECL:
+            for (int u = 0; u < UNROLL; u++)
+                sb_printf(b, "%saccv_t v%s%d_%d = (accv_t)(%s);\n", ind, pre, j, u, id);
+            break;
+        case RED_FOLD:
+            for (int u = 0; u < UNROLL; u++)
+                sb_printf(b, "%s%s%d = celo_fold_%s(%s%d, v%s%d_%d);\n", ind, pre, j, nm, pre, j, pre, j, u);
+            break;
         default: sb_printf(b, "%sq%d[w] = %s%d;\n", ind, j, pre, j); break;
         }
     }
 }
 
+/* Folds the float column scratch rows into the partials (and resets them). */
+static void emit_col_fold(sbuf *b, const celo_program *P, const celo_clpass *pi, const char *ind)
+{
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!celo_clplan_is_red(P, x) || x->pass != pi->k || x->dom != CELO_COL)
+            continue;
+        if (x->op == CELO_OP_SUM)
+            sb_printf(
+                b, "%sfor (long c = 0; c < C; c++) {\n%s    cp%d[c] += (acc_t)fs%d[c];\n%s    fs%d[c] = 0.0f;\n%s}\n",
+                ind, ind, j, j, ind, j, ind);
+        else
+            sb_printf(b,
+                      "%sfor (long c = 0; c < C; c++) {\n%s    const acc_t e = fs%d[c];\n"
+                      "%s    if (e > cp%d[c] || isnan(e))\n%s        cp%d[c] = e;\n%s    fs%d[c] = -INFINITY;\n%s}\n",
+                      ind, ind, j, ind, j, ind, j, ind, j, ind);
+    }
+}
+
 static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
 {
+    int has_col = 0;
+    for (int j = 0; j < P->nnodes; j++)
+        if (celo_clplan_is_red(P, &P->nodes[j]) && P->nodes[j].pass == pi->k && P->nodes[j].dom == CELO_COL)
+            has_col = 1;
     sb_printf(b, "\n/* pass %d of %d: %s */\n", pi->k, P->npass,
               pi->chunked  ? "reductions, one work-item per chunk"
               : pi->nested ? "one work-item per element (2-D)"
@@ -396,36 +465,38 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
         const celo_node *x = &P->nodes[j];
         if (celo_clplan_is_red(P, x) && x->pass == pi->k && x->dom == CELO_COL)
             sb_printf(b,
-                      "    __global acc_t *restrict cp%d = q%d + w * C;\n    for (long c = 0; c < C; c++)\n"
-                      "        cp%d[c] = %s;\n",
-                      j, j, j, x->op == CELO_OP_SUM ? "0" : "-INFINITY");
+                      "    __global acc_t *restrict cp%d = q%d + w * C;\n"
+                      "    __global float *restrict fs%d = (__global float *)(q%d + get_global_size(0) * C) + w * C;\n"
+                      "    for (long c = 0; c < C; c++) {\n        cp%d[c] = %s;\n        fs%d[c] = %s;\n    }\n",
+                      j, j, j, j, j, x->op == CELO_OP_SUM ? "0" : "-INFINITY", j,
+                      x->op == CELO_OP_SUM ? "0.0f" : "-INFINITY");
     }
     sb_printf(b, "    if (i0 < i1) {\n");
     if (!pi->nested) {
         emit_reds(b, P, pi, CELO_SCALAR, RED_VDECL, "        ");
-        sb_printf(b, "        long i = i0;\n        for (; i + 8 <= i1; i += 8) {\n");
-        G.vec = 1;
-        emit_body(b, &G, "            ");
-        sb_printf(b, "        }\n");
+        sb_printf(b, "        long i0_ = i0;\n");
+        emit_unrolled(b, &G, "        ", 0);
         emit_reds(b, P, pi, CELO_SCALAR, RED_FOLD, "        ");
-        sb_printf(b, "        for (; i < i1; i++) {\n");
+        sb_printf(b, "        for (long i = i0_; i < i1; i++) {\n");
         G.vec = 0;
         emit_body(b, &G, "            ");
         sb_printf(b, "        }\n");
     } else {
         sb_printf(b, "        for (long r = i0 / C; r * C < i1; r++) {\n");
+        if (has_col) {
+            sb_printf(b, "            if (r != i0 / C && (r - i0 / C) %% %d == 0) {\n", CELO_COL_BLOCK);
+            emit_col_fold(b, P, pi, "                ");
+            sb_printf(b, "            }\n");
+        }
         sb_printf(b, "            const long rb = r * C, cb = max(i0 - rb, 0L), ce = min(i1 - rb, C);\n");
         emit_reds(b, P, pi, CELO_ROW, RED_DECL, "            ");
         emit_reds(b, P, pi, CELO_SCALAR, RED_VDECL, "            ");
         emit_reds(b, P, pi, CELO_ROW, RED_VDECL, "            ");
-        sb_printf(b, "            long c = cb;\n            for (; c + 8 <= ce; c += 8) {\n");
-        sb_printf(b, "                const long i = rb + c;\n");
-        G.vec = 1;
-        emit_body(b, &G, "                ");
-        sb_printf(b, "            }\n");
+        sb_printf(b, "            long c0 = cb;\n");
+        emit_unrolled(b, &G, "            ", 1);
         emit_reds(b, P, pi, CELO_SCALAR, RED_FOLD, "            ");
         emit_reds(b, P, pi, CELO_ROW, RED_FOLD, "            ");
-        sb_printf(b, "            for (; c < ce; c++) {\n                const long i = rb + c;\n");
+        sb_printf(b, "            for (long c = c0; c < ce; c++) {\n                const long i = rb + c;\n");
         G.vec = 0;
         emit_body(b, &G, "                ");
         sb_printf(b, "            }\n");
@@ -439,6 +510,8 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
                           j, j, j, j, j, j);
         }
         sb_printf(b, "        }\n");
+        if (has_col)
+            emit_col_fold(b, P, pi, "        ");
     }
     sb_printf(b, "    }\n");
     emit_reds(b, P, pi, CELO_SCALAR, RED_STORE, "    ");

@@ -17,7 +17,10 @@
  *   SCALAR  part[w]                      one per work-item
  *   ROW     part[r] for rows lying whole inside the chunk of one work-item, part[R + 2w] for the first row
  *           of work-item w when it is cut, part[R + 2w + 1] for its last row when it is cut (and not the first)
- *   COL     part[w * C + c]              one row of C partials per work-item
+ *   COL     part[w * C + c]              one row of C partials per work-item, followed (after nwi * C
+ *                                        partials) by nwi rows of C floats: each work-item adds its rows into
+ *                                        its float row and folds it into its partials every CELO_COL_BLOCK rows
+ *                                        (counted from its first row) and at its end, as runtime/step.c does
  * Other passes run one work-item per element: 1-D (gid 0 = element) when the pass needs no row/column
  * index, else 2-D (gid 0 = column, gid 1 = row). */
 #ifndef CELO_CLPLAN_H

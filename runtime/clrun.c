@@ -703,7 +703,9 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
                 int64_t len = x->dom == CELO_SCALAR ? nwi : x->dom == CELO_ROW ? R + 2 * nwi : nwi * C;
                 r->partlen[j] = len;
                 size_t bytes = (size_t)(len > 0 ? len : 1) * (r->accd ? sizeof(double) : sizeof(float));
-                r->part[j] = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
+                /* a COL partial is followed by the work-items' float scratch rows (see compiler/opencl.c) */
+                size_t dbytes = bytes + (x->dom == CELO_COL ? (size_t)(nwi * C) * sizeof(float) : 0);
+                r->part[j] = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE, dbytes, NULL, &e);
                 if (e != CL_SUCCESS) {
                     r->part[j] = NULL;
                     celo_cl_rule_free(r);

@@ -5,11 +5,16 @@
  * interpreter (runtime/step.c) and the LLVM kernels: FP_CONTRACT OFF, no fast-math, min/max = fmin/fmax,
  * rsqrt = 1/sqrt, comparisons give 1.0f or 0.0f.
  *
- * Passes without reductions run one work-item per element (PoCL vectorizes across work-items). Passes with
- * reductions run one work-item per contiguous chunk and write partials that the host combines in work-item
- * order; inside a chunk the elements are processed eight at a time with explicit float8 arithmetic (and an
- * accumulator per lane), then one at a time for the remainder, so that the accumulation order is fixed.
- * Accumulators are double when the device has cl_khr_fp64 (CELO_ACC_DOUBLE, set by the host), else float. */
+ * Passes without reductions run CELO_EPW elements per work-item (set by the host): 8 on CPUs, as explicit
+ * float8 code (PoCL's own vectorization across work-items gives up on larger bodies: pow or log ran 5-20x
+ * slower than the LLVM kernels), 1 on GPUs; passes that need row/column indices use a 2-D range (columns,
+ * rows). Passes with reductions run one work-item per contiguous chunk and write partials that the host
+ * combines in work-item order; inside a chunk the elements are processed in float8 blocks, four blocks per
+ * iteration with their own accumulators, then one element at a time, so that the accumulation order is fixed.
+ * Accumulators are double when the device has cl_khr_fp64 (CELO_ACC_DOUBLE, set by the host), else float;
+ * column sums go through a float row folded every CELO_COL_BLOCK rows, as in runtime/step.c. exp, log, pow
+ * and tanh are computed in double and rounded once (see math_double below). The source builds on its own
+ * too (`celo emit opencl`): the macros default to one element per work-item and to cl_khr_fp64 if present. */
 #include "opencl.h"
 
 #include "../runtime/clplan.h"

@@ -41,6 +41,15 @@ static LLVMValueRef libcall(cg *g, const char *name, LLVMValueRef x)
     return LLVMBuildCall2(g->b, fty, fn, &x, 1, "");
 }
 
+/* The maximum of a reduction keeps NaN, as the interpreter does: e if e > acc or e is NaN, else acc. (llvm.maxnum
+ * would drop it.) */
+static LLVMValueRef max_keep_nan(cg *g, LLVMValueRef acc, LLVMValueRef e)
+{
+    LLVMValueRef gt = LLVMBuildFCmp(g->b, LLVMRealOGT, e, acc, "");
+    LLVMValueRef nan = LLVMBuildFCmp(g->b, LLVMRealUNO, e, e, "");
+    return LLVMBuildSelect(g->b, LLVMBuildOr(g->b, gt, nan, ""), e, acc, "");
+}
+
 static LLVMValueRef fconst(cg *g, double v)
 {
     return LLVMConstReal(g->f32, (float)v);
@@ -311,20 +320,18 @@ static void emit_element(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef *a
             LLVMValueRef e32 = value_of(g, pi, lc, x->a);
             LLVMValueRef addr = gep(g, g->f32, gep(g, g->f64, argv_(lc, pi, -1 - j), lc->C), lc->c);
             LLVMValueRef old = LLVMBuildLoad2(g->b, g->f32, addr, "");
-            LLVMValueRef args[2] = {old, e32};
             LLVMValueRef nw =
-                x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, e32, "") : intrinsic(g, "llvm.maxnum", g->f32, args, 2);
+                x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, e32, "") : max_keep_nan(g, old, e32);
             LLVMBuildStore(g->b, nw, addr);
             continue;
         }
         LLVMValueRef e = LLVMBuildFPExt(g->b, value_of(g, pi, lc, x->a), g->f64, "");
-        LLVMValueRef args[2] = {acc[j], e};
         LLVMValueRef nw;
         if (x->op == CELO_OP_SUM) {
             nw = LLVMBuildFAdd(g->b, acc[j], e, "");
             LLVMSetFastMathFlags(nw, LLVMFastMathAllowReassoc);
         } else
-            nw = intrinsic(g, "llvm.maxnum", g->f64, args, 2);
+            nw = max_keep_nan(g, acc[j], e);
         acc[j] = nw;
     }
     if (pi->final) {
@@ -382,9 +389,8 @@ static void store_partial(cg *g, const passinfo *pi, loopctx *lc, int j, LLVMVal
     const celo_node *x = &pi->P->nodes[j];
     LLVMValueRef addr = gep(g, g->f64, argv_(lc, pi, -1 - j), idx);
     LLVMValueRef old = LLVMBuildLoad2(g->b, g->f64, addr, "");
-    LLVMValueRef args[2] = {old, accv};
     LLVMValueRef nw =
-        x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, accv, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2);
+        x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, accv, "") : max_keep_nan(g, old, accv);
     LLVMBuildStore(g->b, nw, addr);
 }
 
@@ -418,9 +424,8 @@ static void fold_cols(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef fn, L
         LLVMValueRef da = gep(g, g->f64, base, F.iv), fa = gep(g, g->f32, gep(g, g->f64, base, lc->C), F.iv);
         LLVMValueRef d = LLVMBuildLoad2(g->b, g->f64, da, "");
         LLVMValueRef f = LLVMBuildFPExt(g->b, LLVMBuildLoad2(g->b, g->f32, fa, ""), g->f64, "");
-        LLVMValueRef args[2] = {d, f};
         LLVMBuildStore(g->b,
-                       x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, d, f, "") : intrinsic(g, "llvm.maxnum", g->f64, args, 2),
+                       x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, d, f, "") : max_keep_nan(g, d, f),
                        da);
         LLVMBuildStore(g->b, LLVMConstReal(g->f32, x->op == CELO_OP_SUM ? 0.0 : -1.0 / 0.0), fa);
     }

@@ -78,6 +78,17 @@ if want golden || want agree; then
         done
     done < <(cat tests/golden/cases.txt tests/golden/examples.txt)
     [ $have_ocl = 0 ] && skp "golden/agree opencl: no OpenCL device"
+    # max reductions keep NaN on every back end: the interpreter's result has NaN, the others equal it exactly
+    for be in $backends; do
+        if ! $CELO apply maxnan --file tests/golden/nan/maxnan.celo --param tests/golden/nan/p0.npy \
+            --grads tests/golden/nan/grads.npy --backend $be --out "$TMP/nan-$be.npy" 2>"$TMP/err"; then
+            bad "agree maxnan $be: $(head -c 200 "$TMP/err")"
+        elif [ $be = interp ]; then
+            r=$($CMP "$TMP/nan-interp.npy" tests/golden/nan/p0.npy --rtol 1e30 2>&1)
+            if [[ "$r" == *"has nan"* ]]; then ok "agree maxnan interp keeps NaN"; else bad "agree maxnan interp: $r"; fi
+        elif r=$($CMP "$TMP/nan-$be.npy" "$TMP/nan-interp.npy" --rtol 0 2>&1); then ok "agree maxnan $be ($r)"
+        else bad "agree maxnan $be vs interp: $r"; fi
+    done
 fi
 
 # ---- golden IR: the pass structure the fuser chose, and chain(...) lowering to the hand-written kernel ----

@@ -1,0 +1,457 @@
+"""bench/train driver: steps/s of whole training steps in celo against PyTorch on the same models.
+
+Run through bench/train/run.sh; see that file for the options. Every round runs each tool once (celo and torch
+for each model) in a rotated order, waiting a little for a quiet CPU before each; the report gives, per tool,
+the median over rounds and the min-max, and per model the ratio celo / best torch optimizer (ratio of the
+medians, and the min-max of the per-round ratios, each round's two numbers measured close in time).
+
+celo: `build/celo run bench/train/MODEL.celo --quiet` runs `warm`, `short` and `long` (same task, more steps);
+steps/s = (long - short steps) / (long - short wall_s), wall_s from the runs' CSV logs (they start after data
+loading and JIT and include the final eval; the difference cancels both, and each run's first steps).
+torch: bench/train/torch_train.py MODEL, one line per AdamW implementation (fused, foreach, for-loop).
+Progress goes to stderr, the report (markdown) to stdout.
+"""
+import argparse
+import csv
+import datetime
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+SECTION = "## Training step throughput (bench/train)"
+# key: (what, batch, target ratio celo/torch from the issue)
+MODELS = {
+    "mlp8": ("MLP 64-32-10, 8x8 Fashion-MNIST", 64, 2.0),
+    "mlp28": ("MLP 784-128-10, 28x28 Fashion-MNIST", 128, 2.0),
+    "gpt": ("GPT dim 128, 4 heads, 2 layers, seq 64, KJV chars", 16, 1.0),
+}
+OPTS = ("fused", "foreach", "forloop", "fused@1")  # torch AdamW implementation[@threads]
+IMPLS = ("fused", "foreach", "forloop")
+
+
+def opt_label(o):
+    """'fused' -> 'fused', 'forloop@1' -> 'for-loop, 1 thread'."""
+    impl, _, nt = o.partition("@")
+    impl = {"forloop": "for-loop"}.get(impl, impl)
+    return impl + (f", {nt} thread{'s' if nt != '1' else ''}" if nt else "")
+
+
+def log(msg):
+    print(f"bench/train: {msg}", file=sys.stderr, flush=True)
+
+
+def run_cmd(cmd, timeout, env=None):
+    """Runs cmd (a list) in ROOT; returns (rc, stdout, stderr); rc None when it could not start or timed out."""
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+        return r.returncode, r.stdout, r.stderr
+    except subprocess.TimeoutExpired:
+        return None, "", f"timed out after {timeout} s"
+    except OSError as e:
+        return None, "", str(e)
+
+
+def first_line(s):
+    """First non-empty line, shortened, with this checkout's absolute path made repo-relative."""
+    for ln in s.splitlines():
+        if ln.strip():
+            return ln.strip().replace(ROOT + os.sep, "")[:160]
+    return ""
+
+
+def cpu_busy(interval=0.25):
+    """Fraction of CPU time used (by anything) over INTERVAL seconds, from /proc/stat; None if unknown."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)
+    try:
+        t0, i0 = sample()
+        time.sleep(interval)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (i1 - i0) / (t1 - t0) if t1 > t0 else None
+
+
+class QuietGate:
+    """As bench/optim/driver.py: before each measurement, waits (a little) for other work on the machine to stop;
+    on 2 shared cores a busy neighbour makes a 2-thread step wait at every barrier. At most max_wait_s per
+    measurement and total_s in all; after 3 busy measurements in a row it only looks."""
+
+    def __init__(self, threshold=0.25, max_wait_s=10.0, total_s=60.0):
+        self.threshold, self.max_wait_s, self.total_left = threshold, max_wait_s, total_s
+        self.waited = 0.0
+        self.busy_runs = 0
+        self.runs = 0
+        self.streak = 0
+
+    def wait(self):
+        """Returns True when the CPU was quiet at the start."""
+        self.runs += 1
+        t0 = time.time()
+        limit = 0.0 if self.streak >= 3 else min(self.max_wait_s, self.total_left)
+        quiet = True
+        while True:
+            b = cpu_busy()
+            if b is None or b <= self.threshold:
+                self.streak = 0
+                break
+            if time.time() - t0 >= limit:
+                self.busy_runs += 1
+                self.streak += 1
+                quiet = False
+                if self.streak == 3:
+                    log("the CPUs stay busy with other work; measuring without waiting")
+                break
+        dt = time.time() - t0
+        self.waited += dt
+        self.total_left = max(0.0, self.total_left - dt)
+        return quiet
+
+
+def stats(values):
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values), len(values)
+
+
+def machine_info():
+    model, flags = "unknown CPU", ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                if ln.startswith("model name") and model == "unknown CPU":
+                    model = ln.split(":", 1)[1].strip()
+                if ln.startswith("flags") and not flags:
+                    flags = ln
+    except OSError:
+        pass
+    extra = [x for x, f in (("AVX-512", "avx512f"), ("VM", "hypervisor")) if f in flags]
+    gcc = first_line(run_cmd(["gcc", "--version"], 10)[1]) or "gcc ?"
+    try:
+        import importlib.metadata as md
+
+        torch_v = "torch " + md.version("torch")
+    except Exception:
+        torch_v = "torch n/a"
+    return (f"{model} ({os.cpu_count()} cores{', ' + ', '.join(extra) if extra else ''}); "
+            f"Linux {platform.release()}; {gcc}; {torch_v}")
+
+
+def git_rev():
+    rc, out, _ = run_cmd(["git", "rev-parse", "--short", "HEAD"], 10)
+    return out.strip() if rc == 0 else "?"
+
+
+def last_row(path):
+    """(step, wall_s) of the last row of a celo CSV log, or None."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return int(rows[-1]["step"]), float(rows[-1]["wall_s"])
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+class Celo:
+    """celo's column for one model: steps/s of the loop from the short/long difference."""
+
+    def __init__(self, model, celo, env):
+        self.model, self.celo, self.env = model, celo, env
+        self.values, self.error, self.disabled, self.failures = [], None, False, 0
+        self.vocab = None
+        self.verbose_once = model == "gpt"  # the first GPT run prints the KJV vocabulary (passed to torch)
+
+    def run(self):
+        csvs = [os.path.join(ROOT, "build", "bench", "train", f"{self.model}_{k}.csv") for k in ("short", "long")]
+        for p in csvs:
+            if os.path.exists(p):
+                os.unlink(p)
+        cmd = [self.celo, "run", f"bench/train/{self.model}.celo"] + ([] if self.verbose_once else ["--quiet"])
+        rc, out, err = run_cmd(cmd, 300, self.env)
+        if self.verbose_once:
+            m = re.search(r"vocabulary (\d+)", err)
+            self.vocab = int(m.group(1)) if m else None
+            self.verbose_once = False
+        s, l = (last_row(p) for p in csvs)
+        if rc != 0 or not s or not l or l[1] <= s[1] or l[0] <= s[0]:
+            why = first_line(err) or first_line(out) or (f"exit {rc}" if rc else "no CSV logs")
+            self.error = self.error or why
+            self.failures += 1
+            self.disabled = self.failures >= 2
+            log(f"  celo {self.model}: failed: {why}")
+            return None
+        self.failures = 0
+        v = (l[0] - s[0]) / (l[1] - s[1])
+        self.values.append(v)
+        log(f"  celo {self.model}: {v:.1f} steps/s")
+        return v
+
+
+class Torch:
+    """torch's columns for one model: one process per round, one value per AdamW implementation."""
+
+    def __init__(self, model, opts, target_s, env, vocab_from):
+        self.model, self.opts, self.target_s, self.env, self.vocab_from = model, list(opts), target_s, env, vocab_from
+        self.values = {o: [] for o in opts}
+        self.errors = {}
+        self.params = None
+        self.disabled = False
+        self.failures = 0
+
+    def run(self):
+        live = [o for o in self.opts if o not in self.errors]
+        if not live:
+            self.disabled = True
+            return {}
+        cmd = [sys.executable, "bench/train/torch_train.py", self.model, "--target-s", str(self.target_s)]
+        for o in live:
+            cmd += ["--opt", o]
+        if self.vocab_from is not None and self.vocab_from.vocab:
+            cmd += ["--vocab", str(self.vocab_from.vocab)]
+        rc, out, err = run_cmd(cmd, 300, self.env)
+        got = {}
+        for o in live:
+            line = next((ln for ln in out.splitlines() if ln.startswith(f"torch {self.model} opt={o} ")), None)
+            m = re.search(r"steps_per_s=([0-9.eE+-]+)", line or "")
+            if m:
+                got[o] = float(m.group(1))
+                self.values[o].append(got[o])
+                p = re.search(r"params=(\d+)", line)
+                self.params = int(p.group(1)) if p else self.params
+            elif line and "error=" in line:
+                self.errors[o] = line.split("error=", 1)[1]
+            elif not self.values[o]:
+                self.errors.setdefault(o, first_line(err[-400:]) or f"exit {rc}")
+        if got:
+            log(f"  torch {self.model}: " + ", ".join(f"{opt_label(o)} {v:.1f}" for o, v in got.items()) + " steps/s")
+        else:
+            self.failures += 1
+            self.disabled = self.failures >= 2
+            log(f"  torch {self.model}: failed: {first_line(err[-400:]) or f'exit {rc}'}")
+        return got
+
+    def best(self):
+        """(median, opt) of the fastest implementation by median, or (None, None)."""
+        meds = [(statistics.median(v), o) for o, v in self.values.items() if v]
+        return max(meds) if meds else (None, None)
+
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="bench/train/run.sh")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds (default 5; at least 3 unless --budget-s ends it)")
+    ap.add_argument("--budget-s", type=float, default=240, help="stop starting rounds after ~this many seconds")
+    ap.add_argument("--max-wait-s", type=float, default=40,
+                    help="total seconds to wait for other work on the machine to pause (default 40)")
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    ap.add_argument("--opts", default=",".join(OPTS),
+                    help="torch configurations: AdamW implementation (fused, foreach, forloop), optionally @N "
+                         "threads (default: " + ",".join(OPTS) + ")")
+    ap.add_argument("--target-s", type=float, default=0.6, help="timed seconds per torch configuration")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time torch.compile (fused AdamW) once per model, after the rounds (minutes)")
+    ap.add_argument("--write", action="store_true", help="update the section in docs/results.md in place")
+    ap.add_argument("--results", default="docs/results.md", help="file --write updates (repo-relative)")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--celo", default="build/celo", help="celo binary (repo-relative)")
+    ap.add_argument("--cmd", default="bash bench/train/run.sh", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    t_start = time.time()
+    load0 = os.getloadavg()[0]
+    if load0 > 0.5:
+        log(f"load average {load0:.2f}: other work is running; expect a wide spread")
+    models = [m for m in a.models.split(",") if m]
+    for m in models:
+        if m not in MODELS:
+            ap.error(f"unknown model {m}")
+    opts = [o for o in a.opts.split(",") if o]
+    for o in opts:
+        impl, _, nt = o.partition("@")
+        if impl not in IMPLS or (nt and not nt.isdigit()):
+            ap.error(f"unknown torch configuration {o} (IMPL[@THREADS], IMPL one of {', '.join(IMPLS)})")
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    celo_ok = os.access(os.path.join(ROOT, a.celo), os.X_OK)
+    os.makedirs(os.path.join(ROOT, "build", "bench", "train"), exist_ok=True)
+
+    celos, torches, jobs = {}, {}, []
+    for m in models:
+        c = celos[m] = Celo(m, a.celo, env)
+        if not celo_ok:
+            c.error, c.disabled = f"{a.celo} not found (run make)", True
+        t = torches[m] = Torch(m, opts, a.target_s, env, c if m == "gpt" else None)
+        if a.no_torch:
+            t.disabled = True
+        jobs += [(f"celo {m}", c), (f"torch {m}", t)]
+    per_round = {m: [] for m in models}  # (celo, best torch of that round) pairs
+    gate = QuietGate(total_s=a.max_wait_s)
+    rounds_done = 0
+    for r in range(a.rounds):
+        t0 = time.time()
+        k = r % len(jobs)
+        got = {}
+        for name, tool in jobs[k:] + jobs[:k]:  # rotated so that no tool always runs first or last
+            if tool.disabled:
+                continue
+            log(f"round {r + 1}/{a.rounds}: {name}")
+            gate.wait()
+            got[name] = tool.run()
+        for m in models:
+            cv, tv = got.get(f"celo {m}"), got.get(f"torch {m}")
+            if cv and tv:
+                per_round[m].append(cv / max(tv.values()))
+        rounds_done += 1
+        took = time.time() - t0
+        elapsed = time.time() - t_start
+        if r + 1 < a.rounds and rounds_done >= 3 and elapsed + took > a.budget_s:
+            log(f"stopping after {rounds_done} rounds ({elapsed:.0f} s; budget {a.budget_s:.0f} s)")
+            break
+
+    compiled = {}
+    if a.compile and not a.no_torch:
+        for m in models:
+            log(f"torch.compile {m} (fused AdamW)")
+            gate.wait()
+            rc, out, err = run_cmd([sys.executable, "bench/train/torch_train.py", m, "--compile", "--opt", "fused",
+                                    "--target-s", "1.0"] +
+                                   (["--vocab", str(celos[m].vocab)] if celos[m].vocab else []), 600, env)
+            mm = re.search(r"steps_per_s=([0-9.eE+-]+) .*warmup_s=([0-9.]+)", out)
+            compiled[m] = (float(mm.group(1)), float(mm.group(2))) if mm else (
+                None, (first_line(err[-400:]) or f"exit {rc}"))
+            log(f"  torch.compile {m}: {compiled[m]}")
+
+    # ---- report
+    lines = []
+    now = datetime.datetime.now().astimezone()
+    lines.append(f"- Date: {now:%Y-%m-%d %H:%M %Z}; commit {git_rev()}")
+    lines.append(f"- Machine: {machine_info()}")
+    lines.append(f"- Command: `{a.cmd}`; {rounds_done} round{'s' if rounds_done != 1 else ''}, each tool once per "
+                 "round in rotated order; 2 threads (celo: OMP_NUM_THREADS=2; torch: torch.set_num_threads(2), except "
+                 "the configurations marked 1 thread)")
+    lines.append("- A step: gather a batch (shuffled epoch for the MLPs, random windows for the GPT), forward, "
+                 "loss, backward, AdamW step over every tensor (lr 1e-3, wd 1e-4 for the MLPs; lr 3e-3, wd 0.01 "
+                 "for the GPT; betas 0.9, 0.999, eps 1e-8; constant lr). celo: `build/celo run "
+                 "bench/train/MODEL.celo --quiet`, steps/s = (long - short steps) / (long - short wall_s) of two "
+                 "runs in one process (CSV logs: no data loading, JIT or final eval). torch: "
+                 "bench/train/torch_train.py, the same models (nn.Linear + ReLU; GPT pre-LN blocks with "
+                 "`scaled_dot_product_attention(is_causal=True)`, gelu tanh), mean over ~"
+                 f"{a.target_s:g} s of steps after warm-up.")
+    lines.append("- Where celo's step spends its time (phases and layers): `bash bench/train/profile.sh`.")
+    lines.append("- steps/s: median over rounds (min-max). celo / torch: the ratio of the medians against the "
+                 "fastest torch configuration by median (AdamW implementation, threads), and (min-max) of the "
+                 "per-round ratios (celo against the fastest torch configuration of the same round).")
+    lines.append("")
+    lines.append("| model | batch | params | celo steps/s | torch steps/s (fastest configuration) | celo / torch | "
+                 "target |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    notes = {}
+    for m in models:
+        what, batch, target = MODELS[m]
+        c, t = celos[m], torches[m]
+        cs = stats(c.values)
+        tv, to = t.best()
+        ts = stats(t.values[to]) if to else None
+        rr = stats(per_round[m])
+        ctext = f"**{fmt(cs[0])}** ({fmt(cs[1])}-{fmt(cs[2])})" if cs else "n/a"
+        ttext = f"**{fmt(ts[0])}** ({fmt(ts[1])}-{fmt(ts[2])}) {opt_label(to)}" if ts else "n/a"
+        ratio = "n/a"
+        if cs and ts:
+            ratio = f"**{cs[0] / ts[0]:.2f}**" + (f" ({rr[1]:.2f}-{rr[2]:.2f})" if rr else "")
+            ratio += " met" if cs[0] / ts[0] >= target else " **not met**"
+        lines.append(f"| {what} | {batch} | {t.params if t.params else '?'} | {ctext} | {ttext} | {ratio} | "
+                     f"≥ {target:g}x |")
+        if not cs and c.error:
+            notes.setdefault(c.error, []).append(f"celo {m}")
+        for o, e in t.errors.items():
+            notes.setdefault(e, []).append(f"torch {m} {opt_label(o)}")
+    lines.append("")
+    lines.append("Every torch configuration (AdamW implementation, threads), steps/s median (min-max):")
+    lines.append("")
+    lines.append("| model | celo ms/step | " + " | ".join(f"torch {opt_label(o)}" for o in opts) + " |")
+    lines.append("|---|---:|" + "---:|" * len(opts))
+    for m in models:
+        cs = stats(celos[m].values)
+        cells = []
+        for o in opts:
+            s = stats(torches[m].values[o])
+            cells.append(f"{fmt(s[0])} ({fmt(s[1])}-{fmt(s[2])})" if s else "n/a")
+        lines.append(f"| {m} | {1e3 / cs[0]:.3f} | " if cs else f"| {m} | n/a | ")
+        lines[-1] += " | ".join(cells) + " |"
+    if compiled:
+        lines.append("")
+        lines.append("torch.compile (forward + loss compiled, fused AdamW), one run: " + "; ".join(
+            f"{m} {fmt(v)} steps/s after {w:.0f} s of compiling and warm-up" if v else f"{m} n/a ({w})"
+            for m, (v, w) in compiled.items()) + ".")
+    lines.append("")
+    lines.append(f"Load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}; waited "
+                 f"{gate.waited:.0f} s for other work to pause, {gate.busy_runs} of {gate.runs} measurements "
+                 "started while the CPUs were still busy (other work on the machine shows up as spread; a busy "
+                 "neighbour slows 2-thread torch far more than celo).")
+    if notes:
+        lines.append("")
+        lines.append("n/a: " + "; ".join(f"{', '.join(ts)}: {e}" for e, ts in notes.items()))
+    body = "\n".join(lines) + "\n"
+    print(SECTION)
+    print()
+    print(body)
+    log(f"done in {time.time() - t_start:.0f} s")
+    if a.write:
+        write_section(os.path.join(ROOT, a.results), SECTION, body)
+        log(f"updated {a.results}")
+    return 0
+
+
+def write_section(path, heading, body):
+    """As bench/optim/driver.py: replaces the section that starts with HEADING (up to the next heading of the
+    same or higher level) in PATH, or appends it; writes a temporary file in the same folder and renames it."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = "# Results\n\nMeasured results; each section names the command that produced it.\n"
+    new = f"{heading}\n\n{body}"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == heading), None)
+    if start is None:
+        out = text.rstrip("\n") + "\n\n" + new
+    else:
+        level = len(heading) - len(heading.lstrip("#"))
+        end = len(lines)
+        in_code = False
+        for i in range(start + 1, len(lines)):
+            s = lines[i]
+            if s.startswith("```"):
+                in_code = not in_code
+            if not in_code and re.match(r"#{1,%d} " % level, s):
+                end = i
+                break
+        tail = "".join(lines[end:])
+        out = "".join(lines[:start]) + new + ("\n" + tail if tail else "")
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".md", dir=d)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(out)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

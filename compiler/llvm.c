@@ -320,8 +320,7 @@ static void emit_element(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef *a
             LLVMValueRef e32 = value_of(g, pi, lc, x->a);
             LLVMValueRef addr = gep(g, g->f32, gep(g, g->f64, argv_(lc, pi, -1 - j), lc->C), lc->c);
             LLVMValueRef old = LLVMBuildLoad2(g->b, g->f32, addr, "");
-            LLVMValueRef nw =
-                x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, e32, "") : max_keep_nan(g, old, e32);
+            LLVMValueRef nw = x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, e32, "") : max_keep_nan(g, old, e32);
             LLVMBuildStore(g->b, nw, addr);
             continue;
         }
@@ -389,8 +388,7 @@ static void store_partial(cg *g, const passinfo *pi, loopctx *lc, int j, LLVMVal
     const celo_node *x = &pi->P->nodes[j];
     LLVMValueRef addr = gep(g, g->f64, argv_(lc, pi, -1 - j), idx);
     LLVMValueRef old = LLVMBuildLoad2(g->b, g->f64, addr, "");
-    LLVMValueRef nw =
-        x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, accv, "") : max_keep_nan(g, old, accv);
+    LLVMValueRef nw = x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, old, accv, "") : max_keep_nan(g, old, accv);
     LLVMBuildStore(g->b, nw, addr);
 }
 
@@ -407,8 +405,9 @@ static void fold_cols(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef fn, L
         return;
     LLVMValueRef one = LLVMConstInt(g->i64, 1, 0);
     LLVMValueRef done = LLVMBuildAdd(g->b, LLVMBuildSub(g->b, r, r0, ""), one, "");
-    LLVMValueRef blk = LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, done, LLVMConstInt(g->i64, CELO_COL_BLOCK, 0), ""),
-                                     LLVMConstInt(g->i64, 0, 0), "");
+    LLVMValueRef blk =
+        LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, done, LLVMConstInt(g->i64, CELO_COL_BLOCK, 0), ""),
+                      LLVMConstInt(g->i64, 0, 0), "");
     LLVMValueRef last = LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildAdd(g->b, r, one, ""), r1, "");
     LLVMBasicBlockRef foldb = LLVMAppendBasicBlockInContext(g->ctx, fn, "fold");
     LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(g->ctx, fn, "folded");
@@ -424,9 +423,7 @@ static void fold_cols(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef fn, L
         LLVMValueRef da = gep(g, g->f64, base, F.iv), fa = gep(g, g->f32, gep(g, g->f64, base, lc->C), F.iv);
         LLVMValueRef d = LLVMBuildLoad2(g->b, g->f64, da, "");
         LLVMValueRef f = LLVMBuildFPExt(g->b, LLVMBuildLoad2(g->b, g->f32, fa, ""), g->f64, "");
-        LLVMBuildStore(g->b,
-                       x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, d, f, "") : max_keep_nan(g, d, f),
-                       da);
+        LLVMBuildStore(g->b, x->op == CELO_OP_SUM ? LLVMBuildFAdd(g->b, d, f, "") : max_keep_nan(g, d, f), da);
         LLVMBuildStore(g->b, LLVMConstReal(g->f32, x->op == CELO_OP_SUM ? 0.0 : -1.0 / 0.0), fa);
     }
     loop_end(g, &F, 0, NULL, NULL);

@@ -212,7 +212,8 @@ typedef struct {
  *     MLP (MSE)                       x [n, in],  target [n, out]
  *     autoencoder                     x [n, in]   (the target is x)
  *     GPT, LSTM                       tokens [n, seq],  labels [n, seq] (the next tokens); seq <= ctx for GPT
- * The model copies what it needs: the caller may reuse its buffers right after celo_model_loss. */
+ * The model copies what it needs: the caller may reuse its buffers right after celo_model_loss (unless it asked
+ * otherwise with celo_model_keep_x). */
 typedef struct {
     int n;   /* examples (sequences, for the language models) */
     int seq; /* language models: tokens per sequence */
@@ -246,6 +247,11 @@ int celo_model_find(const celo_model *m, const char *name); /* tensor index, or 
  * backward pass needs; grows the model's activation buffers when a batch is larger than any before.
  * NAN on bad input (a label or token out of range, seq > ctx, ...): celo_model_error says why. */
 float celo_model_loss(celo_model *m, const celo_batch *b);
+
+/* on != 0: the caller promises to keep each batch's x valid and unchanged until the next celo_model_loss call,
+ * and the MLP and the autoencoder then read x in place instead of copying it (celo_model_backward reads it).
+ * Off (0) by default. */
+void celo_model_keep_x(celo_model *m, int on);
 
 /* Gradient of the last loss with respect to every parameter: zeroes the gradient buffer, then fills it.
  * 0, or -1 when there is no successful loss to differentiate. */

@@ -691,7 +691,9 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, char *err, size_t e
         b.labels = in->by;
         b.target = in->bt;
     }
+    celo_model_keep_x(in->model, 1); /* in->bx stays as it is until the next batch: read in place, not copied */
     float l = celo_model_loss(in->model, &b);
+    celo_model_keep_x(in->model, 0);
     if (celo_model_backward(in->model) != 0) {
         seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(in->model));
         return -1;

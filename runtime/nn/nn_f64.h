@@ -76,6 +76,7 @@ int celo_model_ntensors_f64(const celo_model_f64 *m);
 const celo_param_tensor *celo_model_tensor_f64(const celo_model_f64 *m, int i);
 int celo_model_find_f64(const celo_model_f64 *m, const char *name);
 double celo_model_loss_f64(celo_model_f64 *m, const celo_batch_f64 *b);
+void celo_model_keep_x_f64(celo_model_f64 *m, int on); /* as celo_model_keep_x */
 int celo_model_backward_f64(celo_model_f64 *m);
 float celo_model_accuracy_f64(const celo_model_f64 *m);
 const double *celo_model_output_f64(const celo_model_f64 *m, int64_t *rows, int *cols);

@@ -31,19 +31,27 @@ void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap) __at
  * (no -ffast-math: IEEE rounding throughout). tanh|v| = -m / (m + 2), m = expm1(-2|v|), and
  * expm1(z) = 2^k (expm1(r) + 1) - 1 = 2^k expm1(r) + (2^k - 1), k = round(z / ln 2), |r| <= ln 2 / 2, expm1(r) a
  * degree-7 Taylor polynomial (truncation < 2e-8 relative); for k = 0 (|v| < 0.17) it is p(r) itself, so there is
- * no cancellation near 0. |v| is clamped at 20 (tanh = 1 in float beyond 9.01); NaN gives +-1 (gelu's v factor keeps it NaN).
- * Max error against double-precision tanh, measured over [-12, 12] in steps of 2^-16 and +-[2^-40, 1] in
+ * no cancellation near 0. |v| is clamped at 20 (tanh = 1 in float beyond 9.01); NaN gives +-1 (gelu's v factor keeps it
+ * NaN). Max error against double-precision tanh, measured over [-12, 12] in steps of 2^-16 and +-[2^-40, 1] in
  * geometric steps of 1e-5 (7.1 million points): 2.49 ulp (at -4.019). */
 static inline float celo_tanhf_simd(float v)
 {
-    union { float f; uint32_t u; } a = {.f = __builtin_fabsf(v)};
+    union {
+        float f;
+        uint32_t u;
+    } a = {.f = __builtin_fabsf(v)};
     a.u = a.u < 0x41a00000u ? a.u : 0x41a00000u; /* |v| <= 20 by the bits (a float compare does not vectorize) */
     float z = -2 * a.f;
     float kf = z * 1.44269504088896341f + 12582912.0f; /* round to nearest: 1.5 * 2^23 */
     kf -= 12582912.0f;
     float r = (z - kf * 0.693145751953125f) - kf * 1.42860682030941723e-06f; /* ln 2 = hi + lo, hi exact */
-    float p = r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    union { int32_t i; float f; } s = {.i = ((int32_t)kf + 127) << 23};
+    float p =
+        r * (1.0f +
+             r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    union {
+        int32_t i;
+        float f;
+    } s = {.i = ((int32_t)kf + 127) << 23};
     float m = s.f * p + (s.f - 1.0f), t = -m / (m + 2.0f);
     return __builtin_copysignf(t, v);
 }

@@ -205,6 +205,10 @@ int celo_npy_write(const char *path, const float *data, int ndim, const int64_t 
                    size_t errlen); /* atomic: temp file, fsync, rename */
 void celo_array_free(celo_array *a);
 
+/* Writes len bytes to path atomically (temp file beside it, fsync, rename, fsync of the folder): a crash leaves
+ * the old file or the new one, never a torn one. 0, or -1 with one line naming the file in err (may be NULL). */
+int celo_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -283,37 +283,10 @@ static unsigned char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* temp file, fsync, rename; failures leave no file behind and are not errors (the cache is an optimization) */
+/* failures are not errors: the cache is an optimization */
 static void write_atomic(const char *path, const unsigned char *data, size_t len)
 {
-    size_t plen = strlen(path) + 32;
-    char *tmp = malloc(plen);
-    if (!tmp)
-        return;
-    snprintf(tmp, plen, "%s.%ld.tmp", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        free(tmp);
-        return;
-    }
-    size_t off = 0;
-    int ok = 1;
-    while (ok && off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            ok = 0;
-        else
-            off += (size_t)w;
-    }
-    if (ok && fsync(fd))
-        ok = 0;
-    if (close(fd))
-        ok = 0;
-    if (!ok || rename(tmp, path))
-        unlink(tmp);
-    free(tmp);
+    (void)celo_write_atomic(path, data, len, NULL, 0);
 }
 
 static int build_log(cl_program pr, cl_device_id dev, const char *name, cl_int e, char *err, size_t errlen)

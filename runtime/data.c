@@ -2,6 +2,7 @@
  * data.c — datasets and batching for the celo runtime (see data.h).
  */
 #include "data.h"
+#include "celort.h"
 
 #include "rng.h"
 
@@ -731,39 +732,10 @@ static char *kjv_cache_read(const char *path, size_t *len)
     return buf;
 }
 
-/* temp file in the cache directory, fsync, rename: readers see the whole file or none */
+/* readers see the whole file or none; a failure only means no cache */
 static void kjv_cache_write(const char *path, const char *buf, size_t len)
 {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    if (!tmp)
-        return;
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        free(tmp);
-        return;
-    }
-    (void)fchmod(fd, 0644);
-    size_t off = 0;
-    int ok = 1;
-    while (ok && off < len) {
-        ssize_t w = write(fd, buf + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            ok = 0;
-        else
-            off += (size_t)w;
-    }
-    if (ok)
-        ok = fsync(fd) == 0;
-    if (close(fd) != 0)
-        ok = 0;
-    if (!ok || rename(tmp, path) != 0)
-        unlink(tmp);
-    free(tmp);
+    (void)celo_write_atomic(path, buf, len, NULL, 0);
 }
 
 /* Runs `bible -f -p DIR gen1:1-rev22:21` and strips the references: one verse per line. */

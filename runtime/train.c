@@ -113,66 +113,12 @@ static int make_parents(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-/* Writes data to path atomically: a temporary file beside it, fsync, rename, fsync of the folder. */
+/* Writes data to path atomically, creating its folders first. */
 static int write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen)
 {
     if (make_parents(path, err, errlen))
         return -1;
-    char tmp[CELO_PATH_MAX + 32];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) {
-        seterr(err, errlen, "%s: path too long", path);
-        return -1;
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        seterr(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            seterr(err, errlen, "%s: write failed: %s", path, strerror(errno));
-            goto fail;
-        }
-        off += (size_t)w;
-    }
-    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-        seterr(err, errlen, "%s: fsync failed: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        seterr(err, errlen, "%s: close failed: %s", path, strerror(errno));
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        seterr(err, errlen, "%s: rename failed: %s", path, strerror(errno));
-        goto fail;
-    }
-    char dir[CELO_PATH_MAX + 16];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        slash[1] = 0;
-    else
-        *slash = 0;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    return -1;
+    return celo_write_atomic(path, data, len, err, errlen);
 }
 
 /* A growing text buffer. */

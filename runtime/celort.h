@@ -186,6 +186,9 @@ int celo_step(const celo_program *prog, celo_state *st, float *p, const float *g
  * ptr[2 + nstate + j] (the kernel pointer table), reading earlier values from the same places. */
 void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t t, const float *hp, double *val,
                      float *sc, float *const *ptr);
+/* At the end of a step: stores the new value of state slot s when it is not element-wise (from sc or its vector in
+ * ptr). Returns 1 when it stored, 0 for element-wise or unassigned slots. */
+int celo_commit_slot(const celo_program *P, celo_state *st, int s, const float *sc, float *const *ptr);
 double celo_eval_op(int op, double a, double b, double c);
 int celo_orthogonalize(float *x, int64_t B, int64_t R, int64_t C, int steps);
 

@@ -939,18 +939,8 @@ int celo_cl_step(celo_cl_rule *r, float *p, const float *g, const float *hp, int
     }
     /* commit the state that is not element-wise */
     for (int s = 0; s < ns; s++) {
-        int v = P->state[s].value;
-        if (v < 0 || P->state[s].dom == CELO_ELEM)
+        if (!celo_commit_slot(P, st, s, r->sc, r->ptr))
             continue;
-        const celo_node *x = &P->nodes[v];
-        for (int64_t q = 0; q < st->slotlen[s]; q++) {
-            float val;
-            if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
-                val = r->sc[v];
-            else
-                val = (x->op == CELO_OP_STATE ? r->ptr[2 + x->aux] : r->ptr[2 + ns + v])[q];
-            st->slot[s][q] = val;
-        }
         if (upload_vec(r, 2 + s, st->slotlen[s], err, errlen))
             return -1;
     }

@@ -400,6 +400,23 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
     }
 }
 
+int celo_commit_slot(const celo_program *P, celo_state *st, int s, const float *sc, float *const *ptr)
+{
+    int v = P->state[s].value;
+    if (v < 0 || P->state[s].dom == CELO_ELEM)
+        return 0;
+    const celo_node *x = &P->nodes[v];
+    for (int64_t q = 0; q < st->slotlen[s]; q++) {
+        float val;
+        if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
+            val = sc[v];
+        else
+            val = (x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + P->nstate + v])[q];
+        st->slot[s][q] = val;
+    }
+    return 1;
+}
+
 static void eval_small(const celo_program *P, celo_state *st, scratch *S, int j, int64_t t, const float *hp)
 {
     celo_eval_small(P, st, j, t, hp, S->val, S->sc, S->ptr);
@@ -625,20 +642,8 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
         }
     }
     /* commit the state that is not element-wise (element-wise state was written by the last pass) */
-    for (int s = 0; s < ns; s++) {
-        int v = P->state[s].value;
-        if (v < 0 || P->state[s].dom == CELO_ELEM)
-            continue;
-        const celo_node *x = &P->nodes[v];
-        for (int64_t q = 0; q < st->slotlen[s]; q++) {
-            float val;
-            if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
-                val = S->sc[v];
-            else
-                val = (x->op == CELO_OP_STATE ? S->ptr[2 + x->aux] : S->ptr[2 + ns + v])[q];
-            st->slot[s][q] = val;
-        }
-    }
+    for (int s = 0; s < ns; s++)
+        celo_commit_slot(P, st, s, S->sc, S->ptr);
     st->t = t;
     if (ps >= 0) {
         prof[ps].small_s += prof_now() - pt0 - pkt;

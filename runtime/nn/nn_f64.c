@@ -15,6 +15,8 @@ typedef double real;
 #define NAME(f) f##_f64
 #define MODEL   celo_model_f64
 #define BATCH   celo_batch_f64
+#define vexp    exp
+#define vtanh   fast_tanh /* layers.inc */
 
 /* C[M, N] = alpha op(A) op(B) + beta C, row-major; op(A)[i, k] = ta ? A[k lda + i] : A[i lda + k] */
 static void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B, int ldb,

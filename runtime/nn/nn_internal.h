@@ -27,6 +27,48 @@ int celo_nn_build_table(const celo_model_config *cfg, celo_nn_tensor_spec **out,
 void celo_nn_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 
+/* The hot element-wise loops are compiled once per x86 vector ISA (AVX-512, AVX2, and the baseline's SSE2) and
+ * the loader picks the clone for the CPU it runs on (GCC's function multi-versioning, by ISA features: `arch=`
+ * clones match only that exact CPU model), so the runtime needs no -march and a built binary still runs on any
+ * x86-64. A cloned function must not contain an OpenMP parallel region: GCC's resolver of the outlined region
+ * picks the baseline. So the threads split work in a plain function and each slice runs a cloned kernel.
+ * Every clone computes the same values: the build is ISO C (no FMA contraction) and each element is computed
+ * alone; only reductions (layer-norm sums) may group their additions differently per clone, within double's
+ * rounding. Sanitizer builds take the baseline only. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define CELO_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CELO_SIMD_CLONES
+#endif
+/* the vector math below must inline into each clone: GCC inlines across targets only when forced */
+#define CELO_ALWAYS_INLINE __attribute__((always_inline))
+
+/* exp in float without a branch or a libm call, for vector loops (softmax, cross-entropy). exp(z) = 2^k exp(r),
+ * k = round(z / ln 2), r = z - k ln 2 (ln 2 split in two, the first part exact), |r| <= ln 2 / 2, exp(r) a degree-7
+ * Taylor polynomial (truncation < 6e-9 relative). 2^k is applied as two factors 2^(k/2) 2^(k - k/2), each a normal
+ * float built from its bits, so that the results that are denormal (z < -87.3) or overflow (z > 88.72, +inf) round
+ * as they should; z is clamped to [-104, 89] first, beyond which exp is 0 or +inf in float anyway. NaN stays NaN.
+ * tests/unit/test_vecmath.c measures its error against double-precision exp. */
+static inline CELO_ALWAYS_INLINE float celo_expf_simd(float z)
+{
+    float zc = z >= -104.0f ? z : -104.0f; /* NaN becomes -104 here (no NaN reaches the integer conversion) */
+    zc = zc <= 89.0f ? zc : 89.0f;
+    float kf = zc * 1.44269504088896341f + 12582912.0f; /* round to nearest: 1.5 * 2^23 */
+    kf -= 12582912.0f;
+    float r = (zc - kf * 0.693145751953125f) - kf * 1.42860682030941723e-06f;
+    float p =
+        1.0f +
+        r * (1.0f +
+             r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    int32_t k = (int32_t)kf, k1 = k / 2;
+    union {
+        int32_t i;
+        float f;
+    } s1 = {.i = (k1 + 127) << 23}, s2 = {.i = (k - k1 + 127) << 23};
+    float e = (s1.f * p) * s2.f;
+    return z == z ? e : z;
+}
+
 /* tanh in float without a branch or a libm call, so that loops over it vectorize under `#pragma omp simd`
  * (no -ffast-math: IEEE rounding throughout). tanh|v| = -m / (m + 2), m = expm1(-2|v|), and
  * expm1(z) = 2^k (expm1(r) + 1) - 1 = 2^k expm1(r) + (2^k - 1), k = round(z / ln 2), |r| <= ln 2 / 2, expm1(r) a
@@ -34,7 +76,7 @@ void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap) __at
  * no cancellation near 0. |v| is clamped at 20 (tanh = 1 in float beyond 9.01); NaN gives +-1 (gelu's v factor keeps it
  * NaN). Max error against double-precision tanh, measured over [-12, 12] in steps of 2^-16 and +-[2^-40, 1] in
  * geometric steps of 1e-5 (7.1 million points): 2.49 ulp (at -4.019). */
-static inline float celo_tanhf_simd(float v)
+static inline CELO_ALWAYS_INLINE float celo_tanhf_simd(float v)
 {
     union {
         float f;

@@ -7,6 +7,7 @@
 #include "../rng.h"
 #include "nn_internal.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tgmath.h>

@@ -90,8 +90,11 @@ void celo_dataset_free(celo_dataset *d)
     memset(d, 0, sizeof *d);
 }
 
+/* rows split over threads for large batches: the rows are scattered over the dataset, so the copy waits on
+ * memory more than it moves bytes, and two threads wait in parallel */
 void celo_dataset_gather(const celo_dataset *d, const int64_t *idx, int64_t B, float *x, int32_t *y, float *t)
 {
+#pragma omp parallel for schedule(static) if (B * d->dim >= 32768)
     for (int64_t b = 0; b < B; b++) {
         int64_t i = idx[b];
         if (x)

@@ -28,6 +28,7 @@
 #include "plan.h"
 
 #include "ckpt.h"
+#include "clones.h"
 #include "data.h"
 #include "nn.h"
 #include "rng.h"
@@ -662,8 +663,9 @@ static int inst_eval(inst *in, double *loss, double *acc, char *err, size_t errl
     return 0;
 }
 
-/* 1 when every value is finite: an exponent field of all ones (Inf, NaN) plus one carries into bit 31. */
-static int all_finite(const float *x, int64_t n)
+/* 1 when every value is finite: an exponent field of all ones (Inf, NaN) plus one carries into bit 31. Runs on
+ * every gradient and parameter each step, so it gets the wide vector clones. */
+CELO_SIMD_CLONES static int all_finite(const float *x, int64_t n)
 {
     const uint32_t *u = (const uint32_t *)(const void *)x;
     uint32_t acc = 0;

@@ -5,6 +5,7 @@
 #ifndef CELO_NN_INTERNAL_H
 #define CELO_NN_INTERNAL_H
 
+#include "../clones.h"
 #include "../nn.h"
 
 #include <stdarg.h>
@@ -27,21 +28,6 @@ int celo_nn_build_table(const celo_model_config *cfg, celo_nn_tensor_spec **out,
 void celo_nn_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 
-/* The hot element-wise loops are compiled once per x86 vector ISA (AVX-512, AVX2, and the baseline's SSE2) and
- * the loader picks the clone for the CPU it runs on (GCC's function multi-versioning, by ISA features: `arch=`
- * clones match only that exact CPU model), so the runtime needs no -march and a built binary still runs on any
- * x86-64. A cloned function must not contain an OpenMP parallel region: GCC's resolver of the outlined region
- * picks the baseline. So the threads split work in a plain function and each slice runs a cloned kernel.
- * Every clone computes the same values: the build is ISO C (no FMA contraction) and each element is computed
- * alone; only reductions (layer-norm sums) may group their additions differently per clone, within double's
- * rounding. Sanitizer builds take the baseline only. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define CELO_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CELO_SIMD_CLONES
-#endif
-/* the vector math below must inline into each clone: GCC inlines across targets only when forced */
-#define CELO_ALWAYS_INLINE __attribute__((always_inline))
 
 /* exp in float without a branch or a libm call, for vector loops (softmax, cross-entropy). exp(z) = 2^k exp(r),
  * k = round(z / ln 2), r = z - k ln 2 (ln 2 split in two, the first part exact), |r| <= ln 2 / 2, exp(r) a degree-7

@@ -587,6 +587,19 @@ static int build_module(cg *g, rule **rules, int n, LLVMTargetMachineRef tm, int
     LLVMSetModuleDataLayout(g->mod, td);
     LLVMDisposeTargetData(td);
     if (optimize) {
+        static int parsed;
+        const char *extra = getenv("CELO_LLVM_ARGS");
+        if (extra && !parsed) {
+            /* experiments only: LLVM command-line options such as -vectorizer-maximize-bandwidth */
+            static char buf[1024];
+            const char *av[32] = {"celo"};
+            int ac = 1;
+            snprintf(buf, sizeof buf, "%s", extra);
+            for (char *t = strtok(buf, " "); t && ac < 32; t = strtok(NULL, " "))
+                av[ac++] = t;
+            LLVMParseCommandLineOptions(ac, av, NULL);
+            parsed = 1;
+        }
         const char *pipeline = getenv("CELO_LLVM_PIPELINE");
         LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
         /* Update loops are memory-bound: vectorize, but skip unrolling and interleaving (they cost compile time

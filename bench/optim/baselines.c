@@ -266,7 +266,7 @@ static void adafactor_host(float *row_var, float *col_var, const float *row_sum,
 /* The rewrite (not the same formula): three passes as in adafactor_fused below, but the element loops multiply
  * by per-row and per-column rsqrt factors wherever no eps1 clamp applies. */
 void adafactor_rewrite(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var,
-                     i64 R, i64 C, const double *hp, i64 t)
+                       i64 R, i64 C, const double *hp, i64 t)
 {
     double lr = hp[0], b2d = hp[1], eps1 = hp[2] > 0 ? hp[2] : (double)__FLT_EPSILON__, eps2 = hp[3], d = hp[4],
            wd = hp[5];
@@ -545,8 +545,9 @@ static float *alloc_init(i64 n, uint32_t seed, float lo, float hi)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: optbase fused|rewrite|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K]"
-                        " [--warmup W] [--max-s S]\n       optbase triad [--size N] [--reps K]\n");
+        fprintf(stderr,
+                "usage: optbase fused|rewrite|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K]"
+                " [--warmup W] [--max-s S]\n       optbase triad [--size N] [--reps K]\n");
         return 2;
     }
     const char *mode = argv[1], *rule = "";

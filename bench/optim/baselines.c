@@ -1,14 +1,20 @@
 /*
- * Hand-written C baselines for bench/optim: AdamW, Lion and Adafactor (torch.optim formulas), each as
- *   fused   - the fewest passes over memory a person writes by hand (one for AdamW and Lion, three for Adafactor);
+ * Hand-written C baselines for bench/optim: AdamW, Lion and Adafactor, each as
+ *   fused   - the fewest passes over memory a person writes by hand (one for AdamW and Lion, three for Adafactor),
+ *             computing the formula of stdlib/<rule>.celo operation for operation (the same float32 operations
+ *             in the same order, so the same rounding; only the order inside reductions differs);
+ *   rewrite - Adafactor only: the fused version with an algebraic rewrite (per-row x per-column rsqrt factors)
+ *             that changes rounding, which a compiler may not make on its own;
  *   unfused - one OpenMP loop per arithmetic operation over temporary arrays, the way an eager framework runs it;
  *   traffic - the memory traffic of the fused version with trivial arithmetic (a bound for the rule's own access
  *             pattern);
  * and a STREAM triad (a[i] = b[i] + s*c[i]) for the memory-bandwidth bound.
  *
- * Build: gcc -O3 -march=native -fno-math-errno -fopenmp baselines.c -o optbase -lm
- *        (also built as a shared library with -shared -fPIC -DOPTBASE_NO_MAIN for check_numerics.py)
- * Run:   optbase fused|unfused|traffic|exact adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup W]
+ * Build: gcc -O3 -march=native -fno-math-errno -ffp-contract=off -fopenmp baselines.c -o optbase -lm
+ *        (also built as a shared library with -shared -fPIC -DOPTBASE_NO_MAIN for check_numerics.py).
+ *        -ffp-contract=off: gcc (gnu mode) would contract a*b+c into an FMA, which rounds differently from the
+ *        formula; celo's kernels do not contract either.
+ * Run:   optbase fused|rewrite|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup W]
  * [--max-s S] optbase triad [--size N] [--reps K] The last stdout line is params_per_s=<number> (median step time of
  * the run), or triad_bytes_per_s=<number>.
  *
@@ -26,15 +32,16 @@
 typedef int64_t i64;
 
 /* ------------------------------------------------------------------------------------------------ AdamW */
-/* hp: lr, b1, b2, eps, wd.  torch.optim.AdamW: p *= 1-lr*wd; m = lerp(m, g, 1-b1); v = b2 v + (1-b2) g^2;
- * p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). */
+/* hp: lr, b1, b2, eps, wd.  torch.optim.AdamW and stdlib/adamw.celo: p *= 1-lr*wd; m = lerp(m, g, 1-b1);
+ * v = b2 v + (1-b2) g^2; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps): per element a square root and two
+ * divisions (dividing by sqrt(bc2), not multiplying by its reciprocal, which rounds differently). */
 void adamw_fused(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, i64 n,
                  const double *hp, i64 t)
 {
     double lr = hp[0], b1 = hp[1], b2 = hp[2], eps = hp[3], wd = hp[4];
     const float decay = (float)(1.0 - lr * wd), c1 = (float)(1.0 - b1), fb2 = (float)b2, c2 = (float)(1.0 - b2);
     const float step = (float)(lr / (1.0 - pow(b1, (double)t)));
-    const float ibc2s = (float)(1.0 / sqrt(1.0 - pow(b2, (double)t))), feps = (float)eps;
+    const float bc2s = (float)sqrt(1.0 - pow(b2, (double)t)), feps = (float)eps;
 #pragma omp parallel for simd schedule(static)
     for (i64 i = 0; i < n; i++) {
         float gi = g[i];
@@ -42,7 +49,7 @@ void adamw_fused(float *restrict p, const float *restrict g, float *restrict m, 
         float vi = fb2 * v[i] + c2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        p[i] = p[i] * decay - step * mi / (sqrtf(vi) * ibc2s + feps);
+        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / bc2s + feps);
     }
 }
 
@@ -190,25 +197,26 @@ void adamw_unfused(float *p, const float *g, float *m, float *v, i64 n, const do
 }
 
 /* ------------------------------------------------------------------------------------------------- Lion */
-/* hp: lr, b1, b2, wd.  Lion (Chen et al. 2023; lion-pytorch): p *= 1-lr*wd; p -= lr*sign(b1 m + (1-b1) g);
- * m = b2 m + (1-b2) g. */
+/* hp: lr, b1, b2, wd.  Lion as optax and stdlib/lion.celo write it: upd = sign((1-b1) g + b1 m) + wd p;
+ * m = (1-b2) g + b2 m; p += -lr * upd. */
 void lion_fused(float *restrict p, const float *restrict g, float *restrict m, i64 n, const double *hp, i64 t)
 {
     (void)t;
     double lr = hp[0], b1 = hp[1], b2 = hp[2], wd = hp[3];
-    const float decay = (float)(1.0 - lr * wd), flr = (float)lr, fb1 = (float)b1, c1 = (float)(1.0 - b1),
-                fb2 = (float)b2, c2 = (float)(1.0 - b2);
+    const float nlr = (float)-lr, fwd = (float)wd, fb1 = (float)b1, c1 = (float)(1.0 - b1), fb2 = (float)b2,
+                c2 = (float)(1.0 - b2);
 #pragma omp parallel for simd schedule(static)
     for (i64 i = 0; i < n; i++) {
-        float gi = g[i], mi = m[i];
-        float c = fb1 * mi + c1 * gi;
-        float s = c > 0.0f ? 1.0f : (c < 0.0f ? -1.0f : 0.0f);
-        p[i] = p[i] * decay - flr * s;
-        m[i] = fb2 * mi + c2 * gi;
+        float gi = g[i], mi = m[i], pi = p[i];
+        float c = c1 * gi + fb1 * mi;
+        float s = c > 0.0f ? 1.0f : (c < 0.0f ? -1.0f : c);
+        p[i] = pi + nlr * (s + fwd * pi);
+        m[i] = c2 * gi + fb2 * mi;
     }
 }
 
-/* 10 passes (9 when wd == 0). */
+/* 10 passes (9 when wd == 0); weight decay as p *= 1 - lr*wd first (lion-pytorch's order: the same update up to
+ * rounding). */
 void lion_unfused(float *p, const float *g, float *m, i64 n, const double *hp, i64 t, float *t1, float *t2)
 {
     (void)t;
@@ -255,10 +263,10 @@ static void adafactor_host(float *row_var, float *col_var, const float *row_sum,
     *M = (float)(mean > eps1 ? mean : eps1);
 }
 
-/* Three passes: (1) read p, g: sum p^2, row and column sums of g^2; (2) read g: sum u^2; (3) read p, g, write p.
- * 24 bytes per parameter. scratch: (threads + 2) * C + R floats, or NULL. */
-void adafactor_fused(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var,
-                     i64 R, i64 C, const double *hp, i64 t)
+/* The rewrite (not the same formula): three passes as in adafactor_fused below, but the element loops multiply
+ * by per-row and per-column rsqrt factors wherever no eps1 clamp applies. */
+void adafactor_rewrite(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var,
+                       i64 R, i64 C, const double *hp, i64 t)
 {
     double lr = hp[0], b2d = hp[1], eps1 = hp[2] > 0 ? hp[2] : (double)__FLT_EPSILON__, eps2 = hp[3], d = hp[4],
            wd = hp[5];
@@ -356,9 +364,10 @@ void adafactor_fused(float *restrict p, const float *restrict g, float *restrict
 }
 
 /* The same formula as stdlib/adafactor.celo, operation for operation (what a compiler may emit without changing
- * results): every element computes u = g * rsqrt(max(row_var / M * col_var, eps1^2)), in pass 2 (sum of u^2)
- * and again in pass 3. Float accumulators as in adafactor_fused. */
-void adafactor_exact(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var,
+ * results), in three passes: (1) read p, g: sum p^2, row and column sums of g^2; (2) read g: sum u^2; (3) read
+ * p, g, write p (24 bytes per parameter). Every element computes u = g * rsqrt(max(row_var / M * col_var,
+ * eps1^2)), in pass 2 and again in pass 3. Float accumulators per row, folded into double per row. */
+void adafactor_fused(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var,
                      i64 R, i64 C, const double *hp, i64 t)
 {
     double lr = hp[0], b2d = hp[1], eps1 = hp[2] > 0 ? hp[2] : (double)__FLT_EPSILON__, eps2 = hp[3], d = hp[4],
@@ -536,8 +545,9 @@ static float *alloc_init(i64 n, uint32_t seed, float lo, float hi)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: optbase fused|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K]"
-                        " [--warmup W] [--max-s S]\n       optbase triad [--size N] [--reps K]\n");
+        fprintf(stderr,
+                "usage: optbase fused|rewrite|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K]"
+                " [--warmup W] [--max-s S]\n       optbase triad [--size N] [--reps K]\n");
         return 2;
     }
     const char *mode = argv[1], *rule = "";
@@ -589,8 +599,8 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    int fused = !strcmp(mode, "fused"), traffic = !strcmp(mode, "traffic"), exact = !strcmp(mode, "exact");
-    if (traffic || exact)
+    int fused = !strcmp(mode, "fused"), traffic = !strcmp(mode, "traffic"), rewrite = !strcmp(mode, "rewrite");
+    if (traffic || rewrite)
         fused = 1;
     if (!fused && strcmp(mode, "unfused"))
         return fprintf(stderr, "optbase: unknown mode %s\n", mode), 2;
@@ -615,6 +625,8 @@ int main(int argc, char **argv)
         s1 = calloc((size_t)R, sizeof(float)), s2 = calloc((size_t)C, sizeof(float));
     } else
         return fprintf(stderr, "optbase: unknown rule %s\n", rule), 2;
+    if (rewrite && kind != 2)
+        return fprintf(stderr, "optbase: rewrite is Adafactor's only\n"), 2;
     if (!fused)
         t1 = alloc_init(n, 15, 0, 0), t2 = alloc_init(n, 16, 0, 0);
 
@@ -634,8 +646,8 @@ int main(int argc, char **argv)
         case 3: lion_fused(p, g, s1, n, hp, step); break;
         case 4: adafactor_unfused(p, g, s1, s2, R, C, hp, step, t1, t2); break;
         case 5:
-            if (exact)
-                adafactor_exact(p, g, s1, s2, R, C, hp, step);
+            if (rewrite)
+                adafactor_rewrite(p, g, s1, s2, R, C, hp, step);
             else
                 adafactor_fused(p, g, s1, s2, R, C, hp, step);
             break;

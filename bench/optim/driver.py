@@ -85,6 +85,8 @@ class Tool:
     def __init__(self, rule, name, cmd=None, timeout=60):
         self.rule, self.name, self.cmd, self.timeout = rule, name, cmd, timeout
         self.values = []  # params/s, one per successful run
+        self.by_round = {}  # round -> params/s, for ratios of tools measured in the same round
+        self.round = 0
         self.error = None  # why there are no values
         self.disabled = False
         self.failures = 0  # consecutive
@@ -92,6 +94,7 @@ class Tool:
     def add(self, value, error=None):
         if value is not None and value > 0:
             self.values.append(value)
+            self.by_round[self.round] = value
         elif error and not self.values:
             self.error = error
 
@@ -265,9 +268,10 @@ def main():
                 t.error, t.disabled = f"{celo} not found", True
             tools[(rule, t.name)] = t
             order.append(t)
-        impls = ("fused", "exact", "unfused", "traffic") if rule == "adafactor" else ("fused", "unfused", "traffic")
+        impls = ("fused", "rewrite", "unfused", "traffic") if rule == "adafactor" else ("fused", "unfused", "traffic")
         for impl in impls:
-            label = {"traffic": "C same-traffic loop", "exact": "C fused, same formula"}.get(impl, f"C {impl}")
+            label = {"traffic": "C same-traffic loop", "rewrite": "C fused, rsqrt-factor rewrite (other rounding)"}.get(
+                impl, f"C {impl}")
             t = Tool(rule, label, [optbase, impl, rule, "--size", str(N), "--cols", str(C)], timeout=60)
             if not have_c:
                 t.error, t.disabled = "C baselines not built", True
@@ -329,6 +333,8 @@ def main():
             if tool is not None and tool.disabled:
                 continue
             log(f"bench/optim: round {r + 1}/{a.rounds}: {name}")
+            for t in tools.values():
+                t.round = r
             gate.wait()
             job()
         rounds_done += 1
@@ -409,27 +415,43 @@ def main():
         tb = [(v, n) for n, v in med.items() if n.startswith("torch")]
         best[rule] = (med, max(tb) if tb else (None, None), bound)
     lines.append("")
+    lines.append("Ratios of the medians above; in brackets the min-max of the same ratio within each round (the two "
+                 "tools measured minutes apart at most, so a busy neighbour affects both).")
+    lines.append("")
     lines.append("| rule | B/param | llvm / C fused | opencl / llvm | llvm / best torch | best torch | "
                  "C fused / best torch | C fused / C unfused | llvm / bound | opencl / bound | C fused / bound | "
-                 "llvm / same-traffic | llvm / C same formula |")
+                 "llvm / same-traffic | llvm / C rewrite |")
     lines.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def paired(rule, a_name, b_name):
+        """ratio of medians, and (min-max) of the per-round ratios"""
+        ta, tb = tools.get((rule, a_name)), tools.get((rule, b_name))
+        if not ta or not tb or not ta.values or not tb.values:
+            return "n/a"
+        txt = fmt_r(statistics.median(ta.values), statistics.median(tb.values))
+        rs = [ta.by_round[k] / tb.by_round[k] for k in ta.by_round if k in tb.by_round]
+        return txt + (f" ({min(rs):.2f}-{max(rs):.2f})" if len(rs) > 1 else "")
+
     for rule in RULES:
         med, (tv, tn), bound = best[rule]
-        llvm, ocl, cf, cu, ct, cx = (med.get(k) for k in ("celo-llvm", "celo-opencl", "C fused", "C unfused",
-                                                          "C same-traffic loop", "C fused, same formula"))
-        lines.append(f"| {rule} | {BYTES[rule][0]} | {fmt_r(llvm, cf)} | {fmt_r(ocl, llvm)} | {fmt_r(llvm, tv)} | "
+        llvm, ocl, cf, cu, ct, cr = (med.get(k) for k in ("celo-llvm", "celo-opencl", "C fused", "C unfused",
+                                                          "C same-traffic loop",
+                                                          "C fused, rsqrt-factor rewrite (other rounding)"))
+        lines.append(f"| {rule} | {BYTES[rule][0]} | {paired(rule, 'celo-llvm', 'C fused')} | "
+                     f"{paired(rule, 'celo-opencl', 'celo-llvm')} | {paired(rule, 'celo-llvm', tn) if tn else 'n/a'} | "
                      f"{tn or 'n/a'} | {fmt_r(cf, tv)} | {fmt_r(cf, cu)} | {fmt_r(llvm, bound)} | "
-                     f"{fmt_r(ocl, bound)} | {fmt_r(cf, bound)} | {fmt_r(llvm, ct)} | "
-                     f"{fmt_r(llvm, cx if cx else cf)} |")
+                     f"{fmt_r(ocl, bound)} | {fmt_r(cf, bound)} | {fmt_r(llvm, ct)} | {fmt_r(llvm, cr)} |")
     lines.append("")
     lines.append("Bytes per parameter: " + "; ".join(f"{r} {BYTES[r][0]} ({BYTES[r][1]})" for r in RULES) + ".")
     lines.append("")
-    lines.append("C fused: `gcc -O3 -march=native -fno-math-errno -fopenmp`, one pass (AdamW, Lion) or three "
-                 "(Adafactor, which multiplies by per-row and per-column rsqrt factors wherever no eps1 clamp "
-                 "applies, so that its element loops do no division or square root: an algebraic rewrite that "
-                 "changes rounding, which a compiler may not make on its own); C fused, same formula: Adafactor "
-                 "exactly as stdlib/adafactor.celo writes it (per element a multiply, a clamp, a square root and a "
-                 "division, in passes 2 and 3), the fair baseline for celo-llvm; C unfused: one OpenMP loop per arithmetic operation over temporaries "
+    lines.append("C fused: `gcc -O3 -march=native -fno-math-errno -ffp-contract=off -fopenmp` (no FMA contraction, "
+                 "as in celo's kernels), the formula of stdlib/<rule>.celo operation for operation in one pass "
+                 "(AdamW: a square root and two divisions per element; Lion) or three (Adafactor: per element a "
+                 "multiply, a clamp, a square root and a division in passes 2 and 3), with float accumulators "
+                 "per row; C fused, rsqrt-factor rewrite: Adafactor multiplying by per-row and per-column rsqrt "
+                 "factors wherever no eps1 clamp applies, so that its element loops do no division or square "
+                 "root (an algebraic rewrite that changes rounding, which a compiler may not make on its own; "
+                 "shown for reference, not the baseline); C unfused: one OpenMP loop per arithmetic operation over temporaries "
                  "(AdamW 14 passes, Lion 10, Adafactor 14); C same-traffic loop: the fused version's passes and "
                  "arrays with trivial arithmetic (a bound for the rule's own access pattern, which has no "
                  "write-allocate stream). Hyper-parameters: the stdlib rules' defaults "

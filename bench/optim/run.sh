@@ -13,7 +13,8 @@ cd "$(dirname "$0")/../.." || exit 1
 out=build/bench
 mkdir -p "$out"
 CC=${CC:-gcc}
-flags=(-O3 -march=native -fno-math-errno -fopenmp)
+# -ffp-contract=off: no a*b+c -> FMA contraction (gcc's default in gnu mode), as in celo's kernels
+flags=(-O3 -march=native -fno-math-errno -ffp-contract=off -fopenmp)
 if ! "$CC" "${flags[@]}" bench/optim/baselines.c -o "$out/optbase" -lm; then
     echo "bench/optim: building the C baselines failed; their columns will be n/a" >&2
     rm -f "$out/optbase"

@@ -28,7 +28,6 @@ int celo_nn_build_table(const celo_model_config *cfg, celo_nn_tensor_spec **out,
 void celo_nn_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 
-
 /* exp in float without a branch or a libm call, for vector loops (softmax, cross-entropy). exp(z) = 2^k exp(r),
  * k = round(z / ln 2), r = z - k ln 2 (ln 2 split in two, the first part exact), |r| <= ln 2 / 2, exp(r) a degree-7
  * Taylor polynomial (truncation < 6e-9 relative). 2^k is applied as two factors 2^(k/2) 2^(k - k/2), each a normal

@@ -31,8 +31,9 @@
  *     sequences [B, T, C]. Parameters use torch's layouts and names (linear weight [out, in], conv weight
  *     [K, C, kh, kw], LSTM gate order i, f, g, o), so a torch state_dict maps onto the parameter buffer
  *     tensor by tensor (tests/reference/gen_nn.py does exactly that).
- *   - Layer functions take every buffer from the caller and keep no state: re-entrant, no globals, no
- *     threads of their own (the GEMMs go through OpenBLAS, which uses the threads celo_set_threads chose).
+ *   - Layer functions take every buffer from the caller and keep no state: re-entrant, no globals. They split
+ *     large work over the OpenMP threads celo_set_threads chose (GEMMs through OpenBLAS, one call per thread),
+ *     always so that results are bit for bit the same for any number of threads.
  *   - Backward functions ACCUMULATE (+=) into every gradient they write (dx, dw, db); the caller zeroes.
  *     A NULL gradient pointer skips that gradient (e.g. dx of the first layer). Buffers described as
  *     "scratch" are overwritten.

@@ -230,6 +230,12 @@ typedef struct celo_model celo_model;
 celo_model *celo_model_create(const celo_model_config *cfg, uint64_t seed, char *err, size_t errlen);
 void celo_model_free(celo_model *m);
 
+/* A second model over the same parameter buffer (not a copy: an update of m's parameters is the replica's), with
+ * its own gradients and activations: two halves of a batch can run forward and backward at once, one on each.
+ * celo_model_init on a replica would reinitialize m's parameters. Free the replica before m. NULL with a reason
+ * in err when out of memory. */
+celo_model *celo_model_replica(celo_model *m, char *err, size_t errlen);
+
 /* (Re)initialize the parameters as torch's modules do by default: linear and conv weights and biases
  * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)), embeddings N(0, 1), LayerNorm
  * weight 1 and bias 0, LSTM weights and biases U(-1/sqrt(hidden), 1/sqrt(hidden)). Tensor i draws from

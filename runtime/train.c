@@ -267,7 +267,8 @@ typedef struct {
     const celo_task *task;
     task_data *data;
     const celo_program *prog;
-    celo_model *model; /* NULL for quadratics */
+    celo_model *model;   /* NULL for quadratics */
+    celo_model *replica; /* over model's parameters: the second half of each batch (split_batches) */
     celo_param_tensor qt;
     float *qx, *qg;
     float *params, *grads;
@@ -297,6 +298,21 @@ typedef struct {
     int64_t step;     /* optimizer steps done */
 } inst;
 
+/* Data parallelism inside one process: a batch is cut in two halves, each runs forward and backward on its own
+ * model (the replica shares the parameters), one half on each of two threads with every layer inside on one
+ * thread; the gradients then combine as the full batch's mean, (n0 g0 + n1 g1) / n. On 2 cores that beats
+ * splitting each layer over the threads (no synchronization inside a step, every product at its one-thread
+ * efficiency). The cut is made whatever the number of threads (one thread runs the halves in turn), so results
+ * do not depend on it; it is made for steps of at least SPLIT_MIN multiply-adds (parameters x examples or
+ * tokens), below which a fork and join cost more than the halves save, and not for the LSTM language model. */
+#define SPLIT_MIN ((int64_t)1 << 22)
+
+static int split_batches(const celo_model *m, int B, int T)
+{
+    const celo_model_config *cfg = celo_model_cfg(m);
+    return cfg->kind != CELO_MODEL_LSTM && B >= 2 && celo_model_nparams(m) * B * (T > 0 ? T : 1) >= SPLIT_MIN;
+}
+
 static const celo_param_tensor *inst_tensor(const inst *in, int i)
 {
     return in->model ? celo_model_tensor(in->model, i) : &in->qt;
@@ -308,6 +324,7 @@ static void inst_free(inst *in)
         for (int i = 0; i < in->ntensors; i++)
             celo_state_free(in->st[i]);
     free(in->st);
+    celo_model_free(in->replica);
     celo_model_free(in->model);
     free(in->qx);
     free(in->qg);
@@ -513,6 +530,10 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, task_
             in->eb = (celo_batch){.n = (int)te->n, .x = te->x, .labels = te->y, .target = te->t};
             in->echunk = EVAL_CHUNK;
         }
+        if (split_batches(in->model, in->B, in->T) && !(in->replica = celo_model_replica(in->model, e, sizeof e))) {
+            seterr(err, errlen, "task %s: %s", tk->name, e);
+            return -1;
+        }
     }
     in->st = calloc((size_t)in->ntensors, sizeof *in->st);
     if (!in->st)
@@ -607,6 +628,59 @@ static void epoch_perm(uint64_t seed, int64_t e, int64_t n, int32_t *perm)
     }
 }
 
+/* the second half of batch b, from example n0 on (x_dim floats per example's x, t_dim per target) */
+static celo_batch batch_tail(const celo_batch *b, int n0, int64_t x_dim, int64_t t_dim)
+{
+    celo_batch h = *b;
+    int64_t per = b->seq > 0 ? b->seq : 1; /* labels and tokens per example */
+    h.n = b->n - n0;
+    if (h.x)
+        h.x += n0 * x_dim;
+    if (h.target)
+        h.target += n0 * t_dim;
+    if (h.tokens)
+        h.tokens += n0 * per;
+    if (h.labels)
+        h.labels += n0 * per;
+    return h;
+}
+
+/* loss and gradient of batch b on model m; 0, or -1 with celo_model_error(m) */
+static int model_loss_grad(celo_model *m, const celo_batch *b, float *loss)
+{
+    celo_model_keep_x(m, 1); /* b->x stays as it is until the next batch: read in place, not copied */
+    *loss = celo_model_loss(m, b);
+    celo_model_keep_x(m, 0);
+    return celo_model_backward(m);
+}
+
+static int split_loss_grad(inst *in, const celo_batch *b, float *loss)
+{
+    const celo_dataset *tr = in->T ? NULL : &in->data->train;
+    int n0 = b->n / 2, n = b->n;
+    celo_batch h0 = *b, h1 = batch_tail(b, n0, tr ? tr->dim : 0, tr ? tr->ydim : 0);
+    h0.n = n0;
+    float l0 = 0, l1 = 0;
+    int r0 = 0, r1 = 0, threads = celo_threads();
+#pragma omp parallel sections num_threads(2) if (threads >= 2)
+    {
+#pragma omp section
+        r0 = model_loss_grad(in->model, &h0, &l0);
+#pragma omp section
+        r1 = model_loss_grad(in->replica, &h1, &l1);
+    }
+    if (r0 || r1)
+        return r0 ? -1 : -2;
+    float w0 = (float)n0 / (float)n, w1 = (float)(n - n0) / (float)n;
+    float *g0 = in->grads, *g1 = celo_model_grads(in->replica);
+    int64_t np = celo_model_nparams(in->model);
+#pragma omp parallel for simd schedule(static) if (np >= 65536)
+    for (int64_t i = 0; i < np; i++)
+        g0[i] = w0 * g0[i] + w1 * g1[i];
+    *loss = (float)(((double)l0 * n0 + (double)l1 * (n - n0)) / n);
+    return 0;
+}
+
 /* Loss of batch k (0-based) and the gradient. Returns 0; -1 with err on a real error (bad input). */
 static int inst_loss_grad(inst *in, int64_t k, double *loss, char *err, size_t errlen)
 {
@@ -638,11 +712,10 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, char *err, size_t e
         b.labels = in->by;
         b.target = in->bt;
     }
-    celo_model_keep_x(in->model, 1); /* in->bx stays as it is until the next batch: read in place, not copied */
-    float l = celo_model_loss(in->model, &b);
-    celo_model_keep_x(in->model, 0);
-    if (celo_model_backward(in->model) != 0) {
-        seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(in->model));
+    float l;
+    int r = in->replica ? split_loss_grad(in, &b, &l) : model_loss_grad(in->model, &b, &l);
+    if (r) {
+        seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(r == -2 ? in->replica : in->model));
         return -1;
     }
     *loss = l;

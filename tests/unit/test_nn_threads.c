@@ -5,7 +5,11 @@
  *      sum, so the thread count must not change a bit);
  *   2. the float32 model (2 threads) against the double build (plain loops, one thread's order) on the same
  *      parameters and batch: relative error below 1e-5 (measured 2e-7..5e-7: float32 rounding, 6e-8, over sums
- *      of up to ~1000 terms a few layers deep; a race or a wrong slice in a split gives O(1)).
+ *      of up to ~1000 terms a few layers deep; a race or a wrong slice in a split gives O(1));
+ *   3. a replica (celo_model_replica: the same parameter buffer, its own gradients) on the second half of the
+ *      batch and the model on the first, both at once on two threads, give the full batch's loss and gradient
+ *      as (n0 g0 + n1 g1) / n, as runtime/train.c combines them: relative error below 1e-5 (only the order of
+ *      the sums differs), and a change to the model's parameters is the replica's.
  */
 #include "celort.h"
 #include "nn.h"
@@ -108,6 +112,54 @@ static void test(const char *tag, const celo_model_config *cfg, int n, int seq)
     fails += !ok;
     printf("%s %-28s float32 (2 threads) = float64: loss %.2e, grads %.2e (tolerance 1e-5)\n", ok ? "ok  " : "FAIL",
            tag, el, eg);
+
+    /* 3. halves on the model and a replica, at once */
+    celo_model *r = celo_model_replica(m, err, sizeof err);
+    if (!r) {
+        printf("FAIL %s replica: %s\n", tag, err);
+        fails++;
+    } else {
+        int n0 = n / 2;
+        int64_t per = lm ? seq : 1, xd0 = n ? nx / n : 0;
+        celo_batch h0 = b, h1 = b;
+        h0.n = n0, h1.n = n - n0;
+        if (h1.x)
+            h1.x += n0 * xd0;
+        if (h1.tokens)
+            h1.tokens += n0 * per;
+        h1.labels += n0 * per;
+        float full = run(m, &b, 2, g1), lh0 = 0, lh1 = 0;
+        celo_set_threads(2);
+#pragma omp parallel sections num_threads(2)
+        {
+#pragma omp section
+            {
+                lh0 = celo_model_loss(m, &h0);
+                celo_model_backward(m);
+            }
+#pragma omp section
+            {
+                lh1 = celo_model_loss(r, &h1);
+                celo_model_backward(r);
+            }
+        }
+        const float *ga = celo_model_grads(m), *gb = celo_model_grads(r);
+        float w0 = (float)n0 / (float)n, w1 = (float)(n - n0) / (float)n;
+        double dg = 0, sg = 0;
+        for (int64_t i = 0; i < np; i++) {
+            double c = w0 * ga[i] + w1 * gb[i];
+            dg = fmax(dg, fabs(c - g1[i])), sg = fmax(sg, fabs(g1[i]));
+        }
+        double lc = ((double)lh0 * n0 + (double)lh1 * (n - n0)) / n, eloss = fabs(lc - full) / fabs(full);
+        celo_model_params(m)[0] += 1;
+        int shared = celo_model_params(r)[0] == celo_model_params(m)[0];
+        celo_model_params(m)[0] -= 1;
+        int okr = eloss < 1e-5 && dg / sg < 1e-5 && shared;
+        fails += !okr;
+        printf("%s %-28s halves on model + replica = full batch: loss %.2e, grads %.2e (tolerance 1e-5)%s\n",
+               okr ? "ok  " : "FAIL", tag, eloss, dg / sg, shared ? "" : "; parameters NOT shared");
+        celo_model_free(r);
+    }
     free(x), free(xd), free(labels), free(tokens), free(g1), free(g);
     celo_model_free(m);
     celo_model_free_f64(md);

@@ -254,6 +254,9 @@ int main(int argc, char **argv)
         die(err);
     float *p = celo_model_params(m), *g = celo_model_grads(m);
     int nt = celo_model_ntensors(m);
+    /* as runtime/train.c: steps of >= 2^22 multiply-adds run two half batches at once on the model and a replica */
+    celo_model *rep =
+        celo_model_nparams(m) * B * (T ? T : 1) >= ((int64_t)1 << 22) ? celo_model_replica(m, err, sizeof err) : NULL;
     const celo_program *rule = &celo_rule_adamw;
     float hp[16];
     celo_program_defaults(rule, hp);
@@ -272,8 +275,10 @@ int main(int argc, char **argv)
     celo_step_opts so;
     memset(&so, 0, sizeof so);
     enum { P_DATA, P_FWD, P_BWD, P_CHECK, P_OPT, NP };
-    static const char *pname[NP] = {"data (batch gather)", "forward + loss", "backward (zero + grads)", "finite checks",
-                                    "optimizer (adamw, per tensor)"};
+    const char *pname[NP] = {"data (batch gather)", "forward + loss", "backward (zero + grads)", "finite checks",
+                             "optimizer (adamw, per tensor)"};
+    if (rep)
+        pname[P_FWD] = "forward + backward, two halves at once", pname[P_BWD] = "combine the halves' gradients";
     double acc[NP] = {0};
     int warm = steps / 10 > 0 ? steps / 10 : 1;
     double tall = 0;
@@ -304,10 +309,41 @@ int main(int argc, char **argv)
             b.x = bx, b.labels = by;
         }
         t[1] = now_s();
-        float loss = celo_model_loss(m, &b);
-        t[2] = now_s();
-        if (celo_model_backward(m))
-            die(celo_model_error(m));
+        float loss;
+        if (rep) {
+            int n0 = B / 2, per = T ? T : 1;
+            celo_batch h0 = b, h1 = b;
+            h0.n = n0, h1.n = B - n0;
+            if (h1.x)
+                h1.x += (int64_t)n0 * tr.dim;
+            if (h1.tokens)
+                h1.tokens += (int64_t)n0 * per;
+            h1.labels += (int64_t)n0 * per;
+            float l0 = 0, l1 = 0;
+            int r0 = 0, r1 = 0;
+#pragma omp parallel sections num_threads(2) if (celo_threads() >= 2)
+            {
+#pragma omp section
+                r0 = (l0 = celo_model_loss(m, &h0), celo_model_backward(m));
+#pragma omp section
+                r1 = (l1 = celo_model_loss(rep, &h1), celo_model_backward(rep));
+            }
+            if (r0 || r1)
+                die(celo_model_error(r0 ? m : rep));
+            t[2] = now_s();
+            const float *g1 = celo_model_grads(rep);
+            float w0 = (float)n0 / (float)B, w1 = (float)(B - n0) / (float)B;
+            int64_t np = celo_model_nparams(m);
+#pragma omp parallel for simd schedule(static) if (np >= 65536)
+            for (int64_t i = 0; i < np; i++)
+                g[i] = w0 * g[i] + w1 * g1[i];
+            loss = (float)(((double)l0 * n0 + (double)l1 * (B - n0)) / B);
+        } else {
+            loss = celo_model_loss(m, &b);
+            t[2] = now_s();
+            if (celo_model_backward(m))
+                die(celo_model_error(m));
+        }
         t[3] = now_s();
         int ok = isfinite(loss);
         for (int i = 0; ok && i < nt; i++) {

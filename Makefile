@@ -16,7 +16,10 @@ CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -Igrammar -Icompiler -Irun
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 LLVM_CFLAGS = $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
-LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) -lLLVM-19
+# libLLVM by its full path, not -L its directory: that directory also holds LLVM's OpenMP runtime under the name
+# libgomp.so (libomp-19-dev), which -fopenmp would then link in place of GCC's libgomp, the runtime OpenBLAS uses:
+# two OpenMP runtimes with two thread pools in one process.
+LLVM_LIBS = $(shell $(LLVM_CONFIG) --libfiles 2>/dev/null)
 
 CFLAGS := $(CFLAGS_BASE) $(WARN) -I$(OPENBLAS_INC) -DCELO_OPENBLAS_DIR='"$(OPENBLAS_DIR)"' -DCELO_LINK_EXTRA='"$(LDSAN)"'
 # Generated scanner/parser: relaxed warnings (flex output trips -Wshadow and friends).

@@ -613,16 +613,20 @@ static int build_module(cg *g, rule **rules, int n, LLVMTargetMachineRef tm, int
  * -vectorizer-maximize-bandwidth lets the loop vectorizer size its vectors by the narrowest type of a loop
  * (float) instead of the widest (the double accumulators of reductions): reduction passes then run their float
  * arithmetic 8 wide instead of 4 (Adafactor's passes 1 and 2: about 20 % faster at 16M parameters). Results
- * do not change: only reassociable double accumulators are split differently. CELO_LLVM_ARGS appends options
- * (experiments; e.g. -vectorizer-maximize-bandwidth=false). */
+ * do not change: only reassociable double accumulators are split differently.
+ * Two passes that cost compile time and do nothing for these loops (same speed at 16M parameters, measured):
+ * -disable-lsr skips loop strength reduction (a fifth of the compile's instructions; the loops keep one integer
+ * add per vector for the address), -vectorize-slp=false the SLP vectorizer, which LLVM 19 runs in spite of
+ * LLVMPassBuilderOptionsSetSLPVectorization(0) and which only merged a few scalar loads of hyper-parameters.
+ * CELO_LLVM_ARGS appends options (experiments; e.g. -vectorizer-maximize-bandwidth=false). */
 static void llvm_init_once(void)
 {
     LLVMInitializeNativeTarget();
     LLVMInitializeNativeAsmPrinter();
     LLVMInitializeNativeAsmParser();
     static char buf[1024];
-    const char *av[32] = {"celo", "-vectorizer-maximize-bandwidth"};
-    int ac = 2;
+    const char *av[32] = {"celo", "-vectorizer-maximize-bandwidth", "-disable-lsr", "-vectorize-slp=false"};
+    int ac = 4;
     const char *extra = getenv("CELO_LLVM_ARGS");
     snprintf(buf, sizeof buf, "%s", extra ? extra : "");
     char *save = NULL;

@@ -6,12 +6,20 @@
  * computed after it; finally the non-element state is committed. */
 #include "celort.h"
 
+#include <limits.h>
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 /* ---- scalar semantics shared by every back end ---- */
@@ -320,16 +328,57 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
 }
 
 /* ---- the small computations between passes (shared with the OpenCL host side, runtime/clrun.c) ---- */
-static double small_at(const celo_program *P, const double *val, float *const *ptr, int j, int64_t r, int64_t c)
+/* The vector of a per-row/column node (its state slot or its scratch in the kernel pointer table). */
+static const float *small_vec(const celo_program *P, float *const *ptr, int j)
 {
     const celo_node *x = &P->nodes[j];
-    switch (x->dom) {
-    case CELO_HOST:
-    case CELO_SCALAR: return val[j];
-    case CELO_ROW: return ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][r];
-    case CELO_COL: return ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j][c];
-    default: return NAN;
+    return ptr[x->op == CELO_OP_STATE ? 2 + x->aux : 2 + P->nstate + j];
+}
+
+/* Reduction (SUM or MAXR) of node a's values over q = 0..len-1, in order: a vector, or one broadcast value. */
+static double small_reduce(const celo_program *P, const double *val, float *const *ptr, int op, int a, int64_t len)
+{
+    int vec = P->nodes[a].dom == CELO_ROW || P->nodes[a].dom == CELO_COL;
+    const float *v = vec ? small_vec(P, ptr, a) : NULL;
+    double acc = op == CELO_OP_SUM ? 0.0 : -INFINITY;
+    if (op == CELO_OP_SUM) {
+        if (vec)
+            for (int64_t q = 0; q < len; q++)
+                acc += v[q];
+        else
+            for (int64_t q = 0; q < len; q++)
+                acc += val[a];
+        return acc;
     }
+    for (int64_t q = 0; q < len; q++) {
+        double e = vec ? v[q] : val[a];
+        acc = e > acc || isnan(e) ? e : acc;
+    }
+    return acc;
+}
+
+/* Operand values of a block of a per-row/column node, as doubles: its vector, or one broadcast value. */
+enum { SMALL_BLOCK = 256 };
+static void small_operand(const celo_program *P, const double *val, float *const *ptr, int j, int64_t q0, int m,
+                          double *out)
+{
+    if (j < 0) {
+        for (int i = 0; i < m; i++)
+            out[i] = 0.0;
+        return;
+    }
+    int dom = P->nodes[j].dom;
+    if (dom == CELO_ROW || dom == CELO_COL) {
+        const float *v = small_vec(P, ptr, j) + q0;
+#pragma omp simd
+        for (int i = 0; i < m; i++)
+            out[i] = v[i];
+    } else if (dom == CELO_HOST || dom == CELO_SCALAR) {
+        for (int i = 0; i < m; i++)
+            out[i] = val[j];
+    } else
+        for (int i = 0; i < m; i++)
+            out[i] = NAN;
 }
 
 void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t t, const float *hp, double *val,
@@ -353,11 +402,7 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
             const celo_node *a = &P->nodes[x->a];
             int64_t len = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
             double rep = a->dom == CELO_ROW ? (double)C : a->dom == CELO_COL ? (double)R : (double)st->n;
-            double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
-            for (int64_t q = 0; q < len; q++) {
-                double e = small_at(P, val, ptr, x->a, q, q);
-                acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
-            }
+            double acc = small_reduce(P, val, ptr, x->op, x->a, len);
             v = x->op == CELO_OP_SUM ? acc * rep : acc;
             break;
         }
@@ -374,29 +419,55 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
     if (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) {
         /* row reduction of a column value (or the reverse), or of a scalar: reduce the broadcast */
         const celo_node *a = &P->nodes[x->a];
-        for (int64_t q = 0; q < len; q++) {
-            if (a->dom == x->dom) {
-                double e = small_at(P, val, ptr, x->a, q, q);
-                out[q] = (float)(x->op == CELO_OP_SUM ? e * (double)(x->dom == CELO_ROW ? C : R) : e);
-                continue;
-            }
-            int64_t olen = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
-            double acc = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
-            for (int64_t o = 0; o < olen; o++) {
-                double e = small_at(P, val, ptr, x->a, o, o);
-                acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
-            }
-            if (x->op == CELO_OP_SUM && olen == 1)
-                acc *= (double)(x->dom == CELO_ROW ? C : R);
-            out[q] = (float)acc;
+        if (a->dom == x->dom) {
+            const float *v = small_vec(P, ptr, x->a);
+            double rep = x->op == CELO_OP_SUM ? (double)(x->dom == CELO_ROW ? C : R) : 1.0;
+            for (int64_t q = 0; q < len; q++)
+                out[q] = (float)(x->op == CELO_OP_SUM ? v[q] * rep : v[q]);
+            return;
         }
+        int64_t olen = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
+        double acc = small_reduce(P, val, ptr, x->op, x->a, olen);
+        if (x->op == CELO_OP_SUM && olen == 1)
+            acc *= (double)(x->dom == CELO_ROW ? C : R);
+        for (int64_t q = 0; q < len; q++)
+            out[q] = (float)acc;
         return;
     }
-    for (int64_t q = 0; q < len; q++) {
-        double a = small_at(P, val, ptr, x->a, q, q);
-        double b = x->b >= 0 ? small_at(P, val, ptr, x->b, q, q) : 0;
-        double c = x->c >= 0 ? small_at(P, val, ptr, x->c, q, q) : 0;
-        out[q] = (float)celo_eval_op(x->op, a, b, c);
+    /* element by element in double, rounded to float once, in blocks whose loops the compiler can vectorize
+     * (the same operations as celo_eval_op: vector and scalar double arithmetic round alike) */
+    double A[SMALL_BLOCK], B[SMALL_BLOCK], Cv[SMALL_BLOCK];
+    for (int64_t q0 = 0; q0 < len; q0 += SMALL_BLOCK) {
+        int m = len - q0 < SMALL_BLOCK ? (int)(len - q0) : SMALL_BLOCK;
+        float *o = out + q0;
+        small_operand(P, val, ptr, x->a, q0, m, A);
+        small_operand(P, val, ptr, x->b, q0, m, B);
+        small_operand(P, val, ptr, x->c, q0, m, Cv);
+        switch (x->op) {
+        case CELO_OP_ADD:
+#pragma omp simd
+            for (int i = 0; i < m; i++)
+                o[i] = (float)(A[i] + B[i]);
+            break;
+        case CELO_OP_SUB:
+#pragma omp simd
+            for (int i = 0; i < m; i++)
+                o[i] = (float)(A[i] - B[i]);
+            break;
+        case CELO_OP_MUL:
+#pragma omp simd
+            for (int i = 0; i < m; i++)
+                o[i] = (float)(A[i] * B[i]);
+            break;
+        case CELO_OP_DIV:
+#pragma omp simd
+            for (int i = 0; i < m; i++)
+                o[i] = (float)(A[i] / B[i]);
+            break;
+        default:
+            for (int i = 0; i < m; i++)
+                o[i] = (float)celo_eval_op(x->op, A[i], B[i], Cv[i]);
+        }
     }
 }
 
@@ -406,13 +477,14 @@ int celo_commit_slot(const celo_program *P, celo_state *st, int s, const float *
     if (v < 0 || P->state[s].dom == CELO_ELEM)
         return 0;
     const celo_node *x = &P->nodes[v];
-    for (int64_t q = 0; q < st->slotlen[s]; q++) {
-        float val;
-        if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
-            val = sc[v];
-        else
-            val = (x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + P->nstate + v])[q];
-        st->slot[s][q] = val;
+    float *dst = st->slot[s];
+    if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
+        for (int64_t q = 0; q < st->slotlen[s]; q++)
+            dst[q] = sc[v];
+    else {
+        const float *src = x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + P->nstate + v];
+        if (src != dst)
+            memmove(dst, src, (size_t)st->slotlen[s] * sizeof *dst);
     }
     return 1;
 }
@@ -527,6 +599,142 @@ static int prof_slot(const celo_program *P)
     return -1;
 }
 
+/* ---- the element passes: one thread team runs a run of passes, meeting at barriers ----
+ * A team per pass would wake sleeping threads for each pass (OMP_WAIT_POLICY=passive, runtime/blas_env.c): tens
+ * of microseconds each on a VM. Inside one team, a thread that waits for the other (the end of a pass, the host
+ * work between passes) spins for a few microseconds, then sleeps on a futex: on a machine busy with other work the
+ * team's threads may share a core, and a long spin would take the time the other thread needs. */
+typedef struct {
+    atomic_int count, gen, sleepers;
+} team_barrier;
+
+enum { BARRIER_SPINS = 512 };
+
+static void barrier_wait(team_barrier *b, int n)
+{
+    if (n <= 1)
+        return;
+    int gen = atomic_load_explicit(&b->gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == n - 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->gen, gen + 1, memory_order_seq_cst);
+#ifdef __linux__
+        if (atomic_load_explicit(&b->sleepers, memory_order_seq_cst))
+            syscall(SYS_futex, &b->gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#endif
+        return;
+    }
+    for (int spins = 0; spins < BARRIER_SPINS; spins++) {
+        if (atomic_load_explicit(&b->gen, memory_order_acquire) != gen)
+            return;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    atomic_fetch_add_explicit(&b->sleepers, 1, memory_order_seq_cst);
+    while (atomic_load_explicit(&b->gen, memory_order_seq_cst) == gen) {
+#ifdef __linux__
+        /* returns at once when gen has already moved on */
+        syscall(SYS_futex, &b->gen, FUTEX_WAIT_PRIVATE, gen, NULL, NULL, 0);
+#else
+        sched_yield();
+#endif
+    }
+    atomic_fetch_sub_explicit(&b->sleepers, 1, memory_order_relaxed);
+}
+
+typedef struct {
+    const celo_program *P;
+    celo_state *st;
+    scratch *S;
+    const float *hp;
+    int64_t t, per;
+    int nchunks, use_interp;
+} step_run;
+
+/* identities of chunk c's partials of pass k, then chunk c of pass k (kernel or interpreter) */
+static void run_chunk(const step_run *R, int k, int c)
+{
+    const celo_program *P = R->P;
+    const celo_state *st = R->st;
+    scratch *S = R->S;
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!is_elem_reduction(P, x) || x->pass != k)
+            continue;
+        int64_t len = dom_len(x->dom, st->n, st->R, st->C);
+        double id = x->op == CELO_OP_SUM ? 0.0 : -INFINITY, *d = S->chunkpart[c][j];
+        for (int64_t q = 0; q < len; q++)
+            d[q] = id;
+        if (x->dom == CELO_COL) {
+            float *fs = (float *)(d + len);
+            for (int64_t q = 0; q < len; q++)
+                fs[q] = (float)id;
+        }
+    }
+    int64_t i0 = (int64_t)c * R->per, i1 = i0 + R->per < st->n ? i0 + R->per : st->n;
+    if (i0 >= i1)
+        return;
+    celo_kernel_fn fn = R->use_interp ? NULL : P->passes[k - 1].fn;
+    if (fn)
+        fn(i0, i1, st->C, S->ptr, S->sc, S->chunkpart[c]);
+    else
+        interp_pass(P, k, i0, i1, st->C, S->ptr, S->sc, S->chunkpart[c]);
+}
+
+/* Combines the chunks' partials of pass k in chunk order (deterministic for a given thread count). */
+static void combine(const step_run *R, int k)
+{
+    const celo_program *P = R->P;
+    const celo_state *st = R->st;
+    scratch *S = R->S;
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!is_elem_reduction(P, x) || x->pass != k)
+            continue;
+        int64_t len = dom_len(x->dom, st->n, st->R, st->C);
+        double *acc = S->chunkpart[0][j]; /* combined in place: chunk 0's partial is refilled next step */
+        for (int c = 1; c < R->nchunks; c++) {
+            const double *e = S->chunkpart[c][j];
+            if (x->op == CELO_OP_SUM)
+#pragma omp simd
+                for (int64_t q = 0; q < len; q++)
+                    acc[q] += e[q];
+            else
+                for (int64_t q = 0; q < len; q++)
+                    acc[q] = e[q] > acc[q] || isnan(e[q]) ? e[q] : acc[q];
+        }
+        if (x->dom == CELO_SCALAR) {
+            S->val[j] = acc[0];
+            S->sc[j] = (float)acc[0];
+        } else {
+            float *out = S->ptr[2 + P->nstate + j];
+#pragma omp simd
+            for (int64_t q = 0; q < len; q++)
+                out[q] = (float)acc[q];
+        }
+    }
+}
+
+/* the per-tensor/row/column values computed after pass k */
+static void stage_small(const step_run *R, int k)
+{
+    const celo_program *P = R->P;
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->dom != CELO_ELEM && x->pass == k && !is_elem_reduction(P, x))
+            eval_small(P, R->st, R->S, j, R->t, R->hp);
+    }
+}
+
+static int has_ortho(const celo_program *P, int k)
+{
+    for (int j = 0; j < P->nnodes; j++)
+        if (P->nodes[j].op == CELO_OP_ORTHO && P->nodes[j].pass == k)
+            return 1;
+    return 0;
+}
+
 int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
               celo_step_opts *opts)
 {
@@ -570,76 +778,63 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
             eval_small(P, st, S, j, t, hp);
     }
 
-    int use_interp = opts && opts->interp;
-    for (int k = 1; k <= P->npass; k++) {
-        /* identities for this pass's partials */
-        for (int c = 0; c < nchunks; c++)
-            for (int j = 0; j < nn; j++) {
-                const celo_node *x = &P->nodes[j];
-                if (!is_elem_reduction(P, x) || x->pass != k)
-                    continue;
-                int64_t len = dom_len(x->dom, n, st->R, st->C);
-                double id = x->op == CELO_OP_SUM ? 0.0 : -INFINITY;
-                for (int64_t q = 0; q < len; q++)
-                    S->chunkpart[c][j][q] = id;
-                if (x->dom == CELO_COL) {
-                    float *fs = (float *)(S->chunkpart[c][j] + len);
-                    for (int64_t q = 0; q < len; q++)
-                        fs[q] = (float)id;
+    int64_t per = (n + nchunks - 1) / nchunks;
+    step_run R = {.P = P,
+                  .st = st,
+                  .S = S,
+                  .hp = hp,
+                  .t = t,
+                  .per = (per + 63) & ~(int64_t)63,
+                  .nchunks = nchunks,
+                  .use_interp = opts && opts->interp};
+    /* Runs of passes up to the next orthogonalization, which runs outside the team (its GEMMs use the threads). */
+    for (int k0 = 1, k1; k0 <= P->npass; k0 = k1 + 1) {
+        for (k1 = k0; k1 < P->npass && !has_ortho(P, k1);)
+            k1++;
+        team_barrier bar = {0, 0, 0};
+        double pk[17] = {0}; /* profile: a pass's start time, then its length */
+#pragma omp parallel num_threads(nchunks) if (nchunks > 1)
+        {
+            int w = 0, nw = 1;
+#ifdef _OPENMP
+            w = omp_get_thread_num();
+            nw = omp_get_num_threads(); /* fewer than nchunks when called inside another team */
+#endif
+            for (int k = k0; k <= k1; k++) {
+                if (ps >= 0 && w == 0 && k <= 16)
+                    pk[k] = prof_now();
+                for (int c = w; c < nchunks; c += nw)
+                    run_chunk(&R, k, c);
+                if (k == k1)
+                    break; /* the team's end is the barrier */
+                barrier_wait(&bar, nw);
+                if (w == 0) {
+                    if (ps >= 0 && k <= 16)
+                        pk[k] = prof_now() - pk[k];
+                    combine(&R, k);
+                    stage_small(&R, k);
                 }
-            }
-        celo_kernel_fn fn = use_interp ? NULL : P->passes[k - 1].fn;
-        double pk0 = ps >= 0 ? prof_now() : 0;
-        int64_t per = (n + nchunks - 1) / nchunks;
-        per = (per + 63) & ~(int64_t)63;
-#pragma omp parallel for schedule(static, 1) num_threads(nchunks) if (nchunks > 1)
-        for (int c = 0; c < nchunks; c++) {
-            int64_t i0 = (int64_t)c * per, i1 = i0 + per < n ? i0 + per : n;
-            if (i0 >= i1)
-                continue;
-            if (fn)
-                fn(i0, i1, st->C, S->ptr, S->sc, S->chunkpart[c]);
-            else
-                interp_pass(P, k, i0, i1, st->C, S->ptr, S->sc, S->chunkpart[c]);
-        }
-        if (ps >= 0 && k <= 16) {
-            double d = prof_now() - pk0;
-            prof[ps].pass_s[k] += d;
-            pkt += d;
-        }
-        /* combine partials in chunk order (deterministic for a given thread count) */
-        for (int j = 0; j < nn; j++) {
-            const celo_node *x = &P->nodes[j];
-            if (!is_elem_reduction(P, x) || x->pass != k)
-                continue;
-            int64_t len = dom_len(x->dom, n, st->R, st->C);
-            for (int64_t q = 0; q < len; q++) {
-                double acc = S->chunkpart[0][j][q];
-                for (int c = 1; c < nchunks; c++) {
-                    double e = S->chunkpart[c][j][q];
-                    acc = x->op == CELO_OP_SUM ? acc + e : (e > acc || isnan(e) ? e : acc);
-                }
-                if (x->dom == CELO_SCALAR) {
-                    S->val[j] = acc;
-                    S->sc[j] = (float)acc;
-                } else
-                    S->ptr[2 + ns + j][q] = (float)acc;
+                barrier_wait(&bar, nw);
             }
         }
+        if (ps >= 0 && k1 <= 16)
+            pk[k1] = prof_now() - pk[k1];
+        combine(&R, k1);
+        if (ps >= 0)
+            for (int k = k0; k <= k1 && k <= 16; k++) {
+                prof[ps].pass_s[k] += pk[k];
+                pkt += pk[k];
+            }
         for (int j = 0; j < nn; j++) {
             const celo_node *x = &P->nodes[j];
-            if (x->op == CELO_OP_ORTHO && x->pass == k)
+            if (x->op == CELO_OP_ORTHO && x->pass == k1)
                 if (celo_orthogonalize(S->ptr[2 + ns + j], 1, st->R, st->C, x->aux)) {
                     if (opts)
                         snprintf(opts->err, sizeof opts->err, "orthogonalize: out of memory");
                     return -1;
                 }
         }
-        for (int j = 0; j < nn; j++) {
-            const celo_node *x = &P->nodes[j];
-            if (x->dom != CELO_ELEM && x->pass == k && !is_elem_reduction(P, x))
-                eval_small(P, st, S, j, t, hp);
-        }
+        stage_small(&R, k1);
     }
     /* commit the state that is not element-wise (element-wise state was written by the last pass) */
     for (int s = 0; s < ns; s++)

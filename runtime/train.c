@@ -748,6 +748,50 @@ CELO_SIMD_CLONES static int all_finite(const float *x, int64_t n)
     return !(acc & 0x80000000u);
 }
 
+/* the lowest index of a tensor whose values in buf (the gradients or the parameters) are not all finite, or -1;
+ * the tensors split over threads */
+static int first_nonfinite(const inst *in, const float *buf)
+{
+    int n = in->ntensors, nf = -1;
+#pragma omp parallel for schedule(dynamic) if (n > 1 && celo_threads() >= 2)
+    for (int i = 0; i < n; i++) {
+        const celo_param_tensor *pt = inst_tensor(in, i);
+        if (!all_finite(buf + pt->offset, pt->numel)) {
+#pragma omp critical(celo_first_nonfinite)
+            nf = nf < 0 || i < nf ? i : nf;
+        }
+    }
+    return nf;
+}
+
+/* The optimizer step of every tensor, the tensors split over threads: each tensor's update is independent and
+ * gives the same values on one thread or inside a team (runtime/step.c), so results do not depend on the split.
+ * Returns the lowest index of a tensor whose step failed (its message in msg), or -1; *nonfinite is the lowest
+ * index of a tensor whose parameters are not finite after the update, or -1. */
+static int update_tensors(inst *in, const celo_program *prog, int64_t t, char *msg, size_t msglen, int *nonfinite)
+{
+    int n = in->ntensors, failed = -1, nf = -1;
+#pragma omp parallel for schedule(dynamic) if (n > 1 && celo_threads() >= 2)
+    for (int i = 0; i < n; i++) {
+        const celo_param_tensor *pt = inst_tensor(in, i);
+        celo_step_opts so;
+        memset(&so, 0, sizeof so);
+        int r = celo_step(prog, in->st[i], in->params + pt->offset, in->grads + pt->offset, in->hp, t, &so);
+        int fin = r == 0 && all_finite(in->params + pt->offset, pt->numel);
+#pragma omp critical(celo_update_tensors)
+        {
+            if (r && (failed < 0 || i < failed)) {
+                failed = i;
+                snprintf(msg, msglen, "%s", so.err);
+            }
+            if (!r && !fin && (nf < 0 || i < nf))
+                nf = i;
+        }
+    }
+    *nonfinite = nf;
+    return failed;
+}
+
 static int add_row(inst *in, row r)
 {
     if (in->nrows == in->caprows) {
@@ -1123,23 +1167,20 @@ static int run_one(const celo_plan *plan, const celo_run *run, task_data *td, ce
         const char *bad = NULL, *pre = "", *post = "";
         if (!isfinite(loss))
             bad = "the loss";
-        for (int i = 0; !bad && i < in.ntensors; i++) {
-            const celo_param_tensor *pt = inst_tensor(&in, i);
-            if (!all_finite(in.grads + pt->offset, pt->numel))
-                bad = pt->name, pre = "gradient of ";
-        }
+        int nfg = bad ? -1 : first_nonfinite(&in, in.grads);
+        if (nfg >= 0)
+            bad = inst_tensor(&in, nfg)->name, pre = "gradient of ";
         if (!bad) {
             if (run->schedule != CELO_SCHED_CONSTANT)
                 in.hp[in.lr_idx] = (float)(in.lr0 * sched_factor(run, t));
-            for (int i = 0; i < in.ntensors; i++) {
-                const celo_param_tensor *pt = inst_tensor(&in, i);
-                if (celo_step(prog, in.st[i], in.params + pt->offset, in.grads + pt->offset, in.hp, t, &so)) {
-                    seterr(err, errlen, "run %s: step %lld: %s: %s", run->name, (long long)t, pt->name, so.err);
-                    goto done;
-                }
-                if (!bad && !all_finite(in.params + pt->offset, pt->numel))
-                    bad = pt->name, post = " after the update";
+            int nonfinite, failed = update_tensors(&in, prog, t, so.err, sizeof so.err, &nonfinite);
+            if (failed >= 0) {
+                seterr(err, errlen, "run %s: step %lld: %s: %s", run->name, (long long)t,
+                       inst_tensor(&in, failed)->name, so.err);
+                goto done;
             }
+            if (nonfinite >= 0)
+                bad = inst_tensor(&in, nonfinite)->name, post = " after the update";
         }
         in.step = t;
         in.loss_sum += loss;

@@ -3,6 +3,7 @@
  *   fused   - the fewest passes over memory a person writes by hand (one for AdamW and Lion, three for Adafactor),
  *             computing the formula of stdlib/<rule>.celo operation for operation (the same float32 operations
  *             in the same order, so the same rounding; only the order inside reductions differs);
+ *   floatsum - Adafactor only: the fused version with its sums in float instead of double (other rounding);
  *   rewrite - Adafactor only: the fused version with an algebraic rewrite (per-row x per-column rsqrt factors)
  *             that changes rounding, which a compiler may not make on its own;
  *   unfused - one OpenMP loop per arithmetic operation over temporary arrays, the way an eager framework runs it;
@@ -14,7 +15,8 @@
  *        (also built as a shared library with -shared -fPIC -DOPTBASE_NO_MAIN for check_numerics.py).
  *        -ffp-contract=off: gcc (gnu mode) would contract a*b+c into an FMA, which rounds differently from the
  *        formula; celo's kernels do not contract either.
- * Run:   optbase fused|rewrite|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup W]
+ * Run:   optbase fused|floatsum|rewrite|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K] [--warmup
+ * W]
  * [--max-s S] optbase triad [--size N] [--reps K] The last stdout line is params_per_s=<number> (median step time of
  * the run), or triad_bytes_per_s=<number>.
  *
@@ -367,79 +369,89 @@ void adafactor_rewrite(float *restrict p, const float *restrict g, float *restri
  * results), in three passes: (1) read p, g: sum p^2, row and column sums of g^2; (2) read g: sum u^2; (3) read
  * p, g, write p (24 bytes per parameter). Every element computes u = g * rsqrt(max(row_var / M * col_var,
  * eps1^2)), in pass 2 and again in pass 3. Float accumulators per row, folded into double per row. */
-void adafactor_fused(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var,
-                     i64 R, i64 C, const double *hp, i64 t)
-{
-    double lr = hp[0], b2d = hp[1], eps1 = hp[2] > 0 ? hp[2] : (double)__FLT_EPSILON__, eps2 = hp[3], d = hp[4],
-           wd = hp[5];
-    i64 n = R * C;
-    int nt = omp_get_max_threads();
-    size_t np = (size_t)(nt > 1 ? nt : 1) * (size_t)C;
-    float *part = calloc(np + (size_t)(2 * R + C), sizeof(float));
-    float *row_sum = part + np, *col_sum = row_sum + R, *rowM = col_sum + C;
-    double psq = 0.0;
-#pragma omp parallel reduction(+ : psq)
-    {
-        float *acc = part + (size_t)omp_get_thread_num() * (size_t)C;
-#pragma omp for schedule(static)
-        for (i64 r = 0; r < R; r++) {
-            const float *gr = g + r * C, *pr = p + r * C;
-            float rs = 0.0f, ps = 0.0f;
-#pragma omp simd reduction(+ : rs, ps)
-            for (i64 c = 0; c < C; c++) {
-                float g2 = gr[c] * gr[c];
-                rs += g2;
-                acc[c] += g2;
-                ps += pr[c] * pr[c];
-            }
-            row_sum[r] = rs;
-            psq += ps;
-        }
+/* Adafactor in three passes, the formula of stdlib/adafactor.celo; its sums (rows and columns of g^2, p^2, u^2)
+ * accumulate in ACC. celo's language accumulates every reduction in double (docs/language.md), so the baseline
+ * of the same formula is adafactor_fused (double); adafactor_floatsum sums in float as a C programmer might,
+ * which rounds differently (shown beside it, like the rsqrt rewrite). */
+#define ADAFACTOR_FUSED(NAME, ACC)                                                                                   \
+    void NAME(float *restrict p, const float *restrict g, float *restrict row_var, float *restrict col_var, i64 R,   \
+              i64 C, const double *hp, i64 t)                                                                        \
+    {                                                                                                                \
+        double lr = hp[0], b2d = hp[1], eps1 = hp[2] > 0 ? hp[2] : (double)__FLT_EPSILON__, eps2 = hp[3], d = hp[4], \
+               wd = hp[5];                                                                                           \
+        i64 n = R * C;                                                                                               \
+        int nt = omp_get_max_threads();                                                                              \
+        size_t np = (size_t)(nt > 1 ? nt : 1) * (size_t)C;                                                           \
+        ACC *part = calloc(np, sizeof(ACC));                                                                         \
+        float *sums = calloc((size_t)(2 * R + C), sizeof(float));                                                    \
+        float *row_sum = sums, *col_sum = row_sum + R, *rowM = col_sum + C;                                          \
+        double psq = 0.0;                                                                                            \
+        _Pragma("omp parallel reduction(+ : psq)")                                                                   \
+        {                                                                                                            \
+            ACC *acc = part + (size_t)omp_get_thread_num() * (size_t)C;                                              \
+            _Pragma("omp for schedule(static)") for (i64 r = 0; r < R; r++)                                          \
+            {                                                                                                        \
+                const float *gr = g + r * C, *pr = p + r * C;                                                        \
+                ACC rs = 0, ps = 0;                                                                                  \
+                _Pragma("omp simd reduction(+ : rs, ps)") for (i64 c = 0; c < C; c++)                                \
+                {                                                                                                    \
+                    float g2 = gr[c] * gr[c];                                                                        \
+                    rs += (ACC)g2;                                                                                   \
+                    acc[c] += (ACC)g2;                                                                               \
+                    ps += (ACC)(pr[c] * pr[c]);                                                                      \
+                }                                                                                                    \
+                row_sum[r] = (float)rs;                                                                              \
+                psq += ps;                                                                                           \
+            }                                                                                                        \
+        }                                                                                                            \
+        for (i64 c = 0; c < C; c++) {                                                                                \
+            ACC s = 0;                                                                                               \
+            for (int k = 0; k < nt; k++)                                                                             \
+                s += part[(size_t)k * (size_t)C + c];                                                                \
+            col_sum[c] = (float)s;                                                                                   \
+        }                                                                                                            \
+        double beta = pow((double)t, b2d), rho = fmin(lr, 1.0 / sqrt((double)t));                                    \
+        double alpha = fmax(eps2, sqrt(psq) / sqrt((double)n)) * rho;                                                \
+        float M;                                                                                                     \
+        adafactor_host(row_var, col_var, row_sum, col_sum, R, C, beta, eps1, &M);                                    \
+        for (i64 r = 0; r < R; r++)                                                                                  \
+            rowM[r] = row_var[r] / M;                                                                                \
+        const float e2 = (float)(eps1 * eps1);                                                                       \
+        double usq = 0.0;                                                                                            \
+        _Pragma("omp parallel for schedule(static) reduction(+ : usq)") for (i64 r = 0; r < R; r++)                  \
+        {                                                                                                            \
+            const float *gr = g + r * C;                                                                             \
+            const float rm = rowM[r];                                                                                \
+            ACC s = 0;                                                                                               \
+            _Pragma("omp simd reduction(+ : s)") for (i64 c = 0; c < C; c++)                                         \
+            {                                                                                                        \
+                float ve = rm * col_var[c];                                                                          \
+                ve = ve > e2 ? ve : e2;                                                                              \
+                float u = gr[c] * (1.0f / sqrtf(ve));                                                                \
+                s += (ACC)(u * u);                                                                                   \
+            }                                                                                                        \
+            usq += s;                                                                                                \
+        }                                                                                                            \
+        double denom = fmax(1.0, sqrt(usq) / (sqrt((double)n) * d));                                                 \
+        const float decay = (float)(1.0 - lr * wd), step = (float)(alpha / denom);                                   \
+        _Pragma("omp parallel for schedule(static)") for (i64 r = 0; r < R; r++)                                     \
+        {                                                                                                            \
+            float *pr = p + r * C;                                                                                   \
+            const float *gr = g + r * C;                                                                             \
+            const float rm = rowM[r];                                                                                \
+            _Pragma("omp simd") for (i64 c = 0; c < C; c++)                                                          \
+            {                                                                                                        \
+                float ve = rm * col_var[c];                                                                          \
+                ve = ve > e2 ? ve : e2;                                                                              \
+                pr[c] = pr[c] * decay - step * (gr[c] * (1.0f / sqrtf(ve)));                                         \
+            }                                                                                                        \
+        }                                                                                                            \
+        free(part);                                                                                                  \
+        free(sums);                                                                                                  \
     }
-    for (i64 c = 0; c < C; c++) {
-        float s = 0.0f;
-        for (int k = 0; k < nt; k++)
-            s += part[(size_t)k * (size_t)C + c];
-        col_sum[c] = s;
-    }
-    double beta = pow((double)t, b2d), rho = fmin(lr, 1.0 / sqrt((double)t));
-    double alpha = fmax(eps2, sqrt(psq) / sqrt((double)n)) * rho;
-    float M;
-    adafactor_host(row_var, col_var, row_sum, col_sum, R, C, beta, eps1, &M);
-    for (i64 r = 0; r < R; r++)
-        rowM[r] = row_var[r] / M;
-    const float e2 = (float)(eps1 * eps1);
-    double usq = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : usq)
-    for (i64 r = 0; r < R; r++) {
-        const float *gr = g + r * C;
-        const float rm = rowM[r];
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (i64 c = 0; c < C; c++) {
-            float ve = rm * col_var[c];
-            ve = ve > e2 ? ve : e2;
-            float u = gr[c] * (1.0f / sqrtf(ve));
-            s += u * u;
-        }
-        usq += s;
-    }
-    double denom = fmax(1.0, sqrt(usq) / (sqrt((double)n) * d));
-    const float decay = (float)(1.0 - lr * wd), step = (float)(alpha / denom);
-#pragma omp parallel for schedule(static)
-    for (i64 r = 0; r < R; r++) {
-        float *pr = p + r * C;
-        const float *gr = g + r * C;
-        const float rm = rowM[r];
-#pragma omp simd
-        for (i64 c = 0; c < C; c++) {
-            float ve = rm * col_var[c];
-            ve = ve > e2 ? ve : e2;
-            pr[c] = pr[c] * decay - step * (gr[c] * (1.0f / sqrtf(ve)));
-        }
-    }
-    free(part);
-}
+
+ADAFACTOR_FUSED(adafactor_fused, double)
+ADAFACTOR_FUSED(adafactor_floatsum, float)
 
 /* One pass per operation, as torch's single-tensor Adafactor runs it (~14 passes). */
 void adafactor_unfused(float *p, const float *g, float *row_var, float *col_var, i64 R, i64 C, const double *hp, i64 t,
@@ -545,9 +557,9 @@ static float *alloc_init(i64 n, uint32_t seed, float lo, float hi)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr,
-                "usage: optbase fused|rewrite|unfused|traffic adamw|lion|adafactor [--size N] [--cols C] [--reps K]"
-                " [--warmup W] [--max-s S]\n       optbase triad [--size N] [--reps K]\n");
+        fprintf(stderr, "usage: optbase fused|floatsum|rewrite|unfused|traffic adamw|lion|adafactor [--size N] [--cols "
+                        "C] [--reps K]"
+                        " [--warmup W] [--max-s S]\n       optbase triad [--size N] [--reps K]\n");
         return 2;
     }
     const char *mode = argv[1], *rule = "";
@@ -599,8 +611,9 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    int fused = !strcmp(mode, "fused"), traffic = !strcmp(mode, "traffic"), rewrite = !strcmp(mode, "rewrite");
-    if (traffic || rewrite)
+    int fused = !strcmp(mode, "fused"), traffic = !strcmp(mode, "traffic"), rewrite = !strcmp(mode, "rewrite"),
+        floatsum = !strcmp(mode, "floatsum");
+    if (traffic || rewrite || floatsum)
         fused = 1;
     if (!fused && strcmp(mode, "unfused"))
         return fprintf(stderr, "optbase: unknown mode %s\n", mode), 2;
@@ -625,8 +638,8 @@ int main(int argc, char **argv)
         s1 = calloc((size_t)R, sizeof(float)), s2 = calloc((size_t)C, sizeof(float));
     } else
         return fprintf(stderr, "optbase: unknown rule %s\n", rule), 2;
-    if (rewrite && kind != 2)
-        return fprintf(stderr, "optbase: rewrite is Adafactor's only\n"), 2;
+    if ((rewrite || floatsum) && kind != 2)
+        return fprintf(stderr, "optbase: %s is Adafactor's only\n", mode), 2;
     if (!fused)
         t1 = alloc_init(n, 15, 0, 0), t2 = alloc_init(n, 16, 0, 0);
 
@@ -648,6 +661,8 @@ int main(int argc, char **argv)
         case 5:
             if (rewrite)
                 adafactor_rewrite(p, g, s1, s2, R, C, hp, step);
+            else if (floatsum)
+                adafactor_floatsum(p, g, s1, s2, R, C, hp, step);
             else
                 adafactor_fused(p, g, s1, s2, R, C, hp, step);
             break;

@@ -1,4 +1,4 @@
-"""Checks the hand-written C baselines (fused, unfused, and Adafactor's rewrite) against torch.optim on small data.
+"""Checks the hand-written C baselines (fused, unfused, and Adafactor's float-sum and rewrite variants) against torch.optim on small data.
 
     python3 check_numerics.py LIB.so
 
@@ -42,7 +42,7 @@ def main():
     results = []
     for wd_case in ("default", "wd", "zeros"):
         for rule in ("adamw", "lion", "adafactor"):
-            for impl in ("fused", "unfused") + (("rewrite",) if rule == "adafactor" else ()):
+            for impl in ("fused", "unfused") + (("floatsum", "rewrite") if rule == "adafactor" else ()):
                 p0 = (torch.rand(R, C) - 0.5) * 0.2
                 grads = [(torch.rand(R, C) - 0.5) * 0.02 * (k + 1) for k in range(STEPS)]
                 if wd_case == "zeros":  # zero columns and rows: Adafactor's eps1 clamps become active
@@ -81,8 +81,8 @@ def main():
                         f = lib.lion_fused if impl == "fused" else lib.lion_unfused
                     else:
                         args = [ptr(p), ptr(g), ptr(rv), ptr(cv), i64(R), i64(C), h, i64(t)]
-                        f = {"fused": lib.adafactor_fused, "rewrite": lib.adafactor_rewrite,
-                             "unfused": lib.adafactor_unfused}[impl]
+                        f = {"fused": lib.adafactor_fused, "floatsum": lib.adafactor_floatsum,
+                             "rewrite": lib.adafactor_rewrite, "unfused": lib.adafactor_unfused}[impl]
                     if impl == "unfused":
                         args += [ptr(t1), ptr(t2)]
                     f(*args)

@@ -269,6 +269,7 @@ typedef struct {
     const celo_program *prog;
     celo_model *model;   /* NULL for quadratics */
     celo_model *replica; /* over model's parameters: the second half of each batch (split_batches) */
+    int grads_finite;    /* the last inst_loss_grad saw that every gradient is finite (split batches check it) */
     celo_param_tensor qt;
     float *qx, *qg;
     float *params, *grads;
@@ -654,7 +655,25 @@ static int model_loss_grad(celo_model *m, const celo_batch *b, float *loss)
     return celo_model_backward(m);
 }
 
-static int split_loss_grad(inst *in, const celo_batch *b, float *loss)
+/* g0 = w0 g0 + w1 g1 over [0, n); 1 when every result is finite (all_finite's test, in the same pass) */
+CELO_SIMD_CLONES static int combine_halves(float *g0, const float *g1, float w0, float w1, int64_t n)
+{
+    uint32_t acc = 0;
+#pragma omp simd reduction(| : acc)
+    for (int64_t i = 0; i < n; i++) {
+        union {
+            float f;
+            uint32_t u;
+        } v = {.f = w0 * g0[i] + w1 * g1[i]};
+        g0[i] = v.f;
+        acc |= (v.u & 0x7f800000u) + 0x00800000u;
+    }
+    return !(acc & 0x80000000u);
+}
+
+/* The two halves of a batch at once. For a dataset task each half also gathers its own examples (rows of idx),
+ * so the gather overlaps too (gather = 1). */
+static int split_loss_grad(inst *in, const celo_batch *b, int gather, float *loss)
 {
     const celo_dataset *tr = in->T ? NULL : &in->data->train;
     int n0 = b->n / 2, n = b->n;
@@ -665,18 +684,29 @@ static int split_loss_grad(inst *in, const celo_batch *b, float *loss)
 #pragma omp parallel sections num_threads(2) if (threads >= 2)
     {
 #pragma omp section
-        r0 = model_loss_grad(in->model, &h0, &l0);
+        {
+            if (gather)
+                celo_dataset_gather(tr, in->idx, n0, in->bx, in->by, in->bt);
+            r0 = model_loss_grad(in->model, &h0, &l0);
+        }
 #pragma omp section
-        r1 = model_loss_grad(in->replica, &h1, &l1);
+        {
+            if (gather)
+                celo_dataset_gather(tr, in->idx + n0, n - n0, in->bx + (int64_t)n0 * tr->dim, in->by ? in->by + n0 : NULL,
+                                    in->bt ? in->bt + (int64_t)n0 * tr->ydim : NULL);
+            r1 = model_loss_grad(in->replica, &h1, &l1);
+        }
     }
     if (r0 || r1)
         return r0 ? -1 : -2;
     float w0 = (float)n0 / (float)n, w1 = (float)(n - n0) / (float)n;
     float *g0 = in->grads, *g1 = celo_model_grads(in->replica);
-    int64_t np = celo_model_nparams(in->model);
-#pragma omp parallel for simd schedule(static) if (np >= 65536)
-    for (int64_t i = 0; i < np; i++)
-        g0[i] = w0 * g0[i] + w1 * g1[i];
+    int64_t np = celo_model_nparams(in->model), slice = 1 << 16;
+    int finite = 1;
+#pragma omp parallel for schedule(static) reduction(& : finite) if (np >= 2 * slice)
+    for (int64_t i = 0; i < np; i += slice)
+        finite &= combine_halves(g0 + i, g1 + i, w0, w1, np - i < slice ? np - i : slice);
+    in->grads_finite = finite;
     *loss = (float)(((double)l0 * n0 + (double)l1 * (n - n0)) / n);
     return 0;
 }
@@ -707,13 +737,15 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, char *err, size_t e
         } else {
             celo_epoch_batch(in->data_seed, tr->n, in->B, e, k % per, in->idx);
         }
-        celo_dataset_gather(tr, in->idx, in->B, in->bx, in->by, in->bt);
+        if (!in->replica) /* else each half gathers its own (split_loss_grad) */
+            celo_dataset_gather(tr, in->idx, in->B, in->bx, in->by, in->bt);
         b.x = in->bx;
         b.labels = in->by;
         b.target = in->bt;
     }
     float l;
-    int r = in->replica ? split_loss_grad(in, &b, &l) : model_loss_grad(in->model, &b, &l);
+    in->grads_finite = 0;
+    int r = in->replica ? split_loss_grad(in, &b, !in->T, &l) : model_loss_grad(in->model, &b, &l);
     if (r) {
         seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(r == -2 ? in->replica : in->model));
         return -1;
@@ -1167,7 +1199,7 @@ static int run_one(const celo_plan *plan, const celo_run *run, task_data *td, ce
         const char *bad = NULL, *pre = "", *post = "";
         if (!isfinite(loss))
             bad = "the loss";
-        int nfg = bad ? -1 : first_nonfinite(&in, in.grads);
+        int nfg = bad || in.grads_finite ? -1 : first_nonfinite(&in, in.grads);
         if (nfg >= 0)
             bad = inst_tensor(&in, nfg)->name, pre = "gradient of ";
         if (!bad) {

@@ -692,8 +692,8 @@ static int split_loss_grad(inst *in, const celo_batch *b, int gather, float *los
 #pragma omp section
         {
             if (gather)
-                celo_dataset_gather(tr, in->idx + n0, n - n0, in->bx + (int64_t)n0 * tr->dim, in->by ? in->by + n0 : NULL,
-                                    in->bt ? in->bt + (int64_t)n0 * tr->ydim : NULL);
+                celo_dataset_gather(tr, in->idx + n0, n - n0, in->bx + (int64_t)n0 * tr->dim,
+                                    in->by ? in->by + n0 : NULL, in->bt ? in->bt + (int64_t)n0 * tr->ydim : NULL);
             r1 = model_loss_grad(in->replica, &h1, &l1);
         }
     }
@@ -796,30 +796,35 @@ static int first_nonfinite(const inst *in, const float *buf)
     return nf;
 }
 
-/* The optimizer step of every tensor, the tensors split over threads: each tensor's update is independent and
- * gives the same values on one thread or inside a team (runtime/step.c), so results do not depend on the split.
- * Returns the lowest index of a tensor whose step failed (its message in msg), or -1; *nonfinite is the lowest
- * index of a tensor whose parameters are not finite after the update, or -1. */
+/* The optimizer step of every tensor. A tensor large enough for celo_step to split over the threads itself
+ * (BIG_TENSOR elements, as runtime/step.c) runs alone; the smaller ones split over threads, one tensor each. Each
+ * tensor's update is independent and gives the same values on one thread or in a team, so results do not depend
+ * on the split. Returns the lowest index of a tensor whose step failed (its message in msg), or -1; *nonfinite is
+ * the lowest index of a tensor whose parameters are not finite after the update, or -1. */
+#define BIG_TENSOR 65536
 static int update_tensors(inst *in, const celo_program *prog, int64_t t, char *msg, size_t msglen, int *nonfinite)
 {
     int n = in->ntensors, failed = -1, nf = -1;
-#pragma omp parallel for schedule(dynamic) if (n > 1 && celo_threads() >= 2)
-    for (int i = 0; i < n; i++) {
-        const celo_param_tensor *pt = inst_tensor(in, i);
-        celo_step_opts so;
-        memset(&so, 0, sizeof so);
-        int r = celo_step(prog, in->st[i], in->params + pt->offset, in->grads + pt->offset, in->hp, t, &so);
-        int fin = r == 0 && all_finite(in->params + pt->offset, pt->numel);
+    for (int big = 1; big >= 0; big--)
+#pragma omp parallel for schedule(dynamic) if (!big && n > 1 && celo_threads() >= 2)
+        for (int i = 0; i < n; i++) {
+            const celo_param_tensor *pt = inst_tensor(in, i);
+            if ((pt->numel >= BIG_TENSOR) != big)
+                continue;
+            celo_step_opts so;
+            memset(&so, 0, sizeof so);
+            int r = celo_step(prog, in->st[i], in->params + pt->offset, in->grads + pt->offset, in->hp, t, &so);
+            int fin = r == 0 && all_finite(in->params + pt->offset, pt->numel);
 #pragma omp critical(celo_update_tensors)
-        {
-            if (r && (failed < 0 || i < failed)) {
-                failed = i;
-                snprintf(msg, msglen, "%s", so.err);
+            {
+                if (r && (failed < 0 || i < failed)) {
+                    failed = i;
+                    snprintf(msg, msglen, "%s", so.err);
+                }
+                if (!r && !fin && (nf < 0 || i < nf))
+                    nf = i;
             }
-            if (!r && !fin && (nf < 0 || i < nf))
-                nf = i;
         }
-    }
     *nonfinite = nf;
     return failed;
 }

@@ -171,6 +171,9 @@ void celo_state_free(celo_state *st);
 void celo_program_defaults(const celo_program *prog, float *hp);
 int celo_program_hp_index(const celo_program *prog, const char *name);
 
+/* Tensors of at least this many elements run each element pass split over the threads; smaller ones on one. */
+#define CELO_STEP_SPLIT_MIN 65536
+
 /* One optimizer step; p is updated in place. kernels: per-pass overrides (NULL: the program's own).
  * Returns 0, or -1 with a message in err (when err is not NULL). */
 typedef struct {

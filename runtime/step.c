@@ -747,7 +747,7 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
     }
     int nt = opts && opts->nthreads > 0 ? opts->nthreads : celo_threads();
     int64_t n = st->n;
-    int nchunks = n < 65536 ? 1 : nt;
+    int nchunks = n < CELO_STEP_SPLIT_MIN ? 1 : nt;
     scratch *S = scratch_get(st, nchunks);
     if (!S->vecs) {
         if (opts)

@@ -269,7 +269,6 @@ typedef struct {
     const celo_program *prog;
     celo_model *model;   /* NULL for quadratics */
     celo_model *replica; /* over model's parameters: the second half of each batch (split_batches) */
-    int grads_finite;    /* the last inst_loss_grad saw that every gradient is finite (split batches check it) */
     celo_param_tensor qt;
     float *qx, *qg;
     float *params, *grads;
@@ -655,6 +654,13 @@ static int model_loss_grad(celo_model *m, const celo_batch *b, float *loss)
     return celo_model_backward(m);
 }
 
+/* The bits of a float with its exponent field plus one: an exponent of all ones (Inf, NaN) carries into bit 31.
+ * OR-ed over many values, bit 31 says whether any was not finite. */
+static inline CELO_ALWAYS_INLINE uint32_t nonfinite_bit(uint32_t u)
+{
+    return (u & 0x7f800000u) + 0x00800000u;
+}
+
 /* g0 = w0 g0 + w1 g1 over [0, n); 1 when every result is finite (all_finite's test, in the same pass) */
 CELO_SIMD_CLONES static int combine_halves(float *g0, const float *g1, float w0, float w1, int64_t n)
 {
@@ -666,14 +672,14 @@ CELO_SIMD_CLONES static int combine_halves(float *g0, const float *g1, float w0,
             uint32_t u;
         } v = {.f = w0 * g0[i] + w1 * g1[i]};
         g0[i] = v.f;
-        acc |= (v.u & 0x7f800000u) + 0x00800000u;
+        acc |= nonfinite_bit(v.u);
     }
     return !(acc & 0x80000000u);
 }
 
 /* The two halves of a batch at once. For a dataset task each half also gathers its own examples (rows of idx),
- * so the gather overlaps too (gather = 1). */
-static int split_loss_grad(inst *in, const celo_batch *b, int gather, float *loss)
+ * so the gather overlaps too (gather = 1). *finite: every combined gradient is finite. */
+static int split_loss_grad(inst *in, const celo_batch *b, int gather, float *loss, int *finite)
 {
     const celo_dataset *tr = in->T ? NULL : &in->data->train;
     int n0 = b->n / 2, n = b->n;
@@ -702,18 +708,20 @@ static int split_loss_grad(inst *in, const celo_batch *b, int gather, float *los
     float w0 = (float)n0 / (float)n, w1 = (float)(n - n0) / (float)n;
     float *g0 = in->grads, *g1 = celo_model_grads(in->replica);
     int64_t np = celo_model_nparams(in->model), slice = 1 << 16;
-    int finite = 1;
-#pragma omp parallel for schedule(static) reduction(& : finite) if (np >= 2 * slice)
+    int ok = 1;
+#pragma omp parallel for schedule(static) reduction(& : ok) if (np >= 2 * slice)
     for (int64_t i = 0; i < np; i += slice)
-        finite &= combine_halves(g0 + i, g1 + i, w0, w1, np - i < slice ? np - i : slice);
-    in->grads_finite = finite;
+        ok &= combine_halves(g0 + i, g1 + i, w0, w1, np - i < slice ? np - i : slice);
+    *finite = ok;
     *loss = (float)(((double)l0 * n0 + (double)l1 * (n - n0)) / n);
     return 0;
 }
 
-/* Loss of batch k (0-based) and the gradient. Returns 0; -1 with err on a real error (bad input). */
-static int inst_loss_grad(inst *in, int64_t k, double *loss, char *err, size_t errlen)
+/* Loss of batch k (0-based) and the gradient. Returns 0; -1 with err on a real error (bad input). *finite is 1
+ * when the gradients are known to be finite (checked on the way), 0 when not checked. */
+static int inst_loss_grad(inst *in, int64_t k, double *loss, int *finite, char *err, size_t errlen)
 {
+    *finite = 0;
     if (!in->model) {
         *loss = celo_quadratic_loss(&in->data->quad, in->qx, in->qg);
         return 0;
@@ -744,8 +752,7 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, char *err, size_t e
         b.target = in->bt;
     }
     float l;
-    in->grads_finite = 0;
-    int r = in->replica ? split_loss_grad(in, &b, !in->T, &l) : model_loss_grad(in->model, &b, &l);
+    int r = in->replica ? split_loss_grad(in, &b, !in->T, &l, finite) : model_loss_grad(in->model, &b, &l);
     if (r) {
         seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(r == -2 ? in->replica : in->model));
         return -1;
@@ -768,15 +775,15 @@ static int inst_eval(inst *in, double *loss, double *acc, char *err, size_t errl
     return 0;
 }
 
-/* 1 when every value is finite: an exponent field of all ones (Inf, NaN) plus one carries into bit 31. Runs on
- * every gradient and parameter each step, so it gets the wide vector clones. */
+/* 1 when every value is finite (nonfinite_bit). Runs on every gradient and parameter each step, so it gets the
+ * wide vector clones. */
 CELO_SIMD_CLONES static int all_finite(const float *x, int64_t n)
 {
     const uint32_t *u = (const uint32_t *)(const void *)x;
     uint32_t acc = 0;
 #pragma omp simd reduction(| : acc)
     for (int64_t i = 0; i < n; i++)
-        acc |= (u[i] & 0x7f800000u) + 0x00800000u;
+        acc |= nonfinite_bit(u[i]);
     return !(acc & 0x80000000u);
 }
 
@@ -797,11 +804,10 @@ static int first_nonfinite(const inst *in, const float *buf)
 }
 
 /* The optimizer step of every tensor. A tensor large enough for celo_step to split over the threads itself
- * (BIG_TENSOR elements, as runtime/step.c) runs alone; the smaller ones split over threads, one tensor each. Each
+ * (CELO_STEP_SPLIT_MIN elements) runs alone; the smaller ones split over threads, one tensor each. Each
  * tensor's update is independent and gives the same values on one thread or in a team, so results do not depend
  * on the split. Returns the lowest index of a tensor whose step failed (its message in msg), or -1; *nonfinite is
  * the lowest index of a tensor whose parameters are not finite after the update, or -1. */
-#define BIG_TENSOR 65536
 static int update_tensors(inst *in, const celo_program *prog, int64_t t, char *msg, size_t msglen, int *nonfinite)
 {
     int n = in->ntensors, failed = -1, nf = -1;
@@ -809,7 +815,7 @@ static int update_tensors(inst *in, const celo_program *prog, int64_t t, char *m
 #pragma omp parallel for schedule(dynamic) if (!big && n > 1 && celo_threads() >= 2)
         for (int i = 0; i < n; i++) {
             const celo_param_tensor *pt = inst_tensor(in, i);
-            if ((pt->numel >= BIG_TENSOR) != big)
+            if ((pt->numel >= CELO_STEP_SPLIT_MIN) != big)
                 continue;
             celo_step_opts so;
             memset(&so, 0, sizeof so);
@@ -1199,12 +1205,13 @@ static int run_one(const celo_plan *plan, const celo_run *run, task_data *td, ce
     while (in.step < run->steps) {
         int64_t t = in.step + 1;
         double loss;
-        if (inst_loss_grad(&in, t - 1, &loss, err, errlen))
+        int grads_finite;
+        if (inst_loss_grad(&in, t - 1, &loss, &grads_finite, err, errlen))
             goto done;
         const char *bad = NULL, *pre = "", *post = "";
         if (!isfinite(loss))
             bad = "the loss";
-        int nfg = bad || in.grads_finite ? -1 : first_nonfinite(&in, in.grads);
+        int nfg = bad || grads_finite ? -1 : first_nonfinite(&in, in.grads);
         if (nfg >= 0)
             bad = inst_tensor(&in, nfg)->name, pre = "gradient of ";
         if (!bad) {

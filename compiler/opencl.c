@@ -5,10 +5,11 @@
  * interpreter (runtime/step.c) and the LLVM kernels: FP_CONTRACT OFF, no fast-math, min/max = fmin/fmax,
  * rsqrt = 1/sqrt, comparisons give 1.0f or 0.0f.
  *
- * Passes without reductions run CELO_EPW elements per work-item (set by the host): 8 on CPUs, as explicit
- * float8 code (PoCL's own vectorization across work-items gives up on larger bodies: pow or log ran 5-20x
- * slower than the LLVM kernels), 1 on GPUs; passes that need row/column indices use a 2-D range (columns,
- * rows). Passes with reductions run one work-item per contiguous chunk and write partials that the host
+ * Passes without reductions run one element per work-item on GPUs (CELO_EPW 1, set by the host); on CPUs
+ * (CELO_EPW 8) they run explicit float8 code (PoCL's own vectorization across work-items gives up on larger
+ * bodies: pow or log ran 5-20x slower than the LLVM kernels), over one contiguous chunk per work-item with
+ * software prefetch, or 8 elements per work-item in passes that need row/column indices (a 2-D range:
+ * columns, rows). Passes with reductions run one work-item per contiguous chunk and write partials that the host
  * combines in work-item order; inside a chunk the elements are processed in float8 blocks, four blocks per
  * iteration with their own accumulators, then one element at a time, so that the accumulation order is fixed.
  * Accumulators are double when the device has cl_khr_fp64 (CELO_ACC_DOUBLE, set by the host), else float;
@@ -308,6 +309,21 @@ static void emit_body(sbuf *b, gen *G, const char *ind)
     }
 }
 
+/* Whether buffer idx holds one value per element (p, g, element-wise state, staged values), not a row or
+ * column vector. */
+static int is_stream(const celo_program *P, int idx)
+{
+    if (idx < 2)
+        return 1;
+    if (idx < 2 + P->nstate)
+        return P->state[idx - 2].dom == CELO_ELEM;
+    return celo_clplan_staged(&P->nodes[idx - 2 - P->nstate]);
+}
+
+/* Chunked 1-D passes on CPUs prefetch each stream PF_AHEAD floats ahead, one cache line (PF_LINE floats) at a
+ * time; distances of 256 to 1024 measured the same for Lion at 16M parameters. */
+enum { PF_AHEAD = 512, PF_LINE = 16 };
+
 /* Whether pass pi writes buffer idx (else it is declared const). */
 static int writes_buf(const celo_program *P, const celo_clpass *pi, int idx)
 {
@@ -413,7 +429,7 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
     sb_printf(b, "\n/* pass %d of %d: %s */\n", pi->k, P->npass,
               pi->chunked  ? "reductions, one work-item per chunk"
               : pi->nested ? "one work-item per element (2-D)"
-                           : "one work-item per element");
+                           : "one work-item per element (CELO_EPW 8: per chunk)");
     sb_printf(b, "__kernel void celo_pass%d(const long n, const long R, const long C, const long per", pi->k);
     for (int a = 0; a < pi->nargs; a++) {
         const celo_clarg *ar = &pi->args[a];
@@ -427,18 +443,28 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
     sb_printf(b, ")\n{\n");
     gen G = {.P = P, .pi = pi};
     if (!pi->chunked) {
-        /* CELO_EPW (set by the host): 8 elements per work-item in float8 (CPUs: explicit vectors, which PoCL
-         * compiles reliably), else 1 (GPUs) */
+        /* CELO_EPW (set by the host): 8 on CPUs, where explicit float8 code is what PoCL compiles reliably:
+         * a 1-D pass then runs one work-item per contiguous chunk of `per` elements (a few per core) and
+         * prefetches its streams ahead, as the LLVM kernels do (the hardware prefetchers alone left PoCL's
+         * Lion ~15 % slower at 16M parameters); a 2-D pass runs 8 elements per work-item. Else 1 (GPUs): one
+         * element per work-item. */
         sb_printf(b, "#if CELO_EPW == 8\n");
         if (!pi->nested) {
-            sb_printf(
-                b, "    const long i8 = get_global_id(0) * 8;\n    if (i8 + 8 <= n) {\n        const long i = i8;\n");
+            sb_printf(b, "    const long i1 = min((long)get_global_id(0) * per + per, n);\n");
+            sb_printf(b, "    long i0_ = get_global_id(0) * per;\n");
+            sb_printf(b, "    for (; i0_ + 8 <= i1; i0_ += 8) {\n        const long i = i0_;\n");
+            sb_printf(b, "        if ((i & %d) == 0) {\n", PF_LINE - 1);
+            for (int a = 0; a < pi->nargs; a++)
+                if (pi->args[a].kind == CELO_CLARG_BUF && is_stream(P, pi->args[a].idx))
+                    sb_printf(b, "            CELO_PREFETCH(b%d + i + %d, %d);\n", pi->args[a].idx, PF_AHEAD,
+                              writes_buf(P, pi, pi->args[a].idx));
+            sb_printf(b, "        }\n");
             G.vec = 1;
             emit_body(b, &G, "        ");
-            sb_printf(b, "    } else {\n        for (long i = i8; i < n; i++) {\n");
+            sb_printf(b, "    }\n    for (long i = i0_; i < i1; i++) {\n");
             G.vec = 0;
-            emit_body(b, &G, "            ");
-            sb_printf(b, "        }\n    }\n");
+            emit_body(b, &G, "        ");
+            sb_printf(b, "    }\n");
         } else {
             sb_printf(
                 b,
@@ -527,6 +553,16 @@ static const char prologue[] =
     "#pragma OPENCL FP_CONTRACT OFF\n"
     "#ifndef CELO_EPW\n"
     "#define CELO_EPW 1\n"
+    "#endif\n"
+    "/* a software prefetch of the cache line at p, for writing when w (Clang's builtin; PoCL and other\n"
+    " * Clang-based CPU compilers have it), else nothing */\n"
+    "#if defined(__clang__) && defined(__has_builtin)\n"
+    "#if __has_builtin(__builtin_prefetch)\n"
+    "#define CELO_PREFETCH(p, w) __builtin_prefetch((p), (w), 3)\n"
+    "#endif\n"
+    "#endif\n"
+    "#ifndef CELO_PREFETCH\n"
+    "#define CELO_PREFETCH(p, w)\n"
     "#endif\n"
     "#ifndef CELO_ACC_DOUBLE\n"
     "#ifdef cl_khr_fp64\n"

@@ -625,7 +625,12 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
                 lws = kwg;
             if (lws > maxwg)
                 lws = maxwg;
-            if (!cp->pi.nested) {
+            if (!cp->pi.nested && epw == 8) {
+                /* one chunk of `per` elements per work-item, as in the chunked passes */
+                cp->dims = 1;
+                cp->lsz[0] = clws <= kwg ? clws : 1;
+                cp->gsz[0] = round_up((size_t)nwi, cp->lsz[0]);
+            } else if (!cp->pi.nested) {
                 cp->dims = 1;
                 size_t items = ((size_t)n + (size_t)epw - 1) / (size_t)epw;
                 size_t l = lws < pow2_ceil(items) ? lws : pow2_ceil(items);

@@ -184,6 +184,20 @@ typedef struct {
 int celo_step(const celo_program *prog, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
               celo_step_opts *opts);
 
+/* A team of n threads that the caller already runs (an OpenMP region of its own, say) and their barrier:
+ * celo_team_wait returns once all n have called it; a waiting thread spins briefly, then sleeps. */
+typedef struct celo_team celo_team;
+celo_team *celo_team_new(int n);
+void celo_team_free(celo_team *team);
+int celo_team_size(const celo_team *team);
+void celo_team_wait(celo_team *team);
+/* celo_step run by every thread of team at once (thread w of celo_team_size(team), all with the same arguments),
+ * so that a caller already running a team needs no new one: the element passes split over the team's threads,
+ * the rest runs on thread 0. Same results as celo_step with the same thread count (opts->nthreads or
+ * celo_threads()); every thread returns the same value. */
+int celo_step_team(const celo_program *prog, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
+                   celo_step_opts *opts, celo_team *team, int w);
+
 /* Helpers used by the executors and compiled code. celo_eval_small evaluates node j when it is not element-wise
  * (host, per-tensor, per-row, per-column: the work between passes) into val/sc (by node) or its vector in
  * ptr[2 + nstate + j] (the kernel pointer table), reading earlier values from the same places. */

@@ -605,17 +605,50 @@ static int prof_slot(const celo_program *P)
  * work between passes) spins for a few microseconds, then sleeps on a futex: on a machine busy with other work the
  * team's threads may share a core, and a long spin would take the time the other thread needs. */
 typedef struct {
+    const celo_program *P;
+    celo_state *st;
+    scratch *S;
+    const float *hp;
+    int64_t t, per;
+    int nchunks, use_interp;
+    int ps;          /* profile slot, or -1 */
+    double pt0, pkt; /* profile: the step's start, the time in passes */
+    celo_step_opts *opts;
+} step_run;
+
+struct celo_team {
     atomic_int count, gen, sleepers;
-} team_barrier;
+    int n;
+    int rc;       /* celo_step_team: thread 0's result of a serial part, read by all after a barrier */
+    step_run run; /* celo_step_team: the step, set up by thread 0 */
+};
 
 enum { BARRIER_SPINS = 512 };
 
-static void barrier_wait(team_barrier *b, int n)
+celo_team *celo_team_new(int n)
 {
-    if (n <= 1)
+    celo_team *b = calloc(1, sizeof *b);
+    if (b)
+        b->n = n < 1 ? 1 : n;
+    return b;
+}
+
+void celo_team_free(celo_team *b)
+{
+    free(b);
+}
+
+int celo_team_size(const celo_team *b)
+{
+    return b ? b->n : 1;
+}
+
+void celo_team_wait(celo_team *b)
+{
+    if (!b || b->n <= 1)
         return;
     int gen = atomic_load_explicit(&b->gen, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == n - 1) {
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_store_explicit(&b->gen, gen + 1, memory_order_seq_cst);
 #ifdef __linux__
@@ -642,15 +675,6 @@ static void barrier_wait(team_barrier *b, int n)
     }
     atomic_fetch_sub_explicit(&b->sleepers, 1, memory_order_relaxed);
 }
-
-typedef struct {
-    const celo_program *P;
-    celo_state *st;
-    scratch *S;
-    const float *hp;
-    int64_t t, per;
-    int nchunks, use_interp;
-} step_run;
 
 /* identities of chunk c's partials of pass k, then chunk c of pass k (kernel or interpreter) */
 static void run_chunk(const step_run *R, int k, int c)
@@ -735,32 +759,47 @@ static int has_ortho(const celo_program *P, int k)
     return 0;
 }
 
-int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
-              celo_step_opts *opts)
+static int step_fail(const step_run *R, const char *msg)
 {
-    int ps = prof_slot(P);
-    double pt0 = ps >= 0 ? prof_now() : 0, pkt = 0;
+    if (R->opts)
+        snprintf(R->opts->err, sizeof R->opts->err, "%s", msg);
+    return -1;
+}
+
+/* The step's start, on one thread: scratch, host values (and stage-0 per-tensor values), and on the first
+ * step the initial state. 0, or -1 with the message in R->opts. */
+static int step_begin(step_run *R, const celo_program *P, celo_state *st, float *p, const float *g, const float *hp,
+                      int64_t t, celo_step_opts *opts, int nt)
+{
+    memset(R, 0, sizeof *R);
+    R->opts = opts;
+    R->ps = prof_slot(P);
+    R->pt0 = R->ps >= 0 ? prof_now() : 0;
     if (st->prog != P) {
-        if (opts)
-            snprintf(opts->err, sizeof opts->err, "state belongs to rule '%s', not '%s'", st->prog->name, P->name);
-        return -1;
+        char msg[200];
+        snprintf(msg, sizeof msg, "state belongs to rule '%.80s', not '%.80s'", st->prog->name, P->name);
+        return step_fail(R, msg);
     }
-    int nt = opts && opts->nthreads > 0 ? opts->nthreads : celo_threads();
     int64_t n = st->n;
     int nchunks = n < CELO_STEP_SPLIT_MIN ? 1 : nt;
     scratch *S = scratch_get(st, nchunks);
-    if (!S->vecs) {
-        if (opts)
-            snprintf(opts->err, sizeof opts->err, "out of memory");
-        return -1;
-    }
+    if (!S->vecs)
+        return step_fail(R, "out of memory");
     int nn = P->nnodes, ns = P->nstate;
     S->ptr[0] = p;
     S->ptr[1] = (float *)g;
     for (int s = 0; s < ns; s++)
         S->ptr[2 + s] = st->slot[s];
+    R->P = P;
+    R->st = st;
+    R->S = S;
+    R->hp = hp;
+    R->t = t;
+    R->nchunks = nchunks;
+    R->use_interp = opts && opts->interp;
+    int64_t per = (n + nchunks - 1) / nchunks;
+    R->per = (per + 63) & ~(int64_t)63;
 
-    /* Host values (and stage-0 per-tensor values); on the first step, initial state. */
     for (int j = 0; j < nn; j++) {
         const celo_node *x = &P->nodes[j];
         if (x->dom != CELO_ELEM && x->pass == 0 && !is_elem_reduction(P, x) && x->dom == CELO_HOST)
@@ -777,72 +816,135 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
         if (x->dom != CELO_ELEM && x->dom != CELO_HOST && x->pass == 0 && !is_elem_reduction(P, x))
             eval_small(P, st, S, j, t, hp);
     }
+    return 0;
+}
 
-    int64_t per = (n + nchunks - 1) / nchunks;
-    step_run R = {.P = P,
-                  .st = st,
-                  .S = S,
-                  .hp = hp,
-                  .t = t,
-                  .per = (per + 63) & ~(int64_t)63,
-                  .nchunks = nchunks,
-                  .use_interp = opts && opts->interp};
+/* Passes k0..k1 (a run without orthogonalizations before k1) on thread w of nw: each thread takes chunks
+ * w, w + nw, ...; between passes thread 0 combines the partials and computes the small values while the others
+ * wait. Ends when this thread's chunks of pass k1 are done (the caller's barrier ends the run). pk: profile
+ * times of the passes (thread 0). */
+static void step_run_passes(const step_run *R, int k0, int k1, int w, int nw, celo_team *team, double *pk)
+{
+    for (int k = k0; k <= k1; k++) {
+        if (R->ps >= 0 && w == 0 && k <= 16)
+            pk[k] = prof_now();
+        for (int c = w; c < R->nchunks; c += nw)
+            run_chunk(R, k, c);
+        if (k == k1)
+            break;
+        celo_team_wait(team);
+        if (w == 0) {
+            if (R->ps >= 0 && k <= 16)
+                pk[k] = prof_now() - pk[k];
+            combine(R, k);
+            stage_small(R, k);
+        }
+        celo_team_wait(team);
+    }
+}
+
+/* After the run k0..k1, on one thread: the partials of k1, its orthogonalizations and small values. */
+static int step_after_run(step_run *R, int k0, int k1, double *pk)
+{
+    const celo_program *P = R->P;
+    if (R->ps >= 0 && k1 <= 16)
+        pk[k1] = prof_now() - pk[k1];
+    combine(R, k1);
+    if (R->ps >= 0)
+        for (int k = k0; k <= k1 && k <= 16; k++) {
+            prof[R->ps].pass_s[k] += pk[k];
+            R->pkt += pk[k];
+        }
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->op == CELO_OP_ORTHO && x->pass == k1)
+            if (celo_orthogonalize(R->S->ptr[2 + P->nstate + j], 1, R->st->R, R->st->C, x->aux))
+                return step_fail(R, "orthogonalize: out of memory");
+    }
+    stage_small(R, k1);
+    return 0;
+}
+
+/* The step's end, on one thread: commit the state that is not element-wise (element-wise state was written by
+ * the last pass). */
+static void step_end(step_run *R)
+{
+    const celo_program *P = R->P;
+    for (int s = 0; s < P->nstate; s++)
+        celo_commit_slot(P, R->st, s, R->S->sc, R->S->ptr);
+    R->st->t = R->t;
+    if (R->ps >= 0) {
+        prof[R->ps].small_s += prof_now() - R->pt0 - R->pkt;
+        prof[R->ps].steps++;
+    }
+}
+
+static int next_run_end(const celo_program *P, int k0)
+{
+    int k1 = k0;
+    while (k1 < P->npass && !has_ortho(P, k1))
+        k1++;
+    return k1;
+}
+
+int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
+              celo_step_opts *opts)
+{
+    int nt = opts && opts->nthreads > 0 ? opts->nthreads : celo_threads();
+    step_run R;
+    if (step_begin(&R, P, st, p, g, hp, t, opts, nt))
+        return -1;
     /* Runs of passes up to the next orthogonalization, which runs outside the team (its GEMMs use the threads). */
     for (int k0 = 1, k1; k0 <= P->npass; k0 = k1 + 1) {
-        for (k1 = k0; k1 < P->npass && !has_ortho(P, k1);)
-            k1++;
-        team_barrier bar = {0, 0, 0};
+        k1 = next_run_end(P, k0);
         double pk[17] = {0}; /* profile: a pass's start time, then its length */
-#pragma omp parallel num_threads(nchunks) if (nchunks > 1)
-        {
-            int w = 0, nw = 1;
+        if (R.nchunks > 1) {
+            celo_team team = {.n = R.nchunks};
+#pragma omp parallel num_threads(R.nchunks)
+            {
+                int w = 0, nw = 1;
 #ifdef _OPENMP
-            w = omp_get_thread_num();
-            nw = omp_get_num_threads(); /* fewer than nchunks when called inside another team */
+                w = omp_get_thread_num();
+                nw = omp_get_num_threads(); /* fewer than nchunks when called inside another team */
 #endif
-            for (int k = k0; k <= k1; k++) {
-                if (ps >= 0 && w == 0 && k <= 16)
-                    pk[k] = prof_now();
-                for (int c = w; c < nchunks; c += nw)
-                    run_chunk(&R, k, c);
-                if (k == k1)
-                    break; /* the team's end is the barrier */
-                barrier_wait(&bar, nw);
-                if (w == 0) {
-                    if (ps >= 0 && k <= 16)
-                        pk[k] = prof_now() - pk[k];
-                    combine(&R, k);
-                    stage_small(&R, k);
-                }
-                barrier_wait(&bar, nw);
+                if (w == 0)
+                    team.n = nw;
+#pragma omp barrier
+                step_run_passes(&R, k0, k1, w, nw, &team, pk);
             }
-        }
-        if (ps >= 0 && k1 <= 16)
-            pk[k1] = prof_now() - pk[k1];
-        combine(&R, k1);
-        if (ps >= 0)
-            for (int k = k0; k <= k1 && k <= 16; k++) {
-                prof[ps].pass_s[k] += pk[k];
-                pkt += pk[k];
-            }
-        for (int j = 0; j < nn; j++) {
-            const celo_node *x = &P->nodes[j];
-            if (x->op == CELO_OP_ORTHO && x->pass == k1)
-                if (celo_orthogonalize(S->ptr[2 + ns + j], 1, st->R, st->C, x->aux)) {
-                    if (opts)
-                        snprintf(opts->err, sizeof opts->err, "orthogonalize: out of memory");
-                    return -1;
-                }
-        }
-        stage_small(&R, k1);
+        } else
+            step_run_passes(&R, k0, k1, 0, 1, NULL, pk);
+        if (step_after_run(&R, k0, k1, pk))
+            return -1;
     }
-    /* commit the state that is not element-wise (element-wise state was written by the last pass) */
-    for (int s = 0; s < ns; s++)
-        celo_commit_slot(P, st, s, S->sc, S->ptr);
-    st->t = t;
-    if (ps >= 0) {
-        prof[ps].small_s += prof_now() - pt0 - pkt;
-        prof[ps].steps++;
+    step_end(&R);
+    return 0;
+}
+
+int celo_step_team(const celo_program *P, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
+                   celo_step_opts *opts, celo_team *team, int w)
+{
+    int nw = celo_team_size(team);
+    int nt = opts && opts->nthreads > 0 ? opts->nthreads : celo_threads();
+    step_run *S = &team->run;
+    if (w == 0)
+        team->rc = step_begin(S, P, st, p, g, hp, t, opts, nt);
+    celo_team_wait(team);
+    if (team->rc)
+        return -1;
+    for (int k0 = 1, k1; k0 <= P->npass; k0 = k1 + 1) {
+        k1 = next_run_end(P, k0);
+        double pk[17] = {0};
+        step_run_passes(S, k0, k1, w, nw, team, pk);
+        celo_team_wait(team);
+        if (w == 0)
+            team->rc = step_after_run(S, k0, k1, pk);
+        celo_team_wait(team);
+        if (team->rc)
+            return -1;
     }
+    if (w == 0)
+        step_end(S);
+    celo_team_wait(team); /* the next use of the team may set up another step */
     return 0;
 }

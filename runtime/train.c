@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -677,44 +678,91 @@ CELO_SIMD_CLONES static int combine_halves(float *g0, const float *g1, float w0,
     return !(acc & 0x80000000u);
 }
 
-/* The two halves of a batch at once. For a dataset task each half also gathers its own examples (rows of idx),
- * so the gather overlaps too (gather = 1). *finite: every combined gradient is finite. */
-static int split_loss_grad(inst *in, const celo_batch *b, int gather, float *loss, int *finite)
+/* Half h (0 or 1) of batch b: for a dataset task with gather = 1 it first gathers its own examples (rows of idx),
+ * so the gathers overlap too; then forward and backward, on the model (h = 0) or the replica (h = 1). */
+static int run_half(inst *in, const celo_batch *b, int gather, int h, float *loss)
 {
     const celo_dataset *tr = in->T ? NULL : &in->data->train;
     int n0 = b->n / 2, n = b->n;
-    celo_batch h0 = *b, h1 = batch_tail(b, n0, tr ? tr->dim : 0, tr ? tr->ydim : 0);
-    h0.n = n0;
-    float l0 = 0, l1 = 0;
-    int r0 = 0, r1 = 0, threads = celo_threads();
-#pragma omp parallel sections num_threads(2) if (threads >= 2)
-    {
-#pragma omp section
-        {
-            if (gather)
-                celo_dataset_gather(tr, in->idx, n0, in->bx, in->by, in->bt);
-            r0 = model_loss_grad(in->model, &h0, &l0);
-        }
-#pragma omp section
-        {
-            if (gather)
-                celo_dataset_gather(tr, in->idx + n0, n - n0, in->bx + (int64_t)n0 * tr->dim,
-                                    in->by ? in->by + n0 : NULL, in->bt ? in->bt + (int64_t)n0 * tr->ydim : NULL);
-            r1 = model_loss_grad(in->replica, &h1, &l1);
-        }
+    if (h == 0) {
+        celo_batch h0 = *b;
+        h0.n = n0;
+        if (gather)
+            celo_dataset_gather(tr, in->idx, n0, in->bx, in->by, in->bt);
+        return model_loss_grad(in->model, &h0, loss);
     }
-    if (r0 || r1)
-        return r0 ? -1 : -2;
+    celo_batch h1 = batch_tail(b, n0, tr ? tr->dim : 0, tr ? tr->ydim : 0);
+    if (gather)
+        celo_dataset_gather(tr, in->idx + n0, n - n0, in->bx + (int64_t)n0 * tr->dim, in->by ? in->by + n0 : NULL,
+                            in->bt ? in->bt + (int64_t)n0 * tr->ydim : NULL);
+    return model_loss_grad(in->replica, &h1, loss);
+}
+
+/* Slice w of nw of the combined gradient, (n0 g0 + n1 g1) / n into the model's gradients, in 64-KiB-aligned
+ * pieces; 1 when every combined value of the slice is finite. */
+static int combine_slice(inst *in, int n, int w, int nw)
+{
+    int n0 = n / 2;
     float w0 = (float)n0 / (float)n, w1 = (float)(n - n0) / (float)n;
     float *g0 = in->grads, *g1 = celo_model_grads(in->replica);
-    int64_t np = celo_model_nparams(in->model), slice = 1 << 16;
-    int ok = 1;
-#pragma omp parallel for schedule(static) reduction(& : ok) if (np >= 2 * slice)
-    for (int64_t i = 0; i < np; i += slice)
-        ok &= combine_halves(g0 + i, g1 + i, w0, w1, np - i < slice ? np - i : slice);
-    *finite = ok;
-    *loss = (float)(((double)l0 * n0 + (double)l1 * (n - n0)) / n);
+    int64_t np = celo_model_nparams(in->model);
+    int64_t lo = np * w / nw / 16 * 16, hi = w == nw - 1 ? np : np * (w + 1) / nw / 16 * 16;
+    return hi > lo ? combine_halves(g0 + lo, g1 + lo, w0, w1, hi - lo) : 1;
+}
+
+/* The two halves of a batch at once (run_half), then their gradients combined. *finite: every combined gradient
+ * is finite. */
+static int split_loss_grad(inst *in, const celo_batch *b, int gather, float *loss, int *finite)
+{
+    int n0 = b->n / 2, n = b->n;
+    float l[2] = {0, 0};
+    int r[2] = {0, 0}, ok[2] = {1, 1};
+#pragma omp parallel num_threads(2) if (celo_threads() >= 2)
+    {
+        int w = omp_get_thread_num(), nw = omp_get_num_threads();
+        for (int h = w; h < 2; h += nw)
+            r[h] = run_half(in, b, gather, h, &l[h]);
+#pragma omp barrier
+        if (!r[0] && !r[1])
+            ok[w] = combine_slice(in, n, w, nw);
+    }
+    if (r[0] || r[1])
+        return r[0] ? -1 : -2;
+    *finite = ok[0] && ok[1];
+    *loss = (float)(((double)l[0] * n0 + (double)l[1] * (n - n0)) / n);
     return 0;
+}
+
+/* Batch k (0-based) of a model's task into b: text windows, or the example indices of a dataset (gathered
+ * here unless the batch is split: then each half gathers its own, run_half). */
+static void inst_batch(inst *in, int64_t k, celo_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    b->n = in->B;
+    if (in->T) {
+        celo_text_batch(&in->data->text, CELO_SPLIT_TRAIN, in->data_seed, (uint64_t)k, in->B, in->T, in->btok, in->by);
+        b->seq = in->T;
+        b->tokens = in->btok;
+        b->labels = in->by;
+        return;
+    }
+    const celo_dataset *tr = &in->data->train;
+    int64_t per = tr->n / in->B, e = k / per, off = (k % per) * in->B;
+    if (in->perm) {
+        if (in->perm_epoch != e) {
+            epoch_perm(in->data_seed, e, tr->n, in->perm);
+            in->perm_epoch = e;
+        }
+        for (int j = 0; j < in->B; j++)
+            in->idx[j] = in->perm[off + j];
+    } else {
+        celo_epoch_batch(in->data_seed, tr->n, in->B, e, k % per, in->idx);
+    }
+    if (!in->replica)
+        celo_dataset_gather(tr, in->idx, in->B, in->bx, in->by, in->bt);
+    b->x = in->bx;
+    b->labels = in->by;
+    b->target = in->bt;
 }
 
 /* Loss of batch k (0-based) and the gradient. Returns 0; -1 with err on a real error (bad input). *finite is 1
@@ -726,31 +774,8 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, int *finite, char *
         *loss = celo_quadratic_loss(&in->data->quad, in->qx, in->qg);
         return 0;
     }
-    celo_batch b = {.n = in->B};
-    if (in->T) {
-        celo_text_batch(&in->data->text, CELO_SPLIT_TRAIN, in->data_seed, (uint64_t)k, in->B, in->T, in->btok, in->by);
-        b.seq = in->T;
-        b.tokens = in->btok;
-        b.labels = in->by;
-    } else {
-        const celo_dataset *tr = &in->data->train;
-        int64_t per = tr->n / in->B, e = k / per, off = (k % per) * in->B;
-        if (in->perm) {
-            if (in->perm_epoch != e) {
-                epoch_perm(in->data_seed, e, tr->n, in->perm);
-                in->perm_epoch = e;
-            }
-            for (int j = 0; j < in->B; j++)
-                in->idx[j] = in->perm[off + j];
-        } else {
-            celo_epoch_batch(in->data_seed, tr->n, in->B, e, k % per, in->idx);
-        }
-        if (!in->replica) /* else each half gathers its own (split_loss_grad) */
-            celo_dataset_gather(tr, in->idx, in->B, in->bx, in->by, in->bt);
-        b.x = in->bx;
-        b.labels = in->by;
-        b.target = in->bt;
-    }
+    celo_batch b;
+    inst_batch(in, k, &b);
     float l;
     int r = in->replica ? split_loss_grad(in, &b, !in->T, &l, finite) : model_loss_grad(in->model, &b, &l);
     if (r) {
@@ -1135,6 +1160,185 @@ static void prog_update(progress *pg, const inst *in, int evaluated)
     }
 }
 
+/* ================================ steps ================================ */
+
+/* What a step found: its loss, and the first value that was not finite (bad = NULL when none), named as
+ * pre + bad + post ("gradient of fc1.w", "fc1.w after the update", "the loss"). */
+typedef struct {
+    double loss;
+    const char *bad, *pre, *post;
+} step_out;
+
+static void set_lr(inst *in, int64_t t)
+{
+    if (in->run->schedule != CELO_SCHED_CONSTANT)
+        in->hp[in->lr_idx] = (float)(in->lr0 * sched_factor(in->run, t));
+}
+
+/* The step's loss and gradients' finiteness (fin: known finite) into o->bad. */
+static void check_grads(inst *in, int fin, step_out *o)
+{
+    o->bad = NULL;
+    o->pre = o->post = "";
+    if (!isfinite(o->loss))
+        o->bad = "the loss";
+    int nfg = o->bad || fin ? -1 : first_nonfinite(in, in->grads);
+    if (nfg >= 0)
+        o->bad = inst_tensor(in, nfg)->name, o->pre = "gradient of ";
+}
+
+/* Step t on the calling thread (each part may use threads of its own). 0, or -1 with err. */
+static int train_step(inst *in, const celo_program *prog, int64_t t, step_out *o, char *err, size_t errlen)
+{
+    int fin;
+    if (inst_loss_grad(in, t - 1, &o->loss, &fin, err, errlen))
+        return -1;
+    check_grads(in, fin, o);
+    if (o->bad)
+        return 0;
+    set_lr(in, t);
+    char msg[256];
+    int nonfinite, failed = update_tensors(in, prog, t, msg, sizeof msg, &nonfinite);
+    if (failed >= 0) {
+        seterr(err, errlen, "run %s: step %lld: %s: %s", in->run->name, (long long)t, inst_tensor(in, failed)->name,
+               msg);
+        return -1;
+    }
+    if (nonfinite >= 0)
+        o->bad = inst_tensor(in, nonfinite)->name, o->post = " after the update";
+    return 0;
+}
+
+/* A finished step in the running loss and its moving average. */
+static void account(inst *in, int64_t t, double loss)
+{
+    in->step = t;
+    in->loss_sum += loss;
+    in->loss_n++;
+    in->ema = in->ema_n ? EMA_DECAY * in->ema + (1 - EMA_DECAY) * loss : loss;
+    in->ema_n++;
+}
+
+/* Whether steps of this run go through team_steps: split batches, and a rule without orthogonalizations (their
+ * GEMMs want both threads, which a team's thread 0 does not have). */
+static int team_mode(const inst *in, const celo_program *prog)
+{
+    const char *env = getenv("CELO_TRAIN_TEAM"); /* 0: one OpenMP region per phase (tests, experiments) */
+    if (!in->replica || (env && !strcmp(env, "0")))
+        return 0;
+    for (int j = 0; j < prog->nnodes; j++)
+        if (prog->nodes[j].op == CELO_OP_ORTHO)
+            return 0;
+    return 1;
+}
+
+/* Steps in->step + 1 .. t_end of a split-batch run, all inside one team of two threads that lives across the
+ * steps. Waking a sleeping thread costs tens of microseconds on a VM (OMP_WAIT_POLICY=passive,
+ * runtime/blas_env.c): with an OpenMP region per phase (the halves, the combination, the updates) that was a
+ * sixth of an MLP 784-128-10 step; here the threads meet at celo_team barriers, which spin briefly before they
+ * sleep. Per step: thread 0 draws the batch; each thread runs one half (run_half); each combines a slice of the
+ * gradients; the tensors of at least CELO_STEP_SPLIT_MIN elements update in turn over both threads
+ * (celo_step_team), the smaller ones one per thread; each thread checks the parameters it updated; thread 0 does
+ * the bookkeeping. Results are those of train_step: every part computes the same values on any split. Stops
+ * after t_end, after a step that found a non-finite value (o->bad), or on an error (-1 with err). Progress is
+ * reported for every step but the last, which the caller reports after its evaluation. */
+static int team_steps(inst *in, const celo_program *prog, int64_t t_end, progress *pg, step_out *o, char *err,
+                      size_t errlen)
+{
+    celo_team *team = NULL;
+    celo_batch b;
+    int n = in->B, n0 = in->B / 2, gather = !in->T, rc = 0, stop = 0;
+    int r[2] = {0, 0}, ok[2] = {1, 1}, go = 0;
+    float l[2] = {0, 0};
+    int failed[2], nf[2];
+    char msg[2][256];
+    celo_step_opts so[2], big_so;
+    memset(&big_so, 0, sizeof big_so);
+    int nt = in->ntensors;
+#pragma omp parallel num_threads(2) if (celo_threads() >= 2)
+    {
+        int w = omp_get_thread_num(), nw = omp_get_num_threads();
+#pragma omp single
+        {
+            team = celo_team_new(nw);
+            stop = !team;
+        }
+        for (int64_t t = in->step + 1; !stop; t++) {
+            if (w == 0) {
+                inst_batch(in, t - 1, &b);
+                set_lr(in, t);
+            }
+            celo_team_wait(team);
+            for (int h = w; h < 2; h += nw)
+                r[h] = run_half(in, &b, gather, h, &l[h]);
+            celo_team_wait(team);
+            if (!r[0] && !r[1]) {
+                ok[w] = combine_slice(in, n, w, nw);
+                failed[w] = nf[w] = -1;
+            }
+            celo_team_wait(team);
+            double loss = ((double)l[0] * n0 + (double)l[1] * (n - n0)) / n;
+            go = !r[0] && !r[1] && isfinite(loss) && ok[0] && (nw < 2 || ok[1]);
+            /* updates: the large tensors in turn over the team, the small ones dealt out round-robin */
+            for (int i = 0, small = 0; go && i < nt; i++) {
+                const celo_param_tensor *pt = inst_tensor(in, i);
+                float *p = in->params + pt->offset;
+                if (pt->numel >= CELO_STEP_SPLIT_MIN) {
+                    if (celo_step_team(prog, in->st[i], p, in->grads + pt->offset, in->hp, t, &big_so, team, w)) {
+                        if (w == 0) {
+                            failed[0] = i;
+                            snprintf(msg[0], sizeof msg[0], "%s", big_so.err);
+                        }
+                        break;
+                    }
+                    int64_t lo = pt->numel * w / nw, hi = pt->numel * (w + 1) / nw;
+                    if (nf[w] < 0 && !all_finite(p + lo, hi - lo))
+                        nf[w] = i;
+                } else if (small++ % nw == w && failed[w] < 0) {
+                    memset(&so[w], 0, sizeof so[w]);
+                    so[w].nthreads = 1;
+                    if (celo_step(prog, in->st[i], p, in->grads + pt->offset, in->hp, t, &so[w])) {
+                        failed[w] = i;
+                        snprintf(msg[w], sizeof msg[w], "%s", so[w].err);
+                    } else if (nf[w] < 0 && !all_finite(p, pt->numel))
+                        nf[w] = i;
+                }
+            }
+            celo_team_wait(team);
+            if (w == 0) {
+                if (r[0] || r[1]) {
+                    seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(r[0] ? in->model : in->replica));
+                    rc = -1;
+                } else {
+                    o->loss = (float)loss;
+                    check_grads(in, go, o);
+                    int f = nw > 1 && failed[1] >= 0 && (failed[0] < 0 || failed[1] < failed[0]) ? 1 : 0;
+                    int v = nw > 1 && nf[1] >= 0 && (nf[0] < 0 || nf[1] < nf[0]) ? 1 : 0;
+                    if (go && failed[f] >= 0) {
+                        seterr(err, errlen, "run %s: step %lld: %s: %s", in->run->name, (long long)t,
+                               inst_tensor(in, failed[f])->name, msg[f]);
+                        rc = -1;
+                    } else {
+                        if (go && nf[v] >= 0)
+                            o->bad = inst_tensor(in, nf[v])->name, o->post = " after the update";
+                        account(in, t, o->loss);
+                        if (!o->bad && t < t_end)
+                            prog_update(pg, in, 0);
+                    }
+                }
+                stop = rc || o->bad || t >= t_end;
+            }
+            celo_team_wait(team);
+        }
+    }
+    if (!team && !rc) {
+        seterr(err, errlen, "run %s: out of memory", in->run->name);
+        rc = -1;
+    }
+    celo_team_free(team);
+    return rc;
+}
+
 /* ================================ a run ================================ */
 
 typedef struct {
@@ -1197,43 +1401,30 @@ static int run_one(const celo_plan *plan, const celo_run *run, task_data *td, ce
     pg.s0 = in.step;
     int64_t tenth = run->steps / 10 > 0 ? run->steps / 10 : 1;
     pg.mark = (in.step / tenth + 1) * tenth;
-    celo_step_opts so;
-    memset(&so, 0, sizeof so);
     const int64_t eval_every = run->eval_every, ck_every = run->checkpoint_every;
+    const int team = team_mode(&in, prog);
     int diverged = 0;
     char msg[512] = "";
     while (in.step < run->steps) {
-        int64_t t = in.step + 1;
-        double loss;
-        int grads_finite;
-        if (inst_loss_grad(&in, t - 1, &loss, &grads_finite, err, errlen))
-            goto done;
-        const char *bad = NULL, *pre = "", *post = "";
-        if (!isfinite(loss))
-            bad = "the loss";
-        int nfg = bad || grads_finite ? -1 : first_nonfinite(&in, in.grads);
-        if (nfg >= 0)
-            bad = inst_tensor(&in, nfg)->name, pre = "gradient of ";
-        if (!bad) {
-            if (run->schedule != CELO_SCHED_CONSTANT)
-                in.hp[in.lr_idx] = (float)(in.lr0 * sched_factor(run, t));
-            int nonfinite, failed = update_tensors(&in, prog, t, so.err, sizeof so.err, &nonfinite);
-            if (failed >= 0) {
-                seterr(err, errlen, "run %s: step %lld: %s: %s", run->name, (long long)t,
-                       inst_tensor(&in, failed)->name, so.err);
+        /* the steps up to the next one that evaluates or checkpoints (one at a time outside a team) */
+        int64_t t_end = run->steps;
+        if (eval_every > 0 && (in.step / eval_every + 1) * eval_every < t_end)
+            t_end = (in.step / eval_every + 1) * eval_every;
+        if (run->checkpoint[0] && ck_every > 0 && (in.step / ck_every + 1) * ck_every < t_end)
+            t_end = (in.step / ck_every + 1) * ck_every;
+        step_out o;
+        if (team) {
+            if (team_steps(&in, prog, t_end, &pg, &o, err, errlen))
                 goto done;
-            }
-            if (nonfinite >= 0)
-                bad = inst_tensor(&in, nonfinite)->name, post = " after the update";
+        } else {
+            if (train_step(&in, prog, in.step + 1, &o, err, errlen))
+                goto done;
+            account(&in, in.step + 1, o.loss);
         }
-        in.step = t;
-        in.loss_sum += loss;
-        in.loss_n++;
-        in.ema = in.ema_n ? EMA_DECAY * in.ema + (1 - EMA_DECAY) * loss : loss;
-        in.ema_n++;
-        if (bad) {
-            snprintf(msg, sizeof msg, "run %s: step %lld: %s%s is not finite%s; stopping", run->name, (long long)t, pre,
-                     bad, post);
+        int64_t t = in.step;
+        if (o.bad) {
+            snprintf(msg, sizeof msg, "run %s: step %lld: %s%s is not finite%s; stopping", run->name, (long long)t,
+                     o.pre, o.bad, o.post);
             diverged = 1;
             row r = {t, in.loss_sum / (double)in.loss_n, NAN, NAN, in.wall_prev + now_s() - t0};
             if (add_row(&in, r)) {
@@ -1243,6 +1434,10 @@ static int run_one(const celo_plan *plan, const celo_run *run, task_data *td, ce
             if (write_csv(&in, err, errlen))
                 goto done;
             break;
+        }
+        if (t < t_end) {
+            prog_update(&pg, &in, 0);
+            continue;
         }
         int evaluated = 0;
         if ((eval_every > 0 && t % eval_every == 0) || t == run->steps) {

@@ -201,6 +201,25 @@ if want pipeline; then
         diff <(cut -d, -f1-4 "$TMP/full/runs/slow.csv") <(cut -d, -f1-4 "$TMP/kill/runs/slow.csv") >"$TMP/diff"; then
         ok "pipeline kill -9 + --resume == uninterrupted (killed with $killed_at CSV lines written)"
     else bad "pipeline resume: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff")"; fi
+    # split batches run their steps in one thread team (runtime/train.c, team_steps): the same numbers as one
+    # OpenMP region per phase, and on one thread as on two
+    mkdir -p "$TMP/team" "$TMP/noteam" "$TMP/team1"
+    set_short=(--quiet --set steps=240 --set eval_every=80)
+    if (cd "$TMP/team" && "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" "${set_short[@]}") 2>"$TMP/err" &&
+        (cd "$TMP/noteam" && CELO_TRAIN_TEAM=0 "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" "${set_short[@]}") \
+            2>>"$TMP/err" &&
+        (cd "$TMP/team1" && OMP_NUM_THREADS=1 "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" "${set_short[@]}") \
+            2>>"$TMP/err" &&
+        [ "$(grep -c . "$TMP/team/runs/slow.csv")" = 4 ] &&
+        diff <(cut -d, -f1-4 "$TMP/team/runs/slow.csv") <(cut -d, -f1-4 "$TMP/noteam/runs/slow.csv") >"$TMP/diff" &&
+        diff <(cut -d, -f1-4 "$TMP/team/runs/slow.csv") <(cut -d, -f1-4 "$TMP/team1/runs/slow.csv") >>"$TMP/diff"
+    then ok "pipeline split-batch team == one region per phase == one thread"
+    else bad "pipeline team: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff")"; fi
+    (cd "$TMP/team" && "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet --set steps=50 --set lr=1e30) \
+        2>"$TMP/err"
+    if grep -q "step [0-9]*: .*not finite" "$TMP/err"; then
+        ok "pipeline divergence in a team: $(grep -m1 'not finite' "$TMP/err")"
+    else bad "pipeline divergence in a team: $(head -c 300 "$TMP/err")"; fi
     # divergence stops the run with the step and the tensor named
     (cd "$TMP/run" && "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny --quiet --set lr=1e30) 2>"$TMP/err"
     if grep -q "step [0-9]*: .*not finite" "$TMP/err"; then ok "pipeline divergence: $(grep -m1 'not finite' "$TMP/err")"

@@ -253,14 +253,14 @@ def fmt(v):
 def main():
     ap = argparse.ArgumentParser(prog="bench/train/run.sh")
     ap.add_argument("--rounds", type=int, default=5, help="rounds (default 5; at least 3 unless --budget-s ends it)")
-    ap.add_argument("--budget-s", type=float, default=240, help="stop starting rounds after ~this many seconds")
+    ap.add_argument("--budget-s", type=float, default=420, help="stop starting rounds after ~this many seconds")
     ap.add_argument("--max-wait-s", type=float, default=40,
                     help="total seconds to wait for other work on the machine to pause (default 40)")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--opts", default=",".join(OPTS),
                     help="torch configurations: AdamW implementation (fused, foreach, forloop), optionally @N "
                          "threads (default: " + ",".join(OPTS) + ")")
-    ap.add_argument("--target-s", type=float, default=0.6, help="timed seconds per torch configuration")
+    ap.add_argument("--target-s", type=float, default=1.5, help="timed seconds per torch configuration")
     ap.add_argument("--compile", action="store_true",
                     help="also time torch.compile (fused AdamW) once per model, after the rounds (minutes)")
     ap.add_argument("--write", action="store_true", help="update the section in docs/results.md in place")

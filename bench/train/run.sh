@@ -2,7 +2,7 @@
 # bench/train: steps/s of whole training steps (batch, forward, backward, AdamW) in celo against PyTorch on the
 # same models: MLP 64-32-10 (batch 64, 8x8 Fashion-MNIST), MLP 784-128-10 (batch 128, 28x28 Fashion-MNIST) and
 # the character GPT of examples/char_transformer.celo (batch 16 x 64). Prints a markdown report (progress on
-# stderr); about 3-5 minutes.
+# stderr); about 5-8 minutes.
 #
 #   bash bench/train/run.sh [--write] [--rounds N] [--budget-s S] [--models mlp8,mlp28,gpt]
 #                           [--opts fused,foreach,forloop,fused@1] [--compile] [--no-torch]

@@ -5,7 +5,9 @@
  *     phases MODEL [steps]        MODEL: mlp8, mlp28, gpt (the models of bench/train/MODEL.celo)
  *
  * Prints `phase NAME ms_per_step=X share=Y` lines and `layer NAME ms=X calls_per_step=K` lines. The optimizer is
- * stdlib adamw compiled ahead of time (`celo emit obj`), the code `celo run` JIT-compiles. */
+ * stdlib adamw compiled ahead of time (`celo emit obj`), the code `celo run` JIT-compiles. With split batches
+ * runtime/train.c runs the phases of many steps inside one thread team (team_steps); here each phase is an OpenMP
+ * region of its own so that it can be timed alone, and the phases add up to a little more than a real step. */
 #include "celort.h"
 #include "data.h"
 #include "nn.h"

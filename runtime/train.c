@@ -1248,7 +1248,7 @@ static int team_steps(inst *in, const celo_program *prog, int64_t t_end, progres
     celo_team *team = NULL;
     celo_batch b;
     int n = in->B, n0 = in->B / 2, gather = !in->T, rc = 0, stop = 0;
-    int r[2] = {0, 0}, ok[2] = {1, 1}, go = 0;
+    int r[2] = {0, 0}, ok[2] = {1, 1};
     float l[2] = {0, 0};
     int failed[2], nf[2];
     char msg[2][256];
@@ -1278,7 +1278,7 @@ static int team_steps(inst *in, const celo_program *prog, int64_t t_end, progres
             }
             celo_team_wait(team);
             double loss = ((double)l[0] * n0 + (double)l[1] * (n - n0)) / n;
-            go = !r[0] && !r[1] && isfinite(loss) && ok[0] && (nw < 2 || ok[1]);
+            int go = !r[0] && !r[1] && isfinite(loss) && ok[0] && (nw < 2 || ok[1]);
             /* updates: the large tensors in turn over the team, the small ones dealt out round-robin */
             for (int i = 0, small = 0; go && i < nt; i++) {
                 const celo_param_tensor *pt = inst_tensor(in, i);

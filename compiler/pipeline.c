@@ -635,6 +635,7 @@ static celo_run *new_run(pctx *C)
     memset(r, 0, sizeof *r);
     r->task = -1;
     r->group = -1;
+    r->entry = -1;
     r->seed = 0;
     return r;
 }
@@ -897,10 +898,23 @@ static int build_compare(pctx *C, const def *d)
         return -1;
     if (C->nerr != e0)
         return -1;
-    for (const parg *o = opts->args; o; o = o->next) {
+    int entry = 0;
+    for (const parg *o = opts->args; o; o = o->next, entry++) {
         celo_run base = tmpl;
         if (set_optimizer(C, &base, o->value))
             continue;
+        /* a rule listed again (other hyper-parameters) gets its own runs, named rule#2, rule#3, ... */
+        int occ = 1, last = -1;
+        for (int k = C->plan->groups[gi].first; k < C->plan->nruns; k++)
+            if (C->plan->runs[k].entry != last) {
+                last = C->plan->runs[k].entry;
+                occ += !strcmp(C->plan->runs[k].rule, base.rule);
+            }
+        char label[CELO_NAME_MAX];
+        if (occ > 1)
+            snprintf(label, sizeof label, "%.40s#%d", base.rule, occ);
+        else
+            snprintf(label, sizeof label, "%.40s", base.rule);
         int ti = tune_key ? hp_index(&base, tune_key) : -1;
         if (tune_key && ti < 0) {
             PERR(C, tune_sp, "optimizer '%s' has no hyper-parameter '%s' to tune", base.rule, tune_key);
@@ -910,11 +924,12 @@ static int build_compare(pctx *C, const def *d)
             celo_run *r = new_run(C);
             *r = base;
             r->group = gi;
+            r->entry = entry;
             if (ti >= 0) {
                 r->hp[ti] = tv[q];
-                snprintf(r->name, sizeof r->name, "%.24s.%.24s[%s=%.3g]", d->name, base.rule, tune_key, tv[q]);
+                snprintf(r->name, sizeof r->name, "%.24s.%.24s[%s=%.3g]", d->name, label, tune_key, tv[q]);
             } else
-                snprintf(r->name, sizeof r->name, "%.30s.%.30s", d->name, base.rule);
+                snprintf(r->name, sizeof r->name, "%.30s.%.30s", d->name, label);
             file_name(r->log, sizeof r->log, C->plan->groups[gi].out, r->name, ".csv");
             finish_run(C, r, d);
         }

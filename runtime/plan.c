@@ -129,6 +129,7 @@ static const field run_fields[] = {
     FS(log, celo_run, log),
     FS(checkpoint, celo_run, checkpoint),
     FI(group, celo_run, group),
+    FI(entry, celo_run, entry),
 };
 
 static const field group_fields[] = {
@@ -526,6 +527,7 @@ int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen)
                 memset(u, 0, sizeof *u);
                 strcpy(u->name, name);
                 u->group = -1;
+                u->entry = -1;
                 cur = B_RUN, base = u, fs = run_fields, nfs = NF(run_fields);
             } else if (!strcmp(key, "group")) {
                 if (grow((void **)&plan->groups, plan->ngroups, &capg, sizeof *plan->groups))

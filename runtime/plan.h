@@ -71,6 +71,7 @@ typedef struct {
     char log[CELO_PATH_MAX];        /* CSV: step,train_loss,eval_loss,eval_acc,wall_s ("" = none) */
     char checkpoint[CELO_PATH_MAX]; /* safetensors path ("" = none) */
     int group;                      /* runs of one sweep/compare share a group number (-1: none) */
+    int entry;                      /* compare: which of its optimizers the run tries (0-based); -1 otherwise */
 } celo_run;
 
 typedef struct {

@@ -184,6 +184,18 @@ if want pipeline; then
         if ldd "$TMP/tiny_bin" | grep -qi llvm; then bad "pipeline build: the binary links LLVM"
         else ok "pipeline build needs no LLVM"; fi
     else bad "pipeline run/build: $(head -c 600 "$TMP/err")"; fi
+    # a rule listed twice in a compare is two entries: two table rows, separate logs, in the JIT and in a binary
+    mkdir -p "$TMP/twice" "$TMP/twice_bin"
+    if (cd "$TMP/twice" && "$CELO_ABS" run "$ROOT/tests/pipeline/twice.celo" --quiet) >"$TMP/out" 2>"$TMP/err" &&
+        $CELO build tests/pipeline/twice.celo -o "$TMP/twice_exe" 2>>"$TMP/err" &&
+        (cd "$TMP/twice_bin" && "$TMP/twice_exe" --quiet) >>"$TMP/out" 2>>"$TMP/err" &&
+        [ "$(grep -c '^| twice\.' "$TMP/twice/runs/twice/results.md")" = 3 ] &&
+        grep -q '^| twice\.adamw#2\[' "$TMP/twice/runs/twice/results.md" &&
+        [ "$(ls "$TMP/twice/runs/twice/"*.csv | wc -l)" = 6 ] &&
+        diff <(cut -d'|' -f2-7 "$TMP/twice/runs/twice/results.md") <(cut -d'|' -f2-7 "$TMP/twice_bin/runs/twice/results.md") \
+            >"$TMP/diff"
+    then ok "pipeline compare with a rule listed twice: 3 rows, 6 logs, run == build"
+    else bad "pipeline compare twice: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff" 2>/dev/null)"; fi
     # kill -9 after the first log row and checkpoint (step 500), resume: the same numbers as a run that was never interrupted
     mkdir -p "$TMP/full" "$TMP/kill"
     (cd "$TMP/full" && "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet) 2>"$TMP/err"

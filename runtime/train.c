@@ -1009,6 +1009,15 @@ static int ckpt_load(inst *in, char *err, size_t errlen)
                (long long)run->steps);
         goto done;
     }
+    /* a changed length changes every schedule but the constant one from here on: say so, it is not an error */
+    int64_t steps0;
+    if (run->schedule != CELO_SCHED_CONSTANT && !celo_ckpt_meta_i64(&c, "steps", &steps0, e, sizeof e) &&
+        steps0 != run->steps)
+        fprintf(stderr,
+                "run %s: note: %s was written by a run of %lld steps, this one has %lld: its learning-rate schedule "
+                "from step %lld on follows the new length, so the results differ from an uninterrupted run of either "
+                "length\n",
+                run->name, path, (long long)steps0, (long long)run->steps, (long long)step + 1);
     int64_t want = (int64_t)in->ntensors * (1 + in->prog->nstate);
     if (c.ntensor != want) {
         seterr(err, errlen,

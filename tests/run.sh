@@ -236,6 +236,13 @@ if want pipeline; then
     (cd "$TMP/run" && "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny --quiet --set lr=1e30) 2>"$TMP/err"
     if grep -q "step [0-9]*: .*not finite" "$TMP/err"; then ok "pipeline divergence: $(grep -m1 'not finite' "$TMP/err")"
     else bad "pipeline divergence: $(head -c 300 "$TMP/err")"; fi
+    # resuming with another length: a note that the schedule follows the new length
+    mkdir -p "$TMP/len"
+    (cd "$TMP/len" && "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny --quiet --set steps=200 &&
+        "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny --quiet --resume) 2>"$TMP/err"
+    if grep -q "note: .*200 steps, this one has 600: its learning-rate schedule from step 201" "$TMP/err"; then
+        ok "pipeline resume with another length: a note"
+    else bad "pipeline resume with another length: $(head -c 300 "$TMP/err")"; fi
     # a missing Debian dataset: one line naming the package
     (cd "$TMP/run" && CELO_FASHION_MNIST_DIR="$TMP/nowhere" "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet) 2>"$TMP/err"
     rc=$?

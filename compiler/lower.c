@@ -64,6 +64,7 @@ typedef struct {
     const int *guess; /* slot domain guesses */
     int p_cur, p_assigned;
     int u_cur;
+    int alone; /* a transform lowered on its own (celo check): its update u applied to p as p + u */
     scope *sc;
 } lctx;
 
@@ -702,9 +703,10 @@ static int declare_hps(lctx *L, const def *d, celo_hparam *hp, int *nhp)
             return -1;
         }
         double v = 0;
-        if (!p->def)
-            ERR(L, p->sp, "hyper-parameter '%s' needs a default value ('%s = …')", p->name, p->name);
-        else
+        if (!p->def) {
+            if (d->kind != DEF_TRANSFORM) /* a transform's may come from each chain(…) that uses it */
+                ERR(L, p->sp, "hyper-parameter '%s' needs a default value ('%s = …')", p->name, p->name);
+        } else
             eval_default(L, p->def, &v);
         if (hp) {
             hp[*nhp].name = p->name;
@@ -851,7 +853,14 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     L->p_assigned = 0;
     *nhp = 0;
     declare_hps(L, d, hp, nhp);
-    if (d->kind == DEF_TRANSFORM) {
+    if (d->kind == DEF_TRANSFORM && L->alone) {
+        sc->is_transform = 1;
+        sc->prefix = d->name;
+        L->u_cur = N(L, CELO_OP_G, -1, -1, -1);
+        lower_stmts(L, d->body, 0);
+        L->p_cur = N(L, CELO_OP_ADD, L->p_cur, L->u_cur, -1);
+        L->p_assigned = 1;
+    } else if (d->kind == DEF_TRANSFORM) {
         ERR(L, d->name_span, "'%s' is a transform; use it inside chain(…) of an optimizer", d->name);
     } else if (d->chain) {
         lower_chain(L, d, sc);
@@ -864,13 +873,13 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     L->sc = NULL;
 }
 
-rule *rule_compile(module *m, def *d)
+static rule *compile_def(module *m, def *d, int alone)
 {
     int guess[MAXN];
     for (int i = 0; i < MAXN; i++)
         guess[i] = CELO_SCALAR;
     irbuild ir;
-    lctx L = {.mod = m, .guess = guess};
+    lctx L = {.mod = m, .guess = guess, .alone = alone};
     celo_hparam hp[64];
     int nhp = 0;
     for (int iter = 0;; iter++) {
@@ -1054,4 +1063,14 @@ void rule_free(rule *r)
     free(r->passes);
     free(r->strings);
     free(r);
+}
+
+rule *rule_compile(module *m, def *d)
+{
+    return compile_def(m, d, 0);
+}
+
+rule *rule_compile_transform(module *m, def *d)
+{
+    return compile_def(m, d, 1);
 }

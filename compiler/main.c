@@ -173,6 +173,17 @@ static rule *load_rule(module *m, const char *file, const char *name)
 }
 
 /* ---- commands ---- */
+/* Whether an optimizer of the module uses transform t in its chain(…). */
+static int transform_used(const module *m, const def *t)
+{
+    for (const def *d = m->defs; d; d = d->next)
+        if (d->kind == DEF_OPTIMIZER)
+            for (const arg *a = d->chain; a; a = a->next)
+                if (a->value && a->value->name && !strcmp(a->value->name, t->name))
+                    return 1;
+    return 0;
+}
+
 static int cmd_check(int argc, char **argv)
 {
     if (argc != 1)
@@ -182,9 +193,11 @@ static int cmd_check(int argc, char **argv)
     int nrules = 0, nblocks = 0;
     if (!nerr) {
         for (def *d = m.defs; d; d = d->next) {
-            if (d->kind != DEF_OPTIMIZER || strcmp(d->file->path, argv[0]))
+            if ((d->kind != DEF_OPTIMIZER && d->kind != DEF_TRANSFORM) || strcmp(d->file->path, argv[0]))
                 continue;
-            rule *r = rule_compile(&m, d);
+            if (d->kind == DEF_TRANSFORM && transform_used(&m, d))
+                continue; /* checked where a chain uses it, which reports its errors with that use */
+            rule *r = d->kind == DEF_TRANSFORM ? rule_compile_transform(&m, d) : rule_compile(&m, d);
             if (r)
                 fprintf(stderr, "%s: %s: %d pass%s, %d state slot%s\n", argv[0], r->prog.name, r->prog.npass,
                         r->prog.npass == 1 ? "" : "es", r->prog.nstate, r->prog.nstate == 1 ? "" : "s");

@@ -38,6 +38,9 @@ typedef struct {
 
 /* Checks and lowers optimizer NAME; reports errors and returns NULL on failure. */
 rule *rule_compile(module *m, def *d);
+/* Checks transform d on its own (celo check): its body with its defaults (0 where it has none), the update it
+ * makes applied as p + u. Reports errors; NULL on failure. */
+rule *rule_compile_transform(module *m, def *d);
 void rule_free(rule *r);
 /* Assigns passes (fuse.c). */
 void rule_fuse(rule *r);

@@ -1824,7 +1824,8 @@ static int write_compare(const celo_plan *plan, const celo_group *g, const outco
                          void *lctx, const task_data *tds, char *err, size_t errlen)
 {
     const char *metric = group_metric(g);
-    /* the best run of each optimizer entry (a rule listed twice is two entries), in list order */
+    /* the best run of each optimizer entry (a rule listed twice is two entries; plans built by hand, with every
+     * entry 0, get one per rule), in list order */
     int *best = malloc(sizeof(int) * (size_t)(g->count > 0 ? g->count : 1));
     int *cnt = calloc((size_t)(g->count > 0 ? g->count : 1), sizeof(int));
     int nb = 0, rc = -1;
@@ -1833,7 +1834,8 @@ static int write_compare(const celo_plan *plan, const celo_group *g, const outco
         goto oom;
     for (int k = g->first; k < g->first + g->count; k++) {
         int j = 0;
-        while (j < nb && plan->runs[best[j]].entry != plan->runs[k].entry)
+        while (j < nb && (plan->runs[best[j]].entry != plan->runs[k].entry ||
+                          strcmp(plan->runs[best[j]].rule, plan->runs[k].rule)))
             j++;
         if (j == nb) {
             best[nb++] = k;

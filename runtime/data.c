@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,6 +89,23 @@ void celo_dataset_free(celo_dataset *d)
     free(d->y);
     free(d->t);
     memset(d, 0, sizeof *d);
+}
+
+/* An example array of n floats: in 2 MiB-aligned memory that the kernel may back with huge pages
+ * (MADV_HUGEPAGE), since batches read rows scattered over all of it and each row would otherwise cost a TLB miss
+ * (gathering half a 28x28 Fashion-MNIST batch of 128 inside a training step: 48-54 us before, 38 us after). */
+static float *examples_alloc(size_t n)
+{
+    size_t bytes = n * sizeof(float), align = (size_t)2 << 20;
+    void *x = NULL;
+    if (bytes < align)
+        return malloc(bytes ? bytes : 1);
+    if (posix_memalign(&x, align, (bytes + align - 1) / align * align))
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(x, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
+#endif
+    return x;
 }
 
 /* rows split over threads for large batches: the rows are scattered over the dataset, so the copy waits on
@@ -387,7 +405,7 @@ static int fmnist_split(celo_dataset *d, const char *dir, const char *prefix, co
     }
     int resize = o->size && size != h;
     int64_t n = im.dim[0], dim = resize ? (int64_t)size * size : (int64_t)h * w;
-    d->x = malloc(sizeof(float) * (size_t)(n * dim));
+    d->x = examples_alloc((size_t)(n * dim));
     d->y = malloc(sizeof(int32_t) * (size_t)n);
     if (!d->x || !d->y) {
         seterr(err, errlen, "fashion_mnist: out of memory");

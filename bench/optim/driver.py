@@ -8,16 +8,16 @@ Progress goes to stderr, the report (markdown) to stdout.
 import argparse
 import datetime
 import os
-import platform
 import re
 import shlex
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import (ROOT, QuietGate, first_line, git_rev, machine_info, run_cmd, stats,  # noqa: E402
+                      write_section)
+
 RULES = ("adamw", "lion", "adafactor")
 # Bytes each rule must move per parameter (float32), counting every array read and written once per pass.
 BYTES = {
@@ -59,26 +59,6 @@ def last_value(text, key):
         return None
 
 
-def run_cmd(cmd, timeout):
-    """Runs cmd (a list); returns (rc, stdout, stderr); rc None when it could not start or timed out."""
-    try:
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        return r.returncode, r.stdout, r.stderr
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return None, out, f"timed out after {timeout} s"
-    except OSError as e:
-        return None, "", str(e)
-
-
-def first_line(s):
-    """First non-empty line, shortened, with this checkout's absolute path made repo-relative."""
-    for ln in s.splitlines():
-        if ln.strip():
-            return ln.strip().replace(ROOT + os.sep, "")[:160]
-    return ""
-
-
 class Tool:
     """One column of measurements: a rule x implementation."""
 
@@ -112,99 +92,6 @@ class Tool:
             self.failures = 0
             self.add(v)
             log(f"bench/optim:   {self.rule} {self.name}: {v / 1e6:.0f} Mparams/s")
-
-
-def cpu_busy(interval=0.25):
-    """Fraction of CPU time used (by anything) over INTERVAL seconds, from /proc/stat; None if unknown."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)
-    try:
-        t0, i0 = sample()
-        time.sleep(interval)
-        t1, i1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (i1 - i0) / (t1 - t0) if t1 > t0 else None
-
-
-class QuietGate:
-    """Before each measurement, waits (a little) for other work on the machine to stop: on 2 shared cores a
-    busy neighbour halves a 2-thread loop. Waits at most max_wait_s per measurement and total_s in all."""
-
-    def __init__(self, threshold=0.25, max_wait_s=6.0, total_s=60.0):
-        self.threshold, self.max_wait_s, self.total_left = threshold, max_wait_s, total_s
-        self.waited = 0.0
-        self.busy_runs = 0
-        self.runs = 0
-        self.streak = 0  # consecutive measurements that found the machine busy
-
-    def wait(self):
-        self.runs += 1
-        t0 = time.time()
-        # after 3 busy measurements in a row the machine is busy all the time: look once, do not wait
-        limit = 0.0 if self.streak >= 3 else min(self.max_wait_s, self.total_left)
-        while True:
-            b = cpu_busy()
-            if b is None or b <= self.threshold:
-                self.streak = 0
-                break
-            if time.time() - t0 >= limit:
-                self.busy_runs += 1
-                self.streak += 1
-                if self.streak == 3:
-                    log("bench/optim: the CPUs stay busy with other work; measuring without waiting")
-                break
-        dt = time.time() - t0
-        self.waited += dt
-        self.total_left = max(0.0, self.total_left - dt)
-
-
-def stats(values):
-    if not values:
-        return None
-    return statistics.median(values), min(values), max(values), len(values)
-
-
-def machine_info():
-    model, flags = "unknown CPU", ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                if ln.startswith("model name") and model == "unknown CPU":
-                    model = ln.split(":", 1)[1].strip()
-                if ln.startswith("flags") and not flags:
-                    flags = ln
-    except OSError:
-        pass
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(f.readline().split()[1])
-            mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    extra = []
-    if "avx512f" in flags:
-        extra.append("AVX-512")
-    if "hypervisor" in flags:
-        extra.append("VM")
-    cores = os.cpu_count()
-    gcc = first_line(run_cmd(["gcc", "--version"], 10)[1]) or "gcc ?"
-    try:
-        import importlib.metadata as md
-
-        torch_v = "torch " + md.version("torch")
-    except Exception:
-        torch_v = "torch n/a"
-    return (f"{model} ({cores} cores{', ' + ', '.join(extra) if extra else ''}){mem}; "
-            f"Linux {platform.release()}; {gcc}; {torch_v}")
-
-
-def git_rev():
-    rc, out, _ = run_cmd(["git", "rev-parse", "--short", "HEAD"], 10)
-    return out.strip() if rc == 0 else "?"
 
 
 def fmt_m(v):
@@ -325,7 +212,7 @@ def main():
 
     jobs = [("triad", run_triad, None)] + [(f"{t.rule} {t.name}", t.run, t) for t in order] + \
         [("torch", run_torch, None)]
-    gate = QuietGate(total_s=a.max_wait_s)
+    gate = QuietGate(lambda m: log("bench/optim: " + m), total_s=a.max_wait_s)
     rounds_done = 0
     for r in range(a.rounds):
         t0 = time.time()
@@ -477,46 +364,6 @@ def main():
         write_section(path, SECTION, body)
         log(f"bench/optim: updated {a.results}")
     return 0
-
-
-def write_section(path, heading, body):
-    """Replaces the section that starts with HEADING (up to the next heading of the same or higher level) in
-    PATH, or appends it; writes a temporary file in the same folder and renames it over PATH."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = "# Results\n\nMeasured results; each section names the command that produced it.\n"
-    new = f"{heading}\n\n{body}"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == heading), None)
-    if start is None:
-        out = text.rstrip("\n") + "\n\n" + new
-    else:
-        level = len(heading) - len(heading.lstrip("#"))
-        end = len(lines)
-        in_code = False
-        for i in range(start + 1, len(lines)):
-            s = lines[i]
-            if s.startswith("```"):
-                in_code = not in_code
-            if not in_code and re.match(r"#{1,%d} " % level, s):
-                end = i
-                break
-        tail = "".join(lines[end:])
-        out = "".join(lines[:start]) + new + ("\n" + tail if tail else "")
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".md", dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(out)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 if __name__ == "__main__":

@@ -227,6 +227,15 @@ if want pipeline; then
         diff <(cut -d, -f1-4 "$TMP/team/runs/slow.csv") <(cut -d, -f1-4 "$TMP/team1/runs/slow.csv") >>"$TMP/diff"
     then ok "pipeline split-batch team == one region per phase == one thread"
     else bad "pipeline team: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff")"; fi
+    # the same with a rule of several passes with reductions between them (celo_step_team's barriers)
+    if (cd "$TMP/team" && "$CELO_ABS" run "$ROOT/tests/pipeline/team_passes.celo" --quiet) 2>"$TMP/err" &&
+        (cd "$TMP/noteam" && CELO_TRAIN_TEAM=0 "$CELO_ABS" run "$ROOT/tests/pipeline/team_passes.celo" --quiet) \
+            2>>"$TMP/err" &&
+        [ "$(grep -c . "$TMP/team/runs/team_passes.csv")" = 3 ] &&
+        diff <(cut -d, -f1-4 "$TMP/team/runs/team_passes.csv") <(cut -d, -f1-4 "$TMP/noteam/runs/team_passes.csv") \
+            >"$TMP/diff"
+    then ok "pipeline split-batch team, adafactor (3 passes) == one region per phase"
+    else bad "pipeline team adafactor: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff")"; fi
     (cd "$TMP/team" && "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet --set steps=50 --set lr=1e30) \
         2>"$TMP/err"
     if grep -q "step [0-9]*: .*not finite" "$TMP/err"; then

@@ -162,6 +162,58 @@ static int parse_backend(const char *s, backend_kind *b)
     return 0;
 }
 
+/* One option of a command: `--name VALUE` stores VALUE in *str; a flag (str NULL) sets *flag to 1. */
+typedef struct {
+    const char *name;
+    const char **str;
+    int *flag;
+} cli_opt;
+
+/* Parses a command's arguments: the options in opts (ended by a NULL name), `--set k=v` when s is not NULL,
+ * `--backend B` when be is not NULL, and at most one positional argument, into *pos. 0, or 1 after printing the
+ * error (the --set values parsed so far are freed). */
+static int parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, sets *s, backend_kind *be,
+                      const char **pos)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc, done = 0;
+        for (const cli_opt *o = opts; o && o->name && !done; o++)
+            if (!strcmp(a, o->name) && (o->flag || more)) {
+                if (o->flag)
+                    *o->flag = 1;
+                else
+                    *o->str = argv[++i];
+                done = 1;
+            }
+        if (done)
+            continue;
+        if (s && !strcmp(a, "--set") && more) {
+            if (parse_set(s, argv[++i])) {
+                sets_free(s);
+                return 1;
+            }
+        } else if (be && !strcmp(a, "--backend") && more) {
+            if (parse_backend(argv[++i], be)) {
+                if (s)
+                    sets_free(s);
+                return 1;
+            }
+        } else if (a[0] == '-') {
+            if (s)
+                sets_free(s);
+            return fail("%s: unknown or incomplete option '%s'", cmd, a);
+        } else if (!*pos)
+            *pos = a;
+        else {
+            if (s)
+                sets_free(s);
+            return fail("%s: unexpected argument '%s'", cmd, a);
+        }
+    }
+    return 0;
+}
+
 static rule *load_rule(module *m, const char *file, const char *name)
 {
     if (module_load(m, file, stdlib_dir()) || diag_count)
@@ -432,34 +484,10 @@ static int cmd_apply(int argc, char **argv)
     const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL;
     backend_kind be = BE_LLVM;
     sets s = {0};
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int more = i + 1 < argc;
-        if (!strcmp(a, "--file") && more)
-            file = argv[++i];
-        else if (!strcmp(a, "--param") && more)
-            paramf = argv[++i];
-        else if (!strcmp(a, "--grads") && more)
-            grads = argv[++i];
-        else if (!strcmp(a, "--out") && more)
-            out = argv[++i];
-        else if (!strcmp(a, "--state-out") && more)
-            stdir = argv[++i];
-        else if (!strcmp(a, "--set") && more) {
-            if (parse_set(&s, argv[++i])) {
-                sets_free(&s);
-                return 1;
-            }
-        } else if (!strcmp(a, "--backend") && more) {
-            if (parse_backend(argv[++i], &be))
-                return 1;
-        } else if (a[0] == '-')
-            return fail("apply: unknown or incomplete option '%s'", a);
-        else if (!name)
-            name = a;
-        else
-            return fail("apply: unexpected argument '%s'", a);
-    }
+    const cli_opt opts[] = {{"--file", &file, NULL}, {"--param", &paramf, NULL},    {"--grads", &grads, NULL},
+                            {"--out", &out, NULL},   {"--state-out", &stdir, NULL}, {NULL, NULL, NULL}};
+    if (parse_args("apply", argc, argv, opts, &s, &be, &name))
+        return 1;
     if (!name || !paramf || !grads || !out)
         return fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
                           "[--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
@@ -555,30 +583,21 @@ static int cmp_double(const void *a, const void *b)
 static int cmd_bench(int argc, char **argv)
 {
     const char *name = NULL, *file = NULL;
+    const char *size_s = NULL, *steps_s = NULL;
     long long size = 0;
     int steps = 0, jit_all = 0;
     backend_kind be = BE_LLVM;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int more = i + 1 < argc;
-        if (!strcmp(a, "--size") && more)
-            size = atoll(argv[++i]);
-        else if (!strcmp(a, "--steps") && more)
-            steps = atoi(argv[++i]);
-        else if (!strcmp(a, "--file") && more)
-            file = argv[++i];
-        else if (!strcmp(a, "--jit-all"))
-            jit_all = 1;
-        else if (!strcmp(a, "--backend") && more) {
-            if (parse_backend(argv[++i], &be))
-                return 1;
-        } else if (a[0] == '-')
-            return fail("bench: unknown or incomplete option '%s'", a);
-        else if (!name)
-            name = a;
-        else
-            return fail("bench: unexpected argument '%s'", a);
-    }
+    const cli_opt opts[] = {{"--size", &size_s, NULL},
+                            {"--steps", &steps_s, NULL},
+                            {"--file", &file, NULL},
+                            {"--jit-all", NULL, &jit_all},
+                            {NULL, NULL, NULL}};
+    if (parse_args("bench", argc, argv, opts, NULL, &be, &name))
+        return 1;
+    if (size_s)
+        size = atoll(size_s);
+    if (steps_s)
+        steps = atoi(steps_s);
     char err[1024];
     if (jit_all) {
         /* check + lower + fuse + JIT every stdlib rule, as one module */
@@ -751,30 +770,10 @@ static int cmd_run(int argc, char **argv)
     sets s = {0};
     celo_run_opts o = {0};
     backend_kind be = BE_LLVM;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int more = i + 1 < argc;
-        if (!strcmp(a, "--only") && more)
-            o.only = argv[++i];
-        else if (!strcmp(a, "--resume"))
-            o.resume = 1;
-        else if (!strcmp(a, "--quiet"))
-            o.quiet = 1;
-        else if (!strcmp(a, "--set") && more) {
-            if (parse_set(&s, argv[++i])) {
-                sets_free(&s);
-                return 1;
-            }
-        } else if (!strcmp(a, "--backend") && more) {
-            if (parse_backend(argv[++i], &be))
-                return 1;
-        } else if (a[0] == '-')
-            return fail("run: unknown or incomplete option '%s'", a);
-        else if (!file)
-            file = a;
-        else
-            return fail("run: unexpected argument '%s'", a);
-    }
+    const cli_opt opts[] = {
+        {"--only", &o.only, NULL}, {"--resume", NULL, &o.resume}, {"--quiet", NULL, &o.quiet}, {NULL, NULL, NULL}};
+    if (parse_args("run", argc, argv, opts, &s, &be, &file))
+        return 1;
     if (!file)
         return fail("%s",
                     "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]");
@@ -808,23 +807,9 @@ static int cmd_build(int argc, char **argv)
 {
     const char *file = NULL, *out = NULL;
     sets s = {0};
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int more = i + 1 < argc;
-        if (!strcmp(a, "-o") && more)
-            out = argv[++i];
-        else if (!strcmp(a, "--set") && more) {
-            if (parse_set(&s, argv[++i])) {
-                sets_free(&s);
-                return 1;
-            }
-        } else if (a[0] == '-')
-            return fail("build: unknown or incomplete option '%s'", a);
-        else if (!file)
-            file = a;
-        else
-            return fail("build: unexpected argument '%s'", a);
-    }
+    const cli_opt opts[] = {{"-o", &out, NULL}, {NULL, NULL, NULL}};
+    if (parse_args("build", argc, argv, opts, &s, NULL, &file))
+        return 1;
     if (!file || !out)
         return fail("%s", "usage: celo build F.celo -o BIN [--set k=v]...");
     module m;

@@ -1,8 +1,8 @@
 /* test_step_threads.c — the CPU executor (runtime/step.c) on tensors large enough to be split into chunks: the
  * compiled kernels equal the interpreter bit for bit with 1, 2 and 3 chunks (reductions over the tensor, rows and
  * columns, state per row and column, an orthogonalization between passes), and a step called from inside another
- * OpenMP team (which then gets fewer threads than chunks) equals the same step called alone. Runs from the repository
- * root. */
+ * OpenMP team (which then gets fewer threads than chunks) equals the same step called alone, as does celo_step_team
+ * run by a caller's team of 1 to 3 threads. Runs from the repository root. */
 #include "backend.h"
 #include "diag.h"
 #include "rules.h"
@@ -72,6 +72,42 @@ static float *run(const celo_program *P, const float *p0, const float *g, int in
     return p;
 }
 
+/* run()'s steps through celo_step_team, called by every thread of an OpenMP team of `threads` with nchunks
+ * chunks (a team may have fewer or more threads than chunks) */
+static float *run_team(const celo_program *P, const float *p0, const float *g, int nchunks, int threads)
+{
+    int64_t n = shape[0] * shape[1];
+    float *p = malloc((size_t)n * sizeof *p), hp[64];
+    memcpy(p, p0, (size_t)n * sizeof *p);
+    celo_program_defaults(P, hp);
+    celo_state *st = celo_state_new(P, 2, shape);
+    celo_step_opts o = {.nthreads = nchunks};
+    int rc[8] = {0}, nw = 0;
+    celo_team *team = NULL;
+#pragma omp parallel num_threads(threads)
+    {
+        int w = omp_get_thread_num();
+#pragma omp single
+        {
+            nw = omp_get_num_threads();
+            team = celo_team_new(nw);
+        }
+        for (int t = 1; t <= STEPS && team; t++)
+            rc[w] |= celo_step_team(P, st, p, g + (int64_t)(t - 1) * n, hp, t, &o, team, w);
+    }
+    int bad = !team || nw != threads;
+    for (int w = 0; w < nw && w < 8; w++)
+        bad |= rc[w] != 0;
+    if (bad) {
+        check(0, "%s: celo_step_team (%d threads): %s", P->name, threads, team ? o.err : "no team");
+        free(p);
+        p = NULL;
+    }
+    celo_team_free(team);
+    celo_state_free(st);
+    return p;
+}
+
 static int same(const float *a, const float *b, int64_t n)
 {
     return a && b && memcmp(a, b, (size_t)n * sizeof *a) == 0;
@@ -127,6 +163,15 @@ int main(void)
          * orthogonalization's GEMMs run on one thread inside a team, and OpenBLAS then sums in another order.) */
         if (!strcmp(names[i], "muon"))
             continue;
+        /* the step on a caller's team of 1, 2 or 3 threads == celo_step with the same number of chunks */
+        for (int nc = 2; nc <= 3; nc++)
+            for (int threads = 1; threads <= 3; threads++) {
+                float *ref = run(P, p0, g, 0, nc), *tm = run_team(P, p0, g, nc, threads);
+                check(same(ref, tm, n), "%s: celo_step_team on %d thread%s, %d chunks == celo_step", names[i], threads,
+                      threads > 1 ? "s" : "", nc);
+                free(ref);
+                free(tm);
+            }
         float *alone = run(P, p0, g, 0, 2), *inner[2] = {0};
 #pragma omp parallel for num_threads(2)
         for (int k = 0; k < 2; k++)

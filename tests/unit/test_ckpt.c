@@ -16,18 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int fails;
-#define CHECK(cond, ...)     \
-    do {                     \
-        if (cond) {          \
-            printf("ok   "); \
-        } else {             \
-            printf("FAIL "); \
-            fails++;         \
-        }                    \
-        printf(__VA_ARGS__); \
-        printf("\n");        \
-    } while (0)
+#include "check.h"
 
 static char tmpdir[256];
 static char err[512];

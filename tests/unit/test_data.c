@@ -39,18 +39,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static int fails;
-#define CHECK(cond, ...)     \
-    do {                     \
-        if (cond) {          \
-            printf("ok   "); \
-        } else {             \
-            printf("FAIL "); \
-            fails++;         \
-        }                    \
-        printf(__VA_ARGS__); \
-        printf("\n");        \
-    } while (0)
+#include "check.h"
 
 static char tmpdir[256];
 

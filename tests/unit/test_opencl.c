@@ -14,19 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int fails = 0;
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok)
-        fails++;
-}
+#include "check.h"
 
 static const char rules_src[] =
     "optimizer ops_elem(lr = 0.01, a = 0.5) {\n"

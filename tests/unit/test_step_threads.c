@@ -15,19 +15,7 @@
 #include <omp.h>
 #endif
 
-static int fails = 0;
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok)
-        fails++;
-}
+#include "check.h"
 
 static const char rules_src[] = "optimizer ops_red(lr = 0.01) {\n"
                                 "    state rv = 0, cv = 0, s = 1, rm = 0, cm = 0;\n"

@@ -25,19 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int fails;
-#define CHECK(cond, ...)     \
-    do {                     \
-        if (cond) {          \
-            printf("ok   "); \
-        } else {             \
-            printf("FAIL "); \
-            fails++;         \
-        }                    \
-        printf(__VA_ARGS__); \
-        printf("\n");        \
-        fflush(stdout);      \
-    } while (0)
+#include "check.h"
 
 static char tmpdir[256];
 static char err[1024];

@@ -1,6 +1,7 @@
 /* fuzz_frontend.c — libFuzzer target for the front end: the input is the text of a .celo file. It is parsed
  * (with the stdlib, as `celo check` does) and every optimizer it defines is checked, lowered and fused with
- * rule_compile. Any crash, sanitizer report, leak or hang is a bug; diagnostics are expected and ignored.
+ * rule_compile, every transform on its own with rule_compile_transform. Any crash, sanitizer report, leak or hang is a
+ * bug; diagnostics are expected and ignored.
  *
  * Built and run by tests/fuzz/run.sh. To replay one input with its diagnostics visible:
  *     build/fuzz/fuzz_frontend CRASH-FILE
@@ -35,6 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (def *d = m.defs; d; d = d->next)
             if (d->kind == DEF_OPTIMIZER && module_is_user(&m, d))
                 rule_free(rule_compile(&m, d));
+            else if (d->kind == DEF_TRANSFORM && module_is_user(&m, d))
+                rule_free(rule_compile_transform(&m, d));
     module_free(&m);
     free(text);
     return 0;

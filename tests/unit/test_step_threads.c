@@ -40,8 +40,10 @@ static float frand(void)
     return (float)((double)(rng_state >> 11) / 9007199254740992.0 - 0.5);
 }
 
-/* STEPS steps of P from p0 with gradients g; returns the parameters (NULL and a FAIL line on error) */
-static float *run(const celo_program *P, const float *p0, const float *g, int interp, int nthreads)
+/* STEPS steps of P from p0 with gradients g, nthreads chunks; through celo_step, or (team > 0) through
+ * celo_step_team called by every thread of an OpenMP team of `team` threads (a team may have fewer or more
+ * threads than chunks). Returns the parameters (NULL and a FAIL line on error). */
+static float *run(const celo_program *P, const float *p0, const float *g, int interp, int nthreads, int team)
 {
     int64_t n = shape[0] * shape[1];
     float *p = malloc((size_t)n * sizeof *p), hp[64];
@@ -49,49 +51,26 @@ static float *run(const celo_program *P, const float *p0, const float *g, int in
     celo_program_defaults(P, hp);
     celo_state *st = celo_state_new(P, 2, shape);
     celo_step_opts o = {.interp = interp, .nthreads = nthreads};
-    for (int t = 1; t <= STEPS; t++)
-        if (celo_step(P, st, p, g + (int64_t)(t - 1) * n, hp, t, &o)) {
-            check(0, "%s: celo_step: %s", P->name, o.err);
-            free(p);
-            p = NULL;
-            break;
-        }
-    celo_state_free(st);
-    return p;
-}
-
-/* run()'s steps through celo_step_team, called by every thread of an OpenMP team of `threads` with nchunks
- * chunks (a team may have fewer or more threads than chunks) */
-static float *run_team(const celo_program *P, const float *p0, const float *g, int nchunks, int threads)
-{
-    int64_t n = shape[0] * shape[1];
-    float *p = malloc((size_t)n * sizeof *p), hp[64];
-    memcpy(p, p0, (size_t)n * sizeof *p);
-    celo_program_defaults(P, hp);
-    celo_state *st = celo_state_new(P, 2, shape);
-    celo_step_opts o = {.nthreads = nchunks};
-    int rc[8] = {0}, nw = 0;
-    celo_team *team = NULL;
-#pragma omp parallel num_threads(threads)
-    {
-        int w = omp_get_thread_num();
-#pragma omp single
+    int bad = 0;
+    if (!team) {
+        for (int t = 1; t <= STEPS && !bad; t++)
+            bad = celo_step(P, st, p, g + (int64_t)(t - 1) * n, hp, t, &o) != 0;
+    } else {
+        celo_team *tm = celo_team_new(team);
+#pragma omp parallel num_threads(team) reduction(| : bad)
         {
-            nw = omp_get_num_threads();
-            team = celo_team_new(nw);
+            int w = omp_get_thread_num();
+            bad |= omp_get_num_threads() != team; /* every thread must call celo_step_team */
+            for (int t = 1; t <= STEPS && !bad; t++)
+                bad |= celo_step_team(P, st, p, g + (int64_t)(t - 1) * n, hp, t, &o, tm, w) != 0;
         }
-        for (int t = 1; t <= STEPS && team; t++)
-            rc[w] |= celo_step_team(P, st, p, g + (int64_t)(t - 1) * n, hp, t, &o, team, w);
+        celo_team_free(tm);
     }
-    int bad = !team || nw != threads;
-    for (int w = 0; w < nw && w < 8; w++)
-        bad |= rc[w] != 0;
     if (bad) {
-        check(0, "%s: celo_step_team (%d threads): %s", P->name, threads, team ? o.err : "no team");
+        check(0, "%s: %s (%d team threads): %s", P->name, team ? "celo_step_team" : "celo_step", team, o.err);
         free(p);
         p = NULL;
     }
-    celo_team_free(team);
     celo_state_free(st);
     return p;
 }
@@ -141,7 +120,7 @@ int main(void)
     for (int i = 0; i < 3; i++) {
         const celo_program *P = &rules[i]->prog;
         for (int nt = 1; nt <= 3; nt++) {
-            float *a = run(P, p0, g, 0, nt), *b = run(P, p0, g, 1, nt);
+            float *a = run(P, p0, g, 0, nt, 0), *b = run(P, p0, g, 1, nt, 0);
             check(same(a, b, n), "%s [300, 1001], %d chunk%s: llvm == interp bit for bit", names[i], nt,
                   nt > 1 ? "s" : "");
             free(a);
@@ -154,16 +133,16 @@ int main(void)
         /* the step on a caller's team of 1, 2 or 3 threads == celo_step with the same number of chunks */
         for (int nc = 2; nc <= 3; nc++)
             for (int threads = 1; threads <= 3; threads++) {
-                float *ref = run(P, p0, g, 0, nc), *tm = run_team(P, p0, g, nc, threads);
+                float *ref = run(P, p0, g, 0, nc, 0), *tm = run(P, p0, g, 0, nc, threads);
                 check(same(ref, tm, n), "%s: celo_step_team on %d thread%s, %d chunks == celo_step", names[i], threads,
                       threads > 1 ? "s" : "", nc);
                 free(ref);
                 free(tm);
             }
-        float *alone = run(P, p0, g, 0, 2), *inner[2] = {0};
+        float *alone = run(P, p0, g, 0, 2, 0), *inner[2] = {0};
 #pragma omp parallel for num_threads(2)
         for (int k = 0; k < 2; k++)
-            inner[k] = run(P, p0, g, 0, 2);
+            inner[k] = run(P, p0, g, 0, 2, 0);
         check(same(alone, inner[0], n) && same(alone, inner[1], n), "%s: 2 chunks run inside another team == run alone",
               names[i]);
         free(alone);

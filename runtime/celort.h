@@ -171,8 +171,12 @@ void celo_state_free(celo_state *st);
 void celo_program_defaults(const celo_program *prog, float *hp);
 int celo_program_hp_index(const celo_program *prog, const char *name);
 
-/* Tensors of at least this many elements run each element pass split over the threads; smaller ones on one. */
+/* A tensor's element passes run in chunks fixed by its size alone: one chunk below CELO_STEP_SPLIT_MIN elements,
+ * then 2, 4 or 8 chunks of at least CELO_STEP_SPLIT_MIN / 2 elements each. Threads take the chunks in turn and
+ * the chunks' partial reductions combine in chunk order, so a step gives the same bits on any number of threads
+ * (celo_step_chunks says how many chunks). */
 #define CELO_STEP_SPLIT_MIN 65536
+int celo_step_chunks(int64_t n);
 
 /* One optimizer step; p is updated in place. kernels: per-pass overrides (NULL: the program's own).
  * Returns 0, or -1 with a message in err (when err is not NULL). */
@@ -193,8 +197,8 @@ int celo_team_size(const celo_team *team);
 void celo_team_wait(celo_team *team);
 /* celo_step run by every thread of team at once (thread w of celo_team_size(team), all with the same arguments),
  * so that a caller already running a team needs no new one: the element passes split over the team's threads,
- * the rest runs on thread 0. Same results as celo_step with the same thread count (opts->nthreads or
- * celo_threads()); every thread returns the same value. */
+ * the rest runs on thread 0. The same bits as celo_step on any number of threads; every thread returns the same
+ * value. */
 int celo_step_team(const celo_program *prog, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
                    celo_step_opts *opts, celo_team *team, int w);
 

@@ -1,9 +1,10 @@
-/* ortho.c — Newton–Schulz orthogonalization (Muon's quintic iteration) with OpenBLAS.
+/* ortho.c — Newton–Schulz orthogonalization (Muon's quintic iteration) with OpenBLAS on fixed pieces (gemm.h:
+ * the same bits on any number of threads).
  * X <- X / max(||X||_F, 1e-7); work on the wide orientation (rows <= cols); repeat `steps` times:
  *   A = X X^T,  B = b A + c A A,  X = a X + B X,   (a, b, c) = (3.4445, -4.7750, 2.0315). */
 #include "celort.h"
+#include "gemm.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,14 +34,11 @@ static int ortho_one(float *x, int64_t R, int64_t C, int steps)
         for (int64_t i = 0; i < n; i++)
             X[i] = x[i] * inv;
     for (int s = 0; s < steps; s++) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)r, (int)w, 1.0f, X, (int)w, X, (int)w, 0.0f,
-                    A, (int)r);
+        celo_sgemm(0, 1, (int)r, (int)r, (int)w, 1.0f, X, (int)w, X, (int)w, 0.0f, A, (int)r);
         memcpy(B, A, (size_t)(r * r) * sizeof *B);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)r, (int)r, c, A, (int)r, A, (int)r, b, B,
-                    (int)r);
+        celo_sgemm(0, 0, (int)r, (int)r, (int)r, c, A, (int)r, A, (int)r, b, B, (int)r);
         memcpy(Y, X, (size_t)n * sizeof *Y);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)w, (int)r, 1.0f, B, (int)r, Y, (int)w, a, X,
-                    (int)w);
+        celo_sgemm(0, 0, (int)r, (int)w, (int)r, 1.0f, B, (int)r, Y, (int)w, a, X, (int)w);
     }
     if (tr) {
         for (int64_t i = 0; i < R; i++)

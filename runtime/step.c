@@ -706,7 +706,8 @@ static void run_chunk(const step_run *R, int k, int c)
         interp_pass(P, k, i0, i1, st->C, S->ptr, S->sc, S->chunkpart[c]);
 }
 
-/* Combines the chunks' partials of pass k in chunk order (deterministic for a given thread count). */
+/* Combines the chunks' partials of pass k in chunk order (the chunks depend on the size alone: the same bits on
+ * any number of threads). */
 static void combine(const step_run *R, int k)
 {
     const celo_program *P = R->P;
@@ -768,8 +769,16 @@ static int step_fail(const step_run *R, const char *msg)
 
 /* The step's start, on one thread: scratch, host values (and stage-0 per-tensor values), and on the first
  * step the initial state. 0, or -1 with the message in R->opts. */
+int celo_step_chunks(int64_t n)
+{
+    int c = 1;
+    while (c < 8 && n / (2 * c) >= CELO_STEP_SPLIT_MIN / 2)
+        c *= 2;
+    return c;
+}
+
 static int step_begin(step_run *R, const celo_program *P, celo_state *st, float *p, const float *g, const float *hp,
-                      int64_t t, celo_step_opts *opts, int nt)
+                      int64_t t, celo_step_opts *opts)
 {
     memset(R, 0, sizeof *R);
     R->opts = opts;
@@ -781,7 +790,7 @@ static int step_begin(step_run *R, const celo_program *P, celo_state *st, float 
         return step_fail(R, msg);
     }
     int64_t n = st->n;
-    int nchunks = n < CELO_STEP_SPLIT_MIN ? 1 : nt;
+    int nchunks = celo_step_chunks(n);
     scratch *S = scratch_get(st, nchunks);
     if (!S->vecs)
         return step_fail(R, "out of memory");
@@ -892,15 +901,17 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
 {
     int nt = opts && opts->nthreads > 0 ? opts->nthreads : celo_threads();
     step_run R;
-    if (step_begin(&R, P, st, p, g, hp, t, opts, nt))
+    if (step_begin(&R, P, st, p, g, hp, t, opts))
         return -1;
+    if (nt > R.nchunks)
+        nt = R.nchunks;
     /* Runs of passes up to the next orthogonalization, which runs outside the team (its GEMMs use the threads). */
     for (int k0 = 1, k1; k0 <= P->npass; k0 = k1 + 1) {
         k1 = next_run_end(P, k0);
         double pk[17] = {0}; /* profile: a pass's start time, then its length */
-        if (R.nchunks > 1) {
-            celo_team team = {.n = R.nchunks};
-#pragma omp parallel num_threads(R.nchunks)
+        if (nt > 1) {
+            celo_team team = {.n = nt};
+#pragma omp parallel num_threads(nt)
             {
                 int w = 0, nw = 1;
 #ifdef _OPENMP
@@ -925,10 +936,9 @@ int celo_step_team(const celo_program *P, celo_state *st, float *p, const float 
                    celo_step_opts *opts, celo_team *team, int w)
 {
     int nw = celo_team_size(team);
-    int nt = opts && opts->nthreads > 0 ? opts->nthreads : celo_threads();
     step_run *S = &team->run;
     if (w == 0)
-        team->rc = step_begin(S, P, st, p, g, hp, t, opts, nt);
+        team->rc = step_begin(S, P, st, p, g, hp, t, opts);
     celo_team_wait(team);
     if (team->rc)
         return -1;

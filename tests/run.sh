@@ -227,6 +227,24 @@ if want pipeline; then
         diff <(cut -d, -f1-4 "$TMP/team/runs/slow.csv") <(cut -d, -f1-4 "$TMP/team1/runs/slow.csv") >>"$TMP/diff"
     then ok "pipeline split-batch team == one region per phase == one thread"
     else bad "pipeline team: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff")"; fi
+    # every model kind on 1, 2 and 3 threads: the same loss curves and the same final weights, bit for bit (work is
+    # cut by the shapes alone: GEMM pieces, batch halves, optimizer chunks; docs/runtime.md)
+    st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+    for nt in 1 2 3; do
+        mkdir -p "$TMP/threads$nt"
+        (cd "$TMP/threads$nt" && OMP_NUM_THREADS=$nt "$CELO_ABS" run "$ROOT/tests/pipeline/threads.celo" --quiet) \
+            2>"$TMP/err$nt" || bad "pipeline threads.celo on $nt threads: $(head -c 300 "$TMP/err$nt")"
+    done
+    for r in mlp mlp_muon conv gpt lstm ae; do
+        for nt in 2 3; do
+            a="$TMP/threads1/runs/$r" b="$TMP/threads$nt/runs/$r"
+            if [ -s "$a.csv" ] && [ "$(grep -c . "$a.csv")" = 3 ] &&
+                diff <(cut -d, -f1-4 "$a.csv") <(cut -d, -f1-4 "$b.csv") >"$TMP/diff" &&
+                cmp -s <(st_data "$a.safetensors") <(st_data "$b.safetensors"); then
+                ok "pipeline $r: $nt threads == 1 thread (loss curve and final weights, bit for bit)"
+            else bad "pipeline $r: $nt threads != 1 thread: $(head -5 "$TMP/diff")"; fi
+        done
+    done
     # the same with a rule of several passes with reductions between them (celo_step_team's barriers)
     if (cd "$TMP/team" && "$CELO_ABS" run "$ROOT/tests/pipeline/team_passes.celo" --quiet) 2>"$TMP/err" &&
         (cd "$TMP/noteam" && CELO_TRAIN_TEAM=0 "$CELO_ABS" run "$ROOT/tests/pipeline/team_passes.celo" --quiet) \

@@ -1,13 +1,12 @@
 /*
  * nn_f32.c — the product build of runtime/nn: the layers and models of nn.h in float32, GEMMs through
- * OpenBLAS (cblas_sgemm, threaded as celo_set_threads says).
+ * OpenBLAS on fixed pieces (runtime/gemm.h).
  */
 #include "../nn.h"
 #include "../rng.h"
 #include "nn_internal.h"
+#include "../gemm.h"
 
-#include <cblas.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tgmath.h>
@@ -19,42 +18,20 @@ typedef float real;
 #define vexp    celo_expf_simd
 #define vtanh   celo_tanhf_simd
 
-/* One OpenBLAS call per thread on a slice of C (rows of C, or columns when C is wide), each call single-threaded
- * (OpenBLAS runs on one thread inside an OpenMP region). Measured at the GPT's shapes (1024 x 128 x 384 and alike)
- * on 2 cores: 170-190 GFLOP/s against 90-140 for OpenBLAS's own threading, whose fine-grained synchronization
- * costs more than these small products take. Slices start at multiples of 16 rows or columns (whole vectors). */
-static void gemm1(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B, int ldb,
-                  real beta, real *C, int ldc)
-{
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                B, ldb, beta, C, ldc);
-}
+/* GEMMs on fixed pieces (runtime/gemm.h): the same bits on any number of threads. Measured at the GPT's shapes
+ * (1024 x 128 x 384 and alike) on 2 cores, one single-threaded OpenBLAS call per piece ran at 170-190 GFLOP/s
+ * against 90-140 for OpenBLAS's own threading, whose fine-grained synchronization costs more than these small
+ * products take. */
+#define gemm celo_sgemm
 
-static void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B, int ldb,
-                 real beta, real *C, int ldc)
+/* dx = op1 and dw = op2 of a linear layer's backward: independent products, their pieces over one team */
+static void gemm_pair(int ta1, int tb1, int M1, int N1, int K1, const real *A1, int lda1, const real *B1, int ldb1,
+                      real beta1, real *C1, int ldc1, int ta2, int tb2, int M2, int N2, int K2, const real *A2,
+                      int lda2, const real *B2, int ldb2, real beta2, real *C2, int ldc2)
 {
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    if (nt < 2 || (int64_t)M * N * K < ((int64_t)1 << 18) || (M < 32 && N < 32)) {
-        gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    int by_rows = M >= N, len = by_rows ? M : N;
-    if (nt > len / 16)
-        nt = len / 16;
-#pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        int lo = (int)((int64_t)len * t / n) / 16 * 16,
-            hi = t == n - 1 ? len : (int)((int64_t)len * (t + 1) / n) / 16 * 16;
-        if (hi > lo) {
-            if (by_rows)
-                gemm1(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + (int64_t)lo * lda, lda, B, ldb, beta,
-                      C + (int64_t)lo * ldc, ldc);
-            else
-                gemm1(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + (int64_t)lo * ldb : B + lo, ldb, beta, C + lo,
-                      ldc);
-        }
-    }
+    celo_gemm_args g[2] = {{ta1, tb1, M1, N1, K1, 1, A1, lda1, B1, ldb1, beta1, C1, ldc1},
+                           {ta2, tb2, M2, N2, K2, 1, A2, lda2, B2, ldb2, beta2, C2, ldc2}};
+    celo_sgemm_many(g, 2);
 }
 
 #include "layers.inc"

@@ -34,5 +34,14 @@ static void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A,
         }
 }
 
+/* the float build runs these two as one piece list over its threads; here: one after the other */
+static void gemm_pair(int ta1, int tb1, int M1, int N1, int K1, const real *A1, int lda1, const real *B1, int ldb1,
+                      real beta1, real *C1, int ldc1, int ta2, int tb2, int M2, int N2, int K2, const real *A2,
+                      int lda2, const real *B2, int ldb2, real beta2, real *C2, int ldc2)
+{
+    gemm(ta1, tb1, M1, N1, K1, 1, A1, lda1, B1, ldb1, beta1, C1, ldc1);
+    gemm(ta2, tb2, M2, N2, K2, 1, A2, lda2, B2, ldb2, beta2, C2, ldc2);
+}
+
 #include "layers.inc"
 #include "models.inc"

@@ -1,8 +1,9 @@
-/* test_step_threads.c — the CPU executor (runtime/step.c) on tensors large enough to be split into chunks: the
- * compiled kernels equal the interpreter bit for bit with 1, 2 and 3 chunks (reductions over the tensor, rows and
- * columns, state per row and column, an orthogonalization between passes), and a step called from inside another
- * OpenMP team (which then gets fewer threads than chunks) equals the same step called alone, as does celo_step_team
- * run by a caller's team of 1 to 3 threads. Runs from the repository root. */
+/* test_step_threads.c — the CPU executor (runtime/step.c) on a tensor large enough to be cut into chunks (the
+ * chunks follow its size alone, celo_step_chunks): on 1, 2 and 3 threads the compiled kernels equal the
+ * interpreter and the one-thread step bit for bit (reductions over the tensor, rows and columns, state per row and
+ * column, an orthogonalization between passes, whose GEMMs run on fixed pieces too), and so do a step called from
+ * inside another OpenMP team and celo_step_team run by a caller's team of 1 to 3 threads. Runs from the
+ * repository root. */
 #include "backend.h"
 #include "diag.h"
 #include "rules.h"
@@ -40,7 +41,7 @@ static float frand(void)
     return (float)((double)(rng_state >> 11) / 9007199254740992.0 - 0.5);
 }
 
-/* STEPS steps of P from p0 with gradients g, nthreads chunks; through celo_step, or (team > 0) through
+/* STEPS steps of P from p0 with gradients g on nthreads threads; through celo_step, or (team > 0) through
  * celo_step_team called by every thread of an OpenMP team of `team` threads (a team may have fewer or more
  * threads than chunks). Returns the parameters (NULL and a FAIL line on error). */
 static float *run(const celo_program *P, const float *p0, const float *g, int interp, int nthreads, int team)
@@ -117,35 +118,35 @@ int main(void)
         p0[i] = frand();
     for (int64_t i = 0; i < n * STEPS; i++)
         g[i] = 0.1f * frand();
+    check(celo_step_chunks(n) == 8 && celo_step_chunks(65535) == 1 && celo_step_chunks(65536) == 2 &&
+              celo_step_chunks(131071) == 2 && celo_step_chunks(131072) == 4 && celo_step_chunks(1 << 30) == 8,
+          "chunks follow the size alone: 1 below 65536 elements, then 2, 4, 8 of at least 32768");
     for (int i = 0; i < 3; i++) {
         const celo_program *P = &rules[i]->prog;
+        float *one = run(P, p0, g, 0, 1, 0);
         for (int nt = 1; nt <= 3; nt++) {
             float *a = run(P, p0, g, 0, nt, 0), *b = run(P, p0, g, 1, nt, 0);
-            check(same(a, b, n), "%s [300, 1001], %d chunk%s: llvm == interp bit for bit", names[i], nt,
+            check(same(a, b, n), "%s [300, 1001], %d thread%s: llvm == interp bit for bit", names[i], nt,
                   nt > 1 ? "s" : "");
+            check(same(a, one, n), "%s [300, 1001]: %d threads == 1 thread bit for bit", names[i], nt);
             free(a);
             free(b);
         }
-        /* two steps at once, each inside a team of two: each step's own team gets one thread. (Not for muon: its
-         * orthogonalization's GEMMs run on one thread inside a team, and OpenBLAS then sums in another order.) */
-        if (!strcmp(names[i], "muon"))
-            continue;
-        /* the step on a caller's team of 1, 2 or 3 threads == celo_step with the same number of chunks */
-        for (int nc = 2; nc <= 3; nc++)
-            for (int threads = 1; threads <= 3; threads++) {
-                float *ref = run(P, p0, g, 0, nc, 0), *tm = run(P, p0, g, 0, nc, threads);
-                check(same(ref, tm, n), "%s: celo_step_team on %d thread%s, %d chunks == celo_step", names[i], threads,
-                      threads > 1 ? "s" : "", nc);
-                free(ref);
-                free(tm);
-            }
-        float *alone = run(P, p0, g, 0, 2, 0), *inner[2] = {0};
+        /* the step on a caller's team of 1, 2 or 3 threads == celo_step on one thread */
+        for (int threads = 1; threads <= 3; threads++) {
+            float *tm = run(P, p0, g, 0, 2, threads);
+            check(same(one, tm, n), "%s: celo_step_team on %d thread%s == celo_step on one", names[i], threads,
+                  threads > 1 ? "s" : "");
+            free(tm);
+        }
+        /* two steps at once, each inside a team of two: each step's own team gets one thread */
+        float *inner[2] = {0};
 #pragma omp parallel for num_threads(2)
         for (int k = 0; k < 2; k++)
             inner[k] = run(P, p0, g, 0, 2, 0);
-        check(same(alone, inner[0], n) && same(alone, inner[1], n), "%s: 2 chunks run inside another team == run alone",
+        check(same(one, inner[0], n) && same(one, inner[1], n), "%s: steps run inside another team == run alone",
               names[i]);
-        free(alone);
+        free(one);
         free(inner[0]);
         free(inner[1]);
     }

@@ -6,9 +6,11 @@
 
 /* A piece keeps at least PIECE_MIN_MACS multiply-adds and PIECE_MIN_LEN rows (or columns): smaller, the
  * repeated packing of the shared operand and the call itself cost more than a second thread saves. At most
- * MAX_PIECES: one thread that runs them all in turn pays the packing of the shared operand that many times
- * (bench/train/gemm_pieces.c measures that cost at the models' shapes). */
-enum { PIECE_MIN_LEN = 32, MAX_PIECES = 4 };
+ * MAX_PIECES: one thread that runs them all in turn pays the packing of the shared operand that many times.
+ * bench/train/gemm_pieces.sh measures that cost at the models' shapes: with 2 pieces 0-5 % (noise) for the
+ * models' products and 11 % for Muon's 128 x 128 Newton-Schulz product; with 4 pieces 2-8 % and 21 %. Machines
+ * of our kind have 2 cores, and many runs at once fill more cores better than 4-way GEMMs would: 2. */
+enum { PIECE_MIN_LEN = 32, MAX_PIECES = 2 };
 #define PIECE_MIN_MACS ((int64_t)1 << 19)
 
 int celo_gemm_pieces(int M, int N, int K)
@@ -28,8 +30,9 @@ static void piece(const celo_gemm_args *g, int i, int p)
         return;
     enum CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans, tb = g->tb ? CblasTrans : CblasNoTrans;
     if (by_rows) /* rows lo..hi of op(A) and of C */
-        cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, g->N, g->K, g->alpha, g->ta ? g->A + lo : g->A + (int64_t)lo * g->lda,
-                    g->lda, g->B, g->ldb, g->beta, g->C + (int64_t)lo * g->ldc, g->ldc);
+        cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, g->N, g->K, g->alpha,
+                    g->ta ? g->A + lo : g->A + (int64_t)lo * g->lda, g->lda, g->B, g->ldb, g->beta,
+                    g->C + (int64_t)lo * g->ldc, g->ldc);
     else /* columns lo..hi of op(B) and of C */
         cblas_sgemm(CblasRowMajor, ta, tb, g->M, hi - lo, g->K, g->alpha, g->A, g->lda,
                     g->tb ? g->B + (int64_t)lo * g->ldb : g->B + lo, g->ldb, g->beta, g->C + lo, g->ldc);

@@ -3,7 +3,7 @@
  *
  * celo_sgemm computes C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C (row-major, as cblas_sgemm; C is not read
  * when beta == 0) through OpenBLAS, one single-threaded OpenBLAS call per piece. The pieces are a function of
- * (M, N, K) alone: the longer of M and N is cut into 1, 2 or 4 stretches that start at multiples of 16. The
+ * (M, N, K) alone: the longer of M and N is cut into 1 or 2 stretches that start at multiples of 16. The
  * threads of the caller's OpenMP team take the pieces in turn (one thread runs them all in order), so a product
  * gives the same bits on 1, 2 or N threads, whatever kernels OpenBLAS picked on this CPU: OpenBLAS's own
  * threading, and the cut it makes from the thread count, never come into it.
@@ -29,7 +29,7 @@ typedef struct {
     int ldc;
 } celo_gemm_args;
 
-/* How many pieces a product of this shape is cut into (1, 2 or 4): from the shape only. */
+/* How many pieces a product of this shape is cut into (1 or 2): from the shape only. */
 int celo_gemm_pieces(int M, int N, int K);
 
 void celo_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,

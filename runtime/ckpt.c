@@ -5,6 +5,9 @@
 #include "ckpt.h"
 
 #include "celort.h"
+#include "errmsg.h"
+#include "fileio.h"
+#include "sbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,20 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char *s = err; *s; s++) /* one line, whatever the file or tensor names hold */
-        if (*s == '\n' || *s == '\r')
-            *s = ' ';
-}
 
 static int host_is_little_endian(void)
 {
@@ -473,16 +462,16 @@ int celo_ckpt_add(celo_ckpt *c, const char *name, const float *data, int ndim, c
                   size_t errlen)
 {
     if (!name || !*name || strcmp(name, "__metadata__") == 0 || !valid_text(name)) {
-        seterr(err, errlen, "%s: bad tensor name '%.80s'", cname(c), name ? name : "(null)");
+        celo_seterr(err, errlen, "%s: bad tensor name '%.80s'", cname(c), name ? name : "(null)");
         return -1;
     }
     if (celo_ckpt_find(c, name)) {
-        seterr(err, errlen, "%s: tensor '%.80s' added twice", cname(c), name);
+        celo_seterr(err, errlen, "%s: tensor '%.80s' added twice", cname(c), name);
         return -1;
     }
     int64_t n = (ndim < 0 || ndim > 8) ? -1 : shape_numel(ndim, shape);
     if (n < 0 || (n > 0 && !data)) {
-        seterr(err, errlen, "%s: tensor '%.80s': bad shape or no data", cname(c), name);
+        celo_seterr(err, errlen, "%s: tensor '%.80s': bad shape or no data", cname(c), name);
         return -1;
     }
     if (c->ntensor == c->ntensor_cap) {
@@ -506,14 +495,14 @@ int celo_ckpt_add(celo_ckpt *c, const char *name, const float *data, int ndim, c
     c->ntensor++;
     return 0;
 oom:
-    seterr(err, errlen, "%s: out of memory", cname(c));
+    celo_seterr(err, errlen, "%s: out of memory", cname(c));
     return -1;
 }
 
 int celo_ckpt_set_meta(celo_ckpt *c, const char *key, const char *value, char *err, size_t errlen)
 {
     if (!key || !value || !valid_text(key) || !valid_text(value)) {
-        seterr(err, errlen, "%s: metadata key and value must be UTF-8 text", cname(c));
+        celo_seterr(err, errlen, "%s: metadata key and value must be UTF-8 text", cname(c));
         return -1;
     }
     char *v = strdup(value);
@@ -543,7 +532,7 @@ int celo_ckpt_set_meta(celo_ckpt *c, const char *key, const char *value, char *e
     c->meta[c->nmeta++].value = v;
     return 0;
 oom:
-    seterr(err, errlen, "%s: out of memory", cname(c));
+    celo_seterr(err, errlen, "%s: out of memory", cname(c));
     return -1;
 }
 
@@ -558,7 +547,7 @@ int celo_ckpt_meta_i64(const celo_ckpt *c, const char *key, int64_t *value, char
 {
     const char *s = celo_ckpt_get_meta(c, key);
     if (!s) {
-        seterr(err, errlen, "%s: no metadata '%.80s'", cname(c), key);
+        celo_seterr(err, errlen, "%s: no metadata '%.80s'", cname(c), key);
         return -1;
     }
     const char *p = s;
@@ -578,7 +567,7 @@ int celo_ckpt_meta_i64(const celo_ckpt *c, const char *key, int64_t *value, char
     *value = neg ? -x : x;
     return 0;
 bad:
-    seterr(err, errlen, "%s: metadata '%.80s' = '%.80s' is not an integer", cname(c), key, s);
+    celo_seterr(err, errlen, "%s: metadata '%.80s' = '%.80s' is not an integer", cname(c), key, s);
     return -1;
 }
 
@@ -596,7 +585,7 @@ int celo_ckpt_load(const celo_ckpt *c, const char *name, float *dst, int ndim, c
 {
     const celo_ckpt_tensor *t = celo_ckpt_find(c, name);
     if (!t) {
-        seterr(err, errlen, "%s: no tensor '%.80s'", cname(c), name);
+        celo_seterr(err, errlen, "%s: no tensor '%.80s'", cname(c), name);
         return -1;
     }
     int same = t->ndim == ndim;
@@ -606,7 +595,7 @@ int celo_ckpt_load(const celo_ckpt *c, const char *name, float *dst, int ndim, c
         char a[128], b[128];
         fmt_shape(a, sizeof a, t->ndim, t->shape);
         fmt_shape(b, sizeof b, ndim, shape);
-        seterr(err, errlen, "%s: tensor '%.80s' has shape %s, expected %s", cname(c), name, a, b);
+        celo_seterr(err, errlen, "%s: tensor '%.80s' has shape %s, expected %s", cname(c), name, a, b);
         return -1;
     }
     if (t->n)
@@ -641,7 +630,7 @@ int celo_ckpt_add_state(celo_ckpt *c, const char *param, const celo_state *st, c
         char name[512];
         int64_t shape[8];
         if (slot_name(name, sizeof name, param, st->prog->state[s].name) != 0) {
-            seterr(err, errlen, "%s: parameter name too long: '%.80s'", cname(c), param);
+            celo_seterr(err, errlen, "%s: parameter name too long: '%.80s'", cname(c), param);
             return -1;
         }
         int nd = slot_shape(st, s, shape);
@@ -657,7 +646,7 @@ int celo_ckpt_load_state(const celo_ckpt *c, const char *param, celo_state *st, 
         char name[512];
         int64_t shape[8];
         if (slot_name(name, sizeof name, param, st->prog->state[s].name) != 0) {
-            seterr(err, errlen, "%s: parameter name too long: '%.80s'", cname(c), param);
+            celo_seterr(err, errlen, "%s: parameter name too long: '%.80s'", cname(c), param);
             return -1;
         }
         int nd = slot_shape(st, s, shape);
@@ -669,73 +658,28 @@ int celo_ckpt_load_state(const celo_ckpt *c, const char *param, celo_state *st, 
 
 /* ================================ write ================================ */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 1024;
-        while (b->len + n + 1 > nc)
-            nc *= 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns, b->cap = nc;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
 static void sb_json_string(sbuf *b, const char *s)
 {
-    sb_put(b, "\"", 1);
+    celo_sb_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char e[8];
         if (*p == '"')
-            sb_put(b, "\\\"", 2);
+            celo_sb_put(b, "\\\"", 2);
         else if (*p == '\\')
-            sb_put(b, "\\\\", 2);
+            celo_sb_put(b, "\\\\", 2);
         else if (*p == '\n')
-            sb_put(b, "\\n", 2);
+            celo_sb_put(b, "\\n", 2);
         else if (*p == '\t')
-            sb_put(b, "\\t", 2);
+            celo_sb_put(b, "\\t", 2);
         else if (*p == '\r')
-            sb_put(b, "\\r", 2);
+            celo_sb_put(b, "\\r", 2);
         else if (*p < 0x20) {
             snprintf(e, sizeof e, "\\u%04x", *p);
-            sb_put(b, e, 6);
+            celo_sb_put(b, e, 6);
         } else
-            sb_put(b, (const char *)p, 1);
+            celo_sb_put(b, (const char *)p, 1);
     }
-    sb_put(b, "\"", 1);
-}
-
-static void fsync_dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(dir);
+    celo_sb_put(b, "\"", 1);
 }
 
 int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errlen)
@@ -743,69 +687,49 @@ int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errl
     /* header: metadata first (as Python writes it), then tensors in insertion order, contiguous */
     sbuf h = {0};
     char num[96];
-    sb_str(&h, "{");
+    celo_sb_str(&h, "{");
     int first = 1;
     if (c->nmeta > 0) {
-        sb_str(&h, "\"__metadata__\":{");
+        celo_sb_str(&h, "\"__metadata__\":{");
         for (int i = 0; i < c->nmeta; i++) {
             if (i)
-                sb_str(&h, ",");
+                celo_sb_str(&h, ",");
             sb_json_string(&h, c->meta[i].key);
-            sb_str(&h, ":");
+            celo_sb_str(&h, ":");
             sb_json_string(&h, c->meta[i].value);
         }
-        sb_str(&h, "}");
+        celo_sb_str(&h, "}");
         first = 0;
     }
     uint64_t off = 0;
     for (int i = 0; i < c->ntensor; i++) {
         const celo_ckpt_tensor *t = &c->tensor[i];
         if (!first)
-            sb_str(&h, ",");
+            celo_sb_str(&h, ",");
         first = 0;
         sb_json_string(&h, t->name);
-        sb_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+        celo_sb_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)t->shape[d]);
-            sb_str(&h, num);
+            celo_sb_str(&h, num);
         }
         uint64_t end = off + (uint64_t)t->n * 4;
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off, (unsigned long long)end);
-        sb_str(&h, num);
+        celo_sb_str(&h, num);
         off = end;
     }
-    sb_str(&h, "}");
+    celo_sb_str(&h, "}");
     while (!h.oom && h.len % 8 != 0)
-        sb_str(&h, " "); /* data starts 8-byte aligned, like the reference */
+        celo_sb_str(&h, " "); /* data starts 8-byte aligned, like the reference */
     if (h.oom || h.len > CELO_CKPT_MAX_HEADER) {
         free(h.s);
-        seterr(err, errlen, "%s: %s", path, h.oom ? "out of memory" : "header too large");
+        celo_seterr(err, errlen, "%s: %s", path, h.oom ? "out of memory" : "header too large");
         return -1;
     }
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
-        free(h.s);
-        seterr(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        seterr(err, errlen, "%s: cannot create temporary file: %s", path, strerror(errno));
-        free(tmp);
-        free(h.s);
-        return -1;
-    }
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "wb");
+    celo_atomic a;
+    FILE *f = celo_atomic_open(&a, path, err, errlen);
     if (!f) {
-        seterr(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        free(tmp);
         free(h.s);
         return -1;
     }
@@ -830,28 +754,7 @@ int celo_ckpt_write(const celo_ckpt *c, const char *path, char *err, size_t errl
             }
         }
     }
-    int saved = errno;
-    if (ok)
-        ok = fflush(f) == 0, saved = errno;
-    if (ok)
-        ok = fsync(fileno(f)) == 0, saved = errno;
-    if (fclose(f) != 0 && ok)
-        ok = 0, saved = errno;
-    if (!ok) {
-        seterr(err, errlen, "%s: write failed: %s", path, strerror(saved));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        seterr(err, errlen, "%s: cannot rename temporary file into place: %s", path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    fsync_dir_of(path);
-    return 0;
+    return celo_atomic_commit(&a, err, errlen);
 }
 
 /* ================================ read ================================ */
@@ -869,13 +772,13 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
     celo_ckpt_init(c);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        celo_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         close(fd);
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        celo_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     char *hdr = NULL;
@@ -884,60 +787,60 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
     int rc = -1;
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
+        celo_seterr(err, errlen, "%s: not a regular file", path);
         goto done;
     }
     uint64_t fsize = (uint64_t)sb.st_size;
     unsigned char len8[8];
     if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
-        seterr(err, errlen, "%s: not a safetensors file (%llu bytes, shorter than the header length)", path,
-               (unsigned long long)fsize);
+        celo_seterr(err, errlen, "%s: not a safetensors file (%llu bytes, shorter than the header length)", path,
+                    (unsigned long long)fsize);
         goto done;
     }
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++)
         hlen |= (uint64_t)len8[i] << (8 * i);
     if (hlen < 2 || hlen > CELO_CKPT_MAX_HEADER) {
-        seterr(err, errlen, "%s: not a safetensors file (header length %llu)", path, (unsigned long long)hlen);
+        celo_seterr(err, errlen, "%s: not a safetensors file (header length %llu)", path, (unsigned long long)hlen);
         goto done;
     }
     if (hlen > fsize - 8) {
-        seterr(err, errlen, "%s: truncated or not a safetensors file (header of %llu bytes, file of %llu)", path,
-               (unsigned long long)hlen, (unsigned long long)fsize);
+        celo_seterr(err, errlen, "%s: truncated or not a safetensors file (header of %llu bytes, file of %llu)", path,
+                    (unsigned long long)hlen, (unsigned long long)fsize);
         goto done;
     }
     hdr = malloc(hlen + 1);
     if (!hdr) {
-        seterr(err, errlen, "%s: out of memory", path);
+        celo_seterr(err, errlen, "%s: out of memory", path);
         goto done;
     }
     if (fread(hdr, 1, hlen, f) != hlen) {
-        seterr(err, errlen, "%s: read error", path);
+        celo_seterr(err, errlen, "%s: read error", path);
         goto done;
     }
     hdr[hlen] = 0;
     if (hdr[0] != '{') {
-        seterr(err, errlen, "%s: not a safetensors file (the header is not a JSON object)", path);
+        celo_seterr(err, errlen, "%s: not a safetensors file (the header is not a JSON object)", path);
         goto done;
     }
     size_t bad = utf8_check((const unsigned char *)hdr, hlen);
     if (bad != hlen) {
-        seterr(err, errlen, "%s: malformed safetensors header: invalid UTF-8 at byte %zu", path, bad);
+        celo_seterr(err, errlen, "%s: malformed safetensors header: invalid UTF-8 at byte %zu", path, bad);
         goto done;
     }
     jparser P = {hdr, hdr, hdr + hlen, 0, ""};
     if (jvalue(&P, &root) != 0) {
-        seterr(err, errlen, "%s: malformed safetensors header: %s", path, P.msg);
+        celo_seterr(err, errlen, "%s: malformed safetensors header: %s", path, P.msg);
         goto done;
     }
     jws(&P);
     if (P.p != P.end) {
         jfail(&P, "trailing characters after the JSON object");
-        seterr(err, errlen, "%s: malformed safetensors header: %s", path, P.msg);
+        celo_seterr(err, errlen, "%s: malformed safetensors header: %s", path, P.msg);
         goto done;
     }
     if (root.type != J_OBJ) {
-        seterr(err, errlen, "%s: not a safetensors file (the header is not a JSON object)", path);
+        celo_seterr(err, errlen, "%s: not a safetensors file (the header is not a JSON object)", path);
         goto done;
     }
     c->path = strdup(path);
@@ -946,12 +849,12 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
     /* keys: no duplicates; names without NUL (C strings) */
     for (int i = 0; i < root.n; i++) {
         if (strlen(root.key[i]) != root.keylen[i]) {
-            seterr(err, errlen, "%s: a tensor name contains a NUL character", path);
+            celo_seterr(err, errlen, "%s: a tensor name contains a NUL character", path);
             goto done;
         }
         for (int j = 0; j < i; j++)
             if (strcmp(root.key[i], root.key[j]) == 0) {
-                seterr(err, errlen, "%s: duplicate key '%.80s' in the header", path, root.key[i]);
+                celo_seterr(err, errlen, "%s: duplicate key '%.80s' in the header", path, root.key[i]);
                 goto done;
             }
     }
@@ -969,21 +872,21 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
         const jval *v = &root.item[i];
         if (strcmp(k, "__metadata__") == 0) {
             if (v->type != J_OBJ) {
-                seterr(err, errlen, "%s: __metadata__ is not an object", path);
+                celo_seterr(err, errlen, "%s: __metadata__ is not an object", path);
                 goto done;
             }
             for (int m = 0; m < v->n; m++) {
                 if (v->item[m].type != J_STR) {
-                    seterr(err, errlen, "%s: metadata '%.80s' is not a string", path, v->key[m]);
+                    celo_seterr(err, errlen, "%s: metadata '%.80s' is not a string", path, v->key[m]);
                     goto done;
                 }
                 if (strlen(v->key[m]) != v->keylen[m] || strlen(v->item[m].str) != v->item[m].len) {
-                    seterr(err, errlen, "%s: metadata contains a NUL character", path);
+                    celo_seterr(err, errlen, "%s: metadata contains a NUL character", path);
                     goto done;
                 }
                 for (int q = 0; q < m; q++)
                     if (strcmp(v->key[m], v->key[q]) == 0) {
-                        seterr(err, errlen, "%s: duplicate metadata key '%.80s'", path, v->key[m]);
+                        celo_seterr(err, errlen, "%s: duplicate metadata key '%.80s'", path, v->key[m]);
                         goto done;
                     }
                 if (celo_ckpt_set_meta(c, v->key[m], v->item[m].str, err, errlen) != 0)
@@ -992,11 +895,11 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
             continue;
         }
         if (!*k) {
-            seterr(err, errlen, "%s: empty tensor name", path);
+            celo_seterr(err, errlen, "%s: empty tensor name", path);
             goto done;
         }
         if (v->type != J_OBJ) {
-            seterr(err, errlen, "%s: tensor '%.80s': not an object", path, k);
+            celo_seterr(err, errlen, "%s: tensor '%.80s': not an object", path, k);
             goto done;
         }
         const jval *dt = NULL, *sh = NULL, *of = NULL;
@@ -1006,50 +909,52 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
                                 : strcmp(v->key[m], "data_offsets") == 0 ? &of
                                                                          : NULL;
             if (!slot) {
-                seterr(err, errlen, "%s: tensor '%.80s': unknown field '%.40s'", path, k, v->key[m]);
+                celo_seterr(err, errlen, "%s: tensor '%.80s': unknown field '%.40s'", path, k, v->key[m]);
                 goto done;
             }
             if (*slot) {
-                seterr(err, errlen, "%s: tensor '%.80s': duplicate field '%s'", path, k, v->key[m]);
+                celo_seterr(err, errlen, "%s: tensor '%.80s': duplicate field '%s'", path, k, v->key[m]);
                 goto done;
             }
             *slot = &v->item[m];
         }
         if (!dt || !sh || !of) {
-            seterr(err, errlen, "%s: tensor '%.80s': missing %s", path, k,
-                   !dt   ? "dtype"
-                   : !sh ? "shape"
-                         : "data_offsets");
+            celo_seterr(err, errlen, "%s: tensor '%.80s': missing %s", path, k,
+                        !dt   ? "dtype"
+                        : !sh ? "shape"
+                              : "data_offsets");
             goto done;
         }
         if (dt->type != J_STR) {
-            seterr(err, errlen, "%s: tensor '%.80s': dtype is not a string", path, k);
+            celo_seterr(err, errlen, "%s: tensor '%.80s': dtype is not a string", path, k);
             goto done;
         }
         if (strcmp(dt->str, "F32") != 0) {
-            seterr(err, errlen, "%s: tensor '%.80s' has dtype %.16s; only F32 is supported", path, k, dt->str);
+            celo_seterr(err, errlen, "%s: tensor '%.80s' has dtype %.16s; only F32 is supported", path, k, dt->str);
             goto done;
         }
         celo_ckpt_tensor *t = &c->tensor[c->ntensor];
         if (sh->type != J_ARR || sh->n > 8) {
-            seterr(err, errlen, "%s: tensor '%.80s': shape is not a list of at most 8 sizes", path, k);
+            celo_seterr(err, errlen, "%s: tensor '%.80s': shape is not a list of at most 8 sizes", path, k);
             goto done;
         }
         for (int d = 0; d < sh->n; d++)
             if (jint(&sh->item[d], &t->shape[d]) != 0) {
-                seterr(err, errlen, "%s: tensor '%.80s': shape entries must be non-negative integers", path, k);
+                celo_seterr(err, errlen, "%s: tensor '%.80s': shape entries must be non-negative integers", path, k);
                 goto done;
             }
         t->ndim = sh->n;
         t->n = shape_numel(t->ndim, t->shape);
         int64_t b, e;
         if (of->type != J_ARR || of->n != 2 || jint(&of->item[0], &b) != 0 || jint(&of->item[1], &e) != 0 || e < b) {
-            seterr(err, errlen, "%s: tensor '%.80s': data_offsets must be [begin, end] with begin <= end", path, k);
+            celo_seterr(err, errlen, "%s: tensor '%.80s': data_offsets must be [begin, end] with begin <= end", path,
+                        k);
             goto done;
         }
         if (t->n < 0 || (uint64_t)(e - b) != (uint64_t)t->n * 4) {
-            seterr(err, errlen, "%s: tensor '%.80s': data_offsets [%lld, %lld] do not hold its shape's %lld floats",
-                   path, k, (long long)b, (long long)e, (long long)t->n);
+            celo_seterr(err, errlen,
+                        "%s: tensor '%.80s': data_offsets [%lld, %lld] do not hold its shape's %lld floats", path, k,
+                        (long long)b, (long long)e, (long long)t->n);
             goto done;
         }
         t->name = strdup(k);
@@ -1064,23 +969,24 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
     for (int i = 0; i < c->ntensor; i++) {
         const char *nm = c->tensor[offs[3 * i + 2]].name;
         if ((uint64_t)offs[3 * i] != pos) {
-            seterr(err, errlen, "%s: tensor '%.80s': data_offsets %s at %lld (expected %llu)", path, nm,
-                   (uint64_t)offs[3 * i] < pos ? "overlap the previous tensor" : "leave a gap", (long long)offs[3 * i],
-                   (unsigned long long)pos);
+            celo_seterr(err, errlen, "%s: tensor '%.80s': data_offsets %s at %lld (expected %llu)", path, nm,
+                        (uint64_t)offs[3 * i] < pos ? "overlap the previous tensor" : "leave a gap",
+                        (long long)offs[3 * i], (unsigned long long)pos);
             goto done;
         }
         pos = (uint64_t)offs[3 * i + 1];
     }
     if (pos > data_size) {
-        seterr(err, errlen, "%s: truncated: the data section has %llu bytes, the tensors need %llu", path,
-               (unsigned long long)data_size, (unsigned long long)pos);
+        celo_seterr(err, errlen, "%s: truncated: the data section has %llu bytes, the tensors need %llu", path,
+                    (unsigned long long)data_size, (unsigned long long)pos);
         goto done;
     }
     if (pos < data_size) {
-        seterr(err, errlen,
-               "%s: %llu bytes after the tensor data (the data section has %llu bytes, the tensors "
-               "use %llu)",
-               path, (unsigned long long)(data_size - pos), (unsigned long long)data_size, (unsigned long long)pos);
+        celo_seterr(err, errlen,
+                    "%s: %llu bytes after the tensor data (the data section has %llu bytes, the tensors "
+                    "use %llu)",
+                    path, (unsigned long long)(data_size - pos), (unsigned long long)data_size,
+                    (unsigned long long)pos);
         goto done;
     }
     if (data_size > SIZE_MAX - 4)
@@ -1089,7 +995,7 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
     if (!c->buf)
         goto oom;
     if (data_size && fread(c->buf, 1, (size_t)data_size, f) != data_size) {
-        seterr(err, errlen, "%s: read error", path);
+        celo_seterr(err, errlen, "%s: read error", path);
         goto done;
     }
     if (!host_is_little_endian())
@@ -1107,7 +1013,7 @@ int celo_ckpt_read(celo_ckpt *c, const char *path, char *err, size_t errlen)
     rc = 0;
     goto done;
 oom:
-    seterr(err, errlen, "%s: out of memory", path);
+    celo_seterr(err, errlen, "%s: out of memory", path);
 done:
     jfree(&root);
     free(hdr);

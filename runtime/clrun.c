@@ -25,6 +25,7 @@
 #include "../compiler/opencl.h"
 #include "celort.h"
 #include "clplan.h"
+#include "fileio.h"
 
 #include <CL/cl.h>
 
@@ -232,38 +233,6 @@ static uint64_t fnv1a_str(uint64_t h, const char *s)
     return fnv1a(h, s, strlen(s) + 1); /* with the terminator, so that fields cannot run together */
 }
 
-/* The cache directory (created), or NULL. */
-static char *cache_dir(void)
-{
-    const char *d = getenv("CELO_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    char *path = NULL;
-    if (d && *d)
-        path = strdup(d);
-    else if ((x && *x) || (h && *h)) {
-        size_t len = strlen(x && *x ? x : h) + 16;
-        path = malloc(len);
-        if (path)
-            snprintf(path, len, x && *x ? "%s/celo" : "%s/.cache/celo", x && *x ? x : h);
-    }
-    if (!path)
-        return NULL;
-    /* mkdir -p */
-    for (char *s = path + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(path, 0755) && errno != EEXIST) {
-                free(path);
-                return NULL;
-            }
-            *s = c;
-            if (!c)
-                break;
-        }
-    }
-    return path;
-}
-
 static unsigned char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -318,7 +287,7 @@ static cl_program build_program(celo_cl_rule *r, const char *src, const char *op
     h = fnv1a_str(h, ver);
     h = fnv1a_str(h, drv);
     h = fnv1a_str(h, opts);
-    char *dir = cache_dir(), *path = NULL;
+    char *dir = celo_cache_dir(), *path = NULL;
     if (dir) {
         size_t len = strlen(dir) + 48;
         if ((path = malloc(len)))

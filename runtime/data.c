@@ -3,6 +3,8 @@
  */
 #include "data.h"
 #include "celort.h"
+#include "errmsg.h"
+#include "fileio.h"
 
 #include "rng.h"
 
@@ -45,19 +47,7 @@ static void fill_normal(uint64_t seed, uint64_t stream, float *x, int64_t n, flo
     celo_rng_fill_normal(&r, x, n, mean, std);
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char *s = err; *s; s++) /* one line, whatever the file name holds */
-        if (*s == '\n' || *s == '\r')
-            *s = ' ';
-}
+#define seterr celo_seterr /* the runtime's one error helper (errmsg.h), under this file's old name */
 
 static char *path_join(const char *dir, const char *name)
 {
@@ -677,44 +667,14 @@ static int kjv_ref_len(const char *s, const char *end)
 }
 
 /* ---- cache of the extracted text: $CELO_CACHE_DIR, else $XDG_CACHE_HOME/celo, else $HOME/.cache/celo (as
- * runtime/clrun.c). The file name carries the size, mtime and inode of bible.data and a format version, so
+ * celo_cache_dir, fileio.h). The file name carries the size, mtime and inode of bible.data and a format version, so
  * an updated package makes a new entry. Every cache failure is silent: the cache only saves time. */
 
 #define KJV_CACHE_VERSION 1
 
-static char *cache_dir(void)
-{
-    const char *d = getenv("CELO_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    char *path = NULL;
-    if (d && *d)
-        path = strdup(d);
-    else if ((x && *x) || (h && *h)) {
-        size_t len = strlen(x && *x ? x : h) + 16;
-        path = malloc(len);
-        if (path)
-            snprintf(path, len, x && *x ? "%s/celo" : "%s/.cache/celo", x && *x ? x : h);
-    }
-    if (!path)
-        return NULL;
-    for (char *q = path + 1;; q++) { /* mkdir -p */
-        if (*q == '/' || *q == 0) {
-            char c = *q;
-            *q = 0;
-            if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-                free(path);
-                return NULL;
-            }
-            *q = c;
-            if (!c)
-                break;
-        }
-    }
-    return path;
-}
-
 static char *kjv_cache_path(const struct stat *st)
 {
-    char *dir = cache_dir();
+    char *dir = celo_cache_dir();
     if (!dir)
         return NULL;
     char name[128];

@@ -4,10 +4,12 @@
  * Read:  format versions 1.0 and 2.0, C order, dtype '<f4' (loaded as is) or '<f8' (converted to float32).
  *        Anything else (Fortran order, other dtypes, big-endian, bad magic, malformed header, more than 8
  *        dimensions, truncated or oversized data) is rejected with a one-line message naming the file.
- * Write: format version 1.0, '<f4', C order, atomically: the data goes to "PATH.tmp.XXXXXX" (same directory),
- *        is flushed and fsync'ed, then renamed over PATH. On failure PATH is left untouched.
+ * Write: format version 1.0, '<f4', C order, atomically (celo_atomic, fileio.h): the data goes to a temporary
+ *        file beside PATH, is flushed and fsync'ed, then renamed over PATH. On failure PATH is left untouched.
  */
 #include "celort.h"
+#include "errmsg.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,21 +24,6 @@
 #define NPY_MAGIC      "\x93NUMPY"
 #define NPY_MAGIC_LEN  6
 #define NPY_MAX_HEADER (1 << 20) /* far beyond any header numpy writes; guards against garbage lengths */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    /* one line: a file name with a newline in it must not split the message */
-    for (char *s = err; *s; s++)
-        if (*s == '\n' || *s == '\r')
-            *s = ' ';
-}
 
 static int host_is_little_endian(void)
 {
@@ -140,7 +127,7 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        celo_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     char *hdr = NULL;
@@ -148,7 +135,7 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
     int rc = -1;
 
     if (fread(pre, 1, 10, f) != 10 || memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN) != 0) {
-        seterr(err, errlen, "%s: not a .npy file (bad magic)", path);
+        celo_seterr(err, errlen, "%s: not a .npy file (bad magic)", path);
         goto done;
     }
     int major = pre[6], minor = pre[7];
@@ -159,26 +146,26 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
         hstart = 10;
     } else if (major == 2 && minor == 0) {
         if (fread(pre + 10, 1, 2, f) != 2) {
-            seterr(err, errlen, "%s: truncated .npy header", path);
+            celo_seterr(err, errlen, "%s: truncated .npy header", path);
             goto done;
         }
         hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8 | (uint32_t)pre[10] << 16 | (uint32_t)pre[11] << 24;
         hstart = 12;
     } else {
-        seterr(err, errlen, "%s: unsupported .npy format version %d.%d (want 1.0 or 2.0)", path, major, minor);
+        celo_seterr(err, errlen, "%s: unsupported .npy format version %d.%d (want 1.0 or 2.0)", path, major, minor);
         goto done;
     }
     if (hlen == 0 || hlen > NPY_MAX_HEADER) {
-        seterr(err, errlen, "%s: bad .npy header length %u", path, (unsigned)hlen);
+        celo_seterr(err, errlen, "%s: bad .npy header length %u", path, (unsigned)hlen);
         goto done;
     }
     hdr = malloc(hlen + 1);
     if (!hdr) {
-        seterr(err, errlen, "%s: out of memory", path);
+        celo_seterr(err, errlen, "%s: out of memory", path);
         goto done;
     }
     if (fread(hdr, 1, hlen, f) != hlen) {
-        seterr(err, errlen, "%s: truncated .npy header", path);
+        celo_seterr(err, errlen, "%s: truncated .npy header", path);
         goto done;
     }
     hdr[hlen] = 0;
@@ -197,7 +184,8 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
         if (strcmp(key, "descr") == 0) {
             skip_ws(&c);
             if (c.s < c.end && (*c.s == '[' || *c.s == '{')) {
-                seterr(err, errlen, "%s: structured dtype not supported (want float32 '<f4' or float64 '<f8')", path);
+                celo_seterr(err, errlen, "%s: structured dtype not supported (want float32 '<f4' or float64 '<f8')",
+                            path);
                 goto done;
             }
             if (parse_str(&c, descr, sizeof descr) != 0)
@@ -214,7 +202,7 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
         } else if (strcmp(key, "shape") == 0) {
             int r = parse_shape(&c, &out->ndim, out->shape);
             if (r == -2) {
-                seterr(err, errlen, "%s: more than 8 dimensions", path);
+                celo_seterr(err, errlen, "%s: more than 8 dimensions", path);
                 goto done;
             }
             if (r != 0)
@@ -232,7 +220,7 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
     if (!have_descr || !have_order || !have_shape)
         goto bad_header;
     if (fortran) {
-        seterr(err, errlen, "%s: Fortran-order array not supported (want C order)", path);
+        celo_seterr(err, errlen, "%s: Fortran-order array not supported (want C order)", path);
         goto done;
     }
     size_t isz;
@@ -244,7 +232,7 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
         for (char *q = descr; *q; q++)
             if (*q < 0x20 || *q > 0x7e)
                 *q = '?';
-        seterr(err, errlen, "%s: dtype '%s' not supported (want float32 '<f4' or float64 '<f8')", path, descr);
+        celo_seterr(err, errlen, "%s: dtype '%s' not supported (want float32 '<f4' or float64 '<f8')", path, descr);
         goto done;
     }
 
@@ -252,48 +240,48 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
     int64_t n = 1;
     for (int i = 0; i < out->ndim; i++) {
         if (out->shape[i] != 0 && n > INT64_MAX / 8 / out->shape[i]) {
-            seterr(err, errlen, "%s: shape too large", path);
+            celo_seterr(err, errlen, "%s: shape too large", path);
             goto done;
         }
         n *= out->shape[i];
     }
     if ((uint64_t)n > SIZE_MAX / 8) {
-        seterr(err, errlen, "%s: shape too large", path);
+        celo_seterr(err, errlen, "%s: shape too large", path);
         goto done;
     }
 
     /* the data must be exactly n items */
     if (fseek(f, 0, SEEK_END) != 0) {
-        seterr(err, errlen, "%s: cannot seek: %s", path, strerror(errno));
+        celo_seterr(err, errlen, "%s: cannot seek: %s", path, strerror(errno));
         goto done;
     }
     long fsize = ftell(f);
     if (fsize < 0 || fseek(f, hstart + (long)hlen, SEEK_SET) != 0) {
-        seterr(err, errlen, "%s: cannot seek: %s", path, strerror(errno));
+        celo_seterr(err, errlen, "%s: cannot seek: %s", path, strerror(errno));
         goto done;
     }
     uint64_t have = (uint64_t)fsize - (uint64_t)(hstart + (long)hlen), want = (uint64_t)n * isz;
     if (have < want) {
-        seterr(err, errlen, "%s: truncated data: %llu bytes, shape needs %llu", path, (unsigned long long)have,
-               (unsigned long long)want);
+        celo_seterr(err, errlen, "%s: truncated data: %llu bytes, shape needs %llu", path, (unsigned long long)have,
+                    (unsigned long long)want);
         goto done;
     }
     if (have > want) {
-        seterr(err, errlen, "%s: trailing data: %llu bytes, shape needs %llu", path, (unsigned long long)have,
-               (unsigned long long)want);
+        celo_seterr(err, errlen, "%s: trailing data: %llu bytes, shape needs %llu", path, (unsigned long long)have,
+                    (unsigned long long)want);
         goto done;
     }
 
     float *data = malloc(n > 0 ? (size_t)n * sizeof(float) : sizeof(float));
     if (!data) {
-        seterr(err, errlen, "%s: out of memory (%lld elements)", path, (long long)n);
+        celo_seterr(err, errlen, "%s: out of memory (%lld elements)", path, (long long)n);
         goto done;
     }
     int le = host_is_little_endian();
     if (isz == 4) {
         if (fread(data, 4, (size_t)n, f) != (size_t)n) {
             free(data);
-            seterr(err, errlen, "%s: read error", path);
+            celo_seterr(err, errlen, "%s: read error", path);
             goto done;
         }
         if (!le) {
@@ -310,7 +298,7 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
             size_t k = (size_t)(n - i < 1024 ? n - i : 1024);
             if (fread(buf, 8, k, f) != k) {
                 free(data);
-                seterr(err, errlen, "%s: read error", path);
+                celo_seterr(err, errlen, "%s: read error", path);
                 goto done;
             }
             for (size_t j = 0; j < k; j++) {
@@ -330,7 +318,7 @@ int celo_npy_read(const char *path, celo_array *out, char *err, size_t errlen)
     goto done;
 
 bad_header:
-    seterr(err, errlen, "%s: malformed .npy header", path);
+    celo_seterr(err, errlen, "%s: malformed .npy header", path);
 done:
     if (rc != 0)
         memset(out, 0, sizeof *out);
@@ -344,13 +332,13 @@ done:
 int celo_npy_write(const char *path, const float *data, int ndim, const int64_t *shape, char *err, size_t errlen)
 {
     if (ndim < 0 || ndim > 8) {
-        seterr(err, errlen, "%s: cannot write %d dimensions (0..8)", path, ndim);
+        celo_seterr(err, errlen, "%s: cannot write %d dimensions (0..8)", path, ndim);
         return -1;
     }
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0 || (shape[i] != 0 && n > INT64_MAX / 4 / shape[i])) {
-            seterr(err, errlen, "%s: bad shape", path);
+            celo_seterr(err, errlen, "%s: bad shape", path);
             return -1;
         }
         n *= shape[i];
@@ -375,29 +363,10 @@ int celo_npy_write(const char *path, const float *data, int ndim, const int64_t 
     memset(head + 10 + k, ' ', hlen - (size_t)k - 1);
     head[padded - 1] = '\n';
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
-        seterr(err, errlen, "%s: out of memory", path);
+    celo_atomic a;
+    FILE *f = celo_atomic_open(&a, path, err, errlen);
+    if (!f)
         return -1;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        seterr(err, errlen, "%s: cannot create temporary file: %s", path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    (void)fchmod(fd, 0644); /* mkstemp makes 0600; a written array is an ordinary file */
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        seterr(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
     int ok = fwrite(head, 1, padded, f) == padded;
     if (ok) {
         if (host_is_little_endian()) {
@@ -411,41 +380,7 @@ int celo_npy_write(const char *path, const float *data, int ndim, const int64_t 
             }
         }
     }
-    if (ok)
-        ok = fflush(f) == 0;
-    if (ok)
-        ok = fsync(fileno(f)) == 0;
-    int saved = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        saved = errno;
-    }
-    if (!ok) {
-        seterr(err, errlen, "%s: write failed: %s", path, strerror(saved));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        seterr(err, errlen, "%s: cannot rename temporary file into place: %s", path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-
-    /* make the rename itself durable (best effort) */
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (dir) {
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    return 0;
+    return celo_atomic_commit(&a, err, errlen);
 }
 
 void celo_array_free(celo_array *a)

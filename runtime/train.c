@@ -30,8 +30,10 @@
 #include "ckpt.h"
 #include "clones.h"
 #include "data.h"
+#include "errmsg.h"
 #include "nn.h"
 #include "rng.h"
+#include "sbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,19 +55,8 @@
 #define EMA_DECAY       0.98
 #define CKPT_FORMAT     "celo-train 1"
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char *s = err; *s; s++)
-        if (*s == '\n' || *s == '\r')
-            *s = ' ';
-}
+#define seterr    celo_seterr    /* the runtime's one error helper (errmsg.h), under this file's old name */
+#define sb_printf celo_sb_printf /* and its one text buffer (sbuf.h) */
 
 static double now_s(void)
 {
@@ -121,44 +112,6 @@ static int write_atomic(const char *path, const char *data, size_t len, char *er
     if (make_parents(path, err, errlen))
         return -1;
     return celo_write_atomic(path, data, len, err, errlen);
-}
-
-/* A growing text buffer. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->s && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc <= b->n + (size_t)k)
-            nc *= 2;
-        char *p = realloc(b->s, nc);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->s = p;
-        b->cap = nc;
-    }
 }
 
 /* ================================ task data (shared by the runs of a task) ================================ */
@@ -890,7 +843,7 @@ static int write_csv(const inst *in, char *err, size_t errlen)
     if (b.oom)
         seterr(err, errlen, "%s: out of memory", path);
     else
-        rc = write_atomic(path, b.s, b.n, err, errlen);
+        rc = write_atomic(path, b.s, b.len, err, errlen);
     free(b.s);
     return rc;
 }
@@ -1901,12 +1854,12 @@ static int write_compare(const celo_plan *plan, const celo_group *g, const outco
     char path[CELO_PATH_MAX + 32];
     const char *dir = g->out[0] ? g->out : ".";
     snprintf(path, sizeof path, "%s/results.md", dir);
-    if (write_atomic(path, md.s, md.n, err, errlen))
+    if (write_atomic(path, md.s, md.len, err, errlen))
         goto done;
     snprintf(path, sizeof path, "%s/curves.svg", dir);
-    if (write_atomic(path, svg.s, svg.n, err, errlen))
+    if (write_atomic(path, svg.s, svg.len, err, errlen))
         goto done;
-    printf("compare %s (%s/results.md, %s/curves.svg):\n%.*s", g->name, dir, dir, (int)md.n, md.s);
+    printf("compare %s (%s/results.md, %s/curves.svg):\n%.*s", g->name, dir, dir, (int)md.len, md.s);
     fflush(stdout);
     rc = 0;
     goto done;
@@ -1938,7 +1891,7 @@ static int write_run_svg(const celo_plan *plan, int i, const outcome *outs, char
     char title[CELO_NAME_MAX + 16];
     snprintf(title, sizeof title, "%s: eval loss", r->name);
     make_svg(&svg, title, plan, outs, &i, 1);
-    int rc = svg.oom ? (seterr(err, errlen, "out of memory"), -1) : write_atomic(path, svg.s, svg.n, err, errlen);
+    int rc = svg.oom ? (seterr(err, errlen, "out of memory"), -1) : write_atomic(path, svg.s, svg.len, err, errlen);
     free(svg.s);
     return rc;
 }

@@ -168,6 +168,8 @@ typedef struct celo_state {
 
 celo_state *celo_state_new(const celo_program *prog, int ndim, const int64_t *shape);
 void celo_state_free(celo_state *st);
+/* dst = src (the same rule and shape): the slots and the step count. 0, or -1 when they do not match. */
+int celo_state_copy(celo_state *dst, const celo_state *src);
 void celo_program_defaults(const celo_program *prog, float *hp);
 int celo_program_hp_index(const celo_program *prog, const char *name);
 

@@ -125,3 +125,40 @@ char *celo_cache_dir(void)
     }
     return path;
 }
+
+int celo_make_parents(const char *path, char *err, size_t errlen)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) {
+        celo_seterr(err, errlen, "%s: path too long", path);
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf)
+        return 0;
+    *slash = 0;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            celo_seterr(err, errlen, "%s: cannot create folder %s: %s", path, buf, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+        celo_seterr(err, errlen, "%s: cannot create folder %s: %s", path, buf, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int celo_write_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
+{
+    if (celo_make_parents(path, err, errlen))
+        return -1;
+    return celo_write_atomic(path, data, len, err, errlen);
+}

@@ -21,6 +21,11 @@ FILE *celo_atomic_open(celo_atomic *a, const char *path, char *err, size_t errle
  * one line in err: then the temporary file is gone and the target untouched. A write error on a->f counts. */
 int celo_atomic_commit(celo_atomic *a, char *err, size_t errlen);
 
+/* Creates the folders above path (mkdir -p of its directory). 0, or -1 with one line naming path in err. */
+int celo_make_parents(const char *path, char *err, size_t errlen);
+/* celo_write_atomic after creating the folders above path. */
+int celo_write_file(const char *path, const char *data, size_t len, char *err, size_t errlen);
+
 /* The cache folder, created: $CELO_CACHE_DIR, else $XDG_CACHE_HOME/celo, else $HOME/.cache/celo. A malloc'd path,
  * or NULL: callers treat the cache as an optimisation and go on without it. */
 char *celo_cache_dir(void);

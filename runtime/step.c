@@ -174,6 +174,18 @@ static void scratch_free(scratch *s)
     free(s);
 }
 
+int celo_state_copy(celo_state *dst, const celo_state *src)
+{
+    if (dst->prog != src->prog || dst->n != src->n || dst->R != src->R || dst->C != src->C)
+        return -1;
+    int64_t total = 0;
+    for (int s = 0; s < src->prog->nstate; s++)
+        total += (src->slotlen[s] + 15) & ~(int64_t)15;
+    memcpy(dst->data, src->data, (size_t)total * sizeof(float));
+    dst->t = src->t;
+    return 0;
+}
+
 void celo_state_free(celo_state *st)
 {
     if (!st)

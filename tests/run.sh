@@ -196,23 +196,32 @@ if want pipeline; then
             >"$TMP/diff"
     then ok "pipeline compare with a rule listed twice: 3 rows, 6 logs, run == build"
     else bad "pipeline compare twice: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff" 2>/dev/null)"; fi
-    # kill -9 after the first log row and checkpoint (step 500), resume: the same numbers as a run that was never interrupted
+    # kill -9 after the first checkpoint (step 250 of 3000), resume: the same curve and final weights as a run that
+    # was never interrupted. The kill must be real: the process ends by SIGKILL (status 137), with a checkpoint on
+    # disk from a step before the last.
+    st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+    st_step() { head -c 4096 "$1" | grep -ao '"step":"[0-9]*"' | head -1 | tr -dc 0-9; }
     mkdir -p "$TMP/full" "$TMP/kill"
     (cd "$TMP/full" && "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet) 2>"$TMP/err"
     (cd "$TMP/kill" && exec "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet) 2>/dev/null &
     pid=$!
-    for _ in $(seq 1 600); do
-        [ -f "$TMP/kill/runs/slow.csv" ] && [ -f "$TMP/kill/runs/slow.safetensors" ] && break
+    for _ in $(seq 1 1200); do
+        [ -f "$TMP/kill/runs/slow.safetensors" ] && break
         kill -0 $pid 2>/dev/null || break
-        sleep 0.05
+        sleep 0.02
     done
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
-    killed_at=$(grep -c . "$TMP/kill/runs/slow.csv" 2>/dev/null || echo 0)
-    if (cd "$TMP/kill" && "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet --resume) 2>>"$TMP/err" &&
-        diff <(cut -d, -f1-4 "$TMP/full/runs/slow.csv") <(cut -d, -f1-4 "$TMP/kill/runs/slow.csv") >"$TMP/diff"; then
-        ok "pipeline kill -9 + --resume == uninterrupted (killed with $killed_at CSV lines written)"
-    else bad "pipeline resume: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff")"; fi
+    status=$?
+    killed_step=$(st_step "$TMP/kill/runs/slow.safetensors" 2>/dev/null)
+    killed_rows=$(grep -c . "$TMP/kill/runs/slow.csv" 2>/dev/null || echo 0)
+    if [ "$status" = 137 ] && [ -n "$killed_step" ] && [ "$killed_step" -ge 250 ] && [ "$killed_step" -lt 3000 ] &&
+        (cd "$TMP/kill" && "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet --resume) 2>>"$TMP/err" &&
+        diff <(cut -d, -f1-4 "$TMP/full/runs/slow.csv") <(cut -d, -f1-4 "$TMP/kill/runs/slow.csv") >"$TMP/diff" &&
+        [ "$(st_step "$TMP/kill/runs/slow.safetensors")" = 3000 ] &&
+        cmp -s <(st_data "$TMP/full/runs/slow.safetensors") <(st_data "$TMP/kill/runs/slow.safetensors"); then
+        ok "pipeline kill -9 at step $killed_step of 3000 (SIGKILL, $killed_rows CSV lines) + --resume == uninterrupted (curve and final weights)"
+    else bad "pipeline resume: status $status, checkpoint at step '${killed_step}': $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff")"; fi
     # split batches run their steps in one thread team (runtime/train.c, team_steps): the same numbers as one
     # OpenMP region per phase, and on one thread as on two
     mkdir -p "$TMP/team" "$TMP/noteam" "$TMP/team1"
@@ -229,7 +238,6 @@ if want pipeline; then
     else bad "pipeline team: $(head -c 300 "$TMP/err") $(head -20 "$TMP/diff")"; fi
     # every model kind on 1, 2 and 3 threads: the same loss curves and the same final weights, bit for bit (work is
     # cut by the shapes alone: GEMM pieces, batch halves, optimizer chunks; docs/runtime.md)
-    st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
     for nt in 1 2 3; do
         mkdir -p "$TMP/threads$nt"
         (cd "$TMP/threads$nt" && OMP_NUM_THREADS=$nt "$CELO_ABS" run "$ROOT/tests/pipeline/threads.celo" --quiet) \

@@ -1,0 +1,23 @@
+/* report.h — summaries of finished runs: a sweep's table (stdout), a compare's results.md and curves.svg, and a
+ * train run's curve beside its CSV (runs/x.csv -> runs/x.svg). */
+#ifndef CELO_REPORT_H
+#define CELO_REPORT_H
+
+#include "inst.h"
+#include "runlog.h"
+
+/* How a run of the plan ended. */
+typedef struct {
+    int ran;
+    celo_run_result res;
+    int64_t diverged_at;
+    celo_rowlog log;
+} celo_outcome;
+
+void celo_report_sweep(const celo_plan *plan, const celo_group *g, const celo_outcome *outs);
+/* tds: the plan's task data by task index (for the text tasks' unigram entropy). */
+int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_outcome *outs,
+                        celo_rule_lookup lookup, void *lctx, celo_task_data *const *tds, char *err, size_t errlen);
+int celo_report_run_svg(const celo_plan *plan, int i, const celo_outcome *outs, char *err, size_t errlen);
+
+#endif

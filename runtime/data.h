@@ -187,7 +187,7 @@ int celo_source_key(const celo_source_type *t, const double *p, char *buf, size_
 
 /* Shared, reference-counted, thread-safe (see the top of this file). NULL with one line in err on failure. */
 const celo_source *celo_source_get(const char *name, const celo_source_arg *args, int nargs, char *err, size_t errlen);
-/* Drop one reference; the last frees the data. NULL is ignored. */
+/* Drop one reference of a pointer from celo_source_get; the last frees the data. NULL is ignored. */
 void celo_source_put(const celo_source *s);
 /* How many sources the registry holds now (loaded or loading): what is in memory, for tools and tests. */
 int celo_source_live(void);

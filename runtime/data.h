@@ -42,17 +42,17 @@
  * set) and what is wrong. A missing Debian data set names the package that provides it.
  *
  * Adding a data set (say, a CSV of 8x8 digit images):
- *   1. runtime/data/digits.c: read the files into a celo_source's train and test (celo_dataset below; allocate
- *      x with malloc, or see fashion_mnist.c for large arrays), validating everything with one-line errors,
- *      and define
+ *   1. runtime/data/digits.c: read the files into a celo_source's train and test (celo_dataset below; x from
+ *      celo_data_examples_alloc in data/data_internal.h, the rest with malloc), validating everything with
+ *      one-line errors that name the file, and define
  *          const celo_source_type celo_source_digits = {
  *              .name = "digits", .help = "8x8 handwritten digits (python3-sklearn)", .kind = CELO_SOURCE_EXAMPLES,
  *              .nparams = 1, .params = {{"test_frac", 0.2, 0, 0.9, 0, "share of the examples held out"}},
  *              .load = digits_load, .origin = digits_origin};     // origin: NULL when no file is involved
  *   2. runtime/data/sources.def: one line, CELO_SOURCE(digits).
- * The Makefile compiles every .c file in runtime/data/; tests/unit/test_data.c shows how sets are checked. (A task in a
- * .celo file reaches a data set through compiler/pipeline.c and the plan's task fields, which still name the
- * four built-in sets one by one.)
+ * The Makefile compiles every .c file in runtime/data/. tests/unit/test_data.c checks each set's contents and
+ * errors, tests/unit/test_source.c the table and the registry. (A task in a .celo file still reaches a data set
+ * through compiler/pipeline.c and the plan's task fields, which name the four built-in sets one by one.)
  */
 #ifndef CELO_DATA_H
 #define CELO_DATA_H
@@ -198,6 +198,8 @@ int celo_source_load(celo_source *s, const char *name, const celo_source_arg *ar
 void celo_source_free(celo_source *s);
 
 /* ============== batching: seeded shuffling per epoch, drop-last, resumable cursor ============== */
+/* (runtime/train.c does not use this cursor yet: it draws batch k from its own per-epoch Fisher-Yates
+ * permutation, epoch_perm, which is cheaper per index and gives a different order.) */
 
 /* Position i of epoch e's permutation of [0, n): a keyed Feistel bijection (8 rounds of Philox) with cycle
  * walking; O(1) memory, no state: any batch of any epoch is computed directly. */

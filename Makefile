@@ -26,7 +26,7 @@ CFLAGS := $(CFLAGS_BASE) $(WARN) -I$(OPENBLAS_INC) -DCELO_OPENBLAS_DIR='"$(OPENB
 GEN_CFLAGS := $(CFLAGS_BASE) -Wno-unused-function -Wno-sign-compare
 RT_LIBS := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lOpenCL -lz -lm -fopenmp $(LDSAN)
 
-RT_SRC := $(wildcard runtime/*.c runtime/nn/*.c)
+RT_SRC := $(wildcard runtime/*.c runtime/nn/*.c runtime/data/*.c)
 CC_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
 RT_OBJ := $(RT_SRC:%.c=$(BUILD)/%.o)
 CC_OBJ := $(CC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/lexer.o $(BUILD)/gen/parser.o
@@ -57,10 +57,10 @@ $(BUILD)/%.o: %.c $(BUILD)/gen/parser.h $(BUILD)/gen/lexer.h
 	$(CC) $(CFLAGS) -MMD -c $< -o $@
 
 $(BUILD)/libcelort.a: $(RT_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libceloc.a: $(CC_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/celo: $(BUILD)/compiler/main.o $(BUILD)/libceloc.a $(BUILD)/libcelort.a
 	$(CC) -o $@ $^ $(LLVM_LIBS) $(RT_LIBS)

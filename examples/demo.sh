@@ -5,6 +5,11 @@ cd "$(dirname "$0")/.."
 CELO=${CELO:-build/celo}
 OUT=${OUT:-build/demo}
 mkdir -p "$OUT"
+# absolute paths: the runs below work in folders of their own
+case $CELO in /* | *" "*) ;; */*) CELO=$PWD/$CELO ;; esac
+OUT_ABS=$OUT
+case $OUT in /*) ;; *) OUT_ABS=$PWD/$OUT ;; esac
+EXAMPLES=$PWD/examples
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "The stdlib: update rules written in .celo, compiled on demand"
@@ -40,16 +45,19 @@ $CELO check "$OUT/oops.celo" || true
 
 say "A whole experiment in one file: AdamW, Lion and a new rule, each tuned by a sweep (examples/compare_optimizers.celo)"
 sed -n '/^optimizer/,$p' examples/compare_optimizers.celo
-(cd "$OUT" && ../../$CELO run ../../examples/compare_optimizers.celo)
+(cd "$OUT" && $CELO run "$EXAMPLES/compare_optimizers.celo")
 echo "table and plot: $OUT/runs/compare/results.md, $OUT/runs/compare/curves.svg"
 
 say "The same experiment as a standalone binary (celo build): no LLVM at run time, the same numbers"
 $CELO build examples/compare_optimizers.celo -o "$OUT/compare_bin"
-(cd "$OUT" && mkdir -p bin && cd bin && ../compare_bin --only compare --quiet --set steps=300 >/dev/null)
-(cd "$OUT" && ../../$CELO run ../../examples/compare_optimizers.celo --quiet --set steps=300 >/dev/null)
-if diff <(cut -d, -f1-4 "$OUT/runs/compare/compare.adamw_lr_0.001.csv") \
-        <(cut -d, -f1-4 "$OUT/bin/runs/compare/compare.adamw_lr_0.001.csv") >/dev/null; then
-    echo "celo run and the built binary wrote identical loss curves"
+# A 300-step check, each side in its own folder under $OUT/check: the 2000-step results above stay as they are.
+CHECK=$OUT_ABS/check
+mkdir -p "$CHECK/bin" "$CHECK/run"
+(cd "$CHECK/bin" && "$OUT_ABS/compare_bin" --only compare --quiet --set steps=300 >/dev/null)
+(cd "$CHECK/run" && $CELO run "$EXAMPLES/compare_optimizers.celo" --quiet --set steps=300 >/dev/null)
+if diff <(cut -d, -f1-4 "$CHECK/run/runs/compare/compare.adamw_lr_0.001.csv") \
+        <(cut -d, -f1-4 "$CHECK/bin/runs/compare/compare.adamw_lr_0.001.csv") >/dev/null; then
+    echo "celo run and the built binary wrote identical loss curves (300 steps, in $OUT/check)"
 else
     echo "the loss curves differ!"; exit 1
 fi

@@ -149,28 +149,29 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
     case CELO_MODEL_MLP:
     case CELO_MODEL_AUTOENCODER: {
         if (text) {
-            celo_seterr(err, errlen, "task %s: model %s needs vector data (fashion_mnist or teacher), not text", tk->name,
-                   mname);
+            celo_seterr(err, errlen, "task %s: model %s needs vector data (fashion_mnist or teacher), not text",
+                        tk->name, mname);
             return -1;
         }
         int in = (int)d->train.dim, out = d->train.nclass ? d->train.nclass : (int)d->train.ydim;
         if (tk->in && tk->in != in) {
-            celo_seterr(err, errlen, "task %s: the model's input width is %d, the data has %d features", tk->name, tk->in,
-                   in);
+            celo_seterr(err, errlen, "task %s: the model's input width is %d, the data has %d features", tk->name,
+                        tk->in, in);
             return -1;
         }
         if (tk->model == CELO_MODEL_MLP && tk->out && tk->out != out) {
             celo_seterr(err, errlen, "task %s: the model has %d outputs, the data %d %s", tk->name, tk->out, out,
-                   d->train.nclass ? "classes" : "targets");
+                        d->train.nclass ? "classes" : "targets");
             return -1;
         }
         if (tk->model == CELO_MODEL_MLP && images && tk->loss != CELO_LOSS_CROSS_ENTROPY) {
             celo_seterr(err, errlen, "task %s: fashion_mnist has class labels: the mlp's loss must be cross_entropy",
-                   tk->name);
+                        tk->name);
             return -1;
         }
         if (tk->nhidden < 0 || tk->nhidden > CELO_MLP_MAX_HIDDEN) {
-            celo_seterr(err, errlen, "task %s: %d hidden layers (at most %d)", tk->name, tk->nhidden, CELO_MLP_MAX_HIDDEN);
+            celo_seterr(err, errlen, "task %s: %d hidden layers (at most %d)", tk->name, tk->nhidden,
+                        CELO_MLP_MAX_HIDDEN);
             return -1;
         }
         cfg->mlp.in = in;
@@ -209,7 +210,8 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
         if (tk->model == CELO_MODEL_GPT) {
             int ctx = tk->ctx ? tk->ctx : tk->seq;
             if (tk->seq > ctx) {
-                celo_seterr(err, errlen, "task %s: seq %d is longer than the model's context %d", tk->name, tk->seq, ctx);
+                celo_seterr(err, errlen, "task %s: seq %d is longer than the model's context %d", tk->name, tk->seq,
+                            ctx);
                 return -1;
             }
             cfg->gpt = (celo_gpt_config){.vocab = d->text.vocab,
@@ -228,8 +230,8 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
 }
 
 /* Sets up the model (or the quadratic's point), optimizer state, hyper-parameters and buffers. */
-static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_task_data *td,
-                     const celo_program *prog, uint64_t seed, char *err, size_t errlen)
+static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_task_data *td, const celo_program *prog,
+                     uint64_t seed, char *err, size_t errlen)
 {
     memset(in, 0, sizeof *in);
     in->plan = plan;
@@ -304,7 +306,7 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             const celo_dataset *tr = &td->train;
             if (tr->n < B) {
                 celo_seterr(err, errlen, "task %s: batch %d is larger than the %lld training examples", tk->name, B,
-                       (long long)tr->n);
+                            (long long)tr->n);
                 return -1;
             }
             in->bx = malloc(sizeof(float) * (size_t)B * (size_t)tr->dim);
@@ -350,7 +352,7 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
                 snprintf(list + l, sizeof list - l, "%s%s", j ? ", " : "", prog->hp[j].name);
             }
             celo_seterr(err, errlen, "run %s: optimizer '%s' has no hyper-parameter '%s' (it has: %s)", run->name,
-                   prog->name, run->hp_name[i], prog->nhp ? list : "none");
+                        prog->name, run->hp_name[i], prog->nhp ? list : "none");
             return -1;
         }
         in->hp[k] = (float)run->hp[i];
@@ -359,9 +361,9 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
     if (run->schedule != CELO_SCHED_CONSTANT) {
         if (in->lr_idx < 0) {
             celo_seterr(err, errlen,
-                   "run %s: a learning-rate schedule needs a hyper-parameter 'lr', and optimizer '%s' has "
-                   "none",
-                   run->name, prog->name);
+                        "run %s: a learning-rate schedule needs a hyper-parameter 'lr', and optimizer '%s' has "
+                        "none",
+                        run->name, prog->name);
             return -1;
         }
         if (run->schedule != CELO_SCHED_COSINE && run->schedule != CELO_SCHED_WARMUP_COSINE &&
@@ -652,7 +654,6 @@ static int update_tensors(inst *in, const celo_program *prog, int64_t t, char *m
     return failed;
 }
 
-
 /* ================================ steps ================================ */
 
 static void set_lr(inst *in, int64_t t)
@@ -686,8 +687,8 @@ static int train_step(inst *in, const celo_program *prog, int64_t t, celo_step_o
     char msg[256];
     int nonfinite, failed = update_tensors(in, prog, t, msg, sizeof msg, &nonfinite);
     if (failed >= 0) {
-        celo_seterr(err, errlen, "run %s: step %lld: %s: %s", in->run->name, (long long)t, inst_tensor(in, failed)->name,
-               msg);
+        celo_seterr(err, errlen, "run %s: step %lld: %s: %s", in->run->name, (long long)t,
+                    inst_tensor(in, failed)->name, msg);
         return -1;
     }
     if (nonfinite >= 0)
@@ -793,7 +794,8 @@ static int team_steps(inst *in, const celo_program *prog, int64_t t_end, celo_st
             celo_team_wait(team);
             if (w == 0) {
                 if (r[0] || r[1]) {
-                    celo_seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(r[0] ? in->model : in->replica));
+                    celo_seterr(err, errlen, "run %s: %s", in->run->name,
+                                celo_model_error(r[0] ? in->model : in->replica));
                     rc = -1;
                 } else {
                     o->loss = (float)loss;
@@ -802,7 +804,7 @@ static int team_steps(inst *in, const celo_program *prog, int64_t t_end, celo_st
                     int v = nw > 1 && nf[1] >= 0 && (nf[0] < 0 || nf[1] < nf[0]) ? 1 : 0;
                     if (go && failed[f] >= 0) {
                         celo_seterr(err, errlen, "run %s: step %lld: %s: %s", in->run->name, (long long)t,
-                               inst_tensor(in, failed[f])->name, msg[f]);
+                                    inst_tensor(in, failed[f])->name, msg[f]);
                         rc = -1;
                     } else {
                         if (go && nf[v] >= 0)
@@ -824,7 +826,6 @@ static int team_steps(inst *in, const celo_program *prog, int64_t t_end, celo_st
     celo_team_free(team);
     return rc;
 }
-
 
 /* ================================ the API ================================ */
 
@@ -920,8 +921,8 @@ celo_ctx celo_ctx_for(const celo_inst *in, int avail)
     return c;
 }
 
-int celo_inst_steps(celo_inst *in, const celo_ctx *ctx, int64_t t_end, celo_step_out *o, celo_step_cb cb,
-                    void *cb_ctx, char *err, size_t errlen)
+int celo_inst_steps(celo_inst *in, const celo_ctx *ctx, int64_t t_end, celo_step_out *o, celo_step_cb cb, void *cb_ctx,
+                    char *err, size_t errlen)
 {
     int saved = ctx_enter(in, ctx), rc = 0;
     memset(o, 0, sizeof *o);
@@ -954,8 +955,8 @@ int celo_inst_eval(celo_inst *in, const celo_ctx *ctx, double *loss, double *acc
 
 celo_inst_stats celo_inst_get_stats(const celo_inst *in)
 {
-    return (celo_inst_stats){.step = in->step, .loss_sum = in->loss_sum, .ema = in->ema, .loss_n = in->loss_n,
-                             .ema_n = in->ema_n};
+    return (celo_inst_stats){
+        .step = in->step, .loss_sum = in->loss_sum, .ema = in->ema, .loss_n = in->loss_n, .ema_n = in->ema_n};
 }
 
 double celo_inst_take_mean(celo_inst *in)
@@ -1067,8 +1068,8 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
         return -1;
     }
     if (step < 1 || step > run->steps) {
-        celo_seterr(err, errlen, "run %s: %s is at step %lld, the run has %lld steps", run->name, path,
-                    (long long)step, (long long)run->steps);
+        celo_seterr(err, errlen, "run %s: %s is at step %lld, the run has %lld steps", run->name, path, (long long)step,
+                    (long long)run->steps);
         return -1;
     }
     /* a changed length changes every schedule but the constant one from here on: say so, it is not an error */

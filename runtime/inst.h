@@ -81,8 +81,8 @@ typedef void (*celo_step_cb)(const celo_inst *in, void *cb_ctx);
 
 /* Steps step+1 .. t_end. Stops early after a step that found a non-finite value (o->bad; the step counts as
  * taken). 0, or -1 with err on an error (bad input, out of memory). */
-int celo_inst_steps(celo_inst *in, const celo_ctx *ctx, int64_t t_end, celo_step_out *o, celo_step_cb cb,
-                    void *cb_ctx, char *err, size_t errlen);
+int celo_inst_steps(celo_inst *in, const celo_ctx *ctx, int64_t t_end, celo_step_out *o, celo_step_cb cb, void *cb_ctx,
+                    char *err, size_t errlen);
 /* The loss (and accuracy, NaN when the task has none) on the task's evaluation data. */
 int celo_inst_eval(celo_inst *in, const celo_ctx *ctx, double *loss, double *acc, char *err, size_t errlen);
 

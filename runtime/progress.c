@@ -80,8 +80,7 @@ static void prog_line(celo_progress *pg, const celo_inst *in, const celo_rowlog 
     double rate = prog_rate(pg, in, now);
     char eta[32];
     celo_fmt_time(rate > 0 ? (double)(run->steps - step) / rate : -1, eta, sizeof eta);
-    fprintf(stderr, "%s: step %lld/%lld  smoothed_loss %.4g", run->name, (long long)step, (long long)run->steps,
-            s.ema);
+    fprintf(stderr, "%s: step %lld/%lld  smoothed_loss %.4g", run->name, (long long)step, (long long)run->steps, s.ema);
     if (with_eval && l->n) {
         const celo_row *r = &l->rows[l->n - 1];
         fprintf(stderr, "  eval_loss %.4g", r->eval_loss);
@@ -117,7 +116,6 @@ void celo_progress_update(celo_progress *pg, const celo_inst *in, const celo_row
             pg->mark += run->steps / 10 > 0 ? run->steps / 10 : 1;
     }
 }
-
 
 void celo_progress_end(celo_progress *pg, const celo_inst *in, const celo_rowlog *l)
 {

@@ -200,7 +200,8 @@ static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"
                                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
 /* An SVG line plot of eval loss against step for the given runs. */
-static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const celo_outcome *outs, const int *runs, int n)
+static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const celo_outcome *outs, const int *runs,
+                     int n)
 {
     size_t longest = 0; /* the legend's width follows the longest name (about 7 px a character at 12 px) */
     for (int i = 0; i < n; i++) {
@@ -241,9 +242,9 @@ static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const ce
 #define XP(s) (L + pw * (double)(s) / xmax)
 #define YP(v) (T + ph * (1 - ((logy ? log10(v) : (v)) - y0) / (y1 - y0)))
     celo_sb_printf(b,
-              "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" "
-              "font-family=\"sans-serif\" font-size=\"12\">\n",
-              W, H, W, H);
+                   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" "
+                   "font-family=\"sans-serif\" font-size=\"12\">\n",
+                   W, H, W, H);
     celo_sb_printf(b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     celo_sb_printf(b, "<text x=\"%g\" y=\"%g\" font-size=\"15\" text-anchor=\"middle\">", L + pw / 2, T - 16);
     xml_escape(b, title);
@@ -255,7 +256,7 @@ static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const ce
         double x = XP(tk[i]);
         celo_sb_printf(b, "<line x1=\"%.1f\" y1=\"%g\" x2=\"%.1f\" y2=\"%g\" stroke=\"#e5e5e5\"/>\n", x, T, x, T + ph);
         celo_sb_printf(b, "<line x1=\"%.1f\" y1=\"%g\" x2=\"%.1f\" y2=\"%g\" stroke=\"black\"/>\n", x, T + ph, x,
-                  T + ph + 5);
+                       T + ph + 5);
         celo_sb_printf(b, "<text x=\"%.1f\" y=\"%g\" text-anchor=\"middle\">%g</text>\n", x, T + ph + 18, tk[i]);
     }
     nt = logy ? log_ticks(pow(10, y0), pow(10, y1), tk, 64) : lin_ticks(y0, y1, tk, 64);
@@ -265,13 +266,15 @@ static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const ce
             continue;
         celo_sb_printf(b, "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", L, y, L + pw, y);
         celo_sb_printf(b, "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"black\"/>\n", L - 5, y, L, y);
-        celo_sb_printf(b, "<text x=\"%g\" y=\"%.1f\" text-anchor=\"end\" dominant-baseline=\"middle\">%.3g</text>\n", L - 8,
-                  y, tk[i]);
+        celo_sb_printf(b, "<text x=\"%g\" y=\"%.1f\" text-anchor=\"end\" dominant-baseline=\"middle\">%.3g</text>\n",
+                       L - 8, y, tk[i]);
     }
-    celo_sb_printf(b, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"black\"/>\n", L, T, pw, ph);
+    celo_sb_printf(b, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"black\"/>\n", L, T, pw,
+                   ph);
     celo_sb_printf(b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">step</text>\n", L + pw / 2, H - 14);
-    celo_sb_printf(b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 %g %g)\">eval loss%s</text>\n",
-              18.0, T + ph / 2, 18.0, T + ph / 2, logy ? " (log scale)" : "");
+    celo_sb_printf(
+        b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 %g %g)\">eval loss%s</text>\n", 18.0,
+        T + ph / 2, 18.0, T + ph / 2, logy ? " (log scale)" : "");
     /* curves */
     for (int i = 0; i < n; i++) {
         const celo_outcome *o = &outs[runs[i]];
@@ -288,11 +291,11 @@ static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const ce
         if (pts == 1) /* one point: a dot */
             for (int k = 0; k < o->log.n; k++)
                 if (isfinite(o->log.rows[k].eval_loss))
-                    celo_sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", XP(o->log.rows[k].step),
-                              YP(o->log.rows[k].eval_loss), col);
+                    celo_sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
+                                   XP(o->log.rows[k].step), YP(o->log.rows[k].eval_loss), col);
         double ly = T + 10 + 20 * i;
         celo_sb_printf(b, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"2.5\"/>\n",
-                  L + pw + 14, ly, L + pw + 40, ly, col);
+                       L + pw + 14, ly, L + pw + 40, ly, col);
         celo_sb_printf(b, "<text x=\"%g\" y=\"%g\" dominant-baseline=\"middle\">", L + pw + 46, ly);
         xml_escape(b, plan->runs[runs[i]].name);
         celo_sb_printf(b, "%s</text>\n", o->res.diverged ? " (diverged)" : "");
@@ -371,7 +374,7 @@ int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_o
         celo_sb_printf(&md, ", %lld steps", (long long)plan->runs[k].steps);
         if (tk->data == CELO_DATA_KJV && celo_task_data_loaded(tds[t]))
             celo_sb_printf(&md, "; unigram entropy of the training text %.4f nats (a model that ignores context)",
-                      celo_task_data_unigram(tds[t]));
+                           celo_task_data_unigram(tds[t]));
         celo_sb_printf(&md, ". ");
     }
     celo_sb_printf(&md, "\n\n![eval loss against step](curves.svg)\n");
@@ -418,8 +421,8 @@ int celo_report_run_svg(const celo_plan *plan, int i, const celo_outcome *outs, 
     char title[CELO_NAME_MAX + 16];
     snprintf(title, sizeof title, "%s: eval loss", r->name);
     make_svg(&svg, title, plan, outs, &i, 1);
-    int rc = svg.oom ? (celo_seterr(err, errlen, "out of memory"), -1) : celo_write_file(path, svg.s, svg.len, err, errlen);
+    int rc =
+        svg.oom ? (celo_seterr(err, errlen, "out of memory"), -1) : celo_write_file(path, svg.s, svg.len, err, errlen);
     free(svg.s);
     return rc;
 }
-

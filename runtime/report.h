@@ -16,8 +16,8 @@ typedef struct {
 
 void celo_report_sweep(const celo_plan *plan, const celo_group *g, const celo_outcome *outs);
 /* tds: the plan's task data by task index (for the text tasks' unigram entropy). */
-int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_outcome *outs,
-                        celo_rule_lookup lookup, void *lctx, celo_task_data *const *tds, char *err, size_t errlen);
+int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, celo_rule_lookup lookup,
+                        void *lctx, celo_task_data *const *tds, char *err, size_t errlen);
 int celo_report_run_svg(const celo_plan *plan, int i, const celo_outcome *outs, char *err, size_t errlen);
 
 #endif

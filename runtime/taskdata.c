@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 celo_task_data *celo_task_data_new(void)
 {
     return calloc(1, sizeof(celo_task_data));
@@ -88,8 +87,8 @@ int celo_task_data_load(celo_task_data *d, const celo_task *tk, int quiet, char 
     case CELO_DATA_TEACHER: {
         if (tk->teacher_in < 1 || tk->teacher_out < 1 || tk->teacher_hidden < 0 || tk->teacher_n < 1) {
             celo_seterr(err, errlen,
-                   "task %s: teacher needs in >= 1, out >= 1, hidden >= 0 and n >= 1 (got %d, %d, %d, %lld)", tk->name,
-                   tk->teacher_in, tk->teacher_out, tk->teacher_hidden, (long long)tk->teacher_n);
+                        "task %s: teacher needs in >= 1, out >= 1, hidden >= 0 and n >= 1 (got %d, %d, %d, %lld)",
+                        tk->name, tk->teacher_in, tk->teacher_out, tk->teacher_hidden, (long long)tk->teacher_n);
             return -1;
         }
         celo_teacher_opts to = {.in = tk->teacher_in,
@@ -121,4 +120,3 @@ int celo_task_data_load(celo_task_data *d, const celo_task *tk, int quiet, char 
     d->loaded = 1;
     return 0;
 }
-

@@ -198,8 +198,9 @@ int main(void)
         trace_end(&inter[i], ins[i]);
         same += same_trace(&inter[i], &alone[i], 0);
     }
-    check(same == NINST, "%d of 16 instances stepped in random interleaving on 2 threads (%d items) == alone, bit for bit",
-          same, nitems);
+    check(same == NINST,
+          "%d of 16 instances stepped in random interleaving on 2 threads (%d items) == alone, bit for bit", same,
+          nitems);
 
     /* clone at step 40: the clone and the original both continue as the run alone does */
     celo_inst *a = celo_inst_new(&plan, &runs[2], &adamw->prog, td, err, sizeof err);
@@ -247,7 +248,8 @@ int main(void)
     if (ok) {
         step_to(l, &one, STEPS, &tl);
         trace_end(&tl, l);
-        check(same_trace(&tl, &alone[5], 40), "an instance loaded from a step-40 checkpoint continues as the run alone");
+        check(same_trace(&tl, &alone[5], 40),
+              "an instance loaded from a step-40 checkpoint continues as the run alone");
     }
     celo_ckpt_free(&ck);
     celo_inst_free(s);

@@ -90,6 +90,7 @@ bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/celo
 	@bash bench/optim/run.sh
 	@bash bench/train/run.sh
+	@bash bench/runs/run.sh
 
 # libFuzzer on the front end and sema (clang-19 from scripts/install-deps.sh --fuzz).
 fuzz:

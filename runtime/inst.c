@@ -153,7 +153,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
                         tk->name, mname);
             return -1;
         }
-        int in = (int)d->train.dim, out = d->train.nclass ? d->train.nclass : (int)d->train.ydim;
+        int in = (int)d->train->dim, out = d->train->nclass ? d->train->nclass : (int)d->train->ydim;
         if (tk->in && tk->in != in) {
             celo_seterr(err, errlen, "task %s: the model's input width is %d, the data has %d features", tk->name,
                         tk->in, in);
@@ -161,7 +161,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
         }
         if (tk->model == CELO_MODEL_MLP && tk->out && tk->out != out) {
             celo_seterr(err, errlen, "task %s: the model has %d outputs, the data %d %s", tk->name, tk->out, out,
-                        d->train.nclass ? "classes" : "targets");
+                        d->train->nclass ? "classes" : "targets");
             return -1;
         }
         if (tk->model == CELO_MODEL_MLP && images && tk->loss != CELO_LOSS_CROSS_ENTROPY) {
@@ -189,13 +189,13 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
             return -1;
         }
         cfg->conv = (celo_convnet_config){.channels = 1,
-                                          .height = d->train.h,
-                                          .width = d->train.w,
+                                          .height = d->train->h,
+                                          .width = d->train->w,
                                           .conv1 = tk->conv1,
                                           .conv2 = tk->conv2,
                                           .kernel = tk->kernel,
                                           .pool = (celo_pool_kind)tk->pool,
-                                          .out = d->train.nclass};
+                                          .out = d->train->nclass};
         return 0;
     case CELO_MODEL_GPT:
     case CELO_MODEL_LSTM:
@@ -214,7 +214,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
                             ctx);
                 return -1;
             }
-            cfg->gpt = (celo_gpt_config){.vocab = d->text.vocab,
+            cfg->gpt = (celo_gpt_config){.vocab = d->text->vocab,
                                          .ctx = ctx,
                                          .dim = tk->dim,
                                          .heads = tk->heads,
@@ -222,7 +222,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
                                          .gpt2_init = 0};
         } else {
             cfg->lstm = (celo_lstm_config){
-                .vocab = d->text.vocab, .embed = tk->embed, .hidden = tk->lstm_hidden, .layers = tk->layers};
+                .vocab = d->text->vocab, .embed = tk->embed, .hidden = tk->lstm_hidden, .layers = tk->layers};
         }
         return 0;
     default: celo_seterr(err, errlen, "task %s: unknown model kind %d", tk->name, tk->model); return -1;
@@ -245,7 +245,7 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
     char e[512] = "";
     in->data_seed = mix64(seed ^ 0xda7a5eedull);
     if (tk->data == CELO_DATA_QUADRATIC) {
-        int d = td->quad.dim;
+        int d = td->quad->dim;
         in->qx = malloc(sizeof(float) * (size_t)d);
         in->qg = calloc((size_t)d, sizeof(float));
         if (!in->qx || !in->qg)
@@ -282,13 +282,13 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
         int B = in->B = tk->batch;
         if (is_lm(tk)) {
             int T = in->T = tk->seq;
-            if (celo_text_len(&td->text, CELO_SPLIT_TRAIN) < T + 1) {
+            if (celo_text_len(td->text, CELO_SPLIT_TRAIN) < T + 1) {
                 celo_seterr(err, errlen, "task %s: the training text is shorter than seq + 1 = %d", tk->name, T + 1);
                 return -1;
             }
             in->btok = malloc(sizeof(int32_t) * (size_t)B * (size_t)T);
             in->by = malloc(sizeof(int32_t) * (size_t)B * (size_t)T);
-            int64_t nwin = celo_text_num_windows(&td->text, CELO_SPLIT_VAL, T);
+            int64_t nwin = celo_text_num_windows(td->text, CELO_SPLIT_VAL, T);
             if (nwin < 1) {
                 celo_seterr(err, errlen, "task %s: the validation text is shorter than seq + 1 = %d", tk->name, T + 1);
                 return -1;
@@ -299,11 +299,11 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             if (!in->btok || !in->by || !in->etok || !in->elab)
                 goto oom;
             for (int64_t i = 0; i < ne; i++) /* windows spread evenly over the validation text */
-                celo_text_window(&td->text, CELO_SPLIT_VAL, i * nwin / ne, T, in->etok + i * T, in->elab + i * T);
+                celo_text_window(td->text, CELO_SPLIT_VAL, i * nwin / ne, T, in->etok + i * T, in->elab + i * T);
             in->eb = (celo_batch){.n = (int)ne, .seq = T, .tokens = in->etok, .labels = in->elab};
             in->echunk = B;
         } else {
-            const celo_dataset *tr = &td->train;
+            const celo_dataset *tr = td->train;
             if (tr->n < B) {
                 celo_seterr(err, errlen, "task %s: batch %d is larger than the %lld training examples", tk->name, B,
                             (long long)tr->n);
@@ -320,7 +320,7 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
                 in->bt = malloc(sizeof(float) * (size_t)B * (size_t)tr->ydim);
             if (!in->bx || !in->idx || (tr->y && !in->by) || (tr->t && !in->bt))
                 goto oom;
-            const celo_dataset *te = &td->test;
+            const celo_dataset *te = td->test;
             in->eb = (celo_batch){.n = (int)te->n, .x = te->x, .labels = te->y, .target = te->t};
             in->echunk = EVAL_CHUNK;
         }
@@ -475,7 +475,7 @@ CELO_SIMD_CLONES static int combine_halves(float *g0, const float *g1, float w0,
  * so the gathers overlap too; then forward and backward, on the model (h = 0) or the replica (h = 1). */
 static int run_half(inst *in, const celo_batch *b, int gather, int h, float *loss)
 {
-    const celo_dataset *tr = in->T ? NULL : &in->data->train;
+    const celo_dataset *tr = in->T ? NULL : in->data->train;
     int n0 = b->n / 2, n = b->n;
     if (h == 0) {
         celo_batch h0 = *b;
@@ -533,13 +533,13 @@ static void inst_batch(inst *in, int64_t k, celo_batch *b)
     memset(b, 0, sizeof *b);
     b->n = in->B;
     if (in->T) {
-        celo_text_batch(&in->data->text, CELO_SPLIT_TRAIN, in->data_seed, (uint64_t)k, in->B, in->T, in->btok, in->by);
+        celo_text_batch(in->data->text, CELO_SPLIT_TRAIN, in->data_seed, (uint64_t)k, in->B, in->T, in->btok, in->by);
         b->seq = in->T;
         b->tokens = in->btok;
         b->labels = in->by;
         return;
     }
-    const celo_dataset *tr = &in->data->train;
+    const celo_dataset *tr = in->data->train;
     int64_t per = tr->n / in->B, e = k / per, off = (k % per) * in->B;
     if (in->perm) {
         if (in->perm_epoch != e) {
@@ -564,7 +564,7 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, int *finite, char *
 {
     *finite = 0;
     if (!in->model) {
-        *loss = celo_quadratic_loss(&in->data->quad, in->qx, in->qg);
+        *loss = celo_quadratic_loss(in->data->quad, in->qx, in->qg);
         return 0;
     }
     celo_batch b;
@@ -582,7 +582,7 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, int *finite, char *
 static int inst_eval(inst *in, double *loss, double *acc, char *err, size_t errlen)
 {
     if (!in->model) {
-        *loss = celo_quadratic_loss(&in->data->quad, in->qx, NULL);
+        *loss = celo_quadratic_loss(in->data->quad, in->qx, NULL);
         *acc = NAN;
         return 0;
     }

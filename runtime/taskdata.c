@@ -40,11 +40,25 @@ void celo_task_data_unload(celo_task_data *d)
 {
     if (!d->loaded)
         return;
-    celo_dataset_free(&d->train);
-    celo_dataset_free(&d->test);
-    celo_text_free(&d->text);
-    celo_quadratic_free(&d->quad);
+    celo_source_put(d->src);
     memset(d, 0, sizeof *d);
+}
+
+/* The task's data set from the process-wide registry (data.h): one copy however many tasks or instances use it. */
+static int get_source(celo_task_data *d, const celo_task *tk, const char *name, const celo_source_arg *args, int n,
+                      char *err, size_t errlen)
+{
+    char e[512] = "";
+    d->src = celo_source_get(name, args, n, e, sizeof e);
+    if (!d->src) {
+        celo_seterr(err, errlen, "task %s: %s", tk->name, e);
+        return -1;
+    }
+    d->train = &d->src->train;
+    d->test = &d->src->test;
+    d->text = &d->src->text;
+    d->quad = &d->src->quad;
+    return 0;
 }
 
 int celo_task_data_load(celo_task_data *d, const celo_task *tk, int quiet, char *err, size_t errlen)
@@ -52,28 +66,24 @@ int celo_task_data_load(celo_task_data *d, const celo_task *tk, int quiet, char 
     if (d->loaded)
         return 0;
     memset(d, 0, sizeof *d);
-    char e[512] = "";
     switch (tk->data) {
     case CELO_DATA_FASHION_MNIST: {
         if (tk->size < 0 || tk->size > 28) {
             celo_seterr(err, errlen, "task %s: fashion_mnist size %d (1..28)", tk->name, tk->size);
             return -1;
         }
-        celo_fmnist_opts fo = {.size = tk->size, .resize = CELO_RESIZE_AREA, .normalize = tk->normalize, .dir = NULL};
-        if (celo_fmnist_load(&d->train, &d->test, &fo, e, sizeof e)) {
-            celo_seterr(err, errlen, "task %s: %s", tk->name, e);
+        celo_source_arg a[] = {{"size", tk->size}, {"resize", CELO_RESIZE_AREA}, {"normalize", tk->normalize}};
+        if (get_source(d, tk, "fashion_mnist", a, 3, err, errlen))
             return -1;
-        }
         break;
     }
     case CELO_DATA_KJV: {
-        if (celo_text_load_kjv(&d->text, KJV_VAL_FRAC, e, sizeof e)) {
-            celo_seterr(err, errlen, "task %s: %s", tk->name, e);
+        celo_source_arg a[] = {{"val_frac", KJV_VAL_FRAC}};
+        if (get_source(d, tk, "kjv", a, 1, err, errlen))
             return -1;
-        }
-        int64_t n = d->text.split, count[256] = {0};
+        int64_t n = d->text->split, count[256] = {0};
         for (int64_t i = 0; i < n; i++)
-            count[d->text.ids[i]]++;
+            count[d->text->ids[i]]++;
         double h = 0;
         for (int c = 0; c < 256; c++)
             if (count[c])
@@ -81,7 +91,7 @@ int celo_task_data_load(celo_task_data *d, const celo_task *tk, int quiet, char 
         d->unigram = h;
         if (!quiet)
             fprintf(stderr, "task %s: KJV text, %lld training characters, vocabulary %d, unigram entropy %.4f nats\n",
-                    tk->name, (long long)n, d->text.vocab, h);
+                    tk->name, (long long)n, d->text->vocab, h);
         break;
     }
     case CELO_DATA_TEACHER: {
@@ -91,28 +101,25 @@ int celo_task_data_load(celo_task_data *d, const celo_task *tk, int quiet, char 
                         tk->name, tk->teacher_in, tk->teacher_out, tk->teacher_hidden, (long long)tk->teacher_n);
             return -1;
         }
-        celo_teacher_opts to = {.in = tk->teacher_in,
-                                .nhidden = tk->teacher_hidden > 0,
-                                .hidden = {tk->teacher_hidden},
-                                .out = tk->teacher_out,
-                                .classify = tk->loss == CELO_LOSS_CROSS_ENTROPY,
-                                .noise = 0.0f,
-                                .seed = TASK_SEED};
-        if (celo_teacher_dataset(&d->train, &to, CELO_SPLIT_TRAIN, tk->teacher_n, e, sizeof e) ||
-            celo_teacher_dataset(&d->test, &to, CELO_SPLIT_TEST, TEACHER_TEST_N, e, sizeof e)) {
-            celo_dataset_free(&d->train);
-            celo_seterr(err, errlen, "task %s: %s", tk->name, e);
+        celo_source_arg a[] = {{"in", tk->teacher_in},
+                               {"out", tk->teacher_out},
+                               {"hidden", tk->teacher_hidden},
+                               {"n", (double)tk->teacher_n},
+                               {"test_n", TEACHER_TEST_N},
+                               {"classify", tk->loss == CELO_LOSS_CROSS_ENTROPY},
+                               {"noise", 0},
+                               {"seed", (double)TASK_SEED}};
+        if (get_source(d, tk, "teacher", a, 8, err, errlen))
             return -1;
-        }
         break;
     }
     case CELO_DATA_QUADRATIC: {
-        celo_quadratic_opts qo = {
-            .dim = tk->quad_dim, .cond = tk->quad_cond, .rotate = tk->quad_dim <= 4096, .seed = TASK_SEED};
-        if (celo_quadratic_make(&d->quad, &qo, e, sizeof e)) {
-            celo_seterr(err, errlen, "task %s: %s", tk->name, e);
+        celo_source_arg a[] = {{"dim", tk->quad_dim},
+                               {"cond", tk->quad_cond},
+                               {"rotate", tk->quad_dim <= 4096},
+                               {"seed", (double)TASK_SEED}};
+        if (get_source(d, tk, "quadratic", a, 4, err, errlen))
             return -1;
-        }
         break;
     }
     default: celo_seterr(err, errlen, "task %s: unknown data kind %d", tk->name, (int)tk->data); return -1;

@@ -11,10 +11,11 @@
 
 struct celo_task_data {
     int loaded;
-    celo_dataset train, test;
-    celo_text text;
+    const celo_source *src; /* shared through the registry (data.h), read only */
+    const celo_dataset *train, *test;
+    const celo_text *text;
+    const celo_quadratic *quad;
     double unigram; /* kjv: entropy of the training text's characters, nats */
-    celo_quadratic quad;
 };
 
 #endif

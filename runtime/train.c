@@ -7,7 +7,7 @@
  * MLP) runs on one thread, since waking a second one costs more than its half of such a step (celo_ctx_for). The
  * runs of a sweep or compare made of such runs go side by side instead, one per thread; their numbers are those
  * of the same runs one after another (an instance's numbers depend on its run alone). CELO_SIDE_BY_SIDE=0 turns
- * that off. A run of larger steps uses every thread.
+ * that off, and CELO_RUN_THREADS=N fixes the threads of every run. A run of larger steps uses every thread.
  * A run whose loss, a gradient or a parameter stops being finite stops with one line naming the step and the
  * tensor (res->diverged = 1; not an error).
  */
@@ -76,6 +76,9 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
     if (!j->in)
         return -1;
     j->ctx = celo_ctx_for(j->in, celo_threads());
+    const char *force = getenv("CELO_RUN_THREADS"); /* a fixed thread count per run (benchmarks, experiments) */
+    if (force && atoi(force) > 0)
+        j->ctx.threads = atoi(force);
     j->live = !j->opts->quiet;
     return 0;
 }

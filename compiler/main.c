@@ -26,7 +26,8 @@ static const char usage[] =
     "  celo bench RULE --size N [--backend B] [--steps S] [--file F.celo]\n"
     "  celo bench --jit-all                       time checking + JIT-compiling every stdlib rule\n"
     "  celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]\n"
-    "  celo build F.celo -o BIN                   a standalone binary of F's runs (no LLVM needed to run it)\n"
+    "  celo build F.celo -o BIN [--cpu NAME]      a standalone binary of F's runs (no LLVM needed to run it);\n"
+    "                                             --cpu x86-64-v3: for any AVX2 CPU (default: this CPU)\n"
     "  celo rules                                 list the stdlib rules and their hyper-parameters\n";
 
 static double now_s(void)
@@ -805,13 +806,13 @@ done:
 
 static int cmd_build(int argc, char **argv)
 {
-    const char *file = NULL, *out = NULL;
+    const char *file = NULL, *out = NULL, *cpu = NULL;
     sets s = {0};
-    const cli_opt opts[] = {{"-o", &out, NULL}, {NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"-o", &out, NULL}, {"--cpu", &cpu, NULL}, {NULL, NULL, NULL}};
     if (parse_args("build", argc, argv, opts, &s, NULL, &file))
         return 1;
     if (!file || !out)
-        return fail("%s", "usage: celo build F.celo -o BIN [--set k=v]...");
+        return fail("%s", "usage: celo build F.celo -o BIN [--cpu NAME] [--set k=v]...");
     module m;
     celo_plan plan;
     ruleset rs;
@@ -823,7 +824,7 @@ static int cmd_build(int argc, char **argv)
         goto done;
     text = celo_plan_write(&plan);
     snprintf(obj, sizeof obj, "%s.o", out);
-    if (llvm_emit_binary_object(rs.r, rs.n, text, obj, err, sizeof err)) {
+    if (llvm_emit_binary_object(rs.r, rs.n, text, cpu, obj, err, sizeof err)) {
         fail("%s", err);
         goto done;
     }

@@ -748,6 +748,7 @@ static LLVMTargetMachineRef named_cpu_tm(LLVMTargetRef target, const char *tripl
         }
         fclose(cap);
     }
+    unknown |= !*cpu;                /* "" would silently mean LLVM's generic CPU */
     int help = !strcmp(cpu, "help"); /* LLVM has just listed its CPUs (and features) on stderr */
     if ((unknown || help) && tm) {
         if (help)

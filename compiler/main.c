@@ -696,7 +696,7 @@ static int cmd_bench(int argc, char **argv)
 
 /* ---- pipelines: celo run and celo build ---- */
 typedef struct {
-    rule *r[256];
+    rule *r[256]; /* the plan's rules, lowered once and owned by the module (module_rule) */
     int n;
 } ruleset;
 

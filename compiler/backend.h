@@ -16,7 +16,9 @@ int llvm_dump_ir(const rule *r, int optimized, FILE *out, char *err, size_t errl
 int llvm_emit_object(rule **rules, int n, const char *obj_path, const char *header_path, char *err, size_t errlen);
 
 /* The object file of a standalone binary: the rules' kernels and tables, the plan text, and a main() that calls
- * celo_standalone_main (runtime/standalone.c). */
-int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *obj_path, char *err, size_t errlen);
+ * celo_standalone_main (runtime/standalone.c). cpu: an LLVM CPU name such as x86-64-v3 (code for every CPU with
+ * its features; an unknown name is an error), or NULL for the host's CPU and all its features. */
+int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *cpu, const char *obj_path,
+                            char *err, size_t errlen);
 
 #endif

@@ -718,7 +718,55 @@ static void llvm_init_once(void)
 
 static pthread_once_t llvm_once = PTHREAD_ONCE_INIT;
 
-static LLVMTargetMachineRef host_tm(char *err, size_t errlen)
+/* LLVM's C API cannot ask whether a CPU name exists: creating a target machine for an unknown one only prints
+ * "'NAME' is not a recognized processor for this target (ignoring processor)" to stderr and goes on with a
+ * generic CPU. So the warning is caught (stderr into a temporary file while the machine is made) and turned into
+ * an error; anything else LLVM prints goes on to stderr (for the name "help", its list of CPUs). */
+static LLVMTargetMachineRef named_cpu_tm(LLVMTargetRef target, const char *triple, const char *cpu, char *err,
+                                         size_t errlen)
+{
+    fflush(stderr);
+    FILE *cap = tmpfile();
+    int saved = cap ? dup(2) : -1;
+    if (saved >= 0)
+        dup2(fileno(cap), 2);
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, "", LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                                      LLVMCodeModelDefault);
+    if (saved >= 0) {
+        dup2(saved, 2);
+        close(saved);
+    }
+    int unknown = 0;
+    if (cap) {
+        char line[512];
+        rewind(cap);
+        while (fgets(line, sizeof line, cap)) {
+            if (strstr(line, "is not a recognized processor"))
+                unknown = 1;
+            else
+                fputs(line, stderr);
+        }
+        fclose(cap);
+    }
+    unknown |= !*cpu;                /* "" would silently mean LLVM's generic CPU */
+    int help = !strcmp(cpu, "help"); /* LLVM has just listed its CPUs (and features) on stderr */
+    if ((unknown || help) && tm) {
+        if (help)
+            snprintf(err, errlen, "the CPU names for %s are listed above", triple);
+        else
+            snprintf(err, errlen, "unknown CPU '%s' for %s (--cpu help lists the names; x86-64-v3 is portable)", cpu,
+                     triple);
+        LLVMDisposeTargetMachine(tm);
+        return NULL;
+    }
+    if (!tm)
+        snprintf(err, errlen, "LLVM: cannot make a target machine for CPU '%s'", cpu);
+    return tm;
+}
+
+/* The target machine for cpu: NULL, the host's CPU with all its features (the JIT, and celo build by default);
+ * else the named CPU with its own features only, so that the code runs on every CPU that has them. */
+static LLVMTargetMachineRef cpu_tm(const char *cpu, char *err, size_t errlen)
 {
     pthread_once(&llvm_once, llvm_init_once);
     char *triple = LLVMGetDefaultTargetTriple();
@@ -730,13 +778,23 @@ static LLVMTargetMachineRef host_tm(char *err, size_t errlen)
         LLVMDisposeMessage(triple);
         return NULL;
     }
-    char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
-    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive,
-                                                      LLVMRelocPIC, LLVMCodeModelDefault);
-    LLVMDisposeMessage(cpu);
-    LLVMDisposeMessage(feat);
+    LLVMTargetMachineRef tm;
+    if (cpu)
+        tm = named_cpu_tm(target, triple, cpu, err, errlen);
+    else {
+        char *host = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+        tm = LLVMCreateTargetMachine(target, triple, host, feat, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                     LLVMCodeModelDefault);
+        LLVMDisposeMessage(host);
+        LLVMDisposeMessage(feat);
+    }
     LLVMDisposeMessage(triple);
     return tm;
+}
+
+static LLVMTargetMachineRef host_tm(char *err, size_t errlen)
+{
+    return cpu_tm(NULL, err, errlen);
 }
 
 static LLVMOrcLLJITRef g_jit;
@@ -1080,14 +1138,17 @@ int llvm_emit_object(rule **rules, int n, const char *obj_path, const char *head
     return rc;
 }
 
-int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *obj_path, char *err, size_t errlen)
+int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const char *cpu, const char *obj_path,
+                            char *err, size_t errlen)
 {
-    LLVMTargetMachineRef tm = host_tm(err, errlen);
+    LLVMTargetMachineRef tm = cpu_tm(cpu, err, errlen);
     if (!tm)
         return -1;
     LLVMContextRef ctx = LLVMContextCreate();
     cg g;
     cg_init(&g, ctx, "celo_binary");
+    if (cpu)
+        g.wide_vectors = 0; /* cg_init asked the host; a named CPU's code keeps LLVM's own vector width */
     int rc = build_module(&g, rules, n, tm, 1, err, errlen);
     if (!rc) {
         for (int i = 0; i < n; i++)

@@ -26,7 +26,8 @@ static const char usage[] =
     "  celo bench RULE --size N [--backend B] [--steps S] [--file F.celo]\n"
     "  celo bench --jit-all                       time checking + JIT-compiling every stdlib rule\n"
     "  celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]\n"
-    "  celo build F.celo -o BIN                   a standalone binary of F's runs (no LLVM needed to run it)\n"
+    "  celo build F.celo -o BIN [--cpu NAME]      a standalone binary of F's runs (no LLVM needed to run it);\n"
+    "                                             --cpu x86-64-v3: for any AVX2 CPU (default: this CPU)\n"
     "  celo rules                                 list the stdlib rules and their hyper-parameters\n";
 
 static double now_s(void)
@@ -249,12 +250,14 @@ static int cmd_check(int argc, char **argv)
                 continue;
             if (d->kind == DEF_TRANSFORM && transform_used(&m, d))
                 continue; /* checked where a chain uses it, which reports its errors with that use */
-            rule *r = d->kind == DEF_TRANSFORM ? rule_compile_transform(&m, d) : rule_compile(&m, d);
+            /* an optimizer's lowering is kept for the blocks below (module_rule); a transform's is its own */
+            rule *t = d->kind == DEF_TRANSFORM ? rule_compile_transform(&m, d) : NULL;
+            const rule *r = t ? t : d->kind == DEF_OPTIMIZER ? module_rule(&m, d) : NULL;
             if (r)
                 fprintf(stderr, "%s: %s: %d pass%s, %d state slot%s\n", argv[0], r->prog.name, r->prog.npass,
                         r->prog.npass == 1 ? "" : "es", r->prog.nstate, r->prog.nstate == 1 ? "" : "s");
             nrules++;
-            rule_free(r);
+            rule_free(t);
         }
         for (def *d = m.defs; d; d = d->next)
             nblocks += d->kind == DEF_BLOCK && module_is_user(&m, d);
@@ -693,7 +696,7 @@ static int cmd_bench(int argc, char **argv)
 
 /* ---- pipelines: celo run and celo build ---- */
 typedef struct {
-    rule *r[256];
+    rule *r[256]; /* the plan's rules, lowered once and owned by the module (module_rule) */
     int n;
 } ruleset;
 
@@ -714,7 +717,7 @@ static int load_plan(const char *file, const sets *s, module *m, celo_plan *plan
         return -1;
     for (def *d = m->defs; d; d = d->next)
         if (d->kind == DEF_OPTIMIZER && module_is_user(m, d))
-            rule_free(rule_compile(m, d)); /* report errors in rules no run uses, too */
+            (void)module_rule(m, d); /* report errors in rules no run uses, too */
     if (diag_count || pipeline_build(m, plan) || diag_count) {
         fprintf(stderr, "%d error%s\n", diag_count, diag_count == 1 ? "" : "s");
         return -1;
@@ -732,7 +735,7 @@ static int load_plan(const char *file, const sets *s, module *m, celo_plan *plan
             continue;
         if (rs->n == 256)
             return fail("%s", "too many different optimizers in one plan"), -1;
-        rule *r = rule_compile(m, module_find(m, plan->runs[i].rule));
+        rule *r = module_rule(m, module_find(m, plan->runs[i].rule));
         if (!r)
             return -1;
         rs->r[rs->n++] = r;
@@ -795,8 +798,6 @@ static int cmd_run(int argc, char **argv)
     }
     rc = celo_plan_execute(&plan, lookup_rule, &rs, &o);
 done:
-    for (int i = 0; i < rs.n; i++)
-        rule_free(rs.r[i]);
     celo_plan_free(&plan);
     module_free(&m);
     sets_free(&s);
@@ -805,13 +806,13 @@ done:
 
 static int cmd_build(int argc, char **argv)
 {
-    const char *file = NULL, *out = NULL;
+    const char *file = NULL, *out = NULL, *cpu = NULL;
     sets s = {0};
-    const cli_opt opts[] = {{"-o", &out, NULL}, {NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"-o", &out, NULL}, {"--cpu", &cpu, NULL}, {NULL, NULL, NULL}};
     if (parse_args("build", argc, argv, opts, &s, NULL, &file))
         return 1;
     if (!file || !out)
-        return fail("%s", "usage: celo build F.celo -o BIN [--set k=v]...");
+        return fail("%s", "usage: celo build F.celo -o BIN [--cpu NAME] [--set k=v]...");
     module m;
     celo_plan plan;
     ruleset rs;
@@ -823,7 +824,7 @@ static int cmd_build(int argc, char **argv)
         goto done;
     text = celo_plan_write(&plan);
     snprintf(obj, sizeof obj, "%s.o", out);
-    if (llvm_emit_binary_object(rs.r, rs.n, text, obj, err, sizeof err)) {
+    if (llvm_emit_binary_object(rs.r, rs.n, text, cpu, obj, err, sizeof err)) {
         fail("%s", err);
         goto done;
     }
@@ -870,8 +871,6 @@ static int cmd_build(int argc, char **argv)
     rc = 0;
 done:
     free(text);
-    for (int i = 0; i < rs.n; i++)
-        rule_free(rs.r[i]);
     celo_plan_free(&plan);
     module_free(&m);
     sets_free(&s);

@@ -1,4 +1,5 @@
-/* module.c — loading a file, its imports and the stdlib into one set of definitions. */
+/* module.c — loading a file, its imports and the stdlib into one set of definitions, and the rules lowered from
+ * them (each once). */
 #include "diag.h"
 #include "rules.h"
 
@@ -145,8 +146,34 @@ static int load_rest(module *m)
     return nerr;
 }
 
+struct lowered {
+    const def *d;
+    rule *r; /* NULL: d does not compile */
+    lowered *next;
+};
+
+rule *module_rule(module *m, def *d)
+{
+    for (lowered *l = m->lowered; l; l = l->next)
+        if (l->d == d)
+            return l->r;
+    lowered *l = malloc(sizeof *l);
+    if (!l)
+        return NULL;
+    l->d = d;
+    l->r = rule_compile(m, d);
+    l->next = m->lowered;
+    m->lowered = l;
+    return l->r;
+}
+
 void module_free(module *m)
 {
+    for (lowered *l = m->lowered, *next; l; l = next) {
+        next = l->next;
+        rule_free(l->r);
+        free(l);
+    }
     for (int i = 0; i < m->nfiles; i++)
         srcfile_free(m->files[i]);
     arena_free(&m->ar);

@@ -18,8 +18,6 @@ typedef struct {
     int cap_tasks, cap_runs, cap_groups;
     int nerr;
     const srcfile *file;
-    rule *rules[256]; /* compiled once per optimizer name, for its hyper-parameters */
-    int nrules;
 } pctx;
 
 #define PERR(C, sp, ...)                        \
@@ -460,9 +458,6 @@ static int build_task(pctx *C, const def *d)
 /* ---- optimizers referenced by runs ---- */
 static rule *get_rule(pctx *C, const char *name, span sp)
 {
-    for (int i = 0; i < C->nrules; i++)
-        if (!strcmp(C->rules[i]->prog.name, name))
-            return C->rules[i];
     def *d = module_find(C->mod, name);
     if (!d || d->kind != DEF_OPTIMIZER) {
         PERR(C, sp, d ? "'%s' is not an optimizer" : "unknown optimizer '%s'", name);
@@ -476,13 +471,9 @@ static rule *get_rule(pctx *C, const char *name, span sp)
         }
         return NULL;
     }
-    rule *r = rule_compile(C->mod, d);
-    if (!r) {
+    rule *r = module_rule(C->mod, d); /* lowered once per module, for its hyper-parameters */
+    if (!r)
         C->nerr++;
-        return NULL;
-    }
-    if (C->nrules < 256)
-        C->rules[C->nrules++] = r;
     return r;
 }
 
@@ -960,7 +951,5 @@ int pipeline_build(module *m, celo_plan *plan)
             suggest_among(&C, d->block_span, d->block, kinds, 4);
         }
     }
-    for (int i = 0; i < C.nrules; i++)
-        rule_free(C.rules[i]);
     return C.nerr;
 }

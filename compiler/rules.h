@@ -7,6 +7,8 @@
 
 #include <stdio.h>
 
+typedef struct lowered lowered; /* module_rule's cache (module.c) */
+
 /* Every definition visible to a compilation: the user's files, their imports and the stdlib. */
 typedef struct {
     arena ar;
@@ -14,6 +16,7 @@ typedef struct {
     srcfile *files[256];
     int nfiles;
     const char *stdlib_dir;
+    lowered *lowered;
 } module;
 
 /* Loads PATH (NULL: only the stdlib), its imports, and the stdlib. Errors are reported; returns their count. */
@@ -36,8 +39,12 @@ typedef struct {
     const def *src;
 } rule;
 
-/* Checks and lowers optimizer NAME; reports errors and returns NULL on failure. */
+/* Checks and lowers optimizer NAME; reports errors and returns NULL on failure. The caller owns the rule. */
 rule *rule_compile(module *m, def *d);
+/* Optimizer d lowered once per module: compiled on the first call, kept until module_free, so that the checks,
+ * the plan and the JIT of one command share one lowering of each rule. NULL when d does not compile (its errors
+ * reported on that first call only). The module owns the rule: never rule_free it. */
+rule *module_rule(module *m, def *d);
 /* Checks transform d on its own (celo check): its body with its defaults (0 where it has none), the update it
  * makes applied as p + u. Reports errors; NULL on failure. */
 rule *rule_compile_transform(module *m, def *d);

@@ -25,6 +25,7 @@
 #include "../compiler/opencl.h"
 #include "celort.h"
 #include "clplan.h"
+#include "errmsg.h"
 #include "fileio.h"
 
 #include <CL/cl.h>
@@ -116,12 +117,10 @@ static const char *cl_errname(cl_int e)
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    celo_vseterr(err, errlen, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

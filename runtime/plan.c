@@ -29,6 +29,7 @@
  */
 #include "plan.h"
 
+#include "errmsg.h"
 #include "nn.h"
 
 #include <errno.h>
@@ -260,12 +261,9 @@ static int rd_fail(rd *r, const char *fmt, ...)
         if (k >= 0 && (size_t)k < r->errlen) {
             va_list ap;
             va_start(ap, fmt);
-            vsnprintf(r->err + k, r->errlen - (size_t)k, fmt, ap);
+            celo_vseterr(r->err + k, r->errlen - (size_t)k, fmt, ap);
             va_end(ap);
         }
-        for (char *s = r->err; *s; s++) /* one line, whatever a name holds */
-            if (*s == '\n' || *s == '\r')
-                *s = ' ';
     }
     return -1;
 }

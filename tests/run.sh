@@ -184,6 +184,27 @@ if want pipeline; then
         if ldd "$TMP/tiny_bin" | grep -qi llvm; then bad "pipeline build: the binary links LLVM"
         else ok "pipeline build needs no LLVM"; fi
     else bad "pipeline run/build: $(head -c 600 "$TMP/err")"; fi
+    # a portable binary (celo build --cpu x86-64-v3) gives celo run's numbers bit for bit on this machine: the loss
+    # curves, and the tensors of the final checkpoints (weights and optimizer states; the header holds wall times)
+    ckdata() { tail -c +$((9 + $(od -An -t u8 -N8 "$1" | tr -d ' '))) "$1"; }
+    mkdir -p "$TMP/port_run" "$TMP/port_bin"
+    if (cd "$TMP/port_run" && "$CELO_ABS" run "$ROOT/tests/pipeline/portable.celo" --quiet) 2>"$TMP/err" &&
+        $CELO build tests/pipeline/portable.celo -o "$TMP/port_exe" --cpu x86-64-v3 2>>"$TMP/err" &&
+        (cd "$TMP/port_bin" && "$TMP/port_exe" --quiet) 2>>"$TMP/err"; then
+        : >"$TMP/diff"
+        for r in port_adamw port_adafactor port_lamb; do
+            diff <(cut -d, -f1-4 "$TMP/port_run/runs/$r.csv") <(cut -d, -f1-4 "$TMP/port_bin/runs/$r.csv") >>"$TMP/diff" &&
+                cmp <(ckdata "$TMP/port_run/runs/$r.safetensors") <(ckdata "$TMP/port_bin/runs/$r.safetensors") \
+                    >>"$TMP/diff" 2>&1 || echo "$r differs" >>"$TMP/diff"
+        done
+        if [ ! -s "$TMP/diff" ]; then ok "pipeline build --cpu x86-64-v3 == run, bit for bit (adamw, adafactor, lamb)"
+        else bad "pipeline build --cpu x86-64-v3 vs run: $(head -20 "$TMP/diff")"; fi
+    else bad "pipeline build --cpu x86-64-v3: $(head -c 600 "$TMP/err")"; fi
+    $CELO build tests/pipeline/portable.celo -o "$TMP/port_bad" --cpu nosuchcpu >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    if [ $rc = 1 ] && [ "$(wc -l <"$TMP/err")" = 1 ] && grep -q "unknown CPU 'nosuchcpu'" "$TMP/err" && [ ! -e "$TMP/port_bad" ]
+    then ok "pipeline build --cpu with an unknown name: $(cat "$TMP/err")"
+    else bad "pipeline build --cpu nosuchcpu (exit $rc): $(head -c 300 "$TMP/err")"; fi
     # a rule listed twice in a compare is two entries: two table rows, separate logs, in the JIT and in a binary
     mkdir -p "$TMP/twice" "$TMP/twice_bin"
     if (cd "$TMP/twice" && "$CELO_ABS" run "$ROOT/tests/pipeline/twice.celo" --quiet) >"$TMP/out" 2>"$TMP/err" &&

@@ -6,6 +6,7 @@
 #define CELO_NN_INTERNAL_H
 
 #include "../clones.h"
+#include "../errmsg.h"
 #include "../nn.h"
 
 #include <stdarg.h>
@@ -25,8 +26,8 @@ int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen)
  * Returns their number and a malloc'ed table in *out (NULL and -1 when out of memory). */
 int celo_nn_build_table(const celo_model_config *cfg, celo_nn_tensor_spec **out, int64_t *nparams);
 
-void celo_nn_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+#define celo_nn_seterr  celo_seterr /* the runtime's one error helper (errmsg.h), under the nn code's name */
+#define celo_nn_vseterr celo_vseterr
 
 /* exp in float without a branch or a libm call, for vector loops (softmax, cross-entropy). exp(z) = 2^k exp(r),
  * k = round(z / ln 2), r = z - k ln 2 (ln 2 split in two, the first part exact), |r| <= ln 2 / 2, exp(r) a degree-7

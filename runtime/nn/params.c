@@ -10,24 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap)
-{
-    if (!err || errlen == 0)
-        return;
-    vsnprintf(err, errlen, fmt, ap);
-    for (char *s = err; *s; s++)
-        if (*s == '\n' || *s == '\r')
-            *s = ' ';
-}
-
-void celo_nn_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    celo_nn_vseterr(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- conv geometry (declared in nn.h) ---- */
 
 int celo_conv2d_out_h(const celo_conv2d_dims *d)

@@ -180,6 +180,29 @@ if want theta; then
     [ -e "$TMP/c.safetensors" ] && bad "theta: a failed convert left an output file" || ok "theta failed convert writes nothing"
 fi
 
+# ---- learned-optimizer reference: the NumPy reference, its golden comparison and its committed cases are all
+# there and readable (rerunning them needs Python: see tests/reference/celo_cases/README.md) ----
+if want reference; then
+    R=tests/reference
+    miss=""
+    for f in $R/celo_ref.py $R/compare_golden.py $R/gen_celo_cases.py $R/celo_cases/README.md $R/celo_cases/cases.json; do
+        [ -s "$f" ] || miss="$miss $f"
+    done
+    n=0
+    files=($R/celo_cases/losses.npy $R/celo_cases/celo/lr_mult.npy $R/celo_cases/celo_bigstep/lr_mult.npy)
+    for s in 1 37 8x8 4x9 9x4 3x6x6 6x2x6 4x4x4 6x6x3; do
+        files+=($R/celo_cases/inputs/$s/p0.npy $R/celo_cases/inputs/$s/grads.npy)
+        for v in celo celo_bigstep celo2 celo2_bigstep celo2_biased celo2_base celo2_base_bigstep celo2_deploy; do
+            files+=($R/celo_cases/$v/$s/params.npy)
+        done
+    done
+    for f in "${files[@]}"; do
+        if $CMP "$f" "$f" --rtol 0 >/dev/null 2>&1; then n=$((n + 1)); else miss="$miss $f"; fi
+    done
+    if [ -z "$miss" ]; then ok "reference celo_ref.py, compare_golden.py, gen_celo_cases.py and $n .npy cases"
+    else bad "reference: missing or unreadable:$miss"; fi
+fi
+
 # ---- object files: rules compiled ahead of time, linked into a C program, same numbers as the JIT ----
 if want obj; then
     if $CELO emit obj stdlib/adamw.celo -o "$TMP/rules.o" 2>"$TMP/err" &&

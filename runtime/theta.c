@@ -4,8 +4,8 @@
  *
  * flax.serialization.msgpack_serialize writes the state dict as nested msgpack maps with string keys; each array
  * leaf is a msgpack ext of type 1 whose payload is itself msgpack: [shape as a list of ints, dtype name as a
- * string, raw bytes (bin) in C order, host byte order = little-endian]. Numpy scalars are ext type 3 with payload
- * [dtype name, raw bytes]. Nothing else is a tensor; any other leaf is an error rather than something guessed.
+ * string, raw bytes (bin) in C order, host byte order = little-endian]. NumPy scalars are ext type 3 with the same
+ * payload (shape []). Nothing else is a tensor; any other leaf is an error rather than something guessed.
  */
 #include "theta.h"
 
@@ -318,8 +318,8 @@ payload:
     return 0;
 }
 
-/* The array of an ndarray ext payload [shape, dtype, bytes] or an npscalar payload [dtype, bytes]: checks it and
- * adds the tensor. The payload is its own msgpack document inside the ext's bytes. */
+/* The payload of an ndarray ext (or an npscalar ext: the same, packed from np.asarray(x), so its shape is []):
+ * [shape, dtype, bytes], itself a msgpack document inside the ext's bytes. Checks it and adds the tensor. */
 static int mp_tensor(mp *outer, const item *ext, const char *name, celo_theta *th)
 {
     mp m = {(const unsigned char *)ext->s,
@@ -329,33 +329,29 @@ static int mp_tensor(mp *outer, const item *ext, const char *name, celo_theta *t
             outer->err,
             outer->errlen,
             0};
-    item a, x;
-    int scalar = ext->type == EXT_NPSCALAR;
+    item a, x, sh;
     int64_t shape[8];
     int ndim = 0;
     if (mp_item(&m, &a))
         return -1;
-    if (a.k != K_ARRAY || a.len != (scalar ? 2u : 3u))
+    if (a.k != K_ARRAY || a.len != 3)
         return mp_fail(&m, "an array leaf is not [shape, dtype, bytes]");
-    if (!scalar) {
-        item sh;
-        if (mp_item(&m, &sh))
+    if (mp_item(&m, &sh))
+        return -1;
+    if (sh.k != K_ARRAY)
+        return mp_fail(&m, "an array's shape is not a list");
+    if (sh.len > 8) {
+        seterr(outer->err, outer->errlen, "%s: tensor '%.200s' has %llu dimensions; at most 8 are supported",
+               outer->path, name, (unsigned long long)sh.len);
+        return -1;
+    }
+    ndim = (int)sh.len;
+    for (int d = 0; d < ndim; d++) {
+        if (mp_item(&m, &x))
             return -1;
-        if (sh.k != K_ARRAY)
-            return mp_fail(&m, "an array's shape is not a list");
-        if (sh.len > 8) {
-            seterr(outer->err, outer->errlen, "%s: tensor '%.200s' has %llu dimensions; at most 8 are supported",
-                   outer->path, name, (unsigned long long)sh.len);
-            return -1;
-        }
-        ndim = (int)sh.len;
-        for (int d = 0; d < ndim; d++) {
-            if (mp_item(&m, &x))
-                return -1;
-            if (x.k != K_INT || x.big || x.i < 0)
-                return mp_fail(&m, "a shape entry is not a non-negative integer");
-            shape[d] = x.i;
-        }
+        if (x.k != K_INT || x.big || x.i < 0)
+            return mp_fail(&m, "a shape entry is not a non-negative integer");
+        shape[d] = x.i;
     }
     item dt, data;
     if (mp_item(&m, &dt))

@@ -97,12 +97,9 @@ def _mp_arr(buf, i, n):
 
 
 def _mp_ext(typ, payload):
-    if typ == 1:  # flax ndarray: [shape, dtype name, C-order bytes]
+    if typ in (1, 3):  # flax ndarray, and numpy scalar (packed from np.asarray: shape []): [shape, dtype, bytes]
         (shape, dtype, data), _ = _mp_read(payload, 0)
         return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape).copy()
-    if typ == 3:  # numpy scalar: [dtype name, bytes]
-        (dtype, data), _ = _mp_read(payload, 0)
-        return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(()).copy()
     return (typ, payload)
 
 

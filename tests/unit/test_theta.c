@@ -443,6 +443,36 @@ static void test_bad_files(void)
         celo_theta_free(&x);
         celo_theta_free(&th);
     }
+    /* a NumPy scalar leaf (ext type 3, payload [[], "float32", 4 bytes], as flax packs np.asarray(x)) and an array
+     * in the longer encodings (str8 key, ext16, uint16 shape entry, bin32); then the scalar through safetensors as a
+     * 0-dimensional tensor */
+    {
+        static const unsigned char sc[] = {
+            0x82,                        /* map of 2 */
+            0xd9, 0x03, 's',  'c',  'l', /* str8 key "scl" */
+            0xc7, 0x10, 0x03,            /* ext8, 16 bytes, type 3 */
+            0x93, 0x90, 0xa7, 'f',  'l',  'o',  'a',  't',  '3',  '2',  0xc4, 0x04, 0x00, 0x00, 0x40, 0x40, /* 3.0 */
+            0xa1, 'v',                                                                    /* key "v" */
+            0xc8, 0x00, 0x1a, 0x01,                                                       /* ext16, 26 bytes, type 1 */
+            0x93, 0x91, 0xcd, 0x00, 0x02, 0xa7, 'f',  'l',  'o',  'a',  't',  '3',  '2',  /* shape [2] (uint16) */
+            0xc6, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0, /* bin32: 1, -2 */
+        };
+        snprintf(p, sizeof p, "%s/scalar.state", tmpdir);
+        spit(p, sc, sizeof sc);
+        celo_theta x, y;
+        int rc = celo_theta_read(p, &x, NULL, err, sizeof err);
+        const celo_theta_tensor *s0 = rc ? NULL : celo_theta_find(&x, "scl"), *v = rc ? NULL : celo_theta_find(&x, "v");
+        CHECK(s0 && v && s0->ndim == 0 && s0->n == 1 && s0->data[0] == 3.0f && v->ndim == 1 && v->shape[0] == 2 &&
+                  v->data[0] == 1.0f && v->data[1] == -2.0f,
+              "msgpack npscalar (shape []), str8 key, ext16, uint16 shape, bin32 %s", rc ? err : "");
+        snprintf(st, sizeof st, "%s/scalar.safetensors", tmpdir);
+        int rc2 = rc || celo_theta_write(st, &x, err, sizeof err) || celo_theta_read(st, &y, NULL, err, sizeof err);
+        CHECK(!rc2 && same_theta(&x, &y), "a 0-dimensional tensor through safetensors %s", rc2 ? err : "");
+        if (!rc)
+            celo_theta_free(&x);
+        if (!rc2)
+            celo_theta_free(&y);
+    }
     /* add() validates too */
     celo_theta_init(&th);
     float nanv = NAN, one = 1;

@@ -49,7 +49,7 @@ Files under tests/reference/celo_cases/:
                                            max|ref32 - ref64| relative to the path length so far (the sum
                                            over steps of max|p_t - p_t-1|) and in ulp of max|ref64|, a
                                            measure of the float32 noise a C implementation should expect.
-Everything is seeded; reruns give the same bytes on one machine.
+Everything is seeded; reruns give the same bytes on one machine (committed files: NumPy 2.4, x86-64).
 """
 import argparse
 import json

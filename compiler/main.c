@@ -4,6 +4,7 @@
 #include "opencl.h"
 #include "pipeline.h"
 #include "rules.h"
+#include "theta.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,7 +29,9 @@ static const char usage[] =
     "  celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]\n"
     "  celo build F.celo -o BIN [--cpu NAME]      a standalone binary of F's runs (no LLVM needed to run it);\n"
     "                                             --cpu x86-64-v3: for any AVX2 CPU (default: this CPU)\n"
-    "  celo rules                                 list the stdlib rules and their hyper-parameters\n";
+    "  celo rules                                 list the stdlib rules and their hyper-parameters\n"
+    "  celo theta show FILE                       names, shapes, sizes and L2 norms of a meta-parameter file\n"
+    "  celo theta convert IN -o OUT.safetensors   flax msgpack (.state) or safetensors to safetensors\n";
 
 static double now_s(void)
 {
@@ -898,6 +901,66 @@ static int cmd_rules(void)
     return diag_count ? 1 : 0;
 }
 
+/* ---- celo theta: meta-parameter files (runtime/theta.c; docs/theta.md) ---- */
+static int theta_show(const char *file)
+{
+    celo_theta th;
+    celo_theta_format fmt = 0;
+    char err[1024];
+    if (celo_theta_read(file, &th, &fmt, err, sizeof err))
+        return fail("%s", err);
+    int w = 4;
+    for (int i = 0; i < th.n; i++)
+        w = (int)strlen(th.t[i].name) > w ? (int)strlen(th.t[i].name) : w;
+    printf("%-*s  %-14s %9s  %s\n", w, "name", "shape", "count", "l2");
+    for (int i = 0; i < th.n; i++) {
+        const celo_theta_tensor *t = &th.t[i];
+        char shape[160] = "[";
+        for (int d = 0; d < t->ndim; d++)
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", d ? ", " : "",
+                     (long long)t->shape[d]);
+        strncat(shape, "]", sizeof shape - strlen(shape) - 1);
+        double ss = 0;
+        for (int64_t k = 0; k < t->n; k++)
+            ss += (double)t->data[k] * t->data[k];
+        printf("%-*s  %-14s %9lld  %.9g\n", w, t->name, shape, (long long)t->n, sqrt(ss));
+    }
+    printf("total %lld floats in %d tensors (%s)\n", (long long)celo_theta_count(&th), th.n,
+           fmt == CELO_THETA_MSGPACK ? "flax msgpack" : "safetensors");
+    celo_theta_free(&th);
+    return 0;
+}
+
+static int cmd_theta(int argc, char **argv)
+{
+    const char *sub = argc > 0 ? argv[0] : "", *in = NULL, *out = NULL;
+    const cli_opt opts[] = {{"-o", &out, NULL}, {NULL, NULL, NULL}};
+    if (!strcmp(sub, "show")) {
+        if (parse_args("theta show", argc - 1, argv + 1, NULL, NULL, NULL, &in))
+            return 1;
+        return in ? theta_show(in) : fail("%s", "usage: celo theta show FILE");
+    }
+    if (strcmp(sub, "convert"))
+        return fail("%s", "usage: celo theta show FILE | celo theta convert IN -o OUT.safetensors");
+    if (parse_args("theta convert", argc - 1, argv + 1, opts, NULL, NULL, &in))
+        return 1;
+    if (!in || !out)
+        return fail("%s", "usage: celo theta convert IN -o OUT.safetensors");
+    /* only safetensors is written: a typo must not overwrite an authors' .state file with another format */
+    size_t n = strlen(out);
+    if (n < 12 || strcmp(out + n - 12, ".safetensors"))
+        return fail("theta convert: %s: the output must be a .safetensors file", out);
+    celo_theta th;
+    char err[1024];
+    if (celo_theta_read(in, &th, NULL, err, sizeof err))
+        return fail("%s", err);
+    int rc = celo_theta_write(out, &th, err, sizeof err) ? fail("%s", err) : 0;
+    if (!rc)
+        fprintf(stderr, "celo: wrote %s (%lld floats in %d tensors)\n", out, (long long)celo_theta_count(&th), th.n);
+    celo_theta_free(&th);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     celo_pick_blas_kernels(argv);
@@ -921,6 +984,8 @@ int main(int argc, char **argv)
         rc = cmd_build(argc - 2, argv + 2);
     else if (!strcmp(cmd, "rules"))
         rc = cmd_rules();
+    else if (!strcmp(cmd, "theta"))
+        rc = cmd_theta(argc - 2, argv + 2);
     else {
         fprintf(stderr, "celo: unknown command '%s'\n%s", cmd, usage);
         rc = 1;

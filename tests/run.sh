@@ -122,15 +122,15 @@ if want diag; then
 fi
 
 # ---- command-line errors: one clear line, exit 1, never a crash ----
+clicase() { # name, expected substring, command...
+    local name=$1 expect=$2
+    shift 2
+    "$@" >/dev/null 2>"$TMP/err"
+    local rc=$?
+    if [ $rc = 1 ] && grep -qF -- "$expect" "$TMP/err"; then ok "cli $name"
+    else bad "cli $name: exit $rc, stderr: $(head -c 300 "$TMP/err")"; fi
+}
 if want cli; then
-    clicase() { # name, expected substring, command...
-        local name=$1 expect=$2
-        shift 2
-        "$@" >/dev/null 2>"$TMP/err"
-        local rc=$?
-        if [ $rc = 1 ] && grep -qF -- "$expect" "$TMP/err"; then ok "cli $name"
-        else bad "cli $name: exit $rc, stderr: $(head -c 300 "$TMP/err")"; fi
-    }
     d=tests/golden/adamw/64x33
     printf 'not an npy file' >"$TMP/bad.npy"
     head -c 100 "$d/p0.npy" >"$TMP/trunc.npy"
@@ -149,6 +149,58 @@ if want cli; then
     cp "$d/p0.npy" "$TMP/keep.npy"
     $CELO apply adamw --param "$d/p0.npy" --grads "$TMP/bad.npy" --out "$TMP/keep.npy" 2>/dev/null
     if cmp -s "$d/p0.npy" "$TMP/keep.npy"; then ok "cli atomic-out"; else bad "cli atomic-out: output changed by a failed run"; fi
+fi
+
+# ---- θ files: celo theta show / convert on the shared Celo data (required: CI has ../shared beside the clone) ----
+if want theta; then
+    CD=${CELO_DATA_CELO:-../shared/data/celo}
+    if $CELO theta show "$CD/theta.state" >"$TMP/show" 2>"$TMP/err" &&
+        [ "$(tail -n1 "$TMP/show")" = "total 37089 floats in 33 tensors (flax msgpack)" ] &&
+        grep -qE '^rnn_params/rnn/linear/w +\[128, 256\] +32768 ' "$TMP/show" &&
+        grep -qE '^ff_mod_stack/~/w0__13 +\[1, 3, 4\] +12 ' "$TMP/show"; then ok "theta show theta.state: 37089 floats"
+    else bad "theta show $CD/theta.state: $(head -c 300 "$TMP/err") $(tail -n2 "$TMP/show" 2>/dev/null)"; fi
+    # msgpack -> safetensors -> safetensors: the same table and the same bytes
+    if $CELO theta convert "$CD/theta.state" -o "$TMP/a.safetensors" 2>"$TMP/err" &&
+        $CELO theta convert "$TMP/a.safetensors" -o "$TMP/b.safetensors" 2>>"$TMP/err" &&
+        cmp -s "$TMP/a.safetensors" "$TMP/b.safetensors" &&
+        $CELO theta show "$TMP/b.safetensors" >"$TMP/show2" 2>>"$TMP/err" &&
+        diff <(sed '$d' "$TMP/show") <(sed '$d' "$TMP/show2") >"$TMP/diff"; then ok "theta convert round trip"
+    else bad "theta convert: $(head -c 300 "$TMP/err") $(head -5 "$TMP/diff" 2>/dev/null)"; fi
+    head -c 1000 "$CD/theta.state" >"$TMP/trunc.state"
+    printf 'garbage, not a theta file' >"$TMP/garbage.state"
+    LC_ALL=C sed 's/float32/float64/' "$CD/golden/celo2/theta.msgpack" >"$TMP/f64.state"
+    # each bad file: exit 1 and exactly one line on stderr, naming the file
+    thetacase() { clicase "$@" && { [ "$(wc -l <"$TMP/err")" = 1 ] || bad "cli $1: more than one line: $(head -c 300 "$TMP/err")"; }; }
+    thetacase theta-trunc "$TMP/trunc.state: truncated" $CELO theta show "$TMP/trunc.state"
+    thetacase theta-garbage "$TMP/garbage.state: not a theta file" $CELO theta show "$TMP/garbage.state"
+    thetacase theta-dtype "has dtype float64; only float32" $CELO theta convert "$TMP/f64.state" -o "$TMP/c.safetensors"
+    thetacase theta-missing "nope.state: cannot open" $CELO theta show "$TMP/nope.state"
+    thetacase theta-out "must be a .safetensors file" $CELO theta convert "$CD/theta.state" -o "$TMP/out.state"
+    clicase theta-usage "usage: celo theta" $CELO theta frobnicate
+    [ -e "$TMP/c.safetensors" ] && bad "theta: a failed convert left an output file" || ok "theta failed convert writes nothing"
+fi
+
+# ---- learned-optimizer reference: the NumPy reference, its golden comparison and its committed cases are all
+# there and readable (rerunning them needs Python: see tests/reference/celo_cases/README.md) ----
+if want reference; then
+    R=tests/reference
+    miss=""
+    for f in $R/celo_ref.py $R/compare_golden.py $R/gen_celo_cases.py $R/celo_cases/README.md $R/celo_cases/cases.json; do
+        [ -s "$f" ] || miss="$miss $f"
+    done
+    n=0
+    files=($R/celo_cases/losses.npy $R/celo_cases/celo/lr_mult.npy $R/celo_cases/celo_bigstep/lr_mult.npy)
+    for s in 1 37 8x8 4x9 9x4 3x6x6 6x2x6 4x4x4 6x6x3; do
+        files+=($R/celo_cases/inputs/$s/p0.npy $R/celo_cases/inputs/$s/grads.npy)
+        for v in celo celo_bigstep celo2 celo2_bigstep celo2_biased celo2_base celo2_base_bigstep celo2_deploy; do
+            files+=($R/celo_cases/$v/$s/params.npy)
+        done
+    done
+    for f in "${files[@]}"; do
+        if $CMP "$f" "$f" --rtol 0 >/dev/null 2>&1; then n=$((n + 1)); else miss="$miss $f"; fi
+    done
+    if [ -z "$miss" ]; then ok "reference celo_ref.py, compare_golden.py, gen_celo_cases.py and $n .npy cases"
+    else bad "reference: missing or unreadable:$miss"; fi
 fi
 
 # ---- object files: rules compiled ahead of time, linked into a C program, same numbers as the JIT ----

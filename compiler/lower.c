@@ -927,9 +927,7 @@ static rule *compile_def(module *m, def *d, int alone)
     unsigned long long *sh = malloc((size_t)(nn ? nn : 1) * sizeof *sh);
     for (int i = 0; i < nn; i++) {
         celo_node *X = &ir.n[i];
-        int comm = X->op == CELO_OP_ADD || X->op == CELO_OP_MUL || X->op == CELO_OP_MIN || X->op == CELO_OP_MAX ||
-                   X->op == CELO_OP_EQ || X->op == CELO_OP_NE || X->op == CELO_OP_AND || X->op == CELO_OP_OR;
-        if (comm && sh[X->a] > sh[X->b]) {
+        if (ir_op(X->op)->commutes && sh[X->a] > sh[X->b]) {
             int tmp = X->a;
             X->a = X->b;
             X->b = tmp;

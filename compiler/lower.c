@@ -304,6 +304,18 @@ static int lower_name(lctx *L, const expr *e)
     return -1;
 }
 
+/* A matrix op's integer argument (ARGQ: its quoted name) from V: a constant in its range. 0, or -1 (reported). */
+static int matrix_arg(lctx *L, const ir_opinfo *mat, const char *argq, const expr *v, int *aux)
+{
+    if (const_int(L, v, argq, aux))
+        return -1;
+    if (*aux < mat->arg_lo || *aux > mat->arg_hi) {
+        ERR(L, v->sp, "%s must be between %d and %d", argq, mat->arg_lo, mat->arg_hi);
+        return -1;
+    }
+    return 0;
+}
+
 static int lower_call(lctx *L, const expr *e)
 {
     builtin bi;
@@ -334,12 +346,8 @@ static int lower_call(lctx *L, const expr *e)
     for (const arg *a = e->args; a; a = a->next) {
         if (a->name) {
             if (mat && !strcmp(a->name, mat->arg)) {
-                if (const_int(L, a->value, argq, &aux))
+                if (matrix_arg(L, mat, argq, a->value, &aux))
                     return -1;
-                if (aux < mat->arg_lo || aux > mat->arg_hi) {
-                    ERR(L, a->value->sp, "%s must be between %d and %d", argq, mat->arg_lo, mat->arg_hi);
-                    return -1;
-                }
                 continue;
             }
             ERR(L, a->name_span, "'%s' has no argument named '%s'", bi.name, a->name);
@@ -364,7 +372,7 @@ static int lower_call(lctx *L, const expr *e)
         npos++;
     }
     if (mat && npos == 2) {
-        if (const_int(L, av[1], argq, &aux))
+        if (matrix_arg(L, mat, argq, av[1], &aux))
             return -1;
         npos = 1;
     }

@@ -31,6 +31,21 @@ static const ir_opinfo ops[CELO_OP_COUNT_] = {
 #include "../runtime/ops.def"
 };
 
+/* Reductions and matrix ops reach code that names them one by one: the back ends combine a reduction as a sum or
+ * else as a maximum (llvm.c, opencl.c, runtime/step.c and clrun.c), and the runtime runs a matrix op as ORTHO. A
+ * row of either kind added to ops.def stops the build here until they learn it. */
+enum {
+    IR_NREDUCE = 0
+#define CELO_REDUCE(...) +1
+#include "../runtime/ops.def"
+};
+enum {
+    IR_NMATRIX = 0
+#define CELO_MATRIX(...) +1
+#include "../runtime/ops.def"
+};
+_Static_assert(IR_NREDUCE == 2 && IR_NMATRIX == 1, "a new reduction or matrix op: teach the back ends first");
+
 const ir_opinfo *ir_op(int op)
 {
     static const ir_opinfo unknown = {.name = "?"};

@@ -15,10 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int costly_op(int op)
+static int is_reduce(int op)
 {
-    return op == CELO_OP_DIV || op == CELO_OP_SQRT || op == CELO_OP_RSQRT || op == CELO_OP_POW || op == CELO_OP_EXP ||
-           op == CELO_OP_LOG || op == CELO_OP_TANH || op == CELO_OP_SIGMOID;
+    return ir_op(op)->kind == IR_REDUCE;
+}
+/* a matrix op (ORTHO): computed by the runtime from a value its pass stores */
+static int is_matrix(int op)
+{
+    return ir_op(op)->kind == IR_MATRIX;
 }
 
 /* Marks the element-wise nodes pass k needs (stopping at staged values, which it loads). */
@@ -27,7 +31,7 @@ static void mark_needed(const celo_node *n, int j, unsigned char *need)
     if (n[j].dom != CELO_ELEM || need[j])
         return;
     need[j] = 1;
-    if (n[j].op == CELO_OP_ORTHO || (n[j].flags & CELO_FLAG_STAGED))
+    if (is_matrix(n[j].op) || (n[j].flags & CELO_FLAG_STAGED))
         return;
     if (n[j].a >= 0)
         mark_needed(n, n[j].a, need);
@@ -42,8 +46,7 @@ static void pass_roots(const rule *r, int k, int npass, unsigned char *need)
     const celo_node *n = r->nodes;
     memset(need, 0, (size_t)r->prog.nnodes);
     for (int j = 0; j < r->prog.nnodes; j++)
-        if ((n[j].op == CELO_OP_SUM || n[j].op == CELO_OP_MAXR || n[j].op == CELO_OP_ORTHO) && n[j].pass == k &&
-            n[n[j].a].dom == CELO_ELEM)
+        if ((is_reduce(n[j].op) || is_matrix(n[j].op)) && n[j].pass == k && n[n[j].a].dom == CELO_ELEM)
             mark_needed(n, n[j].a, need);
     if (k == npass) {
         if (r->prog.p_value >= 0)
@@ -54,10 +57,11 @@ static void pass_roots(const rule *r, int k, int npass, unsigned char *need)
     }
 }
 
-/* Division, square roots and transcendental functions of every element are not free: when a later pass would
- * recompute a value that holds two or more of them, the pass that first computes it stores it instead (4 bytes
- * written, 4 read back), and later passes load it. Measured on Adafactor (bench/optim): recomputing its update
- * made the LLVM kernel compute-bound at half the hand-written loop. CELO_NO_STAGING=1 turns this off. */
+/* Division, square roots and transcendental functions of every element (cost SLOW or LIBM in ops.def) are not
+ * free: when a later pass would recompute a value that holds two or more of them, the pass that first computes it
+ * stores it instead (4 bytes written, 4 read back), and later passes load it. Measured on Adafactor (bench/optim):
+ * recomputing its update made the LLVM kernel compute-bound at half the hand-written loop. CELO_NO_STAGING=1 turns
+ * this off. */
 static void stage_costly(rule *r, int npass)
 {
     if (npass < 2 || getenv("CELO_NO_STAGING"))
@@ -71,9 +75,9 @@ static void stage_costly(rule *r, int npass)
         for (int j = 0; j < nn; j++) {
             const celo_node *x = &n[j];
             cost[j] = 0;
-            if (x->dom != CELO_ELEM || x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED))
+            if (x->dom != CELO_ELEM || is_matrix(x->op) || (x->flags & CELO_FLAG_STAGED))
                 continue;
-            int c = costly_op(x->op);
+            int c = ir_op(x->op)->cost != IR_FAST;
             if (x->a >= 0)
                 c += cost[x->a];
             if (x->b >= 0 && x->b != x->a)
@@ -112,10 +116,10 @@ void rule_fuse(rule *r)
         for (int k = 0; k < 3; k++)
             if (ops[k] >= 0 && avail[ops[k]] > m)
                 m = avail[ops[k]];
-        if ((x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && n[x->a].dom == CELO_ELEM) {
+        if (is_reduce(x->op) && n[x->a].dom == CELO_ELEM) {
             x->pass = (uint8_t)(m + 1);
             avail[i] = m + 1;
-        } else if (x->op == CELO_OP_ORTHO) {
+        } else if (is_matrix(x->op)) {
             x->pass = (uint8_t)(m + 1);
             avail[i] = m + 1;
         } else if (x->dom == CELO_ELEM) {
@@ -125,7 +129,7 @@ void rule_fuse(rule *r)
             x->pass = (uint8_t)m;
             avail[i] = m;
         }
-        if ((x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR || x->op == CELO_OP_ORTHO) && x->pass > npass)
+        if ((is_reduce(x->op) || is_matrix(x->op)) && x->pass > npass)
             npass = x->pass;
     }
     /* The final pass writes p and element-wise state: it comes after everything they need. */
@@ -152,7 +156,7 @@ static const char *dom_name[] = {"host", "scalar", "row", "col", "elem"};
 static void print_node(const rule *r, int i, FILE *out)
 {
     const celo_node *x = &r->nodes[i];
-    fprintf(out, "  %%%-3d %-6s = %s", i, dom_name[x->dom], ir_op_name(x->op));
+    fprintf(out, "  %%%-3d %-6s = %s", i, dom_name[x->dom], ir_op(x->op)->name);
     switch (x->op) {
     case CELO_OP_CONST: fprintf(out, " %.9g", x->imm); break;
     case CELO_OP_HP: fprintf(out, " %s", r->hp[x->aux].name); break;
@@ -179,7 +183,7 @@ void rule_dump(const rule *r, FILE *out)
     const celo_program *P = &r->prog;
     int nred = 0;
     for (int i = 0; i < P->nnodes; i++)
-        nred += r->nodes[i].op == CELO_OP_SUM || r->nodes[i].op == CELO_OP_MAXR;
+        nred += is_reduce(r->nodes[i].op);
     fprintf(out, "rule %s: %d pass%s over memory, %d reduction%s, %d state slot%s\n", P->name, P->npass,
             P->npass == 1 ? "" : "es", nred, nred == 1 ? "" : "s", P->nstate, P->nstate == 1 ? "" : "s");
     for (int i = 0; i < P->nhp; i++)
@@ -196,9 +200,9 @@ void rule_dump(const rule *r, FILE *out)
             for (int i = 0; i < P->nnodes; i++) {
                 const celo_node *x = &r->nodes[i];
                 int show = 0;
-                if ((x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && r->nodes[x->a].dom == CELO_ELEM)
+                if (is_reduce(x->op) && r->nodes[x->a].dom == CELO_ELEM)
                     show = x->pass == k;
-                else if (x->op == CELO_OP_ORTHO)
+                else if (is_matrix(x->op))
                     show = x->pass == k;
                 else if (x->dom == CELO_ELEM)
                     show = x->pass == k;
@@ -209,7 +213,7 @@ void rule_dump(const rule *r, FILE *out)
         int any = 0;
         for (int i = 0; i < P->nnodes; i++) {
             const celo_node *x = &r->nodes[i];
-            int red_elem = (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && r->nodes[x->a].dom == CELO_ELEM;
+            int red_elem = is_reduce(x->op) && r->nodes[x->a].dom == CELO_ELEM;
             if (x->dom != CELO_HOST && x->dom != CELO_ELEM && !red_elem && x->pass == k) {
                 if (!any)
                     fprintf(out, "%s:\n",

@@ -5,39 +5,51 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct {
-    const char *name;
-    int arity;
-} opinfo[CELO_OP_COUNT_] = {
-    [CELO_OP_CONST] = {"const", 0}, [CELO_OP_HP] = {"hp", 0},
-    [CELO_OP_T] = {"t", 0},         [CELO_OP_P] = {"p", 0},
-    [CELO_OP_G] = {"g", 0},         [CELO_OP_STATE] = {"state", 0},
-    [CELO_OP_NEG] = {"neg", 1},     [CELO_OP_ADD] = {"add", 2},
-    [CELO_OP_SUB] = {"sub", 2},     [CELO_OP_MUL] = {"mul", 2},
-    [CELO_OP_DIV] = {"div", 2},     [CELO_OP_POW] = {"pow", 2},
-    [CELO_OP_MIN] = {"min", 2},     [CELO_OP_MAX] = {"max", 2},
-    [CELO_OP_SQRT] = {"sqrt", 1},   [CELO_OP_RSQRT] = {"rsqrt", 1},
-    [CELO_OP_EXP] = {"exp", 1},     [CELO_OP_LOG] = {"log", 1},
-    [CELO_OP_ABS] = {"abs", 1},     [CELO_OP_SIGN] = {"sign", 1},
-    [CELO_OP_TANH] = {"tanh", 1},   [CELO_OP_SIGMOID] = {"sigmoid", 1},
-    [CELO_OP_RELU] = {"relu", 1},   [CELO_OP_FLOOR] = {"floor", 1},
-    [CELO_OP_LT] = {"lt", 2},       [CELO_OP_LE] = {"le", 2},
-    [CELO_OP_GT] = {"gt", 2},       [CELO_OP_GE] = {"ge", 2},
-    [CELO_OP_EQ] = {"eq", 2},       [CELO_OP_NE] = {"ne", 2},
-    [CELO_OP_AND] = {"and", 2},     [CELO_OP_OR] = {"or", 2},
-    [CELO_OP_NOT] = {"not", 1},     [CELO_OP_SELECT] = {"select", 3},
-    [CELO_OP_SUM] = {"sum", 1},     [CELO_OP_MAXR] = {"maxr", 1},
-    [CELO_OP_ORTHO] = {"ortho", 1}, [CELO_OP_NUMEL] = {"numel", 0},
-    [CELO_OP_NROWS] = {"rows", 0},  [CELO_OP_NCOLS] = {"cols", 0},
+enum { IR_DOM_HOST = CELO_HOST, IR_DOM_SCALAR = CELO_SCALAR, IR_DOM_ELEM = CELO_ELEM };
+enum { IR_ORDERED = 0, IR_COMMUTES = 1 };
+static const ir_opinfo ops[CELO_OP_COUNT_] = {
+#define CELO_INPUT(id, nm, d, f) [CELO_OP_##id] = {.name = nm, .kind = IR_INPUT, .dom = IR_DOM_##d, .fn = f},
+#define CELO_MAP(id, nm, ar, cst, comm, f, value) \
+    [CELO_OP_##id] = {.name = nm,                 \
+                      .kind = IR_MAP,             \
+                      .arity = ar,                \
+                      .dom = IR_DOM_JOIN,         \
+                      .cost = IR_##cst,           \
+                      .commutes = IR_##comm,      \
+                      .fn = f},
+#define CELO_REDUCE(id, nm) [CELO_OP_##id] = {.name = nm, .kind = IR_REDUCE, .arity = 1, .dom = IR_DOM_NODE},
+#define CELO_MATRIX(id, nm, f, a, lo, hi, def) \
+    [CELO_OP_##id] = {.name = nm,              \
+                      .kind = IR_MATRIX,       \
+                      .arity = 1,              \
+                      .dom = IR_DOM_ELEM,      \
+                      .fn = f,                 \
+                      .arg = a,                \
+                      .arg_lo = lo,            \
+                      .arg_hi = hi,            \
+                      .arg_def = def},
+#include "../runtime/ops.def"
 };
 
-const char *ir_op_name(int op)
+/* Reductions and matrix ops reach code that names them one by one: the back ends combine a reduction as a sum or
+ * else as a maximum (llvm.c, opencl.c, runtime/step.c and clrun.c), and the runtime runs a matrix op as ORTHO. A
+ * row of either kind added to ops.def stops the build here until they learn it. */
+enum {
+    IR_NREDUCE = 0
+#define CELO_REDUCE(...) +1
+#include "../runtime/ops.def"
+};
+enum {
+    IR_NMATRIX = 0
+#define CELO_MATRIX(...) +1
+#include "../runtime/ops.def"
+};
+_Static_assert(IR_NREDUCE == 2 && IR_NMATRIX == 1, "a new reduction or matrix op: teach the back ends first");
+
+const ir_opinfo *ir_op(int op)
 {
-    return op >= 0 && op < CELO_OP_COUNT_ ? opinfo[op].name : "?";
-}
-int ir_op_arity(int op)
-{
-    return opinfo[op].arity;
+    static const ir_opinfo unknown = {.name = "?"};
+    return op >= 0 && op < CELO_OP_COUNT_ ? &ops[op] : &unknown;
 }
 
 celo_domain dom_join(celo_domain a, celo_domain b)
@@ -120,18 +132,13 @@ int ir_const(irbuild *b, double v)
     return intern(b, x);
 }
 
-static int commutative(int op)
-{
-    return op == CELO_OP_ADD || op == CELO_OP_MUL || op == CELO_OP_MIN || op == CELO_OP_MAX || op == CELO_OP_EQ ||
-           op == CELO_OP_NE || op == CELO_OP_AND || op == CELO_OP_OR;
-}
-
 int ir_node(irbuild *b, celo_op op, int a, int bb, int c, int aux, celo_domain dom)
 {
-    int ar = opinfo[op].arity;
+    const ir_opinfo *info = ir_op(op);
+    int ar = info->arity;
     const celo_node *N = b->n;
     /* Constant folding: every operand is a constant. Folding uses the host evaluator (double). */
-    if (ar > 0 && op != CELO_OP_SUM && op != CELO_OP_MAXR && op != CELO_OP_ORTHO) {
+    if (info->kind == IR_MAP) {
         int allc =
             N[a].op == CELO_OP_CONST && (ar < 2 || N[bb].op == CELO_OP_CONST) && (ar < 3 || N[c].op == CELO_OP_CONST);
         if (allc)
@@ -180,55 +187,21 @@ int ir_node(irbuild *b, celo_op op, int a, int bb, int c, int aux, celo_domain d
         break;
     default: break;
     }
-    if (commutative(op) && a > bb) {
+    if (info->commutes && a > bb) {
         int tmp = a;
         a = bb;
         bb = tmp;
     }
-    celo_node x = {.op = (uint8_t)op, .a = a, .b = bb, .c = c, .aux = aux};
-    switch (op) {
-    case CELO_OP_CONST:
-    case CELO_OP_HP:
-    case CELO_OP_T:
-        x.dom = CELO_HOST;
-        x.a = x.b = x.c = -1;
-        break;
-    case CELO_OP_P:
-    case CELO_OP_G:
-        x.dom = CELO_ELEM;
-        x.a = x.b = x.c = -1;
-        break;
-    case CELO_OP_STATE:
-        x.dom = (uint8_t)dom;
-        x.a = x.b = x.c = -1;
-        break;
-    case CELO_OP_NUMEL:
-    case CELO_OP_NROWS:
-    case CELO_OP_NCOLS:
-        x.dom = CELO_SCALAR;
-        x.a = x.b = x.c = -1;
-        break;
-    case CELO_OP_SUM:
-    case CELO_OP_MAXR:
-        x.dom = (uint8_t)dom;
-        x.b = x.c = -1;
-        break;
-    case CELO_OP_ORTHO:
-        x.dom = CELO_ELEM;
-        x.b = x.c = -1;
-        break;
-    default: {
+    /* operands beyond the arity are -1; the domain is the table's, the node's own, or where the operands meet */
+    celo_node x = {.op = (uint8_t)op, .a = ar > 0 ? a : -1, .b = ar > 1 ? bb : -1, .c = ar > 2 ? c : -1, .aux = aux};
+    if (info->dom == IR_DOM_JOIN) {
         celo_domain d = (celo_domain)N[a].dom;
         if (ar > 1)
             d = dom_join(d, (celo_domain)N[bb].dom);
         if (ar > 2)
             d = dom_join(d, (celo_domain)N[c].dom);
         x.dom = (uint8_t)d;
-        if (ar < 2)
-            x.b = -1;
-        if (ar < 3)
-            x.c = -1;
-    }
-    }
+    } else
+        x.dom = (uint8_t)(info->dom == IR_DOM_NODE ? (int)dom : info->dom);
     return intern(b, x);
 }

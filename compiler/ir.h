@@ -25,7 +25,23 @@ static inline int ir_is_const(const irbuild *b, int n, double v)
     return b->n[n].op == CELO_OP_CONST && b->n[n].imm == v;
 }
 celo_domain dom_join(celo_domain a, celo_domain b);
-const char *ir_op_name(int op);
-int ir_op_arity(int op);
+
+/* What the compiler knows of an op: its row of runtime/ops.def (which says what each field means). */
+typedef enum { IR_INPUT, IR_MAP, IR_REDUCE, IR_MATRIX } ir_kind;
+typedef enum { IR_FAST, IR_SLOW, IR_LIBM } ir_cost;
+enum { IR_DOM_NODE = -1, IR_DOM_JOIN = -2 }; /* result domains besides a celo_domain */
+typedef struct {
+    const char *name; /* in IR dumps */
+    ir_kind kind;
+    int arity;
+    int dom; /* a celo_domain, IR_DOM_NODE (the node's own) or IR_DOM_JOIN (where the operands meet: maps) */
+    ir_cost cost;
+    int commutes;
+    const char *fn; /* the builtin function a rule calls it by, or NULL */
+    /* a matrix op's integer argument (in aux): its name, range and default */
+    const char *arg;
+    int arg_lo, arg_hi, arg_def;
+} ir_opinfo;
+const ir_opinfo *ir_op(int op);
 
 #endif

@@ -64,7 +64,9 @@ static LLVMValueRef nonzero(cg *g, LLVMValueRef x)
     return LLVMBuildFCmp(g->b, LLVMRealUNE, x, fconst(g, 0), "");
 }
 
-static LLVMValueRef emit_op(cg *g, int op, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
+/* One map op (runtime/ops.def); no default, so that a map op added to the table without its code here does not
+ * compile. */
+static LLVMValueRef emit_op(cg *g, celo_op op, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 {
     LLVMBuilderRef B = g->b;
     LLVMValueRef args[2] = {a, b};
@@ -105,13 +107,18 @@ static LLVMValueRef emit_op(cg *g, int op, LLVMValueRef a, LLVMValueRef b, LLVMV
     case CELO_OP_OR: return bool_to_f(g, LLVMBuildOr(B, nonzero(g, a), nonzero(g, b), ""));
     case CELO_OP_NOT: return bool_to_f(g, LLVMBuildFCmp(B, LLVMRealOEQ, a, fconst(g, 0), ""));
     case CELO_OP_SELECT: return LLVMBuildSelect(B, nonzero(g, a), b, c, "");
-    default: return fconst(g, 0);
+#define CELO_INPUT(id, ...)  case CELO_OP_##id:
+#define CELO_REDUCE(id, ...) case CELO_OP_##id:
+#define CELO_MATRIX(id, ...) case CELO_OP_##id:
+#include "../runtime/ops.def"
+        break; /* not maps: emit_element loads inputs and staged values, and the passes accumulate reductions */
     }
+    return fconst(g, 0);
 }
 
 static int is_elem_red(const celo_program *P, const celo_node *x)
 {
-    return (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && P->nodes[x->a].dom == CELO_ELEM;
+    return ir_op(x->op)->kind == IR_REDUCE && P->nodes[x->a].dom == CELO_ELEM;
 }
 
 /* What pass k touches, decided once: which nodes it computes, which buffers and scalars it reads. */
@@ -302,7 +309,7 @@ static void emit_element(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef *a
                 v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 2 + P->nstate + j), lc->i), "st");
                 break;
             }
-            v = emit_op(g, x->op, value_of(g, pi, lc, x->a), x->b >= 0 ? value_of(g, pi, lc, x->b) : NULL,
+            v = emit_op(g, (celo_op)x->op, value_of(g, pi, lc, x->a), x->b >= 0 ? value_of(g, pi, lc, x->b) : NULL,
                         x->c >= 0 ? value_of(g, pi, lc, x->c) : NULL);
             if ((x->flags & CELO_FLAG_STAGED) && x->pass == pi->k)
                 LLVMBuildStore(g->b, v, gep(g, g->f32, argv_(lc, pi, 2 + P->nstate + j), lc->i));

@@ -91,33 +91,20 @@ static int already_reported(lctx *L, span sp)
 static int lower_expr(lctx *L, const expr *e);
 static int reserved(const char *nm);
 
-/* ---- builtin functions ---- */
-typedef enum { BI_UNARY, BI_BINARY, BI_CLIP, BI_WHERE, BI_LERP, BI_SQUARE, BI_RED, BI_SIZE, BI_ORTHO } bikind;
+/* ---- builtin functions: the ops the table names (fn in runtime/ops.def), and these compositions of ops ---- */
+typedef enum { BI_OP, BI_CLIP, BI_LERP, BI_SQUARE, BI_RED } bikind;
 typedef struct {
     const char *name;
     bikind kind;
     int nargs;
-    celo_op op;
+    celo_op op;      /* BI_OP: the op; BI_RED: SUM or MAXR */
     celo_domain dom; /* reductions: target domain */
     int mean;        /* reductions: 1 mean, 2 rms, 3 norm, 4 maxabs, 5 amin */
 } builtin;
 
-static const builtin builtins[] = {
-    {"sqrt", BI_UNARY, 1, CELO_OP_SQRT, 0, 0},
-    {"rsqrt", BI_UNARY, 1, CELO_OP_RSQRT, 0, 0},
-    {"exp", BI_UNARY, 1, CELO_OP_EXP, 0, 0},
-    {"log", BI_UNARY, 1, CELO_OP_LOG, 0, 0},
-    {"abs", BI_UNARY, 1, CELO_OP_ABS, 0, 0},
-    {"sign", BI_UNARY, 1, CELO_OP_SIGN, 0, 0},
-    {"tanh", BI_UNARY, 1, CELO_OP_TANH, 0, 0},
-    {"sigmoid", BI_UNARY, 1, CELO_OP_SIGMOID, 0, 0},
-    {"relu", BI_UNARY, 1, CELO_OP_RELU, 0, 0},
-    {"floor", BI_UNARY, 1, CELO_OP_FLOOR, 0, 0},
+static const builtin composed[] = {
     {"square", BI_SQUARE, 1, CELO_OP_MUL, 0, 0},
-    {"min", BI_BINARY, 2, CELO_OP_MIN, 0, 0},
-    {"max", BI_BINARY, 2, CELO_OP_MAX, 0, 0},
     {"clip", BI_CLIP, 3, 0, 0, 0},
-    {"where", BI_WHERE, 3, CELO_OP_SELECT, 0, 0},
     {"lerp", BI_LERP, 3, 0, 0, 0},
     {"sum", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 0},
     {"mean", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 1},
@@ -132,19 +119,38 @@ static const builtin builtins[] = {
     {"col_sum", BI_RED, 1, CELO_OP_SUM, CELO_COL, 0},
     {"col_mean", BI_RED, 1, CELO_OP_SUM, CELO_COL, 1},
     {"col_max", BI_RED, 1, CELO_OP_MAXR, CELO_COL, 0},
-    {"numel", BI_SIZE, 0, CELO_OP_NUMEL, 0, 0},
-    {"rows", BI_SIZE, 0, CELO_OP_NROWS, 0, 0},
-    {"cols", BI_SIZE, 0, CELO_OP_NCOLS, 0, 0},
-    {"orthogonalize", BI_ORTHO, 1, CELO_OP_ORTHO, 0, 0},
 };
-#define NBUILTIN ((int)(sizeof builtins / sizeof builtins[0]))
+#define NCOMPOSED ((int)(sizeof composed / sizeof composed[0]))
+#define NBUILTIN  (CELO_OP_COUNT_ + NCOMPOSED) /* at most */
 
-static const builtin *find_builtin(const char *name)
+/* Builtin NAME into *out; 0 if there is none. */
+static int find_builtin(const char *name, builtin *out)
 {
-    for (int i = 0; i < NBUILTIN; i++)
-        if (!strcmp(builtins[i].name, name))
-            return &builtins[i];
-    return NULL;
+    for (int op = 0; op < CELO_OP_COUNT_; op++) {
+        const ir_opinfo *o = ir_op(op);
+        if (o->fn && !strcmp(o->fn, name)) {
+            *out = (builtin){o->fn, BI_OP, o->arity, (celo_op)op, 0, 0};
+            return 1;
+        }
+    }
+    for (int i = 0; i < NCOMPOSED; i++)
+        if (!strcmp(composed[i].name, name)) {
+            *out = composed[i];
+            return 1;
+        }
+    return 0;
+}
+
+/* The name of every builtin into names (room for NBUILTIN); returns how many. */
+static int builtin_names(const char **names)
+{
+    int n = 0;
+    for (int op = 0; op < CELO_OP_COUNT_; op++)
+        if (ir_op(op)->fn)
+            names[n++] = ir_op(op)->fn;
+    for (int i = 0; i < NCOMPOSED; i++)
+        names[n++] = composed[i].name;
+    return n;
 }
 
 static int N(lctx *L, celo_op op, int a, int b, int c)
@@ -169,13 +175,13 @@ static statename *find_state(scope *s, const char *name)
     return NULL;
 }
 
-static void suggest(lctx *L, span sp, const char *name, int with_builtins)
+static void suggest(lctx *L, span sp, const char *name)
 {
     if (L->muted)
         return;
-    /* Every name in scope: locals and states (MAXN each at most), hyper-parameters (64), loop variables (8), the
-     * predefined names and the builtins. */
-    const char *cand[2 * MAXN + 64 + 8 + 4 + NBUILTIN];
+    /* Every name in scope: locals and states (MAXN each at most), hyper-parameters (64), loop variables (8) and the
+     * predefined names. */
+    const char *cand[2 * MAXN + 64 + 8 + 4];
     int n = 0;
     scope *s = L->sc;
     for (int i = 0; i < s->nlocals && i < MAXN; i++)
@@ -191,9 +197,6 @@ static void suggest(lctx *L, span sp, const char *name, int with_builtins)
     cand[n++] = "t";
     if (s->is_transform)
         cand[n++] = "u";
-    if (with_builtins)
-        for (int i = 0; i < NBUILTIN; i++)
-            cand[n++] = builtins[i].name;
     const char *best = diag_suggest(name, cand, n);
     if (best)
         diag_note(s->file, sp, "did you mean '%s'?", best);
@@ -275,7 +278,7 @@ static int lower_name(lctx *L, const expr *e)
             ERR(L, e->name_span, "'%s' cannot be indexed: only state vectors can", nm);
         else {
             ERR(L, e->name_span, "unknown state vector '%s'", nm);
-            suggest(L, e->name_span, nm, 0);
+            suggest(L, e->name_span, nm);
         }
         return -1;
     }
@@ -289,21 +292,34 @@ static int lower_name(lctx *L, const expr *e)
         return N(L, CELO_OP_T, -1, -1, -1);
     if (!strcmp(nm, "u") && s->is_transform)
         return L->u_cur;
-    if (find_builtin(nm))
+    builtin bi;
+    if (find_builtin(nm, &bi))
         ERR(L, e->sp, "'%s' is a function; call it as %s(…)", nm, nm);
     else if (!strcmp(nm, "u"))
         ERR(L, e->sp, "'u' (the incoming update) exists only in transforms; an optimizer reads 'g'");
     else {
         ERR(L, e->sp, "unknown name '%s'", nm);
-        suggest(L, e->sp, nm, 0);
+        suggest(L, e->sp, nm);
     }
     return -1;
 }
 
+/* A matrix op's integer argument (ARGQ: its quoted name) from V: a constant in its range. 0, or -1 (reported). */
+static int matrix_arg(lctx *L, const ir_opinfo *mat, const char *argq, const expr *v, int *aux)
+{
+    if (const_int(L, v, argq, aux))
+        return -1;
+    if (*aux < mat->arg_lo || *aux > mat->arg_hi) {
+        ERR(L, v->sp, "%s must be between %d and %d", argq, mat->arg_lo, mat->arg_hi);
+        return -1;
+    }
+    return 0;
+}
+
 static int lower_call(lctx *L, const expr *e)
 {
-    const builtin *bi = find_builtin(e->name);
-    if (!bi) {
+    builtin bi;
+    if (!find_builtin(e->name, &bi)) {
         def *d = module_find(L->mod, e->name);
         if (d && d->kind == DEF_TRANSFORM)
             ERR(L, e->name_span, "transform '%s' can only be used inside chain(…)", e->name);
@@ -313,29 +329,28 @@ static int lower_call(lctx *L, const expr *e)
             ERR(L, e->name_span, "unknown function '%s'", e->name);
             if (!L->muted) {
                 const char *cand[NBUILTIN];
-                for (int i = 0; i < NBUILTIN; i++)
-                    cand[i] = builtins[i].name;
-                const char *best = diag_suggest(e->name, cand, NBUILTIN);
+                const char *best = diag_suggest(e->name, cand, builtin_names(cand));
                 if (best)
                     diag_note(L->sc->file, e->name_span, "did you mean '%s'?", best);
             }
         }
         return -1;
     }
-    int steps = 5, npos = 0;
+    /* a matrix op's integer argument (orthogonalize's steps), by name or second */
+    const ir_opinfo *mat = bi.kind == BI_OP && ir_op(bi.op)->kind == IR_MATRIX ? ir_op(bi.op) : NULL;
+    char argq[64] = "";
+    if (mat)
+        snprintf(argq, sizeof argq, "'%s'", mat->arg);
+    int aux = mat ? mat->arg_def : 0, npos = 0;
     const expr *av[3] = {0};
     for (const arg *a = e->args; a; a = a->next) {
         if (a->name) {
-            if (bi->kind == BI_ORTHO && !strcmp(a->name, "steps")) {
-                if (const_int(L, a->value, "'steps'", &steps))
+            if (mat && !strcmp(a->name, mat->arg)) {
+                if (matrix_arg(L, mat, argq, a->value, &aux))
                     return -1;
-                if (steps < 1 || steps > 50) {
-                    ERR(L, a->value->sp, "'steps' must be between 1 and 50");
-                    return -1;
-                }
                 continue;
             }
-            ERR(L, a->name_span, "'%s' has no argument named '%s'", bi->name, a->name);
+            ERR(L, a->name_span, "'%s' has no argument named '%s'", bi.name, a->name);
             if (!L->muted) {
                 /* f(x = 0) where x is a value in scope: most likely a comparison. */
                 scope *sc = L->sc;
@@ -344,10 +359,10 @@ static int lower_call(lctx *L, const expr *e)
                             (sc->is_transform && !strcmp(a->name, "u"));
                 if (known)
                     diag_note(sc->file, a->name_span, "to compare '%s', write '=='", a->name);
-                else if (bi->kind == BI_ORTHO) {
-                    const char *cand[1] = {"steps"};
+                else if (mat) {
+                    const char *cand[1] = {mat->arg};
                     if (diag_suggest(a->name, cand, 1))
-                        diag_note(sc->file, a->name_span, "did you mean 'steps'?");
+                        diag_note(sc->file, a->name_span, "did you mean %s?", argq);
                 }
             }
             return -1;
@@ -356,49 +371,45 @@ static int lower_call(lctx *L, const expr *e)
             av[npos] = a->value;
         npos++;
     }
-    if (bi->kind == BI_ORTHO && npos == 2) {
-        if (const_int(L, av[1], "'steps'", &steps))
+    if (mat && npos == 2) {
+        if (matrix_arg(L, mat, argq, av[1], &aux))
             return -1;
         npos = 1;
     }
-    if (npos != bi->nargs) {
-        ERR(L, e->sp, "'%s' takes %d argument%s, got %d", bi->name, bi->nargs, bi->nargs == 1 ? "" : "s", npos);
+    if (npos != bi.nargs) {
+        ERR(L, e->sp, "'%s' takes %d argument%s, got %d", bi.name, bi.nargs, bi.nargs == 1 ? "" : "s", npos);
         return -1;
     }
     int x[3] = {-1, -1, -1};
     for (int i = 0; i < npos; i++)
         if ((x[i] = lower_expr(L, av[i])) < 0)
             return -1;
-    switch (bi->kind) {
-    case BI_UNARY: return N(L, bi->op, x[0], -1, -1);
-    case BI_BINARY: return N(L, bi->op, x[0], x[1], -1);
-    case BI_SQUARE: return N(L, CELO_OP_MUL, x[0], x[0], -1);
-    case BI_CLIP: return N(L, CELO_OP_MIN, N(L, CELO_OP_MAX, x[0], x[1], -1), x[2], -1);
-    case BI_WHERE: return N(L, CELO_OP_SELECT, x[0], x[1], x[2]);
-    case BI_LERP: return N(L, CELO_OP_ADD, x[0], N(L, CELO_OP_MUL, x[2], N(L, CELO_OP_SUB, x[1], x[0], -1), -1), -1);
-    case BI_SIZE: return N(L, bi->op, -1, -1, -1);
-    case BI_ORTHO:
-        if (ir_dom(L->ir, x[0]) != CELO_ELEM) {
-            ERR(L, av[0]->sp, "orthogonalize needs an element-wise value (a matrix), not a scalar");
+    switch (bi.kind) {
+    case BI_OP:
+        if (mat && ir_dom(L->ir, x[0]) != CELO_ELEM) {
+            ERR(L, av[0]->sp, "%s needs an element-wise value (a matrix), not a scalar", bi.name);
             return -1;
         }
-        return ir_node(L->ir, CELO_OP_ORTHO, x[0], -1, -1, steps, 0);
+        return ir_node(L->ir, bi.op, x[0], x[1], x[2], aux, 0);
+    case BI_SQUARE: return N(L, CELO_OP_MUL, x[0], x[0], -1);
+    case BI_CLIP: return N(L, CELO_OP_MIN, N(L, CELO_OP_MAX, x[0], x[1], -1), x[2], -1);
+    case BI_LERP: return N(L, CELO_OP_ADD, x[0], N(L, CELO_OP_MUL, x[2], N(L, CELO_OP_SUB, x[1], x[0], -1), -1), -1);
     case BI_RED: {
         int v = x[0];
-        if (bi->mean == 2 || bi->mean == 3)
+        if (bi.mean == 2 || bi.mean == 3)
             v = N(L, CELO_OP_MUL, v, v, -1);
-        else if (bi->mean == 4)
+        else if (bi.mean == 4)
             v = N(L, CELO_OP_ABS, v, -1, -1);
-        else if (bi->mean == 5)
+        else if (bi.mean == 5)
             v = N(L, CELO_OP_NEG, v, -1, -1);
-        int r = ir_node(L->ir, bi->op, v, -1, -1, 0, bi->dom);
-        if (bi->mean == 1 || bi->mean == 2) {
-            celo_op cnt = bi->dom == CELO_ROW ? CELO_OP_NCOLS : bi->dom == CELO_COL ? CELO_OP_NROWS : CELO_OP_NUMEL;
+        int r = ir_node(L->ir, bi.op, v, -1, -1, 0, bi.dom);
+        if (bi.mean == 1 || bi.mean == 2) {
+            celo_op cnt = bi.dom == CELO_ROW ? CELO_OP_NCOLS : bi.dom == CELO_COL ? CELO_OP_NROWS : CELO_OP_NUMEL;
             r = N(L, CELO_OP_DIV, r, N(L, cnt, -1, -1, -1), -1);
         }
-        if (bi->mean == 2 || bi->mean == 3)
+        if (bi.mean == 2 || bi.mean == 3)
             r = N(L, CELO_OP_SQRT, r, -1, -1);
-        if (bi->mean == 5)
+        if (bi.mean == 5)
             r = N(L, CELO_OP_NEG, r, -1, -1);
         return r;
     }
@@ -555,7 +566,7 @@ static void lower_assign(lctx *L, const stmt *s)
     statename *st = find_state(sc, nm);
     if (s->index && !st) {
         ERR(L, s->target_span, "unknown state vector '%s'", nm);
-        suggest(L, s->target_span, nm, 0);
+        suggest(L, s->target_span, nm);
         return;
     }
     int val = lower_expr(L, s->value);
@@ -592,7 +603,7 @@ static void lower_assign(lctx *L, const stmt *s)
     }
     if (s->aop != '=') {
         ERR(L, s->target_span, "'%s' is not defined yet; '%c=' needs a value to update", nm, s->aop);
-        suggest(L, s->target_span, nm, 0);
+        suggest(L, s->target_span, nm);
         poison(L, nm);
         return;
     }
@@ -927,9 +938,7 @@ static rule *compile_def(module *m, def *d, int alone)
     unsigned long long *sh = malloc((size_t)(nn ? nn : 1) * sizeof *sh);
     for (int i = 0; i < nn; i++) {
         celo_node *X = &ir.n[i];
-        int comm = X->op == CELO_OP_ADD || X->op == CELO_OP_MUL || X->op == CELO_OP_MIN || X->op == CELO_OP_MAX ||
-                   X->op == CELO_OP_EQ || X->op == CELO_OP_NE || X->op == CELO_OP_AND || X->op == CELO_OP_OR;
-        if (comm && sh[X->a] > sh[X->b]) {
+        if (ir_op(X->op)->commutes && sh[X->a] > sh[X->b]) {
             int tmp = X->a;
             X->a = X->b;
             X->b = tmp;

@@ -17,6 +17,7 @@
  * and tanh are computed in double and rounded once (see math_double below). The source builds on its own
  * too (`celo emit opencl`): the macros default to one element per work-item and to cl_khr_fp64 if present. */
 #include "opencl.h"
+#include "ir.h"
 
 #include "../runtime/clplan.h"
 #include "../runtime/sbuf.h"
@@ -98,8 +99,9 @@ static const char *value_of(gen *G, int j)
     }
 }
 
-/* One operation in scalar or float8 form. */
-static void emit_op(sbuf *b, int vec, int op, const char *A, const char *B, const char *C)
+/* One map op (runtime/ops.def) in scalar or float8 form; no default, so that a map op added to the table without
+ * its code here does not compile. */
+static void emit_op(sbuf *b, int vec, celo_op op, const char *A, const char *B, const char *C)
 {
     const char *zero = vec ? "((float8)(0.0f))" : "0.0f";
     const char *one = vec ? "((float8)(1.0f))" : "1.0f";
@@ -162,7 +164,13 @@ static void emit_op(sbuf *b, int vec, int op, const char *A, const char *B, cons
         else
             sb_printf(b, "(%s != 0.0f ? %s : %s)", A, B, C);
         break;
-    default: sb_printf(b, "%s", vec ? "((float8)(NAN))" : "NAN"); break;
+#define CELO_INPUT(id, ...)  case CELO_OP_##id:
+#define CELO_REDUCE(id, ...) case CELO_OP_##id:
+#define CELO_MATRIX(id, ...) case CELO_OP_##id:
+#include "../runtime/ops.def"
+        /* not maps: emit_body loads inputs and staged values, and the passes accumulate reductions */
+        sb_printf(b, "%s", vec ? "((float8)(NAN))" : "NAN");
+        break;
     }
 #undef COND
 }
@@ -200,7 +208,7 @@ static void emit_body(sbuf *b, gen *G, const char *ind)
             continue;
         }
         sb_printf(b, "%sconst %s v%d = ", ind, ty, j);
-        emit_op(b, vec, x->op, value_of(G, x->a), x->b >= 0 ? value_of(G, x->b) : "",
+        emit_op(b, vec, (celo_op)x->op, value_of(G, x->a), x->b >= 0 ? value_of(G, x->b) : "",
                 x->c >= 0 ? value_of(G, x->c) : "");
         sb_printf(b, ";\n");
         if ((x->flags & CELO_FLAG_STAGED) && x->pass == pi->k) {
@@ -653,12 +661,12 @@ static void emit_template(sbuf *b, const char *t, int vec)
     }
 }
 
+/* Whether an element pass calls a math library function (cost LIBM): then the source needs celo's own. */
 static int uses_math(const celo_program *P)
 {
     for (int j = 0; j < P->nnodes; j++) {
         const celo_node *x = &P->nodes[j];
-        if (x->dom == CELO_ELEM && (x->op == CELO_OP_EXP || x->op == CELO_OP_LOG || x->op == CELO_OP_POW ||
-                                    x->op == CELO_OP_TANH || x->op == CELO_OP_SIGMOID))
+        if (x->dom == CELO_ELEM && ir_op(x->op)->cost == IR_LIBM)
             return 1;
     }
     return 0;

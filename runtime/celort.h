@@ -40,50 +40,23 @@
 extern "C" {
 #endif
 
-/* IR opcodes. Append only: compiled programs store these numbers. */
+/* IR opcodes, numbered by their rows in ops.def (append only: compiled programs store these numbers). */
 typedef enum {
-    CELO_OP_CONST = 0, /* imm */
-    CELO_OP_HP,        /* hyper-parameter number aux */
-    CELO_OP_T,         /* step count, 1-based */
-    CELO_OP_P,         /* parameter (ELEM) */
-    CELO_OP_G,         /* gradient (ELEM) */
-    CELO_OP_STATE,     /* value of state slot aux at the start of the step */
-    CELO_OP_NEG,
-    CELO_OP_ADD,
-    CELO_OP_SUB,
-    CELO_OP_MUL,
-    CELO_OP_DIV,
-    CELO_OP_POW,
-    CELO_OP_MIN,
-    CELO_OP_MAX,
-    CELO_OP_SQRT,
-    CELO_OP_RSQRT,
-    CELO_OP_EXP,
-    CELO_OP_LOG,
-    CELO_OP_ABS,
-    CELO_OP_SIGN,
-    CELO_OP_TANH,
-    CELO_OP_SIGMOID,
-    CELO_OP_RELU,
-    CELO_OP_FLOOR,
-    CELO_OP_LT, /* comparisons give 1 or 0 */
-    CELO_OP_LE,
-    CELO_OP_GT,
-    CELO_OP_GE,
-    CELO_OP_EQ,
-    CELO_OP_NE,
-    CELO_OP_AND,
-    CELO_OP_OR,
-    CELO_OP_NOT,
-    CELO_OP_SELECT, /* a ? b : c */
-    CELO_OP_SUM,    /* reductions: operand a reduced to the node's domain (SCALAR, ROW or COL) */
-    CELO_OP_MAXR,   /* maximum */
-    CELO_OP_ORTHO,  /* Newton–Schulz orthogonalization of an ELEM value, aux = steps */
-    CELO_OP_NUMEL,  /* number of elements of the tensor (SCALAR) */
-    CELO_OP_NROWS,  /* R of the [R, C] view */
-    CELO_OP_NCOLS,  /* C of the [R, C] view */
-    CELO_OP_COUNT_
+#define CELO_INPUT(id, ...)  CELO_OP_##id,
+#define CELO_MAP(id, ...)    CELO_OP_##id,
+#define CELO_REDUCE(id, ...) CELO_OP_##id,
+#define CELO_MATRIX(id, ...) CELO_OP_##id,
+#include "ops.def"
 } celo_op;
+/* How many there are: one for each row (not an enumerator of celo_op, so that a switch needs no case for it). */
+enum {
+    CELO_OP_COUNT_ = 0
+#define CELO_INPUT(...)  +1
+#define CELO_MAP(...)    +1
+#define CELO_REDUCE(...) +1
+#define CELO_MATRIX(...) +1
+#include "ops.def"
+};
 
 typedef enum { CELO_HOST = 0, CELO_SCALAR, CELO_ROW, CELO_COL, CELO_ELEM } celo_domain;
 

@@ -22,76 +22,30 @@
 #include <unistd.h>
 #endif
 
-/* ---- scalar semantics shared by every back end ---- */
+/* ---- scalar semantics shared by every back end: the value of each map op, from runtime/ops.def ---- */
+#define CELO_MAP(id, name, arity, cost, commutes, fn, value) \
+    case CELO_OP_##id: return (value);
 double celo_eval_op(int op, double a, double b, double c)
 {
+#define MATH(fn) fn
     switch (op) {
-    case CELO_OP_NEG: return -a;
-    case CELO_OP_ADD: return a + b;
-    case CELO_OP_SUB: return a - b;
-    case CELO_OP_MUL: return a * b;
-    case CELO_OP_DIV: return a / b;
-    case CELO_OP_POW: return pow(a, b);
-    case CELO_OP_MIN: return fmin(a, b);
-    case CELO_OP_MAX: return fmax(a, b);
-    case CELO_OP_SQRT: return sqrt(a);
-    case CELO_OP_RSQRT: return 1.0 / sqrt(a);
-    case CELO_OP_EXP: return exp(a);
-    case CELO_OP_LOG: return log(a);
-    case CELO_OP_ABS: return fabs(a);
-    case CELO_OP_SIGN: return a > 0 ? 1.0 : a < 0 ? -1.0 : a;
-    case CELO_OP_TANH: return tanh(a);
-    case CELO_OP_SIGMOID: return 1.0 / (1.0 + exp(-a));
-    case CELO_OP_RELU: return a > 0 ? a : 0.0;
-    case CELO_OP_FLOOR: return floor(a);
-    case CELO_OP_LT: return a < b;
-    case CELO_OP_LE: return a <= b;
-    case CELO_OP_GT: return a > b;
-    case CELO_OP_GE: return a >= b;
-    case CELO_OP_EQ: return a == b;
-    case CELO_OP_NE: return a != b;
-    case CELO_OP_AND: return a != 0 && b != 0;
-    case CELO_OP_OR: return a != 0 || b != 0;
-    case CELO_OP_NOT: return a == 0;
-    case CELO_OP_SELECT: return a != 0 ? b : c;
+#include "ops.def"
     default: return NAN;
     }
+#undef MATH
 }
 
 /* Element-wise arithmetic is float32, exactly as the compiled kernels do it (no contraction, no fast-math). */
+#define CELO_MAP(id, name, arity, cost, commutes, fn, value) \
+    case CELO_OP_##id: return (value);
 static float eval_opf(int op, float a, float b, float c)
 {
+#define MATH(fn) fn##f
     switch (op) {
-    case CELO_OP_NEG: return -a;
-    case CELO_OP_ADD: return a + b;
-    case CELO_OP_SUB: return a - b;
-    case CELO_OP_MUL: return a * b;
-    case CELO_OP_DIV: return a / b;
-    case CELO_OP_POW: return powf(a, b);
-    case CELO_OP_MIN: return fminf(a, b);
-    case CELO_OP_MAX: return fmaxf(a, b);
-    case CELO_OP_SQRT: return sqrtf(a);
-    case CELO_OP_RSQRT: return 1.0f / sqrtf(a);
-    case CELO_OP_EXP: return expf(a);
-    case CELO_OP_LOG: return logf(a);
-    case CELO_OP_ABS: return fabsf(a);
-    case CELO_OP_SIGN: return a > 0 ? 1.0f : a < 0 ? -1.0f : a;
-    case CELO_OP_TANH: return tanhf(a);
-    case CELO_OP_SIGMOID: return 1.0f / (1.0f + expf(-a));
-    case CELO_OP_RELU: return a > 0 ? a : 0.0f;
-    case CELO_OP_FLOOR: return floorf(a);
-    case CELO_OP_LT: return a < b;
-    case CELO_OP_LE: return a <= b;
-    case CELO_OP_GT: return a > b;
-    case CELO_OP_GE: return a >= b;
-    case CELO_OP_EQ: return a == b;
-    case CELO_OP_NE: return a != b;
-    case CELO_OP_AND: return a != 0 && b != 0;
-    case CELO_OP_OR: return a != 0 || b != 0;
-    case CELO_OP_NOT: return a == 0;
-    case CELO_OP_SELECT: return a != 0 ? b : c;
+#include "ops.def"
     default: return NAN;
     }
+#undef MATH
 }
 
 static int is_elem_reduction(const celo_program *P, const celo_node *x)

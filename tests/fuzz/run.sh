@@ -36,7 +36,7 @@ for s in "${srcs[@]}"; do
     */gen/*) extra=(-fno-sanitize-coverage=trace-cmp) ;;
     esac
     if [ ! -f "$o" ] || [ "$s" -nt "$o" ] || [ compiler/ast.h -nt "$o" ] || [ compiler/rules.h -nt "$o" ] ||
-        [ runtime/celort.h -nt "$o" ] || [ "$0" -nt "$o" ]; then
+        [ runtime/celort.h -nt "$o" ] || [ runtime/ops.def -nt "$o" ] || [ "$0" -nt "$o" ]; then
         "$CLANG" "${CFLAGS[@]}" "${extra[@]}" -c "$s" -o "$o"
     fi
 done

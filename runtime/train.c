@@ -20,10 +20,21 @@
 #include "runlog.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Progress of runs side by side: one line now and then for the whole group (each run prints its end). */
+typedef struct {
+    const celo_group *g;
+    _Atomic int64_t done; /* steps of all its runs */
+    int64_t total;
+    _Atomic int finished; /* runs */
+    double t0, last;
+    int tty;
+} group_progress;
 
 /* One run of the plan, from its instance to its outcome. */
 typedef struct {
@@ -32,9 +43,10 @@ typedef struct {
     const celo_run_opts *opts;
     celo_inst *in;
     celo_ctx ctx;
-    int live;         /* progress while it runs (off for runs side by side: each prints its end) */
-    celo_progress pg; /* live progress */
-    celo_rowlog log;  /* one row per evaluation */
+    int live;           /* progress while it runs (off for runs side by side: each prints its end) */
+    celo_progress pg;   /* live progress */
+    group_progress *gp; /* runs side by side: the group's progress */
+    celo_rowlog log;    /* one row per evaluation */
     celo_run_result res;
     int64_t diverged_at;
     char err[1024];
@@ -90,10 +102,37 @@ static void job_free(run_job *j)
     j->in = NULL;
 }
 
+/* A line for the group at most every 2 s (on a terminal: redrawn in place every 0.2 s); any thread may call it. */
+static void group_tick(group_progress *gp, int64_t steps)
+{
+    int64_t done = atomic_fetch_add(&gp->done, steps) + steps;
+    if ((done & 1023) >= steps && done < gp->total) /* look at the clock about every 1024 steps */
+        return;
+    double now = celo_now_s();
+    int print = 0;
+#pragma omp critical(celo_group_progress)
+    if (now - gp->last >= (gp->tty ? 0.2 : 2.0)) {
+        gp->last = now;
+        print = 1;
+    }
+    if (!print)
+        return;
+    double rate = (double)done / (now - gp->t0 > 0 ? now - gp->t0 : 1e-9);
+    char eta[32];
+    celo_fmt_time(rate > 0 ? (double)(gp->total - done) / rate : -1, eta, sizeof eta);
+    fprintf(stderr, "%s%s %s: %lld/%lld steps (%.0f %%), %d of %d runs done, %.0f steps/s  ETA %s%s",
+            gp->tty ? "\r" : "", gp->g->kind, gp->g->name, (long long)done, (long long)gp->total,
+            100.0 * (double)done / (double)gp->total, atomic_load(&gp->finished), gp->g->count, rate, eta,
+            gp->tty ? "\033[K" : "\n");
+}
+
 static void on_step(const celo_inst *in, void *cb_ctx)
 {
     run_job *j = cb_ctx;
-    celo_progress_update(&j->pg, in, &j->log, 0);
+    if (j->gp)
+        group_tick(j->gp, 1);
+    else
+        celo_progress_update(&j->pg, in, &j->log, 0);
 }
 
 /* The run's end on stderr, as one write (runs side by side print theirs as they end). */
@@ -142,6 +181,8 @@ static int job_exec(run_job *j)
     celo_progress_start(&j->pg, in, j->live);
     const double t0 = j->pg.t0;
     const int64_t s0 = celo_inst_step_count(in), eval_every = run->eval_every, ck_every = run->checkpoint_every;
+    if (j->gp)
+        atomic_fetch_add(&j->gp->done, s0); /* resumed: the steps already taken */
     int diverged = 0;
     char msg[512] = "";
     while (celo_inst_step_count(in) < run->steps) {
@@ -155,6 +196,8 @@ static int job_exec(run_job *j)
         if (celo_inst_steps(in, &j->ctx, t_end, &o, on_step, j, err, errlen))
             return -1;
         int64_t t = celo_inst_step_count(in);
+        if (j->gp && t > step)
+            group_tick(j->gp, 1); /* the call's last step (on_step saw the others) */
         if (o.bad) {
             snprintf(msg, sizeof msg, "run %s: step %lld: %s%s is not finite%s; stopping", run->name, (long long)t,
                      o.pre, o.bad, o.post);
@@ -205,6 +248,11 @@ static int job_exec(run_job *j)
         j->res.final_eval_loss = r->eval_loss;
         j->res.final_eval_acc = r->eval_acc;
         j->res.wall_s = r->wall_s;
+    }
+    if (j->gp) {
+        atomic_fetch_add(&j->gp->finished, 1);
+        if (j->gp->tty && !opts->quiet)
+            fputs("\r\033[K", stderr); /* the group's line gives way to the run's end */
     }
     if (!opts->quiet && !diverged)
         print_end(j, resumed, s0, t1 - t0);
@@ -366,6 +414,12 @@ static int exec_group(plan_exec *x, const celo_group *g)
         return exec_in_turn(x, g->first, n);
     }
     int nt = avail < n ? avail : n;
+    group_progress gp = {.g = g, .t0 = celo_now_s(), .tty = isatty(2)};
+    gp.last = gp.t0;
+    for (int k = 0; k < n; k++) {
+        gp.total += x->plan->runs[g->first + k].steps;
+        jobs[k].gp = x->opts->quiet ? NULL : &gp;
+    }
     if (!x->opts->quiet)
         fprintf(stderr, "%s %s: %d runs side by side on %d threads\n", g->kind, g->name, n, nt);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)

@@ -326,6 +326,22 @@ if want pipeline; then
             else bad "pipeline $r: $nt threads != 1 thread: $(head -5 "$TMP/diff")"; fi
         done
     done
+    # a sweep of small runs goes side by side, one run per thread: the same CSVs and checkpoints as one after another
+    mkdir -p "$TMP/side" "$TMP/turn"
+    if (cd "$TMP/side" && "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny_lr) 2>"$TMP/err" &&
+        { [ "$(nproc)" -lt 2 ] || grep -q "sweep tiny_lr: 3 runs side by side on 2 threads" "$TMP/err"; } &&
+        (cd "$TMP/turn" && CELO_SIDE_BY_SIDE=0 "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny_lr --quiet) \
+            2>>"$TMP/err"; then
+        n=0 same=0
+        for f in "$TMP/turn/runs/"tiny_lr*.csv; do
+            b=$(basename "$f" .csv) n=$((n + 1))
+            diff -q <(cut -d, -f1-4 "$f") <(cut -d, -f1-4 "$TMP/side/runs/$b.csv") >/dev/null &&
+                cmp -s <(st_data "$TMP/turn/runs/$b.safetensors") <(st_data "$TMP/side/runs/$b.safetensors") &&
+                same=$((same + 1))
+        done
+        if [ "$n" = 3 ] && [ "$same" = 3 ]; then ok "pipeline sweep side by side == one after another (3 runs: CSVs, weights)"
+        else bad "pipeline sweep side by side: $same of $n runs equal one after another"; fi
+    else bad "pipeline sweep side by side: $(head -c 300 "$TMP/err")"; fi
     # the same with a rule of several passes with reductions between them (celo_step_team's barriers)
     if (cd "$TMP/team" && "$CELO_ABS" run "$ROOT/tests/pipeline/team_passes.celo" --quiet) 2>"$TMP/err" &&
         (cd "$TMP/noteam" && CELO_TRAIN_TEAM=0 "$CELO_ABS" run "$ROOT/tests/pipeline/team_passes.celo" --quiet) \

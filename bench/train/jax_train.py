@@ -1,0 +1,169 @@
+"""bench/train, JAX side: steps/s of the MLPs that bench/train/mlp*.celo train with celo, as a JAX user would
+write the loop: every step (batch gather, forward, loss, backward, optax AdamW) inside one jax.jit-ed lax.scan.
+
+    python bench/train/jax_train.py MODEL [--threads N] [--target-s S] [--reps R] [--steps N]
+
+MODEL: mlp8 (64-32-10, batch 64, 8x8 Fashion-MNIST), mlp28 (784-128-10, batch 128, 28x28 Fashion-MNIST); the
+same data (bench/train/fmnist.py, as torch_train.py loads it), init (nn.Linear's uniform +-1/sqrt(fan_in)) and
+AdamW hyper-parameters as torch_train.py. Prints one line
+    jax MODEL threads=N steps_per_s=X min=A max=B steps=N reps=R compile_s=C cpu_util=U params=P jax=V optax=V
+        data=D threads_set="..."
+or `jax MODEL threads=N error=...`. steps_per_s is the median over R timed scans of N steps each (after a
+compile and an untimed run of the same scan); cpu_util is process CPU time / wall time over the timed scans
+(about 1 when XLA keeps to one thread).
+
+Batches: each epoch's permutation (numpy, as torch.randperm in torch_train.py: one per 60000 // batch steps) is
+drawn before the timed scan and goes in as an int32 array [N, batch]; gathering the batch rows from the data set,
+which sits in memory as one array, happens inside the scan, each step.
+
+Threads (XLA's CPU client has no thread-count setting): --threads N restricts the process to its first N allowed
+CPUs (sched_setaffinity, as taskset -c would; XLA sizes its thread pools from the CPUs the process may use), and
+--threads 1 also sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (no Eigen thread pool in the compiled
+matmuls), before jax is imported. The often-quoted `intra_op_parallelism_threads=1` is a TensorFlow session
+option, not an XLA flag: in XLA_FLAGS after a --flag it is silently ignored, so it is not set. The default (0)
+uses every allowed CPU.
+"""
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+MODELS = {
+    "mlp8": dict(dims=(64, 32, 10), batch=64, side=8, lr=1e-3, wd=1e-4, probe=2000),
+    "mlp28": dict(dims=(784, 128, 10), batch=128, side=28, lr=1e-3, wd=1e-4, probe=200),
+}
+
+
+def set_threads(n):
+    """Limits XLA to n CPUs; must run before jax is imported. Returns a note of what was set."""
+    notes = []
+    if n:
+        cpus = sorted(os.sched_getaffinity(0))
+        if n < len(cpus):
+            os.sched_setaffinity(0, cpus[:n])
+            notes.append(f"affinity {','.join(map(str, cpus[:n]))}")
+    if n == 1:
+        flags = "--xla_cpu_multi_thread_eigen=false"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+        notes.append("XLA_FLAGS " + flags)
+    return "; ".join(notes) or "default"
+
+
+def epoch_batches(rng, n, batch, steps, state):
+    """Indices [steps, batch] continuing a stream of shuffled epochs (last partial batch of each epoch dropped,
+    as torch_train.py does); state: [permutation, next batch of it]."""
+    per = n // batch
+    out = []
+    while len(out) < steps:
+        if state[0] is None or state[1] == per:
+            state[0], state[1] = rng.permutation(n).astype("int32"), 0
+        take = min(per - state[1], steps - len(out))
+        out.extend(state[0][(state[1] + i) * batch:(state[1] + i + 1) * batch] for i in range(take))
+        state[1] += take
+    return np.stack(out)
+
+
+def bench(name, target_s, reps, steps):
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from fmnist import fashion
+
+    cfg = MODELS[name]
+    X, Y, src = fashion(cfg["side"])
+    X, Y = jax.device_put(X), jax.device_put(Y.astype(np.int32))
+    rng = np.random.default_rng(1)
+    params = []
+    for a, b in zip(cfg["dims"][:-1], cfg["dims"][1:]):  # nn.Linear's default: U(-1/sqrt(a), 1/sqrt(a))
+        k = 1.0 / np.sqrt(a)
+        params.append((jnp.asarray(rng.uniform(-k, k, (a, b)), jnp.float32),
+                       jnp.asarray(rng.uniform(-k, k, (b,)), jnp.float32)))
+    opt = optax.adamw(cfg["lr"], b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg["wd"])
+    opt_state = opt.init(params)
+
+    def loss_fn(p, x, y):
+        for i, (w, b) in enumerate(p):
+            x = x @ w + b
+            if i + 1 < len(p):
+                x = jax.nn.relu(x)
+        return optax.softmax_cross_entropy_with_integer_labels(x, y).mean()
+
+    @jax.jit
+    def train(p, s, x, y, idx):  # the whole loop: len(idx) steps in one scan; the data set as arguments, not
+        def step(carry, i):      # as constants folded into the program
+            p, s, _ = carry
+            loss, g = jax.value_and_grad(loss_fn)(p, x[i], y[i])
+            upd, s = opt.update(g, s, p)
+            return (optax.apply_updates(p, upd), s, loss), None
+
+        return jax.lax.scan(step, (p, s, jnp.float32(0)), idx)[0]
+
+    stream = [None, 0]
+
+    def batches(k):
+        return jax.device_put(epoch_batches(rng, len(X), cfg["batch"], k, stream))
+
+    carry = (params, opt_state)
+
+    def timed(fn, idx):
+        nonlocal carry
+        ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        p, s, loss = fn(*carry, X, Y, idx)
+        loss = float(loss)  # waits for the scan
+        dt = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        if not np.isfinite(loss):
+            raise RuntimeError("loss is not finite")
+        carry = (p, s)
+        return dt, (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+
+    # compile and probe the pace on a short scan, then compile the timed length (scan lengths are static)
+    n0 = cfg["probe"]
+    c, _ = timed(train, batches(n0))
+    probe_s, _ = timed(train, batches(n0))
+    if steps <= 0:
+        steps = max(n0, int(target_s / reps * n0 / probe_s))
+    t0 = time.perf_counter()
+    idx = batches(steps)
+    fn = train.lower(*carry, X, Y, idx).compile()
+    c += time.perf_counter() - t0
+    timed(fn, idx)  # untimed first run of the compiled loop
+    rates, cpu, wall = [], 0.0, 0.0
+    for _ in range(reps):
+        idx = batches(steps)
+        dt, ct = timed(fn, idx)
+        rates.append(steps / dt)
+        cpu, wall = cpu + ct, wall + dt
+    npar = sum(w.size + b.size for w, b in params)
+    return rates, steps, c, cpu / wall, npar, f"jax={jax.__version__} optax={optax.__version__}", src
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", choices=sorted(MODELS))
+    ap.add_argument("--threads", type=int, default=0, help="CPUs for XLA (default: all the process may use)")
+    ap.add_argument("--target-s", type=float, default=1.5, help="timed seconds in all (default 1.5)")
+    ap.add_argument("--reps", type=int, default=3, help="timed scans; the median counts (default 3)")
+    ap.add_argument("--steps", type=int, default=0, help="steps per timed scan (default: from --target-s)")
+    a = ap.parse_args()
+    how = set_threads(a.threads)
+    nt = a.threads or len(os.sched_getaffinity(0))
+    tag = f"jax {a.model} threads={nt}"
+    try:
+        rates, steps, c, util, npar, ver, src = bench(a.model, a.target_s, max(1, a.reps), a.steps)
+    except Exception as e:  # missing jax or optax, or a run that failed: say why, exit 0 (n/a in the report)
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        print(f"{tag} error={type(e).__name__}: {msg}", flush=True)
+        return 0
+    print(f"{tag} steps_per_s={statistics.median(rates):.6g} min={min(rates):.6g} max={max(rates):.6g} "
+          f"steps={steps} reps={len(rates)} compile_s={c:.2f} cpu_util={util:.2f} params={npar} {ver} "
+          f"data={src} threads_set=\"{how}\"", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

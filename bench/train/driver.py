@@ -157,6 +157,7 @@ class Jax:
         self.model, self.threads, self.target_s, self.python = model, list(threads), target_s, python
         self.values = {n: [] for n in threads}
         self.util = {n: [] for n in threads}  # process CPU time / wall time of the timed scans
+        self.busy = {n: [] for n in threads}  # threads with a tenth or more of that CPU time
         self.errors = {}
         self.info = {}  # jax version, what set the threads, per thread count
         self.disabled = False
@@ -182,6 +183,8 @@ class Jax:
                 self.values[n].append(got[n])
                 if "cpu_util" in kv:
                     self.util[n].append(float(kv["cpu_util"]))
+                if "busy_threads" in kv:
+                    self.busy[n].append(int(kv["busy_threads"]))
                 self.info[n] = kv
             elif "error=" in line:
                 self.errors[n] = line.split("error=", 1)[1]
@@ -204,7 +207,8 @@ class Jax:
 
 
 def thr_label(n):
-    return f"{n} thread{'s' if n != 1 else ''}"
+    """JAX's configurations are CPU counts (affinity): XLA picks its own threads on them."""
+    return f"{n} CPU{'s' if n != 1 else ''}"
 
 
 def fmt(v):
@@ -233,7 +237,7 @@ def main():
     ap.add_argument("--tools", default=",".join(TOOLS),
                     help="comma-separated subset of " + ",".join(TOOLS) + " to run (e.g. --tools jax)")
     ap.add_argument("--jax-threads", default=",".join(map(str, JAX_THREADS)),
-                    help="JAX thread counts, one process each (default " + ",".join(map(str, JAX_THREADS)) + ")")
+                    help="JAX CPU counts (affinity), one process each (default " + ",".join(map(str, JAX_THREADS)) + ")")
     ap.add_argument("--celo", default="build/celo", help="celo binary (repo-relative)")
     ap.add_argument("--cmd", default="bash bench/train/run.sh", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -330,7 +334,7 @@ def main():
     lines.append(f"- Machine: {machine_info()}")
     lines.append(f"- Command: `{a.cmd}`; {rounds_done} round{'s' if rounds_done != 1 else ''}, each tool once per "
                  "round in rotated order; 2 threads (celo: OMP_NUM_THREADS=2; torch: torch.set_num_threads(2), except "
-                 "the configurations marked 1 thread; JAX: the 2 CPUs, or 1 as marked, see below)")
+                 "the configurations marked 1 thread; JAX: 2 CPUs, or 1 CPU as marked, see below)")
     lines.append("- A step: gather a batch (shuffled epoch for the MLPs, random windows for the GPT), forward, "
                  "loss, backward, AdamW step over every tensor (lr 1e-3, wd 1e-4 for the MLPs; lr 3e-3, wd 0.01 "
                  "for the GPT; betas 0.9, 0.999, eps 1e-8; constant lr). celo: `build/celo run "
@@ -408,14 +412,16 @@ def main():
     if jinfo:
         i = jinfo[0][2].info[jinfo[0][1]]
         lines.append("")
-        lines.append(f"JAX: jax {i.get('jax', '?')}, optax {i.get('optax', '?')} (pip, in {VENV}); XLA's CPU "
-                     "client has no thread-count setting: 2 threads = the default on the machine's 2 CPUs; "
-                     "1 thread = the process restricted to one CPU (sched_setaffinity, as `taskset -c 0`; XLA "
-                     "sizes its thread pools from the allowed CPUs) and XLA_FLAGS=--xla_cpu_multi_thread_eigen=false. "
-                     "CPU time / wall time of the timed scans, median over rounds: " + "; ".join(
-                         f"{m} {thr_label(n)} {statistics.median(j.util[n]):.2f}" for m, n, j in jinfo
-                         if j.util[n]) + " (at most 1.0 shows one thread at work; below 1.0, other work took "
-                     "CPU time from it).")
+        lines.append(f"JAX: jax {i.get('jax', '?')}, optax {i.get('optax', '?')} (pip, in {VENV}). XLA's CPU "
+                     "client has no thread-count setting; it sizes its thread pools from the CPUs the process may "
+                     "use, so a JAX configuration is a CPU count: the process restricted to its first N CPUs "
+                     "(sched_setaffinity, as `taskset -c`), for 1 CPU also XLA_FLAGS=--xla_cpu_multi_thread_eigen="
+                     "false. CPU time / wall time of the timed scans and the threads that had a tenth or more of "
+                     "it, median over rounds: " + "; ".join(
+                         f"{m} {thr_label(n)} {statistics.median(j.util[n]):.2f}"
+                         + (f", {statistics.median(j.busy[n]):g} threads" if j.busy[n] else "")
+                         for m, n, j in jinfo if j.util[n]) + " (below the CPU count: other work on the machine "
+                     "took CPU time, or XLA left a CPU idle).")
     lines.append("")
     lines.append(f"Load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}; waited "
                  f"{gate.waited:.0f} s for other work to pause, {gate.busy_runs} of {gate.runs} measurements "

@@ -10,7 +10,7 @@ AdamW hyper-parameters as torch_train.py. Prints one line
         data=D threads_set="..."
 or `jax MODEL threads=N error=...`. steps_per_s is the median over R timed scans of N steps each (after a
 compile and an untimed run of the same scan); cpu_util is process CPU time / wall time over the timed scans
-(about 1 when XLA keeps to one thread).
+(about 1 when XLA keeps to one thread); busy_threads counts the threads that had at least a tenth of that CPU time.
 
 Batches: each epoch's permutation (numpy, as torch.randperm in torch_train.py: one per 60000 // batch steps) is
 drawn before the timed scan and goes in as an int32 array [N, batch]; gathering the batch rows from the data set,
@@ -51,6 +51,19 @@ def set_threads(n):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
         notes.append("XLA_FLAGS " + flags)
     return "; ".join(notes) or "default"
+
+
+def thread_ticks():
+    """CPU clock ticks (user + system) of each thread of this process, by thread id, from /proc."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            out[tid] = int(v[11]) + int(v[12])  # fields 14 and 15 of stat(5), counted after the name
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
 
 
 def epoch_batches(rng, n, batch, steps, state):
@@ -132,14 +145,19 @@ def bench(name, target_s, reps, steps):
     fn = train.lower(*carry, X, Y, idx).compile()
     c += time.perf_counter() - t0
     timed(fn, idx)  # untimed first run of the compiled loop
-    rates, cpu, wall = [], 0.0, 0.0
+    rates, cpu, wall, ticks = [], 0.0, 0.0, {}
     for _ in range(reps):
         idx = batches(steps)
+        t0 = thread_ticks()
         dt, ct = timed(fn, idx)
+        for tid, v in thread_ticks().items():
+            ticks[tid] = ticks.get(tid, 0) + v - t0.get(tid, 0)
         rates.append(steps / dt)
         cpu, wall = cpu + ct, wall + dt
+    # threads that did the work: each at least a tenth of the process's CPU time in the timed scans
+    busy = sum(1 for v in ticks.values() if v >= 0.1 * max(1, sum(ticks.values())))
     npar = sum(w.size + b.size for w, b in params)
-    return rates, steps, c, cpu / wall, npar, f"jax={jax.__version__} optax={optax.__version__}", src
+    return (rates, steps, c, cpu / wall, busy, npar, f"jax={jax.__version__} optax={optax.__version__}", src)
 
 
 def main():
@@ -154,13 +172,13 @@ def main():
     nt = a.threads or len(os.sched_getaffinity(0))
     tag = f"jax {a.model} threads={nt}"
     try:
-        rates, steps, c, util, npar, ver, src = bench(a.model, a.target_s, max(1, a.reps), a.steps)
+        rates, steps, c, util, busy, npar, ver, src = bench(a.model, a.target_s, max(1, a.reps), a.steps)
     except Exception as e:  # missing jax or optax, or a run that failed: say why, exit 0 (n/a in the report)
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         print(f"{tag} error={type(e).__name__}: {msg}", flush=True)
         return 0
     print(f"{tag} steps_per_s={statistics.median(rates):.6g} min={min(rates):.6g} max={max(rates):.6g} "
-          f"steps={steps} reps={len(rates)} compile_s={c:.2f} cpu_util={util:.2f} params={npar} {ver} "
+          f"steps={steps} reps={len(rates)} compile_s={c:.2f} cpu_util={util:.2f} busy_threads={busy} params={npar} {ver} "
           f"data={src} threads_set=\"{how}\"", flush=True)
     return 0
 

@@ -3,14 +3,14 @@
 Run through bench/train/run.sh; see that file for the options. Every round runs each tool once (celo, torch and
 JAX for each model) in a rotated order, waiting a little for a quiet CPU before each; the report gives, per tool,
 the median over rounds and the min-max, and per model the ratios celo / best torch optimizer and celo / best JAX
-thread count (ratio of the medians, and the min-max of the per-round ratios, each round's numbers measured close
+CPU count (ratio of the medians, and the min-max of the per-round ratios, each round's numbers measured close
 in time).
 
 celo: `build/celo run bench/train/MODEL.celo --quiet` runs `warm`, `short` and `long` (same task, more steps);
 steps/s = (long - short steps) / (long - short wall_s), wall_s from the runs' CSV logs (they start after data
 loading and JIT and include the final eval; the difference cancels both, and each run's first steps).
 torch: bench/train/torch_train.py MODEL, one line per AdamW implementation (fused, foreach, for-loop).
-JAX: bench/train/jax_train.py MODEL --threads N, one process per thread count, in the benchmarks' own virtual
+JAX: bench/train/jax_train.py MODEL --threads N, one process per CPU count, in the benchmarks' own virtual
 environment (build/bench/venv; jax and optax installed there from PyPI on first use, versions pinned in JAX_REQS).
 Progress goes to stderr, the report (markdown) to stdout.
 """
@@ -53,6 +53,12 @@ def opt_label(o):
 
 def log(msg):
     print(f"bench/train: {msg}", file=sys.stderr, flush=True)
+
+
+def last_line(s):
+    """Last non-empty line of a peer's stderr (a traceback's last line says what failed), repo-relative."""
+    lines = [ln for ln in s.splitlines() if ln.strip()]
+    return first_line(lines[-1]) if lines else ""
 
 
 def last_row(path):
@@ -134,13 +140,13 @@ class Torch:
             elif line and "error=" in line:
                 self.errors[o] = line.split("error=", 1)[1]
             elif not self.values[o]:
-                self.errors.setdefault(o, first_line(err[-400:]) or f"exit {rc}")
+                self.errors.setdefault(o, last_line(err) or f"exit {rc}")
         if got:
             log(f"  torch {self.model}: " + ", ".join(f"{opt_label(o)} {v:.1f}" for o, v in got.items()) + " steps/s")
         else:
             self.failures += 1
             self.disabled = self.failures >= 2
-            log(f"  torch {self.model}: failed: {first_line(err[-400:]) or f'exit {rc}'}")
+            log(f"  torch {self.model}: failed: {last_line(err) or f'exit {rc}'}")
         return got
 
     def best(self):
@@ -150,7 +156,7 @@ class Torch:
 
 
 class Jax:
-    """JAX's columns for one model: per round one process per thread count (XLA reads its thread settings once,
+    """JAX's columns for one model: per round one process per CPU count (XLA reads its thread settings once,
     at start), one value each; the value is jax_train.py's median over its timed scans."""
 
     def __init__(self, model, threads, target_s, python):
@@ -159,7 +165,7 @@ class Jax:
         self.util = {n: [] for n in threads}  # process CPU time / wall time of the timed scans
         self.busy = {n: [] for n in threads}  # threads with a tenth or more of that CPU time
         self.errors = {}
-        self.info = {}  # jax version, what set the threads, per thread count
+        self.info = {}  # jax version, what set the threads, per CPU count
         self.disabled = False
         self.failures = 0
 
@@ -189,7 +195,7 @@ class Jax:
             elif "error=" in line:
                 self.errors[n] = line.split("error=", 1)[1]
             elif not self.values[n]:
-                self.errors.setdefault(n, first_line(err[-400:]) or f"exit {rc}")
+                self.errors.setdefault(n, last_line(err) or f"exit {rc}")
         if got:
             self.failures = 0
             log(f"  jax {self.model}: " + ", ".join(f"{thr_label(n)} {v:.1f}" for n, v in got.items()) +
@@ -201,7 +207,7 @@ class Jax:
         return got
 
     def best(self):
-        """(median, threads) of the fastest thread count by median, or (None, None)."""
+        """(median, threads) of the fastest CPU count by median, or (None, None)."""
         meds = [(statistics.median(v), n) for n, v in self.values.items() if v]
         return max(meds) if meds else (None, None)
 
@@ -237,7 +243,8 @@ def main():
     ap.add_argument("--tools", default=",".join(TOOLS),
                     help="comma-separated subset of " + ",".join(TOOLS) + " to run (e.g. --tools jax)")
     ap.add_argument("--jax-threads", default=",".join(map(str, JAX_THREADS)),
-                    help="JAX CPU counts (affinity), one process each (default " + ",".join(map(str, JAX_THREADS)) + ")")
+                    help="JAX CPU counts (affinity), one process each (default "
+                         + ",".join(map(str, JAX_THREADS)) + ")")
     ap.add_argument("--celo", default="build/celo", help="celo binary (repo-relative)")
     ap.add_argument("--cmd", default="bash bench/train/run.sh", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -262,7 +269,7 @@ def main():
     try:
         jthreads = [int(n) for n in a.jax_threads.split(",") if n]
     except ValueError:
-        ap.error("--jax-threads: comma-separated thread counts")
+        ap.error("--jax-threads: comma-separated CPU counts")
     env = dict(os.environ, OMP_NUM_THREADS="2")
     celo_ok = os.access(os.path.join(ROOT, a.celo), os.X_OK)
     os.makedirs(os.path.join(ROOT, "build", "bench", "train"), exist_ok=True)
@@ -324,7 +331,7 @@ def main():
                                    (["--vocab", str(celos[m].vocab)] if celos[m].vocab else []), 600, env)
             mm = re.search(r"steps_per_s=([0-9.eE+-]+) .*warmup_s=([0-9.]+)", out)
             compiled[m] = (float(mm.group(1)), float(mm.group(2))) if mm else (
-                None, (first_line(err[-400:]) or f"exit {rc}"))
+                None, (last_line(err) or f"exit {rc}"))
             log(f"  torch.compile {m}: {compiled[m]}")
 
     # ---- report
@@ -350,10 +357,10 @@ def main():
     lines.append("- steps/s: median over rounds (min-max). celo / torch: the ratio of the medians against the "
                  "fastest torch configuration by median (AdamW implementation, threads), and (min-max) of the "
                  "per-round ratios (celo against the fastest torch configuration of the same round); celo / JAX "
-                 "likewise against the fastest JAX thread count.")
+                 "likewise against the fastest JAX CPU count.")
     lines.append("")
     lines.append("| model | batch | params | celo steps/s | torch steps/s (fastest configuration) | celo / torch | "
-                 "target | JAX steps/s (fastest thread count) | celo / JAX | target |")
+                 "target | JAX steps/s (fastest CPU count) | celo / JAX | target |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     notes = {}
 
@@ -390,7 +397,7 @@ def main():
         if m not in JAX_MODELS and "jax" in tools:
             notes.setdefault("bench/train/jax_train.py trains the MLPs only", []).append(f"JAX {m}")
     lines.append("")
-    lines.append("Every torch configuration (AdamW implementation, threads) and JAX thread count, steps/s median "
+    lines.append("Every torch configuration (AdamW implementation, threads) and JAX CPU count, steps/s median "
                  "(min-max):")
     lines.append("")
     lines.append("| model | celo ms/step | " + " | ".join(f"torch {opt_label(o)}" for o in opts) + " | " +

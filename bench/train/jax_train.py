@@ -6,8 +6,8 @@ write the loop: every step (batch gather, forward, loss, backward, optax AdamW) 
 MODEL: mlp8 (64-32-10, batch 64, 8x8 Fashion-MNIST), mlp28 (784-128-10, batch 128, 28x28 Fashion-MNIST); the
 same data (bench/train/fmnist.py, as torch_train.py loads it), init (nn.Linear's uniform +-1/sqrt(fan_in)) and
 AdamW hyper-parameters as torch_train.py. Prints one line
-    jax MODEL threads=N steps_per_s=X min=A max=B steps=N reps=R compile_s=C cpu_util=U params=P jax=V optax=V
-        data=D threads_set="..."
+    jax MODEL threads=N steps_per_s=X min=A max=B steps=N reps=R compile_s=C cpu_util=U busy_threads=K
+        params=P jax=V optax=V data=D threads_set="..."
 or `jax MODEL threads=N error=...`. steps_per_s is the median over R timed scans of N steps each (after a
 compile and an untimed run of the same scan); cpu_util is process CPU time / wall time over the timed scans
 (about 1 when XLA keeps to one thread); busy_threads counts the threads that had at least a tenth of that CPU time.
@@ -178,8 +178,8 @@ def main():
         print(f"{tag} error={type(e).__name__}: {msg}", flush=True)
         return 0
     print(f"{tag} steps_per_s={statistics.median(rates):.6g} min={min(rates):.6g} max={max(rates):.6g} "
-          f"steps={steps} reps={len(rates)} compile_s={c:.2f} cpu_util={util:.2f} busy_threads={busy} params={npar} {ver} "
-          f"data={src} threads_set=\"{how}\"", flush=True)
+          f"steps={steps} reps={len(rates)} compile_s={c:.2f} cpu_util={util:.2f} busy_threads={busy} "
+          f"params={npar} {ver} data={src} threads_set=\"{how}\"", flush=True)
     return 0
 
 

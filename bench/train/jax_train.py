@@ -10,7 +10,8 @@ AdamW hyper-parameters as torch_train.py. Prints one line
         params=P jax=V optax=V data=D threads_set="..."
 or `jax MODEL threads=N error=...`. steps_per_s is the median over R timed scans of N steps each (after a
 compile and an untimed run of the same scan); cpu_util is process CPU time / wall time over the timed scans
-(about 1 when XLA keeps to one thread); busy_threads counts the threads that had at least a tenth of that CPU time.
+(about 1 when XLA keeps to one thread); busy_threads: the most threads that had at least a tenth of one scan's
+CPU time.
 
 Batches: each epoch's permutation (numpy, as torch.randperm in torch_train.py: one per 60000 // batch steps) is
 drawn before the timed scan and goes in as an int32 array [N, batch]; gathering the batch rows from the data set,
@@ -18,8 +19,9 @@ which sits in memory as one array, happens inside the scan, each step.
 
 Threads (XLA's CPU client has no thread-count setting): --threads N restricts the process to its first N allowed
 CPUs (sched_setaffinity, as taskset -c would; XLA sizes its thread pools from the CPUs the process may use), and
---threads 1 also sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (no Eigen thread pool in the compiled
-matmuls), before jax is imported. The often-quoted `intra_op_parallelism_threads=1` is a TensorFlow session
+--threads 1 also sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (meant to keep the compiled matmuls off
+Eigen's thread pool; with 2 CPUs allowed, jax 0.10.2 still keeps two Eigen threads busy with it set, so the
+affinity is what makes one thread), before jax is imported. The often-quoted `intra_op_parallelism_threads=1` is a TensorFlow session
 option, not an XLA flag: in XLA_FLAGS after a --flag it is silently ignored, so it is not set. The default (0)
 uses every allowed CPU.
 """
@@ -145,17 +147,17 @@ def bench(name, target_s, reps, steps):
     fn = train.lower(*carry, X, Y, idx).compile()
     c += time.perf_counter() - t0
     timed(fn, idx)  # untimed first run of the compiled loop
-    rates, cpu, wall, ticks = [], 0.0, 0.0, {}
+    rates, cpu, wall, busy = [], 0.0, 0.0, 0
     for _ in range(reps):
         idx = batches(steps)
         t0 = thread_ticks()
         dt, ct = timed(fn, idx)
-        for tid, v in thread_ticks().items():
-            ticks[tid] = ticks.get(tid, 0) + v - t0.get(tid, 0)
+        # threads that did this scan's work, each at least a tenth of its CPU time (per scan: XLA may run the
+        # next scan on another thread of its pool)
+        d = [v - t0.get(tid, 0) for tid, v in thread_ticks().items()]
+        busy = max(busy, sum(1 for v in d if v > 0 and v >= 0.1 * sum(d)))
         rates.append(steps / dt)
         cpu, wall = cpu + ct, wall + dt
-    # threads that did the work: each at least a tenth of the process's CPU time in the timed scans
-    busy = sum(1 for v in ticks.values() if v >= 0.1 * max(1, sum(ticks.values())))
     npar = sum(w.size + b.size for w, b in params)
     return (rates, steps, c, cpu / wall, busy, npar, f"jax={jax.__version__} optax={optax.__version__}", src)
 

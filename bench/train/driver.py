@@ -426,7 +426,8 @@ def main():
                      "false. CPU time / wall time of the timed scans and the threads that had a tenth or more of "
                      "it, median over rounds: " + "; ".join(
                          f"{m} {thr_label(n)} {statistics.median(j.util[n]):.2f}"
-                         + (f", {statistics.median(j.busy[n]):g} threads" if j.busy[n] else "")
+                         + (f", {statistics.median(j.busy[n]):g} thread{'s' if statistics.median(j.busy[n]) != 1 else ''}"
+                            if j.busy[n] else "")
                          for m, n, j in jinfo if j.util[n]) + " (below the CPU count: other work on the machine "
                      "took CPU time, or XLA left a CPU idle).")
     lines.append("")

@@ -37,7 +37,7 @@ MODELS = {
 }
 OPTS = ("fused", "foreach", "forloop", "fused@1")  # torch AdamW implementation[@threads]
 IMPLS = ("fused", "foreach", "forloop")
-JAX_MODELS = ("mlp8", "mlp28")  # what bench/train/jax_train.py trains
+JAX_MODELS = ("mlp8", "mlp28", "gpt")  # what bench/train/jax_train.py trains
 JAX_THREADS = (2, 1)
 # pinned so that every machine measures the same JAX; versions pip resolved for Python 3.11 (December 2026)
 JAX_REQS = ("jax[cpu]==0.10.2", "optax==0.2.8")
@@ -159,8 +159,9 @@ class Jax:
     """JAX's columns for one model: per round one process per CPU count (XLA reads its thread settings once,
     at start), one value each; the value is jax_train.py's median over its timed scans."""
 
-    def __init__(self, model, threads, target_s, python):
+    def __init__(self, model, threads, target_s, python, vocab_from):
         self.model, self.threads, self.target_s, self.python = model, list(threads), target_s, python
+        self.vocab_from = vocab_from
         self.values = {n: [] for n in threads}
         self.util = {n: [] for n in threads}  # process CPU time / wall time of the timed scans
         self.busy = {n: [] for n in threads}  # threads with a tenth or more of that CPU time
@@ -178,6 +179,8 @@ class Jax:
         for n in live:
             cmd = [self.python, "bench/train/jax_train.py", self.model, "--threads", str(n), "--target-s",
                    str(self.target_s)]
+            if self.vocab_from is not None and self.vocab_from.vocab:
+                cmd += ["--vocab", str(self.vocab_from.vocab)]
             rc, out, err = run_cmd(cmd, 300)
             line = next((ln for ln in out.splitlines() if ln.startswith(f"jax {self.model} threads={n} ")), "")
             try:
@@ -210,6 +213,10 @@ class Jax:
         """(median, threads) of the fastest CPU count by median, or (None, None)."""
         meds = [(statistics.median(v), n) for n, v in self.values.items() if v]
         return max(meds) if meds else (None, None)
+
+
+def nthr(n):
+    return f"{n:g} thread{'s' if n != 1 else ''}"
 
 
 def thr_label(n):
@@ -285,7 +292,7 @@ def main():
         if not celo_ok:
             c.error, c.disabled = f"{a.celo} not found (run make)", True
         t = torches[m] = Torch(m, opts, a.target_s, env, c if m == "gpt" else None)
-        j = jaxes[m] = Jax(m, jthreads, a.target_s, jax_py)
+        j = jaxes[m] = Jax(m, jthreads, a.target_s, jax_py, c if m == "gpt" else None)
         if m not in JAX_MODELS:
             j.disabled = True
         elif "jax" in tools and jax_why:
@@ -349,10 +356,11 @@ def main():
                  "runs in one process (CSV logs: no data loading, JIT or final eval). torch: "
                  "bench/train/torch_train.py, the same models (nn.Linear + ReLU; GPT pre-LN blocks with "
                  "`scaled_dot_product_attention(is_causal=True)`, gelu tanh), mean over ~"
-                 f"{a.target_s:g} s of steps after warm-up. JAX: bench/train/jax_train.py, the MLPs only (same "
-                 "data, init and hyper-parameters, optax.adamw), the whole loop one `jax.jit`-ed `lax.scan` over N "
-                 "steps (batch rows gathered inside the scan from per-epoch permutations drawn before it), median "
-                 f"of 3 scans filling ~{a.target_s:g} s after compiling and one untimed run.")
+                 f"{a.target_s:g} s of steps after warm-up. JAX: bench/train/jax_train.py, the same models, "
+                 "data, init and hyper-parameters (optax.adamw; GPT attention `jax.nn.dot_product_attention("
+                 "is_causal=True)`), the whole loop one `jax.jit`-ed `lax.scan` over N steps (batch rows or windows "
+                 "gathered inside the scan by indices drawn before it: per-epoch permutations, random window "
+                 f"starts), median of 3 scans filling ~{a.target_s:g} s after compiling and one untimed run.")
     lines.append("- Where celo's step spends its time (phases and layers): `bash bench/train/profile.sh`.")
     lines.append("- steps/s: median over rounds (min-max). celo / torch: the ratio of the medians against the "
                  "fastest torch configuration by median (AdamW implementation, threads), and (min-max) of the "
@@ -395,7 +403,7 @@ def main():
         for n, e in j.errors.items():
             notes.setdefault(e, []).append(f"JAX {m} {thr_label(n)}")
         if m not in JAX_MODELS and "jax" in tools:
-            notes.setdefault("bench/train/jax_train.py trains the MLPs only", []).append(f"JAX {m}")
+            notes.setdefault("no JAX peer in bench/train/jax_train.py", []).append(f"JAX {m}")
     lines.append("")
     lines.append("Every torch configuration (AdamW implementation, threads) and JAX CPU count, steps/s median "
                  "(min-max):")
@@ -426,8 +434,7 @@ def main():
                      "false. CPU time / wall time of the timed scans and the threads that had a tenth or more of "
                      "it, median over rounds: " + "; ".join(
                          f"{m} {thr_label(n)} {statistics.median(j.util[n]):.2f}"
-                         + (f", {statistics.median(j.busy[n]):g} thread{'s' if statistics.median(j.busy[n]) != 1 else ''}"
-                            if j.busy[n] else "")
+                         + (f", {nthr(statistics.median(j.busy[n]))}" if j.busy[n] else "")
                          for m, n, j in jinfo if j.util[n]) + " (below the CPU count: other work on the machine "
                      "took CPU time, or XLA left a CPU idle).")
     lines.append("")

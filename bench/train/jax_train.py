@@ -1,11 +1,12 @@
-"""bench/train, JAX side: steps/s of the MLPs that bench/train/mlp*.celo train with celo, as a JAX user would
+"""bench/train, JAX side: steps/s of the models that bench/train/*.celo train with celo, as a JAX user would
 write the loop: every step (batch gather, forward, loss, backward, optax AdamW) inside one jax.jit-ed lax.scan.
 
-    python bench/train/jax_train.py MODEL [--threads N] [--target-s S] [--reps R] [--steps N]
+    python bench/train/jax_train.py MODEL [--threads N] [--target-s S] [--reps R] [--steps N] [--vocab V]
 
-MODEL: mlp8 (64-32-10, batch 64, 8x8 Fashion-MNIST), mlp28 (784-128-10, batch 128, 28x28 Fashion-MNIST); the
-same data (bench/train/fmnist.py, as torch_train.py loads it), init (nn.Linear's uniform +-1/sqrt(fan_in)) and
-AdamW hyper-parameters as torch_train.py. Prints one line
+MODEL: mlp8 (64-32-10, batch 64, 8x8 Fashion-MNIST), mlp28 (784-128-10, batch 128, 28x28 Fashion-MNIST), gpt
+(dim 128, 4 heads, 2 layers, seq 64, batch 16, character vocabulary V); the same data (bench/train/fmnist.py,
+as torch_train.py loads it; random characters for the GPT, as there), init (nn.Linear's and nn.Embedding's
+defaults) and AdamW hyper-parameters as torch_train.py. Prints one line
     jax MODEL threads=N steps_per_s=X min=A max=B steps=N reps=R compile_s=C cpu_util=U busy_threads=K
         params=P jax=V optax=V data=D threads_set="..."
 or `jax MODEL threads=N error=...`. steps_per_s is the median over R timed scans of N steps each (after a
@@ -13,17 +14,18 @@ compile and an untimed run of the same scan); cpu_util is process CPU time / wal
 (about 1 when XLA keeps to one thread); busy_threads: the most threads that had at least a tenth of one scan's
 CPU time.
 
-Batches: each epoch's permutation (numpy, as torch.randperm in torch_train.py: one per 60000 // batch steps) is
-drawn before the timed scan and goes in as an int32 array [N, batch]; gathering the batch rows from the data set,
-which sits in memory as one array, happens inside the scan, each step.
+Batches: drawn with numpy before the timed scan, as int32 indices [N, batch] that the scan steps through; the
+rows (MLPs) or windows (GPT) are gathered from the data set, which sits in memory as one array, inside the scan,
+each step. MLPs: each epoch's permutation (as torch.randperm in torch_train.py, one per 60000 // batch steps);
+GPT: B random window starts per step (as torch.randint there).
 
 Threads (XLA's CPU client has no thread-count setting): --threads N restricts the process to its first N allowed
 CPUs (sched_setaffinity, as taskset -c would; XLA sizes its thread pools from the CPUs the process may use), and
 --threads 1 also sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (meant to keep the compiled matmuls off
 Eigen's thread pool; with 2 CPUs allowed, jax 0.10.2 still keeps two Eigen threads busy with it set, so the
-affinity is what makes one thread), before jax is imported. The often-quoted `intra_op_parallelism_threads=1` is a TensorFlow session
-option, not an XLA flag: in XLA_FLAGS after a --flag it is silently ignored, so it is not set. The default (0)
-uses every allowed CPU.
+affinity is what makes one thread), before jax is imported. The often-quoted `intra_op_parallelism_threads=1` is
+a TensorFlow session option, not an XLA flag: in XLA_FLAGS after a --flag it is silently ignored, so it is not
+set. The default (0) uses every allowed CPU.
 """
 import argparse
 import os
@@ -34,9 +36,11 @@ import time
 
 import numpy as np
 
+# as torch_train.py's MODELS; probe: steps of the scan that measures the pace before the timed length is chosen
 MODELS = {
-    "mlp8": dict(dims=(64, 32, 10), batch=64, side=8, lr=1e-3, wd=1e-4, probe=2000),
-    "mlp28": dict(dims=(784, 128, 10), batch=128, side=28, lr=1e-3, wd=1e-4, probe=200),
+    "mlp8": dict(kind="mlp", dims=(64, 32, 10), batch=64, side=8, lr=1e-3, wd=1e-4, probe=2000),
+    "mlp28": dict(kind="mlp", dims=(784, 128, 10), batch=128, side=28, lr=1e-3, wd=1e-4, probe=200),
+    "gpt": dict(kind="gpt", dim=128, heads=4, layers=2, seq=64, batch=16, lr=3e-3, wd=0.01, probe=5),
 }
 
 
@@ -82,52 +86,110 @@ def epoch_batches(rng, n, batch, steps, state):
     return np.stack(out)
 
 
-def bench(name, target_s, reps, steps):
+def make(name, vocab, rng):
+    """(params, data, loss(params, data, batch indices), draw(k) -> batch indices [k, ...] for k steps, what the
+    data is) for MODEL; data stays an argument of the jitted loop, not a constant folded into the program."""
     import jax
     import jax.numpy as jnp
     import optax
-    from fmnist import fashion
 
     cfg = MODELS[name]
-    X, Y, src = fashion(cfg["side"])
-    X, Y = jax.device_put(X), jax.device_put(Y.astype(np.int32))
-    rng = np.random.default_rng(1)
-    params = []
-    for a, b in zip(cfg["dims"][:-1], cfg["dims"][1:]):  # nn.Linear's default: U(-1/sqrt(a), 1/sqrt(a))
+
+    def linear(a, b, bias=True):  # nn.Linear's default init: U(-1/sqrt(a), 1/sqrt(a)), weight stored [in, out]
         k = 1.0 / np.sqrt(a)
-        params.append((jnp.asarray(rng.uniform(-k, k, (a, b)), jnp.float32),
-                       jnp.asarray(rng.uniform(-k, k, (b,)), jnp.float32)))
+        w = jnp.asarray(rng.uniform(-k, k, (a, b)), jnp.float32)
+        return {"w": w, "b": jnp.asarray(rng.uniform(-k, k, (b,)), jnp.float32)} if bias else {"w": w}
+
+    def apply(l, x):
+        return x @ l["w"] + l["b"] if "b" in l else x @ l["w"]
+
+    if cfg["kind"] == "mlp":
+        from fmnist import fashion
+
+        X, Y, src = fashion(cfg["side"])
+        data = (jax.device_put(X), jax.device_put(Y.astype(np.int32)))
+        params = [linear(a, b) for a, b in zip(cfg["dims"][:-1], cfg["dims"][1:])]
+        stream = [None, 0]
+
+        def loss(p, d, i):
+            x = d[0][i]
+            for j, l in enumerate(p):
+                x = apply(l, x)
+                if j + 1 < len(p):
+                    x = jax.nn.relu(x)
+            return optax.softmax_cross_entropy_with_integer_labels(x, d[1][i]).mean()
+
+        def draw(k):
+            return epoch_batches(rng, len(X), cfg["batch"], k, stream)
+
+        return params, data, loss, draw, src
+
+    # GPT as torch_train.py's: pre-LN blocks, causal attention, gelu (tanh), untied head without bias; on random
+    # characters of the KJV's length (the values do not matter for speed)
+    T, B, C, H = cfg["seq"], cfg["batch"], cfg["dim"], cfg["heads"]
+    text = jax.device_put(rng.integers(0, vocab, 3_700_000).astype(np.int32))
+
+    def ln():
+        return {"g": jnp.ones(C, jnp.float32), "b": jnp.zeros(C, jnp.float32)}
+
+    params = {"wte": jnp.asarray(rng.standard_normal((vocab, C)), jnp.float32),  # nn.Embedding: N(0, 1)
+              "wpe": jnp.asarray(rng.standard_normal((T, C)), jnp.float32),
+              "h": [{"ln_1": ln(), "c_attn": linear(C, 3 * C), "c_proj": linear(C, C), "ln_2": ln(),
+                     "c_fc": linear(C, 4 * C), "mlp_proj": linear(4 * C, C)} for _ in range(cfg["layers"])],
+              "ln_f": ln(), "lm_head": linear(C, vocab, bias=False)}
+
+    def norm(l, x):
+        m = x.mean(-1, keepdims=True)
+        v = ((x - m) ** 2).mean(-1, keepdims=True)
+        return (x - m) * jax.lax.rsqrt(v + 1e-5) * l["g"] + l["b"]
+
+    def loss(p, d, starts):  # starts [B]: B windows of T + 1 characters
+        w = d[0][starts[:, None] + jnp.arange(T + 1)]
+        x = p["wte"][w[:, :-1]] + p["wpe"]
+        for blk in p["h"]:
+            q, k, v = jnp.split(apply(blk["c_attn"], norm(blk["ln_1"], x)), 3, axis=-1)
+            a = jax.nn.dot_product_attention(*(t.reshape(B, T, H, C // H) for t in (q, k, v)), is_causal=True)
+            x = x + apply(blk["c_proj"], a.reshape(B, T, C))
+            x = x + apply(blk["mlp_proj"], jax.nn.gelu(apply(blk["c_fc"], norm(blk["ln_2"], x)), approximate=True))
+        logits = apply(p["lm_head"], norm(p["ln_f"], x))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, w[:, 1:]).mean()
+
+    def draw(k):  # random window starts, as torch_train.py draws them each step
+        return rng.integers(0, len(text) - T - 1, (k, B)).astype(np.int32)
+
+    return params, (text,), loss, draw, "random"
+
+
+def bench(name, target_s, reps, steps, vocab):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    cfg = MODELS[name]
+    rng = np.random.default_rng(1)
+    params, data, loss_fn, draw, src = make(name, vocab, rng)
     opt = optax.adamw(cfg["lr"], b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg["wd"])
     opt_state = opt.init(params)
 
-    def loss_fn(p, x, y):
-        for i, (w, b) in enumerate(p):
-            x = x @ w + b
-            if i + 1 < len(p):
-                x = jax.nn.relu(x)
-        return optax.softmax_cross_entropy_with_integer_labels(x, y).mean()
-
     @jax.jit
-    def train(p, s, x, y, idx):  # the whole loop: len(idx) steps in one scan; the data set as arguments, not
-        def step(carry, i):      # as constants folded into the program
+    def train(p, s, d, idx):  # the whole loop: len(idx) steps in one scan
+        def step(carry, i):
             p, s, _ = carry
-            loss, g = jax.value_and_grad(loss_fn)(p, x[i], y[i])
+            loss, g = jax.value_and_grad(loss_fn)(p, d, i)
             upd, s = opt.update(g, s, p)
             return (optax.apply_updates(p, upd), s, loss), None
 
         return jax.lax.scan(step, (p, s, jnp.float32(0)), idx)[0]
 
-    stream = [None, 0]
-
     def batches(k):
-        return jax.device_put(epoch_batches(rng, len(X), cfg["batch"], k, stream))
+        return jax.device_put(draw(k))
 
     carry = (params, opt_state)
 
     def timed(fn, idx):
         nonlocal carry
         ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        p, s, loss = fn(*carry, X, Y, idx)
+        p, s, loss = fn(*carry, data, idx)
         loss = float(loss)  # waits for the scan
         dt = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -144,7 +206,7 @@ def bench(name, target_s, reps, steps):
         steps = max(n0, int(target_s / reps * n0 / probe_s))
     t0 = time.perf_counter()
     idx = batches(steps)
-    fn = train.lower(*carry, X, Y, idx).compile()
+    fn = train.lower(*carry, data, idx).compile()
     c += time.perf_counter() - t0
     timed(fn, idx)  # untimed first run of the compiled loop
     rates, cpu, wall, busy = [], 0.0, 0.0, 0
@@ -158,7 +220,7 @@ def bench(name, target_s, reps, steps):
         busy = max(busy, sum(1 for v in d if v > 0 and v >= 0.1 * sum(d)))
         rates.append(steps / dt)
         cpu, wall = cpu + ct, wall + dt
-    npar = sum(w.size + b.size for w, b in params)
+    npar = sum(x.size for x in jax.tree_util.tree_leaves(params))
     return (rates, steps, c, cpu / wall, busy, npar, f"jax={jax.__version__} optax={optax.__version__}", src)
 
 
@@ -169,12 +231,13 @@ def main():
     ap.add_argument("--target-s", type=float, default=1.5, help="timed seconds in all (default 1.5)")
     ap.add_argument("--reps", type=int, default=3, help="timed scans; the median counts (default 3)")
     ap.add_argument("--steps", type=int, default=0, help="steps per timed scan (default: from --target-s)")
+    ap.add_argument("--vocab", type=int, default=63, help="character vocabulary of the KJV text (celo: 63)")
     a = ap.parse_args()
     how = set_threads(a.threads)
     nt = a.threads or len(os.sched_getaffinity(0))
     tag = f"jax {a.model} threads={nt}"
     try:
-        rates, steps, c, util, busy, npar, ver, src = bench(a.model, a.target_s, max(1, a.reps), a.steps)
+        rates, steps, c, util, busy, npar, ver, src = bench(a.model, a.target_s, max(1, a.reps), a.steps, a.vocab)
     except Exception as e:  # missing jax or optax, or a run that failed: say why, exit 0 (n/a in the report)
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         print(f"{tag} error={type(e).__name__}: {msg}", flush=True)

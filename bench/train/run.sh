@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/train: steps/s of whole training steps (batch, forward, backward, AdamW) in celo against PyTorch and JAX
 # on the same models: MLP 64-32-10 (batch 64, 8x8 Fashion-MNIST), MLP 784-128-10 (batch 128, 28x28
-# Fashion-MNIST) and the character GPT of examples/char_transformer.celo (batch 16 x 64; no JAX peer). Prints a
-# markdown report (progress on stderr); about 5-8 minutes.
+# Fashion-MNIST) and the character GPT of examples/char_transformer.celo (batch 16 x 64). Prints a markdown report
+# (progress on stderr); about 6-10 minutes.
 #
 #   bash bench/train/run.sh [--write] [--rounds N] [--budget-s S] [--models mlp8,mlp28,gpt]
 #                           [--opts fused,foreach,forloop,fused@1] [--compile] [--no-torch] [--no-jax]

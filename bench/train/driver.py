@@ -10,7 +10,7 @@ celo: `build/celo run bench/train/MODEL.celo --quiet` runs `warm`, `short` and `
 steps/s = (long - short steps) / (long - short wall_s), wall_s from the runs' CSV logs (they start after data
 loading and JIT and include the final eval; the difference cancels both, and each run's first steps).
 torch: bench/train/torch_train.py MODEL, one line per AdamW implementation (fused, foreach, for-loop).
-JAX: bench/train/jax_train.py MODEL --threads N, one process per CPU count, in the benchmarks' own virtual
+JAX: bench/train/jax_train.py MODEL --cpus N, one process per CPU count, in the benchmarks' own virtual
 environment (build/bench/venv; jax and optax installed there from PyPI on first use, versions pinned in JAX_REQS).
 Progress goes to stderr, the report (markdown) to stdout.
 """
@@ -38,7 +38,7 @@ MODELS = {
 OPTS = ("fused", "foreach", "forloop", "fused@1")  # torch AdamW implementation[@threads]
 IMPLS = ("fused", "foreach", "forloop")
 JAX_MODELS = ("mlp8", "mlp28", "gpt")  # what bench/train/jax_train.py trains
-JAX_THREADS = (2, 1)
+JAX_CPUS = (2, 1)
 # pinned so that every machine measures the same JAX; versions pip resolved for Python 3.11 (December 2026)
 JAX_REQS = ("jax[cpu]==0.10.2", "optax==0.2.8")
 TOOLS = ("celo", "torch", "jax")
@@ -159,30 +159,30 @@ class Jax:
     """JAX's columns for one model: per round one process per CPU count (XLA reads its thread settings once,
     at start), one value each; the value is jax_train.py's median over its timed scans."""
 
-    def __init__(self, model, threads, target_s, python, vocab_from):
-        self.model, self.threads, self.target_s, self.python = model, list(threads), target_s, python
+    def __init__(self, model, cpus, target_s, python, vocab_from):
+        self.model, self.cpus, self.target_s, self.python = model, list(cpus), target_s, python
         self.vocab_from = vocab_from
-        self.values = {n: [] for n in threads}
-        self.util = {n: [] for n in threads}  # process CPU time / wall time of the timed scans
-        self.busy = {n: [] for n in threads}  # threads with a tenth or more of that CPU time
+        self.values = {n: [] for n in cpus}
+        self.util = {n: [] for n in cpus}  # process CPU time / wall time of the timed scans
+        self.busy = {n: [] for n in cpus}  # threads with a tenth or more of that CPU time
         self.errors = {}
-        self.info = {}  # jax version, what set the threads, per CPU count
+        self.info = {}  # jax version, what set the CPUs, per CPU count
         self.disabled = False
         self.failures = 0
 
     def run(self):
-        live = [n for n in self.threads if n not in self.errors]
+        live = [n for n in self.cpus if n not in self.errors]
         if not live:
             self.disabled = True
             return {}
         got = {}
         for n in live:
-            cmd = [self.python, "bench/train/jax_train.py", self.model, "--threads", str(n), "--target-s",
+            cmd = [self.python, "bench/train/jax_train.py", self.model, "--cpus", str(n), "--target-s",
                    str(self.target_s)]
             if self.vocab_from is not None and self.vocab_from.vocab:
                 cmd += ["--vocab", str(self.vocab_from.vocab)]
             rc, out, err = run_cmd(cmd, 300)
-            line = next((ln for ln in out.splitlines() if ln.startswith(f"jax {self.model} threads={n} ")), "")
+            line = next((ln for ln in out.splitlines() if ln.startswith(f"jax {self.model} cpus={n} ")), "")
             try:
                 kv = dict(t.split("=", 1) for t in shlex.split(line)[3:] if "=" in t)
             except ValueError:
@@ -201,7 +201,7 @@ class Jax:
                 self.errors.setdefault(n, last_line(err) or f"exit {rc}")
         if got:
             self.failures = 0
-            log(f"  jax {self.model}: " + ", ".join(f"{thr_label(n)} {v:.1f}" for n, v in got.items()) +
+            log(f"  jax {self.model}: " + ", ".join(f"{cpu_label(n)} {v:.1f}" for n, v in got.items()) +
                 " steps/s")
         else:
             self.failures += 1
@@ -210,7 +210,7 @@ class Jax:
         return got
 
     def best(self):
-        """(median, threads) of the fastest CPU count by median, or (None, None)."""
+        """(median, cpus) of the fastest CPU count by median, or (None, None)."""
         meds = [(statistics.median(v), n) for n, v in self.values.items() if v]
         return max(meds) if meds else (None, None)
 
@@ -219,7 +219,7 @@ def nthr(n):
     return f"{n:g} thread{'s' if n != 1 else ''}"
 
 
-def thr_label(n):
+def cpu_label(n):
     """JAX's configurations are CPU counts (affinity): XLA picks its own threads on them."""
     return f"{n} CPU{'s' if n != 1 else ''}"
 
@@ -249,9 +249,9 @@ def main():
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--tools", default=",".join(TOOLS),
                     help="comma-separated subset of " + ",".join(TOOLS) + " to run (e.g. --tools jax)")
-    ap.add_argument("--jax-threads", default=",".join(map(str, JAX_THREADS)),
+    ap.add_argument("--jax-cpus", default=",".join(map(str, JAX_CPUS)),
                     help="JAX CPU counts (affinity), one process each (default "
-                         + ",".join(map(str, JAX_THREADS)) + ")")
+                         + ",".join(map(str, JAX_CPUS)) + ")")
     ap.add_argument("--celo", default="build/celo", help="celo binary (repo-relative)")
     ap.add_argument("--cmd", default="bash bench/train/run.sh", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -274,9 +274,9 @@ def main():
             ap.error(f"unknown tool {t} (one of {', '.join(TOOLS)})")
     tools = [t for t in tools if not (t == "torch" and a.no_torch) and not (t == "jax" and a.no_jax)]
     try:
-        jthreads = [int(n) for n in a.jax_threads.split(",") if n]
+        jcpus = [int(n) for n in a.jax_cpus.split(",") if n]
     except ValueError:
-        ap.error("--jax-threads: comma-separated CPU counts")
+        ap.error("--jax-cpus: comma-separated CPU counts")
     env = dict(os.environ, OMP_NUM_THREADS="2")
     celo_ok = os.access(os.path.join(ROOT, a.celo), os.X_OK)
     os.makedirs(os.path.join(ROOT, "build", "bench", "train"), exist_ok=True)
@@ -292,11 +292,11 @@ def main():
         if not celo_ok:
             c.error, c.disabled = f"{a.celo} not found (run make)", True
         t = torches[m] = Torch(m, opts, a.target_s, env, c if m == "gpt" else None)
-        j = jaxes[m] = Jax(m, jthreads, a.target_s, jax_py, c if m == "gpt" else None)
+        j = jaxes[m] = Jax(m, jcpus, a.target_s, jax_py, c if m == "gpt" else None)
         if m not in JAX_MODELS:
             j.disabled = True
         elif "jax" in tools and jax_why:
-            j.errors, j.disabled = {n: jax_why for n in jthreads}, True
+            j.errors, j.disabled = {n: jax_why for n in jcpus}, True
         c.disabled |= "celo" not in tools
         t.disabled |= "torch" not in tools
         j.disabled |= "jax" not in tools
@@ -390,7 +390,7 @@ def main():
         js = stats(j.values[jn]) if jn else None
         ctext = f"**{fmt(cs[0])}** ({fmt(cs[1])}-{fmt(cs[2])})" if cs else "n/a"
         ttext = f"**{fmt(ts[0])}** ({fmt(ts[1])}-{fmt(ts[2])}) {opt_label(to)}" if ts else "n/a"
-        jtext = f"**{fmt(js[0])}** ({fmt(js[1])}-{fmt(js[2])}) {thr_label(jn)}" if js else "n/a"
+        jtext = f"**{fmt(js[0])}** ({fmt(js[1])}-{fmt(js[2])}) {cpu_label(jn)}" if js else "n/a"
         params = t.params or next((int(i["params"]) for i in j.info.values() if "params" in i), None)
         lines.append(f"| {what} | {batch} | {params or '?'} | {ctext} | {ttext} | "
                      f"{ratio_text(cs, ts, stats(per_round[m]), target)} | ≥ {target:g}x | {jtext} | "
@@ -401,7 +401,7 @@ def main():
         for o, e in t.errors.items():
             notes.setdefault(e, []).append(f"torch {m} {opt_label(o)}")
         for n, e in j.errors.items():
-            notes.setdefault(e, []).append(f"JAX {m} {thr_label(n)}")
+            notes.setdefault(e, []).append(f"JAX {m} {cpu_label(n)}")
         if m not in JAX_MODELS and "jax" in tools:
             notes.setdefault("no JAX peer in bench/train/jax_train.py", []).append(f"JAX {m}")
     lines.append("")
@@ -409,12 +409,12 @@ def main():
                  "(min-max):")
     lines.append("")
     lines.append("| model | celo ms/step | " + " | ".join(f"torch {opt_label(o)}" for o in opts) + " | " +
-                 " | ".join(f"JAX {thr_label(n)}" for n in jthreads) + " |")
-    lines.append("|---|---:|" + "---:|" * (len(opts) + len(jthreads)))
+                 " | ".join(f"JAX {cpu_label(n)}" for n in jcpus) + " |")
+    lines.append("|---|---:|" + "---:|" * (len(opts) + len(jcpus)))
     for m in models:
         cs = stats(celos[m].values)
         cells = []
-        for s in [stats(torches[m].values[o]) for o in opts] + [stats(jaxes[m].values[n]) for n in jthreads]:
+        for s in [stats(torches[m].values[o]) for o in opts] + [stats(jaxes[m].values[n]) for n in jcpus]:
             cells.append(f"{fmt(s[0])} ({fmt(s[1])}-{fmt(s[2])})" if s else "n/a")
         lines.append(f"| {m} | {1e3 / cs[0]:.3f} | " if cs else f"| {m} | n/a | ")
         lines[-1] += " | ".join(cells) + " |"
@@ -423,7 +423,7 @@ def main():
         lines.append("torch.compile (forward + loss compiled, fused AdamW), one run: " + "; ".join(
             f"{m} {fmt(v)} steps/s after {w:.0f} s of compiling and warm-up" if v else f"{m} n/a ({w})"
             for m, (v, w) in compiled.items()) + ".")
-    jinfo = [(m, n, jaxes[m]) for m in models for n in jthreads if jaxes[m].values[n]]
+    jinfo = [(m, n, jaxes[m]) for m in models for n in jcpus if jaxes[m].values[n]]
     if jinfo:
         i = jinfo[0][2].info[jinfo[0][1]]
         lines.append("")
@@ -433,7 +433,7 @@ def main():
                      "(sched_setaffinity, as `taskset -c`), for 1 CPU also XLA_FLAGS=--xla_cpu_multi_thread_eigen="
                      "false. CPU time / wall time of the timed scans and the threads that had a tenth or more of "
                      "it, median over rounds: " + "; ".join(
-                         f"{m} {thr_label(n)} {statistics.median(j.util[n]):.2f}"
+                         f"{m} {cpu_label(n)} {statistics.median(j.util[n]):.2f}"
                          + (f", {nthr(statistics.median(j.busy[n]))}" if j.busy[n] else "")
                          for m, n, j in jinfo if j.util[n]) + " (below the CPU count: other work on the machine "
                      "took CPU time, or XLA left a CPU idle).")

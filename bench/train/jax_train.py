@@ -1,15 +1,15 @@
 """bench/train, JAX side: steps/s of the models that bench/train/*.celo train with celo, as a JAX user would
 write the loop: every step (batch gather, forward, loss, backward, optax AdamW) inside one jax.jit-ed lax.scan.
 
-    python bench/train/jax_train.py MODEL [--threads N] [--target-s S] [--reps R] [--steps N] [--vocab V]
+    python bench/train/jax_train.py MODEL [--cpus N] [--target-s S] [--reps R] [--steps N] [--vocab V]
 
 MODEL: mlp8 (64-32-10, batch 64, 8x8 Fashion-MNIST), mlp28 (784-128-10, batch 128, 28x28 Fashion-MNIST), gpt
 (dim 128, 4 heads, 2 layers, seq 64, batch 16, character vocabulary V); the same data (bench/train/fmnist.py,
 as torch_train.py loads it; random characters for the GPT, as there), init (nn.Linear's and nn.Embedding's
 defaults) and AdamW hyper-parameters as torch_train.py. Prints one line
-    jax MODEL threads=N steps_per_s=X min=A max=B steps=N reps=R compile_s=C cpu_util=U busy_threads=K
-        params=P jax=V optax=V data=D threads_set="..."
-or `jax MODEL threads=N error=...`. steps_per_s is the median over R timed scans of N steps each (after a
+    jax MODEL cpus=N steps_per_s=X min=A max=B steps=N reps=R compile_s=C cpu_util=U busy_threads=K
+        params=P jax=V optax=V data=D cpus_set="..."
+or `jax MODEL cpus=N error=...`. steps_per_s is the median over R timed scans of N steps each (after a
 compile and an untimed run of the same scan); cpu_util is process CPU time / wall time over the timed scans
 (about 1 when XLA keeps to one thread); busy_threads: the most threads that had at least a tenth of one scan's
 CPU time.
@@ -19,9 +19,9 @@ rows (MLPs) or windows (GPT) are gathered from the data set, which sits in memor
 each step. MLPs: each epoch's permutation (as torch.randperm in torch_train.py, one per 60000 // batch steps);
 GPT: B random window starts per step (as torch.randint there).
 
-Threads (XLA's CPU client has no thread-count setting): --threads N restricts the process to its first N allowed
+CPUs (XLA's CPU client has no thread-count setting): --cpus N restricts the process to its first N allowed
 CPUs (sched_setaffinity, as taskset -c would; XLA sizes its thread pools from the CPUs the process may use), and
---threads 1 also sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (meant to keep the compiled matmuls off
+--cpus 1 also sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (meant to keep the compiled matmuls off
 Eigen's thread pool; with 2 CPUs allowed, jax 0.10.2 still keeps two Eigen threads busy with it set, so the
 affinity is what makes one thread), before jax is imported. The often-quoted `intra_op_parallelism_threads=1` is
 a TensorFlow session option, not an XLA flag: in XLA_FLAGS after a --flag it is silently ignored, so it is not
@@ -44,7 +44,7 @@ MODELS = {
 }
 
 
-def set_threads(n):
+def set_cpus(n):
     """Limits XLA to n CPUs; must run before jax is imported. Returns a note of what was set."""
     notes = []
     if n:
@@ -227,15 +227,15 @@ def bench(name, target_s, reps, steps, vocab):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model", choices=sorted(MODELS))
-    ap.add_argument("--threads", type=int, default=0, help="CPUs for XLA (default: all the process may use)")
+    ap.add_argument("--cpus", type=int, default=0, help="CPUs for XLA (default: all the process may use)")
     ap.add_argument("--target-s", type=float, default=1.5, help="timed seconds in all (default 1.5)")
     ap.add_argument("--reps", type=int, default=3, help="timed scans; the median counts (default 3)")
     ap.add_argument("--steps", type=int, default=0, help="steps per timed scan (default: from --target-s)")
     ap.add_argument("--vocab", type=int, default=63, help="character vocabulary of the KJV text (celo: 63)")
     a = ap.parse_args()
-    how = set_threads(a.threads)
-    nt = a.threads or len(os.sched_getaffinity(0))
-    tag = f"jax {a.model} threads={nt}"
+    how = set_cpus(a.cpus)
+    nt = a.cpus or len(os.sched_getaffinity(0))
+    tag = f"jax {a.model} cpus={nt}"
     try:
         rates, steps, c, util, busy, npar, ver, src = bench(a.model, a.target_s, max(1, a.reps), a.steps, a.vocab)
     except Exception as e:  # missing jax or optax, or a run that failed: say why, exit 0 (n/a in the report)
@@ -244,7 +244,7 @@ def main():
         return 0
     print(f"{tag} steps_per_s={statistics.median(rates):.6g} min={min(rates):.6g} max={max(rates):.6g} "
           f"steps={steps} reps={len(rates)} compile_s={c:.2f} cpu_util={util:.2f} busy_threads={busy} "
-          f"params={npar} {ver} data={src} threads_set=\"{how}\"", flush=True)
+          f"params={npar} {ver} data={src} cpus_set=\"{how}\"", flush=True)
     return 0
 
 

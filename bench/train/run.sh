@@ -6,7 +6,7 @@
 #
 #   bash bench/train/run.sh [--write] [--rounds N] [--budget-s S] [--models mlp8,mlp28,gpt]
 #                           [--opts fused,foreach,forloop,fused@1] [--compile] [--no-torch] [--no-jax]
-#                           [--tools celo,torch,jax] [--jax-threads 2,1]  (JAX: CPU counts)
+#                           [--tools celo,torch,jax] [--jax-cpus 2,1]
 #
 #   --write    also replace the section "Training step throughput (bench/train)" of docs/results.md
 #   --compile  also time torch.compile once per model (adds minutes of compiling)

@@ -1,15 +1,17 @@
 """bench/benchlib.py: what the benchmark drivers (bench/optim/driver.py, bench/train/driver.py) share: running
-commands from the repository root, waiting for a quiet CPU, describing the machine, and replacing a section of
-docs/results.md atomically."""
+commands from the repository root, the benchmarks' own Python environment for their peers, waiting for a quiet
+CPU, describing the machine, and replacing a section of docs/results.md atomically."""
 import os
 import platform
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+VENV = os.path.join("build", "bench", "venv")  # repo-relative: the peers' packages, apart from the system's
 
 
 def run_cmd(cmd, timeout, env=None):
@@ -22,6 +24,38 @@ def run_cmd(cmd, timeout, env=None):
         return None, out, f"timed out after {timeout} s"
     except OSError as e:
         return None, "", str(e)
+
+
+def venv_python(reqs, log, timeout=1200):
+    """The Python of the benchmarks' virtual environment (VENV) with the pip requirements REQS installed: creates
+    it and installs what is missing on first use (pip from PyPI), so that `make bench` sets up its own peers on a
+    fresh machine. Returns (path, None), or (None, why) when that failed; then the peer shows as n/a."""
+    py = os.path.join(ROOT, VENV, "bin", "python")
+    stamp = os.path.join(ROOT, VENV, "celo-installed.txt")  # requirement lines installed so far
+    try:
+        with open(stamp) as f:
+            have = set(f.read().split())
+    except OSError:
+        have = set()
+    want = [r for r in reqs if r not in have]
+    if os.access(py, os.X_OK) and not want:
+        return py, None
+    if not os.access(py, os.X_OK):
+        log(f"creating {VENV} (python3 -m venv)")
+        rc, out, err = run_cmd([sys.executable, "-m", "venv", VENV], 300)
+        if rc != 0:
+            return None, "python3 -m venv failed: " + (first_line(err) or first_line(out) or f"exit {rc}") + \
+                " (Debian: apt-get install python3-venv)"
+        have = set()
+        want = list(reqs)
+    log(f"installing {' '.join(want)} into {VENV} (pip, once)")
+    rc, out, err = run_cmd([py, "-m", "pip", "install", "--disable-pip-version-check", "-q"] + want, timeout)
+    if rc != 0:
+        tail = [ln for ln in (err or out).splitlines() if ln.strip()]
+        return None, f"pip install {' '.join(want)} failed: " + (tail[-1].strip()[:160] if tail else f"exit {rc}")
+    with open(stamp, "w") as f:
+        f.write("\n".join(sorted(have | set(want))) + "\n")
+    return py, None
 
 
 def first_line(s):

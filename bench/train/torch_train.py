@@ -13,11 +13,10 @@ timed steps after W warm-up steps (the same measure as the celo side: N steps / 
 --steps, N is what fills about --target-s seconds at the pace of 0.2 s of steps after the warm-up.
 """
 import argparse
-import gzip
-import os
 import sys
 import time
 
+import fmnist  # bench/train/fmnist.py: the script's folder is first on sys.path
 import numpy as np
 import torch
 import torch.nn as nn
@@ -29,35 +28,13 @@ MODELS = {
     "mlp28": dict(kind="mlp", dims=(784, 128, 10), batch=128, side=28, lr=1e-3, wd=1e-4),
     "gpt": dict(kind="gpt", dim=128, heads=4, layers=2, seq=64, batch=16, lr=3e-3, wd=0.01),
 }
-FMNIST_DIR = os.environ.get("CELO_FASHION_MNIST_DIR") or "/usr/share/datasets/fashion-mnist"
-
-
-def read_idx(path):
-    """An IDX file (gzip) as a numpy array."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def fashion(side):
-    """Training images [n, side*side] float32 (area-averaged to side x side, standardized) and labels int64.
-    Random data of the same shapes when the files are missing: the values do not matter for speed."""
-    try:
-        x = read_idx(os.path.join(FMNIST_DIR, "train-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
-        y = read_idx(os.path.join(FMNIST_DIR, "train-labels-idx1-ubyte.gz")).astype(np.int64)
-        src = "files"
-    except OSError:
-        rng = np.random.default_rng(0)
-        x = rng.random((60000, 28, 28), dtype=np.float32)
-        y = rng.integers(0, 10, 60000)
-        src = "random"
-    if side != 28:  # area averaging over [28/side] boxes, like runtime/data.c's CELO_RESIZE_AREA
-        x = F.adaptive_avg_pool2d(torch.from_numpy(x)[:, None], side)[:, 0].numpy()
-    x = x.reshape(len(x), -1)
-    x = (x - x.mean()) / (x.std() + 1e-8)
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y), src
+    """Training images [n, side*side] float32 and labels int64 as tensors, loaded as bench/train/fmnist.py does
+    for every Python peer."""
+    x, y, src = fmnist.fashion(side)
+    return torch.from_numpy(x), torch.from_numpy(y), src
 
 
 class MLP(nn.Module):

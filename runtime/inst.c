@@ -8,11 +8,13 @@
  *   - draws batch k (k = t - 1 at step t) as a pure function of (seed, k): consecutive slices of a per-epoch
  *     Fisher-Yates permutation (epoch_perm) for datasets, celo_text_batch windows for text; resuming at step
  *     s reproduces the rest;
- *   - keeps one optimizer state per parameter tensor, where its back end (backend.h) keeps it; the hyper-parameters are
- * the rule's defaults overridden by run->hp; the schedule multiplies `lr` by f(t), with c = t - 1 optimizer steps done
- * before step t and S = run->steps, W = run->warmup: constant       1 cosine         (1 + cos(pi c / S)) / 2
- * (optax.cosine_decay_schedule) warmup_cosine  (c + 1) / W while c < W, then (1 + cos(pi (c - W) / (S - W))) / 2 linear
- * 1 - c / S
+ *   - keeps one optimizer state per parameter tensor, where its back end (backend.h) keeps it; the
+ *     hyper-parameters are the rule's defaults overridden by run->hp; the schedule multiplies `lr` by f(t), with
+ *     c = t - 1 optimizer steps done before step t and S = run->steps, W = run->warmup:
+ *         constant       1
+ *         cosine         (1 + cos(pi c / S)) / 2                        (optax.cosine_decay_schedule)
+ *         warmup_cosine  (c + 1) / W while c < W, then (1 + cos(pi (c - W) / (S - W))) / 2
+ *         linear         1 - c / S
  *   - checks the loss, every gradient tensor and every updated parameter tensor for NaN/Inf (celo_step_out names
  *     the first);
  *   - evaluates on the test split, or on 16 batches of validation windows spread over the validation text for
@@ -633,8 +635,8 @@ static int first_nonfinite(const inst *in, const float *buf)
  * celo_step to split over the threads itself (CELO_STEP_SPLIT_MIN elements) runs alone; the smaller ones split
  * over threads, one tensor each; on other back ends the tensors go one after another (the device does the
  * parallel work). Each tensor's update is independent and gives the same values on one thread or in a team, so
- * results do not depend on the split. Returns the lowest index of a tensor whose step failed (its message in msg), or
- * -1; *nonfinite is the lowest index of a tensor whose parameters are not finite after the update, or -1. */
+ * results do not depend on the split. Returns the lowest index of a tensor whose step failed (its message in
+ * msg), or -1; *nonfinite is the lowest index of a tensor whose parameters are not finite after the update, or -1. */
 static int update_tensors(inst *in, int64_t t, char *msg, size_t msglen, int *nonfinite)
 {
     int n = in->ntensors, failed = -1, nf = -1, cpu = in->be->step_team != NULL;

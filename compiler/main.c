@@ -1,4 +1,5 @@
 /* main.c — the celo command line. */
+#include "../runtime/backend.h"
 #include "backend.h"
 #include "diag.h"
 #include "opencl.h"
@@ -26,7 +27,7 @@ static const char usage[] =
     "             [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]\n"
     "  celo bench RULE --size N [--backend B] [--steps S] [--file F.celo]\n"
     "  celo bench --jit-all                       time checking + JIT-compiling every stdlib rule\n"
-    "  celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]\n"
+    "  celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp|opencl] [--resume] [--quiet]\n"
     "  celo build F.celo -o BIN [--cpu NAME]      a standalone binary of F's runs (no LLVM needed to run it);\n"
     "                                             --cpu x86-64-v3: for any AVX2 CPU (default: this CPU)\n"
     "  celo rules                                 list the stdlib rules and their hyper-parameters\n"
@@ -151,19 +152,27 @@ static int apply_sets(const celo_program *P, const sets *s, float *hp)
     return 0;
 }
 
-typedef enum { BE_INTERP, BE_LLVM, BE_OPENCL } backend_kind;
-
-static int parse_backend(const char *s, backend_kind *b)
+/* --backend NAME: the back end's table (runtime/backend.h); OpenCL gets the compiler's OpenCL C generator. */
+static int parse_backend(const char *s, celo_backend *b)
 {
-    if (!strcmp(s, "interp"))
-        *b = BE_INTERP;
-    else if (!strcmp(s, "llvm"))
-        *b = BE_LLVM;
-    else if (!strcmp(s, "opencl"))
-        *b = BE_OPENCL;
-    else
-        return fail("unknown backend '%s' (interp, llvm or opencl)", s);
+    char err[256];
+    if (celo_backend_init(b, s, err, sizeof err))
+        return fail("%s", err);
+    b->cl_source = celo_opencl_source;
     return 0;
+}
+
+/* The default back end: llvm. */
+static celo_backend default_backend(void)
+{
+    celo_backend b;
+    parse_backend("llvm", &b);
+    return b;
+}
+
+static int is_llvm(const celo_backend *b)
+{
+    return !strcmp(b->name, "llvm");
 }
 
 /* One option of a command: `--name VALUE` stores VALUE in *str; a flag (str NULL) sets *flag to 1. */
@@ -176,7 +185,7 @@ typedef struct {
 /* Parses a command's arguments: the options in opts (ended by a NULL name), `--set k=v` when s is not NULL,
  * `--backend B` when be is not NULL, and at most one positional argument, into *pos. 0, or 1 after printing the
  * error (the --set values parsed so far are freed). */
-static int parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, sets *s, backend_kind *be,
+static int parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, sets *s, celo_backend *be,
                       const char **pos)
 {
     for (int i = 0; i < argc; i++) {
@@ -488,7 +497,7 @@ static int write_state(const celo_state *st, const char *dir)
 static int cmd_apply(int argc, char **argv)
 {
     const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL;
-    backend_kind be = BE_LLVM;
+    celo_backend be = default_backend();
     sets s = {0};
     const cli_opt opts[] = {{"--file", &file, NULL}, {"--param", &paramf, NULL},    {"--grads", &grads, NULL},
                             {"--out", &out, NULL},   {"--state-out", &stdir, NULL}, {NULL, NULL, NULL}};
@@ -522,56 +531,42 @@ static int cmd_apply(int argc, char **argv)
     rule *r = load_rule(&m, file, name);
     int rc = 1;
     float hp[64];
+    celo_bprog *bp = NULL;
+    celo_bstate *st = NULL;
     if (!r || apply_sets(&r->prog, &s, hp))
         goto done;
-    if (be == BE_LLVM && llvm_jit_rules(&r, 1, err, sizeof err)) {
+    if (is_llvm(&be) && llvm_jit_rules(&r, 1, err, sizeof err)) {
         fail("%s", err);
         goto done;
     }
     int64_t T = G.shape[0];
-    if (be == BE_OPENCL) {
-        celo_cl_rule *cr = celo_cl_rule_new(&r->prog, celo_opencl_source(&r->prog), P.ndim, P.shape, err, sizeof err);
-        if (!cr) {
-            fail("%s", err);
-            goto done;
-        }
-        for (int64_t t = 1; t <= T && rc; t++)
-            if (celo_cl_step(cr, P.data, G.data + (t - 1) * P.n, hp, t, t == T, err, sizeof err)) {
-                fail("%s", err);
-                celo_cl_rule_free(cr);
-                goto done;
-            }
-        if (stdir && celo_cl_state_read(cr, err, sizeof err)) {
-            fail("%s", err);
-            celo_cl_rule_free(cr);
-            goto done;
-        }
-        if (stdir && write_state(celo_cl_rule_state(cr), stdir)) {
-            celo_cl_rule_free(cr);
-            goto done;
-        }
-        celo_cl_rule_free(cr);
-    } else {
-        celo_state *st = celo_state_new(&r->prog, P.ndim, P.shape);
-        celo_step_opts o = {.interp = be == BE_INTERP};
-        for (int64_t t = 1; t <= T; t++)
-            if (celo_step(&r->prog, st, P.data, G.data + (t - 1) * P.n, hp, t, &o)) {
-                fail("%s", o.err);
-                celo_state_free(st);
-                goto done;
-            }
-        if (stdir && write_state(st, stdir)) {
-            celo_state_free(st);
-            goto done;
-        }
-        celo_state_free(st);
+    if (!(bp = be.compile(&be, &r->prog, err, sizeof err)) ||
+        !(st = be.state_new(bp, P.ndim, P.shape, err, sizeof err))) {
+        fail("%s", err);
+        goto done;
     }
+    for (int64_t t = 1; t <= T; t++)
+        if (be.step(st, P.data, G.data + (t - 1) * P.n, hp, t, 0, err, sizeof err)) {
+            fail("%s", err);
+            goto done;
+        }
+    const celo_state *hs = stdir ? be.state_get(st, err, sizeof err) : NULL;
+    if (stdir && !hs) {
+        fail("%s", err);
+        goto done;
+    }
+    if (stdir && write_state(hs, stdir))
+        goto done;
     if (celo_npy_write(out, P.data, P.ndim, P.shape, err, sizeof err)) {
         fail("%s", err);
         goto done;
     }
     rc = 0;
 done:
+    if (st)
+        be.state_free(st);
+    if (bp)
+        be.prog_free(bp);
     sets_free(&s);
     rule_free(r);
     module_free(&m);
@@ -592,7 +587,7 @@ static int cmd_bench(int argc, char **argv)
     const char *size_s = NULL, *steps_s = NULL;
     long long size = 0;
     int steps = 0, jit_all = 0;
-    backend_kind be = BE_LLVM;
+    celo_backend be = default_backend();
     const cli_opt opts[] = {{"--size", &size_s, NULL},
                             {"--steps", &steps_s, NULL},
                             {"--file", &file, NULL},
@@ -639,7 +634,7 @@ static int cmd_bench(int argc, char **argv)
         return 1;
     float hp[64];
     celo_program_defaults(&r->prog, hp);
-    if (be == BE_LLVM && llvm_jit_rules(&r, 1, err, sizeof err))
+    if (is_llvm(&be) && llvm_jit_rules(&r, 1, err, sizeof err))
         return fail("%s", err);
     /* a matrix view close to square, so that factored rules see realistic rows and columns */
     int64_t cols = 1;
@@ -659,39 +654,29 @@ static int cmd_bench(int argc, char **argv)
     if (steps <= 0)
         steps = size >= (1 << 22) ? 15 : size >= (1 << 16) ? 200 : 2000;
     double *ts = malloc((size_t)steps * sizeof *ts);
-    celo_state *st = NULL;
-    celo_cl_rule *cr = NULL;
-    if (be == BE_OPENCL) {
-        cr = celo_cl_rule_new(&r->prog, celo_opencl_source(&r->prog), nd, shape, err, sizeof err);
-        if (!cr)
-            return fail("%s", err);
-    } else
-        st = celo_state_new(&r->prog, nd, shape);
-    celo_step_opts o = {.interp = be == BE_INTERP};
+    /* through the back-end table, as a training run steps a tensor: p and g in host memory */
+    celo_bprog *bp = be.compile(&be, &r->prog, err, sizeof err);
+    celo_bstate *st = bp ? be.state_new(bp, nd, shape, err, sizeof err) : NULL;
+    if (!st)
+        return fail("%s", err);
     /* warm-up steps are not timed (first-touch of the state, PoCL's first-launch compile) */
     for (int t = 1; t <= steps + 3; t++) {
         double t0 = now_s();
-        int rc = cr ? celo_cl_step(cr, p, g, hp, t, 0, err, sizeof err) : celo_step(&r->prog, st, p, g, hp, t, &o);
-        if (cr && !rc)
-            rc = celo_cl_finish(cr, err, sizeof err);
-        if (rc)
-            return fail("%s", cr ? err : o.err);
+        if (be.step(st, p, g, hp, t, 0, err, sizeof err))
+            return fail("%s", err);
         if (t > 3)
             ts[t - 4] = now_s() - t0;
     }
     qsort(ts, (size_t)steps, sizeof *ts, cmp_double);
     double med = ts[steps / 2];
-    printf("rule=%s backend=%s size=%lld passes=%d steps=%d median_ms=%.3f min_ms=%.3f threads=%d\n", name,
-           be == BE_LLVM     ? "llvm"
-           : be == BE_OPENCL ? "opencl"
-                             : "interp",
+    printf("rule=%s backend=%s size=%lld passes=%d steps=%d median_ms=%.3f min_ms=%.3f threads=%d\n", name, be.name,
            size, r->prog.npass, steps, 1e3 * med, 1e3 * ts[0], celo_threads());
     printf("params_per_s=%.6g\n", (double)size / med);
     free(ts);
     free(p);
     free(g);
-    celo_state_free(st);
-    celo_cl_rule_free(cr);
+    be.state_free(st);
+    be.prog_free(bp);
     rule_free(r);
     module_free(&m);
     return 0;
@@ -775,16 +760,15 @@ static int cmd_run(int argc, char **argv)
     const char *file = NULL;
     sets s = {0};
     celo_run_opts o = {0};
-    backend_kind be = BE_LLVM;
+    celo_backend be = default_backend();
     const cli_opt opts[] = {
         {"--only", &o.only, NULL}, {"--resume", NULL, &o.resume}, {"--quiet", NULL, &o.quiet}, {NULL, NULL, NULL}};
     if (parse_args("run", argc, argv, opts, &s, &be, &file))
         return 1;
     if (!file)
         return fail("%s",
-                    "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]");
-    if (be == BE_OPENCL)
-        return fail("%s", "run: training runs on the CPU back ends (llvm, interp); use apply or bench for opencl");
+                    "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp|opencl] [--resume] "
+                    "[--quiet]");
     module m;
     celo_plan plan;
     ruleset rs;
@@ -795,10 +779,11 @@ static int cmd_run(int argc, char **argv)
         goto done;
     if (o.only && !only_exists(&plan, o.only))
         goto done;
-    if (be == BE_LLVM && llvm_jit_rules(rs.r, rs.n, err, sizeof err)) {
+    if (is_llvm(&be) && llvm_jit_rules(rs.r, rs.n, err, sizeof err)) {
         fail("%s", err);
         goto done;
     }
+    o.backend = &be;
     rc = celo_plan_execute(&plan, lookup_rule, &rs, &o);
 done:
     celo_plan_free(&plan);

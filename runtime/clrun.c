@@ -1,5 +1,5 @@
 /* clrun.c — running a rule's OpenCL kernels (compiler/opencl.c) on a device: the host side of the OpenCL
- * back end (declared in compiler/opencl.h).
+ * back end (declared in runtime/clrun.h).
  *
  * p, g and the element-wise state live in device buffers; a step follows celo_step() (runtime/step.c)
  * exactly: host values are computed on the host in double, each pass is one kernel launch, reduction partials
@@ -22,7 +22,7 @@
  * device type, and CELO_OPENCL_FP64=0 uses float accumulators and OpenCL's float exp/log/pow/tanh as on devices
  * without double precision (all for testing one configuration on another device). */
 #define CL_TARGET_OPENCL_VERSION 120
-#include "../compiler/opencl.h"
+#include "clrun.h"
 #include "celort.h"
 #include "clplan.h"
 #include "errmsg.h"
@@ -158,6 +158,7 @@ struct celo_cl_rule {
     float *ortho; /* staging for orthogonalization, n floats, allocated on first use */
     int started;  /* p has been uploaded */
     cl_mem gwrap; /* g of the current step (unified memory) */
+    cl_mem pwrap; /* host p of the current celo_cl_step_host (unified memory) */
 };
 
 /* ---- device choice ---- */
@@ -378,6 +379,8 @@ void celo_cl_rule_free(celo_cl_rule *r)
                 clReleaseMemObject(r->buf[i]);
     if (r->gwrap)
         clReleaseMemObject(r->gwrap);
+    if (r->pwrap)
+        clReleaseMemObject(r->pwrap);
     if (r->part)
         for (int j = 0; j < P->nnodes; j++)
             if (r->part[j])
@@ -827,7 +830,7 @@ static int run_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
         else if (ar->kind == CELO_CLARG_PART)
             e = clSetKernelArg(kn, ai, sizeof(cl_mem), &r->part[ar->idx]);
         else {
-            cl_mem m = ar->idx == 1 && r->unified ? r->gwrap : r->buf[ar->idx];
+            cl_mem m = ar->idx == 1 && r->unified ? r->gwrap : ar->idx == 0 && r->pwrap ? r->pwrap : r->buf[ar->idx];
             e = clSetKernelArg(kn, ai, sizeof(cl_mem), &m);
         }
     }
@@ -844,15 +847,24 @@ static int run_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
     return 0;
 }
 
-int celo_cl_step(celo_cl_rule *r, float *p, const float *g, const float *hp, int64_t t, int read_back, char *err,
-                 size_t errlen)
+/* A step; host_p: p lives in host memory (celo_cl_step_host), else in buf[0] (celo_cl_step). */
+static int step(celo_cl_rule *r, float *p, const float *g, const float *hp, int64_t t, int read_back, int host_p,
+                char *err, size_t errlen)
 {
     const celo_program *P = r->P;
     celo_state *st = r->st;
     int nn = P->nnodes, ns = P->nstate;
     size_t bytes = (size_t)r->n * sizeof(float);
     cl_int e;
-    if (!r->started && r->n > 0) {
+    if (host_p && r->unified && r->n > 0) {
+        r->pwrap = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes, p, &e);
+        if (e != CL_SUCCESS) {
+            r->pwrap = NULL;
+            return CLFAIL(e, "wrapping p (clCreateBuffer)");
+        }
+    } else if (host_p)
+        r->started = 0;
+    if (!r->started && !r->pwrap && r->n > 0) {
         if ((e = clEnqueueWriteBuffer(r->q, r->buf[0], CL_TRUE, 0, bytes, p, 0, NULL, NULL)) != CL_SUCCESS)
             return CLFAIL(e, "uploading p (clEnqueueWriteBuffer)");
     }
@@ -918,11 +930,37 @@ int celo_cl_step(celo_cl_rule *r, float *p, const float *g, const float *hp, int
             return -1;
     }
     st->t = t;
-    if (read_back && r->n > 0) {
+    if (r->pwrap) {
+        /* a blocking map waits for the kernels and makes the host's p current (no copy where the device
+         * wrote it in place) */
+        void *m = clEnqueueMapBuffer(r->q, r->pwrap, CL_TRUE, CL_MAP_READ, 0, bytes, 0, NULL, NULL, &e);
+        if (e == CL_SUCCESS)
+            e = clEnqueueUnmapMemObject(r->q, r->pwrap, m, 0, NULL, NULL);
+        if (e == CL_SUCCESS)
+            e = clFinish(r->q);
+        return e == CL_SUCCESS ? 0 : CLFAIL(e, "reading p back (clEnqueueMapBuffer)");
+    }
+    if ((read_back || host_p) && r->n > 0) {
         if ((e = clEnqueueReadBuffer(r->q, r->buf[0], CL_TRUE, 0, bytes, p, 0, NULL, NULL)) != CL_SUCCESS)
             return CLFAIL(e, "reading p back (clEnqueueReadBuffer)");
     }
     return 0;
+}
+
+int celo_cl_step(celo_cl_rule *r, float *p, const float *g, const float *hp, int64_t t, int read_back, char *err,
+                 size_t errlen)
+{
+    return step(r, p, g, hp, t, read_back, 0, err, errlen);
+}
+
+int celo_cl_step_host(celo_cl_rule *r, float *p, const float *g, const float *hp, int64_t t, char *err, size_t errlen)
+{
+    int rc = step(r, p, g, hp, t, 0, 1, err, errlen);
+    if (r->pwrap) { /* released once its commands are done: the host owns p between steps */
+        clReleaseMemObject(r->pwrap);
+        r->pwrap = NULL;
+    }
+    return rc;
 }
 
 int celo_cl_finish(celo_cl_rule *r, char *err, size_t errlen)
@@ -947,7 +985,28 @@ int celo_cl_state_read(celo_cl_rule *r, char *err, size_t errlen)
     return 0;
 }
 
-const celo_state *celo_cl_rule_state(const celo_cl_rule *r)
+celo_state *celo_cl_rule_state(celo_cl_rule *r)
 {
     return r->st;
+}
+
+int celo_cl_state_write(celo_cl_rule *r, char *err, size_t errlen)
+{
+    const celo_program *P = r->P;
+    for (int s = 0; s < P->nstate; s++) {
+        if (!r->buf[2 + s] || r->st->slotlen[s] <= 0)
+            continue;
+        /* element-wise slots are device-only until read; the others are uploaded from the host mirror */
+        cl_int e = clEnqueueWriteBuffer(r->q, r->buf[2 + s], CL_TRUE, 0, (size_t)r->st->slotlen[s] * sizeof(float),
+                                        r->st->slot[s], 0, NULL, NULL);
+        if (e != CL_SUCCESS)
+            return CLFAIL(e, "writing state (clEnqueueWriteBuffer)");
+    }
+    return 0;
+}
+
+int celo_cl_available(char *err, size_t errlen)
+{
+    cl_device_id d;
+    return pick_device(&d, err, errlen);
 }

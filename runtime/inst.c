@@ -8,9 +8,9 @@
  *   - draws batch k (k = t - 1 at step t) as a pure function of (seed, k): consecutive slices of a per-epoch
  *     Fisher-Yates permutation (epoch_perm) for datasets, celo_text_batch windows for text; resuming at step
  *     s reproduces the rest;
- *   - keeps one celo_state per parameter tensor; the hyper-parameters are the rule's defaults overridden by
- *     run->hp; the schedule multiplies `lr` by f(t), with c = t - 1 optimizer steps done before step t and
- *     S = run->steps, W = run->warmup:
+ *   - keeps one optimizer state per parameter tensor, where its back end (backend.h) keeps it; the
+ *     hyper-parameters are the rule's defaults overridden by run->hp; the schedule multiplies `lr` by f(t), with
+ *     c = t - 1 optimizer steps done before step t and S = run->steps, W = run->warmup:
  *         constant       1
  *         cosine         (1 + cos(pi c / S)) / 2                        (optax.cosine_decay_schedule)
  *         warmup_cosine  (c + 1) / W while c < W, then (1 + cos(pi (c - W) / (S - W))) / 2
@@ -55,16 +55,18 @@ struct celo_inst {
     const celo_task *task;
     celo_task_data *data;
     const celo_program *prog;
-    uint64_t seed;       /* run->seed, or the seed of the last reset */
-    int nthreads;        /* the context of the call in progress */
-    celo_model *model;   /* NULL for quadratics */
-    celo_model *replica; /* over model's parameters: the second half of each batch (split_batches) */
+    const celo_backend *be; /* runs the optimizer steps (backend.h) */
+    celo_bprog *bp;         /* prog prepared for be */
+    uint64_t seed;          /* run->seed, or the seed of the last reset */
+    int nthreads;           /* the context of the call in progress */
+    celo_model *model;      /* NULL for quadratics */
+    celo_model *replica;    /* over model's parameters: the second half of each batch (split_batches) */
     celo_param_tensor qt;
     float *qx, *qg;
     float *params, *grads;
     int64_t nparams;
     int ntensors;
-    celo_state **st;
+    celo_bstate **st;
     float *hp;
     int lr_idx;
     double lr0;
@@ -110,8 +112,10 @@ static void inst_clear(inst *in)
 {
     if (in->st)
         for (int i = 0; i < in->ntensors; i++)
-            celo_state_free(in->st[i]);
+            in->be->state_free(in->st[i]);
     free(in->st);
+    if (in->bp)
+        in->be->prog_free(in->bp);
     celo_model_free(in->replica);
     celo_model_free(in->model);
     free(in->qx);
@@ -231,9 +235,10 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
 
 /* Sets up the model (or the quadratic's point), optimizer state, hyper-parameters and buffers. */
 static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_task_data *td, const celo_program *prog,
-                     uint64_t seed, char *err, size_t errlen)
+                     const celo_backend *be, uint64_t seed, char *err, size_t errlen)
 {
     memset(in, 0, sizeof *in);
+    in->be = be;
     in->plan = plan;
     in->run = run;
     in->seed = seed;
@@ -329,14 +334,19 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             return -1;
         }
     }
+    if (!(in->bp = be->compile(be, prog, e, sizeof e))) {
+        celo_seterr(err, errlen, "run %s: %s", run->name, e);
+        return -1;
+    }
     in->st = calloc((size_t)in->ntensors, sizeof *in->st);
     if (!in->st)
         goto oom;
     for (int i = 0; i < in->ntensors; i++) {
         const celo_param_tensor *t = inst_tensor(in, i);
-        in->st[i] = celo_state_new(prog, t->ndim, t->shape);
-        if (!in->st[i])
-            goto oom;
+        if (!(in->st[i] = be->state_new(in->bp, t->ndim, t->shape, e, sizeof e))) {
+            celo_seterr(err, errlen, "run %s: %s: %s", run->name, t->name, e);
+            return -1;
+        }
     }
     /* hyper-parameters: the rule's defaults, then the run's values */
     in->hp = malloc(sizeof(float) * (size_t)(prog->nhp > 0 ? prog->nhp : 1));
@@ -621,30 +631,30 @@ static int first_nonfinite(const inst *in, const float *buf)
     return nf;
 }
 
-/* The optimizer step of every tensor. A tensor large enough for celo_step to split over the threads itself
- * (CELO_STEP_SPLIT_MIN elements) runs alone; the smaller ones split over threads, one tensor each. Each
- * tensor's update is independent and gives the same values on one thread or in a team, so results do not depend
- * on the split. Returns the lowest index of a tensor whose step failed (its message in msg), or -1; *nonfinite is
- * the lowest index of a tensor whose parameters are not finite after the update, or -1. */
-static int update_tensors(inst *in, const celo_program *prog, int64_t t, char *msg, size_t msglen, int *nonfinite)
+/* The optimizer step of every tensor, through the back end's table. On the CPU, a tensor large enough for
+ * celo_step to split over the threads itself (CELO_STEP_SPLIT_MIN elements) runs alone; the smaller ones split
+ * over threads, one tensor each; on other back ends the tensors go one after another (the device does the
+ * parallel work). Each tensor's update is independent and gives the same values on one thread or in a team, so
+ * results do not depend on the split. Returns the lowest index of a tensor whose step failed (its message in
+ * msg), or -1; *nonfinite is the lowest index of a tensor whose parameters are not finite after the update, or -1. */
+static int update_tensors(inst *in, int64_t t, char *msg, size_t msglen, int *nonfinite)
 {
-    int n = in->ntensors, failed = -1, nf = -1;
+    int n = in->ntensors, failed = -1, nf = -1, cpu = in->be->step_team != NULL;
     for (int big = 1; big >= 0; big--)
-#pragma omp parallel for schedule(dynamic) if (!big && n > 1 && in->nthreads >= 2)
+#pragma omp parallel for schedule(dynamic) if (cpu && !big && n > 1 && in->nthreads >= 2)
         for (int i = 0; i < n; i++) {
             const celo_param_tensor *pt = inst_tensor(in, i);
             if ((pt->numel >= CELO_STEP_SPLIT_MIN) != big)
                 continue;
-            celo_step_opts so;
-            memset(&so, 0, sizeof so);
-            so.nthreads = in->nthreads;
-            int r = celo_step(prog, in->st[i], in->params + pt->offset, in->grads + pt->offset, in->hp, t, &so);
+            char e[256];
+            int r = in->be->step(in->st[i], in->params + pt->offset, in->grads + pt->offset, in->hp, t, in->nthreads, e,
+                                 sizeof e);
             int fin = r == 0 && all_finite(in->params + pt->offset, pt->numel);
 #pragma omp critical(celo_update_tensors)
             {
                 if (r && (failed < 0 || i < failed)) {
                     failed = i;
-                    snprintf(msg, msglen, "%s", so.err);
+                    snprintf(msg, msglen, "%s", e);
                 }
                 if (!r && !fin && (nf < 0 || i < nf))
                     nf = i;
@@ -675,7 +685,7 @@ static void check_grads(inst *in, int fin, celo_step_out *o)
 }
 
 /* Step t on the calling thread (each part may use threads of its own). 0, or -1 with err. */
-static int train_step(inst *in, const celo_program *prog, int64_t t, celo_step_out *o, char *err, size_t errlen)
+static int train_step(inst *in, int64_t t, celo_step_out *o, char *err, size_t errlen)
 {
     int fin;
     if (inst_loss_grad(in, t - 1, &o->loss, &fin, err, errlen))
@@ -685,7 +695,7 @@ static int train_step(inst *in, const celo_program *prog, int64_t t, celo_step_o
         return 0;
     set_lr(in, t);
     char msg[256];
-    int nonfinite, failed = update_tensors(in, prog, t, msg, sizeof msg, &nonfinite);
+    int nonfinite, failed = update_tensors(in, t, msg, sizeof msg, &nonfinite);
     if (failed >= 0) {
         celo_seterr(err, errlen, "run %s: step %lld: %s: %s", in->run->name, (long long)t,
                     inst_tensor(in, failed)->name, msg);
@@ -706,12 +716,13 @@ static void account(inst *in, int64_t t, double loss)
     in->ema_n++;
 }
 
-/* Whether steps of this run go through team_steps: split batches, and a rule without orthogonalizations (their
- * GEMMs want both threads, which a team's thread 0 does not have). */
+/* Whether steps of this run go through team_steps: split batches, a CPU back end (the only ones with a team
+ * step: the team path keeps the CPU's speed, the others take train_step), and a rule without orthogonalizations
+ * (their GEMMs want both threads, which a team's thread 0 does not have). */
 static int team_mode(const inst *in, const celo_program *prog)
 {
     const char *env = getenv("CELO_TRAIN_TEAM"); /* 0: one OpenMP region per phase (tests, experiments) */
-    if (!in->replica || (env && !strcmp(env, "0")))
+    if (!in->replica || !in->be->step_team || (env && !strcmp(env, "0")))
         return 0;
     for (int j = 0; j < prog->nnodes; j++)
         if (prog->nodes[j].op == CELO_OP_ORTHO)
@@ -729,8 +740,8 @@ static int team_mode(const inst *in, const celo_program *prog)
  * the bookkeeping. Results are those of train_step: every part computes the same values on any split. Stops
  * after t_end, after a step that found a non-finite value (o->bad), or on an error (-1 with err). Progress is
  * reported for every step but the last, which the caller reports after its evaluation. */
-static int team_steps(inst *in, const celo_program *prog, int64_t t_end, celo_step_out *o, celo_step_cb cb,
-                      void *cb_ctx, char *err, size_t errlen)
+static int team_steps(inst *in, int64_t t_end, celo_step_out *o, celo_step_cb cb, void *cb_ctx, char *err,
+                      size_t errlen)
 {
     celo_team *team = NULL;
     celo_batch b;
@@ -738,9 +749,7 @@ static int team_steps(inst *in, const celo_program *prog, int64_t t_end, celo_st
     int r[2] = {0, 0}, ok[2] = {1, 1};
     float l[2] = {0, 0};
     int failed[2], nf[2];
-    char msg[2][256];
-    celo_step_opts so[2], big_so;
-    memset(&big_so, 0, sizeof big_so);
+    char msg[2][256], big_err[256];
     int nt = in->ntensors;
 #pragma omp parallel num_threads(2) if (in->nthreads >= 2)
     {
@@ -771,10 +780,11 @@ static int team_steps(inst *in, const celo_program *prog, int64_t t_end, celo_st
                 const celo_param_tensor *pt = inst_tensor(in, i);
                 float *p = in->params + pt->offset;
                 if (pt->numel >= CELO_STEP_SPLIT_MIN) {
-                    if (celo_step_team(prog, in->st[i], p, in->grads + pt->offset, in->hp, t, &big_so, team, w)) {
+                    if (in->be->step_team(in->st[i], p, in->grads + pt->offset, in->hp, t, team, w, big_err,
+                                          sizeof big_err)) {
                         if (w == 0) {
                             failed[0] = i;
-                            snprintf(msg[0], sizeof msg[0], "%s", big_so.err);
+                            snprintf(msg[0], sizeof msg[0], "%s", big_err);
                         }
                         break;
                     }
@@ -782,12 +792,9 @@ static int team_steps(inst *in, const celo_program *prog, int64_t t_end, celo_st
                     if (nf[w] < 0 && !all_finite(p + lo, hi - lo))
                         nf[w] = i;
                 } else if (small++ % nw == w && failed[w] < 0) {
-                    memset(&so[w], 0, sizeof so[w]);
-                    so[w].nthreads = 1;
-                    if (celo_step(prog, in->st[i], p, in->grads + pt->offset, in->hp, t, &so[w])) {
+                    if (in->be->step(in->st[i], p, in->grads + pt->offset, in->hp, t, 1, msg[w], sizeof msg[w]))
                         failed[w] = i;
-                        snprintf(msg[w], sizeof msg[w], "%s", so[w].err);
-                    } else if (nf[w] < 0 && !all_finite(p, pt->numel))
+                    else if (nf[w] < 0 && !all_finite(p, pt->numel))
                         nf[w] = i;
                 }
             }
@@ -849,15 +856,15 @@ static void ctx_leave(inst *in, int saved)
         omp_set_num_threads(saved);
 }
 
-celo_inst *celo_inst_new(const celo_plan *plan, const celo_run *run, const celo_program *prog, celo_task_data *td,
-                         char *err, size_t errlen)
+celo_inst *celo_inst_new(const celo_plan *plan, const celo_run *run, const celo_program *prog, const celo_backend *be,
+                         celo_task_data *td, char *err, size_t errlen)
 {
     inst *in = malloc(sizeof *in);
     if (!in) {
         celo_seterr(err, errlen, "run %s: out of memory", run->name);
         return NULL;
     }
-    if (inst_init(in, plan, run, td, prog, run->seed, err, errlen)) {
+    if (inst_init(in, plan, run, td, prog, be ? be : celo_backend_cpu(), run->seed, err, errlen)) {
         inst_clear(in);
         free(in);
         return NULL;
@@ -876,7 +883,7 @@ void celo_inst_free(celo_inst *in)
 int celo_inst_reset(celo_inst *in, uint64_t seed, char *err, size_t errlen)
 {
     inst fresh;
-    if (inst_init(&fresh, in->plan, in->run, in->data, in->prog, seed, err, errlen)) {
+    if (inst_init(&fresh, in->plan, in->run, in->data, in->prog, in->be, seed, err, errlen)) {
         inst_clear(&fresh);
         return -1;
     }
@@ -892,14 +899,22 @@ celo_inst *celo_inst_clone(const celo_inst *in, char *err, size_t errlen)
         celo_seterr(err, errlen, "run %s: out of memory", in->run->name);
         return NULL;
     }
-    if (inst_init(c, in->plan, in->run, in->data, in->prog, in->seed, err, errlen)) {
+    if (inst_init(c, in->plan, in->run, in->data, in->prog, in->be, in->seed, err, errlen)) {
         inst_clear(c);
         free(c);
         return NULL;
     }
     memcpy(c->params, in->params, (size_t)in->nparams * sizeof *in->params);
-    for (int i = 0; i < in->ntensors; i++)
-        celo_state_copy(c->st[i], in->st[i]);
+    for (int i = 0; i < in->ntensors; i++) { /* the state through the host: the back end may keep it elsewhere */
+        char e[256];
+        celo_state *from = in->be->state_get(in->st[i], e, sizeof e);
+        celo_state *to = from ? c->be->state_get(c->st[i], e, sizeof e) : NULL;
+        if (!to || celo_state_copy(to, from) || c->be->state_put(c->st[i], e, sizeof e)) {
+            celo_seterr(err, errlen, "run %s: clone: %s", in->run->name, to ? e : "state of another shape");
+            celo_inst_free(c);
+            return NULL;
+        }
+    }
     memcpy(c->hp, in->hp, sizeof(float) * (size_t)(in->prog->nhp > 0 ? in->prog->nhp : 1));
     c->loss_sum = in->loss_sum;
     c->ema = in->ema;
@@ -928,10 +943,10 @@ int celo_inst_steps(celo_inst *in, const celo_ctx *ctx, int64_t t_end, celo_step
     memset(o, 0, sizeof *o);
     o->pre = o->post = "";
     if (team_mode(in, in->prog))
-        rc = team_steps(in, in->prog, t_end, o, cb, cb_ctx, err, errlen);
+        rc = team_steps(in, t_end, o, cb, cb_ctx, err, errlen);
     else
         for (int64_t t = in->step + 1; t <= t_end; t++) {
-            if (train_step(in, in->prog, t, o, err, errlen)) {
+            if (train_step(in, t, o, err, errlen)) {
                 rc = -1;
                 break;
             }
@@ -1000,9 +1015,11 @@ int celo_inst_save(const celo_inst *in, celo_ckpt *c, char *err, size_t errlen)
         if (celo_ckpt_add(c, t->name, in->params + t->offset, t->ndim, t->shape, e, sizeof e))
             goto fail;
     }
-    for (int i = 0; i < in->ntensors; i++)
-        if (celo_ckpt_add_state(c, inst_tensor(in, i)->name, in->st[i], e, sizeof e))
+    for (int i = 0; i < in->ntensors; i++) {
+        const celo_state *st = in->be->state_get(in->st[i], e, sizeof e);
+        if (!st || celo_ckpt_add_state(c, inst_tensor(in, i)->name, st, e, sizeof e))
             goto fail;
+    }
     snprintf(v, sizeof v, "%llu", (unsigned long long)in->seed);
     if (celo_ckpt_set_meta(c, "celo.format", CKPT_FORMAT, e, sizeof e) ||
         celo_ckpt_set_meta(c, "run", run->name, e, sizeof e) || celo_ckpt_set_meta(c, "rule", run->rule, e, sizeof e) ||
@@ -1090,12 +1107,21 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
     }
     for (int i = 0; i < in->ntensors; i++) {
         const celo_param_tensor *t = inst_tensor(in, i);
+        celo_state *st = in->be->state_get(in->st[i], e, sizeof e);
+        if (!st) {
+            celo_seterr(err, errlen, "run %s: %s", run->name, e);
+            return -1;
+        }
         if (celo_ckpt_load(c, t->name, in->params + t->offset, t->ndim, t->shape, e, sizeof e) ||
-            celo_ckpt_load_state(c, t->name, in->st[i], e, sizeof e)) {
+            celo_ckpt_load_state(c, t->name, st, e, sizeof e)) {
             celo_seterr(err, errlen, "run %s: %s (another model?)", run->name, e);
             return -1;
         }
-        in->st[i]->t = step;
+        st->t = step;
+        if (in->be->state_put(in->st[i], e, sizeof e)) {
+            celo_seterr(err, errlen, "run %s: %s", run->name, e);
+            return -1;
+        }
     }
     double loss_sum, ema;
     if (parse_double(celo_ckpt_get_meta(c, "loss_sum"), &loss_sum) ||

@@ -11,7 +11,7 @@
  *
  *     celo_task_data *td = celo_task_data_new();
  *     celo_task_data_load(td, &plan->tasks[run->task], quiet, err, errlen);      // once per task
- *     celo_inst *in = celo_inst_new(plan, run, prog, td, err, errlen);
+ *     celo_inst *in = celo_inst_new(plan, run, prog, NULL, td, err, errlen);   // NULL: the llvm back end
  *     celo_ctx ctx = celo_ctx_for(in);                    // how many threads one step of it uses well
  *     celo_step_out o;
  *     while (celo_inst_step_count(in) < run->steps) {
@@ -29,6 +29,7 @@
 #ifndef CELO_INST_H
 #define CELO_INST_H
 
+#include "backend.h"
 #include "ckpt.h"
 #include "plan.h"
 
@@ -56,9 +57,11 @@ void celo_task_data_free(celo_task_data *td);
 /* ---- instances ---- */
 typedef struct celo_inst celo_inst;
 
-/* A new instance of run (its task's data td loaded) with rule prog, at step 0. NULL with err on a bad run. */
-celo_inst *celo_inst_new(const celo_plan *plan, const celo_run *run, const celo_program *prog, celo_task_data *td,
-                         char *err, size_t errlen);
+/* A new instance of run (its task's data td loaded) with rule prog, at step 0, its optimizer steps run by back
+ * end be (backend.h; NULL: celo_backend_cpu(), the llvm one; be must outlive the instance, and its clones keep
+ * it). NULL with err on a bad run or a back end that cannot run the rule. */
+celo_inst *celo_inst_new(const celo_plan *plan, const celo_run *run, const celo_program *prog, const celo_backend *be,
+                         celo_task_data *td, char *err, size_t errlen);
 void celo_inst_free(celo_inst *in);
 /* A copy that continues exactly as the original would (parameters, optimizer state, cursor, loss statistics). */
 celo_inst *celo_inst_clone(const celo_inst *in, char *err, size_t errlen);

@@ -17,6 +17,7 @@
 #ifndef CELO_PLAN_H
 #define CELO_PLAN_H
 
+#include "backend.h"
 #include "celort.h"
 
 #include <stddef.h>
@@ -102,9 +103,10 @@ int celo_plan_override(celo_plan *plan, const char *key, double v, char *err, si
 typedef const celo_program *(*celo_rule_lookup)(const char *name, void *ctx);
 
 typedef struct {
-    int resume;       /* continue from the run's checkpoint if it exists */
-    int quiet;        /* no progress output */
-    const char *only; /* run only this train/sweep/compare name (NULL: all) */
+    int resume;                  /* continue from the run's checkpoint if it exists */
+    int quiet;                   /* no progress output */
+    const char *only;            /* run only this train/sweep/compare name (NULL: all) */
+    const celo_backend *backend; /* runs the optimizer steps (backend.h); NULL: celo_backend_cpu(), llvm */
 } celo_run_opts;
 
 typedef struct {
@@ -119,8 +121,8 @@ int celo_train_run(const celo_plan *plan, const celo_run *run, celo_rule_lookup 
  * and SVG plot of a compare. Returns 0, or 1 after printing a one-line error. */
 int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *lookup_ctx, const celo_run_opts *opts);
 
-/* The main() of a binary made by `celo build` (runtime/standalone.c): flags --only NAME, --set k=v, --resume,
- * --quiet; runs the embedded plan with the embedded rules. */
+/* The main() of a binary made by `celo build` (runtime/standalone.c): flags --only NAME, --set k=v,
+ * --backend llvm|interp, --resume, --quiet; runs the embedded plan with the embedded rules. */
 int celo_standalone_main(int argc, char **argv, const char *plan_text, const celo_program *const *rules, int nrules);
 
 /* OpenBLAS 0.3.21 falls back to slow SSE3 kernels on CPUs it does not know. When OPENBLAS_CORETYPE is unset, set

@@ -1,4 +1,6 @@
-/* standalone.c — main() of the binaries made by `celo build`: the embedded plan, run with the embedded rules. */
+/* standalone.c — main() of the binaries made by `celo build`: the embedded plan, run with the embedded rules.
+ * --backend picks the back-end table (backend.h) as in `celo run`: llvm (the embedded object code, the default) or
+ * interp; the binary carries no OpenCL C, so opencl is refused with one line (`celo run --backend opencl` has it). */
 #include "plan.h"
 
 #include <stdio.h>
@@ -23,6 +25,7 @@ int celo_standalone_main(int argc, char **argv, const char *plan_text, const cel
 {
     celo_pick_blas_kernels(argv);
     celo_run_opts o = {0};
+    celo_backend be = *celo_backend_cpu();
     celo_plan plan;
     char err[512];
     if (celo_plan_read(&plan, plan_text, err, sizeof err)) {
@@ -37,7 +40,13 @@ int celo_standalone_main(int argc, char **argv, const char *plan_text, const cel
             o.resume = 1;
         else if (!strcmp(a, "--quiet"))
             o.quiet = 1;
-        else if (!strcmp(a, "--set") && i + 1 < argc) {
+        else if (!strcmp(a, "--backend") && i + 1 < argc) {
+            if (celo_backend_init(&be, argv[++i], err, sizeof err)) {
+                fprintf(stderr, "%s: %s\n", argv[0], err);
+                celo_plan_free(&plan);
+                return 1;
+            }
+        } else if (!strcmp(a, "--set") && i + 1 < argc) {
             const char *kv = argv[++i], *eq = strchr(kv, '=');
             char key[CELO_NAME_MAX], *end;
             double v = eq ? strtod(eq + 1, &end) : 0;
@@ -53,12 +62,14 @@ int celo_standalone_main(int argc, char **argv, const char *plan_text, const cel
                 return 1;
             }
         } else {
-            fprintf(stderr, "usage: %s [--only NAME] [--set k=v]... [--resume] [--quiet]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--only NAME] [--set k=v]... [--backend llvm|interp] [--resume] [--quiet]\n",
+                    argv[0]);
             celo_plan_free(&plan);
             return 1;
         }
     }
     table t = {rules, nrules};
+    o.backend = &be;
     int rc = celo_plan_execute(&plan, lookup, &t, &o);
     celo_plan_free(&plan);
     return rc;

@@ -52,7 +52,7 @@ typedef struct {
     char err[1024];
 } run_job;
 
-static const celo_run_opts default_opts = {0, 0, NULL};
+static const celo_run_opts default_opts = {0, 0, NULL, NULL};
 
 /* Checks the run, loads its task's data (td) and creates its instance. 0, or -1 with j->err. */
 static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, celo_task_data *td,
@@ -84,7 +84,7 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
     }
     if (celo_task_data_load(td, &plan->tasks[run->task], j->opts->quiet, err, errlen))
         return -1;
-    j->in = celo_inst_new(plan, run, prog, td, err, errlen);
+    j->in = celo_inst_new(plan, run, prog, j->opts->backend, td, err, errlen);
     if (!j->in)
         return -1;
     j->ctx = celo_ctx_for(j->in, celo_threads());

@@ -9,6 +9,8 @@
 #   diag     bad .celo files and their exact diagnostics (tests/diag/)
 #   cli      command-line errors on bad input
 #   obj      `celo emit obj` linked into a C program
+#   pipeline `celo run` / `celo build` end to end
+#   backend  one training run on every back end through the back-end table
 #   unit     C unit tests (build/tests/*)
 set -u
 shopt -s nullglob
@@ -372,6 +374,83 @@ if want pipeline; then
     rc=$?
     if [ $rc = 1 ] && grep -q "dataset-fashion-mnist" "$TMP/err"; then ok "pipeline missing data"
     else bad "pipeline missing data (exit $rc): $(head -c 300 "$TMP/err")"; fi
+fi
+
+# ---- back ends: the same training run through the back-end table (runtime/backend.h) on llvm, interp, opencl ----
+if want backend; then
+    CELO_ABS=$(cd "$(dirname "$CELO")" && pwd)/$(basename "$CELO")
+    ROOT=$(pwd)
+    st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+    # curves (step, train loss, eval loss, accuracy) of two CSV logs within a relative tolerance
+    curves_close() { # a.csv b.csv rtol [at least this many rows, 3]
+        paste -d, <(cut -d, -f1-4 "$1") <(cut -d, -f1-4 "$2") | awk -F, -v tol="$3" -v min="${4:-3}" '
+            NR == 1 { next }
+            { n++; if ($1 != $5) bad = 1
+              for (i = 2; i <= 4; i++) { d = $i - $(i + 4); d = d < 0 ? -d : d; m = $(i + 4) < 0 ? -$(i + 4) : $(i + 4)
+                                         if (d > tol * (m > 1 ? m : 1)) bad = 1 } }
+            END { exit (bad || n < min) }'
+    }
+    bk_runs="bk_adamw bk_adafactor bk_muon bk_lamb"
+    for be in $backends; do
+        mkdir -p "$TMP/be-$be"
+        (cd "$TMP/be-$be" && "$CELO_ABS" run "$ROOT/tests/pipeline/backends.celo" --quiet --backend $be) \
+            2>"$TMP/err-$be" || bad "backend run --backend $be: $(head -c 300 "$TMP/err-$be")"
+    done
+    # interp computes what the llvm kernels compute, in the same order: bit for bit
+    for r in $bk_runs; do
+        a=$TMP/be-llvm/runs/$r b=$TMP/be-interp/runs/$r
+        if [ -s "$a.csv" ] && diff <(cut -d, -f1-4 "$a.csv") <(cut -d, -f1-4 "$b.csv") >"$TMP/diff" &&
+            cmp -s <(st_data "$a.safetensors") <(st_data "$b.safetensors"); then
+            ok "backend $r: run --backend interp == llvm (loss curve and final weights and state, bit for bit)"
+        else bad "backend $r: interp != llvm: $(head -5 "$TMP/diff")"; fi
+    done
+    if [ $have_ocl = 1 ]; then
+        # OpenCL agrees with llvm to 1e-5 relative on the curve (as `agree` allows 1e-6 per step; on PoCL here
+        # every curve and final weight is bit-identical, and the line says so)
+        for r in $bk_runs; do
+            a=$TMP/be-llvm/runs/$r b=$TMP/be-opencl/runs/$r
+            same="within 1e-5"
+            cmp -s <(st_data "$a.safetensors") <(st_data "$b.safetensors") 2>/dev/null && same="bit-identical weights"
+            if [ -s "$b.csv" ] && curves_close "$a.csv" "$b.csv" 1e-5; then
+                ok "backend $r: run --backend opencl == llvm ($same)"
+            else bad "backend $r: opencl vs llvm beyond 1e-5: $(paste -d' ' "$a.csv" "$b.csv" | head -5)"; fi
+        done
+        # state transfer: a run stopped at step 150 and resumed (state from the device into the checkpoint and
+        # back) ends with the weights of the uninterrupted run; a checkpoint of llvm resumes on opencl too
+        mkdir -p "$TMP/be-res" "$TMP/be-cross"
+        (cd "$TMP/be-res" && "$CELO_ABS" run "$ROOT/tests/pipeline/backends.celo" --quiet --backend opencl \
+            --set steps=150 && "$CELO_ABS" run "$ROOT/tests/pipeline/backends.celo" --quiet --backend opencl --resume) \
+            2>"$TMP/err"
+        (cd "$TMP/be-cross" && "$CELO_ABS" run "$ROOT/tests/pipeline/backends.celo" --quiet --set steps=150 &&
+            "$CELO_ABS" run "$ROOT/tests/pipeline/backends.celo" --quiet --backend opencl --resume) 2>>"$TMP/err"
+        for r in $bk_runs; do
+            a=$TMP/be-opencl/runs/$r b=$TMP/be-res/runs/$r c=$TMP/be-cross/runs/$r
+            if [ -s "$b.csv" ] && cmp -s <(st_data "$a.safetensors") <(st_data "$b.safetensors") &&
+                [ "$(sed -n '2p;$p' "$a.csv" | cut -d, -f1-4)" = "$(sed -n '2p;$p' "$b.csv" | cut -d, -f1-4)" ] &&
+                curves_close <(sed -n '1p;$p' "$TMP/be-llvm/runs/$r.csv") <(sed -n '1p;$p' "$c.csv") 1e-5 1; then
+                ok "backend $r: opencl stopped at 150 + --resume == uninterrupted (weights bit for bit); llvm checkpoint resumes on opencl"
+            else bad "backend $r: opencl resume: $(head -c 300 "$TMP/err")"; fi
+        done
+    else skp "backend opencl: no OpenCL device"; fi
+    # no OpenCL platform: one line, exit 1 (the ICD loader finds no vendor)
+    (cd "$TMP/be-llvm" && OCL_ICD_VENDORS=$TMP/nowhere "$CELO_ABS" run "$ROOT/tests/pipeline/backends.celo" --quiet \
+        --backend opencl) >/dev/null 2>"$TMP/err"
+    rc=$?
+    if [ $rc = 1 ] && [ "$(grep -c . "$TMP/err")" = 1 ] && grep -q "OpenCL: no platform found" "$TMP/err"; then
+        ok "backend run --backend opencl without a platform: $(cat "$TMP/err")"
+    else bad "backend run without an OpenCL platform (exit $rc): $(head -c 300 "$TMP/err")"; fi
+    # a built binary takes --backend llvm|interp (the same numbers) and refuses opencl with one line
+    mkdir -p "$TMP/be-bin"
+    if $CELO build tests/pipeline/backends.celo -o "$TMP/be_exe" 2>"$TMP/err" &&
+        (cd "$TMP/be-bin" && "$TMP/be_exe" --only bk_adafactor --quiet --backend interp) 2>>"$TMP/err" &&
+        diff <(cut -d, -f1-4 "$TMP/be-llvm/runs/bk_adafactor.csv") <(cut -d, -f1-4 "$TMP/be-bin/runs/bk_adafactor.csv") \
+            >"$TMP/diff"; then ok "backend built binary --backend interp == celo run"
+    else bad "backend built binary --backend interp: $(head -c 300 "$TMP/err") $(head -5 "$TMP/diff")"; fi
+    (cd "$TMP/be-bin" && "$TMP/be_exe" --only bk_adamw --quiet --backend opencl) >/dev/null 2>"$TMP/err"
+    rc=$?
+    if [ $rc = 1 ] && [ "$(grep -c . "$TMP/err")" = 1 ] && grep -q "carries none" "$TMP/err"; then
+        ok "backend built binary --backend opencl: one line, exit 1"
+    else bad "backend built binary --backend opencl (exit $rc): $(head -c 300 "$TMP/err")"; fi
 fi
 
 # ---- unit tests ----

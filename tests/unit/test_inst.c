@@ -135,7 +135,7 @@ int main(void)
     /* each run alone, one thread */
     static trace alone[NINST];
     for (int i = 0; i < NINST; i++) {
-        celo_inst *in = celo_inst_new(&plan, &runs[i], lookup(runs[i].rule, NULL), td, err, sizeof err);
+        celo_inst *in = celo_inst_new(&plan, &runs[i], lookup(runs[i].rule, NULL), NULL, td, err, sizeof err);
         if (!in || step_to(in, &one, STEPS, &alone[i])) {
             printf("FAIL test_inst: run %d alone: %s\n", i, err);
             return 1;
@@ -153,7 +153,7 @@ int main(void)
     celo_inst *ins[NINST];
     static trace inter[NINST];
     for (int i = 0; i < NINST; i++)
-        ins[i] = celo_inst_new(&plan, &runs[i], lookup(runs[i].rule, NULL), td, err, sizeof err);
+        ins[i] = celo_inst_new(&plan, &runs[i], lookup(runs[i].rule, NULL), NULL, td, err, sizeof err);
     int item_inst[NSCHED * 2], item_to[NSCHED * 2], nitems = 0;
     int64_t planned[NINST] = {0};
     for (int left = NINST; left > 0;) {
@@ -203,7 +203,7 @@ int main(void)
           nitems);
 
     /* clone at step 40: the clone and the original both continue as the run alone does */
-    celo_inst *a = celo_inst_new(&plan, &runs[2], &adamw->prog, td, err, sizeof err);
+    celo_inst *a = celo_inst_new(&plan, &runs[2], &adamw->prog, NULL, td, err, sizeof err);
     static trace ta, tc, tr;
     step_to(a, &one, 40, &ta);
     celo_inst *c = celo_inst_clone(a, err, sizeof err);
@@ -237,12 +237,12 @@ int main(void)
     celo_inst_free(a);
 
     /* save and load through a checkpoint in memory: a new instance loaded at step 40 continues as the run alone */
-    celo_inst *s = celo_inst_new(&plan, &runs[5], &adamw->prog, td, err, sizeof err);
+    celo_inst *s = celo_inst_new(&plan, &runs[5], &adamw->prog, NULL, td, err, sizeof err);
     static trace ts, tl;
     step_to(s, &one, 40, &ts);
     celo_ckpt ck;
     celo_ckpt_init(&ck);
-    celo_inst *l = celo_inst_new(&plan, &runs[5], &adamw->prog, td, err, sizeof err);
+    celo_inst *l = celo_inst_new(&plan, &runs[5], &adamw->prog, NULL, td, err, sizeof err);
     int ok = celo_inst_save(s, &ck, err, sizeof err) == 0 && celo_inst_load(l, &ck, "(memory)", err, sizeof err) == 0;
     check(ok, "save and load: %s", ok ? "" : err);
     if (ok) {

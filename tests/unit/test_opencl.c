@@ -4,6 +4,7 @@
  * alive at once, steps without read-back, the binary cache (including a corrupt cache file), and a build
  * failure. Skips (exit 0) when no OpenCL platform is installed. Runs from the repository root. */
 #include "diag.h"
+#include "../../runtime/clrun.h"
 #include "opencl.h"
 #include "rules.h"
 

@@ -26,6 +26,20 @@ def run_cmd(cmd, timeout, env=None):
         return None, "", str(e)
 
 
+JAX_REQS = ("jax[cpu]==0.10.2", "optax==0.2.8")  # the JAX peers' packages, pinned (bench/train, bench/runs)
+
+
+def last_row(path):
+    """(step, wall_s) of the last row of a celo CSV log, or None."""
+    import csv
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return int(rows[-1]["step"]), float(rows[-1]["wall_s"])
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
 def venv_python(reqs, log, timeout=1200):
     """The Python of the benchmarks' virtual environment (VENV) with the pip requirements REQS installed: creates
     it and installs what is missing on first use (pip from PyPI), so that `make bench` sets up its own peers on a

@@ -12,16 +12,19 @@ a short wait for a quiet CPU before each):
 2. Thread policy. bench/train/MODEL.celo (mlp8, mlp28, gpt): the loop's steps/s from the short/long CSV logs, as
    bench/train measures it, with the default thread choice (2 threads available), OMP_NUM_THREADS=1, and
    CELO_RUN_THREADS=2 (two threads forced).
+3. JAX's one run of the same 8x8 MLP (bench/train/jax_train.py in the benchmarks' venv, its best of 1 and 2 CPUs),
+   against 2 celo runs side by side.
 """
 import argparse
-import csv
 import datetime
 import os
+import re
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchlib import ROOT, QuietGate, first_line, git_rev, machine_info, run_cmd, stats, write_section  # noqa: E402
+from benchlib import (JAX_REQS, ROOT, QuietGate, first_line, git_rev, last_row, machine_info, run_cmd,  # noqa: E402
+                      stats, venv_python, write_section)
 
 SECTION = "## Runs side by side and the thread policy (bench/runs)"
 OUT = os.path.join(ROOT, "build", "bench", "runs")
@@ -47,15 +50,6 @@ def timed(cmd, env):
     t0 = time.perf_counter()
     rc, out, err = run_cmd(cmd, 900, env)
     return (time.perf_counter() - t0) if rc == 0 else None, first_line(err) or first_line(out)
-
-
-def last_row(path):
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        return int(rows[-1]["step"]), float(rows[-1]["wall_s"])
-    except (OSError, KeyError, ValueError, IndexError):
-        return None
 
 
 def loop_rate(model, env, celo):
@@ -87,6 +81,7 @@ def main():
     ap.add_argument("--write", action="store_true", help="update the section in docs/results.md in place")
     ap.add_argument("--results", default="docs/results.md")
     ap.add_argument("--celo", default="build/celo")
+    ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--cmd", default="bash bench/runs/run.sh", help=argparse.SUPPRESS)
     a = ap.parse_args()
     celo = os.path.join(ROOT, a.celo)
@@ -126,6 +121,25 @@ def main():
                 side.setdefault((n, name), []).append(v)
                 log(f"round {r + 1}: {n} runs, {name}: {v:,.0f} steps/s")
 
+    # ---- JAX's one run of the same MLP (bench/train/jax_train.py, its best of 1 and 2 CPUs), for "2 runs side by
+    # side against JAX's one run"
+    jax = []
+    jax_py, jax_why = (None, "--no-jax") if a.no_jax else venv_python(JAX_REQS, log)
+    for r in range(a.rounds if jax_py else 0):
+        best = None
+        for cpus in (2, 1):
+            gate.wait()
+            rc, out, err = run_cmd([jax_py, "bench/train/jax_train.py", "mlp8", "--cpus", str(cpus), "--target-s", "1.5"],
+                                   300)
+            m = re.search(r"steps_per_s=([0-9.eE+-]+)", out)
+            if m:
+                best = max(best or 0, float(m.group(1)))
+            else:
+                jax_why = first_line(err) or first_line(out) or f"exit {rc}"
+        if best:
+            jax.append(best)
+            log(f"round {r + 1}: JAX one run (best of 1 and 2 CPUs): {best:,.0f} steps/s")
+
     # ---- 2. thread policy
     configs = {"default": {}, "1 thread": {"OMP_NUM_THREADS": "1"}, "2 threads": {"CELO_RUN_THREADS": "2"}}
     pol = {}  # (model, config) -> [steps/s]
@@ -162,6 +176,11 @@ def main():
         b_ = stats(side.get((n, "one after another"), []))
         ratio = f"**{a_[0] / b_[0]:.2f}**" if a_ and b_ else "n/a"
         L.append(f"| {n} | {fmt(a_)} | {fmt(b_)} | {ratio} |")
+    js = stats(jax)
+    two = stats(side.get((2, "side by side (default)"), []))
+    L += ["", f"JAX, one run of the same MLP (bench/train/jax_train.py mlp8, jitted lax.scan, optax AdamW; best of 1 and 2 "
+          f"CPUs per round): {fmt(js) if js else 'n/a (' + str(jax_why) + ')'} steps/s. 2 celo runs side by side / JAX's "
+          f"one run: " + (f"**{two[0] / js[0]:.2f}** (target 2)" if js and two else "n/a") + "."]
     L += ["", "| model | default steps/s | 1 thread | 2 threads | default / best fixed |", "|---|---:|---:|---:|---:|"]
     for m in models:
         d, o, t = (stats(pol.get((m, c), [])) for c in ("default", "1 thread", "2 threads"))

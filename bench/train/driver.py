@@ -11,11 +11,10 @@ steps/s = (long - short steps) / (long - short wall_s), wall_s from the runs' CS
 loading and JIT and include the final eval; the difference cancels both, and each run's first steps).
 torch: bench/train/torch_train.py MODEL, one line per AdamW implementation (fused, foreach, for-loop).
 JAX: bench/train/jax_train.py MODEL --cpus N, one process per CPU count, in the benchmarks' own virtual
-environment (build/bench/venv; jax and optax installed there from PyPI on first use, versions pinned in JAX_REQS).
+environment (build/bench/venv; jax and optax installed there from PyPI on first use, versions pinned in benchlib.JAX_REQS).
 Progress goes to stderr, the report (markdown) to stdout.
 """
 import argparse
-import csv
 import datetime
 import os
 import re
@@ -25,8 +24,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchlib import (ROOT, VENV, QuietGate, first_line, git_rev, machine_info, run_cmd, stats,  # noqa: E402
-                      venv_python, write_section)
+from benchlib import (JAX_REQS, ROOT, VENV, QuietGate, first_line, git_rev, last_row, machine_info,  # noqa: E402
+                      run_cmd, stats, venv_python, write_section)
 
 SECTION = "## Training step throughput (bench/train)"
 # key: (what, batch, target ratio celo/torch, target ratio celo/JAX or None where no JAX peer, from the issues)
@@ -40,7 +39,6 @@ IMPLS = ("fused", "foreach", "forloop")
 JAX_MODELS = ("mlp8", "mlp28", "gpt")  # what bench/train/jax_train.py trains
 JAX_CPUS = (2, 1)
 # pinned so that every machine measures the same JAX; versions pip resolved for Python 3.11 (December 2026)
-JAX_REQS = ("jax[cpu]==0.10.2", "optax==0.2.8")
 TOOLS = ("celo", "torch", "jax")
 
 
@@ -59,16 +57,6 @@ def last_line(s):
     """Last non-empty line of a peer's stderr (a traceback's last line says what failed), repo-relative."""
     lines = [ln for ln in s.splitlines() if ln.strip()]
     return first_line(lines[-1]) if lines else ""
-
-
-def last_row(path):
-    """(step, wall_s) of the last row of a celo CSV log, or None."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        return int(rows[-1]["step"]), float(rows[-1]["wall_s"])
-    except (OSError, KeyError, ValueError, IndexError):
-        return None
 
 
 class Celo:

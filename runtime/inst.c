@@ -25,6 +25,7 @@
 #include "clones.h"
 #include "errmsg.h"
 #include "nn.h"
+#include "par.h"
 #include "rng.h"
 #include "taskdata.h"
 
@@ -620,7 +621,13 @@ CELO_SIMD_CLONES static int all_finite(const float *x, int64_t n)
 static int first_nonfinite(const inst *in, const float *buf)
 {
     int n = in->ntensors, nf = -1;
-#pragma omp parallel for schedule(dynamic) if (n > 1 && in->nthreads >= 2)
+    if (!celo_par(n > 1 && in->nthreads >= 2)) {
+        for (int i = 0; i < n; i++)
+            if (!all_finite(buf + inst_tensor(in, i)->offset, inst_tensor(in, i)->numel))
+                return i;
+        return -1;
+    }
+#pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < n; i++) {
         const celo_param_tensor *pt = inst_tensor(in, i);
         if (!all_finite(buf + pt->offset, pt->numel)) {
@@ -637,29 +644,51 @@ static int first_nonfinite(const inst *in, const float *buf)
  * parallel work). Each tensor's update is independent and gives the same values on one thread or in a team, so
  * results do not depend on the split. Returns the lowest index of a tensor whose step failed (its message in
  * msg), or -1; *nonfinite is the lowest index of a tensor whose parameters are not finite after the update, or -1. */
+/* tensor i's step: 0 (*fin: its parameters are finite after it), or -1 with the message in e */
+static int step_tensor(inst *in, int i, int64_t t, char *e, size_t elen, int *fin)
+{
+    const celo_param_tensor *pt = inst_tensor(in, i);
+    int r = in->be->step(in->st[i], in->params + pt->offset, in->grads + pt->offset, in->hp, t, in->nthreads, e, elen);
+    *fin = r == 0 && all_finite(in->params + pt->offset, pt->numel);
+    return r;
+}
+
 static int update_tensors(inst *in, int64_t t, char *msg, size_t msglen, int *nonfinite)
 {
     int n = in->ntensors, failed = -1, nf = -1, cpu = in->be->step_team != NULL;
-    for (int big = 1; big >= 0; big--)
-#pragma omp parallel for schedule(dynamic) if (cpu && !big && n > 1 && in->nthreads >= 2)
+    char e[256];
+    for (int big = 1; big >= 0; big--) {
+        if (!celo_par(cpu && !big && n > 1 && in->nthreads >= 2)) { /* in order on this thread */
+            for (int i = 0; i < n && failed < 0; i++) {
+                int fin;
+                if ((inst_tensor(in, i)->numel >= CELO_STEP_SPLIT_MIN) != big)
+                    continue;
+                if (step_tensor(in, i, t, e, sizeof e, &fin)) {
+                    failed = i;
+                    snprintf(msg, msglen, "%s", e);
+                } else if (!fin && (nf < 0 || i < nf))
+                    nf = i;
+            }
+            continue;
+        }
+#pragma omp parallel for schedule(dynamic)
         for (int i = 0; i < n; i++) {
-            const celo_param_tensor *pt = inst_tensor(in, i);
-            if ((pt->numel >= CELO_STEP_SPLIT_MIN) != big)
+            char te[256];
+            int fin;
+            if ((inst_tensor(in, i)->numel >= CELO_STEP_SPLIT_MIN) != big)
                 continue;
-            char e[256];
-            int r = in->be->step(in->st[i], in->params + pt->offset, in->grads + pt->offset, in->hp, t, in->nthreads, e,
-                                 sizeof e);
-            int fin = r == 0 && all_finite(in->params + pt->offset, pt->numel);
+            int r = step_tensor(in, i, t, te, sizeof te, &fin);
 #pragma omp critical(celo_update_tensors)
             {
                 if (r && (failed < 0 || i < failed)) {
                     failed = i;
-                    snprintf(msg, msglen, "%s", e);
+                    snprintf(msg, msglen, "%s", te);
                 }
                 if (!r && !fin && (nf < 0 || i < nf))
                     nf = i;
             }
         }
+    }
     *nonfinite = nf;
     return failed;
 }

@@ -4,6 +4,8 @@
  */
 #include "data_internal.h"
 
+#include "../par.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -39,16 +41,10 @@ float *celo_data_examples_alloc(size_t n)
  * memory more than it moves bytes, and two threads wait in parallel */
 void celo_dataset_gather(const celo_dataset *d, const int64_t *idx, int64_t B, float *x, int32_t *y, float *t)
 {
-#pragma omp parallel for schedule(static) if (B * d->dim >= 32768)
-    for (int64_t b = 0; b < B; b++) {
-        int64_t i = idx[b];
-        if (x)
-            memcpy(x + b * d->dim, d->x + i * d->dim, (size_t)d->dim * sizeof(float));
-        if (y && d->y)
-            y[b] = d->y[i];
-        if (t && d->t)
-            memcpy(t + b * d->ydim, d->t + i * d->ydim, (size_t)d->ydim * sizeof(float));
-    }
+    CELO_PAR_FOR(B * d->dim >= 32768, int64_t b = 0, b < B, b++, int64_t i = idx[b];
+                 if (x) memcpy(x + b * d->dim, d->x + i * d->dim, (size_t)d->dim * sizeof(float));
+                 if (y && d->y) y[b] = d->y[i];
+                 if (t && d->t) memcpy(t + b * d->ydim, d->t + i * d->ydim, (size_t)d->ydim * sizeof(float)););
 }
 
 void celo_dataset_slice(const celo_dataset *d, int64_t i0, int64_t B, float *x, int32_t *y, float *t)

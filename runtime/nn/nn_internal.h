@@ -8,6 +8,7 @@
 #include "../clones.h"
 #include "../errmsg.h"
 #include "../nn.h"
+#include "../par.h"
 
 #include <stdarg.h>
 

@@ -249,6 +249,11 @@ static int cmd_check(int argc, char **argv)
     int nrules = 0, nblocks = 0;
     if (!nerr) {
         for (def *d = m.defs; d; d = d->next) {
+            if (d->kind == DEF_SCHEDULE && !strcmp(d->file->path, argv[0])) {
+                if (!module_schedule_check(&m, d))
+                    fprintf(stderr, "%s: schedule %s\n", argv[0], d->name);
+                nrules++;
+            }
             if ((d->kind != DEF_OPTIMIZER && d->kind != DEF_TRANSFORM) || strcmp(d->file->path, argv[0]))
                 continue;
             if (d->kind == DEF_TRANSFORM && transform_used(&m, d))
@@ -387,18 +392,32 @@ static int cmd_emit(int argc, char **argv)
     }
     rule *rules[512];
     int n = 0, rc = 0, found = 0;
+    if (name && strchr(name, '@') && strcmp(what, "ast")) { /* a rule with its schedule, as a run names it */
+        rules[n] = rule_compile_named(&m, name);
+        found = rules[n] != NULL;
+        n += found;
+    }
     for (def *d = m.defs; d; d = d->next) {
         if (d->kind == DEF_IMPORT || strcmp(d->file->path, file) || (name && strcmp(d->name, name)))
             continue;
         found = 1;
         if (!strcmp(what, "ast")) {
-            printf("%s %s(", d->kind == DEF_TRANSFORM ? "transform" : "optimizer", d->name);
+            printf("%s %s(",
+                   d->kind == DEF_TRANSFORM  ? "transform"
+                   : d->kind == DEF_SCHEDULE ? "schedule"
+                                             : "optimizer",
+                   d->name);
             for (param *p = d->params; p; p = p->next) {
                 printf("%s%s=", p == d->params ? "" : ", ", p->name);
                 if (p->def)
                     dump_expr(p->def, stdout);
             }
             printf(")\n");
+            if (d->value) {
+                printf("  = ");
+                dump_expr(d->value, stdout);
+                printf("\n");
+            }
             if (d->chain)
                 for (arg *a = d->chain; a; a = a->next) {
                     printf("  chain ");
@@ -553,6 +572,7 @@ static int cmd_apply(int argc, char **argv)
         celo_cl_rule_free(cr);
     } else {
         celo_state *st = celo_state_new(&r->prog, P.ndim, P.shape);
+        st->num_steps = T; /* the run's length, for a rule that reads num_steps */
         celo_step_opts o = {.interp = be == BE_INTERP};
         for (int64_t t = 1; t <= T; t++)
             if (celo_step(&r->prog, st, P.data, G.data + (t - 1) * P.n, hp, t, &o)) {
@@ -738,7 +758,7 @@ static int load_plan(const char *file, const sets *s, module *m, celo_plan *plan
             continue;
         if (rs->n == 256)
             return fail("%s", "too many different optimizers in one plan"), -1;
-        rule *r = module_rule(m, module_find(m, plan->runs[i].rule));
+        rule *r = module_rule_named(m, plan->runs[i].rule);
         if (!r)
             return -1;
         rs->r[rs->n++] = r;
@@ -889,7 +909,11 @@ static int cmd_rules(void)
         if (d->kind == DEF_IMPORT)
             continue;
         rule *r = d->kind == DEF_OPTIMIZER ? rule_compile(&m, d) : NULL;
-        printf("%-10s %-20s", d->kind == DEF_OPTIMIZER ? "optimizer" : "transform", d->name);
+        printf("%-10s %-20s",
+               d->kind == DEF_OPTIMIZER  ? "optimizer"
+               : d->kind == DEF_SCHEDULE ? "schedule"
+                                         : "transform",
+               d->name);
         for (param *p = d->params; p; p = p->next)
             printf(" %s", p->name);
         if (r)

@@ -598,8 +598,8 @@ static int parse_schedule(pctx *C, sched_use *su, const pval *v)
  * schedule's parameters as hyper-parameters. The rule must have the hyper-parameter a schedule scales. */
 static int apply_schedule(pctx *C, celo_run *r, const sched_use *su, const def *blk)
 {
-    if (!su->d || !r->rule[0] || !strcmp(r->rule, "?"))
-        return 0;
+    if (!su->d || schedule_is_one(su->d) || !r->rule[0] || !strcmp(r->rule, "?"))
+        return 0; /* the rule as it is: constant needs no lr */
     if (hp_index(r, celo_scheduled_hp) < 0) {
         PERR(C, blk->name_span, "a schedule scales the hyper-parameter '%s', and optimizer '%s' has none",
              celo_scheduled_hp, r->rule);

@@ -222,6 +222,25 @@ static rule *load_rule(module *m, const char *file, const char *name)
 {
     if (module_load(m, file, stdlib_dir()) || diag_count)
         return NULL;
+    const char *at = strchr(name, '@');
+    if (at) { /* RULE@SCHEDULE: the rule compiled with a learning-rate schedule, as runs name it */
+        char opt[256];
+        snprintf(opt, sizeof opt, "%.*s", (int)(at - name), name);
+        if (!find_optimizer(m, opt))
+            return NULL;
+        def *s = module_find(m, at + 1);
+        if (s && s->kind == DEF_SCHEDULE)
+            return rule_compile_named(m, name);
+        const char *cand[512];
+        int n = 0;
+        for (def *x = m->defs; x && n < 512; x = x->next)
+            if (x->kind == DEF_SCHEDULE)
+                cand[n++] = x->name;
+        const char *best = diag_suggest(at + 1, cand, n);
+        fprintf(stderr, "celo: unknown schedule '%s'%s%s%s\n", at + 1, best ? "; did you mean '" : "", best ? best : "",
+                best ? "'?" : "");
+        return NULL;
+    }
     def *d = find_optimizer(m, name);
     if (!d)
         return NULL;
@@ -554,6 +573,7 @@ static int cmd_apply(int argc, char **argv)
             fail("%s", err);
             goto done;
         }
+        celo_cl_rule_set_num_steps(cr, T);
         for (int64_t t = 1; t <= T && rc; t++)
             if (celo_cl_step(cr, P.data, G.data + (t - 1) * P.n, hp, t, t == T, err, sizeof err)) {
                 fail("%s", err);

@@ -25,6 +25,8 @@ int celo_cl_step(celo_cl_rule *r, float *p, const float *g, const float *hp, int
 int celo_cl_finish(celo_cl_rule *r, char *err, size_t errlen);     /* waits for the queue */
 int celo_cl_state_read(celo_cl_rule *r, char *err, size_t errlen); /* device state -> the host celo_state */
 const celo_state *celo_cl_rule_state(const celo_cl_rule *r);
+/* The length of the run, which a rule reads as num_steps (celo_state.num_steps of the host mirror; 0 until set). */
+void celo_cl_rule_set_num_steps(celo_cl_rule *r, int64_t num_steps);
 void celo_cl_rule_free(celo_cl_rule *r);
 
 #endif

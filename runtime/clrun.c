@@ -951,3 +951,8 @@ const celo_state *celo_cl_rule_state(const celo_cl_rule *r)
 {
     return r->st;
 }
+
+void celo_cl_rule_set_num_steps(celo_cl_rule *r, int64_t num_steps)
+{
+    r->st->num_steps = num_steps; /* the host part, where num_steps is read, runs on this mirror */
+}

@@ -78,6 +78,10 @@ static def *find_optimizer(module *m, const char *name)
     def *d = module_find(m, name);
     if (d && d->kind == DEF_OPTIMIZER)
         return d;
+    if (d && d->kind == DEF_SCHEDULE) {
+        fprintf(stderr, "celo: '%s' is a schedule, not an optimizer; name a rule with it, like sgd@%s\n", name, name);
+        return NULL;
+    }
     if (d) {
         fprintf(stderr, "celo: '%s' is a transform, not an optimizer; use it inside chain(…)\n", name);
         return NULL;

@@ -143,6 +143,8 @@ if want cli; then
     clicase unknown-rule "did you mean 'adamw'?" $CELO apply adamww --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
     clicase unknown-backend "unknown backend" $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --backend cuda --out "$TMP/o.npy"
     clicase transform-as-rule "is a transform" $CELO apply scale --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase schedule-as-rule "'cosine' is a schedule, not an optimizer; name a rule with it, like sgd@cosine" $CELO apply cosine --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase unknown-schedule "unknown schedule 'cosin'; did you mean 'cosine'?" $CELO apply adamw@cosin --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
     clicase missing-file "cannot open" $CELO check "$TMP/none.celo"
     clicase binary-file "not a text file" $CELO check "$BUILD/celo"
     # the output file is written atomically: a failed run leaves an existing output untouched

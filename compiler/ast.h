@@ -124,7 +124,7 @@ typedef struct prop {
     struct prop *next;
 } prop;
 
-typedef enum { DEF_OPTIMIZER, DEF_TRANSFORM, DEF_IMPORT, DEF_BLOCK } def_kind;
+typedef enum { DEF_OPTIMIZER, DEF_TRANSFORM, DEF_IMPORT, DEF_BLOCK, DEF_SCHEDULE } def_kind;
 typedef struct def {
     def_kind kind;
     span sp;
@@ -133,6 +133,7 @@ typedef struct def {
     param *params;
     stmt *body;        /* NULL for chain definitions */
     arg *chain;        /* chain(T1(...), ...) members: each value is an EX_CALL */
+    expr *value;       /* DEF_SCHEDULE: the factor of the learning rate, an expression of t and num_steps */
     const char *block; /* DEF_BLOCK: its kind word ("task", "train", ...) */
     span block_span;
     prop *props; /* DEF_BLOCK */

@@ -24,6 +24,20 @@ typedef struct {
     int wide_vectors; /* CELO_VECTOR_512=1 on an AVX-512 CPU: let the vectorizer use 512-bit vectors */
 } cg;
 
+/* A rule's name in symbol names: a rule compiled with a schedule is named "adamw@cosine" (compiler/lower.c), and
+ * '@' is not a C identifier character (and means a symbol version to ELF linkers): it becomes "__". */
+static const char *ident(const char *name, char *buf, size_t n)
+{
+    size_t k = 0;
+    for (; *name && k + 3 < n; name++)
+        if (*name == '@')
+            buf[k++] = '_', buf[k++] = '_';
+        else
+            buf[k++] = *name;
+    buf[k] = 0;
+    return buf;
+}
+
 static LLVMValueRef intrinsic(cg *g, const char *name, LLVMTypeRef ty, LLVMValueRef *args, int nargs)
 {
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
@@ -86,6 +100,7 @@ static LLVMValueRef emit_op(cg *g, celo_op op, LLVMValueRef a, LLVMValueRef b, L
     case CELO_OP_ABS: return intrinsic(g, "llvm.fabs", g->f32, args, 1);
     case CELO_OP_FLOOR: return intrinsic(g, "llvm.floor", g->f32, args, 1);
     case CELO_OP_TANH: return libcall(g, "tanhf", a);
+    case CELO_OP_COS: return libcall(g, "cosf", a);
     case CELO_OP_SIGMOID: {
         LLVMValueRef na = LLVMBuildFNeg(B, a, "");
         LLVMValueRef e = intrinsic(g, "llvm.exp", g->f32, &na, 1);
@@ -532,7 +547,8 @@ static void emit_pass(cg *g, const rule *r, int k)
     for (int i = 0; i < pi.nargs; i++)
         bparams[3 + i] = pi.argty[i];
     LLVMTypeRef bty = LLVMFunctionType(g->vd, bparams, (unsigned)(3 + pi.nargs), 0);
-    snprintf(name, sizeof name, "%s%s_pass%d_body", g->prefix, P->name, k);
+    char id[128];
+    snprintf(name, sizeof name, "%s%s_pass%d_body", g->prefix, ident(P->name, id, sizeof id), k);
     LLVMValueRef body = LLVMAddFunction(g->mod, name, bty);
     LLVMSetLinkage(body, LLVMInternalLinkage);
     if (g->wide_vectors)
@@ -606,7 +622,7 @@ static void emit_pass(cg *g, const rule *r, int k)
     /* the ABI entry */
     LLVMTypeRef eparams[6] = {g->i64, g->i64, g->i64, g->ptr, g->ptr, g->ptr};
     LLVMTypeRef ety = LLVMFunctionType(g->vd, eparams, 6, 0);
-    snprintf(name, sizeof name, "%s%s_pass%d", g->prefix, P->name, k);
+    snprintf(name, sizeof name, "%s%s_pass%d", g->prefix, id, k);
     LLVMValueRef entry = LLVMAddFunction(g->mod, name, ety);
     if (g->wide_vectors)
         LLVMAddTargetDependentFunctionAttr(entry, "prefer-vector-width", "512");
@@ -944,7 +960,9 @@ int llvm_jit_rules(rule **rules, int n, char *err, size_t errlen)
         for (int i = 0; i < gs[q].n && !rc; i++)
             for (int k = 1; k <= gs[q].rules[i]->prog.npass; k++) {
                 char name[256];
-                snprintf(name, sizeof name, "%s%s_pass%d", gs[q].prefix, gs[q].rules[i]->prog.name, k);
+                char id[128];
+                snprintf(name, sizeof name, "%s%s_pass%d", gs[q].prefix,
+                         ident(gs[q].rules[i]->prog.name, id, sizeof id), k);
                 LLVMOrcExecutorAddress addr;
                 if ((e = LLVMOrcLLJITLookup(g_jit, &addr, name))) {
                     rc = orc_error(e, name, err, errlen);
@@ -1043,35 +1061,37 @@ static void emit_program_table(cg *g, const rule *r)
                              ci32(g, x->c),    ci32(g, x->aux), LLVMConstReal(g->f64, x->imm)};
         els[j] = LLVMConstNamedStruct(node_t, f, 9);
     }
-    snprintf(gname, sizeof gname, "celo_%s_nodes", P->name);
+    char id[128];
+    ident(P->name, id, sizeof id);
+    snprintf(gname, sizeof gname, "celo_%s_nodes", id);
     LLVMValueRef nodes = const_array_global(g, node_t, els, (unsigned)P->nnodes, gname);
     for (int i = 0; i < P->nhp; i++) {
-        snprintf(gname, sizeof gname, "celo_%s_hpname%d", P->name, i);
+        snprintf(gname, sizeof gname, "celo_%s_hpname%d", id, i);
         LLVMValueRef f[2] = {const_str(g, P->hp[i].name, gname), LLVMConstReal(g->f64, P->hp[i].def)};
         els[i] = LLVMConstNamedStruct(hp_t, f, 2);
     }
-    snprintf(gname, sizeof gname, "celo_%s_hp", P->name);
+    snprintf(gname, sizeof gname, "celo_%s_hp", id);
     LLVMValueRef hps = const_array_global(g, hp_t, els, (unsigned)P->nhp, gname);
     for (int s = 0; s < P->nstate; s++) {
-        snprintf(gname, sizeof gname, "celo_%s_statename%d", P->name, s);
+        snprintf(gname, sizeof gname, "celo_%s_statename%d", id, s);
         LLVMValueRef f[4] = {const_str(g, P->state[s].name, gname), ci8(g, P->state[s].dom), ci32(g, P->state[s].init),
                              ci32(g, P->state[s].value)};
         els[s] = LLVMConstNamedStruct(st_t, f, 4);
     }
-    snprintf(gname, sizeof gname, "celo_%s_state", P->name);
+    snprintf(gname, sizeof gname, "celo_%s_state", id);
     LLVMValueRef sts = const_array_global(g, st_t, els, (unsigned)P->nstate, gname);
     for (int k = 1; k <= P->npass; k++) {
-        snprintf(gname, sizeof gname, "celo_%s_pass%d", P->name, k);
+        snprintf(gname, sizeof gname, "celo_%s_pass%d", id, k);
         LLVMValueRef f[2] = {LLVMGetNamedFunction(g->mod, gname), ci32(g, k)};
         els[k - 1] = LLVMConstNamedStruct(pass_t, f, 2);
     }
-    snprintf(gname, sizeof gname, "celo_%s_passes", P->name);
+    snprintf(gname, sizeof gname, "celo_%s_passes", id);
     LLVMValueRef passes = const_array_global(g, pass_t, els, (unsigned)P->npass, gname);
-    snprintf(gname, sizeof gname, "celo_%s_name", P->name);
+    snprintf(gname, sizeof gname, "celo_%s_name", id);
     LLVMValueRef pf[10] = {
         const_str(g, P->name, gname), ci32(g, P->nnodes), nodes, ci32(g, P->nhp), hps, ci32(g, P->nstate), sts,
         ci32(g, P->p_value),          ci32(g, P->npass),  passes};
-    snprintf(gname, sizeof gname, "celo_rule_%s", P->name);
+    snprintf(gname, sizeof gname, "celo_rule_%s", id);
     LLVMValueRef prog = LLVMAddGlobal(g->mod, prog_t, gname);
     LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_t, pf, 10));
     LLVMSetGlobalConstant(prog, 1);
@@ -1099,7 +1119,9 @@ static int write_header(rule **rules, int n, const char *path, char *err, size_t
         fprintf(f, "\n *   state slots:");
         for (int s = 0; s < P->nstate; s++)
             fprintf(f, "%s %s", s ? "," : "", P->state[s].name);
-        fprintf(f, "%s */\nextern const celo_program celo_rule_%s;\n", P->nstate ? "" : " none", P->name);
+        char id[128];
+        fprintf(f, "%s */\nextern const celo_program celo_rule_%s;\n", P->nstate ? "" : " none",
+                ident(P->name, id, sizeof id));
     }
     int bad = ferror(f);
     bad |= fflush(f) != 0;
@@ -1169,7 +1191,8 @@ int llvm_emit_binary_object(rule **rules, int n, const char *plan_text, const ch
         LLVMValueRef *progs = calloc((size_t)n + 1, sizeof *progs);
         for (int i = 0; i < n; i++) {
             char gname[300];
-            snprintf(gname, sizeof gname, "celo_rule_%s", rules[i]->prog.name);
+            char id[128];
+            snprintf(gname, sizeof gname, "celo_rule_%s", ident(rules[i]->prog.name, id, sizeof id));
             progs[i] = LLVMGetNamedGlobal(g.mod, gname);
         }
         LLVMValueRef tab = const_array_global(&g, g.ptr, progs, (unsigned)n, "celo_embedded_rules");

@@ -1,6 +1,7 @@
 /* lower.c — semantic checks and lowering of one update rule from the syntax tree to the kernel IR.
  *
- * Names resolve, in order: for-loop variables, locals, state slots, hyper-parameters, then p, g, t and u.
+ * Names resolve, in order: for-loop variables, locals, state slots, hyper-parameters, then p, g, t, num_steps, u
+ * and pi.
  * The domain of each state slot is inferred by a fixpoint: lower with a guess, read off the domain of
  * each slot's final value, and repeat until nothing grows (domains only grow, so this ends quickly). */
 #include "diag.h"
@@ -64,7 +65,8 @@ typedef struct {
     const int *guess; /* slot domain guesses */
     int p_cur, p_assigned;
     int u_cur;
-    int alone; /* a transform lowered on its own (celo check): its update u applied to p as p + u */
+    int alone;        /* a transform lowered on its own (celo check): its update u applied to p as p + u */
+    const def *sched; /* the learning-rate schedule the rule is compiled with, or NULL */
     scope *sc;
 } lctx;
 
@@ -181,7 +183,7 @@ static void suggest(lctx *L, span sp, const char *name)
         return;
     /* Every name in scope: locals and states (MAXN each at most), hyper-parameters (64), loop variables (8) and the
      * predefined names. */
-    const char *cand[2 * MAXN + 64 + 8 + 4];
+    const char *cand[2 * MAXN + 64 + 8 + 6];
     int n = 0;
     scope *s = L->sc;
     for (int i = 0; i < s->nlocals && i < MAXN; i++)
@@ -195,6 +197,8 @@ static void suggest(lctx *L, span sp, const char *name)
     cand[n++] = "p";
     cand[n++] = "g";
     cand[n++] = "t";
+    cand[n++] = "num_steps";
+    cand[n++] = "pi";
     if (s->is_transform)
         cand[n++] = "u";
     const char *best = diag_suggest(name, cand, n);
@@ -290,8 +294,12 @@ static int lower_name(lctx *L, const expr *e)
         return N(L, CELO_OP_G, -1, -1, -1);
     if (!strcmp(nm, "t"))
         return N(L, CELO_OP_T, -1, -1, -1);
+    if (!strcmp(nm, "num_steps"))
+        return N(L, CELO_OP_NSTEPS, -1, -1, -1);
     if (!strcmp(nm, "u") && s->is_transform)
         return L->u_cur;
+    if (!strcmp(nm, "pi"))
+        return ir_const(L->ir, 3.14159265358979323846);
     builtin bi;
     if (find_builtin(nm, &bi))
         ERR(L, e->sp, "'%s' is a function; call it as %s(…)", nm, nm);
@@ -323,6 +331,8 @@ static int lower_call(lctx *L, const expr *e)
         def *d = module_find(L->mod, e->name);
         if (d && d->kind == DEF_TRANSFORM)
             ERR(L, e->name_span, "transform '%s' can only be used inside chain(…)", e->name);
+        else if (d && d->kind == DEF_SCHEDULE)
+            ERR(L, e->name_span, "schedule '%s' cannot be called inside a rule; a train block names it", e->name);
         else if (d)
             ERR(L, e->name_span, "optimizer '%s' cannot be called inside a rule", e->name);
         else {
@@ -450,7 +460,7 @@ static int lower_expr(lctx *L, const expr *e)
 /* ---- statements ---- */
 static int reserved(const char *nm)
 {
-    return !strcmp(nm, "p") || !strcmp(nm, "g") || !strcmp(nm, "t");
+    return !strcmp(nm, "p") || !strcmp(nm, "g") || !strcmp(nm, "t") || !strcmp(nm, "num_steps");
 }
 
 static void lower_stmts(lctx *L, const stmt *s, int depth);
@@ -730,6 +740,115 @@ static int declare_hps(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     return 0;
 }
 
+/* ---- learning-rate schedules ----
+ * A schedule is a factor of one hyper-parameter, celo_scheduled_hp: a rule compiled with schedule s reads
+ * lr * s(t) wherever it reads lr. Both are host values, so the product is computed once per step before the first
+ * pass, and the runtime passes lr on as the run gives it. This is the one place in celo that knows that name. */
+const char *const celo_scheduled_hp = "lr";
+
+/* Schedule s's value in a scope of its own: its parameters bound to nodes pn[], then t, num_steps and pi. -1 after
+ * an error (reported). */
+static int lower_schedule(lctx *L, const def *s, const int *pn)
+{
+    scope *sc = calloc(1, sizeof *sc);
+    sc->file = s->file;
+    int i = 0;
+    for (const param *p = s->params; p && i < 64; p = p->next, i++)
+        if (pn[i] >= 0) {
+            sc->hps[sc->nhps].name = p->name;
+            sc->hps[sc->nhps++].node = pn[i];
+        }
+    scope *saved = L->sc;
+    L->sc = sc;
+    int v = lower_expr(L, s->value);
+    if (v >= 0 && ir_dom(L->ir, v) != CELO_HOST) {
+        ERR(L, s->value->sp,
+            "a schedule is one number per step, of t, num_steps and its parameters; this depends on "
+            "the tensor");
+        v = -1;
+    }
+    L->sc = saved;
+    free(sc);
+    return v;
+}
+
+/* Declares the parameters of schedule s as hyper-parameters first, first + 1, ... into pn[] (-1 for one in error)
+ * and hp[] (when not NULL); a parameter without a default must be given where the schedule is used. */
+static void schedule_params(lctx *L, const def *s, int first, int *pn, celo_hparam *hp)
+{
+    scope *saved = L->sc, own = {.file = s->file};
+    L->sc = &own;
+    int i = 0;
+    for (const param *p = s->params; p; p = p->next, i++) {
+        if (i >= 64) {
+            ERR(L, p->sp, "too many parameters (at most 64)");
+            break;
+        }
+        pn[i] = -1;
+        const param *q = s->params;
+        while (q != p && strcmp(q->name, p->name))
+            q = q->next;
+        if (q != p) {
+            ERR(L, p->sp, "parameter '%s' is declared twice", p->name);
+            if (!L->muted)
+                diag_note(s->file, q->sp, "first declared here");
+        } else if (reserved(p->name))
+            ERR(L, p->sp, "'%s' is predefined and cannot be a parameter", p->name);
+        else {
+            double v = 0;
+            if (p->def)
+                eval_default(L, p->def, &v);
+            if (hp)
+                hp[i] = (celo_hparam){p->name, v};
+            pn[i] = ir_node(L->ir, CELO_OP_HP, -1, -1, -1, first + i, 0);
+        }
+    }
+    L->sc = saved;
+}
+
+int schedule_check(module *m, def *s)
+{
+    irbuild ir;
+    ir_init(&ir);
+    scope own = {.file = s->file};
+    lctx L = {.mod = m, .ir = &ir, .sc = &own};
+    int pn[64];
+    schedule_params(&L, s, 0, pn, NULL);
+    if (!L.nerr)
+        lower_schedule(&L, s, pn);
+    ir_free(&ir);
+    return L.nerr;
+}
+
+/* The rule's lr becomes lr * schedule: the schedule's parameters follow the rule's hyper-parameters. */
+static void apply_schedule(lctx *L, const def *d, celo_hparam *hp, int *nhp)
+{
+    const def *s = L->sched;
+    scope *sc = L->sc;
+    int n = 0, pn[64];
+    for (const param *p = s->params; p; p = p->next)
+        n++;
+    if (*nhp + n > 64) {
+        ERR(L, d->name_span, "'%s' with schedule '%s' has too many hyper-parameters (at most 64)", d->name, s->name);
+        return;
+    }
+    for (const param *p = s->params; p; p = p->next)
+        if (find_binding(sc->hps, sc->nhps, p->name) >= 0) {
+            ERR(L, d->name_span, "optimizer '%s' and schedule '%s' both have a hyper-parameter '%s'", d->name, s->name,
+                p->name);
+            return;
+        }
+    schedule_params(L, s, *nhp, pn, hp + *nhp);
+    *nhp += n;
+    int f = lower_schedule(L, s, pn);
+    int lr = find_binding(sc->hps, sc->nhps, celo_scheduled_hp);
+    if (lr < 0)
+        ERR(L, d->name_span, "a schedule scales the hyper-parameter '%s', and optimizer '%s' has none",
+            celo_scheduled_hp, d->name);
+    else if (f >= 0)
+        sc->hps[lr].node = N(L, CELO_OP_MUL, sc->hps[lr].node, f, -1);
+}
+
 static void lower_chain(lctx *L, const def *d, scope *outer)
 {
     L->u_cur = N(L, CELO_OP_G, -1, -1, -1);
@@ -743,7 +862,8 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
         def *t = module_find(L->mod, c->name);
         if (!t || t->kind != DEF_TRANSFORM) {
             if (t)
-                ERR(L, c->name_span, "'%s' is an optimizer, not a transform; chain(…) takes transforms", c->name);
+                ERR(L, c->name_span, "'%s' is %s, not a transform; chain(…) takes transforms", c->name,
+                    t->kind == DEF_SCHEDULE ? "a schedule" : "an optimizer");
             else
                 ERR(L, c->name_span, "unknown transform '%s'", c->name);
             if (!t && !L->muted) {
@@ -864,6 +984,8 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     L->p_assigned = 0;
     *nhp = 0;
     declare_hps(L, d, hp, nhp);
+    if (L->sched)
+        apply_schedule(L, d, hp, nhp);
     if (d->kind == DEF_TRANSFORM && L->alone) {
         sc->is_transform = 1;
         sc->prefix = d->name;
@@ -884,13 +1006,13 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     L->sc = NULL;
 }
 
-static rule *compile_def(module *m, def *d, int alone)
+static rule *compile_def(module *m, def *d, int alone, const def *sched)
 {
     int guess[MAXN];
     for (int i = 0; i < MAXN; i++)
         guess[i] = CELO_SCALAR;
     irbuild ir;
-    lctx L = {.mod = m, .guess = guess, .alone = alone};
+    lctx L = {.mod = m, .guess = guess, .alone = alone, .sched = sched};
     celo_hparam hp[64];
     int nhp = 0;
     for (int iter = 0;; iter++) {
@@ -1001,6 +1123,9 @@ static rule *compile_def(module *m, def *d, int alone)
     }
     rule *r = calloc(1, sizeof *r);
     r->src = d;
+    r->sched = sched;
+    char name[2 * 256];
+    snprintf(name, sizeof name, "%s%s%s", d->name, sched ? "@" : "", sched ? sched->name : "");
     r->nodes = calloc((size_t)(k ? k : 1), sizeof *r->nodes);
     for (int q = 0; q < k; q++) {
         celo_node x = ir.n[order[q]];
@@ -1014,7 +1139,7 @@ static rule *compile_def(module *m, def *d, int alone)
     }
     free(order);
     free(stack);
-    size_t strsz = strlen(d->name) + 1;
+    size_t strsz = strlen(name) + 1;
     for (int i = 0; i < nhp; i++)
         strsz += strlen(hp[i].name) + 1;
     for (int s = 0; s < nstate; s++)
@@ -1027,7 +1152,7 @@ static rule *compile_def(module *m, def *d, int alone)
         dst = sp;              \
         sp += strlen(src) + 1; \
     } while (0)
-    PUT(r->prog.name, d->name);
+    PUT(r->prog.name, name);
     r->hp = calloc((size_t)(nhp ? nhp : 1), sizeof *r->hp);
     for (int i = 0; i < nhp; i++) {
         PUT(r->hp[i].name, hp[i].name);
@@ -1076,10 +1201,15 @@ void rule_free(rule *r)
 
 rule *rule_compile(module *m, def *d)
 {
-    return compile_def(m, d, 0);
+    return compile_def(m, d, 0, NULL);
+}
+
+rule *rule_compile_scheduled(module *m, def *d, const def *sched)
+{
+    return compile_def(m, d, 0, sched);
 }
 
 rule *rule_compile_transform(module *m, def *d)
 {
-    return compile_def(m, d, 1);
+    return compile_def(m, d, 1, NULL);
 }

@@ -79,6 +79,10 @@ static def *find_optimizer(module *m, const char *name)
     def *d = module_find(m, name);
     if (d && d->kind == DEF_OPTIMIZER)
         return d;
+    if (d && d->kind == DEF_SCHEDULE) {
+        fprintf(stderr, "celo: '%s' is a schedule, not an optimizer; name a rule with it, like sgd@%s\n", name, name);
+        return NULL;
+    }
     if (d) {
         fprintf(stderr, "celo: '%s' is a transform, not an optimizer; use it inside chain(…)\n", name);
         return NULL;
@@ -231,6 +235,25 @@ static rule *load_rule(module *m, const char *file, const char *name)
 {
     if (module_load(m, file, stdlib_dir()) || diag_count)
         return NULL;
+    const char *at = strchr(name, '@');
+    if (at) { /* RULE@SCHEDULE: the rule compiled with a learning-rate schedule, as runs name it */
+        char opt[256];
+        snprintf(opt, sizeof opt, "%.*s", (int)(at - name), name);
+        if (!find_optimizer(m, opt))
+            return NULL;
+        def *s = module_find(m, at + 1);
+        if (s && s->kind == DEF_SCHEDULE)
+            return rule_compile_named(m, name);
+        const char *cand[512];
+        int n = 0;
+        for (def *x = m->defs; x && n < 512; x = x->next)
+            if (x->kind == DEF_SCHEDULE)
+                cand[n++] = x->name;
+        const char *best = diag_suggest(at + 1, cand, n);
+        fprintf(stderr, "celo: unknown schedule '%s'%s%s%s\n", at + 1, best ? "; did you mean '" : "", best ? best : "",
+                best ? "'?" : "");
+        return NULL;
+    }
     def *d = find_optimizer(m, name);
     if (!d)
         return NULL;
@@ -258,6 +281,11 @@ static int cmd_check(int argc, char **argv)
     int nrules = 0, nblocks = 0;
     if (!nerr) {
         for (def *d = m.defs; d; d = d->next) {
+            if (d->kind == DEF_SCHEDULE && !strcmp(d->file->path, argv[0])) {
+                if (!module_schedule_check(&m, d))
+                    fprintf(stderr, "%s: schedule %s\n", argv[0], d->name);
+                nrules++;
+            }
             if ((d->kind != DEF_OPTIMIZER && d->kind != DEF_TRANSFORM) || strcmp(d->file->path, argv[0]))
                 continue;
             if (d->kind == DEF_TRANSFORM && transform_used(&m, d))
@@ -396,18 +424,32 @@ static int cmd_emit(int argc, char **argv)
     }
     rule *rules[512];
     int n = 0, rc = 0, found = 0;
+    if (name && strchr(name, '@') && strcmp(what, "ast")) { /* a rule with its schedule, as a run names it */
+        rules[n] = rule_compile_named(&m, name);
+        found = rules[n] != NULL;
+        n += found;
+    }
     for (def *d = m.defs; d; d = d->next) {
         if (d->kind == DEF_IMPORT || strcmp(d->file->path, file) || (name && strcmp(d->name, name)))
             continue;
         found = 1;
         if (!strcmp(what, "ast")) {
-            printf("%s %s(", d->kind == DEF_TRANSFORM ? "transform" : "optimizer", d->name);
+            printf("%s %s(",
+                   d->kind == DEF_TRANSFORM  ? "transform"
+                   : d->kind == DEF_SCHEDULE ? "schedule"
+                                             : "optimizer",
+                   d->name);
             for (param *p = d->params; p; p = p->next) {
                 printf("%s%s=", p == d->params ? "" : ", ", p->name);
                 if (p->def)
                     dump_expr(p->def, stdout);
             }
             printf(")\n");
+            if (d->value) {
+                printf("  = ");
+                dump_expr(d->value, stdout);
+                printf("\n");
+            }
             if (d->chain)
                 for (arg *a = d->chain; a; a = a->next) {
                     printf("  chain ");
@@ -541,7 +583,7 @@ static int cmd_apply(int argc, char **argv)
     }
     int64_t T = G.shape[0];
     if (!(bp = be.compile(&be, &r->prog, err, sizeof err)) ||
-        !(st = be.state_new(bp, P.ndim, P.shape, err, sizeof err))) {
+        !(st = be.state_new(bp, P.ndim, P.shape, T, err, sizeof err))) {
         fail("%s", err);
         goto done;
     }
@@ -656,7 +698,7 @@ static int cmd_bench(int argc, char **argv)
     double *ts = malloc((size_t)steps * sizeof *ts);
     /* through the back-end table, as a training run steps a tensor: p and g in host memory */
     celo_bprog *bp = be.compile(&be, &r->prog, err, sizeof err);
-    celo_bstate *st = bp ? be.state_new(bp, nd, shape, err, sizeof err) : NULL;
+    celo_bstate *st = bp ? be.state_new(bp, nd, shape, steps, err, sizeof err) : NULL;
     if (!st)
         return fail("%s", err);
     /* warm-up steps are not timed (first-touch of the state, PoCL's first-launch compile) */
@@ -723,7 +765,7 @@ static int load_plan(const char *file, const sets *s, module *m, celo_plan *plan
             continue;
         if (rs->n == 256)
             return fail("%s", "too many different optimizers in one plan"), -1;
-        rule *r = module_rule(m, module_find(m, plan->runs[i].rule));
+        rule *r = module_rule_named(m, plan->runs[i].rule);
         if (!r)
             return -1;
         rs->r[rs->n++] = r;
@@ -874,7 +916,11 @@ static int cmd_rules(void)
         if (d->kind == DEF_IMPORT)
             continue;
         rule *r = d->kind == DEF_OPTIMIZER ? rule_compile(&m, d) : NULL;
-        printf("%-10s %-20s", d->kind == DEF_OPTIMIZER ? "optimizer" : "transform", d->name);
+        printf("%-10s %-20s",
+               d->kind == DEF_OPTIMIZER  ? "optimizer"
+               : d->kind == DEF_SCHEDULE ? "schedule"
+                                         : "transform",
+               d->name);
         for (param *p = d->params; p; p = p->next)
             printf(" %s", p->name);
         if (r)

@@ -147,24 +147,76 @@ static int load_rest(module *m)
 }
 
 struct lowered {
-    const def *d;
-    rule *r; /* NULL: d does not compile */
+    const def *d, *s;
+    rule *r; /* NULL: d does not compile (under s) */
     lowered *next;
 };
 
 rule *module_rule(module *m, def *d)
 {
+    return module_rule_scheduled(m, d, NULL);
+}
+
+int module_schedule_check(module *m, def *s)
+{
+    for (int i = 0; i < m->nchecked; i++)
+        if (m->checked[i].d == s)
+            return m->checked[i].nerr;
+    int nerr = schedule_check(m, s);
+    if (m->nchecked < 64) {
+        m->checked[m->nchecked].d = s;
+        m->checked[m->nchecked++].nerr = nerr;
+    }
+    return nerr;
+}
+
+int schedule_is_one(const def *s)
+{
+    return !s->params && s->value && s->value->kind == EX_NUM && s->value->num == 1;
+}
+
+rule *module_rule_scheduled(module *m, def *d, def *s)
+{
+    if (s && schedule_is_one(s))
+        s = NULL;
     for (lowered *l = m->lowered; l; l = l->next)
-        if (l->d == d)
+        if (l->d == d && l->s == s)
             return l->r;
     lowered *l = malloc(sizeof *l);
     if (!l)
         return NULL;
     l->d = d;
-    l->r = rule_compile(m, d);
+    l->s = s;
+    l->r = s ? rule_compile_scheduled(m, d, s) : rule_compile(m, d);
     l->next = m->lowered;
     m->lowered = l;
     return l->r;
+}
+
+/* "adamw@cosine" into the optimizer's and the schedule's definitions (*s NULL without '@'); -1 when either is not
+ * one. */
+static int split_named(module *m, const char *name, def **d, def **s)
+{
+    const char *at = strchr(name, '@');
+    char opt[256];
+    snprintf(opt, sizeof opt, "%.*s", at ? (int)(at - name) : (int)strlen(name), name);
+    *d = module_find(m, opt);
+    *s = at ? module_find(m, at + 1) : NULL;
+    return !*d || (*d)->kind != DEF_OPTIMIZER || (at && (!*s || (*s)->kind != DEF_SCHEDULE)) ? -1 : 0;
+}
+
+rule *module_rule_named(module *m, const char *name)
+{
+    def *d, *s;
+    return split_named(m, name, &d, &s) ? NULL : module_rule_scheduled(m, d, s);
+}
+
+rule *rule_compile_named(module *m, const char *name)
+{
+    def *d, *s;
+    if (split_named(m, name, &d, &s))
+        return NULL;
+    return s && !schedule_is_one(s) ? rule_compile_scheduled(m, d, s) : rule_compile(m, d);
 }
 
 void module_free(module *m)

@@ -136,6 +136,7 @@ static void emit_op(sbuf *b, int vec, celo_op op, const char *A, const char *B, 
     case CELO_OP_ABS: sb_printf(b, "fabs(%s)", A); break;
     case CELO_OP_TANH: sb_printf(b, "celo_tanh%s(%s)", vec ? "8" : "", A); break;
     case CELO_OP_FLOOR: sb_printf(b, "floor(%s)", A); break;
+    case CELO_OP_COS: sb_printf(b, "cos(%s)", A); break;
     case CELO_OP_SIGMOID: sb_printf(b, "%s / (%s + celo_exp%s(-%s))", one, one, vec ? "8" : "", A); break;
     case CELO_OP_SIGN:
         if (vec)

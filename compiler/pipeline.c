@@ -528,40 +528,112 @@ static int set_optimizer(pctx *C, celo_run *r, const pval *v)
 
 static const char *train_keys[] = {"task", "optimizer", "steps", "schedule", "eval", "log", "checkpoint", "seed"};
 
-static int parse_schedule(pctx *C, celo_run *r, const pval *v)
+static int hp_index(const celo_run *r, const char *name)
 {
-    static const char *names[] = {"constant", "cosine", "warmup_cosine", "linear"};
+    for (int i = 0; i < r->nhp; i++)
+        if (!strcmp(r->hp_name[i], name))
+            return i;
+    return -1;
+}
+
+/* A run's schedule = NAME or NAME(param = value, ...), kept until the run's optimizer is known (apply_schedule). */
+typedef struct {
+    def *d; /* NULL: none given (the rule as it is) */
+    span sp;
+    int n;
+    const char *names[16];
+    double vals[16];
+} sched_use;
+
+static int parse_schedule(pctx *C, sched_use *su, const pval *v)
+{
+    memset(su, 0, sizeof *su);
     const char *k = callee(v);
-    int i = 0;
-    while (k && i < 4 && strcmp(names[i], k))
-        i++;
-    if (!k || i == 4) {
-        PERR(C, v->sp, "schedule must be constant, cosine, warmup_cosine(warmup = N) or linear");
-        if (k)
-            suggest_among(C, v->sp, k, names, 4);
+    def *d = k ? module_find(C->mod, k) : NULL;
+    if (!d || d->kind != DEF_SCHEDULE) {
+        if (!k)
+            PERR(C, v->sp, "schedule must name a schedule, like cosine or warmup_cosine(warmup = 100)");
+        else
+            PERR(C, v->sp, d ? "'%s' is not a schedule" : "unknown schedule '%s'", k);
+        const char *cand[256];
+        int n = 0;
+        for (def *x = C->mod->defs; x && n < 256; x = x->next)
+            if (x->kind == DEF_SCHEDULE)
+                cand[n++] = x->name;
+        if (k && !d)
+            suggest_among(C, v->sp, k, cand, n);
         return -1;
     }
-    r->schedule = (celo_sched)i;
-    static const char *ps[] = {"warmup"};
-    callargs a;
-    if (bind_args(C, v, ps, i == CELO_SCHED_WARMUP_COSINE ? 1 : 0, &a))
+    if (module_schedule_check(C->mod, d)) { /* its errors are reported once, where it is defined */
+        C->nerr++;
         return -1;
-    if (i == CELO_SCHED_WARMUP_COSINE) {
-        const pval *w = arg_of(&a, "warmup");
-        long long iv = 0;
-        if (!w) {
-            PERR(C, v->sp, "warmup_cosine needs warmup = N (steps)");
+    }
+    const char *names[16];
+    int np = 0;
+    for (const param *p = d->params; p && np < 16; p = p->next)
+        names[np++] = p->name;
+    callargs a;
+    if (bind_args(C, v, names, np, &a))
+        return -1;
+    for (const param *p = d->params; p; p = p->next) {
+        const pval *x = arg_of(&a, p->name);
+        if (!x && !p->def) {
+            PERR(C, v->sp, "schedule '%s' needs a value for '%s': write %s(%s = …)", d->name, p->name, d->name,
+                 p->name);
             return -1;
         }
-        if (want_int(C, w, "warmup", 1, 1LL << 40, &iv))
-            return -1;
-        r->warmup = iv;
+        if (x) {
+            su->names[su->n] = p->name;
+            if (want_num(C, x, p->name, &su->vals[su->n]))
+                return -1;
+            su->n++;
+        }
     }
+    su->d = d;
+    su->sp = v->sp;
+    return 0;
+}
+
+/* Run r (its optimizer set) under schedule su: r names the rule compiled with it (RULE@SCHEDULE) and gets the
+ * schedule's parameters as hyper-parameters. The rule must have the hyper-parameter a schedule scales. */
+static int apply_schedule(pctx *C, celo_run *r, const sched_use *su, const def *blk)
+{
+    if (!su->d || schedule_is_one(su->d) || !r->rule[0] || !strcmp(r->rule, "?"))
+        return 0; /* the rule as it is: constant needs no lr */
+    if (hp_index(r, celo_scheduled_hp) < 0) {
+        PERR(C, blk->name_span, "a schedule scales the hyper-parameter '%s', and optimizer '%s' has none",
+             celo_scheduled_hp, r->rule);
+        return -1;
+    }
+    for (const param *p = su->d->params; p; p = p->next)
+        if (hp_index(r, p->name) >= 0) {
+            PERR(C, su->sp, "optimizer '%s' and schedule '%s' both have a hyper-parameter '%s'", r->rule, su->d->name,
+                 p->name);
+            return -1;
+        }
+    rule *v = module_rule_scheduled(C->mod, module_find(C->mod, r->rule), su->d);
+    if (!v) {
+        C->nerr++;
+        return -1;
+    }
+    if (strlen(v->prog.name) >= sizeof r->rule) {
+        PERR(C, blk->name_span, "'%s' is too long a name (at most %d characters)", v->prog.name,
+             (int)sizeof r->rule - 1);
+        return -1;
+    }
+    snprintf(r->rule, sizeof r->rule, "%s", v->prog.name);
+    for (int i = r->nhp; i < v->prog.nhp; i++) {
+        snprintf(r->hp_name[i], CELO_NAME_MAX, "%s", v->prog.hp[i].name);
+        r->hp[i] = v->prog.hp[i].def;
+    }
+    r->nhp = v->prog.nhp;
+    for (int q = 0; q < su->n; q++)
+        r->hp[hp_index(r, su->names[q])] = su->vals[q];
     return 0;
 }
 
 /* The keys a train block and a compare block share. Returns 1 when the key was one of them. */
-static int run_key(pctx *C, celo_run *r, const prop *p, const def *d)
+static int run_key(pctx *C, celo_run *r, sched_use *su, const prop *p, const def *d)
 {
     long long iv;
     if (!strcmp(p->key, "task")) {
@@ -571,7 +643,7 @@ static int run_key(pctx *C, celo_run *r, const prop *p, const def *d)
         if (!want_int(C, p->value, "steps", 1, 1LL << 40, &iv))
             r->steps = iv;
     } else if (!strcmp(p->key, "schedule")) {
-        parse_schedule(C, r, p->value);
+        parse_schedule(C, su, p->value);
     } else if (!strcmp(p->key, "seed")) {
         if (!want_int(C, p->value, "seed", 0, 1LL << 53, &iv))
             r->seed = (uint64_t)iv;
@@ -641,13 +713,6 @@ static void finish_run(pctx *C, celo_run *r, const def *d)
         PERR(C, d->name_span, "%s '%s' needs a number of steps (steps = N;)", d->block, d->name);
     if (r->checkpoint_every && !r->checkpoint[0])
         file_name(r->checkpoint, sizeof r->checkpoint, "runs", r->name, ".safetensors");
-    if (r->schedule != CELO_SCHED_CONSTANT && r->rule[0]) {
-        int has_lr = 0;
-        for (int i = 0; i < r->nhp; i++)
-            has_lr |= !strcmp(r->hp_name[i], "lr");
-        if (!has_lr)
-            PERR(C, d->name_span, "a schedule scales the hyper-parameter 'lr', and optimizer '%s' has none", r->rule);
-    }
 }
 
 static int build_train(pctx *C, const def *d)
@@ -656,6 +721,7 @@ static int build_train(pctx *C, const def *d)
     celo_run *r = new_run(C);
     snprintf(r->name, sizeof r->name, "%s", d->name);
     int ri = C->plan->nruns - 1;
+    sched_use su = {0};
     for (const prop *p = d->props; p; p = p->next) {
         r = &C->plan->runs[ri];
         if (!strcmp(p->key, "optimizer")) {
@@ -663,11 +729,12 @@ static int build_train(pctx *C, const def *d)
                 PERR(C, p->word_span, "write optimizer = …");
             else if (set_optimizer(C, r, p->value))
                 snprintf(r->rule, sizeof r->rule, "?"); /* given but wrong (reported): no "needs an optimizer" */
-        } else if (!run_key(C, r, p, d)) {
+        } else if (!run_key(C, r, &su, p, d)) {
             PERR(C, p->key_span, "unknown train key '%s'", p->key);
             suggest_among(C, p->key_span, p->key, train_keys, 8);
         }
     }
+    apply_schedule(C, &C->plan->runs[ri], &su, d);
     finish_run(C, &C->plan->runs[ri], d);
     return C->nerr == e0 ? 0 : -1;
 }
@@ -739,14 +806,6 @@ static int new_group(pctx *C, const def *d, const char *kind)
     snprintf(g->metric, sizeof g->metric, "eval_loss");
     g->first = P->nruns;
     return P->ngroups++;
-}
-
-static int hp_index(const celo_run *r, const char *name)
-{
-    for (int i = 0; i < r->nhp; i++)
-        if (!strcmp(r->hp_name[i], name))
-            return i;
-    return -1;
 }
 
 static void set_metric(pctx *C, celo_group *g, const pval *v)
@@ -852,6 +911,7 @@ static int build_compare(pctx *C, const def *d)
     const pval *opts = NULL, *tune = NULL;
     const char *tune_key = NULL;
     span tune_sp = d->name_span;
+    sched_use su = {0};
     int gi = new_group(C, d, "compare");
     snprintf(C->plan->groups[gi].out, sizeof C->plan->groups[gi].out, "runs/%.200s", d->name);
     static const char *keys[] = {"task",       "optimizers", "steps", "schedule", "eval",  "log",
@@ -873,7 +933,7 @@ static int build_compare(pctx *C, const def *d)
             set_metric(C, &C->plan->groups[gi], p->value);
         else if (!strcmp(p->key, "log") || !strcmp(p->key, "checkpoint"))
             PERR(C, p->key_span, "a compare block writes one log per run under its out folder; remove '%s'", p->key);
-        else if (!run_key(C, &tmpl, p, d)) {
+        else if (!run_key(C, &tmpl, &su, p, d)) {
             PERR(C, p->key_span, "unknown compare key '%s'", p->key);
             suggest_among(C, p->key_span, p->key, keys, 11);
         }
@@ -894,6 +954,10 @@ static int build_compare(pctx *C, const def *d)
         celo_run base = tmpl;
         if (set_optimizer(C, &base, o->value))
             continue;
+        char plain[CELO_NAME_MAX]; /* the rule's name, before the schedule's is added to it */
+        snprintf(plain, sizeof plain, "%s", base.rule);
+        if (apply_schedule(C, &base, &su, d))
+            continue;
         /* a rule listed again (other hyper-parameters) gets its own runs, named rule#2, rule#3, ... */
         int occ = 1, last = -1;
         for (int k = C->plan->groups[gi].first; k < C->plan->nruns; k++)
@@ -903,12 +967,12 @@ static int build_compare(pctx *C, const def *d)
             }
         char label[CELO_NAME_MAX];
         if (occ > 1)
-            snprintf(label, sizeof label, "%.40s#%d", base.rule, occ);
+            snprintf(label, sizeof label, "%.40s#%d", plain, occ);
         else
-            snprintf(label, sizeof label, "%.40s", base.rule);
+            snprintf(label, sizeof label, "%.40s", plain);
         int ti = tune_key ? hp_index(&base, tune_key) : -1;
         if (tune_key && ti < 0) {
-            PERR(C, tune_sp, "optimizer '%s' has no hyper-parameter '%s' to tune", base.rule, tune_key);
+            PERR(C, tune_sp, "optimizer '%s' has no hyper-parameter '%s' to tune", plain, tune_key);
             continue;
         }
         for (int q = 0; q < ntv; q++) {

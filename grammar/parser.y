@@ -118,7 +118,7 @@ static void append_def(parse_ctx *c, def *d)
 
 %token <num> NUMBER
 %token <str> NAME STRING
-%token OPTIMIZER TRANSFORM IMPORT STATE CHAIN FOR IN AND OR NOT DOTDOT ADDEQ SUBEQ MULEQ DIVEQ LE GE EQ NE
+%token OPTIMIZER SCHEDULE TRANSFORM IMPORT STATE CHAIN FOR IN AND OR NOT DOTDOT ADDEQ SUBEQ MULEQ DIVEQ LE GE EQ NE
 %token BADCHAR
 
 %type <ex> expr
@@ -168,6 +168,10 @@ definition:
         diag_error(ctx->file, sp, "chain(…) needs at least one transform, like chain(scale_by_adam(), scale(s = -lr))");
         ctx->nerrors++;
         $$ = NULL; }
+    | SCHEDULE NAME '=' expr ';' {
+        $$ = mkdef(ctx, DEF_SCHEDULE, @$); $$->name = $2; $$->name_span = @2; $$->value = $4; }
+    | SCHEDULE NAME '(' params ')' '=' expr ';' {
+        $$ = mkdef(ctx, DEF_SCHEDULE, @$); $$->name = $2; $$->name_span = @2; $$->params = $4; $$->value = $7; }
     | NAME NAME '{' props '}' {
         $$ = mkdef(ctx, DEF_BLOCK, @$); $$->block = $1; $$->block_span = @1; $$->name = $2; $$->name_span = @2;
         $$->props = $4; }
@@ -184,6 +188,8 @@ prop: NAME '=' pvalue ';'       { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->k
     | NAME pvalue ';'           { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
                                   $$->value = $2; $$->sp = @$; }
     | OPTIMIZER '=' pvalue ';'  { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = "optimizer"; $$->key_span = @1;
+                                  $$->value = $3; $$->sp = @$; }
+    | SCHEDULE '=' pvalue ';'   { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = "schedule"; $$->key_span = @1;
                                   $$->value = $3; $$->sp = @$; }
     | NAME NAME '=' pvalue ';'  { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
                                   $$->word = $2; $$->word_span = @2; $$->value = $4; $$->sp = @$; }
@@ -366,6 +372,7 @@ static const char *sym_text(yysymbol_kind_t k)
     case YYSYMBOL_NAME: return "a name";
     case YYSYMBOL_STRING: return "a string";
     case YYSYMBOL_OPTIMIZER: return "'optimizer'";
+    case YYSYMBOL_SCHEDULE: return "'schedule'";
     case YYSYMBOL_TRANSFORM: return "'transform'";
     case YYSYMBOL_IMPORT: return "'import'";
     case YYSYMBOL_STATE: return "'state'";
@@ -434,7 +441,8 @@ static int yyreport_syntax_error(const yypcontext_t *yc, void *scanner, parse_ct
         if (!has(exp, nexp, closers[i].want))
             continue;
         int ends = closers[i].open == '{' ? tok == YYSYMBOL_YYEOF || tok == YYSYMBOL_OPTIMIZER ||
-                                               tok == YYSYMBOL_TRANSFORM || tok == YYSYMBOL_IMPORT
+                                               tok == YYSYMBOL_TRANSFORM || tok == YYSYMBOL_IMPORT ||
+                                               tok == YYSYMBOL_SCHEDULE
                                           : tok == CH(';') || tok == CH('{') ||
                                                tok == CH('}') || tok == YYSYMBOL_YYEOF;
         int32_t o = ends ? unclosed(f, at.lo, closers[i].open) : -1;
@@ -464,7 +472,8 @@ static int yyreport_syntax_error(const yypcontext_t *yc, void *scanner, parse_ct
         snprintf(msg + n, sizeof msg - (size_t)n, " (nothing to close: is there one too many?)");
     else if (top)
         snprintf(msg + n, sizeof msg - (size_t)n,
-                 ", expected a definition ('optimizer', 'transform' or 'import'); statements go inside a rule's "
+                 ", expected a definition ('optimizer', 'transform', 'schedule' or 'import'); statements go inside a "
+                 "rule's "
                  "{ … }");
     else if (has(exp, nexp, YYSYMBOL_NAME) && has(exp, nexp, YYSYMBOL_NUMBER) && has(exp, nexp, CH('(')))
         snprintf(msg + n, sizeof msg - (size_t)n, ", expected an expression");

@@ -60,7 +60,8 @@ static celo_bprog *cpu_compile_interp(const celo_backend *be, const celo_program
     return bprog_new(prog, 1, NULL, err, errlen);
 }
 
-static celo_bstate *cpu_state_new(const celo_bprog *bp, int ndim, const int64_t *shape, char *err, size_t errlen)
+static celo_bstate *cpu_state_new(const celo_bprog *bp, int ndim, const int64_t *shape, int64_t num_steps, char *err,
+                                  size_t errlen)
 {
     celo_bstate *s = calloc(1, sizeof *s);
     if (s)
@@ -70,6 +71,7 @@ static celo_bstate *cpu_state_new(const celo_bprog *bp, int ndim, const int64_t 
         celo_seterr(err, errlen, "out of memory (or a bad shape: %d dimensions)", ndim);
         return NULL;
     }
+    s->st->num_steps = num_steps;
     s->bp = bp;
     return s;
 }
@@ -142,7 +144,8 @@ static celo_bprog *cl_compile(const celo_backend *be, const celo_program *prog, 
     return bprog_new(prog, 0, src, err, errlen);
 }
 
-static celo_bstate *cl_state_new(const celo_bprog *bp, int ndim, const int64_t *shape, char *err, size_t errlen)
+static celo_bstate *cl_state_new(const celo_bprog *bp, int ndim, const int64_t *shape, int64_t num_steps, char *err,
+                                 size_t errlen)
 {
     celo_bstate *s = calloc(1, sizeof *s);
     char *src = bp->src ? strdup(bp->src) : NULL;
@@ -156,6 +159,7 @@ static celo_bstate *cl_state_new(const celo_bprog *bp, int ndim, const int64_t *
         free(s);
         return NULL;
     }
+    celo_cl_rule_set_num_steps(s->cl, num_steps);
     s->bp = bp;
     return s;
 }

@@ -132,11 +132,12 @@ typedef struct celo_state {
     int ndim;
     int64_t shape[8];
     int64_t n, R, C;
-    float *data;      /* all slots, contiguous */
-    float **slot;     /* slot[i] points into data */
-    int64_t *slotlen; /* elements of each slot */
-    int64_t t;        /* steps taken */
-    void *scratch;    /* the executor's buffers, kept between steps */
+    float *data;       /* all slots, contiguous */
+    float **slot;      /* slot[i] points into data */
+    int64_t *slotlen;  /* elements of each slot */
+    int64_t t;         /* steps taken */
+    int64_t num_steps; /* the length of the run stepping it, which a rule reads as num_steps (0 until set) */
+    void *scratch;     /* the executor's buffers, kept between steps */
 } celo_state;
 
 celo_state *celo_state_new(const celo_program *prog, int ndim, const int64_t *shape);

@@ -1010,3 +1010,8 @@ int celo_cl_available(char *err, size_t errlen)
     cl_device_id d;
     return pick_device(&d, err, errlen);
 }
+
+void celo_cl_rule_set_num_steps(celo_cl_rule *r, int64_t num_steps)
+{
+    r->st->num_steps = num_steps; /* the host part, where num_steps is read, runs on this mirror */
+}

@@ -32,6 +32,8 @@ int celo_cl_state_read(celo_cl_rule *r, char *err, size_t errlen); /* device sta
 /* The host celo_state (current after celo_cl_state_read); a caller may change it, then celo_cl_state_write. */
 celo_state *celo_cl_rule_state(celo_cl_rule *r);
 int celo_cl_state_write(celo_cl_rule *r, char *err, size_t errlen); /* the host celo_state -> the device */
+/* The length of the run, which a rule reads as num_steps (celo_state.num_steps of the host mirror; 0 until set). */
+void celo_cl_rule_set_num_steps(celo_cl_rule *r, int64_t num_steps);
 void celo_cl_rule_free(celo_cl_rule *r);
 
 #endif

@@ -8,13 +8,9 @@
  *   - draws batch k (k = t - 1 at step t) as a pure function of (seed, k): consecutive slices of a per-epoch
  *     Fisher-Yates permutation (epoch_perm) for datasets, celo_text_batch windows for text; resuming at step
  *     s reproduces the rest;
- *   - keeps one optimizer state per parameter tensor, where its back end (backend.h) keeps it; the
- *     hyper-parameters are the rule's defaults overridden by run->hp; the schedule multiplies `lr` by f(t), with
- *     c = t - 1 optimizer steps done before step t and S = run->steps, W = run->warmup:
- *         constant       1
- *         cosine         (1 + cos(pi c / S)) / 2                        (optax.cosine_decay_schedule)
- *         warmup_cosine  (c + 1) / W while c < W, then (1 + cos(pi (c - W) / (S - W))) / 2
- *         linear         1 - c / S
+ *   - keeps one optimizer state per parameter tensor, where its back end (backend.h) keeps it, each told the run's
+ *     length (num_steps); the hyper-parameters are the rule's defaults overridden by run->hp, passed to every
+ *     step unchanged (a learning-rate schedule is part of the compiled rule, RULE@SCHEDULE: docs/runtime.md);
  *   - checks the loss, every gradient tensor and every updated parameter tensor for NaN/Inf (celo_step_out names
  *     the first);
  *   - evaluates on the test split, or on 16 batches of validation windows spread over the validation text for
@@ -69,8 +65,6 @@ struct celo_inst {
     int ntensors;
     celo_bstate **st;
     float *hp;
-    int lr_idx;
-    double lr0;
     /* batches */
     int B, T;
     float *bx, *bt;
@@ -344,7 +338,7 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
         goto oom;
     for (int i = 0; i < in->ntensors; i++) {
         const celo_param_tensor *t = inst_tensor(in, i);
-        if (!(in->st[i] = be->state_new(in->bp, t->ndim, t->shape, e, sizeof e))) {
+        if (!(in->st[i] = be->state_new(in->bp, t->ndim, t->shape, run->steps, e, sizeof e))) {
             celo_seterr(err, errlen, "run %s: %s: %s", run->name, t->name, e);
             return -1;
         }
@@ -368,44 +362,10 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
         }
         in->hp[k] = (float)run->hp[i];
     }
-    in->lr_idx = celo_program_hp_index(prog, "lr");
-    if (run->schedule != CELO_SCHED_CONSTANT) {
-        if (in->lr_idx < 0) {
-            celo_seterr(err, errlen,
-                        "run %s: a learning-rate schedule needs a hyper-parameter 'lr', and optimizer '%s' has "
-                        "none",
-                        run->name, prog->name);
-            return -1;
-        }
-        if (run->schedule != CELO_SCHED_COSINE && run->schedule != CELO_SCHED_WARMUP_COSINE &&
-            run->schedule != CELO_SCHED_LINEAR) {
-            celo_seterr(err, errlen, "run %s: unknown schedule %d", run->name, (int)run->schedule);
-            return -1;
-        }
-        in->lr0 = in->hp[in->lr_idx];
-        for (int i = 0; i < run->nhp; i++) /* the exact value, not its float rounding */
-            if (!strcmp(run->hp_name[i], "lr"))
-                in->lr0 = run->hp[i];
-    }
     return 0;
 oom:
     celo_seterr(err, errlen, "run %s: out of memory", run->name);
     return -1;
-}
-
-static double sched_factor(const celo_run *r, int64_t t)
-{
-    double c = (double)(t - 1), S = (double)r->steps, W = (double)r->warmup;
-    const double pi = 3.14159265358979323846;
-    switch (r->schedule) {
-    case CELO_SCHED_COSINE: return 0.5 * (1.0 + cos(pi * c / S));
-    case CELO_SCHED_WARMUP_COSINE:
-        if (c < W)
-            return (c + 1.0) / W;
-        return S > W ? 0.5 * (1.0 + cos(pi * (c - W) / (S - W))) : 1.0;
-    case CELO_SCHED_LINEAR: return 1.0 - c / S;
-    default: return 1.0;
-    }
 }
 
 /* The permutation of epoch e of [0, n): a Fisher-Yates shuffle driven by stream e of celo_rng under seed, with
@@ -695,12 +655,6 @@ static int update_tensors(inst *in, int64_t t, char *msg, size_t msglen, int *no
 
 /* ================================ steps ================================ */
 
-static void set_lr(inst *in, int64_t t)
-{
-    if (in->run->schedule != CELO_SCHED_CONSTANT)
-        in->hp[in->lr_idx] = (float)(in->lr0 * sched_factor(in->run, t));
-}
-
 /* The step's loss and gradients' finiteness (fin: known finite) into o->bad. */
 static void check_grads(inst *in, int fin, celo_step_out *o)
 {
@@ -722,7 +676,6 @@ static int train_step(inst *in, int64_t t, celo_step_out *o, char *err, size_t e
     check_grads(in, fin, o);
     if (o->bad)
         return 0;
-    set_lr(in, t);
     char msg[256];
     int nonfinite, failed = update_tensors(in, t, msg, sizeof msg, &nonfinite);
     if (failed >= 0) {
@@ -789,10 +742,8 @@ static int team_steps(inst *in, int64_t t_end, celo_step_out *o, celo_step_cb cb
             stop = !team;
         }
         for (int64_t t = in->step + 1; !stop; t++) {
-            if (w == 0) {
+            if (w == 0)
                 inst_batch(in, t - 1, &b);
-                set_lr(in, t);
-            }
             celo_team_wait(team);
             for (int h = w; h < 2; h += nw)
                 r[h] = run_half(in, &b, gather, h, &l[h]);
@@ -1118,10 +1069,13 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
                     (long long)run->steps);
         return -1;
     }
-    /* a changed length changes every schedule but the constant one from here on: say so, it is not an error */
+    /* a changed length changes what a rule that reads num_steps (a schedule) computes from here on: say so, it is
+     * not an error */
     int64_t steps0;
-    if (run->schedule != CELO_SCHED_CONSTANT && !celo_ckpt_meta_i64(c, "steps", &steps0, e, sizeof e) &&
-        steps0 != run->steps)
+    int reads_len = 0;
+    for (int j = 0; j < in->prog->nnodes; j++)
+        reads_len |= in->prog->nodes[j].op == CELO_OP_NSTEPS;
+    if (reads_len && !celo_ckpt_meta_i64(c, "steps", &steps0, e, sizeof e) && steps0 != run->steps)
         fprintf(stderr,
                 "run %s: note: %s was written by a run of %lld steps, this one has %lld: its learning-rate schedule "
                 "from step %lld on follows the new length, so the results differ from an uninterrupted run of either "

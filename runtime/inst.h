@@ -4,7 +4,7 @@
  *
  * A run instance holds everything one run changes: the model's parameters (or a quadratic's point), the
  * optimizer state of every tensor, the data cursor (a pure function of the seed and the step), the
- * hyper-parameters with the learning-rate schedule, and the running training loss. It writes no file and prints
+ * hyper-parameters, and the running training loss. It writes no file and prints
  * nothing: progress, CSV logs, checkpoint files and reports observe instances from their own modules
  * (progress.h, runlog.h, report.h). The data it trains on (celo_task_data) is loaded once and shared read-only by
  * every instance of the task.

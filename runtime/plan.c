@@ -11,7 +11,7 @@
  *     end
  *     run quick
  *       task 0
- *       rule adamw
+ *       rule adamw@cosine
  *       hp lr 0.0030000000000000001
  *       ...
  *     end
@@ -48,7 +48,6 @@ static const char *const model_names[] = {"none", "mlp", "convnet", "gpt", "lstm
 static const char *const act_names[] = {"relu", "gelu", "tanh"};
 static const char *const loss_names[] = {"cross_entropy", "mse"};
 static const char *const pool_names[] = {"max", "avg"};
-static const char *const sched_names[] = {"constant", "cosine", "warmup_cosine", "linear"};
 #define NAMES(a) a, (int)(sizeof a / sizeof a[0])
 
 /* ---- field tables: one entry per key of a block ---- */
@@ -122,8 +121,6 @@ static const field run_fields[] = {
     FI(task, celo_run, task),
     FS(rule, celo_run, rule),
     FL(steps, celo_run, steps),
-    FE(schedule, celo_run, schedule, sched_names),
-    FL(warmup, celo_run, warmup),
     FL(eval_every, celo_run, eval_every),
     FL(checkpoint_every, celo_run, checkpoint_every),
     FU(seed, celo_run, seed),

@@ -54,18 +54,16 @@ typedef struct {
     int batch;
 } celo_task;
 
-typedef enum { CELO_SCHED_CONSTANT = 0, CELO_SCHED_COSINE, CELO_SCHED_WARMUP_COSINE, CELO_SCHED_LINEAR } celo_sched;
-
 typedef struct {
     char name[CELO_NAME_MAX];
     int task;                 /* index into celo_plan.tasks */
-    char rule[CELO_NAME_MAX]; /* optimizer name, resolved by the caller's rule lookup */
+    char rule[CELO_NAME_MAX]; /* the compiled rule, resolved by the caller's rule lookup: an optimizer's name, or
+                                 RULE@SCHEDULE for one compiled with a learning-rate schedule (its lr scaled by
+                                 the schedule inside the rule's host program: the runtime never changes lr) */
     int nhp;                  /* hyper-parameters of the rule, every one set (defaults filled in) */
     char hp_name[CELO_MAX_HP][CELO_NAME_MAX];
     double hp[CELO_MAX_HP];
-    int64_t steps;
-    celo_sched schedule;
-    int64_t warmup;
+    int64_t steps;            /* also what the rule reads as num_steps */
     int64_t eval_every;       /* 0: only at the end */
     int64_t checkpoint_every; /* 0: none */
     uint64_t seed;

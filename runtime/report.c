@@ -117,22 +117,23 @@ void celo_report_sweep(const celo_plan *plan, const celo_group *g, const celo_ou
     fflush(stdout);
 }
 
-/* "lr=0.003, wd=0.01, schedule=cosine": lr, and every hyper-parameter that differs from the rule's default. */
-static void hp_text(const celo_run *r, const celo_program *prog, char *buf, size_t n)
+/* "lr=0.003, warmup=100": the hyper-parameters of run r that the group varies among the runs of r's rule (a
+ * tuned one), and those that differ from the rule's defaults. */
+static void hp_text(const celo_plan *plan, const celo_group *g, const celo_run *r, const celo_program *prog, char *buf,
+                    size_t n)
 {
     size_t o = 0;
     buf[0] = 0;
     for (int i = 0; i < r->nhp; i++) {
         int k = prog ? celo_program_hp_index(prog, r->hp_name[i]) : -1;
-        int show = !strcmp(r->hp_name[i], "lr") || k < 0 || (float)r->hp[i] != (float)prog->hp[k].def;
+        int show = k < 0 || (float)r->hp[i] != (float)prog->hp[k].def;
+        for (int q = g->first; q < g->first + g->count && !show; q++) {
+            const celo_run *x = &plan->runs[q];
+            show = x->entry == r->entry && !strcmp(x->rule, r->rule) && x->nhp == r->nhp &&
+                   !strcmp(x->hp_name[i], r->hp_name[i]) && x->hp[i] != r->hp[i];
+        }
         if (show && o < n)
             o += (size_t)snprintf(buf + o, n - o, "%s%s=%.6g", o ? ", " : "", r->hp_name[i], r->hp[i]);
-    }
-    static const char *const sn[] = {"constant", "cosine", "warmup_cosine", "linear"};
-    if (r->schedule > CELO_SCHED_CONSTANT && r->schedule <= CELO_SCHED_LINEAR && o < n) {
-        o += (size_t)snprintf(buf + o, n - o, "%sschedule=%s", o ? ", " : "", sn[r->schedule]);
-        if (r->schedule == CELO_SCHED_WARMUP_COSINE && o < n)
-            o += (size_t)snprintf(buf + o, n - o, ", warmup=%lld", (long long)r->warmup);
     }
     if (!buf[0])
         snprintf(buf, n, "defaults");
@@ -338,7 +339,7 @@ int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_o
         const celo_run *r = &plan->runs[best[j]];
         const celo_outcome *o = &outs[best[j]];
         char hp[1024], a[32], b[32], c[32], w[32];
-        hp_text(r, lookup ? lookup(r->rule, lctx) : NULL, hp, sizeof hp);
+        hp_text(plan, g, r, lookup ? lookup(r->rule, lctx) : NULL, hp, sizeof hp);
         celo_sb_printf(&md, "| ");
         md_escape(&md, r->name);
         if (cnt[j] > 1)

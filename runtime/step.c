@@ -358,6 +358,7 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
         case CELO_OP_CONST: v = x->imm; break;
         case CELO_OP_HP: v = hp[x->aux]; break;
         case CELO_OP_T: v = (double)t; break;
+        case CELO_OP_NSTEPS: v = (double)st->num_steps; break;
         case CELO_OP_STATE: v = st->slot[x->aux][0]; break;
         case CELO_OP_NUMEL: v = (double)st->n; break;
         case CELO_OP_NROWS: v = (double)R; break;

@@ -73,8 +73,8 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
         celo_seterr(err, errlen, "run %s: steps = %lld (want at least 1)", run->name, (long long)run->steps);
         return -1;
     }
-    if (run->eval_every < 0 || run->checkpoint_every < 0 || run->warmup < 0) {
-        celo_seterr(err, errlen, "run %s: eval_every, checkpoint_every and warmup must not be negative", run->name);
+    if (run->eval_every < 0 || run->checkpoint_every < 0) {
+        celo_seterr(err, errlen, "run %s: eval_every and checkpoint_every must not be negative", run->name);
         return -1;
     }
     const celo_program *prog = lookup ? lookup(run->rule, lctx) : NULL;

@@ -78,7 +78,7 @@ if want golden || want agree; then
             if r=$($CMP "$b" "$a" --rtol "$atol" 2>&1); then ok "agree $case $shape $be=interp ($r)"
             else bad "agree $case $shape $be vs interp: $r (tolerance $atol)"; fi
         done
-    done < <(cat tests/golden/cases.txt tests/golden/examples.txt)
+    done < <(cat tests/golden/cases.txt tests/golden/examples.txt tests/golden/schedules.txt)
     [ $have_ocl = 0 ] && skp "golden/agree opencl: no OpenCL device"
     # max reductions keep NaN on every back end: the interpreter's result has NaN, the others equal it exactly
     for be in $backends; do
@@ -145,6 +145,8 @@ if want cli; then
     clicase unknown-rule "did you mean 'adamw'?" $CELO apply adamww --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
     clicase unknown-backend "unknown backend" $CELO apply adamw --param "$d/p0.npy" --grads "$d/grads.npy" --backend cuda --out "$TMP/o.npy"
     clicase transform-as-rule "is a transform" $CELO apply scale --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase schedule-as-rule "'cosine' is a schedule, not an optimizer; name a rule with it, like sgd@cosine" $CELO apply cosine --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
+    clicase unknown-schedule "unknown schedule 'cosin'; did you mean 'cosine'?" $CELO apply adamw@cosin --param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy"
     clicase missing-file "cannot open" $CELO check "$TMP/none.celo"
     clicase binary-file "not a text file" $CELO check "$BUILD/celo"
     # the output file is written atomically: a failed run leaves an existing output untouched
@@ -369,6 +371,37 @@ if want pipeline; then
     if grep -q "note: .*200 steps, this one has 600: its learning-rate schedule from step 201" "$TMP/err"; then
         ok "pipeline resume with another length: a note"
     else bad "pipeline resume with another length: $(head -c 300 "$TMP/err")"; fi
+    # schedules are .celo text: one written in the user's file gives the stdlib's numbers bit for bit (curves and
+    # final weights and states), as does a rule that reads num_steps itself; a schedule's parameter is a
+    # hyper-parameter of the run (a sweep over it, --set); the rule's host part computes lr * schedule
+    mkdir -p "$TMP/sched" "$TMP/sched_set"
+    if (cd "$TMP/sched" && "$CELO_ABS" run "$ROOT/tests/pipeline/schedules.celo" --quiet) >"$TMP/out" 2>"$TMP/err"; then
+        : >"$TMP/diff"
+        for pair in std:mine lin:lin_rule; do
+            a=$TMP/sched/runs/${pair%:*} b=$TMP/sched/runs/${pair#*:}
+            diff <(cut -d, -f1-4 "$a.csv") <(cut -d, -f1-4 "$b.csv") >>"$TMP/diff" &&
+                cmp <(ckdata "$a.safetensors") <(ckdata "$b.safetensors") >>"$TMP/diff" 2>&1 ||
+                echo "$pair differ" >>"$TMP/diff"
+        done
+        if [ ! -s "$TMP/diff" ]; then ok "pipeline schedules: a user's cosine == the stdlib's, a rule reading num_steps == linear"
+        else bad "pipeline schedules: $(head -20 "$TMP/diff")"; fi
+        if grep -q '^  decay_every\[every=50\] ' "$TMP/out" && grep -q '^  decay_every\[every=150\] ' "$TMP/out" &&
+            ! cmp -s "$TMP/sched/runs/decay_every_every_50.csv" "$TMP/sched/runs/decay_every_every_150.csv"; then
+            ok "pipeline schedules: a sweep over a schedule's parameter"
+        else bad "pipeline schedule sweep: $(head -c 300 "$TMP/out")"; fi
+    else bad "pipeline schedules: $(head -c 600 "$TMP/err")"; fi
+    if (cd "$TMP/sched_set" && "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny --quiet && cp runs/tiny.csv w.csv &&
+        "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny --quiet --set warmup=50 && cp runs/tiny.csv w50.csv &&
+        "$CELO_ABS" run "$ROOT/tests/pipeline/tiny.celo" --only tiny --quiet --set warmup=200) 2>"$TMP/err" &&
+        diff <(cut -d, -f1-4 "$TMP/sched_set/w50.csv") <(cut -d, -f1-4 "$TMP/sched_set/w.csv") >/dev/null &&
+        ! diff <(cut -d, -f1-4 "$TMP/sched_set/w50.csv") <(cut -d, -f1-4 "$TMP/sched_set/runs/tiny.csv") >/dev/null; then
+        ok "pipeline schedules: --set warmup=N changes the schedule (50: the file's own curve, 200: another)"
+    else bad "pipeline schedules --set warmup: $(head -c 300 "$TMP/err")"; fi
+    $CELO emit ir tests/pipeline/tiny.celo adamw@warmup_cosine >"$TMP/ir" 2>"$TMP/err"
+    if sed -n '/^host/,/^pass 1/p' "$TMP/ir" | grep -q ' = cos %' && sed -n '/^host/,/^pass 1/p' "$TMP/ir" | grep -q ' = num_steps' &&
+        ! sed -n '/^pass 1/,$p' "$TMP/ir" | grep -q -e ' = cos' -e 'num_steps'; then
+        ok "pipeline schedules: emit ir shows the schedule in the host part"
+    else bad "pipeline schedules emit ir: $(head -c 300 "$TMP/err") $(head -30 "$TMP/ir")"; fi
     # a missing Debian dataset: one line naming the package
     (cd "$TMP/run" && CELO_FASHION_MNIST_DIR="$TMP/nowhere" "$CELO_ABS" run "$ROOT/tests/pipeline/slow.celo" --quiet) 2>"$TMP/err"
     rc=$?

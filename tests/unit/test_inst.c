@@ -29,7 +29,7 @@ static module mod;
 static const celo_program *lookup(const char *name, void *ctx)
 {
     (void)ctx;
-    return adamw && !strcmp(name, "adamw") ? &adamw->prog : NULL;
+    return adamw && !strcmp(name, "adamw@warmup_cosine") ? &adamw->prog : NULL;
 }
 
 /* a run's per-step losses, final parameters and final evaluation */
@@ -92,9 +92,8 @@ int main(void)
         printf("FAIL test_inst: dataset-fashion-mnist is not installed (scripts/install-deps.sh installs it)\n");
         return 1;
     }
-    def *d;
-    if (module_load_string(&mod, "test_inst.celo", "", "stdlib") || diag_count || !(d = module_find(&mod, "adamw")) ||
-        !(adamw = rule_compile(&mod, d)) || llvm_jit_rules(&adamw, 1, err, sizeof err)) {
+    if (module_load_string(&mod, "test_inst.celo", "", "stdlib") || diag_count ||
+        !(adamw = rule_compile_named(&mod, "adamw@warmup_cosine")) || llvm_jit_rules(&adamw, 1, err, sizeof err)) {
         printf("FAIL test_inst: compiling adamw: %s\n", err);
         return 1;
     }
@@ -114,13 +113,13 @@ int main(void)
         celo_run *r = &runs[i];
         memset(r, 0, sizeof *r);
         snprintf(r->name, sizeof r->name, "fm8_seed%d", i + 1);
-        snprintf(r->rule, sizeof r->rule, "adamw");
-        r->nhp = 1;
+        snprintf(r->rule, sizeof r->rule, "adamw@warmup_cosine");
+        r->nhp = 2;
         snprintf(r->hp_name[0], sizeof r->hp_name[0], "lr");
         r->hp[0] = 3e-3;
+        snprintf(r->hp_name[1], sizeof r->hp_name[1], "warmup");
+        r->hp[1] = 10;
         r->steps = STEPS;
-        r->schedule = CELO_SCHED_WARMUP_COSINE;
-        r->warmup = 10;
         r->seed = (uint64_t)(i + 1);
         r->group = -1;
     }

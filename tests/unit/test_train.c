@@ -35,9 +35,9 @@ static int one_line(const char *s)
     return *s && strchr(s, '\n') == NULL;
 }
 
-/* ---- rules: stdlib sgd and adamw, and a rule without lr, JIT-compiled ---- */
-#define NRULES 3
-static const char *const rule_names[NRULES] = {"sgd", "adamw", "nolr"};
+/* ---- rules: stdlib sgd and adamw, a rule without lr, and sgd compiled with each stdlib schedule, JIT-compiled ---- */
+#define NRULES 6
+static const char *const rule_names[NRULES] = {"sgd", "adamw", "nolr", "sgd@cosine", "sgd@warmup_cosine", "sgd@linear"};
 static rule *rules[NRULES];
 static module mod;
 
@@ -55,11 +55,9 @@ static int load_rules(void)
     const char *src = "optimizer nolr(step = 0.1) {\n    p -= step * g;\n}\n";
     if (module_load_string(&mod, "test_train.celo", src, "stdlib") || diag_count)
         return -1;
-    for (int i = 0; i < NRULES; i++) {
-        def *d = module_find(&mod, rule_names[i]);
-        if (!d || !(rules[i] = rule_compile(&mod, d)))
+    for (int i = 0; i < NRULES; i++)
+        if (!(rules[i] = rule_compile_named(&mod, rule_names[i])))
             return -1;
-    }
     if (llvm_jit_rules(rules, NRULES, err, sizeof err)) {
         printf("jit: %s\n", err);
         return -1;
@@ -207,20 +205,21 @@ static void fill_sample_plan(celo_plan *p)
     k->teacher_n = -9000000000000LL, k->in = 7, k->out = 11, k->batch = 16, k->loss = CELO_LOSS_MSE;
     p->runs[0] = make_run("a", 0, "adamw", 0.1, 100);
     celo_run *r = &p->runs[1];
-    *r = make_run("sweep [lr=3e-3]", 1, "sgd", 3e-3, 1000000000000LL);
-    r->nhp = 3;
+    *r = make_run("sweep [lr=3e-3]", 1, "sgd@warmup_cosine", 3e-3, 1000000000000LL);
+    r->nhp = 4;
     snprintf(r->hp_name[1], sizeof r->hp_name[1], "wd");
     r->hp[1] = 1.0 / 3.0;
     snprintf(r->hp_name[2], sizeof r->hp_name[2], "b2");
     r->hp[2] = -INFINITY;
-    r->schedule = CELO_SCHED_WARMUP_COSINE, r->warmup = 50, r->eval_every = 25, r->checkpoint_every = 100;
+    snprintf(r->hp_name[3], sizeof r->hp_name[3], "warmup");
+    r->hp[3] = 50;
+    r->eval_every = 25, r->checkpoint_every = 100;
     r->seed = 18446744073709551615ull;
     snprintf(r->log, sizeof r->log, "runs/with space/a\\b\tc\nd.csv");
     snprintf(r->checkpoint, sizeof r->checkpoint, "ckpt/\x01\x7f\xc3\xa9.safetensors");
     r->group = 1;
-    p->runs[2] = make_run("c", 0, "sgd", 5e-324, 1);
+    p->runs[2] = make_run("c", 0, "sgd@linear", 5e-324, 1);
     p->runs[2].group = 0;
-    p->runs[2].schedule = CELO_SCHED_LINEAR;
     celo_group *g = &p->groups[0];
     snprintf(g->name, sizeof g->name, "sw");
     snprintf(g->kind, sizeof g->kind, "sweep");
@@ -250,7 +249,7 @@ static void test_plan_text(void)
         free(text2);
         celo_plan_free(&q);
     }
-    CHECK(strstr(text, "hp wd 0.33333333333333331\n") && strstr(text, "schedule warmup_cosine\n") &&
+    CHECK(strstr(text, "hp wd 0.33333333333333331\n") && strstr(text, "rule sgd@warmup_cosine\n") &&
               strstr(text, "data teacher\n") && strstr(text, "log runs/with space/a\\\\b\\tc\\nd.csv\n"),
           "plan: readable text (names for enums, %%.17g doubles, escaped strings)");
     /* every prefix that cuts a block must fail cleanly, and every line alone must not crash */
@@ -604,12 +603,8 @@ static void test_hp_errors(void)
           "unknown hyper-parameter: %s", err);
     *r = make_run("hp", 0, "nolr", 1e-3, 5);
     r->nhp = 0;
-    r->schedule = CELO_SCHED_COSINE;
     rc = celo_train_run(&p, r, lookup, NULL, &quiet, &res, err, sizeof err);
-    CHECK(rc != 0 && one_line(err) && strstr(err, "needs a hyper-parameter 'lr'"), "schedule without lr: %s", err);
-    r->schedule = CELO_SCHED_CONSTANT;
-    rc = celo_train_run(&p, r, lookup, NULL, &quiet, &res, err, sizeof err);
-    CHECK(rc == 0 && !res.diverged, "a rule without lr runs with a constant schedule (%s)", rc ? err : "ok");
+    CHECK(rc == 0 && !res.diverged, "a rule without lr runs (%s)", rc ? err : "ok");
     snprintf(r->rule, sizeof r->rule, "nosuchrule");
     rc = celo_train_run(&p, r, lookup, NULL, &quiet, &res, err, sizeof err);
     CHECK(rc != 0 && one_line(err) && strstr(err, "unknown optimizer 'nosuchrule'"), "unknown optimizer: %s", err);
@@ -627,10 +622,14 @@ static void test_schedules(void)
     q.quad_cond = 100;
     celo_plan p = one_task_plan(q, 4);
     double fin[4];
+    static const char *const sched[4] = {"sgd", "sgd@cosine", "sgd@warmup_cosine", "sgd@linear"};
     for (int s = 0; s < 4; s++) {
-        p.runs[s] = make_run("sched", 0, "sgd", 0.5, 200);
-        p.runs[s].schedule = (celo_sched)s;
-        p.runs[s].warmup = 20;
+        p.runs[s] = make_run("sched", 0, sched[s], 0.5, 200);
+        if (s == 2) {
+            p.runs[s].nhp = 2;
+            snprintf(p.runs[s].hp_name[1], sizeof p.runs[s].hp_name[1], "warmup");
+            p.runs[s].hp[1] = 20;
+        }
         celo_run_result res;
         int rc = celo_train_run(&p, &p.runs[s], lookup, NULL, &quiet, &res, err, sizeof err);
         fin[s] = rc == 0 ? res.final_eval_loss : NAN;

@@ -275,6 +275,16 @@ int celo_model_eval(celo_model *m, const celo_batch *b, int chunk, double *loss,
 
 const char *celo_model_error(const celo_model *m);
 
+/* ==== losses ================================================================================================ */
+
+/* Losses as functions of any activation, with their gradient in the same call (dlogits / dpred may be NULL: the
+ * loss only), to inject with celo_model_backward_from; the model's own loss (celo_model_loss) is exactly these.
+ * Cross-entropy: the mean over `rows` rows of -log softmax(logits)[label]; dlogits = (softmax - onehot) / rows.
+ * NAN when a label is out of [0, classes). MSE: mean((pred - target)^2) over n values; dpred = 2 (pred - target)
+ * / n. */
+float celo_loss_cross_entropy(const float *logits, const int32_t *labels, int64_t rows, int classes, float *dlogits);
+float celo_loss_mse(const float *pred, const float *target, int64_t n, float *dpred);
+
 #ifdef __cplusplus
 }
 #endif

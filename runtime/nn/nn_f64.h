@@ -83,6 +83,9 @@ float celo_model_accuracy_f64(const celo_model_f64 *m);
 const double *celo_model_output_f64(const celo_model_f64 *m, int64_t *rows, int *cols);
 int celo_model_eval_f64(celo_model_f64 *m, const celo_batch_f64 *b, int chunk, double *loss, double *accuracy);
 const char *celo_model_error_f64(const celo_model_f64 *m);
+double celo_loss_cross_entropy_f64(const double *logits, const int32_t *labels, int64_t rows, int classes,
+                                   double *dlogits);
+double celo_loss_mse_f64(const double *pred, const double *target, int64_t n, double *dpred);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
 /*
- * nn_internal.h — what the float and double builds of the models share (runtime/nn/params.c): checking a
- * config, and the table of parameter tensors with how each is initialized.
+ * nn_internal.h — what the float and double builds of the models share: checking a config and describing it
+ * as a list of blocks (runtime/nn/params.c), building a block list into a parameter table (blocks.c).
  */
 #ifndef CELO_NN_INTERNAL_H
 #define CELO_NN_INTERNAL_H
@@ -21,9 +21,86 @@ typedef struct {
 /* 0, or -1 with a one-line reason in err. */
 int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen);
 
-/* The parameter tensors of a (checked) config, in torch's state_dict order, packed one after the other.
- * Returns their number and a malloc'ed table in *out (NULL and -1 when out of memory). */
-int celo_nn_build_table(const celo_model_config *cfg, celo_nn_tensor_spec **out, int64_t *nparams);
+/* ---- models as block lists (blocks.c builds them, params.c describes the five kinds of nn.h) ----
+ *
+ * A model is an ordered list of blocks. Block i reads one or two earlier outputs (or the batch's input), owns the
+ * parameter tensors p0 .. p0 + np - 1 of the table, and writes one activation: its tap, [rows, width] where rows
+ * are the examples (or the B T tokens of a sequence model) and width = the product of dims. The parameter table is
+ * the blocks' tensors in block order, so a block list gives torch's state_dict order when its blocks come in the
+ * order of the torch module's parameters. */
+
+typedef enum {
+    CELO_BLOCK_LINEAR = 1, /* y = x w^T + b over the flattened input (torch.nn.Linear after a flatten) */
+    CELO_BLOCK_ACT,        /* relu / gelu / tanh, element-wise */
+    CELO_BLOCK_CONV,       /* torch.nn.Conv2d on [C, H, W] inputs */
+    CELO_BLOCK_POOL,       /* max / avg pooling over k x k windows, stride k, on [C, H, W] */
+    CELO_BLOCK_LAYERNORM,  /* over the last (only) dimension */
+    CELO_BLOCK_EMBED,      /* token ids -> rows of a table [vocab, out] */
+    CELO_BLOCK_POSITION,   /* y[b, t] = x[b, t] + table[t]: learned positions, table [ctx, width] */
+    CELO_BLOCK_ATTENTION,  /* GPT-2's causal multi-head self-attention: c_attn, c_proj (nn.h attention) */
+    CELO_BLOCK_ADD,        /* y = a + b (residual connections) */
+    CELO_BLOCK_LSTM,       /* one layer of torch.nn.LSTM (batch_first) */
+} celo_block_kind;
+
+#define CELO_TAP_NAME_MAX 48
+
+/* What a block is (the description a model is built from); zero fields take the defaults noted. */
+typedef struct {
+    celo_block_kind kind;
+    char name[CELO_TAP_NAME_MAX];  /* the module: its tensors are name.weight, name.bias, ... */
+    char tap[CELO_TAP_NAME_MAX];   /* the output's name ("": name) */
+    char from[CELO_TAP_NAME_MAX];  /* input tap ("": the previous block's output, or the model's input) */
+    char from2[CELO_TAP_NAME_MAX]; /* ADD: the second input */
+    int out;                       /* LINEAR: features; CONV: channels; EMBED: width; LSTM: hidden units */
+    int nobias;                    /* LINEAR */
+    int kernel, stride, pad;       /* CONV (stride 0: 1); POOL: kernel */
+    celo_activation act;           /* ACT */
+    celo_pool_kind pool;           /* POOL */
+    int heads;                     /* ATTENTION */
+    int vocab;                     /* EMBED: table rows */
+    int ctx;                       /* POSITION: table rows (the longest sequence) */
+    int layer;                     /* LSTM: torch's suffix of the layer's tensors (weight_ih_l<layer>) */
+    double init_std;               /* 0: torch's default init; > 0: weights N(0, init_std), biases 0 (GPT-2's) */
+    double init_std_proj;          /* ATTENTION with init_std > 0: c_proj.weight's std */
+} celo_block_desc;
+
+/* A built block: its description, resolved inputs, parameters and output shape. */
+typedef struct {
+    celo_block_desc d;
+    int in, in2; /* block indices of the inputs; -1: the model's input */
+    int p0, np;  /* its parameter tensors */
+    int ndim;    /* dims of one row of the output ([C, H, W] for images, [features] otherwise) */
+    int64_t dims[3];
+    int64_t width;    /* elements of one row of the output */
+    int64_t in_width; /* ... of the (first) input */
+} celo_nn_block;
+
+typedef enum { CELO_NN_LOSS_CE = 0, CELO_NN_LOSS_MSE, CELO_NN_LOSS_MSE_INPUT } celo_nn_loss;
+
+/* A model's structure: input, blocks, parameter table and the loss of the convenience API (celo_model_loss). */
+typedef struct {
+    int tokens;  /* the input is token ids [B, T] (sequence models); else floats [B, in_dims] */
+    int in_ndim; /* floats: 1 ([features]) or 3 ([C, H, W]) */
+    int64_t in_dims[3], in_width;
+    celo_nn_loss loss; /* CE: against labels over the last tap's width; MSE: against batch.target; MSE_INPUT: x */
+    int nblocks;
+    celo_nn_block *blocks;
+    int ntensors;
+    celo_nn_tensor_spec *spec; /* in block order, packed one after the other */
+    int64_t nparams;
+} celo_nn_net;
+
+/* Builds net from nblocks descriptions after net's input and loss fields are set: resolves the inputs, checks
+ * kinds and shapes, and lays out the parameter table. 0, or -1 with a reason in err (net freed). */
+int celo_nn_net_build(celo_nn_net *net, const celo_block_desc *descs, int nblocks, char *err, size_t errlen);
+void celo_nn_net_free(celo_nn_net *net);
+/* a copy of a built net (replicas), 0 or -1 when out of memory */
+int celo_nn_net_copy(celo_nn_net *dst, const celo_nn_net *src);
+/* the block whose tap is `name` ("output": the last block), or -1 */
+int celo_nn_net_find_tap(const celo_nn_net *net, const char *name);
+
+/* The block list of a (checked) config of one of nn.h's model kinds. 0, or -1 with a reason in err. */
+int celo_nn_describe(const celo_model_config *cfg, celo_nn_net *net, char *err, size_t errlen);
 
 void celo_nn_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void celo_nn_vseterr(char *err, size_t errlen, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));

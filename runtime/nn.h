@@ -275,6 +275,52 @@ int celo_model_eval(celo_model *m, const celo_batch *b, int chunk, double *loss,
 
 const char *celo_model_error(const celo_model *m);
 
+/* ==== taps: a model's activations by name ==================================================================
+ *
+ * A model is a list of blocks (runtime/nn/nn_internal.h), each writing one named activation, its tap; the last
+ * tap is the output, "logits" (also for the reconstruction of MSE models; "output" finds it too). Taps of nn.h's
+ * kinds, in order:
+ *     mlp, autoencoder   fc1, h1, fc2, h2, ..., logits        (fc<i>: pre-activation; h<i>: after it)
+ *     convnet            conv1, relu1, pool1, conv2, relu2, pool2, logits
+ *     gpt                wte, embed (+ positions), then per layer l: h.l.ln_1, h.l.attn (the attention's output),
+ *                        h.l.res1 (= input + attn), h.l.ln_2, h.l.mlp.c_fc, h.l.mlp.act, h.l.mlp, h.l (the
+ *                        layer's output = res1 + mlp); then ln_f, logits
+ *     lstm               embed, lstm.0, lstm.1, ..., logits
+ * A layer-wise loss (distillation) reads taps after a forward pass, computes its gradient with respect to them,
+ * and injects it:
+ *
+ *     celo_model_forward(m, &b);
+ *     const float *h = celo_model_tap(m, "h.0.attn", &shape);           // [B, T, dim]
+ *     ... g = dL/dh ...
+ *     celo_model_backward_from(m, "h.0.attn", g);                       // grads = dL/dparams
+ *
+ * The blocks after the tap do not run and their parameter gradients are zero. celo_model_loss + backward is
+ * exactly celo_model_forward, a loss function of nn.h on the "logits" tap, and backward_from("logits", dloss),
+ * bit for bit. */
+
+/* shape of a tap: [B, T, ...] for the language models, [B, ...] otherwise (e.g. [B, C, H, W]) */
+typedef struct {
+    int ndim;
+    int64_t shape[5];
+} celo_tap_shape;
+
+/* Forward pass only (no loss: labels and target are not read). 0, or -1 with celo_model_error. */
+int celo_model_forward(celo_model *m, const celo_batch *b);
+int celo_model_ntaps(const celo_model *m);
+const char *celo_model_tap_name(const celo_model *m, int i); /* in forward order; NULL out of range */
+/* a tap of the last forward pass (or loss call), contiguous; NULL for an unknown name or before any pass */
+const float *celo_model_tap(const celo_model *m, const char *name, celo_tap_shape *shape);
+/* Parameter gradients of <grad, tap> (grad: the tap's shape): zeroes the gradient buffer, then fills it. Runs the
+ * blocks up to the tap's backward. 0, or -1 (no forward pass, unknown tap) with celo_model_error. */
+int celo_model_backward_from(celo_model *m, const char *tap, const float *grad);
+/* the same for the sum of n injected gradients (layer-wise losses; one tap may appear more than once) */
+int celo_model_backward_taps(celo_model *m, int n, const char *const *taps, const float *const *grads);
+
+/* Copies into dst every parameter tensor of src whose name starting with prefix_src ("" or NULL: all) names,
+ * with prefix_dst in its place, a tensor of dst of the same shape (a student initialized from its teacher:
+ * prefixes "" and ""; one layer of a model into another: "h.3." and "h.0."). Returns the number copied. */
+int celo_model_copy_from(celo_model *dst, const celo_model *src, const char *prefix_dst, const char *prefix_src);
+
 /* ==== losses ================================================================================================ */
 
 /* Losses as functions of any activation, with their gradient in the same call (dlogits / dpred may be NULL: the

@@ -7,6 +7,7 @@
 #include "nn_internal.h"
 #include "../gemm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tgmath.h>

@@ -199,6 +199,70 @@ typedef struct {
     };
 } celo_model_config;
 
+/* ---- open model descriptions ----
+ * Any model is a list of blocks; the kinds above are such lists (their taps: below, at celo_model_tap). A
+ * description names each block's module (its tensors are name.weight, ...), its output (tap) and its input (an
+ * earlier tap, or by default the previous block's output; the first block reads the batch's input). E.g. an MLP
+ * with a residual layer:
+ *
+ *     celo_block_desc b[] = {
+ *         {.kind = CELO_BLOCK_LINEAR, .name = "fc1", .out = 32},
+ *         {.kind = CELO_BLOCK_LAYERNORM, .name = "ln"},
+ *         {.kind = CELO_BLOCK_LINEAR, .name = "fc2", .out = 32},
+ *         {.kind = CELO_BLOCK_ACT, .name = "h2", .act = CELO_ACT_GELU},
+ *         {.kind = CELO_BLOCK_ADD, .name = "res", .from2 = "fc1"},         // res = h2 + fc1
+ *         {.kind = CELO_BLOCK_LINEAR, .name = "head", .tap = "logits", .out = 10},
+ *     };
+ *     celo_model_desc d = {.in_ndim = 1, .in_dims = {64}, .nblocks = 6, .blocks = b};
+ *     celo_model *m = celo_model_create_desc(&d, seed, err, sizeof err);
+ */
+typedef enum {
+    CELO_BLOCK_LINEAR = 1, /* y = x w^T + b over the flattened input (torch.nn.Linear after a flatten) */
+    CELO_BLOCK_ACT,        /* relu / gelu / tanh, element-wise */
+    CELO_BLOCK_CONV,       /* torch.nn.Conv2d on [C, H, W] inputs */
+    CELO_BLOCK_POOL,       /* max / avg pooling over k x k windows, stride k, on [C, H, W] */
+    CELO_BLOCK_LAYERNORM,  /* over the last (only) dimension */
+    CELO_BLOCK_EMBED,      /* token ids -> rows of a table [vocab, out] */
+    CELO_BLOCK_POSITION,   /* y[b, t] = x[b, t] + table[t]: learned positions, table [ctx, width] */
+    CELO_BLOCK_ATTENTION,  /* GPT-2's causal multi-head self-attention: c_attn, c_proj (nn.h attention) */
+    CELO_BLOCK_ADD,        /* y = a + b (residual connections) */
+    CELO_BLOCK_LSTM,       /* one layer of torch.nn.LSTM (batch_first) */
+} celo_block_kind;
+
+#define CELO_TAP_NAME_MAX 48
+
+/* What a block is (the description a model is built from); zero fields take the defaults noted. */
+typedef struct {
+    celo_block_kind kind;
+    char name[CELO_TAP_NAME_MAX];  /* the module: its tensors are name.weight, name.bias, ... */
+    char tap[CELO_TAP_NAME_MAX];   /* the output's name ("": name) */
+    char from[CELO_TAP_NAME_MAX];  /* input tap ("": the previous block's output, or the model's input) */
+    char from2[CELO_TAP_NAME_MAX]; /* ADD: the second input */
+    int out;                       /* LINEAR: features; CONV: channels; EMBED: width; LSTM: hidden units */
+    int nobias;                    /* LINEAR */
+    int kernel, stride, pad;       /* CONV (stride 0: 1); POOL: kernel */
+    celo_activation act;           /* ACT */
+    celo_pool_kind pool;           /* POOL */
+    int heads;                     /* ATTENTION */
+    int vocab;                     /* EMBED: table rows */
+    int ctx;                       /* POSITION: table rows (the longest sequence) */
+    int layer;                     /* LSTM: torch's suffix of the layer's tensors (weight_ih_l<layer>) */
+    double init_std;               /* 0: torch's default init; > 0: weights N(0, init_std), biases 0 (GPT-2's) */
+    double init_std_proj;          /* ATTENTION with init_std > 0: c_proj.weight's std */
+} celo_block_desc;
+
+/* A model made of blocks: its input, the loss of celo_model_loss (cross-entropy on batch.labels over the last
+ * tap's width, or MSE against batch.target, or with mse_input against batch.x) and the blocks in order. */
+typedef struct {
+    int tokens;  /* 1: the input is token ids [n, seq] (batch.tokens); 0: floats [n, in_dims...] (batch.x) */
+    int in_ndim; /* floats: 1 ([features]) or 3 ([C, H, W]) */
+    int64_t in_dims[3];
+    celo_loss_kind loss;
+    int mse_input; /* MSE against the input (an autoencoder) */
+    int nblocks;
+    const celo_block_desc *blocks;
+} celo_model_desc;
+
 /* One parameter tensor: its elements are params[offset .. offset + numel) (and the same range of grads). */
 #define CELO_PARAM_NAME_MAX 64
 typedef struct {
@@ -228,6 +292,8 @@ typedef struct celo_model celo_model;
 
 /* Create and initialize (see celo_model_init). NULL on a bad config, with a one-line reason in err. */
 celo_model *celo_model_create(const celo_model_config *cfg, uint64_t seed, char *err, size_t errlen);
+/* The same from a block list; its celo_model_cfg has kind 0. The description may be freed after the call. */
+celo_model *celo_model_create_desc(const celo_model_desc *d, uint64_t seed, char *err, size_t errlen);
 void celo_model_free(celo_model *m);
 
 /* A second model over the same parameter buffer (not a copy: an update of m's parameters is the replica's), with

@@ -276,3 +276,46 @@ oom:
     celo_nn_seterr(err, errlen, "out of memory creating the model");
     return -1;
 }
+
+int celo_nn_net_from_desc(const celo_model_desc *d, celo_nn_net *net, char *err, size_t errlen)
+{
+    memset(net, 0, sizeof *net);
+    if (!d || !d->blocks) {
+        celo_nn_seterr(err, errlen, "no model description");
+        return -1;
+    }
+    net->tokens = d->tokens != 0;
+    if (!net->tokens) {
+        if (d->in_ndim != 1 && d->in_ndim != 3) {
+            celo_nn_seterr(err, errlen, "the input is [features] or [C, H, W]: in_ndim = %d", d->in_ndim);
+            return -1;
+        }
+        net->in_ndim = d->in_ndim, net->in_width = 1;
+        for (int k = 0; k < d->in_ndim; k++) {
+            if (d->in_dims[k] < 1 || d->in_dims[k] > DIM_MAX) {
+                celo_nn_seterr(err, errlen, "input dimension %d = %lld must be in [1, %d]", k, (long long)d->in_dims[k],
+                               DIM_MAX);
+                return -1;
+            }
+            net->in_dims[k] = d->in_dims[k], net->in_width *= d->in_dims[k];
+        }
+    }
+    if (d->loss != CELO_LOSS_CROSS_ENTROPY && d->loss != CELO_LOSS_MSE) {
+        celo_nn_seterr(err, errlen, "unknown loss %d", (int)d->loss);
+        return -1;
+    }
+    if (d->mse_input && net->tokens) {
+        celo_nn_seterr(err, errlen, "mse_input needs a float input");
+        return -1;
+    }
+    net->loss = d->mse_input ? CELO_NN_LOSS_MSE_INPUT : d->loss == CELO_LOSS_MSE ? CELO_NN_LOSS_MSE : CELO_NN_LOSS_CE;
+    if (celo_nn_net_build(net, d->blocks, d->nblocks, err, errlen))
+        return -1;
+    if (net->loss == CELO_NN_LOSS_MSE_INPUT && net->blocks[net->nblocks - 1].width != net->in_width) {
+        celo_nn_seterr(err, errlen, "mse_input: the output's width %lld is not the input's, %lld",
+                       (long long)net->blocks[net->nblocks - 1].width, (long long)net->in_width);
+        celo_nn_net_free(net);
+        return -1;
+    }
+    return 0;
+}

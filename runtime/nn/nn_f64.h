@@ -66,6 +66,7 @@ typedef struct {
 typedef struct celo_model_f64 celo_model_f64;
 
 celo_model_f64 *celo_model_create_f64(const celo_model_config *cfg, uint64_t seed, char *err, size_t errlen);
+celo_model_f64 *celo_model_create_desc_f64(const celo_model_desc *d, uint64_t seed, char *err, size_t errlen);
 void celo_model_free_f64(celo_model_f64 *m);
 celo_model_f64 *celo_model_replica_f64(celo_model_f64 *m, char *err, size_t errlen);
 void celo_model_init_f64(celo_model_f64 *m, uint64_t seed); /* the float model's values, exactly */

@@ -29,41 +29,6 @@ int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen)
  * the blocks' tensors in block order, so a block list gives torch's state_dict order when its blocks come in the
  * order of the torch module's parameters. */
 
-typedef enum {
-    CELO_BLOCK_LINEAR = 1, /* y = x w^T + b over the flattened input (torch.nn.Linear after a flatten) */
-    CELO_BLOCK_ACT,        /* relu / gelu / tanh, element-wise */
-    CELO_BLOCK_CONV,       /* torch.nn.Conv2d on [C, H, W] inputs */
-    CELO_BLOCK_POOL,       /* max / avg pooling over k x k windows, stride k, on [C, H, W] */
-    CELO_BLOCK_LAYERNORM,  /* over the last (only) dimension */
-    CELO_BLOCK_EMBED,      /* token ids -> rows of a table [vocab, out] */
-    CELO_BLOCK_POSITION,   /* y[b, t] = x[b, t] + table[t]: learned positions, table [ctx, width] */
-    CELO_BLOCK_ATTENTION,  /* GPT-2's causal multi-head self-attention: c_attn, c_proj (nn.h attention) */
-    CELO_BLOCK_ADD,        /* y = a + b (residual connections) */
-    CELO_BLOCK_LSTM,       /* one layer of torch.nn.LSTM (batch_first) */
-} celo_block_kind;
-
-#define CELO_TAP_NAME_MAX 48
-
-/* What a block is (the description a model is built from); zero fields take the defaults noted. */
-typedef struct {
-    celo_block_kind kind;
-    char name[CELO_TAP_NAME_MAX];  /* the module: its tensors are name.weight, name.bias, ... */
-    char tap[CELO_TAP_NAME_MAX];   /* the output's name ("": name) */
-    char from[CELO_TAP_NAME_MAX];  /* input tap ("": the previous block's output, or the model's input) */
-    char from2[CELO_TAP_NAME_MAX]; /* ADD: the second input */
-    int out;                       /* LINEAR: features; CONV: channels; EMBED: width; LSTM: hidden units */
-    int nobias;                    /* LINEAR */
-    int kernel, stride, pad;       /* CONV (stride 0: 1); POOL: kernel */
-    celo_activation act;           /* ACT */
-    celo_pool_kind pool;           /* POOL */
-    int heads;                     /* ATTENTION */
-    int vocab;                     /* EMBED: table rows */
-    int ctx;                       /* POSITION: table rows (the longest sequence) */
-    int layer;                     /* LSTM: torch's suffix of the layer's tensors (weight_ih_l<layer>) */
-    double init_std;               /* 0: torch's default init; > 0: weights N(0, init_std), biases 0 (GPT-2's) */
-    double init_std_proj;          /* ATTENTION with init_std > 0: c_proj.weight's std */
-} celo_block_desc;
-
 /* A built block: its description, resolved inputs, parameters and output shape. */
 typedef struct {
     celo_block_desc d;
@@ -98,6 +63,9 @@ void celo_nn_net_free(celo_nn_net *net);
 int celo_nn_net_copy(celo_nn_net *dst, const celo_nn_net *src);
 /* the block whose tap is `name` ("output": the last block), or -1 */
 int celo_nn_net_find_tap(const celo_nn_net *net, const char *name);
+
+/* The net of a description (nn.h). 0, or -1 with a reason in err. */
+int celo_nn_net_from_desc(const celo_model_desc *d, celo_nn_net *net, char *err, size_t errlen);
 
 /* The block list of a (checked) config of one of nn.h's model kinds. 0, or -1 with a reason in err. */
 int celo_nn_describe(const celo_model_config *cfg, celo_nn_net *net, char *err, size_t errlen);

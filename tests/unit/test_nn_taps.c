@@ -2,8 +2,9 @@
  * test_nn_taps.c — the tap API of nn.h in the float build: for every model kind, loss + backward through the
  * convenience path (celo_model_loss, celo_model_backward) equals, bit for bit, celo_model_forward, then the loss
  * function (celo_loss_cross_entropy / celo_loss_mse) on the "logits" tap, then celo_model_backward_from("logits",
- * dloss); the taps' names and shapes; injected gradients that sum; errors; copying tensors between models. (Gradients
- * from intermediate taps are checked against finite differences in the float64 build: test_nn_grad.c.)
+ * dloss); the taps' names and shapes; injected gradients that sum; errors; copying tensors between models; models from
+ * block descriptions (celo_model_create_desc). (Gradients from intermediate taps are checked against finite differences
+ * in the float64 build: test_nn_grad.c.)
  */
 #include "nn.h"
 #include "rng.h"
@@ -248,6 +249,73 @@ static void test_copy(void)
     celo_model_free(student);
 }
 
+/* the MLP of a config and the same MLP as a description: the same model, bit for bit; bad descriptions */
+static void test_desc(void)
+{
+    char err[256];
+    celo_model_config cfg = {.kind = CELO_MODEL_MLP,
+                             .mlp = {.in = 6, .nhidden = 2, .hidden = {8, 7}, .out = 4, .act = CELO_ACT_GELU}};
+    celo_block_desc b[] = {
+        {.kind = CELO_BLOCK_LINEAR, .name = "fc1", .out = 8},
+        {.kind = CELO_BLOCK_ACT, .name = "h1", .act = CELO_ACT_GELU},
+        {.kind = CELO_BLOCK_LINEAR, .name = "fc2", .out = 7},
+        {.kind = CELO_BLOCK_ACT, .name = "h2", .act = CELO_ACT_GELU},
+        {.kind = CELO_BLOCK_LINEAR, .name = "fc3", .tap = "logits", .out = 4},
+    };
+    celo_model_desc d = {.in_ndim = 1, .in_dims = {6}, .nblocks = 5, .blocks = b};
+    celo_model *a = celo_model_create(&cfg, 9, err, sizeof err), *m = celo_model_create_desc(&d, 9, err, sizeof err);
+    batch bb;
+    make_batch(&cfg, 5, 0, &bb);
+    int64_t np = celo_model_nparams(a);
+    int ok = m && np == celo_model_nparams(m) &&
+             !memcmp(celo_model_params(a), celo_model_params(m), (size_t)np * sizeof(float));
+    float la = celo_model_loss(a, &bb.b), lm = m ? celo_model_loss(m, &bb.b) : NAN;
+    ok &= m && celo_model_backward(a) == 0 && celo_model_backward(m) == 0 && !memcmp(&la, &lm, sizeof la) &&
+          !memcmp(celo_model_grads(a), celo_model_grads(m), (size_t)np * sizeof(float));
+    celo_model *r = m ? celo_model_replica(m, err, sizeof err) : NULL;
+    ok &= r && celo_model_params(r) == celo_model_params(m) && celo_model_cfg(m)->kind == 0;
+    float lr = r ? celo_model_loss(r, &bb.b) : NAN;
+    ok &= !memcmp(&la, &lr, sizeof la);
+    check(ok, "an MLP described as blocks == the mlp config: parameters, loss, gradients; its replica too");
+    celo_model_free(r);
+    celo_model_free(m);
+    celo_model_free(a);
+    free_batch(&bb);
+
+    struct {
+        celo_block_desc b[2];
+        int tokens;
+        const char *expect;
+    } bad[] = {
+        {{{.kind = CELO_BLOCK_LINEAR, .name = "a", .out = 3}, {.kind = CELO_BLOCK_ACT, .name = "b", .from = "z"}},
+         0,
+         "no earlier tap named 'z'"},
+        {{{.kind = CELO_BLOCK_LINEAR, .name = "a", .out = 3}, {.kind = CELO_BLOCK_ADD, .name = "b", .from2 = "input"}},
+         0,
+         "same width"},
+        {{{.kind = CELO_BLOCK_LINEAR, .name = "a", .out = 3}, {.kind = CELO_BLOCK_LINEAR, .name = "a", .out = 3}},
+         0,
+         "taken"},
+        {{{.kind = CELO_BLOCK_LINEAR, .name = "a", .out = 3}, {.kind = CELO_BLOCK_ATTENTION, .name = "b", .heads = 1}},
+         0,
+         "sequences"},
+        {{{.kind = CELO_BLOCK_LINEAR, .name = "a", .out = 3}, {.kind = CELO_BLOCK_ACT, .name = "b"}}, 1, "embedding"},
+        {{{.kind = CELO_BLOCK_LINEAR, .name = "a", .out = 3},
+          {.kind = CELO_BLOCK_CONV, .name = "b", .out = 2, .kernel = 3}},
+         0,
+         "[C, H, W]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        celo_model_desc e = {.tokens = bad[i].tokens, .in_ndim = 1, .in_dims = {4}, .nblocks = 2, .blocks = bad[i].b};
+        err[0] = 0;
+        m = celo_model_create_desc(&e, 1, err, sizeof err);
+        char what[400];
+        snprintf(what, sizeof what, "bad description %zu rejected: %s", i, err);
+        check(!m && strstr(err, bad[i].expect), what);
+        celo_model_free(m);
+    }
+}
+
 int main(void)
 {
     celo_model_config mlp = {.kind = CELO_MODEL_MLP,
@@ -274,6 +342,7 @@ int main(void)
     test_names_shapes();
     test_sum();
     test_copy();
+    test_desc();
     printf("%s\n", fails ? "FAILED" : "all passed");
     return fails != 0;
 }

@@ -143,6 +143,8 @@ void celo_nn_lstm_backward(float *dx, float *dwih, float *dwhh, float *dbih, flo
 
 /* ==== models ================================================================================================ */
 
+/* The five kinds below are block lists built from their configs (runtime/nn/params.c; the taps: celo_model_tap);
+ * any other list: celo_model_create_desc. */
 typedef enum {
     CELO_MODEL_MLP = 1,     /* cfg.mlp: in -> hidden... -> out, activation after each hidden layer */
     CELO_MODEL_CONVNET,     /* cfg.conv: (conv -> relu -> pool) x 2 -> linear */
@@ -322,8 +324,8 @@ int celo_model_find(const celo_model *m, const char *name); /* tensor index, or 
 float celo_model_loss(celo_model *m, const celo_batch *b);
 
 /* on != 0: the caller promises to keep each batch's x valid and unchanged until the next celo_model_loss call,
- * and the MLP and the autoencoder then read x in place instead of copying it (celo_model_backward reads it).
- * Off (0) by default. */
+ * and models with a float input (all but the language models) then read x in place instead of copying it
+ * (celo_model_backward reads it). Off (0) by default. */
 void celo_model_keep_x(celo_model *m, int on);
 
 /* Gradient of the last loss with respect to every parameter: zeroes the gradient buffer, then fills it.

@@ -143,6 +143,8 @@ void celo_nn_lstm_backward(float *dx, float *dwih, float *dwhh, float *dbih, flo
 
 /* ==== models ================================================================================================ */
 
+/* The five kinds below are block lists built from their configs (runtime/nn/params.c; the taps: celo_model_tap);
+ * any other list: celo_model_create_desc. */
 typedef enum {
     CELO_MODEL_MLP = 1,     /* cfg.mlp: in -> hidden... -> out, activation after each hidden layer */
     CELO_MODEL_CONVNET,     /* cfg.conv: (conv -> relu -> pool) x 2 -> linear */
@@ -199,6 +201,70 @@ typedef struct {
     };
 } celo_model_config;
 
+/* ---- open model descriptions ----
+ * Any model is a list of blocks; the kinds above are such lists (their taps: below, at celo_model_tap). A
+ * description names each block's module (its tensors are name.weight, ...), its output (tap) and its input (an
+ * earlier tap, or by default the previous block's output; the first block reads the batch's input). E.g. an MLP
+ * with a residual layer:
+ *
+ *     celo_block_desc b[] = {
+ *         {.kind = CELO_BLOCK_LINEAR, .name = "fc1", .out = 32},
+ *         {.kind = CELO_BLOCK_LAYERNORM, .name = "ln"},
+ *         {.kind = CELO_BLOCK_LINEAR, .name = "fc2", .out = 32},
+ *         {.kind = CELO_BLOCK_ACT, .name = "h2", .act = CELO_ACT_GELU},
+ *         {.kind = CELO_BLOCK_ADD, .name = "res", .from2 = "fc1"},         // res = h2 + fc1
+ *         {.kind = CELO_BLOCK_LINEAR, .name = "head", .tap = "logits", .out = 10},
+ *     };
+ *     celo_model_desc d = {.in_ndim = 1, .in_dims = {64}, .nblocks = 6, .blocks = b};
+ *     celo_model *m = celo_model_create_desc(&d, seed, err, sizeof err);
+ */
+typedef enum {
+    CELO_BLOCK_LINEAR = 1, /* y = x w^T + b over the flattened input (torch.nn.Linear after a flatten) */
+    CELO_BLOCK_ACT,        /* relu / gelu / tanh, element-wise */
+    CELO_BLOCK_CONV,       /* torch.nn.Conv2d on [C, H, W] inputs */
+    CELO_BLOCK_POOL,       /* max / avg pooling over k x k windows, stride k, on [C, H, W] */
+    CELO_BLOCK_LAYERNORM,  /* over the last (only) dimension */
+    CELO_BLOCK_EMBED,      /* token ids -> rows of a table [vocab, out] */
+    CELO_BLOCK_POSITION,   /* y[b, t] = x[b, t] + table[t]: learned positions, table [ctx, width] */
+    CELO_BLOCK_ATTENTION,  /* GPT-2's causal multi-head self-attention: c_attn, c_proj (nn.h attention) */
+    CELO_BLOCK_ADD,        /* y = a + b (residual connections) */
+    CELO_BLOCK_LSTM,       /* one layer of torch.nn.LSTM (batch_first) */
+} celo_block_kind;
+
+#define CELO_TAP_NAME_MAX 48
+
+/* What a block is (the description a model is built from); zero fields take the defaults noted. */
+typedef struct {
+    celo_block_kind kind;
+    char name[CELO_TAP_NAME_MAX];  /* the module: its tensors are name.weight, name.bias, ... */
+    char tap[CELO_TAP_NAME_MAX];   /* the output's name ("": name) */
+    char from[CELO_TAP_NAME_MAX];  /* input tap ("": the previous block's output, or the model's input) */
+    char from2[CELO_TAP_NAME_MAX]; /* ADD: the second input */
+    int out;                       /* LINEAR: features; CONV: channels; EMBED: width; LSTM: hidden units */
+    int nobias;                    /* LINEAR */
+    int kernel, stride, pad;       /* CONV (stride 0: 1); POOL: kernel */
+    celo_activation act;           /* ACT */
+    celo_pool_kind pool;           /* POOL */
+    int heads;                     /* ATTENTION */
+    int vocab;                     /* EMBED: table rows */
+    int ctx;                       /* POSITION: table rows (the longest sequence) */
+    int layer;                     /* LSTM: torch's suffix of the layer's tensors (weight_ih_l<layer>) */
+    double init_std;               /* 0: torch's default init; > 0: weights N(0, init_std), biases 0 (GPT-2's) */
+    double init_std_proj;          /* ATTENTION with init_std > 0: c_proj.weight's std */
+} celo_block_desc;
+
+/* A model made of blocks: its input, the loss of celo_model_loss (cross-entropy on batch.labels over the last
+ * tap's width, or MSE against batch.target, or with mse_input against batch.x) and the blocks in order. */
+typedef struct {
+    int tokens;  /* 1: the input is token ids [n, seq] (batch.tokens); 0: floats [n, in_dims...] (batch.x) */
+    int in_ndim; /* floats: 1 ([features]) or 3 ([C, H, W]) */
+    int64_t in_dims[3];
+    celo_loss_kind loss;
+    int mse_input; /* MSE against the input (an autoencoder) */
+    int nblocks;
+    const celo_block_desc *blocks;
+} celo_model_desc;
+
 /* One parameter tensor: its elements are params[offset .. offset + numel) (and the same range of grads). */
 #define CELO_PARAM_NAME_MAX 64
 typedef struct {
@@ -228,6 +294,8 @@ typedef struct celo_model celo_model;
 
 /* Create and initialize (see celo_model_init). NULL on a bad config, with a one-line reason in err. */
 celo_model *celo_model_create(const celo_model_config *cfg, uint64_t seed, char *err, size_t errlen);
+/* The same from a block list; its celo_model_cfg has kind 0. The description may be freed after the call. */
+celo_model *celo_model_create_desc(const celo_model_desc *d, uint64_t seed, char *err, size_t errlen);
 void celo_model_free(celo_model *m);
 
 /* A second model over the same parameter buffer (not a copy: an update of m's parameters is the replica's), with
@@ -256,8 +324,8 @@ int celo_model_find(const celo_model *m, const char *name); /* tensor index, or 
 float celo_model_loss(celo_model *m, const celo_batch *b);
 
 /* on != 0: the caller promises to keep each batch's x valid and unchanged until the next celo_model_loss call,
- * and the MLP and the autoencoder then read x in place instead of copying it (celo_model_backward reads it).
- * Off (0) by default. */
+ * and models with a float input (all but the language models) then read x in place instead of copying it
+ * (celo_model_backward reads it). Off (0) by default. */
 void celo_model_keep_x(celo_model *m, int on);
 
 /* Gradient of the last loss with respect to every parameter: zeroes the gradient buffer, then fills it.
@@ -274,6 +342,62 @@ const float *celo_model_output(const celo_model *m, int64_t *rows, int *cols);
 int celo_model_eval(celo_model *m, const celo_batch *b, int chunk, double *loss, double *accuracy);
 
 const char *celo_model_error(const celo_model *m);
+
+/* ==== taps: a model's activations by name ==================================================================
+ *
+ * A model is a list of blocks (runtime/nn/nn_internal.h), each writing one named activation, its tap; the last
+ * tap is the output, "logits" (also for the reconstruction of MSE models; "output" finds it too). Taps of nn.h's
+ * kinds, in order:
+ *     mlp, autoencoder   fc1, h1, fc2, h2, ..., logits        (fc<i>: pre-activation; h<i>: after it)
+ *     convnet            conv1, relu1, pool1, conv2, relu2, pool2, logits
+ *     gpt                wte, embed (+ positions), then per layer l: h.l.ln_1, h.l.attn (the attention's output),
+ *                        h.l.res1 (= input + attn), h.l.ln_2, h.l.mlp.c_fc, h.l.mlp.act, h.l.mlp, h.l (the
+ *                        layer's output = res1 + mlp); then ln_f, logits
+ *     lstm               embed, lstm.0, lstm.1, ..., logits
+ * A layer-wise loss (distillation) reads taps after a forward pass, computes its gradient with respect to them,
+ * and injects it:
+ *
+ *     celo_model_forward(m, &b);
+ *     const float *h = celo_model_tap(m, "h.0.attn", &shape);           // [B, T, dim]
+ *     ... g = dL/dh ...
+ *     celo_model_backward_from(m, "h.0.attn", g);                       // grads = dL/dparams
+ *
+ * The blocks after the tap do not run and their parameter gradients are zero. celo_model_loss + backward is
+ * exactly celo_model_forward, a loss function of nn.h on the "logits" tap, and backward_from("logits", dloss),
+ * bit for bit. */
+
+/* shape of a tap: [B, T, ...] for the language models, [B, ...] otherwise (e.g. [B, C, H, W]) */
+typedef struct {
+    int ndim;
+    int64_t shape[5];
+} celo_tap_shape;
+
+/* Forward pass only (no loss: labels and target are not read). 0, or -1 with celo_model_error. */
+int celo_model_forward(celo_model *m, const celo_batch *b);
+int celo_model_ntaps(const celo_model *m);
+const char *celo_model_tap_name(const celo_model *m, int i); /* in forward order; NULL out of range */
+/* a tap of the last forward pass (or loss call), contiguous; NULL for an unknown name or before any pass */
+const float *celo_model_tap(const celo_model *m, const char *name, celo_tap_shape *shape);
+/* Parameter gradients of <grad, tap> (grad: the tap's shape): zeroes the gradient buffer, then fills it. Runs the
+ * blocks up to the tap's backward. 0, or -1 (no forward pass, unknown tap) with celo_model_error. */
+int celo_model_backward_from(celo_model *m, const char *tap, const float *grad);
+/* the same for the sum of n injected gradients (layer-wise losses; one tap may appear more than once) */
+int celo_model_backward_taps(celo_model *m, int n, const char *const *taps, const float *const *grads);
+
+/* Copies into dst every parameter tensor of src whose name starting with prefix_src ("" or NULL: all) names,
+ * with prefix_dst in its place, a tensor of dst of the same shape (a student initialized from its teacher:
+ * prefixes "" and ""; one layer of a model into another: "h.3." and "h.0."). Returns the number copied. */
+int celo_model_copy_from(celo_model *dst, const celo_model *src, const char *prefix_dst, const char *prefix_src);
+
+/* ==== losses ================================================================================================ */
+
+/* Losses as functions of any activation, with their gradient in the same call (dlogits / dpred may be NULL: the
+ * loss only), to inject with celo_model_backward_from; the model's own loss (celo_model_loss) is exactly these.
+ * Cross-entropy: the mean over `rows` rows of -log softmax(logits)[label]; dlogits = (softmax - onehot) / rows.
+ * NAN when a label is out of [0, classes). MSE: mean((pred - target)^2) over n values; dpred = 2 (pred - target)
+ * / n. */
+float celo_loss_cross_entropy(const float *logits, const int32_t *labels, int64_t rows, int classes, float *dlogits);
+float celo_loss_mse(const float *pred, const float *target, int64_t n, float *dpred);
 
 #ifdef __cplusplus
 }

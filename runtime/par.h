@@ -18,18 +18,18 @@ static inline int celo_par(int enough)
 
 /* for (INIT; TEST; INCR) { BODY }: the iterations split over the threads (static schedule) when celo_par(COND),
  * otherwise a plain loop. Results must not depend on which (every split here keeps each sum's order). */
-#define CELO_PAR_FOR(cond, init, test, incr, ...)                                                                  \
-    do {                                                                                                           \
-        if (celo_par(cond)) {                                                                                      \
-            _Pragma("omp parallel for schedule(static)") for (init; test; incr)                                   \
-            {                                                                                                      \
-                __VA_ARGS__                                                                                        \
-            }                                                                                                      \
-        } else {                                                                                                   \
-            for (init; test; incr) {                                                                               \
-                __VA_ARGS__                                                                                        \
-            }                                                                                                      \
-        }                                                                                                          \
+#define CELO_PAR_FOR(cond, init, test, incr, ...)                               \
+    do {                                                                        \
+        if (celo_par(cond)) {                                                   \
+            _Pragma("omp parallel for schedule(static)") for (init; test; incr) \
+            {                                                                   \
+                __VA_ARGS__                                                     \
+            }                                                                   \
+        } else {                                                                \
+            for (init; test; incr) {                                            \
+                __VA_ARGS__                                                     \
+            }                                                                   \
+        }                                                                       \
     } while (0)
 
 #endif

@@ -7,6 +7,7 @@
 #include "nn_internal.h"
 #include "../gemm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tgmath.h>
@@ -35,4 +36,5 @@ static void gemm_pair(int ta1, int tb1, int M1, int N1, int K1, const real *A1, 
 }
 
 #include "layers.inc"
+#include "blocks.inc"
 #include "models.inc"

@@ -8,6 +8,7 @@
 #include "nn_internal.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tgmath.h>
@@ -44,4 +45,5 @@ static void gemm_pair(int ta1, int tb1, int M1, int N1, int K1, const real *A1, 
 }
 
 #include "layers.inc"
+#include "blocks.inc"
 #include "models.inc"

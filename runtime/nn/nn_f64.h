@@ -66,6 +66,7 @@ typedef struct {
 typedef struct celo_model_f64 celo_model_f64;
 
 celo_model_f64 *celo_model_create_f64(const celo_model_config *cfg, uint64_t seed, char *err, size_t errlen);
+celo_model_f64 *celo_model_create_desc_f64(const celo_model_desc *d, uint64_t seed, char *err, size_t errlen);
 void celo_model_free_f64(celo_model_f64 *m);
 celo_model_f64 *celo_model_replica_f64(celo_model_f64 *m, char *err, size_t errlen);
 void celo_model_init_f64(celo_model_f64 *m, uint64_t seed); /* the float model's values, exactly */
@@ -83,6 +84,17 @@ float celo_model_accuracy_f64(const celo_model_f64 *m);
 const double *celo_model_output_f64(const celo_model_f64 *m, int64_t *rows, int *cols);
 int celo_model_eval_f64(celo_model_f64 *m, const celo_batch_f64 *b, int chunk, double *loss, double *accuracy);
 const char *celo_model_error_f64(const celo_model_f64 *m);
+int celo_model_forward_f64(celo_model_f64 *m, const celo_batch_f64 *b);
+int celo_model_ntaps_f64(const celo_model_f64 *m);
+const char *celo_model_tap_name_f64(const celo_model_f64 *m, int i);
+const double *celo_model_tap_f64(const celo_model_f64 *m, const char *name, celo_tap_shape *shape);
+int celo_model_backward_from_f64(celo_model_f64 *m, const char *tap, const double *grad);
+int celo_model_backward_taps_f64(celo_model_f64 *m, int n, const char *const *taps, const double *const *grads);
+int celo_model_copy_from_f64(celo_model_f64 *dst, const celo_model_f64 *src, const char *prefix_dst,
+                             const char *prefix_src);
+double celo_loss_cross_entropy_f64(const double *logits, const int32_t *labels, int64_t rows, int classes,
+                                   double *dlogits);
+double celo_loss_mse_f64(const double *pred, const double *target, int64_t n, double *dpred);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
 /*
- * nn_internal.h — what the float and double builds of the models share (runtime/nn/params.c): checking a
- * config, and the table of parameter tensors with how each is initialized.
+ * nn_internal.h — what the float and double builds of the models share: checking a config and describing it
+ * as a list of blocks (runtime/nn/params.c), building a block list into a parameter table (blocks.c).
  */
 #ifndef CELO_NN_INTERNAL_H
 #define CELO_NN_INTERNAL_H
@@ -23,9 +23,54 @@ typedef struct {
 /* 0, or -1 with a one-line reason in err. */
 int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen);
 
-/* The parameter tensors of a (checked) config, in torch's state_dict order, packed one after the other.
- * Returns their number and a malloc'ed table in *out (NULL and -1 when out of memory). */
-int celo_nn_build_table(const celo_model_config *cfg, celo_nn_tensor_spec **out, int64_t *nparams);
+/* ---- models as block lists (blocks.c builds them, params.c describes the five kinds of nn.h) ----
+ *
+ * A model is an ordered list of blocks. Block i reads one or two earlier outputs (or the batch's input), owns the
+ * parameter tensors p0 .. p0 + np - 1 of the table, and writes one activation: its tap, [rows, width] where rows
+ * are the examples (or the B T tokens of a sequence model) and width = the product of dims. The parameter table is
+ * the blocks' tensors in block order, so a block list gives torch's state_dict order when its blocks come in the
+ * order of the torch module's parameters. */
+
+/* A built block: its description, resolved inputs, parameters and output shape. */
+typedef struct {
+    celo_block_desc d;
+    int in, in2; /* block indices of the inputs; -1: the model's input */
+    int p0, np;  /* its parameter tensors */
+    int ndim;    /* dims of one row of the output ([C, H, W] for images, [features] otherwise) */
+    int64_t dims[3];
+    int64_t width;    /* elements of one row of the output */
+    int64_t in_width; /* ... of the (first) input */
+} celo_nn_block;
+
+typedef enum { CELO_NN_LOSS_CE = 0, CELO_NN_LOSS_MSE, CELO_NN_LOSS_MSE_INPUT } celo_nn_loss;
+
+/* A model's structure: input, blocks, parameter table and the loss of the convenience API (celo_model_loss). */
+typedef struct {
+    int tokens;  /* the input is token ids [B, T] (sequence models); else floats [B, in_dims] */
+    int in_ndim; /* floats: 1 ([features]) or 3 ([C, H, W]) */
+    int64_t in_dims[3], in_width;
+    celo_nn_loss loss; /* CE: against labels over the last tap's width; MSE: against batch.target; MSE_INPUT: x */
+    int nblocks;
+    celo_nn_block *blocks;
+    int ntensors;
+    celo_nn_tensor_spec *spec; /* in block order, packed one after the other */
+    int64_t nparams;
+} celo_nn_net;
+
+/* Builds net from nblocks descriptions after net's input and loss fields are set: resolves the inputs, checks
+ * kinds and shapes, and lays out the parameter table. 0, or -1 with a reason in err (net freed). */
+int celo_nn_net_build(celo_nn_net *net, const celo_block_desc *descs, int nblocks, char *err, size_t errlen);
+void celo_nn_net_free(celo_nn_net *net);
+/* a copy of a built net (replicas), 0 or -1 when out of memory */
+int celo_nn_net_copy(celo_nn_net *dst, const celo_nn_net *src);
+/* the block whose tap is `name` ("output": the last block), or -1 */
+int celo_nn_net_find_tap(const celo_nn_net *net, const char *name);
+
+/* The net of a description (nn.h). 0, or -1 with a reason in err. */
+int celo_nn_net_from_desc(const celo_model_desc *d, celo_nn_net *net, char *err, size_t errlen);
+
+/* The block list of a (checked) config of one of nn.h's model kinds. 0, or -1 with a reason in err. */
+int celo_nn_describe(const celo_model_config *cfg, celo_nn_net *net, char *err, size_t errlen);
 
 #define celo_nn_seterr  celo_seterr /* the runtime's one error helper (errmsg.h), under the nn code's name */
 #define celo_nn_vseterr celo_vseterr

@@ -1,7 +1,7 @@
 /*
- * params.c — model configs: checking them, and the table of parameter tensors (names, shapes, offsets,
- * initialization) that both precisions of the models share. The names and the order are torch's
- * state_dict of the modules in tests/reference/gen_nn.py.
+ * params.c — the model kinds of nn.h's configs: checking a config, and describing it as a block list
+ * (nn_internal.h; blocks.c builds it). The blocks come in the order of the parameters of the torch modules in
+ * tests/reference/gen_nn.py, so the parameter table is their state_dict, name for name.
  */
 #include "nn_internal.h"
 
@@ -95,152 +95,140 @@ int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen)
 #undef FAIL
 }
 
-/* ---- the table ---- */
+/* ---- the five kinds as block lists ---- */
 
 typedef struct {
-    celo_nn_tensor_spec *t;
-    int n, cap;
-    int64_t offset;
-    int oom;
-} table;
+    celo_block_desc *d;
+    int n;
+} descs;
 
-static void add(table *tb, celo_nn_init_kind init, double a, int ndim, const int64_t *shape, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void add(table *tb, celo_nn_init_kind init, double a, int ndim, const int64_t *shape, const char *fmt, ...)
+static celo_block_desc *blk(descs *ds, celo_block_kind kind, const char *tap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static celo_block_desc *blk(descs *ds, celo_block_kind kind, const char *tap, const char *fmt, ...)
 {
-    if (tb->n == tb->cap) {
-        int cap = tb->cap ? 2 * tb->cap : 16;
-        celo_nn_tensor_spec *t = realloc(tb->t, (size_t)cap * sizeof *t);
-        if (!t) {
-            tb->oom = 1;
-            return;
-        }
-        tb->t = t, tb->cap = cap;
-    }
-    celo_nn_tensor_spec *s = &tb->t[tb->n++];
-    memset(s, 0, sizeof *s);
+    celo_block_desc *d = &ds->d[ds->n++];
+    memset(d, 0, sizeof *d);
+    d->kind = kind;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->t.name, sizeof s->t.name, fmt, ap);
+    vsnprintf(d->name, sizeof d->name, fmt, ap);
     va_end(ap);
-    s->t.ndim = ndim;
-    s->t.numel = 1;
-    for (int i = 0; i < ndim; i++)
-        s->t.shape[i] = shape[i], s->t.numel *= shape[i];
-    s->t.offset = tb->offset;
-    tb->offset += s->t.numel;
-    s->init = init;
-    s->a = a;
+    snprintf(d->tap, sizeof d->tap, "%s", tap ? tap : d->name);
+    return d;
 }
 
-#define SHAPE(...)                                                               \
-    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) \
-    {                                                                            \
-        __VA_ARGS__                                                              \
+/* fc1, h1, fc2, h2, ..., logits (the last linear, named fc<L> as torch's module) */
+static void describe_mlp(const celo_model_config *cfg, descs *ds)
+{
+    const celo_mlp_config *c = &cfg->mlp;
+    for (int l = 0; l <= c->nhidden; l++) {
+        int last = l == c->nhidden;
+        celo_block_desc *d = blk(ds, CELO_BLOCK_LINEAR, last ? "logits" : NULL, "fc%d", l + 1);
+        d->out = !last ? c->hidden[l] : cfg->kind == CELO_MODEL_MLP ? c->out : c->in;
+        if (!last)
+            blk(ds, CELO_BLOCK_ACT, NULL, "h%d", l + 1)->act = c->act;
     }
-
-/* torch.nn.Linear(in, out): weight [out, in] and bias [out], both U(-1/sqrt(in), 1/sqrt(in)) */
-static void add_linear(table *tb, const char *name, int in, int out, int bias)
-{
-    double bound = 1 / sqrt((double)in);
-    add(tb, CELO_INIT_UNIFORM, bound, SHAPE(out, in), "%s.weight", name);
-    if (bias)
-        add(tb, CELO_INIT_UNIFORM, bound, SHAPE(out), "%s.bias", name);
 }
 
-static void add_layernorm(table *tb, const char *name, int C)
+/* conv1, relu1, pool1, conv2, relu2, pool2, logits (module fc) */
+static void describe_conv(const celo_model_config *cfg, descs *ds)
 {
-    add(tb, CELO_INIT_CONST, 1, SHAPE(C), "%s.weight", name);
-    add(tb, CELO_INIT_CONST, 0, SHAPE(C), "%s.bias", name);
+    const celo_convnet_config *c = &cfg->conv;
+    for (int l = 1; l <= 2; l++) {
+        celo_block_desc *d = blk(ds, CELO_BLOCK_CONV, NULL, "conv%d", l);
+        d->out = l == 1 ? c->conv1 : c->conv2, d->kernel = c->kernel, d->stride = 1, d->pad = c->kernel / 2;
+        blk(ds, CELO_BLOCK_ACT, NULL, "relu%d", l)->act = CELO_ACT_RELU;
+        d = blk(ds, CELO_BLOCK_POOL, NULL, "pool%d", l);
+        d->pool = c->pool, d->kernel = 2;
+    }
+    blk(ds, CELO_BLOCK_LINEAR, "logits", "fc")->out = c->out;
 }
 
-int celo_nn_build_table(const celo_model_config *cfg, celo_nn_tensor_spec **out, int64_t *nparams)
+/* wte, embed (+ wpe); per layer l: h.l.ln_1, h.l.attn, h.l.res1 = embed/h.(l-1) + attn, h.l.ln_2, h.l.mlp.c_fc,
+ * h.l.mlp.act, h.l.mlp (c_proj), h.l = res1 + mlp; then ln_f and logits (module lm_head, no bias) */
+static void describe_gpt(const celo_model_config *cfg, descs *ds)
 {
-    table tb = {0};
-    char name[CELO_PARAM_NAME_MAX];
+    const celo_gpt_config *c = &cfg->gpt;
+    double s = c->gpt2_init ? 0.02 : 0, sp = c->gpt2_init ? 0.02 / sqrt(2.0 * c->layers) : 0;
+    celo_block_desc *d = blk(ds, CELO_BLOCK_EMBED, NULL, "wte");
+    d->vocab = c->vocab, d->out = c->dim, d->init_std = s;
+    d = blk(ds, CELO_BLOCK_POSITION, "embed", "wpe");
+    d->ctx = c->ctx, d->init_std = s;
+    char x[CELO_TAP_NAME_MAX] = "embed";
+    for (int l = 0; l < c->layers; l++) {
+        blk(ds, CELO_BLOCK_LAYERNORM, NULL, "h.%d.ln_1", l);
+        d = blk(ds, CELO_BLOCK_ATTENTION, NULL, "h.%d.attn", l);
+        d->heads = c->heads, d->init_std = s, d->init_std_proj = sp;
+        d = blk(ds, CELO_BLOCK_ADD, NULL, "h.%d.res1", l);
+        snprintf(d->from2, sizeof d->from2, "%s", x);
+        blk(ds, CELO_BLOCK_LAYERNORM, NULL, "h.%d.ln_2", l);
+        d = blk(ds, CELO_BLOCK_LINEAR, NULL, "h.%d.mlp.c_fc", l);
+        d->out = 4 * c->dim, d->init_std = s;
+        blk(ds, CELO_BLOCK_ACT, NULL, "h.%d.mlp.act", l)->act = CELO_ACT_GELU;
+        char tap[CELO_TAP_NAME_MAX];
+        snprintf(tap, sizeof tap, "h.%d.mlp", l);
+        d = blk(ds, CELO_BLOCK_LINEAR, tap, "h.%d.mlp.c_proj", l);
+        d->out = c->dim, d->init_std = sp;
+        d = blk(ds, CELO_BLOCK_ADD, NULL, "h.%d", l);
+        snprintf(d->from2, sizeof d->from2, "h.%d.res1", l);
+        snprintf(x, sizeof x, "h.%d", l);
+    }
+    blk(ds, CELO_BLOCK_LAYERNORM, NULL, "ln_f");
+    d = blk(ds, CELO_BLOCK_LINEAR, "logits", "lm_head");
+    d->out = c->vocab, d->nobias = 1, d->init_std = s;
+}
+
+/* embed, lstm.0, lstm.1, ..., logits (module head) */
+static void describe_lstm(const celo_model_config *cfg, descs *ds)
+{
+    const celo_lstm_config *c = &cfg->lstm;
+    celo_block_desc *d = blk(ds, CELO_BLOCK_EMBED, NULL, "embed");
+    d->vocab = c->vocab, d->out = c->embed;
+    for (int l = 0; l < c->layers; l++) {
+        char tap[CELO_TAP_NAME_MAX];
+        snprintf(tap, sizeof tap, "lstm.%d", l);
+        d = blk(ds, CELO_BLOCK_LSTM, tap, "lstm");
+        d->out = c->hidden, d->layer = l;
+    }
+    blk(ds, CELO_BLOCK_LINEAR, "logits", "head")->out = c->vocab;
+}
+
+int celo_nn_describe(const celo_model_config *cfg, celo_nn_net *net, char *err, size_t errlen)
+{
+    memset(net, 0, sizeof *net);
+    int max = 0;
     switch (cfg->kind) {
     case CELO_MODEL_MLP:
-    case CELO_MODEL_AUTOENCODER: {
-        const celo_mlp_config *c = &cfg->mlp;
-        int prev = c->in;
-        for (int l = 0; l <= c->nhidden; l++) {
-            int next = l < c->nhidden ? c->hidden[l] : cfg->kind == CELO_MODEL_MLP ? c->out : c->in;
-            snprintf(name, sizeof name, "fc%d", l + 1);
-            add_linear(&tb, name, prev, next, 1);
-            prev = next;
-        }
-        break;
+    case CELO_MODEL_AUTOENCODER: max = 2 * (cfg->mlp.nhidden + 1); break;
+    case CELO_MODEL_CONVNET: max = 7; break;
+    case CELO_MODEL_GPT: max = 4 + 8 * cfg->gpt.layers; break;
+    case CELO_MODEL_LSTM: max = 2 + cfg->lstm.layers; break;
     }
-    case CELO_MODEL_CONVNET: {
-        const celo_convnet_config *c = &cfg->conv;
-        int k = c->kernel;
-        double b1 = 1 / sqrt((double)c->channels * k * k), b2 = 1 / sqrt((double)c->conv1 * k * k);
-        add(&tb, CELO_INIT_UNIFORM, b1, SHAPE(c->conv1, c->channels, k, k), "conv1.weight");
-        add(&tb, CELO_INIT_UNIFORM, b1, SHAPE(c->conv1), "conv1.bias");
-        add(&tb, CELO_INIT_UNIFORM, b2, SHAPE(c->conv2, c->conv1, k, k), "conv2.weight");
-        add(&tb, CELO_INIT_UNIFORM, b2, SHAPE(c->conv2), "conv2.bias");
-        add_linear(&tb, "fc", c->conv2 * (c->height / 4) * (c->width / 4), c->out, 1);
-        break;
-    }
-    case CELO_MODEL_GPT: {
-        const celo_gpt_config *c = &cfg->gpt;
-        int C = c->dim;
-        if (!c->gpt2_init) {
-            add(&tb, CELO_INIT_NORMAL, 1, SHAPE(c->vocab, C), "wte.weight");
-            add(&tb, CELO_INIT_NORMAL, 1, SHAPE(c->ctx, C), "wpe.weight");
-            for (int l = 0; l < c->layers; l++) {
-                snprintf(name, sizeof name, "h.%d.ln_1", l), add_layernorm(&tb, name, C);
-                snprintf(name, sizeof name, "h.%d.attn.c_attn", l), add_linear(&tb, name, C, 3 * C, 1);
-                snprintf(name, sizeof name, "h.%d.attn.c_proj", l), add_linear(&tb, name, C, C, 1);
-                snprintf(name, sizeof name, "h.%d.ln_2", l), add_layernorm(&tb, name, C);
-                snprintf(name, sizeof name, "h.%d.mlp.c_fc", l), add_linear(&tb, name, C, 4 * C, 1);
-                snprintf(name, sizeof name, "h.%d.mlp.c_proj", l), add_linear(&tb, name, 4 * C, C, 1);
-            }
-            add_layernorm(&tb, "ln_f", C);
-            add_linear(&tb, "lm_head", C, c->vocab, 0);
-        } else { /* GPT-2 (and nanoGPT): N(0, 0.02), residual projections 0.02 / sqrt(2 layers), biases 0 */
-            double s = 0.02, sp = 0.02 / sqrt(2.0 * c->layers);
-            add(&tb, CELO_INIT_NORMAL, s, SHAPE(c->vocab, C), "wte.weight");
-            add(&tb, CELO_INIT_NORMAL, s, SHAPE(c->ctx, C), "wpe.weight");
-            for (int l = 0; l < c->layers; l++) {
-                snprintf(name, sizeof name, "h.%d.ln_1", l), add_layernorm(&tb, name, C);
-                add(&tb, CELO_INIT_NORMAL, s, SHAPE(3 * C, C), "h.%d.attn.c_attn.weight", l);
-                add(&tb, CELO_INIT_CONST, 0, SHAPE(3 * C), "h.%d.attn.c_attn.bias", l);
-                add(&tb, CELO_INIT_NORMAL, sp, SHAPE(C, C), "h.%d.attn.c_proj.weight", l);
-                add(&tb, CELO_INIT_CONST, 0, SHAPE(C), "h.%d.attn.c_proj.bias", l);
-                snprintf(name, sizeof name, "h.%d.ln_2", l), add_layernorm(&tb, name, C);
-                add(&tb, CELO_INIT_NORMAL, s, SHAPE(4 * C, C), "h.%d.mlp.c_fc.weight", l);
-                add(&tb, CELO_INIT_CONST, 0, SHAPE(4 * C), "h.%d.mlp.c_fc.bias", l);
-                add(&tb, CELO_INIT_NORMAL, sp, SHAPE(C, 4 * C), "h.%d.mlp.c_proj.weight", l);
-                add(&tb, CELO_INIT_CONST, 0, SHAPE(C), "h.%d.mlp.c_proj.bias", l);
-            }
-            add_layernorm(&tb, "ln_f", C);
-            add(&tb, CELO_INIT_NORMAL, s, SHAPE(c->vocab, C), "lm_head.weight");
-        }
-        break;
-    }
-    case CELO_MODEL_LSTM: {
-        const celo_lstm_config *c = &cfg->lstm;
-        int H = c->hidden;
-        double bound = 1 / sqrt((double)H);
-        add(&tb, CELO_INIT_NORMAL, 1, SHAPE(c->vocab, c->embed), "embed.weight");
-        for (int l = 0; l < c->layers; l++) {
-            int in = l == 0 ? c->embed : H;
-            add(&tb, CELO_INIT_UNIFORM, bound, SHAPE(4 * H, in), "lstm.weight_ih_l%d", l);
-            add(&tb, CELO_INIT_UNIFORM, bound, SHAPE(4 * H, H), "lstm.weight_hh_l%d", l);
-            add(&tb, CELO_INIT_UNIFORM, bound, SHAPE(4 * H), "lstm.bias_ih_l%d", l);
-            add(&tb, CELO_INIT_UNIFORM, bound, SHAPE(4 * H), "lstm.bias_hh_l%d", l);
-        }
-        add_linear(&tb, "head", H, c->vocab, 1);
-        break;
-    }
-    }
-    if (tb.oom) {
-        free(tb.t);
-        *out = NULL;
+    descs ds = {calloc((size_t)max + 1, sizeof *ds.d), 0};
+    if (!ds.d) {
+        celo_nn_seterr(err, errlen, "out of memory creating the model");
         return -1;
     }
-    *out = tb.t;
-    *nparams = tb.offset;
-    return tb.n;
+    switch (cfg->kind) {
+    case CELO_MODEL_MLP:
+    case CELO_MODEL_AUTOENCODER:
+        net->in_ndim = 1, net->in_dims[0] = net->in_width = cfg->mlp.in;
+        net->loss = cfg->kind == CELO_MODEL_AUTOENCODER ? CELO_NN_LOSS_MSE_INPUT
+                    : cfg->mlp.loss == CELO_LOSS_MSE    ? CELO_NN_LOSS_MSE
+                                                        : CELO_NN_LOSS_CE;
+        describe_mlp(cfg, &ds);
+        break;
+    case CELO_MODEL_CONVNET: {
+        const celo_convnet_config *c = &cfg->conv;
+        net->in_ndim = 3, net->in_dims[0] = c->channels, net->in_dims[1] = c->height, net->in_dims[2] = c->width;
+        net->in_width = (int64_t)c->channels * c->height * c->width;
+        describe_conv(cfg, &ds);
+        break;
+    }
+    case CELO_MODEL_GPT: net->tokens = 1, describe_gpt(cfg, &ds); break;
+    case CELO_MODEL_LSTM: net->tokens = 1, describe_lstm(cfg, &ds); break;
+    }
+    int r = celo_nn_net_build(net, ds.d, ds.n, err, errlen);
+    free(ds.d);
+    return r;
 }

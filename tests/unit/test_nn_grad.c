@@ -1,7 +1,9 @@
 /*
  * test_nn_grad.c — finite-difference checks of every hand-written backward pass in runtime/nn, in double
  * precision (the _f64 build: same source as the product, plain-loop GEMM), for every layer and every model;
- * then the float32 build of each model against the double build.
+ * then the float32 build of each model against the double build; then models built from block descriptions
+ * (residual, strided conv, attention + LSTM); then backward passes started from gradients injected at
+ * intermediate taps (celo_model_backward_taps), one or several at once.
  *
  * Layers: the scalar checked is L = sum(y * r) for a fixed random r (so dL/dy = r is what backward receives);
  * losses are checked directly. Each gradient g of a tensor x is compared with central differences
@@ -505,6 +507,173 @@ static void test_model(const char *tag, const celo_model_config *cfg, int n, int
     celo_model_free_f64(c.m);
 }
 
+/* ==== models from block descriptions ==== */
+
+/* every tensor of a model made from a description against finite differences of its loss; b: its batch */
+static void test_desc(const char *tag, const celo_model_desc *d, celo_batch_f64 b)
+{
+    char err[256];
+    model_ctx c = {celo_model_create_desc_f64(d, 7, err, sizeof err), b};
+    if (!c.m) {
+        printf("FAIL %s: %s\n", tag, err);
+        fails++;
+        return;
+    }
+    double loss = model_loss(&c);
+    if (celo_model_backward_f64(c.m) != 0 || !isfinite(loss)) {
+        printf("FAIL %s: loss %g: %s\n", tag, loss, celo_model_error_f64(c.m));
+        fails++;
+        celo_model_free_f64(c.m);
+        return;
+    }
+    int64_t np = celo_model_nparams_f64(c.m);
+    double *g = zeros(np);
+    memcpy(g, celo_model_grads_f64(c.m), (size_t)np * sizeof(double));
+    double *p = celo_model_params_f64(c.m);
+    for (int i = 0; i < celo_model_ntensors_f64(c.m); i++) {
+        const celo_param_tensor *t = celo_model_tensor_f64(c.m, i);
+        char what[128];
+        snprintf(what, sizeof what, "%s %s", tag, t->name);
+        check_grad(what, model_loss, &c, p + t->offset, g + t->offset, t->numel);
+    }
+    celo_model_free_f64(c.m);
+}
+
+static void test_descs(void)
+{
+    /* an MLP with a residual layer around a layer norm, MSE against a target */
+    celo_block_desc res[] = {
+        {.kind = CELO_BLOCK_LINEAR, .name = "fc1", .out = 7},
+        {.kind = CELO_BLOCK_LAYERNORM, .name = "ln"},
+        {.kind = CELO_BLOCK_LINEAR, .name = "fc2", .out = 7},
+        {.kind = CELO_BLOCK_ACT, .name = "h2", .act = CELO_ACT_GELU},
+        {.kind = CELO_BLOCK_ADD, .name = "res", .from2 = "fc1"},
+        {.kind = CELO_BLOCK_LINEAR, .name = "head", .tap = "logits", .out = 3},
+    };
+    celo_model_desc d = {.in_ndim = 1, .in_dims = {5}, .loss = CELO_LOSS_MSE, .nblocks = 6, .blocks = res};
+    test_desc("desc residual mlp", &d, (celo_batch_f64){.n = 4, .x = randn(4 * 5, 1), .target = randn(4 * 3, 1)});
+    /* a strided, padded convolution, average pooling and a linear head on its flattened output */
+    celo_block_desc conv[] = {
+        {.kind = CELO_BLOCK_CONV, .name = "c", .out = 3, .kernel = 3, .stride = 2, .pad = 1},
+        {.kind = CELO_BLOCK_ACT, .name = "t", .act = CELO_ACT_TANH},
+        {.kind = CELO_BLOCK_POOL, .name = "p", .pool = CELO_POOL_AVG, .kernel = 2},
+        {.kind = CELO_BLOCK_LINEAR, .name = "fc", .tap = "logits", .out = 4},
+    };
+    d = (celo_model_desc){.in_ndim = 3, .in_dims = {2, 7, 9}, .nblocks = 4, .blocks = conv};
+    test_desc("desc strided conv", &d, (celo_batch_f64){.n = 2, .x = randn(2 * 2 * 7 * 9, 1), .labels = randint(2, 4)});
+    /* token model: attention over embeddings with a residual, then an LSTM layer, then a head */
+    celo_block_desc seq[] = {
+        {.kind = CELO_BLOCK_EMBED, .name = "emb", .vocab = 7, .out = 6},
+        {.kind = CELO_BLOCK_POSITION, .name = "pos", .ctx = 5},
+        {.kind = CELO_BLOCK_ATTENTION, .name = "attn", .heads = 2},
+        {.kind = CELO_BLOCK_ADD, .name = "res", .from2 = "pos"},
+        {.kind = CELO_BLOCK_LSTM, .name = "rnn", .out = 5},
+        {.kind = CELO_BLOCK_LINEAR, .name = "head", .tap = "logits", .out = 7},
+    };
+    d = (celo_model_desc){.tokens = 1, .nblocks = 6, .blocks = seq};
+    test_desc("desc attention + lstm", &d,
+              (celo_batch_f64){.n = 2, .seq = 4, .tokens = randint(2 * 4, 7), .labels = randint(2 * 4, 7)});
+}
+
+/* ==== backward from taps ==== */
+
+/* L = sum_j <r_j, tap_j> over the injected taps, for finite differences */
+typedef struct {
+    celo_model_f64 *m;
+    celo_batch_f64 b;
+    int n;
+    const char *const *taps;
+    const double *const *r;
+} tap_ctx;
+static double tap_loss(void *p)
+{
+    tap_ctx *c = p;
+    if (celo_model_forward_f64(c->m, &c->b))
+        return NAN;
+    double s = 0;
+    for (int j = 0; j < c->n; j++) {
+        celo_tap_shape sh;
+        const double *t = celo_model_tap_f64(c->m, c->taps[j], &sh);
+        int64_t len = 1;
+        for (int d = 0; d < sh.ndim; d++)
+            len *= sh.shape[d];
+        s += dot(t, c->r[j], len);
+    }
+    return s;
+}
+
+/* celo_model_backward_taps with random gradients r_j ~ N(0, 1) at n taps against finite differences of
+ * sum_j <r_j, tap_j>; tensors after the last tap must get exactly zero gradients (and their differences are 0) */
+static void test_taps(const char *tag, const celo_model_config *cfg, int n, int seq, int ntaps, const char *const *taps)
+{
+    char err[256];
+    tap_ctx c = {celo_model_create_f64(cfg, 7, err, sizeof err), {0}, ntaps, taps, NULL};
+    if (!c.m) {
+        printf("FAIL %s: %s\n", tag, err);
+        fails++;
+        return;
+    }
+    make_batch(cfg, n, seq, &c.b);
+    const double **r = talloc((size_t)ntaps * sizeof *r);
+    if (celo_model_forward_f64(c.m, &c.b)) {
+        printf("FAIL %s: forward: %s\n", tag, celo_model_error_f64(c.m));
+        fails++;
+        celo_model_free_f64(c.m);
+        return;
+    }
+    for (int j = 0; j < ntaps; j++) {
+        celo_tap_shape sh;
+        int64_t len = 1;
+        if (!celo_model_tap_f64(c.m, taps[j], &sh)) {
+            printf("FAIL %s: no tap %s\n", tag, taps[j]);
+            fails++;
+            celo_model_free_f64(c.m);
+            return;
+        }
+        for (int d = 0; d < sh.ndim; d++)
+            len *= sh.shape[d];
+        r[j] = randn(len, 1);
+    }
+    c.r = r;
+    if (celo_model_backward_taps_f64(c.m, ntaps, taps, r)) {
+        printf("FAIL %s: backward_taps: %s\n", tag, celo_model_error_f64(c.m));
+        fails++;
+        celo_model_free_f64(c.m);
+        return;
+    }
+    int64_t np = celo_model_nparams_f64(c.m);
+    double *g = zeros(np);
+    memcpy(g, celo_model_grads_f64(c.m), (size_t)np * sizeof(double));
+    double *p = celo_model_params_f64(c.m);
+    for (int i = 0; i < celo_model_ntensors_f64(c.m); i++) {
+        const celo_param_tensor *t = celo_model_tensor_f64(c.m, i);
+        char what[160];
+        snprintf(what, sizeof what, "%s <- %s: %s", tag, taps[ntaps - 1], t->name);
+        int nonzero = 0;
+        for (int64_t k = 0; k < t->numel; k++)
+            nonzero |= g[t->offset + k] != 0;
+        if (nonzero) {
+            check_grad(what, tap_loss, &c, p + t->offset, g + t->offset, t->numel);
+            continue;
+        }
+        /* a tensor the taps do not depend on: the differences of its first elements are zero too */
+        double worst_fd = 0;
+        for (int64_t k = 0; k < t->numel && k < 4; k++) {
+            double keep = p[t->offset + k];
+            p[t->offset + k] = keep + FD_H;
+            double lp = tap_loss(&c);
+            p[t->offset + k] = keep - FD_H;
+            double lm = tap_loss(&c);
+            p[t->offset + k] = keep;
+            worst_fd = fmax(worst_fd, fabs(lp - lm) / (2 * FD_H));
+        }
+        int ok = worst_fd == 0;
+        checks++, fails += !ok;
+        printf("%s %-40s zero gradient, differences %.2e\n", ok ? "ok  " : "FAIL", what, worst_fd);
+    }
+    celo_model_free_f64(c.m);
+}
+
 int main(void)
 {
     celo_rng_init(&rng, 20240607, 0);
@@ -544,6 +713,23 @@ int main(void)
     test_model("gpt (gpt2 init)", &gpt, 2, 6);
     celo_model_config lstm = {.kind = CELO_MODEL_LSTM, .lstm = {.vocab = 9, .embed = 5, .hidden = 6, .layers = 2}};
     test_model("lstm", &lstm, 3, 4);
+
+    test_descs();
+
+    /* gradients injected at intermediate taps (one tap, and several at once as a layer-wise loss) */
+    mlp.mlp.act = CELO_ACT_GELU, mlp.mlp.loss = CELO_LOSS_CROSS_ENTROPY;
+    test_taps("mlp gelu", &mlp, 5, 0, 1, (const char *const[]){"h1"});
+    test_taps("mlp gelu", &mlp, 5, 0, 2, (const char *const[]){"fc1", "h2"});
+    test_taps("autoencoder", &ae, 4, 0, 1, (const char *const[]){"fc2"});
+    conv.conv = (celo_convnet_config){1, 8, 8, 3, 4, 3, CELO_POOL_MAX, 5};
+    test_taps("convnet max", &conv, 3, 0, 1, (const char *const[]){"pool1"});
+    test_taps("convnet max", &conv, 3, 0, 1, (const char *const[]){"relu2"});
+    gpt.gpt.gpt2_init = 0;
+    test_taps("gpt", &gpt, 2, 5, 1, (const char *const[]){"h.0.attn"});
+    test_taps("gpt", &gpt, 2, 5, 3, (const char *const[]){"h.0.attn", "h.0.mlp", "h.1.attn"});
+    test_taps("gpt", &gpt, 2, 5, 2, (const char *const[]){"h.1.res1", "logits"});
+    test_taps("lstm", &lstm, 3, 4, 1, (const char *const[]){"lstm.0"});
+    test_taps("lstm", &lstm, 3, 4, 2, (const char *const[]){"embed", "lstm.1"});
 
     for (int i = 0; i < nallocs; i++)
         free(allocs[i]);

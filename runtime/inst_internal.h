@@ -1,0 +1,58 @@
+/* inst_internal.h — inside a run instance (inst.h): the struct that inst.c (building, cloning, checkpoints) and
+ * inst_step.c (batches, steps, evaluation) share. */
+#ifndef CELO_INST_INTERNAL_H
+#define CELO_INST_INTERNAL_H
+
+#include "backend.h"
+#include "inst.h"
+#include "nn.h"
+
+#define LM_EVAL_BATCHES 16
+#define EVAL_CHUNK      1000
+#define EMA_DECAY       0.98
+
+typedef struct celo_inst inst;
+
+struct celo_inst {
+    const celo_plan *plan;
+    const celo_run *run;
+    const celo_task *task;
+    celo_task_data *data;
+    const celo_program *prog;
+    const celo_backend *be; /* runs the optimizer steps (backend.h) */
+    celo_bprog *bp;         /* prog prepared for be */
+    uint64_t seed;          /* run->seed, or the seed of the last reset */
+    int nthreads;           /* the context of the call in progress */
+    celo_model *model;      /* NULL for quadratics */
+    celo_model *replica;    /* over model's parameters: the second half of each batch (split_batches) */
+    celo_param_tensor qt;
+    float *qx, *qg;
+    float *params, *grads;
+    int64_t nparams;
+    int ntensors;
+    celo_bstate **st;
+    float *hp;
+    /* batches */
+    int B, T;
+    float *bx, *bt;
+    int32_t *by, *btok;
+    int64_t *idx;
+    uint64_t data_seed;
+    int32_t *perm; /* datasets: the permutation of epoch perm_epoch */
+    int64_t perm_epoch;
+    /* evaluation */
+    celo_batch eb;
+    int echunk;
+    int32_t *etok, *elab;
+    /* the running training loss */
+    double loss_sum, ema;
+    int64_t loss_n, ema_n;
+    int64_t step; /* optimizer steps done */
+};
+
+static inline const celo_param_tensor *inst_tensor(const inst *in, int i)
+{
+    return in->model ? celo_model_tensor(in->model, i) : &in->qt;
+}
+
+#endif

@@ -27,6 +27,9 @@ def run_cmd(cmd, timeout, env=None):
 
 
 JAX_REQS = ("jax[cpu]==0.10.2", "optax==0.2.8")  # the JAX peers' packages, pinned (bench/train, bench/runs)
+# the PyTorch peers' (bench/optim, bench/train). PyPI's Linux wheel brings NVIDIA's CUDA libraries too (about 5 GB
+# installed, once); the peers run it on the CPU.
+TORCH_REQS = ("torch==2.15.0", "numpy==2.4.6")
 
 
 def last_row(path):
@@ -164,12 +167,12 @@ def machine_info():
         extra.append("VM")
     cores = os.cpu_count()
     gcc = first_line(run_cmd(["gcc", "--version"], 10)[1]) or "gcc ?"
-    try:
-        import importlib.metadata as md
-
-        torch_v = "torch " + md.version("torch")
-    except Exception:
-        torch_v = "torch n/a"
+    torch_v = "torch n/a"
+    py = os.path.join(ROOT, VENV, "bin", "python")
+    if os.access(py, os.X_OK):
+        rc, out, _ = run_cmd([py, "-c", "import importlib.metadata as m; print(m.version('torch'))"], 60)
+        if rc == 0 and out.strip():
+            torch_v = "torch " + out.strip()
     return (f"{model} ({cores} cores{', ' + ', '.join(extra) if extra else ''}){mem}; "
             f"Linux {platform.release()}; {gcc}; {torch_v}")
 

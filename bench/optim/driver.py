@@ -15,8 +15,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchlib import (ROOT, QuietGate, first_line, git_rev, machine_info, run_cmd, stats,  # noqa: E402
-                      write_section)
+from benchlib import (ROOT, TORCH_REQS, QuietGate, first_line, git_rev, machine_info, run_cmd, stats,  # noqa: E402
+                      venv_python, write_section)
 
 RULES = ("adamw", "lion", "adafactor")
 # Bytes each rule must move per parameter (float32), counting every array read and written once per pass.
@@ -134,11 +134,16 @@ def main():
     celo_extra = shlex.split(os.environ.get("CELO_BENCH_ARGS", ""))
     have_c = os.access(os.path.join(ROOT, optbase), os.X_OK)
 
+    # ---- torch, in the benchmarks' own venv (installed there on first use)
+    torch_py, torch_why = (None, "--no-torch") if a.no_torch else venv_python(TORCH_REQS, log)
+    if torch_why and not a.no_torch:
+        log(f"torch: {torch_why}")
+
     # ---- numerical check of the C baselines against torch.optim (small data, seconds)
     check = "n/a"
     lib = os.path.join(a.bindir, "liboptbase.so")
-    if not a.no_torch and os.path.exists(os.path.join(ROOT, lib)):
-        rc, out, err = run_cmd([sys.executable, "bench/optim/check_numerics.py", lib], 120)
+    if torch_py and os.path.exists(os.path.join(ROOT, lib)):
+        rc, out, err = run_cmd([torch_py, "bench/optim/check_numerics.py", lib], 120)
         check = "ok" if rc == 0 and "check=ok" in out else "FAILED"
         log(out.rstrip() if out else err.rstrip())
         if check != "ok":
@@ -168,8 +173,8 @@ def main():
         for cfg in TORCH_CONFIGS[rule]:
             t = Tool(rule, TORCH_LABEL[cfg])
             t.cfg = cfg
-            if a.no_torch:
-                t.error, t.disabled = "--no-torch", True
+            if not torch_py:
+                t.error, t.disabled = torch_why, True
             tools[(rule, t.name)] = t
     triad = []  # bytes/s, STREAM counting (12 B/elem)
     triad_err = None
@@ -179,7 +184,7 @@ def main():
         live = [t for t in torch_tools if not t.disabled]
         if not live:
             return
-        cmd = [sys.executable, "bench/optim/torch_bench.py", "--size", str(N), "--cols", str(C),
+        cmd = [torch_py, "bench/optim/torch_bench.py", "--size", str(N), "--cols", str(C),
                "--max-s", "1.0"] + [t.cfg for t in live]
         rc, out, err = run_cmd(cmd, 180)
         for t in live:

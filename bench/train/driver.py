@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchlib import (JAX_REQS, ROOT, VENV, QuietGate, first_line, git_rev, last_row, machine_info,  # noqa: E402
+from benchlib import (JAX_REQS, ROOT, TORCH_REQS, VENV, QuietGate, first_line, git_rev, last_row, machine_info,  # noqa: E402
                       run_cmd, stats, venv_python, write_section)
 
 SECTION = "## Training step throughput (bench/train)"
@@ -97,8 +97,9 @@ class Celo:
 class Torch:
     """torch's columns for one model: one process per round, one value per AdamW implementation."""
 
-    def __init__(self, model, opts, target_s, env, vocab_from):
+    def __init__(self, model, opts, target_s, env, vocab_from, python):
         self.model, self.opts, self.target_s, self.env, self.vocab_from = model, list(opts), target_s, env, vocab_from
+        self.python = python
         self.values = {o: [] for o in opts}
         self.errors = {}
         self.params = None
@@ -110,7 +111,7 @@ class Torch:
         if not live:
             self.disabled = True
             return {}
-        cmd = [sys.executable, "bench/train/torch_train.py", self.model, "--target-s", str(self.target_s)]
+        cmd = [self.python, "bench/train/torch_train.py", self.model, "--target-s", str(self.target_s)]
         for o in live:
             cmd += ["--opt", o]
         if self.vocab_from is not None and self.vocab_from.vocab:
@@ -274,12 +275,20 @@ def main():
         if jax_why:
             log(f"JAX: {jax_why}")
 
+    torch_py, torch_why = None, None
+    if "torch" in tools:
+        torch_py, torch_why = venv_python(TORCH_REQS, log)
+        if torch_why:
+            log(f"torch: {torch_why}")
+
     celos, torches, jaxes, jobs = {}, {}, {}, []
     for m in models:
         c = celos[m] = Celo(m, a.celo, env)
         if not celo_ok:
             c.error, c.disabled = f"{a.celo} not found (run make)", True
-        t = torches[m] = Torch(m, opts, a.target_s, env, c if m == "gpt" else None)
+        t = torches[m] = Torch(m, opts, a.target_s, env, c if m == "gpt" else None, torch_py)
+        if "torch" in tools and torch_why:
+            t.errors, t.disabled = {o: torch_why for o in opts}, True
         j = jaxes[m] = Jax(m, jcpus, a.target_s, jax_py, c if m == "gpt" else None)
         if m not in JAX_MODELS:
             j.disabled = True
@@ -321,7 +330,7 @@ def main():
         for m in models:
             log(f"torch.compile {m} (fused AdamW)")
             gate.wait()
-            rc, out, err = run_cmd([sys.executable, "bench/train/torch_train.py", m, "--compile", "--opt", "fused",
+            rc, out, err = run_cmd([torch_py or sys.executable, "bench/train/torch_train.py", m, "--compile", "--opt", "fused",
                                     "--target-s", "1.0"] +
                                    (["--vocab", str(celos[m].vocab)] if celos[m].vocab else []), 600, env)
             mm = re.search(r"steps_per_s=([0-9.eE+-]+) .*warmup_s=([0-9.]+)", out)

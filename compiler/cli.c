@@ -27,23 +27,28 @@ double cli_now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int cli_beside_exe(const char *rel, char *buf, size_t n)
+{
+    ssize_t k = readlink("/proc/self/exe", buf, n);
+    if (k <= 0 || (size_t)k >= n)
+        return -1;
+    buf[k] = 0;
+    char *s = strrchr(buf, '/');
+    if (!s || (size_t)(s - buf) + 1 + strlen(rel) >= n)
+        return -1;
+    snprintf(s + 1, n - (size_t)(s + 1 - buf), "%s", rel);
+    return 0;
+}
+
 const char *cli_stdlib_dir(void)
 {
     static char buf[PATH_MAX];
     const char *env = getenv("CELO_STDLIB");
     if (env && *env)
         return env;
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 32);
-    if (n > 0) {
-        buf[n] = 0;
-        char *s = strrchr(buf, '/');
-        if (s) {
-            strcpy(s, "/../stdlib");
-            struct stat sb;
-            if (stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode))
-                return buf;
-        }
-    }
+    struct stat sb;
+    if (!cli_beside_exe("../stdlib", buf, sizeof buf) && stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return buf;
     return "stdlib";
 }
 
@@ -159,12 +164,11 @@ int cli_is_llvm(const celo_backend *b)
     return !strcmp(b->name, "llvm");
 }
 
-
 /* Parses a command's arguments: the options in opts (ended by a NULL name), `--set k=v` when s is not NULL,
  * `--backend B` when be is not NULL, and at most one positional argument, into *pos. 0, or 1 after printing the
  * error (the --set values parsed so far are freed). */
 int cli_parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, sets *s, celo_backend *be,
-                      const char **pos)
+                   const char **pos)
 {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];

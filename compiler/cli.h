@@ -6,6 +6,8 @@
 #include "../runtime/backend.h"
 #include "rules.h"
 
+#include <stddef.h>
+
 typedef struct {
     const char *k[64];
     double v[64];
@@ -21,6 +23,8 @@ typedef struct {
 
 double cli_now_s(void);
 const char *cli_stdlib_dir(void);
+/* rel beside the running executable (its folder + "/" + rel) into buf. 0, or -1 when that cannot be known. */
+int cli_beside_exe(const char *rel, char *buf, size_t n);
 /* "celo: MESSAGE" on stderr; returns 1 (the exit status). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 def *cli_find_optimizer(module *m, const char *name);

@@ -106,8 +106,8 @@ int cmd_run(int argc, char **argv)
         return 1;
     if (!file)
         return cli_fail("%s",
-                    "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp|opencl] [--resume] "
-                    "[--quiet]");
+                        "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp|opencl] [--resume] "
+                        "[--quiet]");
     module m;
     celo_plan plan;
     ruleset rs;
@@ -162,19 +162,9 @@ int cmd_build(int argc, char **argv)
         strcpy(slash, "/build/libcelort.a");
     else
         snprintf(lib, sizeof lib, "build/libcelort.a");
-    {
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (n > 0) {
-            exe[n] = 0;
-            char *e = strrchr(exe, '/');
-            if (e) {
-                strcpy(e, "/libcelort.a");
-                if (access(exe, R_OK) == 0)
-                    snprintf(lib, sizeof lib, "%s", exe);
-            }
-        }
-    }
+    char exe[PATH_MAX];
+    if (!cli_beside_exe("libcelort.a", exe, sizeof exe) && access(exe, R_OK) == 0)
+        snprintf(lib, sizeof lib, "%s", exe);
     if (access(lib, R_OK)) {
         cli_fail("build: %s not found (run make first)", lib);
         goto done;

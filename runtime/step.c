@@ -513,7 +513,9 @@ static scratch *scratch_get(celo_state *st, int nchunks)
     return S;
 }
 
-/* ---- CELO_PROFILE=1: time spent in each pass of each rule, printed at exit (for tuning the fuser) ---- */
+/* ---- CELO_PROFILE=1: time spent in each pass of each rule, printed at exit (for tuning the fuser) ----
+ * Many run instances may step at once on different threads: the table is read and written only inside the
+ * critical section celo_prof (taken only when profiling is on). */
 #define PROF_MAX 32
 static struct {
     const celo_program *prog; /* identity only: the program may be freed before exit */
@@ -545,25 +547,31 @@ static void prof_report(void)
 
 static int prof_slot(const celo_program *P)
 {
-    if (prof_on < 0) {
-        const char *e = getenv("CELO_PROFILE");
-        prof_on = e && *e && strcmp(e, "0");
-        if (prof_on)
-            atexit(prof_report);
+    int on = __atomic_load_n(&prof_on, __ATOMIC_ACQUIRE), slot = -1;
+    if (on < 0) {
+#pragma omp critical(celo_prof)
+        if ((on = prof_on) < 0) {
+            const char *e = getenv("CELO_PROFILE");
+            on = e && *e && strcmp(e, "0");
+            if (on)
+                atexit(prof_report);
+            __atomic_store_n(&prof_on, on, __ATOMIC_RELEASE);
+        }
     }
-    if (!prof_on)
+    if (!on)
         return -1;
-    for (int i = 0; i < PROF_MAX; i++) {
+#pragma omp critical(celo_prof)
+    for (int i = 0; i < PROF_MAX && slot < 0; i++) {
         if (prof[i].prog == P)
-            return i;
-        if (!prof[i].prog) {
+            slot = i;
+        else if (!prof[i].prog) {
             prof[i].prog = P;
             snprintf(prof[i].name, sizeof prof[i].name, "%s", P->name);
             prof[i].npass = P->npass;
-            return i;
+            slot = i;
         }
     }
-    return -1;
+    return slot;
 }
 
 /* ---- the element passes: one thread team runs a run of passes, meeting at barriers ----
@@ -827,6 +835,7 @@ static int step_after_run(step_run *R, int k0, int k1, double *pk)
         pk[k1] = prof_now() - pk[k1];
     combine(R, k1);
     if (R->ps >= 0)
+#pragma omp critical(celo_prof)
         for (int k = k0; k <= k1 && k <= 16; k++) {
             prof[R->ps].pass_s[k] += pk[k];
             R->pkt += pk[k];
@@ -850,8 +859,12 @@ static void step_end(step_run *R)
         celo_commit_slot(P, R->st, s, R->S->sc, R->S->ptr);
     R->st->t = R->t;
     if (R->ps >= 0) {
-        prof[R->ps].small_s += prof_now() - R->pt0 - R->pkt;
-        prof[R->ps].steps++;
+        double small = prof_now() - R->pt0 - R->pkt;
+#pragma omp critical(celo_prof)
+        {
+            prof[R->ps].small_s += small;
+            prof[R->ps].steps++;
+        }
     }
 }
 

@@ -106,8 +106,8 @@ int cmd_run(int argc, char **argv)
         return 1;
     if (!file)
         return cli_fail("%s",
-                    "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp|opencl] [--resume] "
-                    "[--quiet]");
+                        "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp|opencl] [--resume] "
+                        "[--quiet]");
     module m;
     celo_plan plan;
     ruleset rs;

@@ -63,7 +63,7 @@ int cmd_apply(int argc, char **argv)
         return 1;
     if (!name || !paramf || !grads || !out)
         return cli_fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
-                          "[--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
+                              "[--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
     char err[1024];
     celo_array P = {0}, G = {0};
     if (celo_npy_read(paramf, &P, err, sizeof err) || celo_npy_read(grads, &G, err, sizeof err)) {

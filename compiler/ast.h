@@ -124,14 +124,14 @@ typedef struct prop {
     struct prop *next;
 } prop;
 
-typedef enum { DEF_OPTIMIZER, DEF_TRANSFORM, DEF_IMPORT, DEF_BLOCK, DEF_SCHEDULE } def_kind;
+typedef enum { DEF_OPTIMIZER, DEF_TRANSFORM, DEF_IMPORT, DEF_BLOCK, DEF_SCHEDULE, DEF_MODEL } def_kind;
 typedef struct def {
     def_kind kind;
     span sp;
     const char *name; /* DEF_IMPORT: the path */
     span name_span;
     param *params;
-    stmt *body;        /* NULL for chain definitions */
+    stmt *body;        /* NULL for chain definitions; DEF_MODEL: its `tap = block(...)` statements */
     arg *chain;        /* chain(T1(...), ...) members: each value is an EX_CALL */
     expr *value;       /* DEF_SCHEDULE: the factor of the learning rate, an expression of t and num_steps */
     const char *block; /* DEF_BLOCK: its kind word ("task", "train", ...) */

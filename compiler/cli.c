@@ -68,6 +68,10 @@ def *cli_find_optimizer(module *m, const char *name)
         fprintf(stderr, "celo: '%s' is a schedule, not an optimizer; name a rule with it, like sgd@%s\n", name, name);
         return NULL;
     }
+    if (d && d->kind == DEF_MODEL) {
+        fprintf(stderr, "celo: '%s' is a model, not an optimizer; a task uses it (model = %s(…);)\n", name, name);
+        return NULL;
+    }
     if (d) {
         fprintf(stderr, "celo: '%s' is a transform, not an optimizer; use it inside chain(…)\n", name);
         return NULL;
@@ -159,12 +163,11 @@ int cli_is_llvm(const celo_backend *b)
     return !strcmp(b->name, "llvm");
 }
 
-
 /* Parses a command's arguments: the options in opts (ended by a NULL name), `--set k=v` when s is not NULL,
  * `--backend B` when be is not NULL, and at most one positional argument, into *pos. 0, or 1 after printing the
  * error (the --set values parsed so far are freed). */
 int cli_parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, sets *s, celo_backend *be,
-                      const char **pos)
+                   const char **pos)
 {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];

@@ -333,6 +333,8 @@ static int lower_call(lctx *L, const expr *e)
             ERR(L, e->name_span, "transform '%s' can only be used inside chain(…)", e->name);
         else if (d && d->kind == DEF_SCHEDULE)
             ERR(L, e->name_span, "schedule '%s' cannot be called inside a rule; a train block names it", e->name);
+        else if (d && d->kind == DEF_MODEL)
+            ERR(L, e->name_span, "model '%s' cannot be called inside a rule; a task names it", e->name);
         else if (d)
             ERR(L, e->name_span, "optimizer '%s' cannot be called inside a rule", e->name);
         else {
@@ -863,7 +865,9 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
         if (!t || t->kind != DEF_TRANSFORM) {
             if (t)
                 ERR(L, c->name_span, "'%s' is %s, not a transform; chain(…) takes transforms", c->name,
-                    t->kind == DEF_SCHEDULE ? "a schedule" : "an optimizer");
+                    t->kind == DEF_SCHEDULE ? "a schedule"
+                    : t->kind == DEF_MODEL  ? "a model"
+                                            : "an optimizer");
             else
                 ERR(L, c->name_span, "unknown transform '%s'", c->name);
             if (!t && !L->muted) {

@@ -48,9 +48,10 @@ typedef struct {
 } val;
 
 typedef struct {
-    const char *name; /* as the body writes it */
+    char name[CELO_TAP_NAME_MAX]; /* as the body writes it: fc1, or h.2 for h[l] with l = 2 */
     char tap[CELO_TAP_NAME_MAX];
     span sp;
+    int alias; /* `name = other;`: may name another tap later (y = h[l] in a loop) */
 } binding;
 
 typedef struct {
@@ -61,6 +62,9 @@ typedef struct {
     int np;
     const char *pname[MAX_PARAMS];
     val pv[MAX_PARAMS];
+    int nvar; /* the loop variables in scope, with their values */
+    const char *var[8];
+    int varv[8];
     binding *names; /* the taps and aliases written so far */
     int nnames, capnames;
     celo_block_desc *blocks;
@@ -105,6 +109,11 @@ static int eval(mctx *M, const expr *e, val *out)
     switch (e->kind) {
     case EX_NUM: out->v = e->num; return 0;
     case EX_NAME: {
+        for (int k = 0; k < M->nvar; k++)
+            if (!strcmp(M->var[k], e->name)) {
+                out->v = M->varv[k];
+                return 0;
+            }
         int i = param_index(M, e->name);
         if (i >= 0) {
             *out = M->build ? M->pv[i] : (val){1, 0};
@@ -204,7 +213,7 @@ static celo_block_desc *new_block(mctx *M, span sp)
 }
 
 /* name (written at sp) names tap from now on; "" after an error in its statement (its readers stay quiet) */
-static int add_name(mctx *M, const char *name, const char *tap, span sp)
+static int add_name(mctx *M, const char *name, const char *tap, span sp, int alias)
 {
     if (M->nnames == M->capnames) {
         int cap = M->capnames ? 2 * M->capnames : 16;
@@ -216,16 +225,21 @@ static int add_name(mctx *M, const char *name, const char *tap, span sp)
         M->names = b, M->capnames = cap;
     }
     binding *b = &M->names[M->nnames++];
-    b->name = name;
+    snprintf(b->name, sizeof b->name, "%s", name);
     snprintf(b->tap, sizeof b->tap, "%s", tap);
     b->sp = sp;
+    b->alias = alias;
     return 0;
 }
 
-/* `name` (written at sp) now names tap, checked */
-static int bind(mctx *M, const char *name, const char *tap, span sp)
+/* `name` (written at sp) now names tap, checked; an alias may name another tap later */
+static int bind(mctx *M, const char *name, const char *tap, span sp, int alias)
 {
-    const binding *o = find_name(M, name);
+    binding *o = (binding *)find_name(M, name);
+    if (o && o->alias && alias) {
+        snprintf(o->tap, sizeof o->tap, "%s", tap);
+        return 0;
+    }
     if (o) {
         MERR(M, sp, "'%s' is written twice", name);
         diag_note(M->f, o->sp, "first written here");
@@ -244,42 +258,68 @@ static int bind(mctx *M, const char *name, const char *tap, span sp)
         MERR(M, sp, "'%s' is too long a name (at most %d characters)", name, CELO_TAP_NAME_MAX - 1);
         return -1;
     }
-    return add_name(M, name, tap, sp);
+    return add_name(M, name, tap, sp, alias);
+}
+
+/* The name e writes or reads: a name, or NAME[i] = "NAME.i" (i a loop variable or any whole number), torch's
+ * naming of repeated modules. -1 (reported) when it is neither, or too long. */
+static int ref_name(mctx *M, const expr *e, char *out)
+{
+    if (e->kind == EX_NAME) {
+        if (strlen(e->name) < CELO_TAP_NAME_MAX) {
+            snprintf(out, CELO_TAP_NAME_MAX, "%s", e->name);
+            return 0;
+        }
+    } else if (e->kind == EX_INDEX) {
+        val v;
+        if (eval(M, e->b, &v))
+            return -1;
+        if (v.vocab || v.v != floor(v.v) || v.v < 0 || v.v > 1 << 20) {
+            MERR(M, e->b->sp, "an index is a whole number from 0, like a loop variable");
+            return -1;
+        }
+        if (snprintf(out, CELO_TAP_NAME_MAX, "%s.%d", e->name, (int)v.v) < CELO_TAP_NAME_MAX)
+            return 0;
+    } else {
+        MERR(M, e->sp, "a block reads a tap: x (the model's input), a tap written above, or a block call");
+        return -1;
+    }
+    MERR(M, e->sp, "too long a name (at most %d characters)", CELO_TAP_NAME_MAX - 1);
+    return -1;
 }
 
 /* The tap a block reads: x (the model's input) or a name written above it. */
 static int tap_ref(mctx *M, const expr *e, char *out)
 {
-    if (e->kind != EX_NAME) {
-        MERR(M, e->sp, "a block reads a tap: x (the model's input), a tap written above, or a block call");
+    char nm[CELO_TAP_NAME_MAX];
+    if (ref_name(M, e, nm))
         return -1;
-    }
-    if (!strcmp(e->name, "x")) {
+    if (!strcmp(nm, "x")) {
         snprintf(out, CELO_TAP_NAME_MAX, "input");
         return 0;
     }
-    const binding *b = find_name(M, e->name);
+    const binding *b = find_name(M, nm);
     if (b) {
         snprintf(out, CELO_TAP_NAME_MAX, "%s", b->tap);
         return b->tap[0] ? 0 : -1; /* "": its statement failed (reported) */
     }
-    if (param_index(M, e->name) >= 0) {
-        MERR(M, e->sp, "'%s' is a parameter, not a tap", e->name);
+    if (param_index(M, nm) >= 0) {
+        MERR(M, e->sp, "'%s' is a parameter, not a tap", nm);
         return -1;
     }
-    for (const stmt *s = M->d->body; s; s = s->next)
-        if (s->kind == ST_ASSIGN && !strcmp(s->target, e->name) && s->target_span.lo > e->sp.lo) {
-            MERR(M, e->sp, "tap '%s' is written later; a block reads the taps written above it", e->name);
-            diag_note(M->f, s->target_span, "'%s' is written here", e->name);
+    for (const stmt *s = M->d->body; s && e->kind == EX_NAME; s = s->next)
+        if (s->kind == ST_ASSIGN && !s->index && !strcmp(s->target, nm) && s->target_span.lo > e->sp.lo) {
+            MERR(M, e->sp, "tap '%s' is written later; a block reads the taps written above it", nm);
+            diag_note(M->f, s->target_span, "'%s' is written here", nm);
             return -1;
         }
-    MERR(M, e->sp, "unknown tap '%s'", e->name);
+    MERR(M, e->sp, "unknown tap '%s'", nm);
     const char *cand[256];
     int n = 0;
     cand[n++] = "x";
     for (int i = 0; i < M->nnames && n < 256; i++)
         cand[n++] = M->names[i].name;
-    suggest(M->f, e->sp, e->name, cand, n);
+    suggest(M->f, e->sp, nm, cand, n);
     return -1;
 }
 
@@ -349,18 +389,17 @@ static int block_call(mctx *M, const expr *e, const char *target, span target_sp
             MERR(M, e->sp, "%s needs a value for '%s'", bk->name, bk->arg[i]);
             return -1;
         }
-    if (name && name->kind != EX_NAME) {
-        MERR(M, name->sp, "name = … takes a name, like name = fc2");
+    char nm[CELO_TAP_NAME_MAX];
+    if (name && name->kind != EX_NAME && name->kind != EX_INDEX) {
+        MERR(M, name->sp, "name = … takes a name, like name = fc2 (or fc[l] in a loop)");
         return -1;
     }
     if (!target && !name) {
         MERR(M, e->sp, "a block inside another needs a name for its tap: %s(…, name = …)", bk->name);
         return -1;
     }
-    if (name && strlen(name->name) >= CELO_TAP_NAME_MAX) {
-        MERR(M, name->sp, "'%s' is too long a name (at most %d characters)", name->name, CELO_TAP_NAME_MAX - 1);
+    if (name && ref_name(M, name, nm))
         return -1;
-    }
     /* the input first: a nested block comes before this one */
     char from[CELO_TAP_NAME_MAX];
     if (input->kind == EX_CALL ? block_call(M, input, NULL, input->sp, from) : tap_ref(M, input, from))
@@ -372,9 +411,9 @@ static int block_call(mctx *M, const expr *e, const char *target, span target_sp
     celo_block_desc *b = new_block(M, e->sp);
     if (!b)
         return -1;
-    const char *tap = target ? target : name->name;
+    const char *tap = target ? target : nm;
     b->kind = bk->kind, b->act = bk->act, b->pool = bk->pool;
-    snprintf(b->name, sizeof b->name, "%s", name ? name->name : target);
+    snprintf(b->name, sizeof b->name, "%s", name ? nm : target);
     snprintf(b->tap, sizeof b->tap, "%s", tap);
     snprintf(b->from, sizeof b->from, "%s", from);
     int r = 0, bias = 1;
@@ -403,28 +442,26 @@ static int block_call(mctx *M, const expr *e, const char *target, span target_sp
         break;
     default: break;
     }
-    if (r || bind(M, tap, tap, target ? target_sp : name->sp))
+    if (r || bind(M, tap, tap, target ? target_sp : name->sp, 0))
         return -1;
     snprintf(tap_out, CELO_TAP_NAME_MAX, "%s", tap);
     return 0;
 }
 
-/* One `target = v;` statement of the body: a block call, an add, or an alias. 0, or -1 (reported, or a read of a
- * name whose own statement failed). */
-static int statement(mctx *M, const stmt *s)
+static void walk_stmts(mctx *M, const stmt *list);
+
+/* One `target = v;` statement of the body (target: its name, h.2 for h[l]): a block call, an add, or an alias.
+ * 0, or -1 (reported, or a read of a name whose own statement failed). */
+static int statement(mctx *M, const stmt *s, const char *target)
 {
     const expr *v = s->value;
     char tap[CELO_TAP_NAME_MAX], a[CELO_TAP_NAME_MAX], b[CELO_TAP_NAME_MAX];
     if (v->kind == EX_CALL)
-        return block_call(M, v, s->target, s->target_span, tap);
-    if (v->kind == EX_NAME) /* an alias: another name for a tap */
-        return tap_ref(M, v, tap) || bind(M, s->target, tap, s->target_span) ? -1 : 0;
+        return block_call(M, v, target, s->target_span, tap);
+    if (v->kind == EX_NAME || v->kind == EX_INDEX) /* an alias: another name for a tap */
+        return tap_ref(M, v, tap) || bind(M, target, tap, s->target_span, 1) ? -1 : 0;
     if (v->kind != EX_BINARY || v->op != OP_ADD) {
         MERR(M, v->sp, "a model's statements are tap = block(…), tap = a + b (a residual) or tap = other_tap");
-        return -1;
-    }
-    if (v->a->kind != EX_NAME || v->b->kind != EX_NAME) {
-        MERR(M, v->sp, "an add reads two taps: tap = a + b, with a and b written above");
         return -1;
     }
     if (tap_ref(M, v->a, a) || tap_ref(M, v->b, b))
@@ -433,23 +470,59 @@ static int statement(mctx *M, const stmt *s)
     if (!d)
         return -1;
     d->kind = CELO_BLOCK_ADD;
-    snprintf(d->name, sizeof d->name, "%s", s->target);
-    snprintf(d->tap, sizeof d->tap, "%s", s->target);
+    snprintf(d->name, sizeof d->name, "%s", target);
+    snprintf(d->tap, sizeof d->tap, "%s", target);
     snprintf(d->from, sizeof d->from, "%s", a);
     snprintf(d->from2, sizeof d->from2, "%s", b);
-    return bind(M, s->target, s->target, s->target_span);
+    return bind(M, target, target, s->target_span, 0);
+}
+
+/* for VAR in LO..HI { … }: the body once per VAR = LO, …, HI - 1 (unrolled; model_check runs it once, with LO) */
+static void loop(mctx *M, const stmt *s)
+{
+    val lo, hi;
+    if (eval(M, s->lo, &lo) || eval(M, s->hi, &hi))
+        return;
+    span range = {s->lo->sp.lo, s->hi->sp.hi};
+    if (M->build && (lo.vocab || hi.vocab || lo.v != floor(lo.v) || hi.v != floor(hi.v) || hi.v - lo.v > 1024)) {
+        MERR(M, range, "a loop's bounds are whole numbers, at most 1024 apart");
+        return;
+    }
+    if (M->nvar == 8 || param_index(M, s->var) >= 0 || !strcmp(s->var, "x")) {
+        MERR(M, s->var_span,
+             M->nvar == 8 ? "for loops nest at most 8 deep" : "'%s' is taken: name the loop variable otherwise",
+             s->var);
+        return;
+    }
+    int a = (int)lo.v, b = M->build ? (int)hi.v : a + 1, k = M->nvar++;
+    M->var[k] = s->var;
+    for (int i = a; i < b && !M->nerr; i++) {
+        M->varv[k] = i;
+        walk_stmts(M, s->body);
+    }
+    M->nvar--;
+}
+
+static void walk_stmts(mctx *M, const stmt *list)
+{
+    for (const stmt *s = list; s; s = s->next) {
+        char target[CELO_TAP_NAME_MAX];
+        if (s->kind == ST_FOR)
+            loop(M, s);
+        else if (s->kind != ST_ASSIGN || s->aop != '=')
+            MERR(M, s->sp, "a model's statements are tap = block(…), tap = a + b (a residual) or tap = other_tap");
+        else if (s->index) {
+            expr t = {.kind = EX_INDEX, .sp = s->target_span, .name = s->target, .b = s->index};
+            if (!ref_name(M, &t, target) && statement(M, s, target) && !find_name(M, target))
+                add_name(M, target, "", s->target_span, 0); /* its readers stay quiet */
+        } else if (statement(M, s, s->target) && !find_name(M, s->target))
+            add_name(M, s->target, "", s->target_span, 0);
+    }
 }
 
 static void walk(mctx *M)
 {
-    for (const stmt *s = M->d->body; s; s = s->next) {
-        if (s->kind == ST_FOR)
-            MERR(M, s->sp, "a model has no 'for' loops yet: write each layer's blocks");
-        else if (s->kind != ST_ASSIGN || s->index || s->aop != '=')
-            MERR(M, s->sp, "a model's statements are tap = block(…), tap = a + b (a residual) or tap = other_tap");
-        else if (statement(M, s) && !find_name(M, s->target))
-            add_name(M, s->target, "", s->target_span); /* its readers stay quiet */
-    }
+    walk_stmts(M, M->d->body);
     if (!M->nerr && !M->nb)
         MERR(M, M->d->name_span, "model '%s' has no blocks", M->d->name);
 }

@@ -369,8 +369,12 @@ if want pipeline; then
         if awk -F, 'NR == 2 { first = $2 } END { exit !($2 < 0.8 * first && $3 < 1.0) }' "$a/m_residual.csv"
         then ok "pipeline residual model definition learns (train loss $(sed -n 2p "$a/m_residual.csv" | cut -d, -f2) -> $(tail -1 "$a/m_residual.csv" | cut -d, -f2), eval $(tail -1 "$a/m_residual.csv" | cut -d, -f3))"
         else bad "pipeline residual model definition does not learn: $(cat "$a/m_residual.csv")"; fi
+        if awk -F, 'NR == 2 { first = $2 } END { exit !($2 < 0.8 * first && $3 < 1.0) }' "$a/m_deep.csv" &&
+            [ "$(st_names "$a/m_deep.safetensors" | grep -c '^"\(stem\|ln\.[01]\|fc\.[01]\|head\)\.')" = 12 ]
+        then ok "pipeline model definition with a for loop: modules ln.0, fc.0, ln.1, fc.1 and it learns"
+        else bad "pipeline model definition with a for loop: $(cat "$a/m_deep.csv"; st_names "$a/m_deep.safetensors")"; fi
         : >"$TMP/diff"
-        for r in m_builtin m_described m_residual lm_builtin lm_described; do
+        for r in m_builtin m_described m_residual m_deep lm_builtin lm_described; do
             diff <(cut -d, -f1-4 "$a/$r.csv") <(cut -d, -f1-4 "$b/$r.csv") >>"$TMP/diff" &&
                 cmp -s <(st_data "$a/$r.safetensors") <(st_data "$b/$r.safetensors") || echo "$r differs" >>"$TMP/diff"
         done

@@ -261,6 +261,10 @@ static int lower_name(lctx *L, const expr *e)
     scope *s = L->sc;
     const char *nm = e->name;
     int i;
+    if (e->suffix) {
+        ERR(L, e->sp, "'%s[…].%s' names a tap of a model; a rule reads a state vector as %s[k]", nm, e->suffix, nm);
+        return -1;
+    }
     if ((i = find_binding(s->fors, s->nfors, nm)) >= 0 && e->kind == EX_NAME)
         return ir_const(L->ir, s->fors[i].node);
     if ((i = find_binding(s->locals, s->nlocals, nm)) >= 0) {
@@ -557,6 +561,11 @@ static void lower_assign(lctx *L, const stmt *s)
     scope *sc = L->sc;
     const char *nm = s->target;
     int i;
+    if (s->suffix) {
+        ERR(L, s->target_span, "'%s[…].%s' names a tap of a model; a rule writes a state vector as %s[k]", nm,
+            s->suffix, nm);
+        return;
+    }
     if (find_binding(sc->fors, sc->nfors, nm) >= 0) {
         ERR(L, s->target_span, "cannot assign to loop variable '%s'", nm);
         return;

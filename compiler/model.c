@@ -261,8 +261,8 @@ static int bind(mctx *M, const char *name, const char *tap, span sp, int alias)
     return add_name(M, name, tap, sp, alias);
 }
 
-/* The name e writes or reads: a name, or NAME[i] = "NAME.i" (i a loop variable or any whole number), torch's
- * naming of repeated modules. -1 (reported) when it is neither, or too long. */
+/* The name e writes or reads: a name, or NAME[i] = "NAME.i" and NAME[i].a.b = "NAME.i.a.b" (i a loop variable or
+ * any whole number), torch's naming of repeated modules. -1 (reported) when it is neither, or too long. */
 static int ref_name(mctx *M, const expr *e, char *out)
 {
     if (e->kind == EX_NAME) {
@@ -278,7 +278,8 @@ static int ref_name(mctx *M, const expr *e, char *out)
             MERR(M, e->b->sp, "an index is a whole number from 0, like a loop variable");
             return -1;
         }
-        if (snprintf(out, CELO_TAP_NAME_MAX, "%s.%d", e->name, (int)v.v) < CELO_TAP_NAME_MAX)
+        if (snprintf(out, CELO_TAP_NAME_MAX, "%s.%d%s%s", e->name, (int)v.v, e->suffix ? "." : "",
+                     e->suffix ? e->suffix : "") < CELO_TAP_NAME_MAX)
             return 0;
     } else {
         MERR(M, e->sp, "a block reads a tap: x (the model's input), a tap written above, or a block call");
@@ -512,7 +513,7 @@ static void walk_stmts(mctx *M, const stmt *list)
         else if (s->kind != ST_ASSIGN || s->aop != '=')
             MERR(M, s->sp, "a model's statements are tap = block(…), tap = a + b (a residual) or tap = other_tap");
         else if (s->index) {
-            expr t = {.kind = EX_INDEX, .sp = s->target_span, .name = s->target, .b = s->index};
+            expr t = {.kind = EX_INDEX, .sp = s->target_span, .name = s->target, .b = s->index, .suffix = s->suffix};
             if (!ref_name(M, &t, target) && statement(M, s, target) && !find_name(M, target))
                 add_name(M, target, "", s->target_span, 0); /* its readers stay quiet */
         } else if (statement(M, s, s->target) && !find_name(M, s->target))

@@ -131,6 +131,7 @@ static void append_def(parse_ctx *c, def *d)
 %type <pr> props prop
 %type <pv> pvalue
 %type <pa2> pargs parg pitems
+%type <str> path
 
 %left OR
 %left AND
@@ -257,6 +258,10 @@ stmt: STATE statevars ';'       { $$ = mkstmt(ctx, ST_STATE, @$); $$->vars = $2;
     | NAME '[' expr ']' assignop expr ';' {
                                   $$ = mkstmt(ctx, ST_ASSIGN, @$); $$->target = $1; $$->target_span = @1;
                                   $$->index = $3; $$->aop = $5; $$->value = $6; }
+    | NAME '[' expr ']' '.' path assignop expr ';' {
+                                  $$ = mkstmt(ctx, ST_ASSIGN, @$); $$->target = $1; $$->target_span = @1;
+                                  $$->target_span.hi = @6.hi; $$->index = $3; $$->suffix = $6; $$->aop = $7;
+                                  $$->value = $8; }
     | FOR NAME IN expr DOTDOT expr block {
                                   $$ = mkstmt(ctx, ST_FOR, @$); $$->var = $2; $$->var_span = @2;
                                   $$->lo = $4; $$->hi = $6; $$->body = $7; }
@@ -281,6 +286,8 @@ expr: NUMBER                    { $$ = mk(ctx, EX_NUM, @$); $$->num = $1; }
     | IN                        { $$ = mk(ctx, EX_NAME, @$); $$->name = "in"; $$->name_span = @1; /* a model's width */ }
     | NAME '[' expr ']'         { $$ = mk(ctx, EX_INDEX, @$); $$->name = $1; $$->name_span = @1; $$->b = $3;
                                   $$ = fin(ctx, $$); }
+    | NAME '[' expr ']' '.' path { $$ = mk(ctx, EX_INDEX, @$); $$->name = $1; $$->name_span = @1; $$->b = $3;
+                                  $$->suffix = $6; $$ = fin(ctx, $$); }
     | NAME '(' args ')'         { $$ = mk(ctx, EX_CALL, @$); $$->name = $1; $$->name_span = @1; $$->args = $3;
                                   for (arg *a = $3; a; a = a->next) $$->nargs++;
                                   $$ = fin(ctx, $$); }
@@ -301,6 +308,12 @@ expr: NUMBER                    { $$ = mk(ctx, EX_NUM, @$); $$->num = $1; }
     | expr NE expr              { $$ = bin(ctx, OP_NE, $1, $3, @$); }
     | expr AND expr             { $$ = bin(ctx, OP_AND, $1, $3, @$); }
     | expr OR expr              { $$ = bin(ctx, OP_OR, $1, $3, @$); }
+    ;
+
+/* a model's dotted tap name after an index: h[l].mlp.c_fc */
+path: NAME                      { $$ = $1; }
+    | path '.' NAME             { size_t n = strlen($1) + strlen($3) + 2; $$ = arena_alloc(ctx->ar, n);
+                                  snprintf($$, n, "%s.%s", $1, $3); }
     ;
 
 args: %empty { $$ = NULL; } | arglist { $$ = $1; } ;

@@ -355,7 +355,8 @@ if want pipeline; then
         $CELO build tests/pipeline/custom_model.celo -o "$TMP/cm_exe" 2>>"$TMP/err" &&
         (cd "$TMP/cm_bin" && "$TMP/cm_exe" --quiet) 2>>"$TMP/err"; then
         a=$TMP/cm_run/runs b=$TMP/cm_bin/runs
-        for pair in m_builtin:m_described:'fc[12]\.':'mlp(64, [32], 10)' lm_builtin:lm_described:'lstm\.':'lstm(embed = 32, hidden = 128)'; do
+        for pair in m_builtin:m_described:'fc[12]\.':'mlp(64, [32], 10)' lm_builtin:lm_described:'lstm\.':'lstm(embed = 32, hidden = 128)' \
+            gpt_builtin:gpt_described:'h\.1\.mlp\.c_proj\.':'gpt(dim = 32, heads = 4, layers = 2)'; do
             IFS=: read -r x y pat what <<<"$pair"
             if [ "$(grep -c . "$a/$x.csv")" -ge 3 ] &&
                 diff <(cut -d, -f1-4 "$a/$x.csv") <(cut -d, -f1-4 "$a/$y.csv") >"$TMP/diff" &&
@@ -374,7 +375,7 @@ if want pipeline; then
         then ok "pipeline model definition with a for loop: modules ln.0, fc.0, ln.1, fc.1 and it learns"
         else bad "pipeline model definition with a for loop: $(cat "$a/m_deep.csv"; st_names "$a/m_deep.safetensors")"; fi
         : >"$TMP/diff"
-        for r in m_builtin m_described m_residual m_deep lm_builtin lm_described; do
+        for r in m_builtin m_described m_residual m_deep lm_builtin lm_described gpt_builtin gpt_described; do
             diff <(cut -d, -f1-4 "$a/$r.csv") <(cut -d, -f1-4 "$b/$r.csv") >>"$TMP/diff" &&
                 cmp -s <(st_data "$a/$r.safetensors") <(st_data "$b/$r.safetensors") || echo "$r differs" >>"$TMP/diff"
         done

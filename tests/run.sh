@@ -346,9 +346,9 @@ if want pipeline; then
         if [ "$n" = 3 ] && [ "$same" = 3 ]; then ok "pipeline sweep side by side == one after another (3 runs: CSVs, weights)"
         else bad "pipeline sweep side by side: $same of $n runs equal one after another"; fi
     else bad "pipeline sweep side by side: $(head -c 300 "$TMP/err")"; fi
-    # models written in the file (tests/pipeline/custom_model.celo): the blocks of mlp(64, [32], 10) give the
-    # built-in's loss curve and final weights bit for bit (the same tensors, in the same order), a residual MLP with a
-    # layer norm learns, and a binary made by celo build gives celo run's numbers
+    # models written in the file (tests/pipeline/custom_model.celo): the blocks of mlp, lstm, gpt and convnet give
+    # the built-ins' loss curves and final weights bit for bit (the same tensors, in the same order), a residual MLP
+    # with a layer norm and a loop of them learn, and a binary made by celo build gives celo run's numbers
     st_names() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); head -c $((8 + n)) "$1" | grep -ao '"[^"]*":{"dtype":"F32","shape":\[[0-9,]*\]'; }
     mkdir -p "$TMP/cm_run" "$TMP/cm_bin"
     if (cd "$TMP/cm_run" && "$CELO_ABS" run "$ROOT/tests/pipeline/custom_model.celo" --quiet) 2>"$TMP/err" &&
@@ -356,7 +356,8 @@ if want pipeline; then
         (cd "$TMP/cm_bin" && "$TMP/cm_exe" --quiet) 2>>"$TMP/err"; then
         a=$TMP/cm_run/runs b=$TMP/cm_bin/runs
         for pair in m_builtin:m_described:'fc[12]\.':'mlp(64, [32], 10)' lm_builtin:lm_described:'lstm\.':'lstm(embed = 32, hidden = 128)' \
-            gpt_builtin:gpt_described:'h\.1\.mlp\.c_proj\.':'gpt(dim = 32, heads = 4, layers = 2)'; do
+            gpt_builtin:gpt_described:'h\.1\.mlp\.c_proj\.':'gpt(dim = 32, heads = 4, layers = 2)' \
+            conv_builtin:conv_described:'conv[12]\.':'convnet(conv1 = 8, conv2 = 16)'; do
             IFS=: read -r x y pat what <<<"$pair"
             if [ "$(grep -c . "$a/$x.csv")" -ge 3 ] &&
                 diff <(cut -d, -f1-4 "$a/$x.csv") <(cut -d, -f1-4 "$a/$y.csv") >"$TMP/diff" &&
@@ -375,7 +376,8 @@ if want pipeline; then
         then ok "pipeline model definition with a for loop: modules ln.0, fc.0, ln.1, fc.1 and it learns"
         else bad "pipeline model definition with a for loop: $(cat "$a/m_deep.csv"; st_names "$a/m_deep.safetensors")"; fi
         : >"$TMP/diff"
-        for r in m_builtin m_described m_residual m_deep lm_builtin lm_described gpt_builtin gpt_described; do
+        for r in m_builtin m_described m_residual m_deep lm_builtin lm_described gpt_builtin gpt_described \
+            conv_builtin conv_described; do
             diff <(cut -d, -f1-4 "$a/$r.csv") <(cut -d, -f1-4 "$b/$r.csv") >>"$TMP/diff" &&
                 cmp -s <(st_data "$a/$r.safetensors") <(st_data "$b/$r.safetensors") || echo "$r differs" >>"$TMP/diff"
         done

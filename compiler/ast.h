@@ -57,9 +57,10 @@ struct expr {
     double num;       /* EX_NUM */
     const char *name; /* EX_NAME, EX_INDEX, EX_CALL */
     span name_span;
-    ast_op op;   /* EX_UNARY, EX_BINARY */
-    expr *a, *b; /* operands; EX_INDEX: b = index */
-    arg *args;   /* EX_CALL */
+    ast_op op;          /* EX_UNARY, EX_BINARY */
+    expr *a, *b;        /* operands; EX_INDEX: b = index */
+    const char *suffix; /* EX_INDEX in a model: h[l].attn names h.<l>.attn (suffix "attn"), or NULL */
+    arg *args;          /* EX_CALL */
     int nargs;
     int depth; /* height of the subtree, 0 for a leaf (bounded by the parser) */
 };
@@ -80,8 +81,9 @@ struct stmt {
     statevar *vars;     /* ST_STATE */
     const char *target; /* ST_ASSIGN */
     span target_span;
-    expr *index; /* ST_ASSIGN to m[k] */
-    int aop;     /* '=', '+', '-', '*', '/' */
+    expr *index;        /* ST_ASSIGN to m[k] */
+    const char *suffix; /* ST_ASSIGN to h[l].attn in a model: "attn" (as expr.suffix), or NULL */
+    int aop;            /* '=', '+', '-', '*', '/' */
     expr *value;
     const char *var; /* ST_FOR */
     span var_span;
@@ -124,14 +126,14 @@ typedef struct prop {
     struct prop *next;
 } prop;
 
-typedef enum { DEF_OPTIMIZER, DEF_TRANSFORM, DEF_IMPORT, DEF_BLOCK, DEF_SCHEDULE } def_kind;
+typedef enum { DEF_OPTIMIZER, DEF_TRANSFORM, DEF_IMPORT, DEF_BLOCK, DEF_SCHEDULE, DEF_MODEL } def_kind;
 typedef struct def {
     def_kind kind;
     span sp;
     const char *name; /* DEF_IMPORT: the path */
     span name_span;
     param *params;
-    stmt *body;        /* NULL for chain definitions */
+    stmt *body;        /* NULL for chain definitions; DEF_MODEL: its `tap = block(...)` statements */
     arg *chain;        /* chain(T1(...), ...) members: each value is an EX_CALL */
     expr *value;       /* DEF_SCHEDULE: the factor of the learning rate, an expression of t and num_steps */
     const char *block; /* DEF_BLOCK: its kind word ("task", "train", ...) */

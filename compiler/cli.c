@@ -73,6 +73,10 @@ def *cli_find_optimizer(module *m, const char *name)
         fprintf(stderr, "celo: '%s' is a schedule, not an optimizer; name a rule with it, like sgd@%s\n", name, name);
         return NULL;
     }
+    if (d && d->kind == DEF_MODEL) {
+        fprintf(stderr, "celo: '%s' is a model, not an optimizer; a task uses it (model = %s(…);)\n", name, name);
+        return NULL;
+    }
     if (d) {
         fprintf(stderr, "celo: '%s' is a transform, not an optimizer; use it inside chain(…)\n", name);
         return NULL;

@@ -46,6 +46,11 @@ int cmd_check(int argc, char **argv)
                     fprintf(stderr, "%s: schedule %s\n", argv[0], d->name);
                 nrules++;
             }
+            if (d->kind == DEF_MODEL && !strcmp(d->file->path, argv[0])) {
+                if (!module_model_check(&m, d))
+                    fprintf(stderr, "%s: model %s\n", argv[0], d->name);
+                nrules++;
+            }
             if ((d->kind != DEF_OPTIMIZER && d->kind != DEF_TRANSFORM) || strcmp(d->file->path, argv[0]))
                 continue;
             if (d->kind == DEF_TRANSFORM && transform_used(&m, d))
@@ -66,9 +71,7 @@ int cmd_check(int argc, char **argv)
             if (pipeline_build(&m, &plan) == 0)
                 fprintf(stderr, "%s: %d task%s, %d run%s\n", argv[0], plan.ntasks, plan.ntasks == 1 ? "" : "s",
                         plan.nruns, plan.nruns == 1 ? "" : "s");
-            free(plan.tasks);
-            free(plan.runs);
-            free(plan.groups);
+            celo_plan_free(&plan);
         }
     }
     module_free(&m);
@@ -197,6 +200,7 @@ int cmd_emit(int argc, char **argv)
             printf("%s %s(",
                    d->kind == DEF_TRANSFORM  ? "transform"
                    : d->kind == DEF_SCHEDULE ? "schedule"
+                   : d->kind == DEF_MODEL    ? "model"
                                              : "optimizer",
                    d->name);
             for (param *p = d->params; p; p = p->next) {
@@ -277,6 +281,7 @@ int cmd_rules(void)
         printf("%-10s %-20s",
                d->kind == DEF_OPTIMIZER  ? "optimizer"
                : d->kind == DEF_SCHEDULE ? "schedule"
+               : d->kind == DEF_MODEL    ? "model"
                                          : "transform",
                d->name);
         for (param *p = d->params; p; p = p->next)

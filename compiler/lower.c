@@ -261,6 +261,10 @@ static int lower_name(lctx *L, const expr *e)
     scope *s = L->sc;
     const char *nm = e->name;
     int i;
+    if (e->suffix) {
+        ERR(L, e->sp, "'%s[…].%s' names a tap of a model; a rule reads a state vector as %s[k]", nm, e->suffix, nm);
+        return -1;
+    }
     if ((i = find_binding(s->fors, s->nfors, nm)) >= 0 && e->kind == EX_NAME)
         return ir_const(L->ir, s->fors[i].node);
     if ((i = find_binding(s->locals, s->nlocals, nm)) >= 0) {
@@ -333,6 +337,8 @@ static int lower_call(lctx *L, const expr *e)
             ERR(L, e->name_span, "transform '%s' can only be used inside chain(…)", e->name);
         else if (d && d->kind == DEF_SCHEDULE)
             ERR(L, e->name_span, "schedule '%s' cannot be called inside a rule; a train block names it", e->name);
+        else if (d && d->kind == DEF_MODEL)
+            ERR(L, e->name_span, "model '%s' cannot be called inside a rule; a task names it", e->name);
         else if (d)
             ERR(L, e->name_span, "optimizer '%s' cannot be called inside a rule", e->name);
         else {
@@ -555,6 +561,11 @@ static void lower_assign(lctx *L, const stmt *s)
     scope *sc = L->sc;
     const char *nm = s->target;
     int i;
+    if (s->suffix) {
+        ERR(L, s->target_span, "'%s[…].%s' names a tap of a model; a rule writes a state vector as %s[k]", nm,
+            s->suffix, nm);
+        return;
+    }
     if (find_binding(sc->fors, sc->nfors, nm) >= 0) {
         ERR(L, s->target_span, "cannot assign to loop variable '%s'", nm);
         return;
@@ -863,7 +874,9 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
         if (!t || t->kind != DEF_TRANSFORM) {
             if (t)
                 ERR(L, c->name_span, "'%s' is %s, not a transform; chain(…) takes transforms", c->name,
-                    t->kind == DEF_SCHEDULE ? "a schedule" : "an optimizer");
+                    t->kind == DEF_SCHEDULE ? "a schedule"
+                    : t->kind == DEF_MODEL  ? "a model"
+                                            : "an optimizer");
             else
                 ERR(L, c->name_span, "unknown transform '%s'", c->name);
             if (!t && !L->muted) {

@@ -1,6 +1,7 @@
 /* module.c — loading a file, its imports and the stdlib into one set of definitions, and the rules lowered from
  * them (each once). */
 #include "diag.h"
+#include "model.h"
 #include "rules.h"
 
 #include <dirent.h>
@@ -157,17 +158,28 @@ rule *module_rule(module *m, def *d)
     return module_rule_scheduled(m, d, NULL);
 }
 
-int module_schedule_check(module *m, def *s)
+/* d checked once: the errors are reported where it is defined, once, however many blocks use it */
+static int check_once(module *m, def *d)
 {
     for (int i = 0; i < m->nchecked; i++)
-        if (m->checked[i].d == s)
+        if (m->checked[i].d == d)
             return m->checked[i].nerr;
-    int nerr = schedule_check(m, s);
+    int nerr = d->kind == DEF_MODEL ? model_check(d) : schedule_check(m, d);
     if (m->nchecked < 64) {
-        m->checked[m->nchecked].d = s;
+        m->checked[m->nchecked].d = d;
         m->checked[m->nchecked++].nerr = nerr;
     }
     return nerr;
+}
+
+int module_schedule_check(module *m, def *s)
+{
+    return check_once(m, s);
+}
+
+int module_model_check(module *m, def *d)
+{
+    return check_once(m, d);
 }
 
 int schedule_is_one(const def *s)

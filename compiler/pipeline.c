@@ -5,6 +5,7 @@
 #include "pipeline.h"
 
 #include "diag.h"
+#include "model.h"
 #include "nn.h"
 
 #include <math.h>
@@ -359,6 +360,47 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
     return -1;
 }
 
+/* The model definition a task's model = NAME(…) names, or NULL (a built-in kind, or an error of task_model's) */
+static def *model_def(pctx *C, const pval *v)
+{
+    const char *k = callee(v);
+    def *d = k ? module_find(C->mod, k) : NULL;
+    return d && d->kind == DEF_MODEL ? d : NULL;
+}
+
+/* A task whose model is a model definition: its blocks for the task's data (model.c). */
+static void task_described(pctx *C, celo_task *t, const def *d, def *md, const pval *call)
+{
+    model_env env = {.loss = t->loss};
+    switch (t->data) {
+    case CELO_DATA_FASHION_MNIST:
+        env.in_ndim = 3, env.in_dims[0] = 1, env.in_dims[1] = env.in_dims[2] = t->size;
+        env.features = t->size * t->size, env.classes = 10;
+        if (t->loss != CELO_LOSS_CROSS_ENTROPY) {
+            PERR(C, call->sp, "fashion_mnist has class labels: the loss must be cross_entropy");
+            return;
+        }
+        break;
+    case CELO_DATA_TEACHER:
+        env.in_ndim = 1, env.in_dims[0] = env.features = t->teacher_in, env.classes = t->teacher_out;
+        break;
+    case CELO_DATA_KJV: env.tokens = 1, env.ctx = t->seq; break;
+    case CELO_DATA_QUADRATIC: PERR(C, call->sp, "a quadratic task has no model: its parameter is the point x"); return;
+    default: PERR(C, d->name_span, "task '%s' has no data", d->name); return;
+    }
+    if (module_model_check(C->mod, md)) { /* reported once, where the model is defined */
+        C->nerr++;
+        return;
+    }
+    celo_block_desc *b = NULL;
+    int n = 0, ne = model_build(md, call, C->file, &env, &b, &n);
+    if (ne) {
+        C->nerr += ne;
+        return;
+    }
+    t->blocks = b, t->nblocks = n;
+}
+
 /* Shapes between data, model and loss, checked now rather than at step 1. */
 static void task_check(pctx *C, celo_task *t, const def *d, span model_sp)
 {
@@ -425,6 +467,8 @@ static int build_task(pctx *C, const def *d)
     t->batch = 64;
     int e0 = C->nerr;
     span model_sp = d->name_span;
+    def *mdef = NULL; /* a model definition, used as mcall */
+    const pval *mcall = NULL;
     for (const prop *p = d->props; p; p = p->next) {
         long long iv;
         if (p->word) {
@@ -434,7 +478,10 @@ static int build_task(pctx *C, const def *d)
         if (!strcmp(p->key, "data"))
             task_data(C, t, p->value);
         else if (!strcmp(p->key, "model")) {
-            task_model(C, t, p->value);
+            if ((mdef = model_def(C, p->value)))
+                mcall = p->value;
+            else
+                task_model(C, t, p->value);
             model_sp = p->value->sp;
         } else if (!strcmp(p->key, "loss")) {
             if (p->value->kind != PV_NAME || (strcmp(p->value->str, "cross_entropy") && strcmp(p->value->str, "mse")))
@@ -449,7 +496,9 @@ static int build_task(pctx *C, const def *d)
             suggest_among(C, p->key_span, p->key, task_keys, 4);
         }
     }
-    if (C->nerr == e0)
+    if (C->nerr == e0 && mdef)
+        task_described(C, t, d, mdef, mcall);
+    else if (C->nerr == e0)
         task_check(C, t, d, model_sp);
     P->ntasks++;
     return C->nerr == e0 ? 0 : -1;

@@ -20,7 +20,8 @@ typedef struct {
     struct {
         const def *d;
         int nerr;
-    } checked[64]; /* schedules checked by module_schedule_check, with their error counts */
+    } checked[64]; /* schedules and models checked (module_schedule_check, module_model_check), with their error
+                      counts */
     int nchecked;
 } module;
 
@@ -62,6 +63,8 @@ int schedule_is_one(const def *s);
 rule *module_rule(module *m, def *d);
 /* schedule_check of s once per module: later calls return the same count and report nothing. */
 int module_schedule_check(module *m, def *s);
+/* model_check (model.h) of model d once per module, the same way. */
+int module_model_check(module *m, def *d);
 /* The same for optimizer d under schedule s (module_rule(m, d) when s is NULL or schedule_is_one). */
 rule *module_rule_scheduled(module *m, def *d, def *s);
 /* The rule a plan's run names: "RULE" or "RULE@SCHEDULE", lowered once and owned by the module (module_rule_scheduled),

@@ -118,7 +118,7 @@ static void append_def(parse_ctx *c, def *d)
 
 %token <num> NUMBER
 %token <str> NAME STRING
-%token OPTIMIZER SCHEDULE TRANSFORM IMPORT STATE CHAIN FOR IN AND OR NOT DOTDOT ADDEQ SUBEQ MULEQ DIVEQ LE GE EQ NE
+%token OPTIMIZER SCHEDULE TRANSFORM MODEL IMPORT STATE CHAIN FOR IN AND OR NOT DOTDOT ADDEQ SUBEQ MULEQ DIVEQ LE GE EQ NE
 %token BADCHAR
 
 %type <ex> expr
@@ -131,6 +131,7 @@ static void append_def(parse_ctx *c, def *d)
 %type <pr> props prop
 %type <pv> pvalue
 %type <pa2> pargs parg pitems
+%type <str> path
 
 %left OR
 %left AND
@@ -172,6 +173,10 @@ definition:
         $$ = mkdef(ctx, DEF_SCHEDULE, @$); $$->name = $2; $$->name_span = @2; $$->value = $4; }
     | SCHEDULE NAME '(' params ')' '=' expr ';' {
         $$ = mkdef(ctx, DEF_SCHEDULE, @$); $$->name = $2; $$->name_span = @2; $$->params = $4; $$->value = $7; }
+    | MODEL NAME '(' params ')' block {
+        $$ = mkdef(ctx, DEF_MODEL, @$); $$->name = $2; $$->name_span = @2; $$->params = $4; $$->body = $6; }
+    | MODEL NAME block {
+        $$ = mkdef(ctx, DEF_MODEL, @$); $$->name = $2; $$->name_span = @2; $$->body = $3; }
     | NAME NAME '{' props '}' {
         $$ = mkdef(ctx, DEF_BLOCK, @$); $$->block = $1; $$->block_span = @1; $$->name = $2; $$->name_span = @2;
         $$->props = $4; }
@@ -191,6 +196,10 @@ prop: NAME '=' pvalue ';'       { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->k
                                   $$->value = $3; $$->sp = @$; }
     | SCHEDULE '=' pvalue ';'   { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = "schedule"; $$->key_span = @1;
                                   $$->value = $3; $$->sp = @$; }
+    | MODEL '=' pvalue ';'      { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = "model"; $$->key_span = @1;
+                                  $$->value = $3; $$->sp = @$; }
+    | MODEL pvalue ';'          { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = "model"; $$->key_span = @1;
+                                  $$->value = $2; $$->sp = @$; }
     | NAME NAME '=' pvalue ';'  { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
                                   $$->word = $2; $$->word_span = @2; $$->value = $4; $$->sp = @$; }
     | NAME NAME pvalue ';'      { $$ = arena_alloc(ctx->ar, sizeof(prop)); $$->key = $1; $$->key_span = @1;
@@ -232,6 +241,8 @@ paramlist: param                { $$ = $1; }
     ;
 param: NAME '=' expr            { $$ = arena_alloc(ctx->ar, sizeof(param)); $$->name = $1; $$->sp = @1; $$->def = $3; }
     | NAME                      { $$ = arena_alloc(ctx->ar, sizeof(param)); $$->name = $1; $$->sp = @1; }
+    | IN '=' expr               { $$ = arena_alloc(ctx->ar, sizeof(param)); $$->name = "in"; $$->sp = @1; $$->def = $3; }
+    | IN                        { $$ = arena_alloc(ctx->ar, sizeof(param)); $$->name = "in"; $$->sp = @1; }
     ;
 
 block: '{' stmts '}'            { $$ = $2; } ;
@@ -247,6 +258,10 @@ stmt: STATE statevars ';'       { $$ = mkstmt(ctx, ST_STATE, @$); $$->vars = $2;
     | NAME '[' expr ']' assignop expr ';' {
                                   $$ = mkstmt(ctx, ST_ASSIGN, @$); $$->target = $1; $$->target_span = @1;
                                   $$->index = $3; $$->aop = $5; $$->value = $6; }
+    | NAME '[' expr ']' '.' path assignop expr ';' {
+                                  $$ = mkstmt(ctx, ST_ASSIGN, @$); $$->target = $1; $$->target_span = @1;
+                                  $$->target_span.hi = @6.hi; $$->index = $3; $$->suffix = $6; $$->aop = $7;
+                                  $$->value = $8; }
     | FOR NAME IN expr DOTDOT expr block {
                                   $$ = mkstmt(ctx, ST_FOR, @$); $$->var = $2; $$->var_span = @2;
                                   $$->lo = $4; $$->hi = $6; $$->body = $7; }
@@ -268,8 +283,11 @@ statevar: NAME '=' expr         { $$ = arena_alloc(ctx->ar, sizeof(statevar)); $
 
 expr: NUMBER                    { $$ = mk(ctx, EX_NUM, @$); $$->num = $1; }
     | NAME                      { $$ = mk(ctx, EX_NAME, @$); $$->name = $1; $$->name_span = @1; }
+    | IN                        { $$ = mk(ctx, EX_NAME, @$); $$->name = "in"; $$->name_span = @1; /* a model's width */ }
     | NAME '[' expr ']'         { $$ = mk(ctx, EX_INDEX, @$); $$->name = $1; $$->name_span = @1; $$->b = $3;
                                   $$ = fin(ctx, $$); }
+    | NAME '[' expr ']' '.' path { $$ = mk(ctx, EX_INDEX, @$); $$->name = $1; $$->name_span = @1; $$->b = $3;
+                                  $$->suffix = $6; $$ = fin(ctx, $$); }
     | NAME '(' args ')'         { $$ = mk(ctx, EX_CALL, @$); $$->name = $1; $$->name_span = @1; $$->args = $3;
                                   for (arg *a = $3; a; a = a->next) $$->nargs++;
                                   $$ = fin(ctx, $$); }
@@ -290,6 +308,12 @@ expr: NUMBER                    { $$ = mk(ctx, EX_NUM, @$); $$->num = $1; }
     | expr NE expr              { $$ = bin(ctx, OP_NE, $1, $3, @$); }
     | expr AND expr             { $$ = bin(ctx, OP_AND, $1, $3, @$); }
     | expr OR expr              { $$ = bin(ctx, OP_OR, $1, $3, @$); }
+    ;
+
+/* a model's dotted tap name after an index: h[l].mlp.c_fc */
+path: NAME                      { $$ = $1; }
+    | path '.' NAME             { size_t n = strlen($1) + strlen($3) + 2; $$ = arena_alloc(ctx->ar, n);
+                                  snprintf($$, n, "%s.%s", $1, $3); }
     ;
 
 args: %empty { $$ = NULL; } | arglist { $$ = $1; } ;
@@ -374,6 +398,7 @@ static const char *sym_text(yysymbol_kind_t k)
     case YYSYMBOL_OPTIMIZER: return "'optimizer'";
     case YYSYMBOL_SCHEDULE: return "'schedule'";
     case YYSYMBOL_TRANSFORM: return "'transform'";
+    case YYSYMBOL_MODEL: return "'model'";
     case YYSYMBOL_IMPORT: return "'import'";
     case YYSYMBOL_STATE: return "'state'";
     case YYSYMBOL_CHAIN: return "'chain'";
@@ -442,7 +467,7 @@ static int yyreport_syntax_error(const yypcontext_t *yc, void *scanner, parse_ct
             continue;
         int ends = closers[i].open == '{' ? tok == YYSYMBOL_YYEOF || tok == YYSYMBOL_OPTIMIZER ||
                                                tok == YYSYMBOL_TRANSFORM || tok == YYSYMBOL_IMPORT ||
-                                               tok == YYSYMBOL_SCHEDULE
+                                               tok == YYSYMBOL_SCHEDULE || tok == YYSYMBOL_MODEL
                                           : tok == CH(';') || tok == CH('{') ||
                                                tok == CH('}') || tok == YYSYMBOL_YYEOF;
         int32_t o = ends ? unclosed(f, at.lo, closers[i].open) : -1;
@@ -472,9 +497,8 @@ static int yyreport_syntax_error(const yypcontext_t *yc, void *scanner, parse_ct
         snprintf(msg + n, sizeof msg - (size_t)n, " (nothing to close: is there one too many?)");
     else if (top)
         snprintf(msg + n, sizeof msg - (size_t)n,
-                 ", expected a definition ('optimizer', 'transform', 'schedule' or 'import'); statements go inside a "
-                 "rule's "
-                 "{ … }");
+                 ", expected a definition ('optimizer', 'transform', 'schedule', 'model' or 'import'); statements go "
+                 "inside a rule's { … }");
     else if (has(exp, nexp, YYSYMBOL_NAME) && has(exp, nexp, YYSYMBOL_NUMBER) && has(exp, nexp, CH('(')))
         snprintf(msg + n, sizeof msg - (size_t)n, ", expected an expression");
     else if (nexp > 0 && nexp <= 5) {

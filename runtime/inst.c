@@ -44,13 +44,21 @@ static uint64_t mix64(uint64_t x)
  * splitting each layer over the threads (no synchronization inside a step, every product at its one-thread
  * efficiency). The cut is made whatever the number of threads (one thread runs the halves in turn), so results
  * do not depend on it; it is made for steps of at least SPLIT_MIN multiply-adds (parameters x examples or
- * tokens), below which a fork and join cost more than the halves save, and not for the LSTM language model. */
+ * tokens), below which a fork and join cost more than the halves save, and not for a model with LSTM layers
+ * (the LSTM kind, or a described model with an lstm block). */
 #define SPLIT_MIN ((int64_t)1 << 22)
 
-static int split_batches(const celo_model *m, int B, int T)
+static int has_lstm(const celo_task *tk)
 {
-    const celo_model_config *cfg = celo_model_cfg(m);
-    return cfg->kind != CELO_MODEL_LSTM && B >= 2 && celo_model_nparams(m) * B * (T > 0 ? T : 1) >= SPLIT_MIN;
+    for (int i = 0; i < tk->nblocks; i++)
+        if (tk->blocks[i].kind == CELO_BLOCK_LSTM)
+            return 1;
+    return tk->model == CELO_MODEL_LSTM;
+}
+
+static int split_batches(const celo_task *tk, const celo_model *m, int B, int T)
+{
+    return !has_lstm(tk) && B >= 2 && celo_model_nparams(m) * B * (T > 0 ? T : 1) >= SPLIT_MIN;
 }
 
 static void inst_clear(inst *in)
@@ -77,9 +85,52 @@ static void inst_clear(inst *in)
     memset(in, 0, sizeof *in);
 }
 
+/* a language model: its batches are token windows (the built-in kinds need text, and text needs them) */
 static int is_lm(const celo_task *tk)
 {
-    return tk->model == CELO_MODEL_GPT || tk->model == CELO_MODEL_LSTM;
+    return tk->model == CELO_MODEL_GPT || tk->model == CELO_MODEL_LSTM || (tk->nblocks && tk->data == CELO_DATA_KJV);
+}
+
+/* The description of a task's described model: its blocks from the plan on the input the data gives, with the
+ * text's vocabulary for CELO_WIDTH_VOCAB. *blocks (malloc'd) is md->blocks, for the caller to free. */
+static int model_desc(const celo_task *tk, const celo_task_data *d, celo_model_desc *md, celo_block_desc **blocks,
+                      char *err, size_t errlen)
+{
+    memset(md, 0, sizeof *md);
+    int text = tk->data == CELO_DATA_KJV;
+    if (text)
+        md->tokens = 1;
+    else if (tk->data == CELO_DATA_FASHION_MNIST) {
+        if (tk->loss != CELO_LOSS_CROSS_ENTROPY) {
+            celo_seterr(err, errlen, "task %s: fashion_mnist has class labels: the loss must be cross_entropy",
+                        tk->name);
+            return -1;
+        }
+        md->in_ndim = 3, md->in_dims[0] = 1, md->in_dims[1] = d->train->h, md->in_dims[2] = d->train->w;
+    } else
+        md->in_ndim = 1, md->in_dims[0] = d->train->dim;
+    md->loss = (celo_loss_kind)tk->loss;
+    if (!(*blocks = malloc((size_t)tk->nblocks * sizeof **blocks))) {
+        celo_seterr(err, errlen, "task %s: out of memory", tk->name);
+        return -1;
+    }
+    for (int i = 0; i < tk->nblocks; i++) {
+        celo_block_desc *b = &(*blocks)[i];
+        *b = tk->blocks[i];
+        int *w[] = {&b->out, &b->vocab, &b->ctx};
+        for (int k = 0; k < 3; k++)
+            if (*w[k] == CELO_WIDTH_VOCAB) {
+                if (!text) {
+                    celo_seterr(err, errlen, "task %s: block %s is as wide as a vocabulary, and the data is not text",
+                                tk->name, b->name);
+                    free(*blocks), *blocks = NULL;
+                    return -1;
+                }
+                *w[k] = d->text->vocab;
+            }
+    }
+    md->nblocks = tk->nblocks, md->blocks = *blocks;
+    return 0;
 }
 
 /* The model configuration of a task, with the widths the data implies. */
@@ -217,10 +268,19 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             celo_seterr(err, errlen, "run %s: task %s has batch %d", run->name, tk->name, tk->batch);
             return -1;
         }
-        celo_model_config cfg;
-        if (model_config(tk, td, &cfg, err, errlen))
-            return -1;
-        in->model = celo_model_create(&cfg, seed, e, sizeof e);
+        if (tk->nblocks) {
+            celo_model_desc md;
+            celo_block_desc *blocks;
+            if (model_desc(tk, td, &md, &blocks, err, errlen))
+                return -1;
+            in->model = celo_model_create_desc(&md, seed, e, sizeof e);
+            free(blocks);
+        } else {
+            celo_model_config cfg;
+            if (model_config(tk, td, &cfg, err, errlen))
+                return -1;
+            in->model = celo_model_create(&cfg, seed, e, sizeof e);
+        }
         if (!in->model) {
             celo_seterr(err, errlen, "task %s: %s", tk->name, e);
             return -1;
@@ -274,7 +334,7 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             in->eb = (celo_batch){.n = (int)te->n, .x = te->x, .labels = te->y, .target = te->t};
             in->echunk = EVAL_CHUNK;
         }
-        if (split_batches(in->model, in->B, in->T) && !(in->replica = celo_model_replica(in->model, e, sizeof e))) {
+        if (split_batches(tk, in->model, in->B, in->T) && !(in->replica = celo_model_replica(in->model, e, sizeof e))) {
             celo_seterr(err, errlen, "task %s: %s", tk->name, e);
             return -1;
         }

@@ -297,6 +297,10 @@ celo_model *celo_model_create(const celo_model_config *cfg, uint64_t seed, char 
 /* The same from a block list; its celo_model_cfg has kind 0. The description may be freed after the call. */
 celo_model *celo_model_create_desc(const celo_model_desc *d, uint64_t seed, char *err, size_t errlen);
 void celo_model_free(celo_model *m);
+/* The checks of celo_model_create_desc without building the model (the compiler checks a .celo model description
+ * with them): 0, with the output's width (elements per example, per token for sequences) in *out_width, or -1
+ * with a reason in err and the index of the block at fault in *bad_block (-1: the input or the loss). */
+int celo_model_check_desc(const celo_model_desc *d, int *bad_block, int64_t *out_width, char *err, size_t errlen);
 
 /* A second model over the same parameter buffer (not a copy: an update of m's parameters is the replica's), with
  * its own gradients and activations: two halves of a batch can run forward and backward at once, one on each.

@@ -8,6 +8,7 @@
  *       ...
  *       hidden 32
  *       ...
+ *       block linear fc1 fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0 0
  *     end
  *     run quick
  *       task 0
@@ -24,8 +25,11 @@
  * \r, \t, \xHH for other control bytes), so names and paths may hold spaces. Enumerations are written by name
  * (an integer in range is accepted too). Doubles are "%.17g", which strtod reads back exactly. The writer
  * writes every field, so write -> read -> write gives the same text and the same plan. Blank lines and lines
- * starting with '#' are ignored. The reader validates syntax, numbers, enumerations, string lengths and the
- * cross references (task indexes, group ranges) and reports the first problem as "plan line N: ...".
+ * starting with '#' are ignored. A task with a described model has one `block` line per block, in order, with
+ * every field of its celo_block_desc (nn.h) by position: kind, name, tap, from, from2 ("-" for an empty name), out,
+ * nobias, kernel, stride, pad, act, pool, heads, vocab, ctx, layer, init_std, init_std_proj. The reader validates
+ * syntax, numbers, enumerations, string lengths and the cross references (task indexes, group ranges) and
+ * reports the first problem as "plan line N: ...".
  */
 #include "plan.h"
 
@@ -48,6 +52,8 @@ static const char *const model_names[] = {"none", "mlp", "convnet", "gpt", "lstm
 static const char *const act_names[] = {"relu", "gelu", "tanh"};
 static const char *const loss_names[] = {"cross_entropy", "mse"};
 static const char *const pool_names[] = {"max", "avg"};
+static const char *const block_names[] = {NULL,    "linear",   "act",       "conv", "pool", "layernorm",
+                                          "embed", "position", "attention", "add",  "lstm"};
 #define NAMES(a) a, (int)(sizeof a / sizeof a[0])
 
 /* ---- field tables: one entry per key of a block ---- */
@@ -197,6 +203,34 @@ static void put_fields(FILE *f, const void *base, const field *fs, int n)
     }
 }
 
+/* An enumeration's name, or its number when out of range (the reader rejects it). */
+static void put_enum(FILE *f, const char *const *names, int n, int v)
+{
+    if (v >= 0 && v < n && names[v])
+        fprintf(f, " %s", names[v]);
+    else
+        fprintf(f, " %d", v);
+}
+
+static void put_name(FILE *f, const char *s)
+{
+    fprintf(f, " %s", s[0] ? s : "-");
+}
+
+static void put_block(FILE *f, const celo_block_desc *b)
+{
+    fputs("  block", f);
+    put_enum(f, NAMES(block_names), (int)b->kind);
+    put_name(f, b->name);
+    put_name(f, b->tap);
+    put_name(f, b->from);
+    put_name(f, b->from2);
+    fprintf(f, " %d %d %d %d %d", b->out, b->nobias, b->kernel, b->stride, b->pad);
+    put_enum(f, NAMES(act_names), (int)b->act);
+    put_enum(f, NAMES(pool_names), (int)b->pool);
+    fprintf(f, " %d %d %d %d %.17g %.17g\n", b->heads, b->vocab, b->ctx, b->layer, b->init_std, b->init_std_proj);
+}
+
 char *celo_plan_write(const celo_plan *plan)
 {
     char *buf = NULL;
@@ -210,6 +244,8 @@ char *celo_plan_write(const celo_plan *plan)
         put_escaped(f, plan->tasks[i].name);
         fputc('\n', f);
         put_fields(f, &plan->tasks[i], task_fields, NF(task_fields));
+        for (int k = 0; k < plan->tasks[i].nblocks; k++)
+            put_block(f, &plan->tasks[i].blocks[k]);
         fputs("end\n", f);
     }
     for (int i = 0; i < plan->nruns; i++) {
@@ -416,6 +452,73 @@ static int set_field(rd *r, void *base, const field *fd, const char *val, size_t
     return rd_fail(r, "internal: field type");
 }
 
+/* A name of a block line: "-" (empty) or letters, digits, '_' and '.' (as the compiler writes them). */
+static int get_name(rd *r, const char *tok, char *dst, size_t cap)
+{
+    if (!strcmp(tok, "-")) {
+        dst[0] = 0;
+        return 0;
+    }
+    if (strlen(tok) >= cap)
+        return rd_fail(r, "block: name '%s' longer than %zu bytes", tok, cap - 1);
+    for (const char *c = tok; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_' ||
+              *c == '.'))
+            return rd_fail(r, "block: bad name '%s'", tok);
+    snprintf(dst, cap, "%s", tok);
+    return 0;
+}
+
+static int get_enum_tok(rd *r, const char *what, const char *tok, const char *const *names, int n, int *v)
+{
+    for (int k = 0; k < n; k++)
+        if (names[k] && !strcmp(tok, names[k])) {
+            *v = k;
+            return 0;
+        }
+    return rd_fail(r, "block: unknown %s '%s'", what, tok);
+}
+
+/* One `block` line's value: the 18 fields of put_block. */
+static int get_block(rd *r, const char *val, celo_block_desc *b)
+{
+    char buf[1024], *tok[20];
+    int n = 0;
+    if (strlen(val) >= sizeof buf)
+        return rd_fail(r, "block: line too long");
+    strcpy(buf, val);
+    for (char *p = buf; *p && n < 20;) {
+        tok[n++] = p;
+        char *sp = strchr(p, ' ');
+        if (!sp)
+            break;
+        *sp = 0;
+        p = sp + 1;
+    }
+    if (n != 18)
+        return rd_fail(r, "block: expected 18 fields, got %d", n);
+    memset(b, 0, sizeof *b);
+    int kind = 0, act = 0, pool = 0;
+    long long iv[9];
+    int ints[] = {5, 6, 7, 8, 9, 12, 13, 14, 15}; /* out nobias kernel stride pad, heads vocab ctx layer */
+    if (get_enum_tok(r, "kind", tok[0], NAMES(block_names), &kind) || get_name(r, tok[1], b->name, sizeof b->name) ||
+        get_name(r, tok[2], b->tap, sizeof b->tap) || get_name(r, tok[3], b->from, sizeof b->from) ||
+        get_name(r, tok[4], b->from2, sizeof b->from2) ||
+        get_enum_tok(r, "activation", tok[10], NAMES(act_names), &act) ||
+        get_enum_tok(r, "pool", tok[11], NAMES(pool_names), &pool) || get_dbl(r, "block", tok[16], &b->init_std) ||
+        get_dbl(r, "block", tok[17], &b->init_std_proj))
+        return -1;
+    for (int k = 0; k < 9; k++)
+        if (get_i64(r, "block", tok[ints[k]], INT_MIN, INT_MAX, &iv[k]))
+            return -1;
+    if (!b->name[0])
+        return rd_fail(r, "block: no name");
+    b->kind = (celo_block_kind)kind, b->act = (celo_activation)act, b->pool = (celo_pool_kind)pool;
+    b->out = (int)iv[0], b->nobias = (int)iv[1], b->kernel = (int)iv[2], b->stride = (int)iv[3], b->pad = (int)iv[4];
+    b->heads = (int)iv[5], b->vocab = (int)iv[6], b->ctx = (int)iv[7], b->layer = (int)iv[8];
+    return 0;
+}
+
 typedef enum { B_NONE, B_TASK, B_RUN, B_GROUP } block;
 
 /* Grows an array of elements of size sz to hold n + 1. */
@@ -440,7 +543,7 @@ int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen)
     rd r = {0, err, errlen};
     if (!text)
         return rd_fail(&r, "no text");
-    int capt = 0, capr = 0, capg = 0;
+    int capt = 0, capr = 0, capg = 0, capb = 0;
     block cur = B_NONE;
     void *base = NULL;
     const field *fs = NULL;
@@ -514,6 +617,7 @@ int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen)
                 celo_task *t = &plan->tasks[plan->ntasks++];
                 memset(t, 0, sizeof *t);
                 strcpy(t->name, name);
+                capb = 0;
                 cur = B_TASK, base = t, fs = task_fields, nfs = NF(task_fields);
             } else if (!strcmp(key, "run")) {
                 if (grow((void **)&plan->runs, plan->nruns, &capr, sizeof *plan->runs))
@@ -544,6 +648,19 @@ int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen)
                 goto fail;
             }
             cur = B_NONE;
+            continue;
+        }
+        if (cur == B_TASK && !strcmp(key, "block")) {
+            celo_task *t = base;
+            if (t->nblocks >= 1 << 16) {
+                rd_fail(&r, "task '%s': more than %d blocks", t->name, 1 << 16);
+                goto fail;
+            }
+            if (grow((void **)&t->blocks, t->nblocks, &capb, sizeof *t->blocks))
+                goto oom;
+            if (get_block(&r, val, &t->blocks[t->nblocks]))
+                goto fail;
+            t->nblocks++;
             continue;
         }
         if (cur == B_RUN && !strcmp(key, "hp")) {
@@ -639,6 +756,8 @@ void celo_plan_free(celo_plan *plan)
 {
     if (!plan)
         return;
+    for (int i = 0; i < plan->ntasks; i++)
+        free(plan->tasks[i].blocks);
     free(plan->tasks);
     free(plan->runs);
     free(plan->groups);

@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "celort.h"
+#include "nn.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -52,7 +53,13 @@ typedef struct {
     int embed, lstm_hidden;         /* lstm */
     int loss;                       /* celo_loss_kind */
     int batch;
+    int nblocks;             /* a model described in the .celo file (`model NAME(...) {...}`; model is 0): its blocks,
+                                in order (celo_model_create_desc); 0 for the built-in kinds above */
+    celo_block_desc *blocks; /* malloc'd, freed by celo_plan_free; out, vocab or ctx = CELO_WIDTH_VOCAB stands for
+                                the text's vocabulary, known only when the data loads */
 } celo_task;
+
+#define CELO_WIDTH_VOCAB (-1)
 
 typedef struct {
     char name[CELO_NAME_MAX];

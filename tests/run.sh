@@ -346,6 +346,44 @@ if want pipeline; then
         if [ "$n" = 3 ] && [ "$same" = 3 ]; then ok "pipeline sweep side by side == one after another (3 runs: CSVs, weights)"
         else bad "pipeline sweep side by side: $same of $n runs equal one after another"; fi
     else bad "pipeline sweep side by side: $(head -c 300 "$TMP/err")"; fi
+    # models written in the file (tests/pipeline/custom_model.celo): the blocks of mlp, lstm, gpt and convnet give
+    # the built-ins' loss curves and final weights bit for bit (the same tensors, in the same order), a residual MLP
+    # with a layer norm and a loop of them learn, and a binary made by celo build gives celo run's numbers
+    st_names() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); head -c $((8 + n)) "$1" | grep -ao '"[^"]*":{"dtype":"F32","shape":\[[0-9,]*\]'; }
+    mkdir -p "$TMP/cm_run" "$TMP/cm_bin"
+    if (cd "$TMP/cm_run" && "$CELO_ABS" run "$ROOT/tests/pipeline/custom_model.celo" --quiet) 2>"$TMP/err" &&
+        $CELO build tests/pipeline/custom_model.celo -o "$TMP/cm_exe" 2>>"$TMP/err" &&
+        (cd "$TMP/cm_bin" && "$TMP/cm_exe" --quiet) 2>>"$TMP/err"; then
+        a=$TMP/cm_run/runs b=$TMP/cm_bin/runs
+        for pair in m_builtin:m_described:'fc[12]\.':'mlp(64, [32], 10)' lm_builtin:lm_described:'lstm\.':'lstm(embed = 32, hidden = 128)' \
+            gpt_builtin:gpt_described:'h\.1\.mlp\.c_proj\.':'gpt(dim = 32, heads = 4, layers = 2)' \
+            conv_builtin:conv_described:'conv[12]\.':'convnet(conv1 = 8, conv2 = 16)'; do
+            IFS=: read -r x y pat what <<<"$pair"
+            if [ "$(grep -c . "$a/$x.csv")" -ge 3 ] &&
+                diff <(cut -d, -f1-4 "$a/$x.csv") <(cut -d, -f1-4 "$a/$y.csv") >"$TMP/diff" &&
+                [ "$(st_names "$a/$y.safetensors" | grep -c "$pat")" -ge 4 ] &&
+                diff <(st_names "$a/$x.safetensors") <(st_names "$a/$y.safetensors") >>"$TMP/diff" &&
+                cmp -s <(st_data "$a/$x.safetensors") <(st_data "$a/$y.safetensors")
+            then ok "pipeline model definition == $what: loss curve, tensors and final weights, bit for bit"
+            else bad "pipeline model definition vs $what: $(head -20 "$TMP/diff")"; fi
+        done
+        # the training loss falls from the first logged step to the last, and the eval loss ends far below ln 10 = 2.30
+        if awk -F, 'NR == 2 { first = $2 } END { exit !($2 < 0.8 * first && $3 < 1.0) }' "$a/m_residual.csv"
+        then ok "pipeline residual model definition learns (train loss $(sed -n 2p "$a/m_residual.csv" | cut -d, -f2) -> $(tail -1 "$a/m_residual.csv" | cut -d, -f2), eval $(tail -1 "$a/m_residual.csv" | cut -d, -f3))"
+        else bad "pipeline residual model definition does not learn: $(cat "$a/m_residual.csv")"; fi
+        if awk -F, 'NR == 2 { first = $2 } END { exit !($2 < 0.8 * first && $3 < 1.0) }' "$a/m_deep.csv" &&
+            [ "$(st_names "$a/m_deep.safetensors" | grep -c '^"\(stem\|ln\.[01]\|fc\.[01]\|head\)\.')" = 12 ]
+        then ok "pipeline model definition with a for loop: modules ln.0, fc.0, ln.1, fc.1 and it learns"
+        else bad "pipeline model definition with a for loop: $(cat "$a/m_deep.csv"; st_names "$a/m_deep.safetensors")"; fi
+        : >"$TMP/diff"
+        for r in m_builtin m_described m_residual m_deep lm_builtin lm_described gpt_builtin gpt_described \
+            conv_builtin conv_described; do
+            diff <(cut -d, -f1-4 "$a/$r.csv") <(cut -d, -f1-4 "$b/$r.csv") >>"$TMP/diff" &&
+                cmp -s <(st_data "$a/$r.safetensors") <(st_data "$b/$r.safetensors") || echo "$r differs" >>"$TMP/diff"
+        done
+        if [ ! -s "$TMP/diff" ]; then ok "pipeline build == run with model definitions (curves and final weights)"
+        else bad "pipeline build vs run with model definitions: $(head -20 "$TMP/diff")"; fi
+    else bad "pipeline model definitions: $(head -c 600 "$TMP/err")"; fi
     # the same with a rule of several passes with reductions between them (celo_step_team's barriers)
     if (cd "$TMP/team" && "$CELO_ABS" run "$ROOT/tests/pipeline/team_passes.celo" --quiet) 2>"$TMP/err" &&
         (cd "$TMP/noteam" && CELO_TRAIN_TEAM=0 "$CELO_ABS" run "$ROOT/tests/pipeline/team_passes.celo" --quiet) \

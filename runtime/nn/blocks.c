@@ -217,8 +217,11 @@ static int build_block(celo_nn_net *net, int i, table *tb, char *err, size_t err
     }
     case CELO_BLOCK_ADD: {
         const celo_nn_block *o = b->in2 >= 0 ? &net->blocks[b->in2] : NULL;
-        if (!o || b->in < 0 || o->width != C)
+        if (!o || b->in < 0)
             FAIL("block %s: adds two earlier taps of the same width", nm);
+        if (o->width != C)
+            FAIL("block %s: adds two earlier taps of the same width (got %lld and %lld)", nm, (long long)C,
+                 (long long)o->width);
         b->ndim = ndim, memcpy(b->dims, dims, sizeof dims);
         break;
     }
@@ -248,6 +251,7 @@ int celo_nn_net_build(celo_nn_net *net, const celo_block_desc *descs, int nblock
 {
     table tb = {0};
     net->blocks = NULL, net->spec = NULL;
+    net->failed = -1;
     if (nblocks < 1) {
         celo_nn_seterr(err, errlen, "a model needs at least one block");
         return -1;
@@ -260,6 +264,7 @@ int celo_nn_net_build(celo_nn_net *net, const celo_block_desc *descs, int nblock
         if (!b->d.tap[0])
             memcpy(b->d.tap, b->d.name, sizeof b->d.tap);
         if (build_block(net, i, &tb, err, errlen)) {
+            net->failed = i;
             free(tb.t);
             celo_nn_net_free(net);
             return -1;
@@ -280,6 +285,7 @@ oom:
 int celo_nn_net_from_desc(const celo_model_desc *d, celo_nn_net *net, char *err, size_t errlen)
 {
     memset(net, 0, sizeof *net);
+    net->failed = -1;
     if (!d || !d->blocks) {
         celo_nn_seterr(err, errlen, "no model description");
         return -1;
@@ -317,5 +323,19 @@ int celo_nn_net_from_desc(const celo_model_desc *d, celo_nn_net *net, char *err,
         celo_nn_net_free(net);
         return -1;
     }
+    return 0;
+}
+
+int celo_model_check_desc(const celo_model_desc *d, int *bad_block, int64_t *out_width, char *err, size_t errlen)
+{
+    celo_nn_net net;
+    int r = celo_nn_net_from_desc(d, &net, err, errlen);
+    if (bad_block)
+        *bad_block = r ? net.failed : -1;
+    if (r)
+        return -1;
+    if (out_width)
+        *out_width = net.blocks[net.nblocks - 1].width;
+    celo_nn_net_free(&net);
     return 0;
 }

@@ -55,6 +55,7 @@ typedef struct {
     int ntensors;
     celo_nn_tensor_spec *spec; /* in block order, packed one after the other */
     int64_t nparams;
+    int failed; /* after celo_nn_net_build fails: the block at fault, or -1 (the input or the loss) */
 } celo_nn_net;
 
 /* Builds net from nblocks descriptions after net's input and loss fields are set: resolves the inputs, checks

@@ -6,6 +6,7 @@
  * to seed s equals a fresh instance of seed s, also when they step interleaved with others.
  */
 #include "inst.h"
+#include "inst_internal.h" /* white box: whether an instance cuts its batches in halves (in->replica) */
 
 #include "backend.h"
 #include "diag.h"
@@ -73,6 +74,49 @@ static int step_to(celo_inst *in, const celo_ctx *ctx, int64_t to, trace *tr)
         tr->loss[t - 1] = o.loss;
     }
     return 0;
+}
+
+/* A described model (the blocks of a .celo `model`) cuts its batches in halves as the built-in kinds do, except
+ * with LSTM blocks, as the LSTM kind (runtime/inst.c, split_batches). */
+static void test_described_split(const celo_run *run0, celo_task_data *fm8)
+{
+    celo_block_desc mlp[] = {
+        {.kind = CELO_BLOCK_LINEAR, .name = "fc1", .out = 256},
+        {.kind = CELO_BLOCK_ACT, .name = "h1", .act = CELO_ACT_RELU},
+        {.kind = CELO_BLOCK_LINEAR, .name = "fc2", .out = 10},
+    };
+    celo_block_desc lstm[] = {
+        {.kind = CELO_BLOCK_EMBED, .name = "embed", .vocab = CELO_WIDTH_VOCAB, .out = 32},
+        {.kind = CELO_BLOCK_LSTM, .name = "lstm", .out = 128},
+        {.kind = CELO_BLOCK_LINEAR, .name = "head", .out = CELO_WIDTH_VOCAB},
+    };
+    celo_task tasks[2];
+    memset(tasks, 0, sizeof tasks);
+    snprintf(tasks[0].name, sizeof tasks[0].name, "fm8_blocks");
+    tasks[0].data = CELO_DATA_FASHION_MNIST, tasks[0].size = 8, tasks[0].batch = 256;
+    tasks[0].nblocks = 3, tasks[0].blocks = mlp;
+    snprintf(tasks[1].name, sizeof tasks[1].name, "kjv_blocks");
+    tasks[1].data = CELO_DATA_KJV, tasks[1].seq = 32, tasks[1].batch = 32;
+    tasks[1].nblocks = 3, tasks[1].blocks = lstm;
+    celo_run runs[2] = {*run0, *run0};
+    runs[1].task = 1;
+    celo_plan plan = {.ntasks = 2, .nruns = 2, .tasks = tasks, .runs = runs};
+    celo_task_data *text = celo_task_data_new();
+    if (celo_task_data_load(text, &tasks[1], 1, err, sizeof err)) {
+        check(0, "loading kjv: %s", err);
+        celo_task_data_free(text);
+        return;
+    }
+    celo_inst *a = celo_inst_new(&plan, &runs[0], &adamw->prog, NULL, fm8, err, sizeof err);
+    check(a && ((inst *)a)->replica, "a described MLP of 19k parameters at batch 256 cuts its batches in halves%s%s",
+          a ? "" : ": ", a ? "" : err);
+    celo_inst *b = celo_inst_new(&plan, &runs[1], &adamw->prog, NULL, text, err, sizeof err);
+    check(b && !((inst *)b)->replica && celo_inst_step_count(b) == 0,
+          "a described model with an LSTM block does not, as the LSTM kind (the vocabulary from the text)%s%s",
+          b ? "" : ": ", b ? "" : err);
+    celo_inst_free(a);
+    celo_inst_free(b);
+    celo_task_data_free(text);
 }
 
 static uint64_t rng = 0x243f6a8885a308d3ull;
@@ -253,6 +297,7 @@ int main(void)
     celo_ckpt_free(&ck);
     celo_inst_free(s);
     celo_inst_free(l);
+    test_described_split(&runs[0], td);
 
     for (int i = 0; i < NINST; i++) {
         celo_inst_free(ins[i]);

@@ -313,7 +313,17 @@ static void test_desc(void)
         snprintf(what, sizeof what, "bad description %zu rejected: %s", i, err);
         check(!m && strstr(err, bad[i].expect), what);
         celo_model_free(m);
+        /* the same checks without building (the compiler's), naming the block at fault */
+        int at = -2;
+        err[0] = 0;
+        int rc = celo_model_check_desc(&e, &at, NULL, err, sizeof err);
+        snprintf(what, sizeof what, "bad description %zu: celo_model_check_desc says block %d: %s", i, at, err);
+        check(rc == -1 && at == (bad[i].tokens ? 0 : 1) && strstr(err, bad[i].expect), what);
     }
+    int at = -2;
+    int64_t width = 0;
+    check(celo_model_check_desc(&d, &at, &width, err, sizeof err) == 0 && at == -1 && width == 4,
+          "celo_model_check_desc of a good description: no block at fault, the output's width");
 }
 
 int main(void)

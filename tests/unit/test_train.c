@@ -195,6 +195,28 @@ static void fill_sample_plan(celo_plan *p)
     p->runs = calloc(3, sizeof *p->runs);
     p->groups = calloc(2, sizeof *p->groups);
     p->tasks[0] = teacher_task("teach", 32);
+    /* a described model: every field of a block, a vocabulary width, an empty input and GPT-2 stds */
+    celo_task *t0 = &p->tasks[0];
+    t0->nblocks = 3;
+    t0->blocks = calloc(3, sizeof *t0->blocks);
+    t0->blocks[0] = (celo_block_desc){.kind = CELO_BLOCK_LINEAR, .name = "fc1", .tap = "fc1", .out = 32, .nobias = 1};
+    t0->blocks[1] = (celo_block_desc){.kind = CELO_BLOCK_CONV,
+                                      .name = "h.0.conv",
+                                      .tap = "c",
+                                      .from = "input",
+                                      .out = CELO_WIDTH_VOCAB,
+                                      .kernel = 3,
+                                      .stride = 2,
+                                      .pad = 1,
+                                      .act = CELO_ACT_TANH,
+                                      .pool = CELO_POOL_AVG,
+                                      .heads = 4,
+                                      .vocab = 65,
+                                      .ctx = 128,
+                                      .layer = 7,
+                                      .init_std = 0.02,
+                                      .init_std_proj = 1.0 / 3.0};
+    t0->blocks[2] = (celo_block_desc){.kind = CELO_BLOCK_ADD, .name = "res", .tap = "res", .from = "fc1", .from2 = "c"};
     celo_task *k = &p->tasks[1];
     snprintf(k->name, sizeof k->name, "kjv gpt");
     k->data = CELO_DATA_KJV;
@@ -241,9 +263,16 @@ static void test_plan_text(void)
     CHECK(rc == 0, "plan: read what write wrote (%s)", rc ? err : "ok");
     if (rc == 0) {
         int same = q.ntasks == p.ntasks && q.nruns == p.nruns && q.ngroups == p.ngroups &&
-                   !memcmp(q.tasks, p.tasks, sizeof *p.tasks * 2) && !memcmp(q.runs, p.runs, sizeof *p.runs * 3) &&
-                   !memcmp(q.groups, p.groups, sizeof *p.groups * 2);
-        CHECK(same, "plan: round trip gives the same structs, byte for byte (doubles, -inf, 5e-324, u64 max, escapes)");
+                   !memcmp(q.runs, p.runs, sizeof *p.runs * 3) && !memcmp(q.groups, p.groups, sizeof *p.groups * 2);
+        for (int i = 0; same && i < 2; i++) { /* the tasks but their block pointers, then the blocks */
+            celo_task a = p.tasks[i], b = q.tasks[i];
+            same = a.nblocks == b.nblocks &&
+                   (!a.nblocks || !memcmp(a.blocks, b.blocks, sizeof *a.blocks * (size_t)a.nblocks));
+            a.blocks = b.blocks = NULL;
+            same = same && !memcmp(&a, &b, sizeof a);
+        }
+        CHECK(same, "plan: round trip gives the same structs, byte for byte (doubles, -inf, 5e-324, u64 max, escapes, "
+                    "blocks)");
         char *text2 = celo_plan_write(&q);
         CHECK(text2 && !strcmp(text, text2), "plan: write(read(write(p))) == write(p)");
         free(text2);
@@ -287,6 +316,11 @@ static void test_plan_text(void)
         {"celo-plan 1\ngroup g\n  kind tournament\nend\n", "kind 'tournament'"},
         {"celo-plan 1\nend\n", "expected 'task', 'run' or 'group'"},
         {"celo-plan 1\ntask t\n  hidden 1 2 3 4 5 6 7 8 9\nend\n", "more than 8 layers"},
+        {"celo-plan 1\ntask t\n  block linear fc1 fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0\nend\n", "expected 18 fields"},
+        {"celo-plan 1\ntask t\n  block lineal fc1 fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0 0\nend\n", "unknown kind"},
+        {"celo-plan 1\ntask t\n  block linear f/c fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0 0\nend\n", "bad name"},
+        {"celo-plan 1\nrun r\n  block linear fc1 fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0 0\nend\n",
+         "unknown key 'block'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         rc = celo_plan_read(&q, bad[i].text, err, sizeof err);

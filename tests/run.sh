@@ -531,9 +531,11 @@ if want unit; then
         # test_opencl: LeakSanitizer's tracer crashes (signal 11) walking a dynamic TLS block that a library
         # PoCL loads leaves at a bogus address ("DTLS ... at 0x8a5"); use_tls=0 skips TLS as roots, so a block
         # only a thread-local points to would be reported as a leak, never hidden
-        lsan=$LSAN_OPTIONS
-        [ "${SAN:-0}" = 1 ] && [ "$(basename "$t")" = test_opencl ] && lsan="$LSAN_OPTIONS:use_tls=0"
-        if LSAN_OPTIONS=$lsan "$t" >"$TMP/unit" 2>&1; then ok "unit $(basename "$t")"
+        run=("$t")
+        if [ "${SAN:-0}" = 1 ] && [ "$(basename "$t")" = test_opencl ]; then
+            run=(env "LSAN_OPTIONS=${LSAN_OPTIONS:-}:use_tls=0" "$t")
+        fi
+        if "${run[@]}" >"$TMP/unit" 2>&1; then ok "unit $(basename "$t")"
         else bad "unit $(basename "$t"): $(tail -20 "$TMP/unit")"; fi
     done
 fi

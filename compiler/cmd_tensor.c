@@ -54,16 +54,17 @@ static int write_state(const celo_state *st, const char *dir)
 
 int cmd_apply(int argc, char **argv)
 {
-    const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL;
+    const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL, *thetaf = NULL;
     celo_backend be = cli_default_backend();
     sets s = {0};
     const cli_opt opts[] = {{"--file", &file, NULL}, {"--param", &paramf, NULL},    {"--grads", &grads, NULL},
-                            {"--out", &out, NULL},   {"--state-out", &stdir, NULL}, {NULL, NULL, NULL}};
+                            {"--out", &out, NULL},   {"--state-out", &stdir, NULL}, {"--theta", &thetaf, NULL},
+                            {NULL, NULL, NULL}};
     if (cli_parse_args("apply", argc, argv, opts, &s, &be, &name))
         return 1;
     if (!name || !paramf || !grads || !out)
         return cli_fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
-                              "[--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
+                              "[--theta FILE] [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
     char err[1024];
     celo_array P = {0}, G = {0};
     if (celo_npy_read(paramf, &P, err, sizeof err) || celo_npy_read(grads, &G, err, sizeof err)) {
@@ -91,8 +92,29 @@ int cmd_apply(int argc, char **argv)
     float hp[64];
     celo_bprog *bp = NULL;
     celo_bstate *st = NULL;
+    float *theta = NULL;
     if (!r || cli_apply_sets(&r->prog, &s, hp))
         goto done;
+    /* θ: named, checked against the rule's table, before anything is compiled */
+    if (thetaf && r->prog.ntheta == 0) {
+        cli_fail("--theta: rule '%s' has no learned parameters", r->prog.name);
+        goto done;
+    }
+    if (!thetaf && r->prog.ntheta > 0) {
+        cli_fail("rule '%s' is learned: give its meta-parameters with --theta FILE (celo theta init makes one)",
+                 r->prog.name);
+        goto done;
+    }
+    if (thetaf) {
+        celo_theta th;
+        int bad = celo_theta_read(thetaf, &th, NULL, err, sizeof err) ||
+                  celo_theta_bind(&r->prog, &th, thetaf, &theta, err, sizeof err);
+        celo_theta_free(&th);
+        if (bad) {
+            cli_fail("%s", err);
+            goto done;
+        }
+    }
     if (cli_is_llvm(&be) && llvm_jit_rules(&r, 1, err, sizeof err)) {
         cli_fail("%s", err);
         goto done;
@@ -103,6 +125,8 @@ int cmd_apply(int argc, char **argv)
         cli_fail("%s", err);
         goto done;
     }
+    if (theta)
+        celo_bstate_set_theta(st, theta, r->prog.theta_len);
     for (int64_t t = 1; t <= T; t++)
         if (be.step(st, P.data, G.data + (t - 1) * P.n, hp, t, 0, err, sizeof err)) {
             cli_fail("%s", err);
@@ -125,6 +149,7 @@ done:
         be.state_free(st);
     if (bp)
         be.prog_free(bp);
+    free(theta);
     cli_sets_free(&s);
     rule_free(r);
     module_free(&m);

@@ -856,6 +856,8 @@ static int step(celo_cl_rule *r, float *p, const float *g, const float *hp, int6
     int nn = P->nnodes, ns = P->nstate;
     size_t bytes = (size_t)r->n * sizeof(float);
     cl_int e;
+    if (celo_theta_ready(P, st, err, errlen))
+        return -1;
     if (host_p && r->unified && r->n > 0) {
         r->pwrap = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes, p, &e);
         if (e != CL_SUCCESS) {

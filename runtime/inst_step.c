@@ -463,7 +463,6 @@ static int team_steps(inst *in, int64_t t_end, celo_step_out *o, celo_step_cb cb
     return rc;
 }
 
-
 /* ================================ the API: stepping and evaluating ================================ */
 
 /* The context's thread count for the OpenMP regions of this call (the nn layers and GEMMs read the calling

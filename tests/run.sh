@@ -196,6 +196,21 @@ if want learned; then
         $CELO run $L/train_no_theta.celo
     learnedcase init-adamw "celo: theta init: rule 'adamw' has no learned parameters" \
         $CELO theta init adamw --seed 1 -o "$TMP/x.safetensors"
+    # the celo2-sized MLP: 355 θ values, packed into one buffer for OpenCL; the back ends agree as on every rule
+    d=tests/golden/mlp6/8x5
+    if $CELO theta init wide --file $L/wide.celo --seed 1 -o "$TMP/wide.safetensors" 2>"$TMP/err"; then
+        for be in $backends; do
+            $CELO apply wide --file $L/wide.celo --theta "$TMP/wide.safetensors" --param "$d/p0.npy" --grads "$d/grads.npy" \
+                --backend $be --out "$TMP/wide-$be.npy" 2>>"$TMP/err" || bad "learned wide $be: $(head -c 300 "$TMP/err")"
+        done
+        for be in $backends; do
+            [ "$be" = interp ] && continue
+            atol=0
+            [ "$be" = opencl ] && atol=1e-6
+            if r=$($CMP "$TMP/wide-$be.npy" "$TMP/wide-interp.npy" --rtol $atol 2>&1); then ok "learned wide $be=interp ($r)"
+            else bad "learned wide $be vs interp: $r (tolerance $atol)"; fi
+        done
+    else bad "learned wide: theta init: $(head -c 300 "$TMP/err")"; fi
     $CELO emit ir $L/mlp6.celo mlp6 >"$TMP/ir" 2>&1
     host=$(sed -n '/^host/,/^pass/p' "$TMP/ir" | grep -c ' = theta ')
     inpass=$(sed -n '/^pass 1/,$p' "$TMP/ir" | grep -c ' = theta ')

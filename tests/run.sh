@@ -211,6 +211,9 @@ if want learned; then
             else bad "learned wide $be vs interp: $r (tolerance $atol)"; fi
         done
     else bad "learned wide: theta init: $(head -c 300 "$TMP/err")"; fi
+    if $CELO bench mlp6 "${F[@]}" --theta $L/theta_seed3.safetensors --size 1000 --steps 3 >"$TMP/bench" 2>"$TMP/err" &&
+        grep -q '^params_per_s=' "$TMP/bench"; then ok "learned bench --theta"
+    else bad "learned bench: $(head -c 300 "$TMP/err")"; fi
     $CELO emit ir $L/mlp6.celo mlp6 >"$TMP/ir" 2>&1
     host=$(sed -n '/^host/,/^pass/p' "$TMP/ir" | grep -c ' = theta ')
     inpass=$(sed -n '/^pass 1/,$p' "$TMP/ir" | grep -c ' = theta ')

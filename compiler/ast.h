@@ -65,7 +65,7 @@ struct expr {
     int depth; /* height of the subtree, 0 for a leaf (bounded by the parser) */
 };
 
-typedef enum { ST_STATE, ST_ASSIGN, ST_FOR } stmt_kind;
+typedef enum { ST_STATE, ST_ASSIGN, ST_FOR, ST_LEARNED } stmt_kind;
 typedef struct stmt stmt;
 typedef struct statevar {
     const char *name;
@@ -89,6 +89,11 @@ struct stmt {
     span var_span;
     expr *lo, *hi;
     stmt *body;
+    /* ST_LEARNED: `learned KIND NAME[d0 -> d1 -> ...] ACT;` (kind "mlp") or `learned NAME[n];` (kind NULL);
+     * the name is var / var_span */
+    const char *lkind, *act;
+    span lkind_span, act_span, dims_span;
+    int dims[16], ndims;
     stmt *next;
 };
 

@@ -158,6 +158,12 @@ static void dump_stmts(const stmt *s, int ind, FILE *out)
             fputc('\n', out);
             dump_stmts(s->body, ind + 2, out);
             break;
+        case ST_LEARNED:
+            fprintf(out, "learned%s%s %s[", s->lkind ? " " : "", s->lkind ? s->lkind : "", s->var);
+            for (int i = 0; i < s->ndims; i++)
+                fprintf(out, "%s%d", i ? " -> " : "", s->dims[i]);
+            fprintf(out, "]%s%s\n", s->act ? " " : "", s->act ? s->act : "");
+            break;
         }
     }
 }
@@ -325,17 +331,61 @@ static int theta_show(const char *file)
     return 0;
 }
 
+/* celo theta init RULE [--file F.celo] --seed S -o OUT.safetensors: the rule's own initialization */
+static int theta_init(int argc, char **argv)
+{
+    const char *name = NULL, *file = NULL, *seed_s = NULL, *out = NULL;
+    const cli_opt opts[] = {{"--file", &file, NULL}, {"--seed", &seed_s, NULL}, {"-o", &out, NULL}, {NULL, NULL, NULL}};
+    if (cli_parse_args("theta init", argc, argv, opts, NULL, NULL, &name))
+        return 1;
+    if (!name || !seed_s || !out)
+        return cli_fail("%s", "usage: celo theta init RULE [--file F.celo] --seed S -o OUT.safetensors");
+    char *end;
+    unsigned long long seed = strtoull(seed_s, &end, 10);
+    if (!*seed_s || *end || seed_s[0] == '-')
+        return cli_fail("theta init: --seed '%s' is not a non-negative integer", seed_s);
+    size_t n = strlen(out);
+    if (n < 12 || strcmp(out + n - 12, ".safetensors"))
+        return cli_fail("theta init: %s: the output must be a .safetensors file", out);
+    module m;
+    rule *r = cli_load_rule(&m, file, name);
+    int rc = 1;
+    celo_theta th;
+    char err[1024];
+    celo_theta_init(&th);
+    if (!r)
+        goto done;
+    if (r->prog.ntheta == 0) {
+        cli_fail("theta init: rule '%s' has no learned parameters", r->prog.name);
+        goto done;
+    }
+    if (celo_theta_init_rule(&r->prog, seed, &th, err, sizeof err) || celo_theta_write(out, &th, err, sizeof err)) {
+        cli_fail("%s", err);
+        goto done;
+    }
+    fprintf(stderr, "celo: wrote %s (%lld floats in %d tensors)\n", out, (long long)celo_theta_count(&th), th.n);
+    rc = 0;
+done:
+    celo_theta_free(&th);
+    rule_free(r);
+    module_free(&m);
+    return rc;
+}
+
 int cmd_theta(int argc, char **argv)
 {
     const char *sub = argc > 0 ? argv[0] : "", *in = NULL, *out = NULL;
     const cli_opt opts[] = {{"-o", &out, NULL}, {NULL, NULL, NULL}};
+    if (!strcmp(sub, "init"))
+        return theta_init(argc - 1, argv + 1);
     if (!strcmp(sub, "show")) {
         if (cli_parse_args("theta show", argc - 1, argv + 1, NULL, NULL, NULL, &in))
             return 1;
         return in ? theta_show(in) : cli_fail("%s", "usage: celo theta show FILE");
     }
     if (strcmp(sub, "convert"))
-        return cli_fail("%s", "usage: celo theta show FILE | celo theta convert IN -o OUT.safetensors");
+        return cli_fail("%s", "usage: celo theta show FILE | celo theta convert IN -o OUT.safetensors | celo theta "
+                              "init RULE [--file F.celo] --seed S -o OUT.safetensors");
     if (cli_parse_args("theta convert", argc - 1, argv + 1, opts, NULL, NULL, &in))
         return 1;
     if (!in || !out)

@@ -52,18 +52,39 @@ static int write_state(const celo_state *st, const char *dir)
     return 0;
 }
 
+/* A learned rule's θ from --theta FILE (NULL: none given), named and checked against the rule's table before
+ * anything is compiled; *theta stays NULL for a rule without learned parameters. 0, or 1 after a one-line error. */
+static int load_theta(const celo_program *P, const char *thetaf, float **theta)
+{
+    char err[1024];
+    *theta = NULL;
+    if (thetaf && P->ntheta == 0)
+        return cli_fail("--theta: rule '%s' has no learned parameters", P->name);
+    if (!thetaf && P->ntheta > 0)
+        return cli_fail("rule '%s' is learned: give its meta-parameters with --theta FILE (celo theta init makes one)",
+                        P->name);
+    if (!thetaf)
+        return 0;
+    celo_theta th;
+    int bad =
+        celo_theta_read(thetaf, &th, NULL, err, sizeof err) || celo_theta_bind(P, &th, thetaf, theta, err, sizeof err);
+    celo_theta_free(&th);
+    return bad ? cli_fail("%s", err) : 0;
+}
+
 int cmd_apply(int argc, char **argv)
 {
-    const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL;
+    const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL, *thetaf = NULL;
     celo_backend be = cli_default_backend();
     sets s = {0};
     const cli_opt opts[] = {{"--file", &file, NULL}, {"--param", &paramf, NULL},    {"--grads", &grads, NULL},
-                            {"--out", &out, NULL},   {"--state-out", &stdir, NULL}, {NULL, NULL, NULL}};
+                            {"--out", &out, NULL},   {"--state-out", &stdir, NULL}, {"--theta", &thetaf, NULL},
+                            {NULL, NULL, NULL}};
     if (cli_parse_args("apply", argc, argv, opts, &s, &be, &name))
         return 1;
     if (!name || !paramf || !grads || !out)
         return cli_fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
-                              "[--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
+                              "[--theta FILE] [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
     char err[1024];
     celo_array P = {0}, G = {0};
     if (celo_npy_read(paramf, &P, err, sizeof err) || celo_npy_read(grads, &G, err, sizeof err)) {
@@ -91,7 +112,10 @@ int cmd_apply(int argc, char **argv)
     float hp[64];
     celo_bprog *bp = NULL;
     celo_bstate *st = NULL;
+    float *theta = NULL;
     if (!r || cli_apply_sets(&r->prog, &s, hp))
+        goto done;
+    if (load_theta(&r->prog, thetaf, &theta))
         goto done;
     if (cli_is_llvm(&be) && llvm_jit_rules(&r, 1, err, sizeof err)) {
         cli_fail("%s", err);
@@ -103,6 +127,8 @@ int cmd_apply(int argc, char **argv)
         cli_fail("%s", err);
         goto done;
     }
+    if (theta)
+        celo_bstate_set_theta(st, theta, r->prog.theta_len);
     for (int64_t t = 1; t <= T; t++)
         if (be.step(st, P.data, G.data + (t - 1) * P.n, hp, t, 0, err, sizeof err)) {
             cli_fail("%s", err);
@@ -125,6 +151,7 @@ done:
         be.state_free(st);
     if (bp)
         be.prog_free(bp);
+    free(theta);
     cli_sets_free(&s);
     rule_free(r);
     module_free(&m);
@@ -142,15 +169,12 @@ static int cmp_double(const void *a, const void *b)
 int cmd_bench(int argc, char **argv)
 {
     const char *name = NULL, *file = NULL;
-    const char *size_s = NULL, *steps_s = NULL;
+    const char *size_s = NULL, *steps_s = NULL, *thetaf = NULL;
     long long size = 0;
     int steps = 0, jit_all = 0;
     celo_backend be = cli_default_backend();
-    const cli_opt opts[] = {{"--size", &size_s, NULL},
-                            {"--steps", &steps_s, NULL},
-                            {"--file", &file, NULL},
-                            {"--jit-all", NULL, &jit_all},
-                            {NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"--size", &size_s, NULL},  {"--steps", &steps_s, NULL},   {"--file", &file, NULL},
+                            {"--theta", &thetaf, NULL}, {"--jit-all", NULL, &jit_all}, {NULL, NULL, NULL}};
     if (cli_parse_args("bench", argc, argv, opts, NULL, &be, &name))
         return 1;
     if (size_s)
@@ -185,13 +209,16 @@ int cmd_bench(int argc, char **argv)
         return 0;
     }
     if (!name || size <= 0)
-        return cli_fail("%s", "usage: celo bench RULE --size N [--backend interp|llvm|opencl] [--steps S]");
+        return cli_fail("%s",
+                        "usage: celo bench RULE --size N [--backend interp|llvm|opencl] [--steps S] [--theta FILE]");
     module m;
     rule *r = cli_load_rule(&m, file, name);
     if (!r)
         return 1;
-    float hp[64];
+    float hp[64], *theta = NULL;
     celo_program_defaults(&r->prog, hp);
+    if (load_theta(&r->prog, thetaf, &theta))
+        return 1;
     if (cli_is_llvm(&be) && llvm_jit_rules(&r, 1, err, sizeof err))
         return cli_fail("%s", err);
     /* a matrix view close to square, so that factored rules see realistic rows and columns */
@@ -217,6 +244,8 @@ int cmd_bench(int argc, char **argv)
     celo_bstate *st = bp ? be.state_new(bp, nd, shape, steps, err, sizeof err) : NULL;
     if (!st)
         return cli_fail("%s", err);
+    if (theta)
+        celo_bstate_set_theta(st, theta, r->prog.theta_len);
     /* warm-up steps are not timed (first-touch of the state, PoCL's first-launch compile) */
     for (int t = 1; t <= steps + 3; t++) {
         double t0 = cli_now_s();
@@ -235,6 +264,7 @@ int cmd_bench(int argc, char **argv)
     free(g);
     be.state_free(st);
     be.prog_free(bp);
+    free(theta);
     rule_free(r);
     module_free(&m);
     return 0;

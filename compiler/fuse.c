@@ -160,6 +160,18 @@ static void print_node(const rule *r, int i, FILE *out)
     switch (x->op) {
     case CELO_OP_CONST: fprintf(out, " %.9g", x->imm); break;
     case CELO_OP_HP: fprintf(out, " %s", r->hp[x->aux].name); break;
+    case CELO_OP_THETA: { /* the tensor and the element: f/w0[1,3] */
+        int q = 0;
+        while (q + 1 < r->prog.ntheta && r->prog.theta[q + 1].offset <= x->aux)
+            q++;
+        const celo_thetaspec *ts = &r->prog.theta[q];
+        int64_t k = x->aux - ts->offset;
+        if (ts->ndim == 2)
+            fprintf(out, " %s[%lld,%lld]", ts->name, (long long)(k / ts->shape[1]), (long long)(k % ts->shape[1]));
+        else
+            fprintf(out, " %s[%lld]", ts->name, (long long)k);
+        break;
+    }
     case CELO_OP_STATE: fprintf(out, " %s", r->state[x->aux].name); break;
     case CELO_OP_ORTHO:
         fprintf(out, " %%%d steps=%d   (staged by this pass, orthogonalized with OpenBLAS after it)", x->a, x->aux);
@@ -190,6 +202,13 @@ void rule_dump(const rule *r, FILE *out)
         fprintf(out, "  hp %s = %.9g\n", r->hp[i].name, r->hp[i].def);
     for (int s = 0; s < P->nstate; s++)
         fprintf(out, "  state %s: %s, init %%%d\n", r->state[s].name, dom_name[r->state[s].dom], r->state[s].init);
+    for (int i = 0; i < P->ntheta; i++) {
+        const celo_thetaspec *ts = &P->theta[i];
+        if (ts->ndim == 2)
+            fprintf(out, "  theta %s [%d, %d] at %lld\n", ts->name, ts->shape[0], ts->shape[1], (long long)ts->offset);
+        else
+            fprintf(out, "  theta %s [%d] at %lld\n", ts->name, ts->shape[0], (long long)ts->offset);
+    }
     fprintf(out, "host (once per step, double precision):\n");
     for (int i = 0; i < P->nnodes; i++)
         if (r->nodes[i].dom == CELO_HOST)

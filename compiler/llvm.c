@@ -1049,11 +1049,15 @@ static void emit_program_table(cg *g, const rule *r)
     LLVMTypeRef st_t = LLVMStructTypeInContext(g->ctx, st_f, 4, 0);
     LLVMTypeRef pass_f[2] = {g->ptr, g->i32};
     LLVMTypeRef pass_t = LLVMStructTypeInContext(g->ctx, pass_f, 2, 0);
-    LLVMTypeRef prog_f[10] = {g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->i32, g->ptr};
-    LLVMTypeRef prog_t = LLVMStructTypeInContext(g->ctx, prog_f, 10, 0);
+    LLVMTypeRef i64 = LLVMInt64TypeInContext(g->ctx);
+    LLVMTypeRef th_f[5] = {g->ptr, i64, g->i32, g->i32, g->i32};
+    LLVMTypeRef th_t = LLVMStructTypeInContext(g->ctx, th_f, 5, 0);
+    LLVMTypeRef prog_f[13] = {g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->ptr,
+                              g->i32, g->i32, g->ptr, g->i32, g->ptr, i64};
+    LLVMTypeRef prog_t = LLVMStructTypeInContext(g->ctx, prog_f, 13, 0);
 
-    LLVMValueRef *els =
-        calloc((size_t)P->nnodes + (size_t)P->nhp + (size_t)P->nstate + (size_t)P->npass + 1, sizeof *els);
+    LLVMValueRef *els = calloc(
+        (size_t)P->nnodes + (size_t)P->nhp + (size_t)P->nstate + (size_t)P->npass + (size_t)P->ntheta + 1, sizeof *els);
     for (int j = 0; j < P->nnodes; j++) {
         const celo_node *x = &P->nodes[j];
         LLVMValueRef f[9] = {ci8(g, x->op),    ci8(g, x->dom),  ci8(g, x->pass),
@@ -1087,13 +1091,32 @@ static void emit_program_table(cg *g, const rule *r)
     }
     snprintf(gname, sizeof gname, "celo_%s_passes", id);
     LLVMValueRef passes = const_array_global(g, pass_t, els, (unsigned)P->npass, gname);
+    for (int i = 0; i < P->ntheta; i++) {
+        snprintf(gname, sizeof gname, "celo_%s_thetaname%d", id, i);
+        LLVMValueRef f[5] = {const_str(g, P->theta[i].name, gname),
+                             LLVMConstInt(i64, (unsigned long long)P->theta[i].offset, 0), ci32(g, P->theta[i].ndim),
+                             ci32(g, P->theta[i].shape[0]), ci32(g, P->theta[i].shape[1])};
+        els[i] = LLVMConstNamedStruct(th_t, f, 5);
+    }
+    snprintf(gname, sizeof gname, "celo_%s_theta", id);
+    LLVMValueRef thetas = const_array_global(g, th_t, els, (unsigned)P->ntheta, gname);
     snprintf(gname, sizeof gname, "celo_%s_name", id);
-    LLVMValueRef pf[10] = {
-        const_str(g, P->name, gname), ci32(g, P->nnodes), nodes, ci32(g, P->nhp), hps, ci32(g, P->nstate), sts,
-        ci32(g, P->p_value),          ci32(g, P->npass),  passes};
+    LLVMValueRef pf[13] = {const_str(g, P->name, gname),
+                           ci32(g, P->nnodes),
+                           nodes,
+                           ci32(g, P->nhp),
+                           hps,
+                           ci32(g, P->nstate),
+                           sts,
+                           ci32(g, P->p_value),
+                           ci32(g, P->npass),
+                           passes,
+                           ci32(g, P->ntheta),
+                           thetas,
+                           LLVMConstInt(i64, (unsigned long long)P->theta_len, 0)};
     snprintf(gname, sizeof gname, "celo_rule_%s", id);
     LLVMValueRef prog = LLVMAddGlobal(g->mod, prog_t, gname);
-    LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_t, pf, 10));
+    LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_t, pf, 13));
     LLVMSetGlobalConstant(prog, 1);
     free(els);
 }

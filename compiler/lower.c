@@ -1,7 +1,8 @@
 /* lower.c — semantic checks and lowering of one update rule from the syntax tree to the kernel IR.
  *
- * Names resolve, in order: for-loop variables, locals, state slots, hyper-parameters, then p, g, t, num_steps, u
- * and pi.
+ * Names resolve, in order: for-loop variables, locals, names bound to MLP outputs and learned parts, state slots,
+ * hyper-parameters, then p, g, t, num_steps, u and pi. Learned parts (`learned mlp f[…]`, `learned w[n]`) become
+ * the program's θ table; an MLP call is unrolled here into host THETA reads and element-wise arithmetic.
  * The domain of each state slot is inferred by a fixpoint: lower with a guess, read off the domain of
  * each slot's final value, and repeat until nothing grows (domains only grow, so this ends quickly). */
 #include "diag.h"
@@ -33,6 +34,26 @@ typedef struct {
     span sp;
 } statename;
 
+/* A learned part: `learned mlp f[6 -> 4 -> 2] relu;` or `learned w[3];`. Its tensors are the θ entries
+ * L->th[spec], L->th[spec + 1], … (an MLP: w0, b0, w1, b1, …). */
+typedef struct {
+    const char *name;
+    int mlp;             /* 1: an MLP, 0: a plain θ vector */
+    int dims[16], ndims; /* widths (a vector: its length) */
+    celo_op act;         /* the MLP's activation after each hidden layer */
+    int spec;
+    int bad; /* its declaration failed (reported): uses of it fail quietly */
+    span sp;
+} learnedname;
+
+enum { MAXOUT = 64 }; /* outputs an MLP may give (a vector local holds them) */
+
+/* y = f(…): the MLP's outputs, read as y[0], y[1], … */
+typedef struct {
+    const char *name;
+    int n, node[MAXOUT];
+} vecbinding;
+
 /* One lexical scope: an optimizer body, or one transform instance of a chain. */
 typedef struct {
     binding hps[64];
@@ -43,6 +64,10 @@ typedef struct {
     int nstates;
     binding fors[8];
     int nfors;
+    learnedname learned[16];
+    int nlearned;
+    vecbinding vecs[16];
+    int nvecs;
     const char *prefix; /* state names are prefixed with the transform instance in chains */
     int is_transform;
     const srcfile *file;
@@ -68,6 +93,13 @@ typedef struct {
     int alone;        /* a transform lowered on its own (celo check): its update u applied to p as p + u */
     const def *sched; /* the learning-rate schedule the rule is compiled with, or NULL */
     scope *sc;
+    struct {
+        char name[128];
+        int ndim, shape[2];
+        int64_t offset;
+    } th[64]; /* the θ table, in declaration order */
+    int nth;
+    int64_t theta_len;
 } lctx;
 
 static int already_reported(lctx *L, span sp)
@@ -177,6 +209,28 @@ static statename *find_state(scope *s, const char *name)
     return NULL;
 }
 
+static learnedname *find_learned(scope *s, const char *name)
+{
+    for (int i = 0; i < s->nlearned; i++)
+        if (!strcmp(s->learned[i].name, name))
+            return &s->learned[i];
+    return NULL;
+}
+
+static vecbinding *find_vec(scope *s, const char *name)
+{
+    for (int i = s->nvecs - 1; i >= 0; i--)
+        if (!strcmp(s->vecs[i].name, name))
+            return &s->vecs[i];
+    return NULL;
+}
+
+/* The host node reading float k of θ. */
+static int theta_at(lctx *L, int64_t k)
+{
+    return ir_node(L->ir, CELO_OP_THETA, -1, -1, -1, (int)k, 0);
+}
+
 static void suggest(lctx *L, span sp, const char *name)
 {
     if (L->muted)
@@ -276,6 +330,30 @@ static int lower_name(lctx *L, const expr *e)
         }
         return s->locals[i].node;
     }
+    vecbinding *vb = find_vec(s, nm);
+    learnedname *ln = find_learned(s, nm);
+    if (ln && ln->bad)
+        return -1;
+    if (vb || (ln && !ln->mlp)) {
+        int len = vb ? vb->n : ln->dims[0], k;
+        if (e->kind != EX_INDEX) {
+            ERR(L, e->sp, "'%s' holds %d values; use %s[0] … %s[%d]", nm, len, nm, nm, len - 1);
+            return -1;
+        }
+        if (const_int(L, e->b, "an index", &k))
+            return -1;
+        if (k < 0 || k >= len) {
+            ERR(L, e->b->sp, "index %d is out of range for '%s' of %d values", k, nm, len);
+            return -1;
+        }
+        if (vb)
+            return vb->node[k] < 0 ? -1 : vb->node[k];
+        return theta_at(L, L->th[ln->spec].offset + k);
+    }
+    if (ln) {
+        ERR(L, e->sp, "'%s' is a learned MLP; call it as %s(…) with its %d inputs", nm, nm, ln->dims[0]);
+        return -1;
+    }
     statename *st = find_state(s, nm);
     if (st) {
         int slot = state_slot_ref(L, st, e->kind == EX_INDEX ? e->b : NULL, e->sp);
@@ -328,8 +406,63 @@ static int matrix_arg(lctx *L, const ir_opinfo *mat, const char *argq, const exp
     return 0;
 }
 
+/* MLP ln applied to the inputs of call e: out[0 .. dims[last]) get its outputs. Unrolled into the IR, each weight
+ * a host THETA node: layer l computes h_j = (x_0 w[0,j] + x_1 w[1,j] + … + x_{in-1} w[in-1,j]) + b_j, summed
+ * left to right (the order the NumPy reference uses), then the activation on every layer but the last. 0, or -1
+ * (reported). */
+static int mlp_eval(lctx *L, const learnedname *ln, const expr *e, int *out)
+{
+    int in = ln->dims[0];
+    if (e->nargs != in) {
+        ERR(L, e->sp, "'%s' takes %d inputs, got %d", ln->name, in, e->nargs);
+        return -1;
+    }
+    int bufa[4096], bufb[4096], *x = bufa, *y = bufb, i = 0;
+    for (const arg *a = e->args; a; a = a->next, i++) {
+        if (a->name) {
+            ERR(L, a->name_span, "the inputs of '%s' are positional (no names)", ln->name);
+            return -1;
+        }
+        if ((x[i] = lower_expr(L, a->value)) < 0)
+            return -1;
+    }
+    for (int l = 0; l + 1 < ln->ndims; l++) {
+        int nin = ln->dims[l], nout = ln->dims[l + 1];
+        int64_t w = L->th[ln->spec + 2 * l].offset, b = L->th[ln->spec + 2 * l + 1].offset;
+        for (int j = 0; j < nout; j++) {
+            int acc = N(L, CELO_OP_MUL, x[0], theta_at(L, w + j), -1);
+            for (int q = 1; q < nin; q++)
+                acc = N(L, CELO_OP_ADD, acc, N(L, CELO_OP_MUL, x[q], theta_at(L, w + (int64_t)q * nout + j), -1), -1);
+            acc = N(L, CELO_OP_ADD, acc, theta_at(L, b + j), -1);
+            y[j] = l + 2 < ln->ndims ? N(L, ln->act, acc, -1, -1) : acc;
+        }
+        int *tmp = x;
+        x = y;
+        y = tmp;
+    }
+    for (int j = 0; j < ln->dims[ln->ndims - 1]; j++)
+        out[j] = x[j];
+    return 0;
+}
+
 static int lower_call(lctx *L, const expr *e)
 {
+    learnedname *ln = find_learned(L->sc, e->name);
+    if (ln && ln->bad)
+        return -1;
+    if (ln && ln->mlp) {
+        int nout = ln->dims[ln->ndims - 1], out[MAXOUT];
+        if (nout != 1) {
+            ERR(L, e->sp, "'%s' gives %d values; name them first (y = %s(…);) and read y[0] … y[%d]", e->name, nout,
+                e->name, nout - 1);
+            return -1;
+        }
+        return mlp_eval(L, ln, e, out) ? -1 : out[0];
+    }
+    if (ln) {
+        ERR(L, e->name_span, "'%s' is a learned vector; read its values as %s[k]", e->name, e->name);
+        return -1;
+    }
     builtin bi;
     if (!find_builtin(e->name, &bi)) {
         def *d = module_find(L->mod, e->name);
@@ -545,6 +678,110 @@ static void lower_state(lctx *L, const stmt *s, int depth)
     }
 }
 
+/* `learned mlp f[6 -> 4 -> 2] relu;` or `learned w[3];`: appends the part's tensors to the θ table. */
+static void lower_learned(lctx *L, const stmt *s, int depth)
+{
+    scope *sc = L->sc;
+    const char *nm = s->var;
+    if (depth > 0) {
+        ERR(L, s->sp, "learned parameters cannot be declared inside a for loop; declare them before it");
+        return;
+    }
+    const char *hides = find_learned(sc, nm)                                     ? "the learned"
+                        : find_state(sc, nm)                                     ? "the state"
+                        : find_binding(sc->hps, sc->nhps, nm) >= 0               ? "the hyper-parameter"
+                        : find_binding(sc->locals, sc->nlocals, nm) >= 0         ? "the local"
+                        : reserved(nm) || (sc->is_transform && !strcmp(nm, "u")) ? "the predefined name"
+                                                                                 : NULL;
+    if (hides) {
+        ERR(L, s->var_span, "learned '%s' would hide %s '%s'", nm, hides, nm);
+        return;
+    }
+    learnedname ln = {.name = nm, .sp = s->var_span, .ndims = s->ndims, .bad = 1};
+    memcpy(ln.dims, s->dims, sizeof ln.dims);
+    if (sc->nlearned < 16) /* poisoned until it is declared below */
+        sc->learned[sc->nlearned] = ln;
+    if (s->lkind && strcmp(s->lkind, "mlp")) {
+        ERR(L, s->lkind_span,
+            "unknown kind of learned part '%s'; write 'learned mlp %s[in -> … -> out] relu;' or 'learned %s[n];'",
+            s->lkind, nm, nm);
+        goto poisoned;
+    }
+    ln.mlp = s->lkind != NULL;
+    if (!ln.mlp && s->ndims != 1) {
+        ERR(L, s->dims_span, "a learned vector has one length ('learned %s[n];'); '->' is for an MLP ('learned mlp …')",
+            nm);
+        goto poisoned;
+    }
+    if (ln.mlp && s->ndims < 2) {
+        ERR(L, s->dims_span, "an MLP needs at least its input and output widths: '%s[in -> out]'", nm);
+        goto poisoned;
+    }
+    if (ln.mlp && s->dims[s->ndims - 1] > MAXOUT) {
+        ERR(L, s->dims_span, "an MLP gives at most %d outputs", MAXOUT);
+        goto poisoned;
+    }
+    if (ln.mlp && s->act) {
+        static const struct {
+            const char *name;
+            celo_op op;
+        } acts[] = {{"relu", CELO_OP_RELU}, {"tanh", CELO_OP_TANH}, {"sigmoid", CELO_OP_SIGMOID}};
+        int found = 0;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(s->act, acts[i].name)) {
+                ln.act = acts[i].op;
+                found = 1;
+            }
+        if (!found) {
+            ERR(L, s->act_span, "unknown activation '%s' (relu, tanh or sigmoid)", s->act);
+            goto poisoned;
+        }
+    } else if (ln.mlp && s->ndims > 2) {
+        ERR(L, s->act_span, "an MLP with hidden layers needs an activation after them: '%s[…] relu;'", nm);
+        goto poisoned;
+    }
+    int64_t len = 0;
+    int ntens = ln.mlp ? 2 * (s->ndims - 1) : 1;
+    for (int l = 0; l + 1 < s->ndims; l++)
+        len += (int64_t)s->dims[l] * s->dims[l + 1] + s->dims[l + 1];
+    if (!ln.mlp)
+        len = s->dims[0];
+    if (L->theta_len + len > 65536 || L->nth + ntens > 64 || sc->nlearned >= 16) {
+        ERR(L, s->sp, "too many learned parameters in one rule (at most 65536 values in 64 tensors)");
+        goto poisoned;
+    }
+    ln.spec = L->nth;
+    for (int k = 0; k < ntens; k++) {
+        int l = k / 2, bias = k % 2;
+        const char *pre = sc->prefix ? sc->prefix : "";
+        const char *dot = sc->prefix ? "." : "";
+        if (!ln.mlp) {
+            snprintf(L->th[L->nth].name, sizeof L->th[0].name, "%s%s%s", pre, dot, nm);
+            L->th[L->nth].ndim = 1;
+            L->th[L->nth].shape[0] = s->dims[0];
+        } else if (bias) {
+            snprintf(L->th[L->nth].name, sizeof L->th[0].name, "%s%s%s/b%d", pre, dot, nm, l);
+            L->th[L->nth].ndim = 1;
+            L->th[L->nth].shape[0] = s->dims[l + 1];
+        } else {
+            snprintf(L->th[L->nth].name, sizeof L->th[0].name, "%s%s%s/w%d", pre, dot, nm, l);
+            L->th[L->nth].ndim = 2;
+            L->th[L->nth].shape[0] = s->dims[l]; /* (in, out), as the authors' haiku/flax weights */
+            L->th[L->nth].shape[1] = s->dims[l + 1];
+        }
+        int64_t n = L->th[L->nth].shape[0] * (int64_t)(L->th[L->nth].ndim == 2 ? L->th[L->nth].shape[1] : 1);
+        L->th[L->nth].offset = L->theta_len;
+        L->theta_len += n;
+        L->nth++;
+    }
+    ln.bad = 0;
+    sc->learned[sc->nlearned++] = ln;
+    return;
+poisoned:
+    if (sc->nlearned < 16)
+        sc->nlearned++;
+}
+
 static int combine(lctx *L, int aop, int old, int val)
 {
     switch (aop) {
@@ -582,6 +819,42 @@ static void lower_assign(lctx *L, const stmt *s)
     }
     if (!strcmp(nm, "t")) {
         ERR(L, s->target_span, "cannot assign to 't': the step number is read-only");
+        return;
+    }
+    if (find_learned(sc, nm)) {
+        ERR(L, s->target_span, "cannot assign to learned '%s': meta-parameters are read-only in a rule", nm);
+        return;
+    }
+    learnedname *callee = !s->index && s->value->kind == EX_CALL ? find_learned(sc, s->value->name) : NULL;
+    if (callee && callee->bad) {
+        poison(L, nm);
+        return;
+    }
+    if (callee && callee->mlp && callee->dims[callee->ndims - 1] > 1) {
+        int nout = callee->dims[callee->ndims - 1];
+        if (s->aop != '=' || find_state(sc, nm) || !strcmp(nm, "p") || (!strcmp(nm, "u") && sc->is_transform) ||
+            find_binding(sc->locals, sc->nlocals, nm) >= 0) {
+            ERR(L, s->target_span, "'%s' gives %d values; bind them to a new name (y = %s(…);)", callee->name, nout,
+                callee->name);
+            return;
+        }
+        vecbinding *vb = find_vec(sc, nm);
+        if (!vb) {
+            if (sc->nvecs >= 16) {
+                ERR(L, s->target_span, "too many names bound to MLP outputs (at most 16)");
+                return;
+            }
+            vb = &sc->vecs[sc->nvecs++];
+            vb->name = nm;
+        }
+        vb->n = nout;
+        if (mlp_eval(L, callee, s->value, vb->node))
+            for (int k = 0; k < nout; k++)
+                vb->node[k] = -1; /* quiet uses: the error is reported */
+        return;
+    }
+    if (find_vec(sc, nm)) {
+        ERR(L, s->target_span, "'%s' holds the outputs of an MLP; bind a new name instead", nm);
         return;
     }
     statename *st = find_state(sc, nm);
@@ -642,6 +915,7 @@ static void lower_stmts(lctx *L, const stmt *s, int depth)
     for (; s; s = s->next) {
         switch (s->kind) {
         case ST_STATE: lower_state(L, s, depth); break;
+        case ST_LEARNED: lower_learned(L, s, depth); break;
         case ST_ASSIGN: lower_assign(L, s); break;
         case ST_FOR: {
             int lo, hi;
@@ -992,6 +1266,8 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     sc->file = d->file;
     L->sc = sc;
     L->nslots = 0;
+    L->nth = 0;
+    L->theta_len = 0;
     L->unroll = 1;
     L->p_cur = N(L, CELO_OP_P, -1, -1, -1);
     L->p_assigned = 0;
@@ -1157,6 +1433,8 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
         strsz += strlen(hp[i].name) + 1;
     for (int s = 0; s < nstate; s++)
         strsz += strlen(L.slots[s].name) + 1;
+    for (int i = 0; i < L.nth; i++)
+        strsz += strlen(L.th[i].name) + 1;
     r->strings = malloc(strsz);
     char *sp = r->strings;
 #define PUT(dst, src)          \
@@ -1178,7 +1456,18 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
         r->state[s].init = map[L.slots[s].init];
         r->state[s].value = L.slots[s].assigned ? map[L.slots[s].cur] : -1;
     }
+    r->theta = calloc((size_t)(L.nth ? L.nth : 1), sizeof *r->theta);
+    for (int i = 0; i < L.nth; i++) {
+        PUT(r->theta[i].name, L.th[i].name);
+        r->theta[i].offset = L.th[i].offset;
+        r->theta[i].ndim = L.th[i].ndim;
+        r->theta[i].shape[0] = L.th[i].shape[0];
+        r->theta[i].shape[1] = L.th[i].shape[1];
+    }
 #undef PUT
+    r->prog.ntheta = L.nth;
+    r->prog.theta = r->theta;
+    r->prog.theta_len = L.theta_len;
     r->prog.nnodes = k;
     r->prog.nodes = r->nodes;
     r->prog.nhp = nhp;
@@ -1208,6 +1497,7 @@ void rule_free(rule *r)
     free(r->hp);
     free(r->state);
     free(r->passes);
+    free(r->theta);
     free(r->strings);
     free(r);
 }

@@ -21,7 +21,8 @@ static const char usage[] =
     "                                             --cpu x86-64-v3: for any AVX2 CPU (default: this CPU)\n"
     "  celo rules                                 list the stdlib rules and their hyper-parameters\n"
     "  celo theta show FILE                       names, shapes, sizes and L2 norms of a meta-parameter file\n"
-    "  celo theta convert IN -o OUT.safetensors   flax msgpack (.state) or safetensors to safetensors\n";
+    "  celo theta convert IN -o OUT.safetensors   flax msgpack (.state) or safetensors to safetensors\n"
+    "  celo theta init RULE [--file F.celo] --seed S -o OUT.safetensors   a learned rule's own initial θ\n";
 
 int main(int argc, char **argv)
 {

@@ -411,10 +411,14 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
             sb_printf(b, ",\n    __global %sfloat *restrict b%d", writes_buf(P, pi, ar->idx) ? "" : "const ", ar->idx);
         else if (ar->kind == CELO_CLARG_SC)
             sb_printf(b, ",\n    const float s%d", ar->idx);
+        else if (ar->kind == CELO_CLARG_SCBUF)
+            sb_printf(b, ",\n    __constant float *restrict scb");
         else
             sb_printf(b, ",\n    __global acc_t *restrict q%d", ar->idx);
     }
     sb_printf(b, ")\n{\n");
+    for (int q = 0; q < pi->npacked; q++) /* the packed host values, under the names the body reads */
+        sb_printf(b, "    const float s%d = scb[%d];\n", pi->packed[q], q);
     gen G = {.P = P, .pi = pi};
     if (!pi->chunked) {
         /* CELO_EPW (set by the host): 8 on CPUs, where explicit float8 code is what PoCL compiles reliably:

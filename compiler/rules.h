@@ -41,7 +41,8 @@ typedef struct {
     celo_hparam *hp;
     celo_stateslot *state;
     celo_pass *passes;
-    char *strings; /* names, packed */
+    celo_thetaspec *theta; /* the learned parameters' table */
+    char *strings;         /* names, packed */
     const def *src;
     const def *sched; /* the learning-rate schedule compiled into it, or NULL */
 } rule;

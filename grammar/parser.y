@@ -92,6 +92,15 @@ static def *mkdef(parse_ctx *c, def_kind k, span sp)
     d->file = c->file;
     return d;
 }
+static int learned_dim(parse_ctx *c, double v, span sp)
+{
+    if (v < 1 || v > 4096 || v != (int)v) {
+        diag_error(c->file, sp, "a learned width must be an integer from 1 to 4096");
+        c->nerrors++;
+        return 1;
+    }
+    return (int)v;
+}
 static void append_def(parse_ctx *c, def *d)
 {
     def **pp = &c->defs;
@@ -118,12 +127,12 @@ static void append_def(parse_ctx *c, def *d)
 
 %token <num> NUMBER
 %token <str> NAME STRING
-%token OPTIMIZER SCHEDULE TRANSFORM MODEL IMPORT STATE CHAIN FOR IN AND OR NOT DOTDOT ADDEQ SUBEQ MULEQ DIVEQ LE GE EQ NE
+%token OPTIMIZER SCHEDULE TRANSFORM MODEL IMPORT STATE LEARNED ARROW CHAIN FOR IN AND OR NOT DOTDOT ADDEQ SUBEQ MULEQ DIVEQ LE GE EQ NE
 %token BADCHAR
 
 %type <ex> expr
 %type <ar> args arglist arg chainlist
-%type <st> stmts stmt block
+%type <st> stmts stmt block dims
 %type <sv> statevars statevar
 %type <pa> params paramlist param
 %type <op> assignop
@@ -253,6 +262,14 @@ stmts: %empty                   { $$ = NULL; }
     ;
 
 stmt: STATE statevars ';'       { $$ = mkstmt(ctx, ST_STATE, @$); $$->vars = $2; }
+    | LEARNED NAME NAME '[' dims ']' NAME ';' {
+                                  $$ = $5; $$->sp = @$; $$->lkind = $2; $$->lkind_span = @2; $$->var = $3;
+                                  $$->var_span = @3; $$->dims_span = @5; $$->act = $7; $$->act_span = @7; }
+    | LEARNED NAME NAME '[' dims ']' ';' {
+                                  $$ = $5; $$->sp = @$; $$->lkind = $2; $$->lkind_span = @2; $$->var = $3;
+                                  $$->var_span = @3; $$->dims_span = @5; $$->act_span = @6; }
+    | LEARNED NAME '[' dims ']' ';' {
+                                  $$ = $4; $$->sp = @$; $$->var = $2; $$->var_span = @2; $$->dims_span = @4; }
     | NAME assignop expr ';'    { $$ = mkstmt(ctx, ST_ASSIGN, @$); $$->target = $1; $$->target_span = @1;
                                   $$->aop = $2; $$->value = $3; }
     | NAME '[' expr ']' assignop expr ';' {
@@ -265,6 +282,16 @@ stmt: STATE statevars ';'       { $$ = mkstmt(ctx, ST_STATE, @$); $$->vars = $2;
     | FOR NAME IN expr DOTDOT expr block {
                                   $$ = mkstmt(ctx, ST_FOR, @$); $$->var = $2; $$->var_span = @2;
                                   $$->lo = $4; $$->hi = $6; $$->body = $7; }
+    ;
+
+/* the widths of a learned part: n, or n -> m -> ... (an MLP's layers); each an integer from 1 to 4096 */
+dims: NUMBER                    { $$ = mkstmt(ctx, ST_LEARNED, @$); $$->ndims = 1;
+                                  $$->dims[0] = learned_dim(ctx, $1, @1); }
+    | dims ARROW NUMBER         { $$ = $1;
+                                  if ($$->ndims == 16) {
+                                      diag_error(ctx->file, @3, "an MLP has at most 16 layer widths");
+                                      ctx->nerrors++;
+                                  } else $$->dims[$$->ndims++] = learned_dim(ctx, $3, @3); }
     ;
 
 assignop: '=' { $$ = '='; } | ADDEQ { $$ = '+'; } | SUBEQ { $$ = '-'; } | MULEQ { $$ = '*'; } | DIVEQ { $$ = '/'; } ;
@@ -401,6 +428,8 @@ static const char *sym_text(yysymbol_kind_t k)
     case YYSYMBOL_MODEL: return "'model'";
     case YYSYMBOL_IMPORT: return "'import'";
     case YYSYMBOL_STATE: return "'state'";
+    case YYSYMBOL_LEARNED: return "'learned'";
+    case YYSYMBOL_ARROW: return "'->'";
     case YYSYMBOL_CHAIN: return "'chain'";
     case YYSYMBOL_FOR: return "'for'";
     case YYSYMBOL_IN: return "'in'";

@@ -124,6 +124,14 @@ static void cpu_state_free(celo_bstate *s)
     free(s);
 }
 
+void celo_bstate_set_theta(celo_bstate *s, const float *theta, int64_t n)
+{
+    /* the host part reads θ: the CPU state, or OpenCL's host mirror, where the host part runs */
+    celo_state *st = s->cl ? celo_cl_rule_state(s->cl) : s->st;
+    st->theta = theta;
+    st->ntheta = n;
+}
+
 /* ---- OpenCL ---- */
 static celo_bprog *cl_compile(const celo_backend *be, const celo_program *prog, char *err, size_t errlen)
 {

@@ -70,6 +70,9 @@ struct celo_backend {
 
 /* *be = the back end named name. 0, or -1 with "unknown backend 'x' (llvm, interp or opencl)" in err. */
 int celo_backend_init(celo_backend *be, const char *name, char *err, size_t errlen);
+/* A learned rule's θ for the steps of s (celo_state.theta: prog->theta_len floats, owned by the caller, kept
+ * until s is freed); every back end reads it on the host, as host values. */
+void celo_bstate_set_theta(celo_bstate *s, const float *theta, int64_t n);
 /* The default: llvm (the program's kernels on the CPU). */
 const celo_backend *celo_backend_cpu(void);
 

@@ -113,6 +113,15 @@ typedef struct {
     int32_t id;        /* 1-based pass number */
 } celo_pass;
 
+/* One named tensor of a learned rule's meta-parameters θ (docs/language.md, "Learned parameters"): its values
+ * are celo_state.theta[offset .. offset + numel), C order. */
+typedef struct {
+    const char *name; /* "f/w0", "f/b0", "w": the declared name, '/', the layer's tensor */
+    int64_t offset;
+    int32_t ndim; /* 1 or 2 */
+    int32_t shape[2];
+} celo_thetaspec;
+
 typedef struct celo_program {
     const char *name;
     int32_t nnodes;
@@ -124,6 +133,9 @@ typedef struct celo_program {
     int32_t p_value; /* node holding the new parameter, -1 if the rule never writes p */
     int32_t npass;
     const celo_pass *passes;
+    int32_t ntheta;              /* learned tensors (0: not a learned rule) */
+    const celo_thetaspec *theta; /* in declaration order */
+    int64_t theta_len;           /* floats in all of them: the length celo_state.theta must have */
 } celo_program;
 
 /* Per-tensor optimizer state: one contiguous buffer holding every slot of the tensor. */
@@ -132,12 +144,14 @@ typedef struct celo_state {
     int ndim;
     int64_t shape[8];
     int64_t n, R, C;
-    float *data;       /* all slots, contiguous */
-    float **slot;      /* slot[i] points into data */
-    int64_t *slotlen;  /* elements of each slot */
-    int64_t t;         /* steps taken */
-    int64_t num_steps; /* the length of the run stepping it, which a rule reads as num_steps (0 until set) */
-    void *scratch;     /* the executor's buffers, kept between steps */
+    float *data;        /* all slots, contiguous */
+    float **slot;       /* slot[i] points into data */
+    int64_t *slotlen;   /* elements of each slot */
+    int64_t t;          /* steps taken */
+    int64_t num_steps;  /* the length of the run stepping it, which a rule reads as num_steps (0 until set) */
+    void *scratch;      /* the executor's buffers, kept between steps */
+    const float *theta; /* a learned rule's θ (prog->theta_len floats, set and owned by the caller); NULL otherwise */
+    int64_t ntheta;     /* its length */
 } celo_state;
 
 celo_state *celo_state_new(const celo_program *prog, int ndim, const int64_t *shape);
@@ -177,6 +191,10 @@ void celo_team_wait(celo_team *team);
  * value. */
 int celo_step_team(const celo_program *prog, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
                    celo_step_opts *opts, celo_team *team, int w);
+
+/* 0 when st carries the θ that P needs (none, or P->theta_len floats); else -1 with one line in err. Every step
+ * checks it first. */
+int celo_theta_ready(const celo_program *P, const celo_state *st, char *err, size_t errlen);
 
 /* Helpers used by the executors and compiled code. celo_eval_small evaluates node j when it is not element-wise
  * (host, per-tensor, per-row, per-column: the work between passes) into val/sc (by node) or its vector in

@@ -12,6 +12,9 @@
  *                   a node with CELO_FLAG_STAGED, stored by pass x->pass and loaded by later passes)
  *   CELO_CLARG_SC   float: the value of HOST/SCALAR node idx
  *   CELO_CLARG_PART __global acc_t partials of the reduction node idx computed by this pass
+ *   CELO_CLARG_SCBUF __constant float buffer: the pass's host/scalar values packed, in the order of pi->packed,
+ *                   used instead of CELO_CLARG_SC arguments when those would not fit the 1024 bytes of kernel
+ *                   arguments every OpenCL device takes (a learned rule's θ: hundreds of host values)
  * A pass that computes reductions ("chunked") runs one work-item per contiguous chunk of `per` elements;
  * partials are laid out as
  *   SCALAR  part[w]                      one per work-item
@@ -30,7 +33,9 @@
 
 #include <stdlib.h>
 
-enum { CELO_CLARG_BUF = 0, CELO_CLARG_SC, CELO_CLARG_PART };
+enum { CELO_CLARG_BUF = 0, CELO_CLARG_SC, CELO_CLARG_PART, CELO_CLARG_SCBUF };
+/* the kernel-argument bytes every device accepts (CL_DEVICE_MAX_PARAMETER_SIZE is at least this) */
+enum { CELO_CLPLAN_PARAM_MIN = 1024 };
 
 typedef struct {
     int kind; /* CELO_CLARG_* */
@@ -45,6 +50,8 @@ typedef struct {
     char *comp;  /* comp[j]: element-wise node j is computed by this pass */
     int nargs;
     celo_clarg *args;
+    int npacked; /* with a CELO_CLARG_SCBUF argument: how many values it holds */
+    int *packed; /* their nodes, in buffer order */
 } celo_clpass;
 
 static inline int celo_clplan_is_red(const celo_program *P, const celo_node *x)
@@ -113,9 +120,35 @@ static inline void celo_clpass_free(celo_clpass *pi)
 {
     free(pi->comp);
     free(pi->args);
+    free(pi->packed);
     pi->comp = NULL;
     pi->args = NULL;
+    pi->packed = NULL;
     pi->nargs = 0;
+    pi->npacked = 0;
+}
+
+/* When the arguments would pass CELO_CLPLAN_PARAM_MIN bytes, the float arguments move into one packed buffer. */
+static inline int celo_clplan_pack(celo_clpass *pi)
+{
+    size_t bytes = 4 * 8; /* n, R, C, per */
+    int nsc = 0;
+    for (int i = 0; i < pi->nargs; i++) {
+        bytes += pi->args[i].kind == CELO_CLARG_SC ? 4 : 8;
+        nsc += pi->args[i].kind == CELO_CLARG_SC;
+    }
+    if (bytes <= CELO_CLPLAN_PARAM_MIN)
+        return 0;
+    if (!(pi->packed = malloc(sizeof *pi->packed * (size_t)nsc)))
+        return -1;
+    int m = 0;
+    for (int i = 0; i < pi->nargs; i++)
+        if (pi->args[i].kind == CELO_CLARG_SC)
+            pi->packed[pi->npacked++] = pi->args[i].idx;
+        else
+            pi->args[m++] = pi->args[i];
+    pi->nargs = m;
+    return celo_clplan_add(pi, CELO_CLARG_SCBUF, 0);
 }
 
 /* Fills *pi for pass k (1-based). Returns 0, or -1 when out of memory. */
@@ -128,6 +161,8 @@ static inline int celo_clpass_analyse(const celo_program *P, int k, celo_clpass 
     pi->nested = 0;
     pi->nargs = 0;
     pi->args = NULL;
+    pi->npacked = 0;
+    pi->packed = NULL;
     pi->comp = calloc((size_t)nn + 1, 1);
     if (!pi->comp)
         return -1;
@@ -188,6 +223,8 @@ static inline int celo_clpass_analyse(const celo_program *P, int k, celo_clpass 
                 pi->nested = 1;
         }
     }
+    if (!rc)
+        rc = celo_clplan_pack(pi);
     if (rc) {
         celo_clpass_free(pi);
         return -1;

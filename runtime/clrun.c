@@ -130,6 +130,8 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 typedef struct {
     cl_kernel kern;
     celo_clpass pi;
+    cl_mem scb;  /* the packed host values (pi.npacked > 0) */
+    float *scbh; /* their host copy */
     cl_uint dims;
     size_t gsz[2], lsz[2];
 } clpass;
@@ -371,6 +373,9 @@ void celo_cl_rule_free(celo_cl_rule *r)
             if (r->pass[k].kern)
                 clReleaseKernel(r->pass[k].kern);
             celo_clpass_free(&r->pass[k].pi);
+            if (r->pass[k].scb)
+                clReleaseMemObject(r->pass[k].scb);
+            free(r->pass[k].scbh);
         }
     free(r->pass);
     if (r->buf)
@@ -571,6 +576,16 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
             celo_cl_rule_free(r);
             fail(err, errlen, "OpenCL: clCreateKernel(%s) failed: %s (%d)", kname, cl_errname(e), (int)e);
             return NULL;
+        }
+        if (cp->pi.npacked) {
+            cp->scbh = malloc(sizeof *cp->scbh * (size_t)cp->pi.npacked);
+            cp->scb = clCreateBuffer(r->ctx, CL_MEM_READ_ONLY, sizeof(float) * (size_t)cp->pi.npacked, NULL, &e);
+            if (e != CL_SUCCESS || !cp->scbh) {
+                cp->scb = e == CL_SUCCESS ? cp->scb : NULL;
+                celo_cl_rule_free(r);
+                fail(err, errlen, "OpenCL: the packed host values of pass %d: out of memory", k);
+                return NULL;
+            }
         }
         size_t psize = 4 * sizeof(cl_long);
         for (int a = 0; a < cp->pi.nargs; a++)
@@ -827,7 +842,15 @@ static int run_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
         cl_uint ai = (cl_uint)(4 + a);
         if (ar->kind == CELO_CLARG_SC)
             e = clSetKernelArg(kn, ai, sizeof(cl_float), &r->sc[ar->idx]);
-        else if (ar->kind == CELO_CLARG_PART)
+        else if (ar->kind == CELO_CLARG_SCBUF) {
+            for (int q = 0; q < cp->pi.npacked; q++)
+                cp->scbh[q] = r->sc[cp->pi.packed[q]];
+            /* blocking: scbh is rewritten by the next step */
+            e = clEnqueueWriteBuffer(r->q, cp->scb, CL_TRUE, 0, sizeof(float) * (size_t)cp->pi.npacked, cp->scbh, 0,
+                                     NULL, NULL);
+            if (e == CL_SUCCESS)
+                e = clSetKernelArg(kn, ai, sizeof(cl_mem), &cp->scb);
+        } else if (ar->kind == CELO_CLARG_PART)
             e = clSetKernelArg(kn, ai, sizeof(cl_mem), &r->part[ar->idx]);
         else {
             cl_mem m = ar->idx == 1 && r->unified ? r->gwrap : ar->idx == 0 && r->pwrap ? r->pwrap : r->buf[ar->idx];
@@ -856,6 +879,8 @@ static int step(celo_cl_rule *r, float *p, const float *g, const float *hp, int6
     int nn = P->nnodes, ns = P->nstate;
     size_t bytes = (size_t)r->n * sizeof(float);
     cl_int e;
+    if (celo_theta_ready(P, st, err, errlen))
+        return -1;
     if (host_p && r->unified && r->n > 0) {
         r->pwrap = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes, p, &e);
         if (e != CL_SUCCESS) {

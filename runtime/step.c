@@ -359,6 +359,7 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
         case CELO_OP_HP: v = hp[x->aux]; break;
         case CELO_OP_T: v = (double)t; break;
         case CELO_OP_NSTEPS: v = (double)st->num_steps; break;
+        case CELO_OP_THETA: v = st->theta[x->aux]; break; /* celo_theta_ready checked it is there */
         case CELO_OP_STATE: v = st->slot[x->aux][0]; break;
         case CELO_OP_NUMEL: v = (double)st->n; break;
         case CELO_OP_NROWS: v = (double)R; break;
@@ -735,6 +736,22 @@ static int has_ortho(const celo_program *P, int k)
     return 0;
 }
 
+int celo_theta_ready(const celo_program *P, const celo_state *st, char *err, size_t errlen)
+{
+    if (P->theta_len == 0)
+        return 0;
+    if (!st->theta) {
+        snprintf(err, errlen, "rule '%.80s' is learned: its meta-parameters θ were not given", P->name);
+        return -1;
+    }
+    if (st->ntheta != P->theta_len) {
+        snprintf(err, errlen, "rule '%.80s' needs %lld θ values, got %lld", P->name, (long long)P->theta_len,
+                 (long long)st->ntheta);
+        return -1;
+    }
+    return 0;
+}
+
 static int step_fail(const step_run *R, const char *msg)
 {
     if (R->opts)
@@ -764,6 +781,9 @@ static int step_begin(step_run *R, const celo_program *P, celo_state *st, float 
         snprintf(msg, sizeof msg, "state belongs to rule '%.80s', not '%.80s'", st->prog->name, P->name);
         return step_fail(R, msg);
     }
+    char terr[200];
+    if (celo_theta_ready(P, st, terr, sizeof terr))
+        return step_fail(R, terr);
     int64_t n = st->n;
     int nchunks = celo_step_chunks(n);
     scratch *S = scratch_get(st, nchunks);

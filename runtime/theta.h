@@ -62,6 +62,17 @@ int celo_theta_add(celo_theta *th, const char *name, int ndim, const int64_t *sh
 const celo_theta_tensor *celo_theta_find(const celo_theta *th, const char *name);
 int64_t celo_theta_count(const celo_theta *th); /* floats in all tensors */
 
+/* A learned rule's θ (runtime/theta_rule.c; docs/language.md, "Learned parameters"). */
+struct celo_program;
+/* The flat θ of rule P (P->theta_len floats, malloc'd into *out, for celo_state.theta) from th, read from path,
+ * matched by name and shape, every tensor of the rule and no other. 0, or -1 with one line naming the first
+ * mismatch in err. */
+int celo_theta_bind(const struct celo_program *P, const celo_theta *th, const char *path, float **out, char *err,
+                    size_t errlen);
+/* *th = the rule's own initialization under seed: MLP weights truncated normal (cut at ±2, not rescaled) times
+ * 1/sqrt(fan_in), biases and plain θ vectors 0; tensor i draws from stream i. */
+int celo_theta_init_rule(const struct celo_program *P, uint64_t seed, celo_theta *th, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
 #   ir       golden IR dumps (fusion decisions), including chain(...) == hand-written rule
 #   diag     bad .celo files and their exact diagnostics (tests/diag/)
 #   cli      command-line errors on bad input
+#   learned  a learned rule of a user's own (tests/learned/): θ init, θ errors, its IR (its numbers: golden)
 #   obj      `celo emit obj` linked into a C program
 #   pipeline `celo run` / `celo build` end to end
 #   backend  one training run on every back end through the back-end table
@@ -58,6 +59,7 @@ if want golden || want agree; then
         if [ -f "$d/set" ]; then while IFS= read -r kv; do [ -n "$kv" ] && sets+=(--set "$kv"); done <"$d/set"; fi
         tol=1e-5
         [ -f "$d/tol" ] && tol=$(head -n1 "$d/tol")
+        [ -f "$d/theta.safetensors" ] && sets+=(--theta "$d/theta.safetensors") # a learned rule's θ
         for be in $backends; do
             out=$TMP/$case-$shape-$be.npy
             if ! $CELO apply "$rule" "${fileopt[@]}" --param "$d/p0.npy" --grads "$d/grads.npy" "${sets[@]}" --backend "$be" \
@@ -78,7 +80,7 @@ if want golden || want agree; then
             if r=$($CMP "$b" "$a" --rtol "$atol" 2>&1); then ok "agree $case $shape $be=interp ($r)"
             else bad "agree $case $shape $be vs interp: $r (tolerance $atol)"; fi
         done
-    done < <(cat tests/golden/cases.txt tests/golden/examples.txt tests/golden/schedules.txt)
+    done < <(cat tests/golden/cases.txt tests/golden/examples.txt tests/golden/schedules.txt tests/golden/learned.txt)
     [ $have_ocl = 0 ] && skp "golden/agree opencl: no OpenCL device"
     # max reductions keep NaN on every back end: the interpreter's result has NaN, the others equal it exactly
     for be in $backends; do
@@ -155,6 +157,71 @@ if want cli; then
     if cmp -s "$d/p0.npy" "$TMP/keep.npy"; then ok "cli atomic-out"; else bad "cli atomic-out: output changed by a failed run"; fi
 fi
 
+# ---- learned rules: θ from `celo theta init`, every θ error with its exact line, θ as host values in the IR ----
+# (the numbers of tests/learned/mlp6.celo on every back end against NumPy: the golden tier, tests/golden/learned.txt)
+learnedcase() { # name, the exact stderr, command...
+    local name=$1 expect=$2
+    shift 2
+    "$@" >/dev/null 2>"$TMP/err"
+    local rc=$?
+    if [ $rc = 1 ] && [ "$(cat "$TMP/err")" = "$expect" ]; then ok "learned $name"
+    else bad "learned $name: exit $rc, stderr: $(head -c 300 "$TMP/err") (expected: $expect)"; fi
+}
+if want learned; then
+    L=tests/learned
+    F=(--file $L/mlp6.celo)
+    d=tests/golden/mlp6/37
+    io=(--param "$d/p0.npy" --grads "$d/grads.npy" --out "$TMP/o.npy")
+    if $CELO theta init mlp6 "${F[@]}" --seed 3 -o "$TMP/init.safetensors" 2>/dev/null &&
+        cmp -s "$TMP/init.safetensors" $L/theta_seed3.safetensors; then ok "learned theta init --seed 3 reproduces its bytes"
+    else bad "learned theta init: not the bytes of $L/theta_seed3.safetensors"; fi
+    $CELO theta init mlp6 "${F[@]}" --seed 4 -o "$TMP/init4.safetensors" 2>/dev/null
+    if ! cmp -s "$TMP/init.safetensors" "$TMP/init4.safetensors"; then ok "learned theta init: another seed, another θ"
+    else bad "learned theta init: seeds 3 and 4 gave the same θ"; fi
+    # the seed-3 θ with one mismatch each (tests/reference/gen_learned.py): a name, a shape, a NaN, an extra tensor
+    for k in name shape nan extra; do cp $L/bad/$k.safetensors "$TMP/$k.safetensors"; done
+    learnedcase missing-theta "celo: rule 'mlp6' is learned: give its meta-parameters with --theta FILE (celo theta init makes one)" \
+        $CELO apply mlp6 "${F[@]}" "${io[@]}"
+    learnedcase theta-on-adamw "celo: --theta: rule 'adamw' has no learned parameters" \
+        $CELO apply adamw --theta $L/theta_seed3.safetensors "${io[@]}"
+    learnedcase theta-name "celo: $TMP/name.safetensors: no tensor 'f/w0' (rule 'mlp6' needs it, shape [6, 4])" \
+        $CELO apply mlp6 "${F[@]}" --theta "$TMP/name.safetensors" "${io[@]}"
+    learnedcase theta-shape "celo: $TMP/shape.safetensors: tensor 'f/w0' has shape [4, 6]; rule 'mlp6' needs [6, 4]" \
+        $CELO apply mlp6 "${F[@]}" --theta "$TMP/shape.safetensors" "${io[@]}"
+    learnedcase theta-nan "celo: $TMP/nan.safetensors: tensor 'f/b0' holds NaN at element 1" \
+        $CELO apply mlp6 "${F[@]}" --theta "$TMP/nan.safetensors" "${io[@]}"
+    learnedcase theta-extra "celo: $TMP/extra.safetensors: tensor 'extra' is not a learned parameter of rule 'mlp6'" \
+        $CELO apply mlp6 "${F[@]}" --theta "$TMP/extra.safetensors" "${io[@]}"
+    learnedcase train-no-theta "error: run r: step 1: x: rule 'mlp6' is learned: its meta-parameters θ were not given" \
+        $CELO run $L/train_no_theta.celo
+    learnedcase init-adamw "celo: theta init: rule 'adamw' has no learned parameters" \
+        $CELO theta init adamw --seed 1 -o "$TMP/x.safetensors"
+    # the celo2-sized MLP: 355 θ values, packed into one buffer for OpenCL; the back ends agree as on every rule
+    d=tests/golden/mlp6/8x5
+    if $CELO theta init wide --file $L/wide.celo --seed 1 -o "$TMP/wide.safetensors" 2>"$TMP/err"; then
+        for be in $backends; do
+            $CELO apply wide --file $L/wide.celo --theta "$TMP/wide.safetensors" --param "$d/p0.npy" --grads "$d/grads.npy" \
+                --backend $be --out "$TMP/wide-$be.npy" 2>>"$TMP/err" || bad "learned wide $be: $(head -c 300 "$TMP/err")"
+        done
+        for be in $backends; do
+            [ "$be" = interp ] && continue
+            atol=0
+            [ "$be" = opencl ] && atol=1e-6
+            if r=$($CMP "$TMP/wide-$be.npy" "$TMP/wide-interp.npy" --rtol $atol 2>&1); then ok "learned wide $be=interp ($r)"
+            else bad "learned wide $be vs interp: $r (tolerance $atol)"; fi
+        done
+    else bad "learned wide: theta init: $(head -c 300 "$TMP/err")"; fi
+    if $CELO bench mlp6 "${F[@]}" --theta $L/theta_seed3.safetensors --size 1000 --steps 3 >"$TMP/bench" 2>"$TMP/err" &&
+        grep -q '^params_per_s=' "$TMP/bench"; then ok "learned bench --theta"
+    else bad "learned bench: $(head -c 300 "$TMP/err")"; fi
+    $CELO emit ir $L/mlp6.celo mlp6 >"$TMP/ir" 2>&1
+    host=$(sed -n '/^host/,/^pass/p' "$TMP/ir" | grep -c ' = theta ')
+    inpass=$(sed -n '/^pass 1/,$p' "$TMP/ir" | grep -c ' = theta ')
+    if grep -q '^rule mlp6: 1 pass over memory' "$TMP/ir" && [ "$host" = 40 ] && [ "$inpass" = 0 ]; then
+        ok "learned emit ir: 40 θ entries on the host, one element pass"
+    else bad "learned emit ir: $host θ entries on the host, $inpass in the pass: $(head -3 "$TMP/ir")"; fi
+fi
+
 # ---- θ files: celo theta show / convert on the shared Celo data (required: CI has ../shared beside the clone) ----
 if want theta; then
     CD=${CELO_DATA_CELO:-../shared/data/celo}
@@ -219,6 +286,19 @@ if want obj; then
             r=$($CMP "$TMP/obj.npy" "$TMP/jit.npy" --rtol 0 2>&1); then ok "obj adamw ($r)"
         else bad "obj adamw: $(head -c 400 "$TMP/err") $r"; fi
     else bad "obj: $(head -c 400 "$TMP/err")"; fi
+    # a learned rule: its θ table in the object file, θ bound by name in the C program, the JIT's numbers
+    mkdir -p "$TMP/objl"
+    if $CELO emit obj tests/learned/mlp6.celo -o "$TMP/objl/rules.o" 2>"$TMP/err" &&
+        ${CC:-gcc} -std=c11 -O2 -Iruntime -I"$TMP/objl" tests/obj/use_learned.c "$TMP/objl/rules.o" "$BUILD/libcelort.a" \
+            -o "$TMP/use_learned" -L/usr/lib/x86_64-linux-gnu/openblas-openmp -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
+            -lopenblas -lOpenCL -lz -lm -fopenmp "${SANLD[@]}" 2>>"$TMP/err"; then
+        d=tests/golden/mlp6_w/8x5
+        if "$TMP/use_learned" "$d/theta.safetensors" "$d/p0.npy" "$d/grads.npy" "$TMP/objl.npy" 2>>"$TMP/err" &&
+            $CELO apply mlp6 --file tests/learned/mlp6.celo --theta "$d/theta.safetensors" --param "$d/p0.npy" \
+                --grads "$d/grads.npy" --out "$TMP/jitl.npy" &&
+            r=$($CMP "$TMP/objl.npy" "$TMP/jitl.npy" --rtol 0 2>&1); then ok "obj learned mlp6 ($r)"
+        else bad "obj learned mlp6: $(head -c 400 "$TMP/err") $r"; fi
+    else bad "obj learned: $(head -c 400 "$TMP/err")"; fi
 fi
 
 # ---- pipelines: celo run / celo build agree, a killed run resumes exactly, bad runs stop with a clear line ----

@@ -22,6 +22,7 @@
 #include "errmsg.h"
 #include "rng.h"
 #include "taskdata.h"
+#include "theta.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +75,7 @@ static void inst_clear(inst *in)
     free(in->qx);
     free(in->qg);
     free(in->hp);
+    free(in->theta);
     free(in->bx);
     free(in->bt);
     free(in->by);
@@ -230,6 +232,31 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
 }
 
 /* Sets up the model (or the quadratic's point), optimizer state, hyper-parameters and buffers. */
+/* The run's θ file, read and bound to the rule by name and shape (the checks and lines of `celo apply --theta`).
+ * Each instance holds its own copy: runs side by side on other threads, clones and resets never share one, and
+ * a θ is small next to the model. A checkpoint does not store θ: it is an input, read again on --resume. */
+static int load_theta(inst *in, char *err, size_t errlen)
+{
+    const char *path = in->run->theta;
+    if (!path[0] && in->prog->ntheta > 0) {
+        celo_seterr(err, errlen, "rule '%s' is learned: give its θ with optimizer = %s(theta = \"FILE\")",
+                    in->prog->name, in->prog->name);
+        return -1;
+    }
+    if (!path[0])
+        return 0;
+    if (in->prog->ntheta == 0) {
+        celo_seterr(err, errlen, "theta \"%s\": rule '%s' has no learned parameters", path, in->prog->name);
+        return -1;
+    }
+    celo_theta th;
+    celo_theta_init(&th);
+    int rc =
+        celo_theta_read(path, &th, NULL, err, errlen) || celo_theta_bind(in->prog, &th, path, &in->theta, err, errlen);
+    celo_theta_free(&th);
+    return rc ? -1 : 0;
+}
+
 static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_task_data *td, const celo_program *prog,
                      const celo_backend *be, uint64_t seed, char *err, size_t errlen)
 {
@@ -343,6 +370,10 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
         celo_seterr(err, errlen, "run %s: %s", run->name, e);
         return -1;
     }
+    if (load_theta(in, e, sizeof e)) {
+        celo_seterr(err, errlen, "run %s: %s", run->name, e);
+        return -1;
+    }
     in->st = calloc((size_t)in->ntensors, sizeof *in->st);
     if (!in->st)
         goto oom;
@@ -352,6 +383,8 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             celo_seterr(err, errlen, "run %s: %s: %s", run->name, t->name, e);
             return -1;
         }
+        if (in->theta) /* the host part reads θ: celo_bstate_set_theta puts it where that part runs */
+            celo_bstate_set_theta(in->st[i], in->theta, prog->theta_len);
     }
     /* hyper-parameters: the rule's defaults, then the run's values */
     in->hp = malloc(sizeof(float) * (size_t)(prog->nhp > 0 ? prog->nhp : 1));

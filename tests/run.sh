@@ -218,21 +218,34 @@ if want learned; then
     LA=$(cd "$(dirname "$CELO")" && pwd)/$(basename "$CELO")
     st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
     LT=$(pwd)/$L/train.celo
-    for r in run bin full part ocl shape gone; do
-        mkdir -p "$TMP/lr_$r/$L" && cp "$TMP/init.safetensors" "$TMP/lr_$r/$L/theta_seed3.safetensors"
+    for r in run bin full part ocl shape gone seq; do
+        mkdir -p "$TMP/lr_$r/$L" && cp "$TMP/init.safetensors" "$TMP/lr_$r/$L/theta_seed3.safetensors" &&
+            cp $L/theta_adam.safetensors "$TMP/lr_$r/$L/"
     done
-    if (cd "$TMP/lr_run" && "$LA" run "$LT" --quiet) >"$TMP/out" 2>"$TMP/err" &&
+    if (cd "$TMP/lr_run" && "$LA" run "$LT") >"$TMP/out" 2>"$TMP/err" &&
         $CELO build $L/train.celo -o "$TMP/lr_exe" 2>>"$TMP/err" &&
         (cd "$TMP/lr_bin" && "$TMP/lr_exe" --quiet) >/dev/null 2>>"$TMP/err"; then
         rows=$(grep -c '^[0-9]' "$TMP/lr_run/runs/lrn.csv")
         if [ "$rows" = 4 ] && ! grep -qi 'nan\|inf' "$TMP/lr_run/runs/lrn.csv"; then
             ok "learned train block with θ: 200 steps, finite ($(tail -1 "$TMP/lr_run/runs/lrn.csv" | cut -d, -f1-3))"
         else bad "learned train block: $rows rows: $(cat "$TMP/lr_run/runs/lrn.csv")"; fi
-        if grep -q '^best: lrn_lr' "$TMP/out" && [ -s "$TMP/lr_run/runs/lrn_cmp/results.md" ]; then
-            ok "learned sweep over lr and compare entry with θ"
-        else bad "learned sweep/compare: $(head -c 300 "$TMP/out")"; fi
+        (cd "$TMP/lr_seq" && CELO_SIDE_BY_SIDE=0 "$LA" run "$LT" --only lrn_lr --quiet) >/dev/null 2>>"$TMP/err"
         same=1
-        for f in lrn lrn_lr_lr_0.001 lrn_lr_lr_0.01 lrn_cmp/lrn_cmp.mlp6_lr_0.01; do
+        for f in 0.001 0.003 0.01; do
+            cmp -s <(cut -d, -f1-4 "$TMP/lr_run/runs/lrn_lr_lr_$f.csv") <(cut -d, -f1-4 "$TMP/lr_seq/runs/lrn_lr_lr_$f.csv") ||
+                same=0
+        done
+        if grep -q '^best: lrn_lr' "$TMP/out" && [ -s "$TMP/lr_run/runs/lrn_cmp/results.md" ] &&
+            grep -q 'sweep lrn_lr: 3 runs side by side' "$TMP/out" "$TMP/err" && [ $same = 1 ]; then
+            ok "learned sweep over lr with θ, side by side == one after another; compare entry with θ"
+        else bad "learned sweep/compare: $(head -c 300 "$TMP/out") $(head -c 300 "$TMP/err")"; fi
+        # the Adam-making θ: the loss falls at every evaluation (the file's θ is the one the steps use)
+        if awk -F, 'NR > 1 { if (NR > 2 && $3 >= prev) bad = 1; prev = $3 } END { exit bad || prev > 0.6 }' \
+            "$TMP/lr_run/runs/lrn_adam.csv"; then
+            ok "learned θ = Adam (MLP 0, w = [1, 0]): eval loss falls to $(tail -1 "$TMP/lr_run/runs/lrn_adam.csv" | cut -d, -f3)"
+        else bad "learned θ = Adam: $(cat "$TMP/lr_run/runs/lrn_adam.csv")"; fi
+        same=1
+        for f in lrn lrn_adam lrn_lr_lr_0.001 lrn_lr_lr_0.01 lrn_cmp/lrn_cmp.mlp6_lr_0.01; do
             cmp -s <(cut -d, -f1-4 "$TMP/lr_run/runs/$f.csv") <(cut -d, -f1-4 "$TMP/lr_bin/runs/$f.csv") || same=0
         done
         if [ $same = 1 ]; then ok "learned celo build == celo run with θ (loaded at start by path)"

@@ -265,6 +265,12 @@ if want learned; then
                 END { exit bad }' "$TMP/lr_full/runs/lrn.csv" "$TMP/lr_ocl/runs/lrn.csv"; then
             ok "learned train block --backend opencl (θ in the host mirror; train loss within 1e-4 of llvm)"
         else bad "learned opencl train: $(head -c 300 "$TMP/err")"; fi
+        mkdir -p "$TMP/lr_ocp/$L" && cp "$TMP/init.safetensors" "$TMP/lr_ocp/$L/theta_seed3.safetensors"
+        if (cd "$TMP/lr_ocp" && "$LA" run "$LT" --only lrn --quiet --backend opencl --set steps=100 &&
+            "$LA" run "$LT" --only lrn --quiet --backend opencl --resume) 2>"$TMP/err" &&
+            cmp -s <(cut -d, -f1-4 "$TMP/lr_ocl/runs/lrn.csv") <(cut -d, -f1-4 "$TMP/lr_ocp/runs/lrn.csv"); then
+            ok "learned --backend opencl: --set steps=100 then --resume == uninterrupted"
+        else bad "learned opencl resume: $(head -c 300 "$TMP/err")"; fi
     else skp "learned opencl train: no OpenCL device"; fi
     cp $L/bad/shape.safetensors "$TMP/lr_shape/$L/theta_seed3.safetensors"
     learnedcase train-theta-shape \

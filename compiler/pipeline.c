@@ -561,16 +561,35 @@ static int set_optimizer(pctx *C, celo_run *r, const pval *v)
         snprintf(r->hp_name[i], CELO_NAME_MAX, "%s", ru->prog.hp[i].name);
         r->hp[i] = ru->prog.hp[i].def;
     }
-    const char *names[CELO_MAX_HP];
+    /* theta = "FILE": a learned rule's meta-parameters, an argument after its hyper-parameters */
+    const char *names[CELO_MAX_HP + 1];
     for (int i = 0; i < ru->prog.nhp; i++)
         names[i] = ru->prog.hp[i].name;
+    int learned = ru->prog.ntheta > 0, nn = ru->prog.nhp;
+    if (learned && celo_program_hp_index(&ru->prog, "theta") < 0)
+        names[nn++] = "theta";
+    for (const parg *a = v->kind == PV_CALL ? v->args : NULL; !learned && a; a = a->next)
+        if (a->name && !strcmp(a->name, "theta")) {
+            PERR(C, a->name_span, "optimizer '%s' has no learned parameters: remove theta", k);
+            return -1;
+        }
     callargs a;
-    if (bind_args(C, v, names, ru->prog.nhp, &a))
+    if (bind_args(C, v, names, nn, &a))
         return -1;
     for (int q = 0; q < a.n; q++) {
         int i = celo_program_hp_index(&ru->prog, a.names[q]);
-        if (want_num(C, a.vals[q], a.names[q], &r->hp[i]))
+        if (i < 0) { /* theta */
+            if (want_str(C, a.vals[q], "theta", r->theta, sizeof r->theta))
+                return -1;
+        } else if (want_num(C, a.vals[q], a.names[q], &r->hp[i]))
             return -1;
+    }
+    if (learned && !r->theta[0]) {
+        PERR(C, v->sp,
+             "optimizer '%s' is learned: give its meta-parameters, %s(theta = \"FILE\", …) (celo theta init "
+             "makes one)",
+             k, k);
+        return -1;
     }
     return 0;
 }

@@ -22,6 +22,7 @@
 #include "errmsg.h"
 #include "rng.h"
 #include "taskdata.h"
+#include "theta.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +75,7 @@ static void inst_clear(inst *in)
     free(in->qx);
     free(in->qg);
     free(in->hp);
+    free(in->theta);
     free(in->bx);
     free(in->bt);
     free(in->by);
@@ -230,8 +232,43 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
 }
 
 /* Sets up the model (or the quadratic's point), optimizer state, hyper-parameters and buffers. */
+/* The run's θ file, read and bound to the rule by name and shape (the checks and lines of `celo apply --theta`),
+ * or, for a clone or a reset, a copy of the instance's θ (from; the file is not read again, so it may change or go
+ * away during a run). Each instance holds its own copy: runs side by side on other threads share nothing, and a θ
+ * is small next to the model. A checkpoint does not store θ: it is an input, read again on --resume. */
+static int load_theta(inst *in, const float *from, char *err, size_t errlen)
+{
+    const char *path = in->run->theta;
+    if (from) {
+        size_t bytes = sizeof(float) * (size_t)in->prog->theta_len;
+        if (!(in->theta = malloc(bytes))) {
+            celo_seterr(err, errlen, "out of memory");
+            return -1;
+        }
+        memcpy(in->theta, from, bytes);
+        return 0;
+    }
+    if (!path[0] && in->prog->ntheta > 0) {
+        celo_seterr(err, errlen, "rule '%s' is learned: give its θ with optimizer = %s(theta = \"FILE\")",
+                    in->prog->name, in->prog->name);
+        return -1;
+    }
+    if (!path[0])
+        return 0;
+    if (in->prog->ntheta == 0) {
+        celo_seterr(err, errlen, "theta \"%s\": rule '%s' has no learned parameters", path, in->prog->name);
+        return -1;
+    }
+    celo_theta th;
+    celo_theta_init(&th);
+    int rc =
+        celo_theta_read(path, &th, NULL, err, errlen) || celo_theta_bind(in->prog, &th, path, &in->theta, err, errlen);
+    celo_theta_free(&th);
+    return rc ? -1 : 0;
+}
+
 static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_task_data *td, const celo_program *prog,
-                     const celo_backend *be, uint64_t seed, char *err, size_t errlen)
+                     const celo_backend *be, uint64_t seed, const float *theta, char *err, size_t errlen)
 {
     memset(in, 0, sizeof *in);
     in->be = be;
@@ -343,6 +380,10 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
         celo_seterr(err, errlen, "run %s: %s", run->name, e);
         return -1;
     }
+    if (load_theta(in, theta, e, sizeof e)) {
+        celo_seterr(err, errlen, "run %s: %s", run->name, e);
+        return -1;
+    }
     in->st = calloc((size_t)in->ntensors, sizeof *in->st);
     if (!in->st)
         goto oom;
@@ -352,6 +393,8 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             celo_seterr(err, errlen, "run %s: %s: %s", run->name, t->name, e);
             return -1;
         }
+        if (in->theta) /* the host part reads θ: celo_bstate_set_theta puts it where that part runs */
+            celo_bstate_set_theta(in->st[i], in->theta, prog->theta_len);
     }
     /* hyper-parameters: the rule's defaults, then the run's values */
     in->hp = malloc(sizeof(float) * (size_t)(prog->nhp > 0 ? prog->nhp : 1));
@@ -388,7 +431,7 @@ celo_inst *celo_inst_new(const celo_plan *plan, const celo_run *run, const celo_
         celo_seterr(err, errlen, "run %s: out of memory", run->name);
         return NULL;
     }
-    if (inst_init(in, plan, run, td, prog, be ? be : celo_backend_cpu(), run->seed, err, errlen)) {
+    if (inst_init(in, plan, run, td, prog, be ? be : celo_backend_cpu(), run->seed, NULL, err, errlen)) {
         inst_clear(in);
         free(in);
         return NULL;
@@ -407,7 +450,7 @@ void celo_inst_free(celo_inst *in)
 int celo_inst_reset(celo_inst *in, uint64_t seed, char *err, size_t errlen)
 {
     inst fresh;
-    if (inst_init(&fresh, in->plan, in->run, in->data, in->prog, in->be, seed, err, errlen)) {
+    if (inst_init(&fresh, in->plan, in->run, in->data, in->prog, in->be, seed, in->theta, err, errlen)) {
         inst_clear(&fresh);
         return -1;
     }
@@ -423,7 +466,7 @@ celo_inst *celo_inst_clone(const celo_inst *in, char *err, size_t errlen)
         celo_seterr(err, errlen, "run %s: out of memory", in->run->name);
         return NULL;
     }
-    if (inst_init(c, in->plan, in->run, in->data, in->prog, in->be, in->seed, err, errlen)) {
+    if (inst_init(c, in->plan, in->run, in->data, in->prog, in->be, in->seed, in->theta, err, errlen)) {
         inst_clear(c);
         free(c);
         return NULL;

@@ -32,6 +32,7 @@ struct celo_inst {
     int ntensors;
     celo_bstate **st;
     float *hp;
+    float *theta; /* a learned rule's θ (prog->theta_len floats) from run->theta, read by inst_init: every state's */
     /* batches */
     int B, T;
     float *bx, *bt;

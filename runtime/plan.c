@@ -132,6 +132,7 @@ static const field run_fields[] = {
     FU(seed, celo_run, seed),
     FS(log, celo_run, log),
     FS(checkpoint, celo_run, checkpoint),
+    FS(theta, celo_run, theta),
     FI(group, celo_run, group),
     FI(entry, celo_run, entry),
 };

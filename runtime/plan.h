@@ -76,6 +76,8 @@ typedef struct {
     uint64_t seed;
     char log[CELO_PATH_MAX];        /* CSV: step,train_loss,eval_loss,eval_acc,wall_s ("" = none) */
     char checkpoint[CELO_PATH_MAX]; /* safetensors path ("" = none) */
+    char theta[CELO_PATH_MAX];      /* a learned rule's θ file, read when the run is built ("" = not learned);
+                                       relative to the working directory, like log and checkpoint */
     int group;                      /* runs of one sweep/compare share a group number (-1: none) */
     int entry;                      /* compare: which of its optimizers the run tries (0-based); -1 otherwise */
 } celo_run;

@@ -8,7 +8,8 @@
 #   ir       golden IR dumps (fusion decisions), including chain(...) == hand-written rule
 #   diag     bad .celo files and their exact diagnostics (tests/diag/)
 #   cli      command-line errors on bad input
-#   learned  a learned rule of a user's own (tests/learned/): θ init, θ errors, its IR (its numbers: golden)
+#   learned  a learned rule of a user's own (tests/learned/): θ init, θ errors, its IR, θ in train/sweep/compare
+#            blocks (its numbers: golden)
 #   obj      `celo emit obj` linked into a C program
 #   pipeline `celo run` / `celo build` end to end
 #   backend  one training run on every back end through the back-end table
@@ -192,8 +193,6 @@ if want learned; then
         $CELO apply mlp6 "${F[@]}" --theta "$TMP/nan.safetensors" "${io[@]}"
     learnedcase theta-extra "celo: $TMP/extra.safetensors: tensor 'extra' is not a learned parameter of rule 'mlp6'" \
         $CELO apply mlp6 "${F[@]}" --theta "$TMP/extra.safetensors" "${io[@]}"
-    learnedcase train-no-theta "error: run r: step 1: x: rule 'mlp6' is learned: its meta-parameters θ were not given" \
-        $CELO run $L/train_no_theta.celo
     learnedcase init-adamw "celo: theta init: rule 'adamw' has no learned parameters" \
         $CELO theta init adamw --seed 1 -o "$TMP/x.safetensors"
     # the celo2-sized MLP: 355 θ values, packed into one buffer for OpenCL; the back ends agree as on every rule
@@ -214,6 +213,73 @@ if want learned; then
     if $CELO bench mlp6 "${F[@]}" --theta $L/theta_seed3.safetensors --size 1000 --steps 3 >"$TMP/bench" 2>"$TMP/err" &&
         grep -q '^params_per_s=' "$TMP/bench"; then ok "learned bench --theta"
     else bad "learned bench: $(head -c 300 "$TMP/err")"; fi
+    # θ in pipeline blocks ($L/train.celo: train, sweep over lr, compare; its θ path is relative to the working
+    # directory, so each run folder gets the seed-3 θ of `celo theta init` at that path)
+    LA=$(cd "$(dirname "$CELO")" && pwd)/$(basename "$CELO")
+    st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+    LT=$(pwd)/$L/train.celo
+    for r in run bin full part ocl shape gone seq; do
+        mkdir -p "$TMP/lr_$r/$L" && cp "$TMP/init.safetensors" "$TMP/lr_$r/$L/theta_seed3.safetensors" &&
+            cp $L/theta_adam.safetensors "$TMP/lr_$r/$L/"
+    done
+    if (cd "$TMP/lr_run" && "$LA" run "$LT") >"$TMP/out" 2>"$TMP/err" &&
+        $CELO build $L/train.celo -o "$TMP/lr_exe" 2>>"$TMP/err" &&
+        (cd "$TMP/lr_bin" && "$TMP/lr_exe" --quiet) >/dev/null 2>>"$TMP/err"; then
+        rows=$(grep -c '^[0-9]' "$TMP/lr_run/runs/lrn.csv")
+        if [ "$rows" = 4 ] && ! grep -qi 'nan\|inf' "$TMP/lr_run/runs/lrn.csv"; then
+            ok "learned train block with θ: 200 steps, finite ($(tail -1 "$TMP/lr_run/runs/lrn.csv" | cut -d, -f1-3))"
+        else bad "learned train block: $rows rows: $(cat "$TMP/lr_run/runs/lrn.csv")"; fi
+        (cd "$TMP/lr_seq" && CELO_SIDE_BY_SIDE=0 "$LA" run "$LT" --only lrn_lr --quiet) >/dev/null 2>>"$TMP/err"
+        same=1
+        for f in 0.001 0.003 0.01; do
+            cmp -s <(cut -d, -f1-4 "$TMP/lr_run/runs/lrn_lr_lr_$f.csv") <(cut -d, -f1-4 "$TMP/lr_seq/runs/lrn_lr_lr_$f.csv") ||
+                same=0
+        done
+        if grep -q '^best: lrn_lr' "$TMP/out" && [ -s "$TMP/lr_run/runs/lrn_cmp/results.md" ] &&
+            grep -q 'sweep lrn_lr: 3 runs side by side' "$TMP/out" "$TMP/err" && [ $same = 1 ]; then
+            ok "learned sweep over lr with θ, side by side == one after another; compare entry with θ"
+        else bad "learned sweep/compare: $(head -c 300 "$TMP/out") $(head -c 300 "$TMP/err")"; fi
+        # the Adam-making θ: the loss falls at every evaluation (the file's θ is the one the steps use)
+        if awk -F, 'NR > 1 { if (NR > 2 && $3 >= prev) bad = 1; prev = $3 } END { exit bad || prev > 0.6 }' \
+            "$TMP/lr_run/runs/lrn_adam.csv"; then
+            ok "learned θ = Adam (MLP 0, w = [1, 0]): eval loss falls to $(tail -1 "$TMP/lr_run/runs/lrn_adam.csv" | cut -d, -f3)"
+        else bad "learned θ = Adam: $(cat "$TMP/lr_run/runs/lrn_adam.csv")"; fi
+        same=1
+        for f in lrn lrn_adam lrn_lr_lr_0.001 lrn_lr_lr_0.01 lrn_cmp/lrn_cmp.mlp6_lr_0.01; do
+            cmp -s <(cut -d, -f1-4 "$TMP/lr_run/runs/$f.csv") <(cut -d, -f1-4 "$TMP/lr_bin/runs/$f.csv") || same=0
+        done
+        if [ $same = 1 ]; then ok "learned celo build == celo run with θ (loaded at start by path)"
+        else bad "learned celo build vs run: the CSVs differ"; fi
+    else bad "learned train.celo: $(head -c 300 "$TMP/err")"; fi
+    if (cd "$TMP/lr_full" && "$LA" run "$LT" --only lrn --quiet) 2>"$TMP/err" &&
+        (cd "$TMP/lr_part" && "$LA" run "$LT" --only lrn --quiet --set steps=100 &&
+            "$LA" run "$LT" --only lrn --quiet --resume) 2>>"$TMP/err" &&
+        cmp -s <(cut -d, -f1-4 "$TMP/lr_full/runs/lrn.csv") <(cut -d, -f1-4 "$TMP/lr_part/runs/lrn.csv") &&
+        cmp -s <(st_data "$TMP/lr_full/runs/lrn.safetensors") <(st_data "$TMP/lr_part/runs/lrn.safetensors"); then
+        ok "learned --set steps=100 then --resume == uninterrupted, bit for bit (curve and final weights)"
+    else bad "learned resume: $(head -c 300 "$TMP/err")"; fi
+    if [ $have_ocl = 1 ]; then
+        if (cd "$TMP/lr_ocl" && "$LA" run "$LT" --only lrn --quiet --backend opencl) 2>"$TMP/err" &&
+            awk -F, 'NR == FNR { a[FNR] = $2; next } FNR > 1 {
+                d = $2 - a[FNR]; if (d < 0) d = -d; if (d > 1e-4 * (a[FNR] < 0 ? -a[FNR] : a[FNR])) bad = 1 }
+                END { exit bad }' "$TMP/lr_full/runs/lrn.csv" "$TMP/lr_ocl/runs/lrn.csv"; then
+            ok "learned train block --backend opencl (θ in the host mirror; train loss within 1e-4 of llvm)"
+        else bad "learned opencl train: $(head -c 300 "$TMP/err")"; fi
+        mkdir -p "$TMP/lr_ocp/$L" && cp "$TMP/init.safetensors" "$TMP/lr_ocp/$L/theta_seed3.safetensors"
+        if (cd "$TMP/lr_ocp" && "$LA" run "$LT" --only lrn --quiet --backend opencl --set steps=100 &&
+            "$LA" run "$LT" --only lrn --quiet --backend opencl --resume) 2>"$TMP/err" &&
+            cmp -s <(cut -d, -f1-4 "$TMP/lr_ocl/runs/lrn.csv") <(cut -d, -f1-4 "$TMP/lr_ocp/runs/lrn.csv"); then
+            ok "learned --backend opencl: --set steps=100 then --resume == uninterrupted"
+        else bad "learned opencl resume: $(head -c 300 "$TMP/err")"; fi
+    else skp "learned opencl train: no OpenCL device"; fi
+    cp $L/bad/shape.safetensors "$TMP/lr_shape/$L/theta_seed3.safetensors"
+    learnedcase train-theta-shape \
+        "error: run lrn: $L/theta_seed3.safetensors: tensor 'f/w0' has shape [4, 6]; rule 'mlp6' needs [6, 4]" \
+        bash -c 'cd "$1" && "$2" run "$3" --only lrn --quiet' _ "$TMP/lr_shape" "$LA" "$LT"
+    rm "$TMP/lr_gone/$L/theta_seed3.safetensors"
+    learnedcase train-theta-missing \
+        "error: run lrn: $L/theta_seed3.safetensors: cannot open: No such file or directory" \
+        bash -c 'cd "$1" && "$2" run "$3" --only lrn --quiet' _ "$TMP/lr_gone" "$LA" "$LT"
     $CELO emit ir $L/mlp6.celo mlp6 >"$TMP/ir" 2>&1
     host=$(sed -n '/^host/,/^pass/p' "$TMP/ir" | grep -c ' = theta ')
     inpass=$(sed -n '/^pass 1/,$p' "$TMP/ir" | grep -c ' = theta ')

@@ -75,16 +75,18 @@ static int load_theta(const celo_program *P, const char *thetaf, float **theta)
 int cmd_apply(int argc, char **argv)
 {
     const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL, *thetaf = NULL;
+    const char *trajf = NULL;
     celo_backend be = cli_default_backend();
     sets s = {0};
-    const cli_opt opts[] = {{"--file", &file, NULL}, {"--param", &paramf, NULL},    {"--grads", &grads, NULL},
-                            {"--out", &out, NULL},   {"--state-out", &stdir, NULL}, {"--theta", &thetaf, NULL},
-                            {NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"--file", &file, NULL},        {"--param", &paramf, NULL},    {"--grads", &grads, NULL},
+                            {"--out", &out, NULL},          {"--state-out", &stdir, NULL}, {"--theta", &thetaf, NULL},
+                            {"--trajectory", &trajf, NULL}, {NULL, NULL, NULL}};
     if (cli_parse_args("apply", argc, argv, opts, &s, &be, &name))
         return 1;
     if (!name || !paramf || !grads || !out)
         return cli_fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
-                              "[--theta FILE] [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
+                              "[--theta FILE] [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR] "
+                              "[--trajectory TRAJ.npy]");
     char err[1024];
     celo_array P = {0}, G = {0};
     if (celo_npy_read(paramf, &P, err, sizeof err) || celo_npy_read(grads, &G, err, sizeof err)) {
@@ -112,7 +114,7 @@ int cmd_apply(int argc, char **argv)
     float hp[64];
     celo_bprog *bp = NULL;
     celo_bstate *st = NULL;
-    float *theta = NULL;
+    float *theta = NULL, *traj = NULL;
     if (!r || cli_apply_sets(&r->prog, &s, hp))
         goto done;
     if (load_theta(&r->prog, thetaf, &theta))
@@ -129,11 +131,22 @@ int cmd_apply(int argc, char **argv)
     }
     if (theta)
         celo_bstate_set_theta(st, theta, r->prog.theta_len);
-    for (int64_t t = 1; t <= T; t++)
+    if (trajf && !(traj = malloc((size_t)(T * P.n) * sizeof *traj))) {
+        cli_fail("%s", "out of memory");
+        goto done;
+    }
+    for (int64_t t = 1; t <= T; t++) {
         if (be.step(st, P.data, G.data + (t - 1) * P.n, hp, t, 0, err, sizeof err)) {
             cli_fail("%s", err);
             goto done;
         }
+        if (traj)
+            memcpy(traj + (t - 1) * P.n, P.data, (size_t)P.n * sizeof *traj);
+    }
+    if (traj && celo_npy_write(trajf, traj, G.ndim, G.shape, err, sizeof err)) { /* [T, *param.shape] */
+        cli_fail("%s", err);
+        goto done;
+    }
     const celo_state *hs = stdir ? be.state_get(st, err, sizeof err) : NULL;
     if (stdir && !hs) {
         cli_fail("%s", err);
@@ -152,6 +165,7 @@ done:
     if (bp)
         be.prog_free(bp);
     free(theta);
+    free(traj);
     cli_sets_free(&s);
     rule_free(r);
     module_free(&m);

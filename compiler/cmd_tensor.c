@@ -184,16 +184,41 @@ static int cmp_double(const void *a, const void *b)
 int cmd_bench(int argc, char **argv)
 {
     const char *name = NULL, *file = NULL;
-    const char *size_s = NULL, *steps_s = NULL, *thetaf = NULL;
+    const char *size_s = NULL, *steps_s = NULL, *thetaf = NULL, *shape_s = NULL;
     long long size = 0;
     int steps = 0, jit_all = 0;
     celo_backend be = cli_default_backend();
-    const cli_opt opts[] = {{"--size", &size_s, NULL},  {"--steps", &steps_s, NULL},   {"--file", &file, NULL},
-                            {"--theta", &thetaf, NULL}, {"--jit-all", NULL, &jit_all}, {NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"--size", &size_s, NULL}, {"--shape", &shape_s, NULL}, {"--steps", &steps_s, NULL},
+                            {"--file", &file, NULL},   {"--theta", &thetaf, NULL},  {"--jit-all", NULL, &jit_all},
+                            {NULL, NULL, NULL}};
     if (cli_parse_args("bench", argc, argv, opts, NULL, &be, &name))
         return 1;
     if (size_s)
         size = atoll(size_s);
+    /* --shape 4096x1024: the tensor's shape (factored statistics and per-matrix operations depend on it) */
+    int64_t shape[8];
+    int nd = 0;
+    if (shape_s) {
+        const char *s = shape_s;
+        long long n = 1;
+        while (*s) {
+            char *end;
+            errno = 0;
+            long long d = strtoll(s, &end, 10);
+            if (end == s || d <= 0 || errno || nd == 8 || (*end && *end != 'x') || (*end == 'x' && !end[1]) ||
+                n > LLONG_MAX / d)
+                return cli_fail("bench: --shape '%s': expected sizes joined by 'x', e.g. 4096x1024 (at most 8)",
+                                shape_s);
+            shape[nd++] = d;
+            n *= d;
+            s = *end ? end + 1 : end;
+        }
+        if (!nd)
+            return cli_fail("bench: --shape '%s': expected sizes joined by 'x', e.g. 4096x1024", shape_s);
+        if (size_s && size != n)
+            return cli_fail("bench: --size %lld does not match --shape %s (%lld elements)", size, shape_s, n);
+        size = n;
+    }
     if (steps_s)
         steps = atoi(steps_s);
     char err[1024];
@@ -224,8 +249,9 @@ int cmd_bench(int argc, char **argv)
         return 0;
     }
     if (!name || size <= 0)
-        return cli_fail("%s",
-                        "usage: celo bench RULE --size N [--backend interp|llvm|opencl] [--steps S] [--theta FILE]");
+        return cli_fail(
+            "%s", "usage: celo bench RULE --size N | --shape AxB[x...] [--backend interp|llvm|opencl] [--steps S] "
+                  "[--theta FILE]");
     module m;
     rule *r = cli_load_rule(&m, file, name);
     if (!r)
@@ -236,14 +262,14 @@ int cmd_bench(int argc, char **argv)
         return 1;
     if (cli_is_llvm(&be) && llvm_jit_rules(&r, 1, err, sizeof err))
         return cli_fail("%s", err);
-    /* a matrix view close to square, so that factored rules see realistic rows and columns */
-    int64_t cols = 1;
-    while (cols * cols < size)
-        cols *= 2;
-    int64_t shape[2] = {size / cols, cols};
-    int nd = size % cols == 0 ? 2 : 1;
-    if (nd == 1)
-        shape[0] = size;
+    if (!nd) { /* --size only: a matrix view close to square, so that factored rules see realistic rows and columns */
+        int64_t cols = 1;
+        while (cols * cols < size)
+            cols *= 2;
+        nd = size % cols == 0 ? 2 : 1;
+        shape[0] = nd == 2 ? size / cols : size;
+        shape[1] = cols;
+    }
     float *p = NULL, *g = NULL;
     if (posix_memalign((void **)&p, 64, (size_t)size * 4) || posix_memalign((void **)&g, 64, (size_t)size * 4))
         return cli_fail("%s", "out of memory");
@@ -271,8 +297,12 @@ int cmd_bench(int argc, char **argv)
     }
     qsort(ts, (size_t)steps, sizeof *ts, cmp_double);
     double med = ts[steps / 2];
-    printf("rule=%s backend=%s size=%lld passes=%d steps=%d median_ms=%.3f min_ms=%.3f threads=%d\n", name, be.name,
-           size, r->prog.npass, steps, 1e3 * med, 1e3 * ts[0], celo_threads());
+    char shp[160];
+    int o = 0;
+    for (int i = 0; i < nd && o < (int)sizeof shp - 24; i++)
+        o += snprintf(shp + o, sizeof shp - (size_t)o, "%s%lld", i ? "x" : "", (long long)shape[i]);
+    printf("rule=%s backend=%s size=%lld shape=%s passes=%d steps=%d median_ms=%.3f min_ms=%.3f threads=%d\n", name,
+           be.name, size, shp, r->prog.npass, steps, 1e3 * med, 1e3 * ts[0], celo_threads());
     printf("params_per_s=%.6g\n", (double)size / med);
     free(ts);
     free(p);

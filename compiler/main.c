@@ -14,7 +14,7 @@ static const char usage[] =
     "  celo emit obj FILE.celo -o RULES.o         object code of the rules plus RULES.h\n"
     "  celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]...\n"
     "             [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]\n"
-    "  celo bench RULE --size N [--backend B] [--steps S] [--file F.celo]\n"
+    "  celo bench RULE --size N | --shape AxB[x...] [--backend B] [--steps S] [--file F.celo] [--theta FILE]\n"
     "  celo bench --jit-all                       time checking + JIT-compiling every stdlib rule\n"
     "  celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp|opencl] [--resume] [--quiet]\n"
     "  celo build F.celo -o BIN [--cpu NAME]      a standalone binary of F's runs (no LLVM needed to run it);\n"

@@ -213,6 +213,12 @@ if want learned; then
     if $CELO bench mlp6 "${F[@]}" --theta $L/theta_seed3.safetensors --size 1000 --steps 3 >"$TMP/bench" 2>"$TMP/err" &&
         grep -q '^params_per_s=' "$TMP/bench"; then ok "learned bench --theta"
     else bad "learned bench: $(head -c 300 "$TMP/err")"; fi
+    if $CELO bench mlp6 "${F[@]}" --theta $L/theta_seed3.safetensors --shape 40x25 --steps 3 >"$TMP/bench" 2>"$TMP/err" &&
+        grep -q 'size=1000 shape=40x25 ' "$TMP/bench" && grep -q '^params_per_s=' "$TMP/bench" &&
+        ! $CELO bench mlp6 "${F[@]}" --theta $L/theta_seed3.safetensors --shape 40x25 --size 999 2>"$TMP/err2" >/dev/null &&
+        grep -q 'does not match --shape' "$TMP/err2" && ! $CELO bench adamw --shape 40x 2>/dev/null; then
+        ok "learned bench --shape"
+    else bad "learned bench --shape: $(head -c 300 "$TMP/err") $(head -c 300 "$TMP/err2" 2>/dev/null)"; fi
     # θ in pipeline blocks ($L/train.celo: train, sweep over lr, compare; its θ path is relative to the working
     # directory, so each run folder gets the seed-3 θ of `celo theta init` at that path)
     LA=$(cd "$(dirname "$CELO")" && pwd)/$(basename "$CELO")

@@ -328,7 +328,11 @@ def main():
                  f"[{min(dims)}, {max(dims)}] orientation: 5·(4r²c + 2r³) = {ns_flops(*dims) / 1e9:.1f} GFLOP per "
                  f"step, {ns_flops(*dims) / N:.0f} flops per parameter against the MLP's {2 * macs('celo2')}), "
                  "over the same step time: a lower bound of the arithmetic rate of the whole step, which Newton-"
-                 "Schulz dominates.")
+                 "Schulz dominates."
+                 + (f" At the FMA peak measured here these products alone take "
+                    f"{1e3 * ns_flops(*dims) / (pk['fma_gflops'] * 1e9):.0f} ms, so no celo2 step of this shape can "
+                    f"exceed {fmt_m(N / (ns_flops(*dims) / (pk['fma_gflops'] * 1e9)))} Mparams/s here."
+                    if pk["fma_gflops"] else ""))
     lines.append("")
     lines.append("torch eager (bench/learned/torch_lopt.py): the step written from the formulas of "
                  "../shared/research/learned-optimizers.md §1.1-1.3 and §2.2 as a researcher writes it — one torch "

@@ -33,25 +33,26 @@ static double now_s(void)
 
 static volatile float sink; /* keeps the results alive */
 
-/* KERNEL(name, V, W, SET1, FMA, MUL, ADD, STORE): n iterations of NCHAIN chains; returns flops done. */
-#define KERNEL(name, V, W, SET1, OPS, STORE)                                                                       \
-    static double name(long n)                                                                                     \
-    {                                                                                                              \
-        V b = SET1(0.99999994f), c = SET1(1e-7f);                                                                  \
-        V a[NCHAIN];                                                                                               \
-        for (int k = 0; k < NCHAIN; k++)                                                                           \
-            a[k] = SET1(1.0f + 0.001f * (float)k);                                                                 \
-        for (long i = 0; i < n; i++) {                                                                             \
-            _Pragma("GCC unroll 12") for (int k = 0; k < NCHAIN; k++) OPS;                                         \
-        }                                                                                                          \
-        float out[W], s = 0;                                                                                       \
-        for (int k = 0; k < NCHAIN; k++) {                                                                         \
-            STORE(out, a[k]);                                                                                      \
-            for (int j = 0; j < W; j++)                                                                            \
-                s += out[j];                                                                                       \
-        }                                                                                                          \
-        sink = s;                                                                                                  \
-        return 2.0 * W * NCHAIN * (double)n;                                                                       \
+/* KERNEL(name, vector type, lanes, set1, the operations on a[k], store): n iterations of NCHAIN chains; returns
+ * the flops done (2 per lane and chain: one FMA, or one multiply and one add). */
+#define KERNEL(name, V, W, SET1, OPS, STORE)                               \
+    static double name(long n)                                             \
+    {                                                                      \
+        V b = SET1(0.99999994f), c = SET1(1e-7f);                          \
+        V a[NCHAIN];                                                       \
+        for (int k = 0; k < NCHAIN; k++)                                   \
+            a[k] = SET1(1.0f + 0.001f * (float)k);                         \
+        for (long i = 0; i < n; i++) {                                     \
+            _Pragma("GCC unroll 12") for (int k = 0; k < NCHAIN; k++) OPS; \
+        }                                                                  \
+        float out[W], s = 0;                                               \
+        for (int k = 0; k < NCHAIN; k++) {                                 \
+            STORE(out, a[k]);                                              \
+            for (int j = 0; j < W; j++)                                    \
+                s += out[j];                                               \
+        }                                                                  \
+        sink = s;                                                          \
+        return 2.0 * W * NCHAIN * (double)n;                               \
     }
 
 #if defined(__AVX512F__)
@@ -109,7 +110,8 @@ int main(int argc, char **argv)
         kernel_fn fn;
     } ks[] = {
 #if defined(__AVX512F__)
-        {"avx512", 1, fma512}, {"avx512", 0, mul512},
+        {"avx512", 1, fma512},
+        {"avx512", 0, mul512},
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
         {"avx2", 1, fma256},

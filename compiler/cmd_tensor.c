@@ -75,16 +75,18 @@ static int load_theta(const celo_program *P, const char *thetaf, float **theta)
 int cmd_apply(int argc, char **argv)
 {
     const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL, *thetaf = NULL;
+    const char *tname = ""; /* the tensor's name, for a rule with classes (matches("…")) */
     celo_backend be = cli_default_backend();
     sets s = {0};
-    const cli_opt opts[] = {{"--file", &file, NULL}, {"--param", &paramf, NULL},    {"--grads", &grads, NULL},
-                            {"--out", &out, NULL},   {"--state-out", &stdir, NULL}, {"--theta", &thetaf, NULL},
-                            {NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"--file", &file, NULL},     {"--param", &paramf, NULL},    {"--grads", &grads, NULL},
+                            {"--out", &out, NULL},       {"--state-out", &stdir, NULL}, {"--theta", &thetaf, NULL},
+                            {"--name", &tname, NULL},    {NULL, NULL, NULL}};
     if (cli_parse_args("apply", argc, argv, opts, &s, &be, &name))
         return 1;
     if (!name || !paramf || !grads || !out)
         return cli_fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
-                              "[--theta FILE] [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR]");
+                              "[--theta FILE] [--name TENSOR] [--backend interp|llvm|opencl] --out OUT.npy "
+                              "[--state-out DIR]");
     char err[1024];
     celo_array P = {0}, G = {0};
     if (celo_npy_read(paramf, &P, err, sizeof err) || celo_npy_read(grads, &G, err, sizeof err)) {
@@ -123,7 +125,7 @@ int cmd_apply(int argc, char **argv)
     }
     int64_t T = G.shape[0];
     if (!(bp = be.compile(&be, &r->prog, err, sizeof err)) ||
-        !(st = be.state_new(bp, P.ndim, P.shape, T, err, sizeof err))) {
+        !(st = be.state_new(bp, P.ndim, P.shape, tname, T, err, sizeof err))) {
         cli_fail("%s", err);
         goto done;
     }
@@ -241,7 +243,7 @@ int cmd_bench(int argc, char **argv)
     double *ts = malloc((size_t)steps * sizeof *ts);
     /* through the back-end table, as a training run steps a tensor: p and g in host memory */
     celo_bprog *bp = be.compile(&be, &r->prog, err, sizeof err);
-    celo_bstate *st = bp ? be.state_new(bp, nd, shape, steps, err, sizeof err) : NULL;
+    celo_bstate *st = bp ? be.state_new(bp, nd, shape, NULL, steps, err, sizeof err) : NULL;
     if (!st)
         return cli_fail("%s", err);
     if (theta)

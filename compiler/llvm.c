@@ -1194,15 +1194,20 @@ static int write_header(rule **rules, int n, const char *path, char *err, size_t
                "#pragma once\n#include \"celort.h\"\n\n");
     for (int i = 0; i < n; i++) {
         const celo_program *P = &rules[i]->prog;
-        fprintf(f, "/* %s: %d pass%s over memory.\n *   hyper-parameters (hp[] index = default):", P->name, P->npass,
-                P->npass == 1 ? "" : "es");
+        if (P->nvariant) /* tensor classes: celo_state_new_named picks the variant */
+            fprintf(f, "/* %s: %d tensor classes (celo_state_new_named picks a tensor's).\n *   hyper-parameters "
+                       "(hp[] index = default):",
+                    P->name, P->nvariant);
+        else
+            fprintf(f, "/* %s: %d pass%s over memory.\n *   hyper-parameters (hp[] index = default):", P->name,
+                    P->npass, P->npass == 1 ? "" : "es");
         for (int k = 0; k < P->nhp; k++)
             fprintf(f, "%s %d %s = %.9g", k ? "," : "", k, P->hp[k].name, P->hp[k].def);
-        fprintf(f, "\n *   state slots:");
+        fprintf(f, "\n *   state slots:%s", P->nvariant ? " each class's own (celo emit ir)" : "");
         for (int s = 0; s < P->nstate; s++)
             fprintf(f, "%s %s", s ? "," : "", P->state[s].name);
         char id[128];
-        fprintf(f, "%s */\nextern const celo_program celo_rule_%s;\n", P->nstate ? "" : " none",
+        fprintf(f, "%s */\nextern const celo_program celo_rule_%s;\n", P->nstate || P->nvariant ? "" : " none",
                 ident(P->name, id, sizeof id));
     }
     int bad = ferror(f);

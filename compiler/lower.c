@@ -1455,8 +1455,9 @@ static void bind_params(lctx *L, const def *t, const expr *c, scope *ts, scope *
         else if (p->def) {
             double v;
             L->sc = ts;
+            /* an inlined optimizer reads a default as the rule alone reads it: a float32 kernel argument */
             if (eval_default(L, p->def, &v) == 0)
-                val = ir_const(L->ir, v);
+                val = ir_const(L->ir, strcmp(what, "optimizer") ? v : (double)(float)v);
             L->sc = outer;
         } else {
             ERR(L, c->sp, "%s '%s' needs a value for '%s' (it has no default)", what, t->name, p->name);

@@ -464,8 +464,9 @@ static int lower_call(lctx *L, const expr *e)
 {
     if (!strcmp(e->name, "ndim") || !strcmp(e->name, "matches")) {
         ERR(L, e->sp,
-            "%s(…) is a tensor class: it may appear only in the condition of an if at the top level of a rule body",
-            e->name);
+            "%s describes the tensor's class: it may appear only in the condition of an if at the top level of a rule "
+            "body",
+            !strcmp(e->name, "ndim") ? "ndim()" : "matches(…)");
         return -1;
     }
     if (e->str) {
@@ -713,12 +714,7 @@ static void lower_learned(lctx *L, const stmt *s, int depth)
         ERR(L, s->sp, "learned parameters cannot be declared inside a for loop; declare them before it");
         return;
     }
-    if (L->branch) {
-        ERR(L, s->sp,
-            "learned parameters cannot be declared inside an if: every class shares the rule's θ; declare them at "
-            "the top level");
-        return;
-    }
+
     const char *hides = find_learned(sc, nm)                                     ? "the learned"
                         : find_state(sc, nm)                                     ? "the state"
                         : find_binding(sc->hps, sc->nhps, nm) >= 0               ? "the hyper-parameter"
@@ -733,6 +729,12 @@ static void lower_learned(lctx *L, const stmt *s, int depth)
     memcpy(ln.dims, s->dims, sizeof ln.dims);
     if (sc->nlearned < 16) /* poisoned until it is declared below */
         sc->learned[sc->nlearned] = ln;
+    if (L->branch) {
+        ERR(L, s->sp,
+            "learned parameters cannot be declared inside an if: every class shares the rule's θ; declare them at "
+            "the top level");
+        goto poisoned;
+    }
     if (s->lkind && strcmp(s->lkind, "mlp")) {
         ERR(L, s->lkind_span,
             "unknown kind of learned part '%s'; write 'learned mlp %s[in -> … -> out] relu;' or 'learned %s[n];'",

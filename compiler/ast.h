@@ -63,7 +63,7 @@ struct expr {
     arg *args;          /* EX_CALL */
     int nargs;
     const char *str; /* EX_CALL with one string argument, matches("embed"): the string (args NULL) */
-    int depth; /* height of the subtree, 0 for a leaf (bounded by the parser) */
+    int depth;       /* height of the subtree, 0 for a leaf (bounded by the parser) */
 };
 
 /* ST_IF: `if COND { … } else { … }` on the tensor's class (value = COND, body, els); ST_CALL: `NAME(args);`, an

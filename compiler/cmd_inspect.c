@@ -273,9 +273,16 @@ int cmd_emit(int argc, char **argv)
             else if (!strcmp(what, "llvm") || !strcmp(what, "llvm-raw"))
                 rc = llvm_dump_ir(rules[i], !strcmp(what, "llvm"), stdout, err, sizeof err) ? 1 : 0;
             else if (!strcmp(what, "opencl")) {
-                char *src = celo_opencl_source(&rules[i]->prog);
-                fputs(src, stdout);
-                free(src);
+                /* a rule with tensor classes: each variant's source, after its class */
+                int nv = rules[i]->nvariants ? rules[i]->nvariants : 1;
+                for (int v = 0; v < nv; v++) {
+                    const celo_program *P = rules[i]->nvariants ? &rules[i]->variants[v]->prog : &rules[i]->prog;
+                    if (P->cls)
+                        printf("/* class %d: %s */\n", v, P->cls);
+                    char *src = celo_opencl_source(P);
+                    fputs(src, stdout);
+                    free(src);
+                }
             }
         }
         if (!rc && !strcmp(what, "obj")) {

@@ -78,9 +78,9 @@ int cmd_apply(int argc, char **argv)
     const char *tname = ""; /* the tensor's name, for a rule with classes (matches("…")) */
     celo_backend be = cli_default_backend();
     sets s = {0};
-    const cli_opt opts[] = {{"--file", &file, NULL},     {"--param", &paramf, NULL},    {"--grads", &grads, NULL},
-                            {"--out", &out, NULL},       {"--state-out", &stdir, NULL}, {"--theta", &thetaf, NULL},
-                            {"--name", &tname, NULL},    {NULL, NULL, NULL}};
+    const cli_opt opts[] = {
+        {"--file", &file, NULL},       {"--param", &paramf, NULL}, {"--grads", &grads, NULL}, {"--out", &out, NULL},
+        {"--state-out", &stdir, NULL}, {"--theta", &thetaf, NULL}, {"--name", &tname, NULL},  {NULL, NULL, NULL}};
     if (cli_parse_args("apply", argc, argv, opts, &s, &be, &name))
         return 1;
     if (!name || !paramf || !grads || !out)

@@ -1195,8 +1195,9 @@ static int write_header(rule **rules, int n, const char *path, char *err, size_t
     for (int i = 0; i < n; i++) {
         const celo_program *P = &rules[i]->prog;
         if (P->nvariant) /* tensor classes: celo_state_new_named picks the variant */
-            fprintf(f, "/* %s: %d tensor classes (celo_state_new_named picks a tensor's).\n *   hyper-parameters "
-                       "(hp[] index = default):",
+            fprintf(f,
+                    "/* %s: %d tensor classes (celo_state_new_named picks a tensor's).\n *   hyper-parameters "
+                    "(hp[] index = default):",
                     P->name, P->nvariant);
         else
             fprintf(f, "/* %s: %d pass%s over memory.\n *   hyper-parameters (hp[] index = default):", P->name,

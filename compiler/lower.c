@@ -1090,8 +1090,8 @@ static void class_sig(module *m, const classinfo *ci, const stmt *s, int ndim, u
 static int stmts_have_learned(const stmt *s)
 {
     for (; s; s = s->next)
-        if (s->kind == ST_LEARNED || ((s->kind == ST_IF || s->kind == ST_FOR) &&
-                                      (stmts_have_learned(s->body) || stmts_have_learned(s->els))))
+        if (s->kind == ST_LEARNED ||
+            ((s->kind == ST_IF || s->kind == ST_FOR) && (stmts_have_learned(s->body) || stmts_have_learned(s->els))))
             return 1;
     return 0;
 }
@@ -1107,22 +1107,25 @@ static void lower_inline(lctx *L, const stmt *s, int depth)
     const expr *c = s->value;
     builtin bi;
     if (depth > 0) {
-        ERR(L, s->sp, "an optimizer is inlined at the top level of a rule body or of an if branch, not inside a for "
-                      "loop");
+        ERR(L, s->sp,
+            "an optimizer is inlined at the top level of a rule body or of an if branch, not inside a for "
+            "loop");
         return;
     }
     def *t = module_find(L->mod, c->name);
     if (!t || t->kind != DEF_OPTIMIZER) {
         if (t && t->kind == DEF_TRANSFORM)
-            ERR(L, c->name_span, "'%s' is a transform; a statement NAME(…); inlines an optimizer (transforms go in "
-                                 "chain(…))",
+            ERR(L, c->name_span,
+                "'%s' is a transform; a statement NAME(…); inlines an optimizer (transforms go in "
+                "chain(…))",
                 c->name);
         else if (t)
             ERR(L, c->name_span, "'%s' is a %s; a statement NAME(…); inlines an optimizer", c->name,
                 t->kind == DEF_SCHEDULE ? "schedule" : "model");
         else if (find_builtin(c->name, &bi) || find_learned(outer, c->name))
-            ERR(L, c->sp, "'%s(…)' computes a value; bind it to a name (x = %s(…);) — a statement NAME(…); inlines an "
-                          "optimizer",
+            ERR(L, c->sp,
+                "'%s(…)' computes a value; bind it to a name (x = %s(…);) — a statement NAME(…); inlines an "
+                "optimizer",
                 c->name, c->name);
         else {
             ERR(L, c->name_span, "unknown optimizer '%s'", c->name);
@@ -1147,8 +1150,10 @@ static void lower_inline(lctx *L, const stmt *s, int depth)
     for (int i = 0; i < L->ninl; i++)
         cyc |= L->inl[i] == t;
     if (cyc || L->ninl >= 8) {
-        ERR(L, c->name_span, cyc ? "optimizer '%s' inlines itself" : "optimizers inline each other more than 8 deep "
-                                                                     "(at '%s')",
+        ERR(L, c->name_span,
+            cyc ? "optimizer '%s' inlines itself"
+                : "optimizers inline each other more than 8 deep "
+                  "(at '%s')",
             c->name);
         return;
     }
@@ -1198,8 +1203,9 @@ static void lower_stmts(lctx *L, const stmt *s, int depth)
         case ST_CALL: lower_inline(L, s, depth); break;
         case ST_IF:
             if (depth > 0) {
-                ERR(L, s->sp, "an if on the tensor's class goes at the top level of a rule body (or of a branch), not "
-                              "inside a for loop");
+                ERR(L, s->sp,
+                    "an if on the tensor's class goes at the top level of a rule body (or of a branch), not "
+                    "inside a for loop");
                 break;
             }
             if (L->cls) { /* else its condition was reported */
@@ -1535,7 +1541,8 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
         scope *ts = calloc(1, sizeof *ts);
         ts->file = t->file;
         ts->is_transform = 1;
-        /* an optimizer inlined into another rule (NAME(…);) has a prefix of its own: its transforms' slots go under it */
+        /* an optimizer inlined into another rule (NAME(…);) has a prefix of its own: its transforms' slots go under it
+         */
         const char *up = outer->prefix;
         char *prefix = arena_alloc(&L->mod->ar, strlen(t->name) + (up ? strlen(up) : 0) + 24);
         int dup = 0;

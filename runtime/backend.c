@@ -15,8 +15,8 @@
 
 struct celo_bprog {
     const celo_program *prog;
-    int interp; /* CPU: every pass through the interpreter */
-    char *src;  /* opencl: the kernels' source, copied for each tensor */
+    int interp;  /* CPU: every pass through the interpreter */
+    char *src;   /* opencl: the kernels' source, copied for each tensor */
     char **vsrc; /* opencl, a rule with classes: the source of each variant (src is NULL) */
 };
 

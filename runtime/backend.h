@@ -49,8 +49,8 @@ struct celo_backend {
     /* The state of one tensor of this shape called name (NULL: ""; a rule with tensor classes picks the variant
      * of its rank and name, celo_program_select), slots initialised at the first step as celo_state_new, in a run
      * of num_steps steps (what a rule reads as num_steps; 0 when unknown). */
-    celo_bstate *(*state_new)(const celo_bprog *bp, int ndim, const int64_t *shape, const char *name,
-                              int64_t num_steps, char *err, size_t errlen);
+    celo_bstate *(*state_new)(const celo_bprog *bp, int ndim, const int64_t *shape, const char *name, int64_t num_steps,
+                              char *err, size_t errlen);
     /* One step t (1-based) over p (updated in place) with gradient g and hyper-parameters hp. nthreads: the
      * threads a CPU step may use (0: the OpenMP default). 0, or -1 with a one-line err. */
     int (*step)(celo_bstate *s, float *p, const float *g, const float *hp, int64_t t, int nthreads, char *err,

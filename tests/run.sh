@@ -374,6 +374,29 @@ if want classes; then
             else bad "classes three '$1' $be vs $2: $(head -c 300 "$TMP/err") $r"; fi
         done
     done
+    # a learned rule with classes (one θ for every class) and a rule with classes under a schedule
+    for be in $backends; do
+        d=tests/golden/adamw/64x33 d1=tests/golden/adamw/1000
+        if $CELO apply lclass --file $C/learned.celo --theta $C/theta_w.safetensors --param "$d/p0.npy" \
+            --grads "$d/grads.npy" --backend "$be" --out "$TMP/cls.npy" 2>"$TMP/err" &&
+            $CELO apply plain --file $C/learned.celo --theta $C/theta_w.safetensors --param "$d/p0.npy" \
+                --grads "$d/grads.npy" --backend "$be" --out "$TMP/alone.npy" 2>>"$TMP/err" &&
+            r=$($CMP "$TMP/cls.npy" "$TMP/alone.npy" --rtol 0 2>&1) &&
+            $CELO apply lclass --file $C/learned.celo --theta $C/theta_w.safetensors --param "$d1/p0.npy" \
+                --grads "$d1/grads.npy" --backend "$be" --out "$TMP/cls.npy" 2>"$TMP/err" &&
+            $CELO apply adamw --set lr=0.01 --param "$d1/p0.npy" --grads "$d1/grads.npy" --backend "$be" \
+                --out "$TMP/alone.npy" 2>>"$TMP/err" &&
+            r=$($CMP "$TMP/cls.npy" "$TMP/alone.npy" --rtol 0 2>&1); then
+            ok "classes learned lclass $be: matrix == plain, vector == adamw, one θ ($r)"
+        else bad "classes learned lclass $be: $(head -c 300 "$TMP/err") $r"; fi
+        if $CELO apply split@cosine --file $C/split.celo --param "$d1/p0.npy" --grads "$d1/grads.npy" \
+            --backend "$be" --out "$TMP/cls.npy" 2>"$TMP/err" &&
+            $CELO apply adamw@cosine --param "$d1/p0.npy" --grads "$d1/grads.npy" --backend "$be" \
+                --out "$TMP/alone.npy" 2>>"$TMP/err" &&
+            r=$($CMP "$TMP/cls.npy" "$TMP/alone.npy" --rtol 0 2>&1); then
+            ok "classes split@cosine $be == adamw@cosine on a vector ($r)"
+        else bad "classes split@cosine $be: $(head -c 300 "$TMP/err") $r"; fi
+    done
     # the classes as `celo emit ir` and `celo check` describe them
     if $CELO emit ir $C/split.celo three 2>&1 | grep -E '^(rule|class)' >"$TMP/ir" &&
         diff -u - "$TMP/ir" >"$TMP/diff" <<'IR'

@@ -1923,6 +1923,10 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
             }
             map[(unsigned)(r - 1) * nm + mask] = (uint8_t)v;
         }
+    if (nv == 1) { /* the conditions do not tell tensors apart: one program, as a rule without classes */
+        free(map);
+        return compile_variant(m, d, alone, sched, &ci, rep_nd[0], rep_mask[0], NULL);
+    }
     char base[512];
     snprintf(base, sizeof base, "%s%s%s", d->name, sched ? "@" : "", sched ? sched->name : "");
     rule *top = calloc(1, sizeof *top);

@@ -1604,9 +1604,11 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     L->sc = NULL;
 }
 
-/* One program of rule d: the whole rule, or (ci not NULL) its variant for class (ndim, mask), named vname. */
+/* One program of rule d: the whole rule, or (ci not NULL) its variant for class (ndim, mask), named vname.
+ * reported (or NULL): the errors printed by the other variants, so that an error outside the branches is printed
+ * once. */
 static rule *compile_variant(module *m, def *d, int alone, const def *sched, const classinfo *ci, int ndim,
-                             unsigned mask, const char *vname)
+                             unsigned mask, const char *vname, lctx *reported)
 {
     int guess[MAXN];
     for (int i = 0; i < MAXN; i++)
@@ -1647,7 +1649,15 @@ static rule *compile_variant(module *m, def *d, int alone, const def *sched, con
         L.ir = &ir;
         L.nerr = 0;
         L.quiet = 0;
+        if (reported) {
+            memcpy(L.seen, reported->seen, sizeof L.seen);
+            L.nseen = reported->nseen;
+        }
         lower_once(&L, d, hp, &nhp);
+        if (reported) {
+            memcpy(reported->seen, L.seen, sizeof L.seen);
+            reported->nseen = L.nseen;
+        }
         ir_free(&ir);
         return NULL;
     }
@@ -1896,7 +1906,7 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
     if (ci.nerr)
         return NULL;
     if (!ci.nif)
-        return compile_variant(m, d, alone, sched, NULL, 0, 0, NULL);
+        return compile_variant(m, d, alone, sched, NULL, 0, 0, NULL, NULL);
     unsigned nm = 1u << ci.npat;
     uint8_t *map = malloc(8 * nm);
     char sigs[MAXVARIANT][MAXSIG];
@@ -1925,32 +1935,38 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
         }
     if (nv == 1) { /* the conditions do not tell tensors apart: one program, as a rule without classes */
         free(map);
-        return compile_variant(m, d, alone, sched, &ci, rep_nd[0], rep_mask[0], NULL);
+        return compile_variant(m, d, alone, sched, &ci, rep_nd[0], rep_mask[0], NULL, NULL);
     }
     char base[512];
     snprintf(base, sizeof base, "%s%s%s", d->name, sched ? "@" : "", sched ? sched->name : "");
     rule *top = calloc(1, sizeof *top);
     top->variants = calloc((size_t)nv, sizeof *top->variants);
     top->varprogs = calloc((size_t)nv, sizeof *top->varprogs);
+    top->classmap = map;
+    lctx *reported = calloc(1, sizeof *reported);
+    int failed = 0;
     for (int v = 0; v < nv; v++) {
         char vname[600];
         snprintf(vname, sizeof vname, "%s/%d", base, v);
-        rule *vr = compile_variant(m, d, alone, sched, &ci, rep_nd[v], rep_mask[v], vname);
-        if (!vr) { /* reported: the errors of one class at a time */
-            top->classmap = map;
-            rule_free(top);
-            return NULL;
+        rule *vr = compile_variant(m, d, alone, sched, &ci, rep_nd[v], rep_mask[v], vname, reported);
+        if (!vr) { /* reported; the other classes are still compiled, for their errors */
+            failed = 1;
+            continue;
         }
         vr->cls = class_words(&ci, map, v);
         vr->prog.cls = vr->cls;
         top->variants[top->nvariants++] = vr;
         top->varprogs[v] = &vr->prog;
     }
+    free(reported);
+    if (failed) {
+        rule_free(top);
+        return NULL;
+    }
     const rule *v0 = top->variants[0];
     top->src = d;
     top->sched = sched;
     top->strings = strdup(base);
-    top->classmap = map;
     top->patterns = calloc((size_t)ci.npat + 1, sizeof *top->patterns);
     for (int k = 0; k < ci.npat; k++)
         top->patterns[k] = strdup(ci.pat[k]);

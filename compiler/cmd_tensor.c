@@ -259,7 +259,7 @@ int cmd_bench(int argc, char **argv)
     qsort(ts, (size_t)steps, sizeof *ts, cmp_double);
     double med = ts[steps / 2];
     printf("rule=%s backend=%s size=%lld passes=%d steps=%d median_ms=%.3f min_ms=%.3f threads=%d\n", name, be.name,
-           size, r->prog.npass, steps, 1e3 * med, 1e3 * ts[0], celo_threads());
+           size, celo_program_select(&r->prog, nd, NULL)->npass, steps, 1e3 * med, 1e3 * ts[0], celo_threads());
     printf("params_per_s=%.6g\n", (double)size / med);
     free(ts);
     free(p);

@@ -62,10 +62,13 @@ struct expr {
     const char *suffix; /* EX_INDEX in a model: h[l].attn names h.<l>.attn (suffix "attn"), or NULL */
     arg *args;          /* EX_CALL */
     int nargs;
-    int depth; /* height of the subtree, 0 for a leaf (bounded by the parser) */
+    const char *str; /* EX_CALL with one string argument, matches("embed"): the string (args NULL) */
+    int depth;       /* height of the subtree, 0 for a leaf (bounded by the parser) */
 };
 
-typedef enum { ST_STATE, ST_ASSIGN, ST_FOR, ST_LEARNED } stmt_kind;
+/* ST_IF: `if COND { … } else { … }` on the tensor's class (value = COND, body, els); ST_CALL: `NAME(args);`, an
+ * optimizer inlined (value = the call) */
+typedef enum { ST_STATE, ST_ASSIGN, ST_FOR, ST_LEARNED, ST_IF, ST_CALL } stmt_kind;
 typedef struct stmt stmt;
 typedef struct statevar {
     const char *name;
@@ -89,6 +92,7 @@ struct stmt {
     span var_span;
     expr *lo, *hi;
     stmt *body;
+    stmt *els; /* ST_IF: the else branch (an `else if` is one ST_IF), or NULL */
     /* ST_LEARNED: `learned KIND NAME[d0 -> d1 -> ...] ACT;` (kind "mlp") or `learned NAME[n];` (kind NULL);
      * the name is var / var_span */
     const char *lkind, *act;

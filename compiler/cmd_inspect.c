@@ -58,7 +58,13 @@ int cmd_check(int argc, char **argv)
             /* an optimizer's lowering is kept for the blocks below (module_rule); a transform's is its own */
             rule *t = d->kind == DEF_TRANSFORM ? rule_compile_transform(&m, d) : NULL;
             const rule *r = t ? t : d->kind == DEF_OPTIMIZER ? module_rule(&m, d) : NULL;
-            if (r)
+            if (r && r->nvariants) /* tensor classes: each variant */
+                for (int v = 0; v < r->nvariants; v++) {
+                    const celo_program *V = &r->variants[v]->prog;
+                    fprintf(stderr, "%s: %s: class %s: %d pass%s, %d state slot%s\n", argv[0], r->prog.name, V->cls,
+                            V->npass, V->npass == 1 ? "" : "es", V->nstate, V->nstate == 1 ? "" : "s");
+                }
+            else if (r)
                 fprintf(stderr, "%s: %s: %d pass%s, %d state slot%s\n", argv[0], r->prog.name, r->prog.npass,
                         r->prog.npass == 1 ? "" : "es", r->prog.nstate, r->prog.nstate == 1 ? "" : "s");
             nrules++;
@@ -109,6 +115,8 @@ static void dump_expr(const expr *e, FILE *out)
         break;
     case EX_CALL:
         fprintf(out, "(call %s", e->name);
+        if (e->str)
+            fprintf(out, " \"%s\"", e->str);
         for (arg *a = e->args; a; a = a->next) {
             fputc(' ', out);
             if (a->name)
@@ -163,6 +171,20 @@ static void dump_stmts(const stmt *s, int ind, FILE *out)
             for (int i = 0; i < s->ndims; i++)
                 fprintf(out, "%s%d", i ? " -> " : "", s->dims[i]);
             fprintf(out, "]%s%s\n", s->act ? " " : "", s->act ? s->act : "");
+            break;
+        case ST_IF:
+            fprintf(out, "if ");
+            dump_expr(s->value, out);
+            fputc('\n', out);
+            dump_stmts(s->body, ind + 2, out);
+            if (s->els) {
+                fprintf(out, "%*selse\n", ind, "");
+                dump_stmts(s->els, ind + 2, out);
+            }
+            break;
+        case ST_CALL:
+            dump_expr(s->value, out);
+            fputc('\n', out);
             break;
         }
     }
@@ -251,9 +273,16 @@ int cmd_emit(int argc, char **argv)
             else if (!strcmp(what, "llvm") || !strcmp(what, "llvm-raw"))
                 rc = llvm_dump_ir(rules[i], !strcmp(what, "llvm"), stdout, err, sizeof err) ? 1 : 0;
             else if (!strcmp(what, "opencl")) {
-                char *src = celo_opencl_source(&rules[i]->prog);
-                fputs(src, stdout);
-                free(src);
+                /* a rule with tensor classes: each variant's source, after its class */
+                int nv = rules[i]->nvariants ? rules[i]->nvariants : 1;
+                for (int v = 0; v < nv; v++) {
+                    const celo_program *P = rules[i]->nvariants ? &rules[i]->variants[v]->prog : &rules[i]->prog;
+                    if (P->cls)
+                        printf("/* class %d: %s */\n", v, P->cls);
+                    char *src = celo_opencl_source(P);
+                    fputs(src, stdout);
+                    free(src);
+                }
             }
         }
         if (!rc && !strcmp(what, "obj")) {
@@ -292,7 +321,9 @@ int cmd_rules(void)
                d->name);
         for (param *p = d->params; p; p = p->next)
             printf(" %s", p->name);
-        if (r)
+        if (r && r->nvariants)
+            printf("   [%d tensor classes]", r->nvariants);
+        else if (r)
             printf("   [%d pass%s]", r->prog.npass, r->prog.npass == 1 ? "" : "es");
         printf("\n");
         rule_free(r);

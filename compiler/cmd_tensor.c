@@ -76,18 +76,18 @@ int cmd_apply(int argc, char **argv)
 {
     const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL, *thetaf = NULL;
     const char *trajf = NULL;
+    const char *tname = ""; /* the tensor's name, for a rule with classes (matches("…")) */
     celo_backend be = cli_default_backend();
     sets s = {0};
-    const cli_opt opts[] = {{"--file", &file, NULL},        {"--param", &paramf, NULL},
-                            {"--grads", &grads, NULL},      {"--out", &out, NULL},
-                            {"--state-out", &stdir, NULL},  {"--theta", &thetaf, NULL},
-                            {"--trajectory", &trajf, NULL}, {NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"--file", &file, NULL},  {"--param", &paramf, NULL},     {"--grads", &grads, NULL},
+                            {"--out", &out, NULL},    {"--state-out", &stdir, NULL},  {"--theta", &thetaf, NULL},
+                            {"--name", &tname, NULL}, {"--trajectory", &trajf, NULL}, {NULL, NULL, NULL}};
     if (cli_parse_args("apply", argc, argv, opts, &s, &be, &name))
         return 1;
     if (!name || !paramf || !grads || !out)
         return cli_fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
-                              "[--theta FILE] [--backend interp|llvm|opencl] --out OUT.npy [--state-out DIR] "
-                              "[--trajectory TRAJ.npy]");
+                              "[--theta FILE] [--name TENSOR] [--backend interp|llvm|opencl] --out OUT.npy "
+                              "[--state-out DIR] [--trajectory TRAJ.npy]");
     char err[1024];
     celo_array P = {0}, G = {0};
     if (celo_npy_read(paramf, &P, err, sizeof err) || celo_npy_read(grads, &G, err, sizeof err)) {
@@ -126,7 +126,7 @@ int cmd_apply(int argc, char **argv)
     }
     int64_t T = G.shape[0];
     if (!(bp = be.compile(&be, &r->prog, err, sizeof err)) ||
-        !(st = be.state_new(bp, P.ndim, P.shape, T, err, sizeof err))) {
+        !(st = be.state_new(bp, P.ndim, P.shape, tname, T, err, sizeof err))) {
         cli_fail("%s", err);
         goto done;
     }
@@ -282,7 +282,7 @@ int cmd_bench(int argc, char **argv)
     double *ts = malloc((size_t)steps * sizeof *ts);
     /* through the back-end table, as a training run steps a tensor: p and g in host memory */
     celo_bprog *bp = be.compile(&be, &r->prog, err, sizeof err);
-    celo_bstate *st = bp ? be.state_new(bp, nd, shape, steps, err, sizeof err) : NULL;
+    celo_bstate *st = bp ? be.state_new(bp, nd, shape, NULL, steps, err, sizeof err) : NULL;
     if (!st)
         return cli_fail("%s", err);
     if (theta)
@@ -302,7 +302,8 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < nd && o < (int)sizeof shp - 24; i++)
         o += snprintf(shp + o, sizeof shp - (size_t)o, "%s%lld", i ? "x" : "", (long long)shape[i]);
     printf("rule=%s backend=%s size=%lld shape=%s passes=%d steps=%d median_ms=%.3f min_ms=%.3f threads=%d\n", name,
-           be.name, size, shp, r->prog.npass, steps, 1e3 * med, 1e3 * ts[0], celo_threads());
+           be.name, size, shp, celo_program_select(&r->prog, nd, NULL)->npass, steps, 1e3 * med, 1e3 * ts[0],
+           celo_threads());
     printf("params_per_s=%.6g\n", (double)size / med);
     free(ts);
     free(p);

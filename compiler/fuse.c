@@ -192,6 +192,15 @@ static void print_node(const rule *r, int i, FILE *out)
 /* The dump lists nodes by where they are computed: host, then each pass and the stage after it. */
 void rule_dump(const rule *r, FILE *out)
 {
+    if (r->nvariants) { /* tensor classes: each variant with its class */
+        fprintf(out, "rule %s: %d tensor classes, one program each, chosen per tensor by rank and name\n", r->prog.name,
+                r->nvariants);
+        for (int v = 0; v < r->nvariants; v++) {
+            fprintf(out, "class %d: %s\n", v, r->variants[v]->cls);
+            rule_dump(r->variants[v], out);
+        }
+        return;
+    }
     const celo_program *P = &r->prog;
     int nred = 0;
     for (int i = 0; i < P->nnodes; i++)

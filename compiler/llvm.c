@@ -675,9 +675,13 @@ static void cg_init(cg *g, LLVMContextRef ctx, const char *modname)
 /* Builds, verifies and optimizes one module holding every pass of the given rules. */
 static int build_module(cg *g, rule **rules, int n, LLVMTargetMachineRef tm, int optimize, char *err, size_t errlen)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         for (int k = 1; k <= rules[i]->prog.npass; k++)
             emit_pass(g, rules[i], k);
+        for (int v = 0; v < rules[i]->nvariants; v++) /* a rule with classes: the kernels of every variant */
+            for (int k = 1; k <= rules[i]->variants[v]->prog.npass; k++)
+                emit_pass(g, rules[i]->variants[v], k);
+    }
     char *msg = NULL;
     if (LLVMVerifyModule(g->mod, LLVMReturnStatusAction, &msg)) {
         snprintf(err, errlen, "internal error: LLVM module does not verify: %s", msg);
@@ -888,7 +892,28 @@ static int compile_cost(const celo_program *P)
 
 /* The rules are split into one group per thread; each group is optimized and compiled to machine code on its
  * own thread (separate LLVM contexts), and the object files are then linked into the JIT. */
-int llvm_jit_rules(rule **rules, int n, char *err, size_t errlen)
+static int llvm_jit_flat(rule **rules, int n, char *err, size_t errlen);
+
+int llvm_jit_rules(rule **given, int ngiven, char *err, size_t errlen)
+{
+    /* a rule with classes is compiled as its variants (its own program has no passes) */
+    int n = 0;
+    for (int i = 0; i < ngiven; i++)
+        n += given[i]->nvariants ? given[i]->nvariants : 1;
+    rule **rules = malloc((size_t)(n ? n : 1) * sizeof *rules);
+    n = 0;
+    for (int i = 0; i < ngiven; i++)
+        if (given[i]->nvariants)
+            for (int v = 0; v < given[i]->nvariants; v++)
+                rules[n++] = given[i]->variants[v];
+        else
+            rules[n++] = given[i];
+    int rc = llvm_jit_flat(rules, n, err, errlen);
+    free(rules);
+    return rc;
+}
+
+static int llvm_jit_flat(rule **rules, int n, char *err, size_t errlen)
 {
     LLVMErrorRef e;
     if (!g_jit) {
@@ -1038,6 +1063,8 @@ static LLVMValueRef ci8(cg *g, int v)
 static void emit_program_table(cg *g, const rule *r)
 {
     const celo_program *P = &r->prog;
+    for (int v = 0; v < r->nvariants; v++) /* a rule with classes points at its variants: emit them first */
+        emit_program_table(g, r->variants[v]);
     char gname[300];
     LLVMTypeRef i8 = LLVMInt8TypeInContext(g->ctx);
     /* the same layouts as the C structs of celort.h (natural alignment on both sides) */
@@ -1052,12 +1079,13 @@ static void emit_program_table(cg *g, const rule *r)
     LLVMTypeRef i64 = LLVMInt64TypeInContext(g->ctx);
     LLVMTypeRef th_f[5] = {g->ptr, i64, g->i32, g->i32, g->i32};
     LLVMTypeRef th_t = LLVMStructTypeInContext(g->ctx, th_f, 5, 0);
-    LLVMTypeRef prog_f[13] = {g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->ptr,
-                              g->i32, g->i32, g->ptr, g->i32, g->ptr, i64};
-    LLVMTypeRef prog_t = LLVMStructTypeInContext(g->ctx, prog_f, 13, 0);
+    LLVMTypeRef prog_f[19] = {g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->i32, g->ptr,
+                              g->i32, g->ptr, i64,    g->i32, g->ptr, g->i32, g->ptr, g->ptr, g->ptr};
+    LLVMTypeRef prog_t = LLVMStructTypeInContext(g->ctx, prog_f, 19, 0);
 
-    LLVMValueRef *els = calloc(
-        (size_t)P->nnodes + (size_t)P->nhp + (size_t)P->nstate + (size_t)P->npass + (size_t)P->ntheta + 1, sizeof *els);
+    LLVMValueRef *els = calloc((size_t)P->nnodes + (size_t)P->nhp + (size_t)P->nstate + (size_t)P->npass +
+                                   (size_t)P->ntheta + (size_t)P->nvariant + (8u << P->npattern) + 1,
+                               sizeof *els);
     for (int j = 0; j < P->nnodes; j++) {
         const celo_node *x = &P->nodes[j];
         LLVMValueRef f[9] = {ci8(g, x->op),    ci8(g, x->dom),  ci8(g, x->pass),
@@ -1100,8 +1128,33 @@ static void emit_program_table(cg *g, const rule *r)
     }
     snprintf(gname, sizeof gname, "celo_%s_theta", id);
     LLVMValueRef thetas = const_array_global(g, th_t, els, (unsigned)P->ntheta, gname);
+    /* tensor classes: the variants, the patterns and the class map (NULL and 0 without classes) */
+    LLVMValueRef variants = LLVMConstPointerNull(g->ptr), patterns = variants, classmap = variants, cls = variants;
+    if (P->nvariant) {
+        for (int v = 0; v < P->nvariant; v++) {
+            char vid[128];
+            snprintf(gname, sizeof gname, "celo_rule_%s", ident(P->variant[v]->name, vid, sizeof vid));
+            els[v] = LLVMGetNamedGlobal(g->mod, gname);
+        }
+        snprintf(gname, sizeof gname, "celo_%s_variants", id);
+        variants = const_array_global(g, g->ptr, els, (unsigned)P->nvariant, gname);
+        for (int k = 0; k < P->npattern; k++) {
+            snprintf(gname, sizeof gname, "celo_%s_pattern%d", id, k);
+            els[k] = const_str(g, P->pattern[k], gname);
+        }
+        snprintf(gname, sizeof gname, "celo_%s_patterns", id);
+        patterns = const_array_global(g, g->ptr, els, (unsigned)P->npattern, gname);
+        for (unsigned k = 0; k < 8u << P->npattern; k++)
+            els[k] = ci8(g, P->classmap[k]);
+        snprintf(gname, sizeof gname, "celo_%s_classmap", id);
+        classmap = const_array_global(g, i8, els, 8u << P->npattern, gname);
+    }
+    if (P->cls) {
+        snprintf(gname, sizeof gname, "celo_%s_class", id);
+        cls = const_str(g, P->cls, gname);
+    }
     snprintf(gname, sizeof gname, "celo_%s_name", id);
-    LLVMValueRef pf[13] = {const_str(g, P->name, gname),
+    LLVMValueRef pf[19] = {const_str(g, P->name, gname),
                            ci32(g, P->nnodes),
                            nodes,
                            ci32(g, P->nhp),
@@ -1113,10 +1166,16 @@ static void emit_program_table(cg *g, const rule *r)
                            passes,
                            ci32(g, P->ntheta),
                            thetas,
-                           LLVMConstInt(i64, (unsigned long long)P->theta_len, 0)};
+                           LLVMConstInt(i64, (unsigned long long)P->theta_len, 0),
+                           ci32(g, P->nvariant),
+                           variants,
+                           ci32(g, P->npattern),
+                           patterns,
+                           classmap,
+                           cls};
     snprintf(gname, sizeof gname, "celo_rule_%s", id);
     LLVMValueRef prog = LLVMAddGlobal(g->mod, prog_t, gname);
-    LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_t, pf, 13));
+    LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_t, pf, 19));
     LLVMSetGlobalConstant(prog, 1);
     free(els);
 }
@@ -1135,15 +1194,21 @@ static int write_header(rule **rules, int n, const char *path, char *err, size_t
                "#pragma once\n#include \"celort.h\"\n\n");
     for (int i = 0; i < n; i++) {
         const celo_program *P = &rules[i]->prog;
-        fprintf(f, "/* %s: %d pass%s over memory.\n *   hyper-parameters (hp[] index = default):", P->name, P->npass,
-                P->npass == 1 ? "" : "es");
+        if (P->nvariant) /* tensor classes: celo_state_new_named picks the variant */
+            fprintf(f,
+                    "/* %s: %d tensor classes (celo_state_new_named picks a tensor's).\n *   hyper-parameters "
+                    "(hp[] index = default):",
+                    P->name, P->nvariant);
+        else
+            fprintf(f, "/* %s: %d pass%s over memory.\n *   hyper-parameters (hp[] index = default):", P->name,
+                    P->npass, P->npass == 1 ? "" : "es");
         for (int k = 0; k < P->nhp; k++)
             fprintf(f, "%s %d %s = %.9g", k ? "," : "", k, P->hp[k].name, P->hp[k].def);
-        fprintf(f, "\n *   state slots:");
+        fprintf(f, "\n *   state slots:%s", P->nvariant ? " each class's own (celo emit ir)" : "");
         for (int s = 0; s < P->nstate; s++)
             fprintf(f, "%s %s", s ? "," : "", P->state[s].name);
         char id[128];
-        fprintf(f, "%s */\nextern const celo_program celo_rule_%s;\n", P->nstate ? "" : " none",
+        fprintf(f, "%s */\nextern const celo_program celo_rule_%s;\n", P->nstate || P->nvariant ? "" : " none",
                 ident(P->name, id, sizeof id));
     }
     int bad = ferror(f);

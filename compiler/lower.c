@@ -9,6 +9,7 @@
 #include "rules.h"
 
 #include <math.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,20 @@ typedef struct {
     } th[64]; /* the θ table, in declaration order */
     int nth;
     int64_t theta_len;
+    /* tensor classes: the class this program is lowered for (compile_def enumerates them), and the optimizers
+     * being inlined (NAME(args); statements) */
+    const struct classinfo *cls; /* NULL: the rule has no class conditions */
+    int cls_ndim;
+    unsigned cls_mask;
+    int branch; /* inside an if branch */
+    const def *root;
+    const def *inl[8];
+    int ninl;
+    struct {
+        const def *d;
+        int n;
+    } inlined[32]; /* optimizers inlined so far, and how often: the second adamw(…) gets slots adamw#2.m */
+    int ninlined;
 } lctx;
 
 static int already_reported(lctx *L, span sp)
@@ -447,6 +462,18 @@ static int mlp_eval(lctx *L, const learnedname *ln, const expr *e, int *out)
 
 static int lower_call(lctx *L, const expr *e)
 {
+    if (!strcmp(e->name, "ndim") || !strcmp(e->name, "matches")) {
+        ERR(L, e->sp,
+            "%s describes the tensor's class: it may appear only in the condition of an if at the top level of a rule "
+            "body",
+            !strcmp(e->name, "ndim") ? "ndim()" : "matches(…)");
+        return -1;
+    }
+    if (e->str) {
+        ERR(L, e->sp, "'%s' takes no string; a string is the argument of matches(\"REGEX\") in an if's condition",
+            e->name);
+        return -1;
+    }
     learnedname *ln = find_learned(L->sc, e->name);
     if (ln && ln->bad)
         return -1;
@@ -687,6 +714,7 @@ static void lower_learned(lctx *L, const stmt *s, int depth)
         ERR(L, s->sp, "learned parameters cannot be declared inside a for loop; declare them before it");
         return;
     }
+
     const char *hides = find_learned(sc, nm)                                     ? "the learned"
                         : find_state(sc, nm)                                     ? "the state"
                         : find_binding(sc->hps, sc->nhps, nm) >= 0               ? "the hyper-parameter"
@@ -701,6 +729,12 @@ static void lower_learned(lctx *L, const stmt *s, int depth)
     memcpy(ln.dims, s->dims, sizeof ln.dims);
     if (sc->nlearned < 16) /* poisoned until it is declared below */
         sc->learned[sc->nlearned] = ln;
+    if (L->branch) {
+        ERR(L, s->sp,
+            "learned parameters cannot be declared inside an if: every class shares the rule's θ; declare them at "
+            "the top level");
+        goto poisoned;
+    }
     if (s->lkind && strcmp(s->lkind, "mlp")) {
         ERR(L, s->lkind_span,
             "unknown kind of learned part '%s'; write 'learned mlp %s[in -> … -> out] relu;' or 'learned %s[n];'",
@@ -909,6 +943,255 @@ static void lower_assign(lctx *L, const stmt *s)
     sc->locals[sc->nlocals++].node = val;
 }
 
+/* ---- tensor classes: `if COND { … } else { … }` on the tensor's rank and name ----
+ * A rule's conditions are collected from its body and the optimizers it inlines; compile_def then tries every
+ * rank 1 … 8 with every truth of each distinct pattern, records which branches each takes, and lowers one
+ * program (a variant) per distinct set of branches. */
+enum { MAXPAT = 8, MAXVARIANT = 32, MAXSIG = 128 };
+
+typedef struct classinfo {
+    const char *pat[MAXPAT];
+    int npat;
+    int nif;  /* if statements seen */
+    int nerr; /* conditions reported as wrong */
+} classinfo;
+
+static int cond_error(classinfo *ci, const srcfile *f, span sp, const char *msg)
+{
+    diag_error(f, sp, "%s", msg);
+    ci->nerr++;
+    return -1;
+}
+
+/* Checks condition e (reporting what is wrong) and collects its patterns. */
+static void cond_check(classinfo *ci, const srcfile *f, const expr *e)
+{
+    static const char *may = "a class condition may use only ndim(), matches(\"REGEX\"), integer constants, "
+                             "comparisons, and, or, not";
+    switch (e->kind) {
+    case EX_NUM: return;
+    case EX_CALL:
+        if (!strcmp(e->name, "ndim") && !e->args && !e->str)
+            return;
+        if (!strcmp(e->name, "matches") && e->str) {
+            for (int k = 0; k < ci->npat; k++)
+                if (!strcmp(ci->pat[k], e->str))
+                    return;
+            regex_t re;
+            int rc = regcomp(&re, e->str, REG_EXTENDED | REG_NOSUB);
+            if (rc) {
+                char why[128], msg[512];
+                regerror(rc, &re, why, sizeof why);
+                snprintf(msg, sizeof msg, "matches(\"%.80s\"): not a POSIX extended regular expression (%s)", e->str,
+                         why);
+                cond_error(ci, f, e->sp, msg);
+                return;
+            }
+            regfree(&re);
+            if (ci->npat == MAXPAT) {
+                cond_error(ci, f, e->sp, "a rule's conditions may use at most 8 distinct patterns");
+                return;
+            }
+            ci->pat[ci->npat++] = e->str;
+            return;
+        }
+        if (!strcmp(e->name, "matches"))
+            cond_error(ci, f, e->sp, "matches(…) takes one string, the pattern: matches(\"embed\")");
+        else if (!strcmp(e->name, "ndim"))
+            cond_error(ci, f, e->sp, "ndim() takes no arguments");
+        else
+            cond_error(ci, f, e->sp, may);
+        return;
+    case EX_UNARY: cond_check(ci, f, e->a); return;
+    case EX_BINARY:
+        if (e->op >= OP_LT && e->op <= OP_OR) {
+            cond_check(ci, f, e->a);
+            cond_check(ci, f, e->b);
+        } else
+            cond_error(ci, f, e->sp, may);
+        return;
+    default: cond_error(ci, f, e->sp, may); return;
+    }
+}
+
+static double cond_eval(const classinfo *ci, const expr *e, int ndim, unsigned mask)
+{
+    switch (e->kind) {
+    case EX_NUM: return e->num;
+    case EX_CALL:
+        if (!strcmp(e->name, "ndim"))
+            return ndim;
+        for (int k = 0; k < ci->npat; k++)
+            if (!strcmp(ci->pat[k], e->str))
+                return (mask >> k) & 1;
+        return 0;
+    case EX_UNARY: {
+        double a = cond_eval(ci, e->a, ndim, mask);
+        return e->op == OP_NEG ? -a : a == 0;
+    }
+    case EX_BINARY: {
+        double a = cond_eval(ci, e->a, ndim, mask), b = cond_eval(ci, e->b, ndim, mask);
+        switch (e->op) {
+        case OP_LT: return a < b;
+        case OP_LE: return a <= b;
+        case OP_GT: return a > b;
+        case OP_GE: return a >= b;
+        case OP_EQ: return a == b;
+        case OP_NE: return a != b;
+        case OP_AND: return a != 0 && b != 0;
+        case OP_OR: return a != 0 || b != 0;
+        default: return 0;
+        }
+    }
+    default: return 0;
+    }
+}
+
+/* The optimizer a statement NAME(args); inlines, when it has a body to walk. */
+static const def *inlined_def(module *m, const stmt *s)
+{
+    const def *t = module_find(m, s->value->name);
+    return t && t->kind == DEF_OPTIMIZER ? t : NULL;
+}
+
+/* Collects the conditions of body s (and of the optimizers it inlines, depth levels at most). */
+static void class_collect(module *m, classinfo *ci, const srcfile *f, const stmt *s, int depth)
+{
+    for (; s; s = s->next)
+        if (s->kind == ST_IF) {
+            ci->nif++;
+            cond_check(ci, f, s->value);
+            class_collect(m, ci, f, s->body, depth);
+            class_collect(m, ci, f, s->els, depth);
+        } else if (s->kind == ST_CALL && depth < 8) {
+            const def *t = inlined_def(m, s);
+            if (t && t->body)
+                class_collect(m, ci, t->file, t->body, depth + 1);
+        }
+}
+
+/* The branches class (ndim, mask) takes through body s, appended to sig as '0' (then) and '1' (else). */
+static void class_sig(module *m, const classinfo *ci, const stmt *s, int ndim, unsigned mask, char *sig, int *n,
+                      int depth)
+{
+    for (; s; s = s->next)
+        if (s->kind == ST_IF) {
+            int v = cond_eval(ci, s->value, ndim, mask) != 0;
+            if (*n < MAXSIG - 1)
+                sig[(*n)++] = v ? '0' : '1';
+            class_sig(m, ci, v ? s->body : s->els, ndim, mask, sig, n, depth);
+        } else if (s->kind == ST_CALL && depth < 8) {
+            const def *t = inlined_def(m, s);
+            if (t && t->body)
+                class_sig(m, ci, t->body, ndim, mask, sig, n, depth + 1);
+        }
+}
+
+static int stmts_have_learned(const stmt *s)
+{
+    for (; s; s = s->next)
+        if (s->kind == ST_LEARNED ||
+            ((s->kind == ST_IF || s->kind == ST_FOR) && (stmts_have_learned(s->body) || stmts_have_learned(s->els))))
+            return 1;
+    return 0;
+}
+
+static void bind_params(lctx *L, const def *t, const expr *c, scope *ts, scope *outer, const char *what);
+static void lower_chain(lctx *L, const def *d, scope *outer);
+
+/* `NAME(args);`: optimizer NAME's body lowered here, its hyper-parameters bound to the arguments (expressions of
+ * the outer rule's names, as in chain(…)), its state slots prefixed "NAME.". */
+static void lower_inline(lctx *L, const stmt *s, int depth)
+{
+    scope *outer = L->sc;
+    const expr *c = s->value;
+    builtin bi;
+    if (depth > 0) {
+        ERR(L, s->sp,
+            "an optimizer is inlined at the top level of a rule body or of an if branch, not inside a for "
+            "loop");
+        return;
+    }
+    def *t = module_find(L->mod, c->name);
+    if (!t || t->kind != DEF_OPTIMIZER) {
+        if (t && t->kind == DEF_TRANSFORM)
+            ERR(L, c->name_span,
+                "'%s' is a transform; a statement NAME(…); inlines an optimizer (transforms go in "
+                "chain(…))",
+                c->name);
+        else if (t)
+            ERR(L, c->name_span, "'%s' is a %s; a statement NAME(…); inlines an optimizer", c->name,
+                t->kind == DEF_SCHEDULE ? "schedule" : "model");
+        else if (find_builtin(c->name, &bi) || find_learned(outer, c->name))
+            ERR(L, c->sp,
+                "'%s(…)' computes a value; bind it to a name (x = %s(…);) — a statement NAME(…); inlines an "
+                "optimizer",
+                c->name, c->name);
+        else {
+            ERR(L, c->name_span, "unknown optimizer '%s'", c->name);
+            if (!L->muted) {
+                const char *cand[512];
+                int n = 0;
+                for (def *x = L->mod->defs; x && n < 512; x = x->next)
+                    if (x->kind == DEF_OPTIMIZER)
+                        cand[n++] = x->name;
+                const char *best = diag_suggest(c->name, cand, n);
+                if (best)
+                    diag_note(outer->file, c->name_span, "did you mean '%s'?", best);
+            }
+        }
+        return;
+    }
+    if (outer->is_transform) {
+        ERR(L, c->sp, "a transform cannot inline optimizer '%s'", c->name);
+        return;
+    }
+    int cyc = t == L->root;
+    for (int i = 0; i < L->ninl; i++)
+        cyc |= L->inl[i] == t;
+    if (cyc || L->ninl >= 8) {
+        ERR(L, c->name_span,
+            cyc ? "optimizer '%s' inlines itself"
+                : "optimizers inline each other more than 8 deep "
+                  "(at '%s')",
+            c->name);
+        return;
+    }
+    if (stmts_have_learned(t->body)) {
+        ERR(L, c->name_span, "optimizer '%s' has learned parameters; a rule cannot inline it (its θ is its own)",
+            c->name);
+        return;
+    }
+    int nth = 0;
+    for (int i = 0; i < L->ninlined; i++)
+        if (L->inlined[i].d == t)
+            nth = ++L->inlined[i].n;
+    if (!nth && L->ninlined < 32) {
+        L->inlined[L->ninlined].d = t;
+        L->inlined[L->ninlined++].n = nth = 1;
+    }
+    scope *ts = calloc(1, sizeof *ts);
+    ts->file = t->file;
+    char *prefix = arena_alloc(&L->mod->ar, strlen(t->name) + (outer->prefix ? strlen(outer->prefix) : 0) + 24);
+    sprintf(prefix, "%s%s%s", outer->prefix ? outer->prefix : "", outer->prefix ? "." : "", t->name);
+    if (nth > 1)
+        sprintf(prefix + strlen(prefix), "#%d", nth);
+    ts->prefix = prefix;
+    bind_params(L, t, c, ts, outer, "optimizer");
+    int before = L->nerr, shown = diag_count;
+    L->sc = ts;
+    L->inl[L->ninl++] = t;
+    if (t->chain)
+        lower_chain(L, t, ts);
+    else
+        lower_stmts(L, t->body, 0);
+    L->ninl--;
+    L->sc = outer;
+    if (L->nerr > before && diag_count > shown)
+        diag_note(outer->file, c->sp, "in optimizer '%s', inlined here", t->name);
+    free(ts);
+}
+
 static void lower_stmts(lctx *L, const stmt *s, int depth)
 {
     scope *sc = L->sc;
@@ -917,6 +1200,20 @@ static void lower_stmts(lctx *L, const stmt *s, int depth)
         case ST_STATE: lower_state(L, s, depth); break;
         case ST_LEARNED: lower_learned(L, s, depth); break;
         case ST_ASSIGN: lower_assign(L, s); break;
+        case ST_CALL: lower_inline(L, s, depth); break;
+        case ST_IF:
+            if (depth > 0) {
+                ERR(L, s->sp,
+                    "an if on the tensor's class goes at the top level of a rule body (or of a branch), not "
+                    "inside a for loop");
+                break;
+            }
+            if (L->cls) { /* else its condition was reported */
+                L->branch++;
+                lower_stmts(L, cond_eval(L->cls, s->value, L->cls_ndim, L->cls_mask) != 0 ? s->body : s->els, 0);
+                L->branch--;
+            }
+            break;
         case ST_FOR: {
             int lo, hi;
             if (const_int(L, s->lo, "a loop bound", &lo) || const_int(L, s->hi, "a loop bound", &hi))
@@ -1134,6 +1431,81 @@ static void apply_schedule(lctx *L, const def *d, celo_hparam *hp, int *nhp)
         sc->hps[lr].node = N(L, CELO_OP_MUL, sc->hps[lr].node, f, -1);
 }
 
+/* Binds the hyper-parameters of transform or optimizer t in scope ts to the arguments of call c, evaluated in the
+ * outer scope (what: "transform" or "optimizer", for the messages). */
+static void bind_params(lctx *L, const def *t, const expr *c, scope *ts, scope *outer, const char *what)
+{
+    int npos = 0;
+    for (const param *p = t->params; p; p = p->next) {
+        if (find_binding(ts->hps, ts->nhps, p->name) >= 0 || reserved(p->name) || !strcmp(p->name, "u") ||
+            ts->nhps >= 64) {
+            L->sc = ts;
+            if (ts->nhps >= 64)
+                ERR(L, p->sp, "too many hyper-parameters (at most 64)");
+            else if (find_binding(ts->hps, ts->nhps, p->name) >= 0)
+                ERR(L, p->sp, "hyper-parameter '%s' is declared twice", p->name);
+            else
+                ERR(L, p->sp, "'%s' is predefined and cannot be a hyper-parameter", p->name);
+            L->sc = outer;
+            if (ts->nhps >= 64)
+                break;
+            continue;
+        }
+        int val = -1;
+        const arg *given = NULL;
+        int k = 0;
+        for (const arg *a = c->args; a; a = a->next) {
+            if (a->name ? !strcmp(a->name, p->name) : k++ == npos)
+                given = a;
+        }
+        if (given)
+            val = lower_expr(L, given->value);
+        else if (p->def) {
+            double v;
+            L->sc = ts;
+            /* an inlined optimizer reads a default as the rule alone reads it: a float32 kernel argument */
+            if (eval_default(L, p->def, &v) == 0)
+                val = ir_const(L->ir, strcmp(what, "optimizer") ? v : (double)(float)v);
+            L->sc = outer;
+        } else {
+            ERR(L, c->sp, "%s '%s' needs a value for '%s' (it has no default)", what, t->name, p->name);
+            if (!L->muted)
+                diag_note(t->file, p->sp, "'%s' is declared here", p->name);
+        }
+        if (val < 0)
+            val = ir_const(L->ir, 0);
+        ts->hps[ts->nhps].name = p->name;
+        ts->hps[ts->nhps++].node = val;
+        npos++;
+    }
+    int pos = 0;
+    for (const arg *a = c->args; a; a = a->next) {
+        if (a->name) {
+            const param *p = t->params;
+            while (p && strcmp(p->name, a->name))
+                p = p->next;
+            if (!p) {
+                ERR(L, a->name_span, "%s '%s' has no hyper-parameter '%s'", what, t->name, a->name);
+                if (!L->muted) {
+                    const char *cand[64];
+                    int n = 0;
+                    for (p = t->params; p && n < 64; p = p->next)
+                        cand[n++] = p->name;
+                    const char *best = diag_suggest(a->name, cand, n);
+                    if (best)
+                        diag_note(outer->file, a->name_span, "did you mean '%s'?", best);
+                }
+            }
+        } else if (++pos == npos + 1) {
+            int given = pos;
+            for (const arg *b = a->next; b; b = b->next)
+                given += !b->name;
+            ERR(L, a->value->sp, "%s '%s' takes %d hyper-parameter%s, got %d", what, t->name, npos,
+                npos == 1 ? "" : "s", given);
+        }
+    }
+}
+
 static void lower_chain(lctx *L, const def *d, scope *outer)
 {
     L->u_cur = N(L, CELO_OP_G, -1, -1, -1);
@@ -1169,83 +1541,18 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
         scope *ts = calloc(1, sizeof *ts);
         ts->file = t->file;
         ts->is_transform = 1;
-        char *prefix = arena_alloc(&L->mod->ar, strlen(t->name) + 16);
+        /* an optimizer inlined into another rule (NAME(…);) has a prefix of its own: its transforms' slots go under it
+         */
+        const char *up = outer->prefix;
+        char *prefix = arena_alloc(&L->mod->ar, strlen(t->name) + (up ? strlen(up) : 0) + 24);
         int dup = 0;
         for (const arg *m2 = d->chain; m2 != m; m2 = m2->next)
             dup += m2->value->name && !strcmp(m2->value->name, t->name);
+        sprintf(prefix, "%s%s%s", up ? up : "", up ? "." : "", t->name);
         if (dup)
-            sprintf(prefix, "%s#%d", t->name, dup + 1);
-        else
-            strcpy(prefix, t->name);
+            sprintf(prefix + strlen(prefix), "#%d", dup + 1);
         ts->prefix = prefix;
-        int npos = 0;
-        for (const param *p = t->params; p; p = p->next) {
-            if (find_binding(ts->hps, ts->nhps, p->name) >= 0 || reserved(p->name) || !strcmp(p->name, "u") ||
-                ts->nhps >= 64) {
-                L->sc = ts;
-                if (ts->nhps >= 64)
-                    ERR(L, p->sp, "too many hyper-parameters (at most 64)");
-                else if (find_binding(ts->hps, ts->nhps, p->name) >= 0)
-                    ERR(L, p->sp, "hyper-parameter '%s' is declared twice", p->name);
-                else
-                    ERR(L, p->sp, "'%s' is predefined and cannot be a hyper-parameter", p->name);
-                L->sc = outer;
-                if (ts->nhps >= 64)
-                    break;
-                continue;
-            }
-            int val = -1;
-            const arg *given = NULL;
-            int k = 0;
-            for (const arg *a = c->args; a; a = a->next) {
-                if (a->name ? !strcmp(a->name, p->name) : k++ == npos)
-                    given = a;
-            }
-            if (given)
-                val = lower_expr(L, given->value);
-            else if (p->def) {
-                double v;
-                L->sc = ts;
-                if (eval_default(L, p->def, &v) == 0)
-                    val = ir_const(L->ir, v);
-                L->sc = outer;
-            } else {
-                ERR(L, c->sp, "transform '%s' needs a value for '%s' (it has no default)", t->name, p->name);
-                if (!L->muted)
-                    diag_note(t->file, p->sp, "'%s' is declared here", p->name);
-            }
-            if (val < 0)
-                val = ir_const(L->ir, 0);
-            ts->hps[ts->nhps].name = p->name;
-            ts->hps[ts->nhps++].node = val;
-            npos++;
-        }
-        int pos = 0;
-        for (const arg *a = c->args; a; a = a->next) {
-            if (a->name) {
-                const param *p = t->params;
-                while (p && strcmp(p->name, a->name))
-                    p = p->next;
-                if (!p) {
-                    ERR(L, a->name_span, "transform '%s' has no hyper-parameter '%s'", t->name, a->name);
-                    if (!L->muted) {
-                        const char *cand[64];
-                        int n = 0;
-                        for (p = t->params; p && n < 64; p = p->next)
-                            cand[n++] = p->name;
-                        const char *best = diag_suggest(a->name, cand, n);
-                        if (best)
-                            diag_note(outer->file, a->name_span, "did you mean '%s'?", best);
-                    }
-                }
-            } else if (++pos == npos + 1) {
-                int given = pos;
-                for (const arg *b = a->next; b; b = b->next)
-                    given += !b->name;
-                ERR(L, a->value->sp, "transform '%s' takes %d hyper-parameter%s, got %d", t->name, npos,
-                    npos == 1 ? "" : "s", given);
-            }
-        }
+        bind_params(L, t, c, ts, outer, "transform");
         /* Errors in the transform's body are reported where they are, with a note to this use of it. */
         int before = L->nerr, shown = diag_count;
         L->sc = ts;
@@ -1269,6 +1576,8 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     L->nth = 0;
     L->theta_len = 0;
     L->unroll = 1;
+    L->root = d;
+    L->ninl = L->ninlined = L->branch = 0;
     L->p_cur = N(L, CELO_OP_P, -1, -1, -1);
     L->p_assigned = 0;
     *nhp = 0;
@@ -1295,13 +1604,17 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
     L->sc = NULL;
 }
 
-static rule *compile_def(module *m, def *d, int alone, const def *sched)
+/* One program of rule d: the whole rule, or (ci not NULL) its variant for class (ndim, mask), named vname.
+ * reported (or NULL): the errors printed by the other variants, so that an error outside the branches is printed
+ * once. */
+static rule *compile_variant(module *m, def *d, int alone, const def *sched, const classinfo *ci, int ndim,
+                             unsigned mask, const char *vname, lctx *reported)
 {
     int guess[MAXN];
     for (int i = 0; i < MAXN; i++)
         guess[i] = CELO_SCALAR;
     irbuild ir;
-    lctx L = {.mod = m, .guess = guess, .alone = alone, .sched = sched};
+    lctx L = {.mod = m, .guess = guess, .alone = alone, .sched = sched, .cls = ci, .cls_ndim = ndim, .cls_mask = mask};
     celo_hparam hp[64];
     int nhp = 0;
     for (int iter = 0;; iter++) {
@@ -1336,7 +1649,15 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
         L.ir = &ir;
         L.nerr = 0;
         L.quiet = 0;
+        if (reported) {
+            memcpy(L.seen, reported->seen, sizeof L.seen);
+            L.nseen = reported->nseen;
+        }
         lower_once(&L, d, hp, &nhp);
+        if (reported) {
+            memcpy(reported->seen, L.seen, sizeof L.seen);
+            reported->nseen = L.nseen;
+        }
         ir_free(&ir);
         return NULL;
     }
@@ -1415,6 +1736,8 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
     r->sched = sched;
     char name[2 * 256];
     snprintf(name, sizeof name, "%s%s%s", d->name, sched ? "@" : "", sched ? sched->name : "");
+    if (vname)
+        snprintf(name, sizeof name, "%s", vname);
     r->nodes = calloc((size_t)(k ? k : 1), sizeof *r->nodes);
     for (int q = 0; q < k; q++) {
         celo_node x = ir.n[order[q]];
@@ -1489,6 +1812,190 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
     return r;
 }
 
+/* A class in words: the ranks ndset (bit r - 1 for rank r) with the pattern truths val on the bits care. */
+static void class_term(const classinfo *ci, unsigned ndset, unsigned care, unsigned val, char *out, size_t n)
+{
+    size_t k = strlen(out);
+    int parts = 0;
+    if (ndset != 0xff) {
+        int lo = 0, hi = 7;
+        while (!(ndset >> lo & 1))
+            lo++;
+        while (!(ndset >> hi & 1))
+            hi--;
+        if (ndset != ((0xffu >> (7 - hi)) & (0xffu << lo))) { /* not one interval */
+            k += (size_t)snprintf(out + k, k < n ? n - k : 0, "ndim() in {");
+            for (int r = 0, first = 1; r < 8; r++)
+                if (ndset >> r & 1) {
+                    k += (size_t)snprintf(out + k, k < n ? n - k : 0, "%s%d", first ? "" : ", ", r + 1);
+                    first = 0;
+                }
+            k += (size_t)snprintf(out + k, k < n ? n - k : 0, "}");
+        } else if (lo == hi)
+            k += (size_t)snprintf(out + k, k < n ? n - k : 0, "ndim() == %d", lo + 1);
+        else if (lo == 0)
+            k += (size_t)snprintf(out + k, k < n ? n - k : 0, "ndim() <= %d", hi + 1);
+        else if (hi == 7)
+            k += (size_t)snprintf(out + k, k < n ? n - k : 0, "ndim() >= %d", lo + 1);
+        else
+            k += (size_t)snprintf(out + k, k < n ? n - k : 0, "ndim() >= %d and ndim() <= %d", lo + 1, hi + 1);
+        parts++;
+    }
+    for (int b = 0; b < ci->npat; b++)
+        if (care >> b & 1)
+            k += (size_t)snprintf(out + k, k < n ? n - k : 0, "%s%smatches(\"%s\")", parts++ ? " and " : "",
+                                  val >> b & 1 ? "" : "not ", ci->pat[b]);
+    if (!parts)
+        snprintf(out + k, k < n ? n - k : 0, "every tensor");
+}
+
+/* Variant v's class in words, from the class map: one term per pattern truth, terms that differ in one pattern
+ * merged. */
+static char *class_words(const classinfo *ci, const uint8_t *map, int v)
+{
+    unsigned nm = 1u << ci->npat, nt = 0;
+    struct {
+        unsigned nd, care, val;
+    } t[256];
+    for (unsigned m = 0; m < nm; m++) {
+        unsigned nd = 0;
+        for (int r = 0; r < 8; r++)
+            nd |= (unsigned)(map[(unsigned)r * nm + m] == v) << r;
+        if (nd) {
+            t[nt].nd = nd;
+            t[nt].care = nm - 1;
+            t[nt++].val = m;
+        }
+    }
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (unsigned i = 0; i < nt && !changed; i++)
+            for (unsigned j = i + 1; j < nt && !changed; j++) {
+                unsigned x = t[i].val ^ t[j].val;
+                if (t[i].care != t[j].care || !x || (x & (x - 1)) || !(x & t[i].care))
+                    continue;
+                if (t[i].nd == t[j].nd) { /* the same ranks either way: the pattern does not matter */
+                    t[i].care &= ~x;
+                    t[i].val &= ~x;
+                    t[j] = t[--nt];
+                    changed = 1;
+                } else if ((t[i].nd & t[j].nd) == t[i].nd || (t[i].nd & t[j].nd) == t[j].nd) {
+                    unsigned s = (t[i].nd & t[j].nd) == t[i].nd ? i : j; /* its ranks are in the other's too */
+                    t[s].care &= ~x;
+                    t[s].val &= ~x;
+                    changed = 1;
+                }
+            }
+    }
+    char buf[4096] = "";
+    for (unsigned i = 0; i < nt; i++) {
+        if (i)
+            strncat(buf, " or ", sizeof buf - strlen(buf) - 1);
+        class_term(ci, t[i].nd, t[i].care, t[i].val, buf, sizeof buf);
+    }
+    return strdup(buf);
+}
+
+/* Rule d: one program, or (its body branches on the tensor's class) one variant per class under a program that
+ * only chooses (celort.h). */
+static rule *compile_def(module *m, def *d, int alone, const def *sched)
+{
+    classinfo ci = {0};
+    if (d->body)
+        class_collect(m, &ci, d->file, d->body, 0);
+    if (ci.nerr)
+        return NULL;
+    if (!ci.nif)
+        return compile_variant(m, d, alone, sched, NULL, 0, 0, NULL, NULL);
+    unsigned nm = 1u << ci.npat;
+    uint8_t *map = malloc(8 * nm);
+    char sigs[MAXVARIANT][MAXSIG];
+    int rep_nd[MAXVARIANT], nv = 0;
+    unsigned rep_mask[MAXVARIANT];
+    for (int r = 1; r <= 8; r++)
+        for (unsigned mask = 0; mask < nm; mask++) {
+            char sig[MAXSIG];
+            int n = 0;
+            class_sig(m, &ci, d->body, r, mask, sig, &n, 0);
+            sig[n] = 0;
+            int v = 0;
+            while (v < nv && strcmp(sigs[v], sig))
+                v++;
+            if (v == nv) {
+                if (nv == MAXVARIANT) {
+                    diag_error(d->file, d->name_span, "'%s' has more than %d tensor classes", d->name, MAXVARIANT);
+                    free(map);
+                    return NULL;
+                }
+                strcpy(sigs[nv], sig);
+                rep_nd[nv] = r;
+                rep_mask[nv++] = mask;
+            }
+            map[(unsigned)(r - 1) * nm + mask] = (uint8_t)v;
+        }
+    if (nv == 1) { /* the conditions do not tell tensors apart: one program, as a rule without classes */
+        free(map);
+        return compile_variant(m, d, alone, sched, &ci, rep_nd[0], rep_mask[0], NULL, NULL);
+    }
+    char base[512];
+    snprintf(base, sizeof base, "%s%s%s", d->name, sched ? "@" : "", sched ? sched->name : "");
+    rule *top = calloc(1, sizeof *top);
+    top->variants = calloc((size_t)nv, sizeof *top->variants);
+    top->varprogs = calloc((size_t)nv, sizeof *top->varprogs);
+    top->classmap = map;
+    lctx *reported = calloc(1, sizeof *reported);
+    int failed = 0;
+    for (int v = 0; v < nv; v++) {
+        char vname[600];
+        snprintf(vname, sizeof vname, "%s/%d", base, v);
+        rule *vr = compile_variant(m, d, alone, sched, &ci, rep_nd[v], rep_mask[v], vname, reported);
+        if (!vr) { /* reported; the other classes are still compiled, for their errors */
+            failed = 1;
+            continue;
+        }
+        vr->cls = class_words(&ci, map, v);
+        vr->prog.cls = vr->cls;
+        top->variants[top->nvariants++] = vr;
+        top->varprogs[v] = &vr->prog;
+    }
+    free(reported);
+    if (failed) {
+        rule_free(top);
+        return NULL;
+    }
+    const rule *v0 = top->variants[0];
+    top->src = d;
+    top->sched = sched;
+    top->strings = strdup(base);
+    top->patterns = calloc((size_t)ci.npat + 1, sizeof *top->patterns);
+    for (int k = 0; k < ci.npat; k++)
+        top->patterns[k] = strdup(ci.pat[k]);
+    /* the same hyper-parameters and θ in every variant: the first one's */
+    top->hp = calloc((size_t)v0->prog.nhp + 1, sizeof *top->hp);
+    memcpy(top->hp, v0->hp, (size_t)v0->prog.nhp * sizeof *top->hp);
+    top->theta = calloc((size_t)v0->prog.ntheta + 1, sizeof *top->theta);
+    memcpy(top->theta, v0->theta, (size_t)v0->prog.ntheta * sizeof *top->theta);
+    top->nodes = calloc(1, sizeof *top->nodes);
+    top->state = calloc(1, sizeof *top->state);
+    top->passes = calloc(1, sizeof *top->passes);
+    top->prog = (celo_program){.name = top->strings,
+                               .nodes = top->nodes,
+                               .nhp = v0->prog.nhp,
+                               .hp = top->hp,
+                               .state = top->state,
+                               .p_value = -1,
+                               .passes = top->passes,
+                               .ntheta = v0->prog.ntheta,
+                               .theta = top->theta,
+                               .theta_len = v0->prog.theta_len,
+                               .nvariant = nv,
+                               .variant = top->varprogs,
+                               .npattern = ci.npat,
+                               .pattern = (const char *const *)top->patterns,
+                               .classmap = map};
+    return top;
+}
+
 void rule_free(rule *r)
 {
     if (!r)
@@ -1499,6 +2006,15 @@ void rule_free(rule *r)
     free(r->passes);
     free(r->theta);
     free(r->strings);
+    for (int v = 0; v < r->nvariants; v++)
+        rule_free(r->variants[v]);
+    free(r->variants);
+    free(r->varprogs);
+    free(r->classmap);
+    for (int k = 0; r->patterns && r->patterns[k]; k++)
+        free(r->patterns[k]);
+    free(r->patterns);
+    free(r->cls);
     free(r);
 }
 

@@ -35,7 +35,7 @@ def *module_find(module *m, const char *name);
 int module_is_user(const module *m, const def *d);
 
 /* A lowered rule: owns a celo_program and everything it points to. */
-typedef struct {
+typedef struct rule {
     celo_program prog;
     celo_node *nodes;
     celo_hparam *hp;
@@ -45,6 +45,14 @@ typedef struct {
     char *strings;         /* names, packed */
     const def *src;
     const def *sched; /* the learning-rate schedule compiled into it, or NULL */
+    /* tensor classes (celort.h): a rule whose body branches on the class owns one rule per class, its variants
+     * (prog only chooses among them: no nodes, state or passes); a variant has its class in words */
+    struct rule **variants;
+    int nvariants;
+    const celo_program **varprogs;
+    uint8_t *classmap;
+    char **patterns; /* NULL-terminated */
+    char *cls;
 } rule;
 
 /* Checks and lowers optimizer NAME; reports errors and returns NULL on failure. The caller owns the rule. */

@@ -127,12 +127,12 @@ static void append_def(parse_ctx *c, def *d)
 
 %token <num> NUMBER
 %token <str> NAME STRING
-%token OPTIMIZER SCHEDULE TRANSFORM MODEL IMPORT STATE LEARNED ARROW CHAIN FOR IN AND OR NOT DOTDOT ADDEQ SUBEQ MULEQ DIVEQ LE GE EQ NE
+%token OPTIMIZER SCHEDULE TRANSFORM MODEL IMPORT STATE LEARNED ARROW CHAIN FOR IF ELSE IN AND OR NOT DOTDOT ADDEQ SUBEQ MULEQ DIVEQ LE GE EQ NE
 %token BADCHAR
 
 %type <ex> expr
 %type <ar> args arglist arg chainlist
-%type <st> stmts stmt block dims
+%type <st> stmts stmt block dims ifstmt
 %type <sv> statevars statevar
 %type <pa> params paramlist param
 %type <op> assignop
@@ -282,6 +282,16 @@ stmt: STATE statevars ';'       { $$ = mkstmt(ctx, ST_STATE, @$); $$->vars = $2;
     | FOR NAME IN expr DOTDOT expr block {
                                   $$ = mkstmt(ctx, ST_FOR, @$); $$->var = $2; $$->var_span = @2;
                                   $$->lo = $4; $$->hi = $6; $$->body = $7; }
+    | ifstmt                    { $$ = $1; }
+    | NAME '(' args ')' ';'     { expr *c = mk(ctx, EX_CALL, @1); c->sp.hi = @4.hi; c->name = $1; c->name_span = @1;
+                                  c->args = $3; for (arg *a = $3; a; a = a->next) c->nargs++;
+                                  $$ = mkstmt(ctx, ST_CALL, @$); $$->value = fin(ctx, c); }
+    ;
+
+/* if on the tensor's class; `else if` nests an ST_IF as the else branch */
+ifstmt: IF expr block           { $$ = mkstmt(ctx, ST_IF, @$); $$->value = $2; $$->body = $3; }
+    | IF expr block ELSE block  { $$ = mkstmt(ctx, ST_IF, @$); $$->value = $2; $$->body = $3; $$->els = $5; }
+    | IF expr block ELSE ifstmt { $$ = mkstmt(ctx, ST_IF, @$); $$->value = $2; $$->body = $3; $$->els = $5; }
     ;
 
 /* the widths of a learned part: n, or n -> m -> ... (an MLP's layers); each an integer from 1 to 4096 */
@@ -317,6 +327,8 @@ expr: NUMBER                    { $$ = mk(ctx, EX_NUM, @$); $$->num = $1; }
                                   $$->suffix = $6; $$ = fin(ctx, $$); }
     | NAME '(' args ')'         { $$ = mk(ctx, EX_CALL, @$); $$->name = $1; $$->name_span = @1; $$->args = $3;
                                   for (arg *a = $3; a; a = a->next) $$->nargs++;
+                                  $$ = fin(ctx, $$); }
+    | NAME '(' STRING ')'       { $$ = mk(ctx, EX_CALL, @$); $$->name = $1; $$->name_span = @1; $$->str = $3 ? $3 : "";
                                   $$ = fin(ctx, $$); }
     | '(' expr ')'              { $$ = $2; }
     | '-' expr %prec UMINUS     { $$ = mk(ctx, EX_UNARY, @$); $$->op = OP_NEG; $$->a = $2; $$ = fin(ctx, $$); }
@@ -432,6 +444,8 @@ static const char *sym_text(yysymbol_kind_t k)
     case YYSYMBOL_ARROW: return "'->'";
     case YYSYMBOL_CHAIN: return "'chain'";
     case YYSYMBOL_FOR: return "'for'";
+    case YYSYMBOL_IF: return "'if'";
+    case YYSYMBOL_ELSE: return "'else'";
     case YYSYMBOL_IN: return "'in'";
     case YYSYMBOL_AND: return "'and'";
     case YYSYMBOL_OR: return "'or'";

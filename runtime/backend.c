@@ -15,8 +15,9 @@
 
 struct celo_bprog {
     const celo_program *prog;
-    int interp; /* CPU: every pass through the interpreter */
-    char *src;  /* opencl: the kernels' source, copied for each tensor */
+    int interp;  /* CPU: every pass through the interpreter */
+    char *src;   /* opencl: the kernels' source, copied for each tensor */
+    char **vsrc; /* opencl, a rule with classes: the source of each variant (src is NULL) */
 };
 
 struct celo_bstate {
@@ -44,6 +45,9 @@ static void bprog_free(celo_bprog *bp)
     if (!bp)
         return;
     free(bp->src);
+    for (int v = 0; bp->vsrc && v < bp->prog->nvariant; v++)
+        free(bp->vsrc[v]);
+    free(bp->vsrc);
     free(bp);
 }
 
@@ -60,12 +64,12 @@ static celo_bprog *cpu_compile_interp(const celo_backend *be, const celo_program
     return bprog_new(prog, 1, NULL, err, errlen);
 }
 
-static celo_bstate *cpu_state_new(const celo_bprog *bp, int ndim, const int64_t *shape, int64_t num_steps, char *err,
-                                  size_t errlen)
+static celo_bstate *cpu_state_new(const celo_bprog *bp, int ndim, const int64_t *shape, const char *name,
+                                  int64_t num_steps, char *err, size_t errlen)
 {
     celo_bstate *s = calloc(1, sizeof *s);
     if (s)
-        s->st = celo_state_new(bp->prog, ndim, shape);
+        s->st = celo_state_new_named(bp->prog, ndim, shape, name);
     if (!s || !s->st) {
         free(s);
         celo_seterr(err, errlen, "out of memory (or a bad shape: %d dimensions)", ndim);
@@ -144,6 +148,26 @@ static celo_bprog *cl_compile(const celo_backend *be, const celo_program *prog, 
     }
     if (celo_cl_available(err, errlen))
         return NULL;
+    if (prog->nvariant) { /* one source per class; each tensor gets its variant's */
+        char **vsrc = calloc((size_t)prog->nvariant, sizeof *vsrc);
+        for (int v = 0; vsrc && v < prog->nvariant; v++)
+            if (!(vsrc[v] = be->cl_source(prog->variant[v]))) {
+                celo_seterr(err, errlen, "opencl: no kernel source for rule '%s'", prog->variant[v]->name);
+                while (v > 0)
+                    free(vsrc[--v]);
+                free(vsrc);
+                return NULL;
+            }
+        celo_bprog *bp = vsrc ? bprog_new(prog, 0, NULL, err, errlen) : NULL;
+        if (bp)
+            bp->vsrc = vsrc;
+        else if (vsrc) {
+            for (int v = 0; v < prog->nvariant; v++)
+                free(vsrc[v]);
+            free(vsrc);
+        }
+        return bp;
+    }
     char *src = be->cl_source(prog);
     if (!src) {
         celo_seterr(err, errlen, "opencl: no kernel source for rule '%s'", prog->name);
@@ -152,18 +176,23 @@ static celo_bprog *cl_compile(const celo_backend *be, const celo_program *prog, 
     return bprog_new(prog, 0, src, err, errlen);
 }
 
-static celo_bstate *cl_state_new(const celo_bprog *bp, int ndim, const int64_t *shape, int64_t num_steps, char *err,
-                                 size_t errlen)
+static celo_bstate *cl_state_new(const celo_bprog *bp, int ndim, const int64_t *shape, const char *name,
+                                 int64_t num_steps, char *err, size_t errlen)
 {
     celo_bstate *s = calloc(1, sizeof *s);
-    char *src = bp->src ? strdup(bp->src) : NULL;
+    const celo_program *P = celo_program_select(bp->prog, ndim, name);
+    const char *psrc = bp->src;
+    for (int v = 0; v < bp->prog->nvariant; v++)
+        if (bp->prog->variant[v] == P)
+            psrc = bp->vsrc[v];
+    char *src = psrc ? strdup(psrc) : NULL;
     if (!s || !src) {
         free(s);
         free(src);
         celo_seterr(err, errlen, "out of memory");
         return NULL;
     }
-    if (!(s->cl = celo_cl_rule_new(bp->prog, src, ndim, shape, err, errlen))) {
+    if (!(s->cl = celo_cl_rule_new(P, src, ndim, shape, err, errlen))) {
         free(s);
         return NULL;
     }

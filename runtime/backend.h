@@ -10,7 +10,7 @@
  *     if (celo_backend_init(&be, "opencl", err, sizeof err)) ...    // an unknown name: -1 with err
  *     be.cl_source = celo_opencl_source;                            // opencl: the compiler's generator
  *     celo_bprog *bp = be.compile(&be, prog, err, sizeof err);     // once per rule (NULL: err says why)
- *     celo_bstate *s = be.state_new(bp, ndim, shape, steps, err, sizeof err); // one per tensor, state initial
+ *     celo_bstate *s = be.state_new(bp, ndim, shape, "fc1.weight", steps, err, sizeof err); // one per tensor
  *     be.step(s, p, g, hp, t, 0, err, sizeof err);                  // p updated in place, on the host
  *     celo_state *h = be.state_get(s, err, sizeof err);             // the state on the host (checkpoints)
  *     ... change *h (load a checkpoint, copy another tensor's state) ...
@@ -46,10 +46,11 @@ struct celo_backend {
      * a device exists. NULL with a one-line err when the back end cannot run it. */
     celo_bprog *(*compile)(const celo_backend *be, const celo_program *prog, char *err, size_t errlen);
     void (*prog_free)(celo_bprog *bp);
-    /* The state of one tensor of this shape (slots initialised at the first step, as celo_state_new), in a run of
-     * num_steps steps (what a rule reads as num_steps; 0 when unknown). */
-    celo_bstate *(*state_new)(const celo_bprog *bp, int ndim, const int64_t *shape, int64_t num_steps, char *err,
-                              size_t errlen);
+    /* The state of one tensor of this shape called name (NULL: ""; a rule with tensor classes picks the variant
+     * of its rank and name, celo_program_select), slots initialised at the first step as celo_state_new, in a run
+     * of num_steps steps (what a rule reads as num_steps; 0 when unknown). */
+    celo_bstate *(*state_new)(const celo_bprog *bp, int ndim, const int64_t *shape, const char *name, int64_t num_steps,
+                              char *err, size_t errlen);
     /* One step t (1-based) over p (updated in place) with gradient g and hyper-parameters hp. nthreads: the
      * threads a CPU step may use (0: the OpenMP default). 0, or -1 with a one-line err. */
     int (*step)(celo_bstate *s, float *p, const float *g, const float *hp, int64_t t, int nthreads, char *err,

@@ -136,6 +136,17 @@ typedef struct celo_program {
     int32_t ntheta;              /* learned tensors (0: not a learned rule) */
     const celo_thetaspec *theta; /* in declaration order */
     int64_t theta_len;           /* floats in all of them: the length celo_state.theta must have */
+    /* Tensor classes (docs/language.md, "Tensor classes"): a rule whose body branches on the tensor's class
+     * (`if ndim() <= 1 or matches("embed") { … }`) compiles to one program per class, its variants, with the same
+     * hyper-parameters and θ table. The rule's own program then only chooses (nnodes, nstate, npass 0):
+     * celo_state_new_named picks the variant of a tensor's rank and name, and celo_step runs st->prog. */
+    int32_t nvariant;                          /* 0: one program for every tensor (no classes) */
+    const struct celo_program *const *variant; /* the variants, in class order */
+    int32_t npattern;                          /* the distinct patterns of matches("…"), at most 8 */
+    const char *const *pattern;                /* POSIX extended regexes, searched in the tensor's name */
+    const uint8_t *classmap; /* 8 << npattern entries: the variant of rank r (1 to 8; 0-D counts as 1) and pattern
+                                truths m (bit k: pattern k matches) is classmap[(r - 1) << npattern | m] */
+    const char *cls;         /* a variant: its class in words ("ndim() == 1 or matches(\"embed\")"); else NULL */
 } celo_program;
 
 /* Per-tensor optimizer state: one contiguous buffer holding every slot of the tensor. */
@@ -152,9 +163,18 @@ typedef struct celo_state {
     void *scratch;      /* the executor's buffers, kept between steps */
     const float *theta; /* a learned rule's θ (prog->theta_len floats, set and owned by the caller); NULL otherwise */
     int64_t ntheta;     /* its length */
+    char *name;         /* the tensor's name (owned; "" when none was given): what matches("…") searches */
 } celo_state;
 
 celo_state *celo_state_new(const celo_program *prog, int ndim, const int64_t *shape);
+/* The same for the tensor called name (NULL: ""): for a rule with classes, st->prog is the variant of the
+ * tensor's class (celo_program_select); celo_state_new is this with no name. */
+celo_state *celo_state_new_named(const celo_program *prog, int ndim, const int64_t *shape, const char *name);
+/* The program that steps a tensor of rank ndim called name: prog itself for a rule without classes, else its
+ * variant for that class. */
+const celo_program *celo_program_select(const celo_program *prog, int ndim, const char *name);
+/* Whether prog, or any of its variants, has a node with opcode op. */
+int celo_program_has_op(const celo_program *prog, int op);
 void celo_state_free(celo_state *st);
 /* dst = src (the same rule and shape): the slots and the step count. 0, or -1 when they do not match. */
 int celo_state_copy(celo_state *dst, const celo_state *src);

@@ -389,7 +389,7 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
         goto oom;
     for (int i = 0; i < in->ntensors; i++) {
         const celo_param_tensor *t = inst_tensor(in, i);
-        if (!(in->st[i] = be->state_new(in->bp, t->ndim, t->shape, run->steps, e, sizeof e))) {
+        if (!(in->st[i] = be->state_new(in->bp, t->ndim, t->shape, t->name, run->steps, e, sizeof e))) {
             celo_seterr(err, errlen, "run %s: %s: %s", run->name, t->name, e);
             return -1;
         }
@@ -616,15 +616,18 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
      * not an error */
     int64_t steps0;
     int reads_len = 0;
-    for (int j = 0; j < in->prog->nnodes; j++)
-        reads_len |= in->prog->nodes[j].op == CELO_OP_NSTEPS;
+    reads_len = celo_program_has_op(in->prog, CELO_OP_NSTEPS);
     if (reads_len && !celo_ckpt_meta_i64(c, "steps", &steps0, e, sizeof e) && steps0 != run->steps)
         fprintf(stderr,
                 "run %s: note: %s was written by a run of %lld steps, this one has %lld: its learning-rate schedule "
                 "from step %lld on follows the new length, so the results differ from an uninterrupted run of either "
                 "length\n",
                 run->name, path, (long long)steps0, (long long)run->steps, (long long)step + 1);
-    int64_t want = (int64_t)in->ntensors * (1 + in->prog->nstate);
+    int64_t want = in->ntensors; /* the parameters, and each tensor's slots (its class's variant's, with classes) */
+    for (int i = 0; i < in->ntensors; i++) {
+        celo_state *st = in->be->state_get(in->st[i], e, sizeof e);
+        want += st ? st->prog->nstate : in->prog->nstate;
+    }
     if (c->ntensor != want) {
         celo_seterr(err, errlen,
                     "run %s: %s holds %d tensors, the model and optimizer state of the run %lld (another model?)",

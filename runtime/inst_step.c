@@ -355,10 +355,7 @@ static int team_mode(const inst *in, const celo_program *prog)
     const char *env = getenv("CELO_TRAIN_TEAM"); /* 0: one OpenMP region per phase (tests, experiments) */
     if (!in->replica || !in->be->step_team || (env && !strcmp(env, "0")))
         return 0;
-    for (int j = 0; j < prog->nnodes; j++)
-        if (prog->nodes[j].op == CELO_OP_ORTHO)
-            return 0;
-    return 1;
+    return !celo_program_has_op(prog, CELO_OP_ORTHO);
 }
 
 /* Steps in->step + 1 .. t_end of a split-batch run, all inside one team of two threads that lives across the

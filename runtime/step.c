@@ -7,6 +7,7 @@
 #include "celort.h"
 
 #include <limits.h>
+#include <regex.h>
 #include <math.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -77,11 +78,46 @@ static int64_t part_len(int dom, int64_t n, int64_t R, int64_t C)
     return dom == CELO_COL ? C + (C + 1) / 2 : dom_len(dom, n, R, C);
 }
 
+const celo_program *celo_program_select(const celo_program *P, int ndim, const char *name)
+{
+    if (!P->nvariant)
+        return P;
+    int r = ndim < 1 ? 1 : ndim > 8 ? 8 : ndim;
+    unsigned mask = 0;
+    for (int k = 0; k < P->npattern; k++) {
+        regex_t re;
+        if (regcomp(&re, P->pattern[k], REG_EXTENDED | REG_NOSUB))
+            continue; /* the compiler checked every pattern: this does not happen */
+        if (!regexec(&re, name ? name : "", 0, NULL, 0))
+            mask |= 1u << k;
+        regfree(&re);
+    }
+    return P->variant[P->classmap[(unsigned)(r - 1) << P->npattern | mask]];
+}
+
+int celo_program_has_op(const celo_program *P, int op)
+{
+    for (int j = 0; j < P->nnodes; j++)
+        if (P->nodes[j].op == op)
+            return 1;
+    for (int v = 0; v < P->nvariant; v++)
+        if (celo_program_has_op(P->variant[v], op))
+            return 1;
+    return 0;
+}
+
 celo_state *celo_state_new(const celo_program *P, int ndim, const int64_t *shape)
+{
+    return celo_state_new_named(P, ndim, shape, NULL);
+}
+
+celo_state *celo_state_new_named(const celo_program *P, int ndim, const int64_t *shape, const char *name)
 {
     if (ndim < 0 || ndim > 8)
         return NULL;
+    P = celo_program_select(P, ndim, name);
     celo_state *st = calloc(1, sizeof *st);
+    st->name = strdup(name ? name : "");
     st->prog = P;
     st->ndim = ndim;
     st->n = 1;
@@ -145,6 +181,7 @@ void celo_state_free(celo_state *st)
     if (!st)
         return;
     scratch_free(st->scratch);
+    free(st->name);
     free(st->data);
     free(st->slot);
     free(st->slotlen);
@@ -888,6 +925,15 @@ static void step_end(step_run *R)
     }
 }
 
+/* A rule with classes steps each tensor with its variant: the one its state was made with, when that is one of P's. */
+static const celo_program *class_prog(const celo_program *P, const celo_state *st)
+{
+    for (int v = 0; v < P->nvariant; v++)
+        if (st->prog == P->variant[v])
+            return st->prog;
+    return P;
+}
+
 static int next_run_end(const celo_program *P, int k0)
 {
     int k1 = k0;
@@ -900,6 +946,7 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
               celo_step_opts *opts)
 {
     int nt = opts && opts->nthreads > 0 ? opts->nthreads : celo_threads();
+    P = class_prog(P, st);
     step_run R;
     if (step_begin(&R, P, st, p, g, hp, t, opts))
         return -1;
@@ -936,6 +983,7 @@ int celo_step_team(const celo_program *P, celo_state *st, float *p, const float 
                    celo_step_opts *opts, celo_team *team, int w)
 {
     int nw = celo_team_size(team);
+    P = class_prog(P, st);
     step_run *S = &team->run;
     if (w == 0)
         team->rc = step_begin(S, P, st, p, g, hp, t, opts);

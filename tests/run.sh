@@ -8,6 +8,7 @@
 #   ir       golden IR dumps (fusion decisions), including chain(...) == hand-written rule
 #   diag     bad .celo files and their exact diagnostics (tests/diag/)
 #   cli      command-line errors on bad input
+#   classes  tensor classes: `if` on a tensor's rank and name, inlined optimizers, variants per class (tests/classes/)
 #   learned  a learned rule of a user's own (tests/learned/): θ init, θ errors, its IR, θ in train/sweep/compare
 #            blocks (its numbers: golden)
 #   obj      `celo emit obj` linked into a C program
@@ -344,6 +345,135 @@ if want reference; then
     done
     if [ -z "$miss" ]; then ok "reference celo_ref.py, compare_golden.py, gen_celo_cases.py and $n .npy cases"
     else bad "reference: missing or unreadable:$miss"; fi
+fi
+
+# ---- tensor classes: `if` on a tensor's rank and name, inlined optimizers, one variant program per class ----
+if want classes; then
+    C=tests/classes
+    # a tensor's steps equal those of the rule its class inlines, alone, bit for bit: by rank and by name
+    for be in $backends; do
+        for shape in 1000 64x33 3x5x7; do
+            d=tests/golden/adamw/$shape
+            for nm in "" embed.weight fc1.weight; do
+                want_rule=lion
+                [ "$shape" = 1000 ] || [ "$nm" = embed.weight ] && want_rule=adamw
+                if $CELO apply split --file $C/split.celo --name "$nm" --param "$d/p0.npy" --grads "$d/grads.npy" \
+                    --backend "$be" --out "$TMP/cls.npy" 2>"$TMP/err" &&
+                    $CELO apply $want_rule --param "$d/p0.npy" --grads "$d/grads.npy" --backend "$be" \
+                        --out "$TMP/alone.npy" 2>>"$TMP/err" &&
+                    r=$($CMP "$TMP/cls.npy" "$TMP/alone.npy" --rtol 0 2>&1); then
+                    ok "classes split $shape '$nm' $be == $want_rule alone ($r)"
+                else bad "classes split $shape '$nm' $be vs $want_rule: $(head -c 300 "$TMP/err") $r"; fi
+            done
+        done
+        # three classes, the first by a name alone; the second keeps a slot of its own beside adafactor's
+        d=tests/golden/adamw/64x33
+        for c in "fc1.weight sgd 64x33" "fc2.weight adafactor 64x33" "fc2.bias lion 1000"; do
+            set -- $c
+            d=tests/golden/adamw/$3
+            if $CELO apply three --file $C/split.celo --name "$1" --param "$d/p0.npy" --grads "$d/grads.npy" \
+                --backend "$be" --out "$TMP/cls.npy" 2>"$TMP/err" &&
+                $CELO apply "$2" --set lr=0.01 --param "$d/p0.npy" --grads "$d/grads.npy" --backend "$be" \
+                    --out "$TMP/alone.npy" 2>>"$TMP/err" &&
+                r=$($CMP "$TMP/cls.npy" "$TMP/alone.npy" --rtol 0 2>&1); then
+                ok "classes three '$1' $be == $2 alone ($r)"
+            else bad "classes three '$1' $be vs $2: $(head -c 300 "$TMP/err") $r"; fi
+        done
+    done
+    # a learned rule with classes (one θ for every class) and a rule with classes under a schedule
+    for be in $backends; do
+        d=tests/golden/adamw/64x33 d1=tests/golden/adamw/1000
+        if $CELO apply lclass --file $C/learned.celo --theta $C/theta_w.safetensors --param "$d/p0.npy" \
+            --grads "$d/grads.npy" --backend "$be" --out "$TMP/cls.npy" 2>"$TMP/err" &&
+            $CELO apply plain --file $C/learned.celo --theta $C/theta_w.safetensors --param "$d/p0.npy" \
+                --grads "$d/grads.npy" --backend "$be" --out "$TMP/alone.npy" 2>>"$TMP/err" &&
+            r=$($CMP "$TMP/cls.npy" "$TMP/alone.npy" --rtol 0 2>&1) &&
+            $CELO apply lclass --file $C/learned.celo --theta $C/theta_w.safetensors --param "$d1/p0.npy" \
+                --grads "$d1/grads.npy" --backend "$be" --out "$TMP/cls.npy" 2>"$TMP/err" &&
+            $CELO apply adamw --set lr=0.01 --param "$d1/p0.npy" --grads "$d1/grads.npy" --backend "$be" \
+                --out "$TMP/alone.npy" 2>>"$TMP/err" &&
+            r=$($CMP "$TMP/cls.npy" "$TMP/alone.npy" --rtol 0 2>&1); then
+            ok "classes learned lclass $be: matrix == plain, vector == adamw, one θ ($r)"
+        else bad "classes learned lclass $be: $(head -c 300 "$TMP/err") $r"; fi
+        if $CELO apply split@cosine --file $C/split.celo --param "$d1/p0.npy" --grads "$d1/grads.npy" \
+            --backend "$be" --out "$TMP/cls.npy" 2>"$TMP/err" &&
+            $CELO apply adamw@cosine --param "$d1/p0.npy" --grads "$d1/grads.npy" --backend "$be" \
+                --out "$TMP/alone.npy" 2>>"$TMP/err" &&
+            r=$($CMP "$TMP/cls.npy" "$TMP/alone.npy" --rtol 0 2>&1); then
+            ok "classes split@cosine $be == adamw@cosine on a vector ($r)"
+        else bad "classes split@cosine $be: $(head -c 300 "$TMP/err") $r"; fi
+    done
+    # the classes as `celo emit ir` and `celo check` describe them
+    if $CELO emit ir $C/split.celo three 2>&1 | grep -E '^(rule|class)' >"$TMP/ir" &&
+        diff -u - "$TMP/ir" >"$TMP/diff" <<'IR'
+rule three: 3 tensor classes, one program each, chosen per tensor by rank and name
+class 0: ndim() == 1 and not matches("^fc1\.")
+rule three/0: 1 pass over memory, 0 reductions, 1 state slot
+class 1: matches("^fc1\.")
+rule three/1: 1 pass over memory, 0 reductions, 0 state slots
+class 2: ndim() >= 2 and not matches("^fc1\.")
+rule three/2: 3 passes over memory, 5 reductions, 3 state slots
+IR
+    then ok "classes emit ir: each class with its program"
+    else bad "classes emit ir: $(head -20 "$TMP/diff")"; fi
+    # an object file: the variants and the class map in the program table, chosen by celo_state_new_named
+    mkdir -p "$TMP/objc"
+    if $CELO emit obj $C/split.celo -o "$TMP/objc/rules.o" 2>"$TMP/err" &&
+        ${CC:-gcc} -std=c11 -O2 -Iruntime -I"$TMP/objc" tests/obj/use_classes.c "$TMP/objc/rules.o" "$BUILD/libcelort.a" \
+            -o "$TMP/use_classes" -L/usr/lib/x86_64-linux-gnu/openblas-openmp -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
+            -lopenblas -lOpenCL -lz -lm -fopenmp "${SANLD[@]}" 2>>"$TMP/err"; then
+        for c in "64x33 fc1.weight" "64x33 embed.weight" "1000 fc1.bias"; do
+            set -- $c
+            d=tests/golden/adamw/$1
+            if "$TMP/use_classes" "$d/p0.npy" "$d/grads.npy" "$2" "$TMP/objc.npy" >/dev/null 2>>"$TMP/err" &&
+                $CELO apply split --file $C/split.celo --name "$2" --param "$d/p0.npy" --grads "$d/grads.npy" \
+                    --out "$TMP/jitc.npy" 2>>"$TMP/err" &&
+                r=$($CMP "$TMP/objc.npy" "$TMP/jitc.npy" --rtol 0 2>&1); then ok "classes obj split $1 '$2' == JIT ($r)"
+            else bad "classes obj split $1 '$2': $(head -c 400 "$TMP/err") $r"; fi
+        done
+    else bad "classes obj: $(head -c 400 "$TMP/err")"; fi
+    # train blocks: the run instance names each tensor (fc1.weight, fc1.bias, …)
+    CA=$(cd "$(dirname "$CELO")" && pwd)/$(basename "$CELO")
+    CT=$(pwd)/$C/train.celo
+    st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+    mkdir -p "$TMP/cls_run" "$TMP/cls_interp" "$TMP/cls_bin" "$TMP/cls_part" "$TMP/cls_ocl"
+    if (cd "$TMP/cls_run" && "$CA" run "$CT" --quiet) 2>"$TMP/err"; then
+        R=$TMP/cls_run/runs
+        for c in "every adamw" "nothing lion"; do
+            set -- $c
+            if cmp -s <(cut -d, -f1-4 "$R/t_$1.csv") <(cut -d, -f1-4 "$R/t_$2.csv") &&
+                cmp -s <(st_data "$R/t_$1.safetensors") <(st_data "$R/t_$2.safetensors"); then
+                ok "classes train: '$1' (every tensor in the $2 class) == $2, bit for bit (curve, weights, state)"
+            else bad "classes train: $1 vs $2 differ"; fi
+        done
+        if (cd "$TMP/cls_interp" && "$CA" run "$CT" --only t_split --quiet --backend interp) 2>"$TMP/err" &&
+            cmp -s <(cut -d, -f1-4 "$R/t_split.csv") <(cut -d, -f1-4 "$TMP/cls_interp/runs/t_split.csv") &&
+            cmp -s <(st_data "$R/t_split.safetensors") <(st_data "$TMP/cls_interp/runs/t_split.safetensors"); then
+            ok "classes train split: llvm == interp, bit for bit"
+        else bad "classes train split llvm vs interp: $(head -c 300 "$TMP/err")"; fi
+        if $CELO build "$CT" -o "$TMP/cls_exe" 2>"$TMP/err" && (cd "$TMP/cls_bin" && "$TMP/cls_exe" --quiet) 2>>"$TMP/err"; then
+            same=1
+            for r in every adamw nothing lion split; do
+                cmp -s <(cut -d, -f1-4 "$R/t_$r.csv") <(cut -d, -f1-4 "$TMP/cls_bin/runs/t_$r.csv") || same=0
+                cmp -s <(st_data "$R/t_$r.safetensors") <(st_data "$TMP/cls_bin/runs/t_$r.safetensors") || same=0
+            done
+            if [ $same = 1 ]; then ok "classes celo build == celo run (curves, weights, state)"
+            else bad "classes celo build vs run: the results differ"; fi
+        else bad "classes build: $(head -c 300 "$TMP/err")"; fi
+        if (cd "$TMP/cls_part" && "$CA" run "$CT" --only t_split --quiet --set steps=80 &&
+            "$CA" run "$CT" --only t_split --quiet --resume) 2>"$TMP/err" &&
+            cmp -s <(cut -d, -f1-4 "$R/t_split.csv") <(cut -d, -f1-4 "$TMP/cls_part/runs/t_split.csv") &&
+            cmp -s <(st_data "$R/t_split.safetensors") <(st_data "$TMP/cls_part/runs/t_split.safetensors"); then
+            ok "classes split: --set steps=80 then --resume == uninterrupted, bit for bit"
+        else bad "classes resume: $(head -c 300 "$TMP/err")"; fi
+        if [ $have_ocl = 1 ]; then
+            if (cd "$TMP/cls_ocl" && "$CA" run "$CT" --only t_split --quiet --backend opencl) 2>"$TMP/err" &&
+                paste -d, "$R/t_split.csv" "$TMP/cls_ocl/runs/t_split.csv" | awk -F, 'NR > 1 {
+                    d = $3 - $8; if (d < 0) d = -d; if (d > 1e-4 * $3) bad = 1 } END { exit bad }'; then
+                ok "classes train split: opencl == llvm (eval loss within 1e-4)"
+            else bad "classes opencl train: $(head -c 300 "$TMP/err")"; fi
+        fi
+    else bad "classes train.celo: $(head -c 300 "$TMP/err")"; fi
 fi
 
 # ---- object files: rules compiled ahead of time, linked into a C program, same numbers as the JIT ----

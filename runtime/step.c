@@ -360,6 +360,7 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
         case CELO_OP_T: v = (double)t; break;
         case CELO_OP_NSTEPS: v = (double)st->num_steps; break;
         case CELO_OP_THETA: v = st->theta[x->aux]; break; /* celo_theta_ready checked it is there */
+        case CELO_OP_LOSS: v = st->loss; break;           /* and that the loss was given */
         case CELO_OP_STATE: v = st->slot[x->aux][0]; break;
         case CELO_OP_NUMEL: v = (double)st->n; break;
         case CELO_OP_NROWS: v = (double)R; break;
@@ -738,6 +739,13 @@ static int has_ortho(const celo_program *P, int k)
 
 int celo_theta_ready(const celo_program *P, const celo_state *st, char *err, size_t errlen)
 {
+    if ((P->flags & CELO_PROG_READS_LOSS) && !st->has_loss) {
+        snprintf(err, errlen,
+                 "rule '%.80s' reads the loss: the step's training loss was not given (celo_bstate_set_loss; "
+                 "celo apply --loss L.npy)",
+                 P->name);
+        return -1;
+    }
     if (P->theta_len == 0)
         return 0;
     if (!st->theta) {

@@ -60,8 +60,23 @@ static int64_t dom_len(int dom, int64_t n, int64_t R, int64_t C)
     return dom == CELO_ELEM ? n : dom == CELO_ROW ? R : dom == CELO_COL ? C : 1;
 }
 
+/* One instruction of a host tape (below): node d's value from nodes a, b, c; k: a θ index or a celo_op. */
+typedef struct {
+    uint8_t op; /* TP_* */
+    int32_t d, a, b, c, k;
+} tape_ent;
+
 typedef struct {
     /* scratch kept between steps so that a step allocates nothing */
+    tape_ent *tape; /* the pass-0 host values, then the pass-0 per-tensor/row/column values (tape0 entries) */
+    int32_t *dot;   /* TP_DOT's terms: (node of x, θ index) pairs */
+    int ntape, ntape0;
+    int *small;    /* per pass k >= 1: the non-element nodes computed after it, small[small_at[k] ..] */
+    int *small_at; /* npass + 2 offsets */
+    int *reds;     /* element reductions (the pass's partials), in node order */
+    int nreds;
+    int *orthos; /* ORTHO nodes */
+    int northos;
     double *val;         /* value of every host/scalar node (double) */
     float *sc;           /* the same, as float: the kernels' scalar block */
     float **ptr;         /* kernel pointer table */
@@ -116,6 +131,12 @@ static void scratch_free(scratch *s)
 {
     if (!s)
         return;
+    free(s->tape);
+    free(s->dot);
+    free(s->small);
+    free(s->small_at);
+    free(s->reds);
+    free(s->orthos);
     free(s->val);
     free(s->sc);
     free(s->ptr);
@@ -463,6 +484,254 @@ static void eval_small(const celo_program *P, celo_state *st, scratch *S, int j,
     celo_eval_small(P, st, j, t, hp, S->val, S->sc, S->ptr);
 }
 
+static int is_map_op(int op)
+{
+    switch (op) {
+#define CELO_MAP(id, ...) case CELO_OP_##id:
+#include "ops.def"
+        return 1;
+    default: return 0;
+    }
+}
+
+/* ---- the host tape ----
+ * A rule's host part may be large (Celo's LSTM scheduler unrolls to ~100K host and per-tensor nodes), and every
+ * tensor runs it once per step. Scanning every node and calling celo_eval_small for each cost ~10 ns a node; the
+ * tape lists, once per state, the nodes a step evaluates before pass 1 (host values first, then per-tensor ones),
+ * in node order, as flat instructions with the common ops inlined. A product of a θ entry that only feeds one sum
+ * (x W[k, j] in s + x W[k, j], an unrolled dot product) is computed inside that sum, with θ read from
+ * celo_state.theta directly; the θ node is then not evaluated at all when nothing else reads it. Every value is
+ * the one celo_eval_small gives: the same double operations, each rounded once, in the same order (the build's
+ * -std=c11 keeps the compiler from contracting a + b * c). Constants are stored once, when the tape is made. */
+enum {
+    TP_CALL,
+    TP_HP,
+    TP_T,
+    TP_THETA,
+    TP_LOSS,
+    TP_SSTATE,
+    TP_ADD,
+    TP_SUB,
+    TP_MUL,
+    TP_DIV,
+    TP_MAP,
+    TP_ADDMUL_T,
+    TP_DOT
+};
+
+/* Chains of TP_ADDMUL_T whose partial sums feed only the next one (an unrolled dot product, acc + x0 θ0 + x1 θ1 +
+ * …) become one TP_DOT: the sum in a register, in the same order, instead of a store and a load per term. Only
+ * within one part of the tape (host values, then per-tensor ones). 0, or -1 out of memory. */
+static int tape_chains(scratch *S, const int *uses, int nn)
+{
+    int n = S->ntape, *ent = malloc(((size_t)nn + 1) * sizeof *ent), *prev = malloc(((size_t)n + 1) * sizeof *prev);
+    char *more = calloc((size_t)n + 1, 1);
+    tape_ent *out = malloc(((size_t)n + 1) * sizeof *out);
+    S->dot = malloc(((size_t)n + 1) * 2 * sizeof *S->dot);
+    if (!ent || !prev || !more || !out || !S->dot) {
+        free(ent);
+        free(prev);
+        free(more);
+        free(out);
+        return -1;
+    }
+    for (int j = 0; j < nn; j++)
+        ent[j] = -1;
+    for (int i = 0; i < n; i++) {
+        const tape_ent *e = &S->tape[i];
+        prev[i] = -1;
+        if (e->op != TP_ADDMUL_T)
+            continue;
+        int q = ent[e->a];
+        if (q >= 0 && uses[e->a] == 1 && (q < S->ntape0) == (i < S->ntape0)) {
+            prev[i] = q;
+            more[q] = 1;
+        }
+        ent[e->d] = i;
+    }
+    int m = 0, ndot = 0, n0 = 0;
+    for (int i = 0; i < n; i++) {
+        const tape_ent *e = &S->tape[i];
+        if (e->op == TP_ADDMUL_T && more[i])
+            continue; /* a partial sum: computed inside the chain's TP_DOT */
+        if (e->op == TP_ADDMUL_T && prev[i] >= 0) {
+            int h = i, len = 1;
+            while (prev[h] >= 0)
+                h = prev[h], len++;
+            tape_ent d = {TP_DOT, e->d, S->tape[h].a, len, -1, ndot};
+            for (int q = i, at = ndot + len - 1; q >= 0; q = prev[q], at--) {
+                S->dot[2 * at] = S->tape[q].b;
+                S->dot[2 * at + 1] = S->tape[q].k;
+            }
+            ndot += len;
+            out[m++] = d;
+        } else
+            out[m++] = *e;
+        if (i < S->ntape0)
+            n0 = m;
+    }
+    free(S->tape);
+    S->tape = out;
+    S->ntape = m;
+    S->ntape0 = S->ntape0 ? n0 : 0;
+    free(ent);
+    free(prev);
+    free(more);
+    return 0;
+}
+
+static int tape_node(const celo_program *P, const celo_node *x)
+{
+    return x->pass == 0 && x->dom != CELO_ELEM && !is_elem_reduction(P, x);
+}
+
+/* S->tape for P: 0, or -1 out of memory. */
+static int tape_build(const celo_program *P, scratch *S)
+{
+    int nn = P->nnodes;
+    int *uses = calloc((size_t)nn + 1, sizeof *uses), *fold = calloc((size_t)nn + 1, sizeof *fold);
+    int *thfold = calloc((size_t)nn + 1, sizeof *thfold);
+    S->tape = malloc(((size_t)nn + 1) * sizeof *S->tape);
+    if (!uses || !fold || !thfold || !S->tape) {
+        free(uses);
+        free(fold);
+        free(thfold);
+        return -1;
+    }
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        int ops[3] = {x->a, x->b, x->c};
+        for (int o = 0; o < 3; o++)
+            if (ops[o] >= 0)
+                uses[ops[o]]++;
+    }
+    for (int s = 0; s < P->nstate; s++) {
+        uses[P->state[s].init]++;
+        if (P->state[s].value >= 0)
+            uses[P->state[s].value]++;
+    }
+    if (P->p_value >= 0)
+        uses[P->p_value]++;
+    /* fold[m] = 1 + the θ node of a product m computed inside its one sum (host or per-tensor, before pass 1) */
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->op != CELO_OP_ADD || !tape_node(P, x) || (x->dom != CELO_HOST && x->dom != CELO_SCALAR))
+            continue;
+        int ops[2] = {x->a, x->b};
+        for (int o = 0; o < 2; o++) {
+            const celo_node *m = &P->nodes[ops[o]];
+            if (m->op != CELO_OP_MUL || uses[ops[o]] != 1 || !tape_node(P, m))
+                continue;
+            int th = P->nodes[m->b].op == CELO_OP_THETA ? m->b : P->nodes[m->a].op == CELO_OP_THETA ? m->a : -1;
+            if (th < 0)
+                continue;
+            fold[ops[o]] = 1 + th;
+            thfold[th]++;
+            break;
+        }
+    }
+    int n = 0;
+    for (int host = 1; host >= 0; host--) {
+        for (int j = 0; j < nn; j++) {
+            const celo_node *x = &P->nodes[j];
+            if (!tape_node(P, x) || (x->dom == CELO_HOST) != host || fold[j] ||
+                (x->op == CELO_OP_THETA && thfold[j] == uses[j]))
+                continue;
+            tape_ent e = {TP_CALL, j, x->a, x->b, x->c, 0};
+            int dense = x->dom == CELO_HOST || x->dom == CELO_SCALAR;
+            switch (x->op) {
+            case CELO_OP_CONST:
+                S->val[j] = x->imm;
+                S->sc[j] = (float)x->imm;
+                continue;
+            case CELO_OP_HP:
+                e.op = TP_HP;
+                e.k = x->aux;
+                break;
+            case CELO_OP_T: e.op = TP_T; break;
+            case CELO_OP_THETA:
+                e.op = TP_THETA;
+                e.k = x->aux;
+                break;
+            case CELO_OP_LOSS: e.op = TP_LOSS; break;
+            case CELO_OP_STATE:
+                e.op = dense ? TP_SSTATE : TP_CALL;
+                e.k = x->aux;
+                break;
+            case CELO_OP_ADD:
+                e.op = TP_ADD;
+                for (int o = 0; o < 2 && dense; o++) {
+                    int m = o ? x->b : x->a;
+                    if (!fold[m])
+                        continue;
+                    const celo_node *M = &P->nodes[m];
+                    e.op = TP_ADDMUL_T;
+                    e.a = o ? x->a : x->b;                   /* the other summand */
+                    e.b = fold[m] - 1 == M->b ? M->a : M->b; /* the factor that is not θ */
+                    e.k = P->nodes[fold[m] - 1].aux;         /* θ's index */
+                    break;
+                }
+                break;
+            case CELO_OP_SUB: e.op = TP_SUB; break;
+            case CELO_OP_MUL: e.op = TP_MUL; break;
+            case CELO_OP_DIV: e.op = TP_DIV; break;
+            default:
+                if (is_map_op(x->op)) {
+                    e.op = TP_MAP;
+                    e.k = x->op;
+                }
+            }
+            if (!dense)
+                e.op = TP_CALL; /* per-row and per-column vectors: celo_eval_small's loops */
+            S->tape[n++] = e;
+        }
+        if (host)
+            S->ntape0 = n;
+    }
+    S->ntape = n;
+    int rc = tape_chains(S, uses, nn);
+    free(uses);
+    free(fold);
+    free(thfold);
+    return rc;
+}
+
+/* Tape entries [from, to) of state st: what celo_eval_small would compute for each of their nodes. */
+static void tape_run(const celo_program *P, const celo_state *st, const scratch *S, int from, int to, int64_t t,
+                     const float *hp)
+{
+    double *val = S->val;
+    float *sc = S->sc;
+    const float *th = st->theta;
+    for (int i = from; i < to; i++) {
+        const tape_ent *e = &S->tape[i];
+        double v;
+        switch (e->op) {
+        case TP_HP: v = hp[e->k]; break;
+        case TP_T: v = (double)t; break;
+        case TP_THETA: v = th[e->k]; break;
+        case TP_LOSS: v = st->loss; break;
+        case TP_SSTATE: v = st->slot[e->k][0]; break;
+        case TP_ADD: v = val[e->a] + val[e->b]; break;
+        case TP_SUB: v = val[e->a] - val[e->b]; break;
+        case TP_MUL: v = val[e->a] * val[e->b]; break;
+        case TP_DIV: v = val[e->a] / val[e->b]; break;
+        case TP_ADDMUL_T: v = val[e->a] + val[e->b] * (double)th[e->k]; break;
+        case TP_DOT: {
+            const int32_t *q = S->dot + 2 * (int64_t)e->k;
+            v = val[e->a];
+            for (int32_t r = 0; r < e->b; r++)
+                v = v + val[q[2 * r]] * (double)th[q[2 * r + 1]];
+            break;
+        }
+        case TP_MAP: v = celo_eval_op(e->k, val[e->a], e->b >= 0 ? val[e->b] : 0, e->c >= 0 ? val[e->c] : 0); break;
+        default: celo_eval_small(P, st, e->d, t, hp, val, sc, S->ptr); continue;
+        }
+        val[e->d] = v;
+        sc[e->d] = (float)v;
+    }
+}
+
 /* ---- scratch set-up ---- */
 static scratch *scratch_get(celo_state *st, int nchunks)
 {
@@ -500,6 +769,29 @@ static scratch *scratch_get(celo_state *st, int nchunks)
         } else if ((x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE) {
             S->ptr[2 + ns + j] = S->vecs + voff;
             voff += (dom_len(x->dom, st->n, st->R, st->C) + 15) & ~(int64_t)15;
+        }
+    }
+    /* the lists a step walks instead of every node: element reductions, the small values after each pass */
+    S->reds = malloc(((size_t)nn + 1) * sizeof *S->reds);
+    S->orthos = malloc(((size_t)nn + 1) * sizeof *S->orthos);
+    S->small = malloc(((size_t)nn + 1) * sizeof *S->small);
+    S->small_at = calloc((size_t)P->npass + 2, sizeof *S->small_at);
+    if (!S->reds || !S->orthos || !S->small || !S->small_at || tape_build(P, S)) {
+        free(S->vecs);
+        S->vecs = NULL; /* the step reports "out of memory" */
+    }
+    for (int j = 0; S->reds && S->orthos && j < nn; j++) {
+        if (is_elem_reduction(P, &P->nodes[j]))
+            S->reds[S->nreds++] = j;
+        if (P->nodes[j].op == CELO_OP_ORTHO)
+            S->orthos[S->northos++] = j;
+    }
+    for (int k = 1, n = 0; S->small && S->small_at && k <= P->npass + 1; k++) {
+        S->small_at[k] = n;
+        for (int j = 0; k <= P->npass && j < nn; j++) {
+            const celo_node *x = &P->nodes[j];
+            if (x->dom != CELO_ELEM && x->pass == k && !is_elem_reduction(P, x))
+                S->small[n++] = j;
         }
     }
     for (int c = 0; c < nchunks; c++) {
@@ -659,9 +951,10 @@ static void run_chunk(const step_run *R, int k, int c)
     const celo_program *P = R->P;
     const celo_state *st = R->st;
     scratch *S = R->S;
-    for (int j = 0; j < P->nnodes; j++) {
+    for (int i = 0; i < S->nreds; i++) {
+        int j = S->reds[i];
         const celo_node *x = &P->nodes[j];
-        if (!is_elem_reduction(P, x) || x->pass != k)
+        if (x->pass != k)
             continue;
         int64_t len = dom_len(x->dom, st->n, st->R, st->C);
         double id = x->op == CELO_OP_SUM ? 0.0 : -INFINITY, *d = S->chunkpart[c][j];
@@ -690,9 +983,10 @@ static void combine(const step_run *R, int k)
     const celo_program *P = R->P;
     const celo_state *st = R->st;
     scratch *S = R->S;
-    for (int j = 0; j < P->nnodes; j++) {
+    for (int i = 0; i < S->nreds; i++) {
+        int j = S->reds[i];
         const celo_node *x = &P->nodes[j];
-        if (!is_elem_reduction(P, x) || x->pass != k)
+        if (x->pass != k)
             continue;
         int64_t len = dom_len(x->dom, st->n, st->R, st->C);
         double *acc = S->chunkpart[0][j]; /* combined in place: chunk 0's partial is refilled next step */
@@ -721,18 +1015,15 @@ static void combine(const step_run *R, int k)
 /* the per-tensor/row/column values computed after pass k */
 static void stage_small(const step_run *R, int k)
 {
-    const celo_program *P = R->P;
-    for (int j = 0; j < P->nnodes; j++) {
-        const celo_node *x = &P->nodes[j];
-        if (x->dom != CELO_ELEM && x->pass == k && !is_elem_reduction(P, x))
-            eval_small(P, R->st, R->S, j, R->t, R->hp);
-    }
+    const scratch *S = R->S;
+    for (int i = S->small_at[k]; i < S->small_at[k + 1]; i++)
+        eval_small(R->P, R->st, R->S, S->small[i], R->t, R->hp);
 }
 
-static int has_ortho(const celo_program *P, int k)
+static int has_ortho(const celo_program *P, const scratch *S, int k)
 {
-    for (int j = 0; j < P->nnodes; j++)
-        if (P->nodes[j].op == CELO_OP_ORTHO && P->nodes[j].pass == k)
+    for (int i = 0; i < S->northos; i++)
+        if (P->nodes[S->orthos[i]].pass == k)
             return 1;
     return 0;
 }
@@ -797,7 +1088,7 @@ static int step_begin(step_run *R, const celo_program *P, celo_state *st, float 
     scratch *S = scratch_get(st, nchunks);
     if (!S->vecs)
         return step_fail(R, "out of memory");
-    int nn = P->nnodes, ns = P->nstate;
+    int ns = P->nstate;
     S->ptr[0] = p;
     S->ptr[1] = (float *)g;
     for (int s = 0; s < ns; s++)
@@ -812,22 +1103,14 @@ static int step_begin(step_run *R, const celo_program *P, celo_state *st, float 
     int64_t per = (n + nchunks - 1) / nchunks;
     R->per = (per + 63) & ~(int64_t)63;
 
-    for (int j = 0; j < nn; j++) {
-        const celo_node *x = &P->nodes[j];
-        if (x->dom != CELO_ELEM && x->pass == 0 && !is_elem_reduction(P, x) && x->dom == CELO_HOST)
-            eval_small(P, st, S, j, t, hp);
-    }
+    tape_run(P, st, S, 0, S->ntape0, t, hp); /* host values */
     if (st->t == 0)
         for (int s = 0; s < ns; s++) {
             float v = S->sc[P->state[s].init];
             for (int64_t q = 0; q < st->slotlen[s]; q++)
                 st->slot[s][q] = v;
         }
-    for (int j = 0; j < nn; j++) {
-        const celo_node *x = &P->nodes[j];
-        if (x->dom != CELO_ELEM && x->dom != CELO_HOST && x->pass == 0 && !is_elem_reduction(P, x))
-            eval_small(P, st, S, j, t, hp);
-    }
+    tape_run(P, st, S, S->ntape0, S->ntape, t, hp); /* per-tensor, per-row and per-column values of stage 0 */
     return 0;
 }
 
@@ -868,9 +1151,10 @@ static int step_after_run(step_run *R, int k0, int k1, double *pk)
             prof[R->ps].pass_s[k] += pk[k];
             R->pkt += pk[k];
         }
-    for (int j = 0; j < P->nnodes; j++) {
+    for (int i = 0; i < R->S->northos; i++) {
+        int j = R->S->orthos[i];
         const celo_node *x = &P->nodes[j];
-        if (x->op == CELO_OP_ORTHO && x->pass == k1)
+        if (x->pass == k1)
             if (celo_orthogonalize(R->S->ptr[2 + P->nstate + j], 1, R->st->R, R->st->C, x->aux))
                 return step_fail(R, "orthogonalize: out of memory");
     }
@@ -896,10 +1180,10 @@ static void step_end(step_run *R)
     }
 }
 
-static int next_run_end(const celo_program *P, int k0)
+static int next_run_end(const celo_program *P, const scratch *S, int k0)
 {
     int k1 = k0;
-    while (k1 < P->npass && !has_ortho(P, k1))
+    while (k1 < P->npass && !has_ortho(P, S, k1))
         k1++;
     return k1;
 }
@@ -915,7 +1199,7 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
         nt = R.nchunks;
     /* Runs of passes up to the next orthogonalization, which runs outside the team (its GEMMs use the threads). */
     for (int k0 = 1, k1; k0 <= P->npass; k0 = k1 + 1) {
-        k1 = next_run_end(P, k0);
+        k1 = next_run_end(P, R.S, k0);
         double pk[17] = {0}; /* profile: a pass's start time, then its length */
         if (nt > 1) {
             celo_team team = {.n = nt};
@@ -951,7 +1235,7 @@ int celo_step_team(const celo_program *P, celo_state *st, float *p, const float 
     if (team->rc)
         return -1;
     for (int k0 = 1, k1; k0 <= P->npass; k0 = k1 + 1) {
-        k1 = next_run_end(P, k0);
+        k1 = next_run_end(P, S->S, k0);
         double pk[17] = {0};
         step_run_passes(S, k0, k1, w, nw, team, pk);
         celo_team_wait(team);

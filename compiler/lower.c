@@ -1141,6 +1141,10 @@ static void lower_assign(lctx *L, const stmt *s)
         ERR(L, s->target_span, "cannot assign to 't': the step number is read-only");
         return;
     }
+    if (!strcmp(nm, "loss")) {
+        ERR(L, s->target_span, "cannot assign to 'loss': the step's training loss is read-only (bind a new name)");
+        return;
+    }
     if (find_learned(sc, nm)) {
         ERR(L, s->target_span, "cannot assign to learned '%s': meta-parameters are read-only in a rule", nm);
         return;

@@ -209,11 +209,12 @@ int celo_threads(void)
 }
 
 /* Folds the float column scratch of pass k's COL reductions into their double partials (see celort.h). */
-static void fold_cols(const celo_program *P, int k, int64_t C, double *const *part)
+static void fold_cols(const celo_program *P, const int *reds, int nreds, int64_t C, double *const *part)
 {
-    for (int j = 0; j < P->nnodes; j++) {
+    for (int i = 0; i < nreds; i++) {
+        int j = reds[i];
         const celo_node *x = &P->nodes[j];
-        if (!is_elem_reduction(P, x) || x->pass != k || x->dom != CELO_COL)
+        if (x->dom != CELO_COL)
             continue;
         double *acc = part[j];
         float *fs = (float *)(acc + C);
@@ -237,28 +238,39 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
 {
     int nn = P->nnodes, ns = P->nstate;
     float *v = malloc((size_t)nn * sizeof *v);
+    /* the element-wise nodes, the per-row/column ones and this pass's reductions: an element visits only these
+     * (a rule's host part may be ~100K nodes), the host and per-tensor values are set once */
+    int *el = malloc(3 * ((size_t)nn + 1) * sizeof *el), *rc = el + nn + 1, *red = rc + nn + 1;
+    int nel = 0, nrc = 0, nred = 0;
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
+            v[j] = sc[j];
+        else if (x->dom == CELO_ROW || x->dom == CELO_COL)
+            rc[nrc++] = j;
+        else
+            el[nel++] = j;
+        if (is_elem_reduction(P, x) && x->pass == k)
+            red[nred++] = j;
+    }
     int64_t r0 = i0 / C, cur = -1;
     for (int64_t i = i0; i < i1; i++) {
         int64_t r = i / C, c = i % C;
         if (r != cur) {
             if (cur >= 0 && (cur - r0 + 1) % CELO_COL_BLOCK == 0)
-                fold_cols(P, k, C, part);
+                fold_cols(P, red, nred, C, part);
             cur = r;
         }
-        for (int j = 0; j < nn; j++) {
+        for (int q = 0; q < nrc; q++) {
+            int j = rc[q];
+            const celo_node *x = &P->nodes[j];
+            const float *vec = x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + ns + j];
+            v[j] = vec ? vec[x->dom == CELO_ROW ? r : c] : NAN;
+        }
+        for (int q = 0; q < nel; q++) {
+            int j = el[q];
             const celo_node *x = &P->nodes[j];
             float val;
-            switch (x->dom) {
-            case CELO_HOST:
-            case CELO_SCALAR: v[j] = sc[j]; continue;
-            case CELO_ROW:
-            case CELO_COL: {
-                const float *vec = x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + ns + j];
-                v[j] = vec ? vec[x->dom == CELO_ROW ? r : c] : NAN;
-                continue;
-            }
-            default: break;
-            }
             if (x->op == CELO_OP_ORTHO) {
                 if (x->pass == k)
                     ptr[2 + ns + j][i] = v[x->a];
@@ -283,10 +295,9 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
                 ptr[2 + ns + j][i] = val;
         }
         /* reductions computed by this pass */
-        for (int j = 0; j < nn; j++) {
+        for (int q = 0; q < nred; q++) {
+            int j = red[q];
             const celo_node *x = &P->nodes[j];
-            if (!is_elem_reduction(P, x) || x->pass != k)
-                continue;
             if (x->dom == CELO_COL) {
                 float *fs = (float *)(part[j] + C) + c, a = v[x->a];
                 if (x->op == CELO_OP_SUM)
@@ -310,7 +321,8 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
                 ptr[0][i] = v[P->p_value];
         }
     }
-    fold_cols(P, k, C, part);
+    fold_cols(P, red, nred, C, part);
+    free(el);
     free(v);
 }
 

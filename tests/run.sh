@@ -342,6 +342,14 @@ np.save(sys.argv[1], -np.ones((1, 3), np.float32)); np.save(sys.argv[2], np.arra
         cmp -s <(st_data "$TMP/ll_full/runs/lossrun.safetensors") <(st_data "$TMP/ll_part/runs/lossrun.safetensors"); then
         ok "learned loss-reading rule with host state: --set steps=60 then --resume == uninterrupted, bit for bit"
     else bad "learned loss resume: $(head -c 300 "$TMP/err")"; fi
+    # a built binary feeds the loss as celo run does (the program's flags travel in the object code)
+    mkdir -p "$TMP/ll_bin"
+    if $CELO build $L/loss_train.celo -o "$TMP/ll_exe" 2>"$TMP/err" &&
+        (cd "$TMP/ll_bin" && "$TMP/ll_exe" --only lossrun --quiet) >/dev/null 2>>"$TMP/err" &&
+        cmp -s <(cut -d, -f1-4 "$TMP/ll_full/runs/lossrun.csv") <(cut -d, -f1-4 "$TMP/ll_bin/runs/lossrun.csv") &&
+        cmp -s <(st_data "$TMP/ll_full/runs/lossrun.safetensors") <(st_data "$TMP/ll_bin/runs/lossrun.safetensors"); then
+        ok "learned celo build == celo run for a loss-reading rule"
+    else bad "learned loss build vs run: $(head -c 300 "$TMP/err")"; fi
     lastloss='import json, struct, sys, numpy as np
 b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
 L = np.float32(float(h["__metadata__"]["rows"].strip().split("\n")[-1].split()[1]))

@@ -5,6 +5,7 @@
  * combination of reduction partials, staged orthogonalizations, and the small per-tensor/row/column values
  * computed after it; finally the non-element state is committed. */
 #include "celort.h"
+#include "tape.h"
 
 #include <limits.h>
 #include <math.h>
@@ -60,20 +61,12 @@ static int64_t dom_len(int dom, int64_t n, int64_t R, int64_t C)
     return dom == CELO_ELEM ? n : dom == CELO_ROW ? R : dom == CELO_COL ? C : 1;
 }
 
-/* One instruction of a host tape (below): node d's value from nodes a, b, c; k: a θ index or a celo_op. */
-typedef struct {
-    uint8_t op; /* TP_* */
-    int32_t d, a, b, c, k;
-} tape_ent;
-
 typedef struct {
     /* scratch kept between steps so that a step allocates nothing */
-    tape_ent *tape; /* the pass-0 host values, then the pass-0 per-tensor/row/column values (tape0 entries) */
-    int32_t *dot;   /* TP_DOT's terms: (node of x, θ index) pairs */
-    int ntape, ntape0;
-    int *small;    /* per pass k >= 1: the non-element nodes computed after it, small[small_at[k] ..] */
-    int *small_at; /* npass + 2 offsets */
-    int *reds;     /* element reductions (the pass's partials), in node order */
+    celo_tape tape; /* the values before pass 1 (runtime/tape.h) */
+    int *small;     /* per pass k >= 1: the non-element nodes computed after it, small[small_at[k] ..] */
+    int *small_at;  /* npass + 2 offsets */
+    int *reds;      /* element reductions (the pass's partials), in node order */
     int nreds;
     int *orthos; /* ORTHO nodes */
     int northos;
@@ -131,8 +124,7 @@ static void scratch_free(scratch *s)
 {
     if (!s)
         return;
-    free(s->tape);
-    free(s->dot);
+    celo_tape_free(&s->tape);
     free(s->small);
     free(s->small_at);
     free(s->reds);
@@ -496,254 +488,6 @@ static void eval_small(const celo_program *P, celo_state *st, scratch *S, int j,
     celo_eval_small(P, st, j, t, hp, S->val, S->sc, S->ptr);
 }
 
-static int is_map_op(int op)
-{
-    switch (op) {
-#define CELO_MAP(id, ...) case CELO_OP_##id:
-#include "ops.def"
-        return 1;
-    default: return 0;
-    }
-}
-
-/* ---- the host tape ----
- * A rule's host part may be large (Celo's LSTM scheduler unrolls to ~100K host and per-tensor nodes), and every
- * tensor runs it once per step. Scanning every node and calling celo_eval_small for each cost ~10 ns a node; the
- * tape lists, once per state, the nodes a step evaluates before pass 1 (host values first, then per-tensor ones),
- * in node order, as flat instructions with the common ops inlined. A product of a θ entry that only feeds one sum
- * (x W[k, j] in s + x W[k, j], an unrolled dot product) is computed inside that sum, with θ read from
- * celo_state.theta directly; the θ node is then not evaluated at all when nothing else reads it. Every value is
- * the one celo_eval_small gives: the same double operations, each rounded once, in the same order (the build's
- * -std=c11 keeps the compiler from contracting a + b * c). Constants are stored once, when the tape is made. */
-enum {
-    TP_CALL,
-    TP_HP,
-    TP_T,
-    TP_THETA,
-    TP_LOSS,
-    TP_SSTATE,
-    TP_ADD,
-    TP_SUB,
-    TP_MUL,
-    TP_DIV,
-    TP_MAP,
-    TP_ADDMUL_T,
-    TP_DOT
-};
-
-/* Chains of TP_ADDMUL_T whose partial sums feed only the next one (an unrolled dot product, acc + x0 θ0 + x1 θ1 +
- * …) become one TP_DOT: the sum in a register, in the same order, instead of a store and a load per term. Only
- * within one part of the tape (host values, then per-tensor ones). 0, or -1 out of memory. */
-static int tape_chains(scratch *S, const int *uses, int nn)
-{
-    int n = S->ntape, *ent = malloc(((size_t)nn + 1) * sizeof *ent), *prev = malloc(((size_t)n + 1) * sizeof *prev);
-    char *more = calloc((size_t)n + 1, 1);
-    tape_ent *out = malloc(((size_t)n + 1) * sizeof *out);
-    S->dot = malloc(((size_t)n + 1) * 2 * sizeof *S->dot);
-    if (!ent || !prev || !more || !out || !S->dot) {
-        free(ent);
-        free(prev);
-        free(more);
-        free(out);
-        return -1;
-    }
-    for (int j = 0; j < nn; j++)
-        ent[j] = -1;
-    for (int i = 0; i < n; i++) {
-        const tape_ent *e = &S->tape[i];
-        prev[i] = -1;
-        if (e->op != TP_ADDMUL_T)
-            continue;
-        int q = ent[e->a];
-        if (q >= 0 && uses[e->a] == 1 && (q < S->ntape0) == (i < S->ntape0)) {
-            prev[i] = q;
-            more[q] = 1;
-        }
-        ent[e->d] = i;
-    }
-    int m = 0, ndot = 0, n0 = 0;
-    for (int i = 0; i < n; i++) {
-        const tape_ent *e = &S->tape[i];
-        if (e->op == TP_ADDMUL_T && more[i])
-            continue; /* a partial sum: computed inside the chain's TP_DOT */
-        if (e->op == TP_ADDMUL_T && prev[i] >= 0) {
-            int h = i, len = 1;
-            while (prev[h] >= 0)
-                h = prev[h], len++;
-            tape_ent d = {TP_DOT, e->d, S->tape[h].a, len, -1, ndot};
-            for (int q = i, at = ndot + len - 1; q >= 0; q = prev[q], at--) {
-                S->dot[2 * at] = S->tape[q].b;
-                S->dot[2 * at + 1] = S->tape[q].k;
-            }
-            ndot += len;
-            out[m++] = d;
-        } else
-            out[m++] = *e;
-        if (i < S->ntape0)
-            n0 = m;
-    }
-    free(S->tape);
-    S->tape = out;
-    S->ntape = m;
-    S->ntape0 = S->ntape0 ? n0 : 0;
-    free(ent);
-    free(prev);
-    free(more);
-    return 0;
-}
-
-static int tape_node(const celo_program *P, const celo_node *x)
-{
-    return x->pass == 0 && x->dom != CELO_ELEM && !is_elem_reduction(P, x);
-}
-
-/* S->tape for P: 0, or -1 out of memory. */
-static int tape_build(const celo_program *P, scratch *S)
-{
-    int nn = P->nnodes;
-    int *uses = calloc((size_t)nn + 1, sizeof *uses), *fold = calloc((size_t)nn + 1, sizeof *fold);
-    int *thfold = calloc((size_t)nn + 1, sizeof *thfold);
-    S->tape = malloc(((size_t)nn + 1) * sizeof *S->tape);
-    if (!uses || !fold || !thfold || !S->tape) {
-        free(uses);
-        free(fold);
-        free(thfold);
-        return -1;
-    }
-    for (int j = 0; j < nn; j++) {
-        const celo_node *x = &P->nodes[j];
-        int ops[3] = {x->a, x->b, x->c};
-        for (int o = 0; o < 3; o++)
-            if (ops[o] >= 0)
-                uses[ops[o]]++;
-    }
-    for (int s = 0; s < P->nstate; s++) {
-        uses[P->state[s].init]++;
-        if (P->state[s].value >= 0)
-            uses[P->state[s].value]++;
-    }
-    if (P->p_value >= 0)
-        uses[P->p_value]++;
-    /* fold[m] = 1 + the θ node of a product m computed inside its one sum (host or per-tensor, before pass 1) */
-    for (int j = 0; j < nn; j++) {
-        const celo_node *x = &P->nodes[j];
-        if (x->op != CELO_OP_ADD || !tape_node(P, x) || (x->dom != CELO_HOST && x->dom != CELO_SCALAR))
-            continue;
-        int ops[2] = {x->a, x->b};
-        for (int o = 0; o < 2; o++) {
-            const celo_node *m = &P->nodes[ops[o]];
-            if (m->op != CELO_OP_MUL || uses[ops[o]] != 1 || !tape_node(P, m))
-                continue;
-            int th = P->nodes[m->b].op == CELO_OP_THETA ? m->b : P->nodes[m->a].op == CELO_OP_THETA ? m->a : -1;
-            if (th < 0)
-                continue;
-            fold[ops[o]] = 1 + th;
-            thfold[th]++;
-            break;
-        }
-    }
-    int n = 0;
-    for (int host = 1; host >= 0; host--) {
-        for (int j = 0; j < nn; j++) {
-            const celo_node *x = &P->nodes[j];
-            if (!tape_node(P, x) || (x->dom == CELO_HOST) != host || fold[j] ||
-                (x->op == CELO_OP_THETA && thfold[j] == uses[j]))
-                continue;
-            tape_ent e = {TP_CALL, j, x->a, x->b, x->c, 0};
-            int dense = x->dom == CELO_HOST || x->dom == CELO_SCALAR;
-            switch (x->op) {
-            case CELO_OP_CONST:
-                S->val[j] = x->imm;
-                S->sc[j] = (float)x->imm;
-                continue;
-            case CELO_OP_HP:
-                e.op = TP_HP;
-                e.k = x->aux;
-                break;
-            case CELO_OP_T: e.op = TP_T; break;
-            case CELO_OP_THETA:
-                e.op = TP_THETA;
-                e.k = x->aux;
-                break;
-            case CELO_OP_LOSS: e.op = TP_LOSS; break;
-            case CELO_OP_STATE:
-                e.op = dense ? TP_SSTATE : TP_CALL;
-                e.k = x->aux;
-                break;
-            case CELO_OP_ADD:
-                e.op = TP_ADD;
-                for (int o = 0; o < 2 && dense; o++) {
-                    int m = o ? x->b : x->a;
-                    if (!fold[m])
-                        continue;
-                    const celo_node *M = &P->nodes[m];
-                    e.op = TP_ADDMUL_T;
-                    e.a = o ? x->a : x->b;                   /* the other summand */
-                    e.b = fold[m] - 1 == M->b ? M->a : M->b; /* the factor that is not θ */
-                    e.k = P->nodes[fold[m] - 1].aux;         /* θ's index */
-                    break;
-                }
-                break;
-            case CELO_OP_SUB: e.op = TP_SUB; break;
-            case CELO_OP_MUL: e.op = TP_MUL; break;
-            case CELO_OP_DIV: e.op = TP_DIV; break;
-            default:
-                if (is_map_op(x->op)) {
-                    e.op = TP_MAP;
-                    e.k = x->op;
-                }
-            }
-            if (!dense)
-                e.op = TP_CALL; /* per-row and per-column vectors: celo_eval_small's loops */
-            S->tape[n++] = e;
-        }
-        if (host)
-            S->ntape0 = n;
-    }
-    S->ntape = n;
-    int rc = tape_chains(S, uses, nn);
-    free(uses);
-    free(fold);
-    free(thfold);
-    return rc;
-}
-
-/* Tape entries [from, to) of state st: what celo_eval_small would compute for each of their nodes. */
-static void tape_run(const celo_program *P, const celo_state *st, const scratch *S, int from, int to, int64_t t,
-                     const float *hp)
-{
-    double *val = S->val;
-    float *sc = S->sc;
-    const float *th = st->theta;
-    for (int i = from; i < to; i++) {
-        const tape_ent *e = &S->tape[i];
-        double v;
-        switch (e->op) {
-        case TP_HP: v = hp[e->k]; break;
-        case TP_T: v = (double)t; break;
-        case TP_THETA: v = th[e->k]; break;
-        case TP_LOSS: v = st->loss; break;
-        case TP_SSTATE: v = st->slot[e->k][0]; break;
-        case TP_ADD: v = val[e->a] + val[e->b]; break;
-        case TP_SUB: v = val[e->a] - val[e->b]; break;
-        case TP_MUL: v = val[e->a] * val[e->b]; break;
-        case TP_DIV: v = val[e->a] / val[e->b]; break;
-        case TP_ADDMUL_T: v = val[e->a] + val[e->b] * (double)th[e->k]; break;
-        case TP_DOT: {
-            const int32_t *q = S->dot + 2 * (int64_t)e->k;
-            v = val[e->a];
-            for (int32_t r = 0; r < e->b; r++)
-                v = v + val[q[2 * r]] * (double)th[q[2 * r + 1]];
-            break;
-        }
-        case TP_MAP: v = celo_eval_op(e->k, val[e->a], e->b >= 0 ? val[e->b] : 0, e->c >= 0 ? val[e->c] : 0); break;
-        default: celo_eval_small(P, st, e->d, t, hp, val, sc, S->ptr); continue;
-        }
-        val[e->d] = v;
-        sc[e->d] = (float)v;
-    }
-}
-
 /* ---- scratch set-up ---- */
 static scratch *scratch_get(celo_state *st, int nchunks)
 {
@@ -788,7 +532,7 @@ static scratch *scratch_get(celo_state *st, int nchunks)
     S->orthos = malloc(((size_t)nn + 1) * sizeof *S->orthos);
     S->small = malloc(((size_t)nn + 1) * sizeof *S->small);
     S->small_at = calloc((size_t)P->npass + 2, sizeof *S->small_at);
-    if (!S->reds || !S->orthos || !S->small || !S->small_at || tape_build(P, S)) {
+    if (!S->reds || !S->orthos || !S->small || !S->small_at || celo_tape_build(P, &S->tape, S->val, S->sc)) {
         free(S->vecs);
         S->vecs = NULL; /* the step reports "out of memory" */
     }
@@ -1115,14 +859,15 @@ static int step_begin(step_run *R, const celo_program *P, celo_state *st, float 
     int64_t per = (n + nchunks - 1) / nchunks;
     R->per = (per + 63) & ~(int64_t)63;
 
-    tape_run(P, st, S, 0, S->ntape0, t, hp); /* host values */
+    celo_tape_run(P, st, &S->tape, 0, S->tape.n0, t, hp, S->val, S->sc, S->ptr); /* host values */
     if (st->t == 0)
         for (int s = 0; s < ns; s++) {
             float v = S->sc[P->state[s].init];
             for (int64_t q = 0; q < st->slotlen[s]; q++)
                 st->slot[s][q] = v;
         }
-    tape_run(P, st, S, S->ntape0, S->ntape, t, hp); /* per-tensor, per-row and per-column values of stage 0 */
+    /* per-tensor, per-row and per-column values of stage 0 */
+    celo_tape_run(P, st, &S->tape, S->tape.n0, S->tape.n, t, hp, S->val, S->sc, S->ptr);
     return 0;
 }
 

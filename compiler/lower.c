@@ -1082,7 +1082,7 @@ static void vec_assign(lctx *L, const stmt *s)
         ERR(L, s->target_span, "'%s' is a local value, not a vector; its elements cannot be assigned", nm);
         return;
     }
-    if (reserved(nm) || !strcmp(nm, "u")) {
+    if (reserved(nm) || (!strcmp(nm, "u") && sc->is_transform)) {
         ERR(L, s->target_span, "'%s' cannot be indexed", nm);
         return;
     }

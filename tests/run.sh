@@ -308,6 +308,19 @@ np.save(sys.argv[1], -np.ones((1, 3), np.float32)); np.save(sys.argv[2], np.arra
         python3 -c 'import numpy as np, sys; p = np.load(sys.argv[1]); sys.exit(int(abs(p[0] - 0.4436) > 5e-5))' "$TMP/lstm1.npy"; then
         ok "learned celo_lstm: the first lr_mult is 0.4436 (the research notes' check value)"
     else bad "learned celo_lstm first lr_mult: $(head -c 300 "$TMP/err")"; fi
+    # against the authors' JAX code: their lr_mult for the loss sequence of ../shared/data/celo/golden/celo (a
+    # spike at step 10), num_steps = 20; p0 = 0 and g_t = -e_t, so that p[t] is step t's lr_mult (README there:
+    # relative error at most 1e-5)
+    python3 -c 'import numpy as np, sys
+np.save(sys.argv[1], np.zeros(20, np.float32)); np.save(sys.argv[2], -np.eye(20, dtype=np.float32))' \
+        "$TMP/p20.npy" "$TMP/g20.npy"
+    if $CELO apply celo_lstm --file $L/celo_lstm.celo --theta "$CD/theta.state" --param "$TMP/p20.npy" \
+        --grads "$TMP/g20.npy" --loss "$CD/golden/celo/losses.npy" --out "$TMP/lm20.npy" 2>"$TMP/err" &&
+        r=$(python3 -c 'import numpy as np, sys
+a = np.load(sys.argv[1]).astype(float); b = np.load(sys.argv[2]).astype(float); e = np.max(np.abs(a - b) / np.abs(b))
+print("max rel err %.2g" % e); sys.exit(int(not e <= 1e-5))' "$TMP/lm20.npy" "$CD/golden/celo/lr_mult.npy"); then
+        ok "learned celo_lstm: the authors' lr_mult over 20 steps ($r)"
+    else bad "learned celo_lstm vs the authors' lr_mult: $(head -c 300 "$TMP/err") $r"; fi
     # celo theta init of the rule: the names and shapes of the published file, tensor for tensor
     if $CELO theta init celo_lstm --file $L/celo_lstm.celo --seed 1 -o "$TMP/lstm_init.safetensors" 2>"$TMP/err" &&
         $CELO theta show "$TMP/lstm_init.safetensors" >"$TMP/show1" && $CELO theta show "$CD/theta.state" >"$TMP/show2" &&

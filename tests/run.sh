@@ -321,6 +321,15 @@ a = np.load(sys.argv[1]).astype(float); b = np.load(sys.argv[2]).astype(float); 
 print("max rel err %.2g" % e); sys.exit(int(not e <= 1e-5))' "$TMP/lm20.npy" "$CD/golden/celo/lr_mult.npy"); then
         ok "learned celo_lstm: the authors' lr_mult over 20 steps ($r)"
     else bad "learned celo_lstm vs the authors' lr_mult: $(head -c 300 "$TMP/err") $r"; fi
+    # Celo2's MLP split by inputs binds the authors' golden Celo2 θ, and steps as NumPy over their flat dump
+    C2=$L/celo2_ff
+    for be in $backends; do
+        if $CELO apply celo2_ff --file $L/celo2_ff.celo --theta "$CD/golden/celo2/theta.msgpack" --param $C2/p0.npy \
+            --grads $C2/grads.npy --backend $be --out "$TMP/c2-$be.npy" 2>"$TMP/err" &&
+            r=$($CMP "$TMP/c2-$be.npy" $C2/out.npy --rtol 1e-6 2>&1); then
+            ok "learned celo2_ff: inputs = […] binds Celo2's θ, steps as NumPy over theta_flat.npy, $be ($r)"
+        else bad "learned celo2_ff $be: $(head -c 300 "$TMP/err") $r"; fi
+    done
     # celo theta init of the rule: the names and shapes of the published file, tensor for tensor
     if $CELO theta init celo_lstm --file $L/celo_lstm.celo --seed 1 -o "$TMP/lstm_init.safetensors" 2>"$TMP/err" &&
         $CELO theta show "$TMP/lstm_init.safetensors" >"$TMP/show1" && $CELO theta show "$CD/theta.state" >"$TMP/show2" &&

@@ -528,9 +528,16 @@ static scratch *scratch_get(celo_state *st, int nchunks)
         }
     }
     /* the lists a step walks instead of every node: element reductions, the small values after each pass */
-    S->reds = malloc(((size_t)nn + 1) * sizeof *S->reds);
-    S->orthos = malloc(((size_t)nn + 1) * sizeof *S->orthos);
-    S->small = malloc(((size_t)nn + 1) * sizeof *S->small);
+    int nred = 0, northo = 0, nsmall = 0; /* sized to fit: a rule's host part may be ~100K nodes */
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        nred += is_elem_reduction(P, x);
+        northo += x->op == CELO_OP_ORTHO;
+        nsmall += x->dom != CELO_ELEM && x->pass > 0 && !is_elem_reduction(P, x);
+    }
+    S->reds = malloc(((size_t)nred + 1) * sizeof *S->reds);
+    S->orthos = malloc(((size_t)northo + 1) * sizeof *S->orthos);
+    S->small = malloc(((size_t)nsmall + 1) * sizeof *S->small);
     S->small_at = calloc((size_t)P->npass + 2, sizeof *S->small_at);
     if (!S->reds || !S->orthos || !S->small || !S->small_at || celo_tape_build(P, &S->tape, S->val, S->sc)) {
         free(S->vecs);

@@ -88,6 +88,11 @@ static int tape_chains(celo_tape *S, const int *uses, int nn)
     free(S->ent);
     S->ent = out;
     S->n = m;
+    /* kept for every state of the rule: give back what the chains saved */
+    celo_tape_ent *fit = realloc(S->ent, ((size_t)m + 1) * sizeof *fit);
+    int32_t *dfit = realloc(S->dot, ((size_t)ndot + 1) * 2 * sizeof *dfit);
+    S->ent = fit ? fit : S->ent;
+    S->dot = dfit ? dfit : S->dot;
     S->n0 = S->n0 ? n0 : 0;
     free(ent);
     free(prev);

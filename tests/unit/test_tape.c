@@ -3,7 +3,8 @@
  * rule with unrolled dot products over θ (per-tensor and host terms in one sum, so that a chain crosses from the
  * host part to the per-tensor part), a θ product used twice (not folded), a θ entry read by a folded product and
  * directly, the loss and t, stepped with celo_step; the reference evaluates every pass-0 node in order with
- * celo_eval_small, as the step did before the tape, and commits the state the same way.
+ * celo_eval_small, as the step did before the tape, and commits the state the same way. A step of the rule
+ * without the loss fails with its one line.
  */
 #include "celort.h"
 #include "diag.h"
@@ -67,6 +68,14 @@ int main(void)
     float **ptr = calloc((size_t)(2 + ns + nn), sizeof *ptr);
     for (int s = 0; s < ns; s++)
         ptr[2 + s] = ref->slot[s];
+    {
+        celo_step_opts o = {.interp = 1, .nthreads = 1};
+        CHECK(P->flags & CELO_PROG_READS_LOSS, "the rule reads the loss (CELO_PROG_READS_LOSS)");
+        CHECK(celo_step(P, st, p, g, hp, 1, &o) == -1 &&
+                  !strcmp(o.err, "rule 'tp' reads the loss: the step's training loss was not given "
+                                 "(celo_bstate_set_loss; celo apply --loss L.npy)"),
+              "a step without the loss fails: %s", o.err);
+    }
     for (int64_t t = 1; t <= 6; t++) {
         double loss = 2.0 / (double)t + 0.1;
         st->loss = ref->loss = loss;

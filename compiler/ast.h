@@ -60,7 +60,7 @@ struct expr {
     ast_op op;          /* EX_UNARY, EX_BINARY */
     expr *a, *b;        /* operands; EX_INDEX: b = index */
     const char *suffix; /* EX_INDEX in a model: h[l].attn names h.<l>.attn (suffix "attn"), or NULL */
-    arg *args;          /* EX_CALL */
+    arg *args;          /* EX_CALL; EX_INDEX with several indices (W[k, j]): all of them, b is the first */
     int nargs;
     const char *str; /* EX_CALL with one string argument, matches("embed"): the string (args NULL) */
     int depth;       /* height of the subtree, 0 for a leaf (bounded by the parser) */
@@ -69,6 +69,7 @@ struct expr {
 /* ST_IF: `if COND { … } else { … }` on the tensor's class (value = COND, body, els); ST_CALL: `NAME(args);`, an
  * optimizer inlined (value = the call) */
 typedef enum { ST_STATE, ST_ASSIGN, ST_FOR, ST_LEARNED, ST_IF, ST_CALL } stmt_kind;
+struct prop;
 typedef struct stmt stmt;
 typedef struct statevar {
     const char *name;
@@ -98,6 +99,8 @@ struct stmt {
     const char *lkind, *act;
     span lkind_span, act_span, dims_span;
     int dims[16], ndims;
+    int dims_arrow, dims_comma; /* which separator the widths used: '->' (an MLP) or ',' (a tensor's shape) */
+    struct prop *lopts;         /* options after it: name = "…", inputs = […], lead = 1, init = normal */
     stmt *next;
 };
 

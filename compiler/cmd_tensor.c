@@ -75,21 +75,22 @@ static int load_theta(const celo_program *P, const char *thetaf, float **theta)
 int cmd_apply(int argc, char **argv)
 {
     const char *name = NULL, *file = NULL, *paramf = NULL, *grads = NULL, *out = NULL, *stdir = NULL, *thetaf = NULL;
-    const char *trajf = NULL;
+    const char *trajf = NULL, *lossf = NULL;
     const char *tname = ""; /* the tensor's name, for a rule with classes (matches("…")) */
     celo_backend be = cli_default_backend();
     sets s = {0};
     const cli_opt opts[] = {{"--file", &file, NULL},  {"--param", &paramf, NULL},     {"--grads", &grads, NULL},
                             {"--out", &out, NULL},    {"--state-out", &stdir, NULL},  {"--theta", &thetaf, NULL},
-                            {"--name", &tname, NULL}, {"--trajectory", &trajf, NULL}, {NULL, NULL, NULL}};
+                            {"--name", &tname, NULL}, {"--trajectory", &trajf, NULL}, {"--loss", &lossf, NULL},
+                            {NULL, NULL, NULL}};
     if (cli_parse_args("apply", argc, argv, opts, &s, &be, &name))
         return 1;
     if (!name || !paramf || !grads || !out)
         return cli_fail("%s", "usage: celo apply RULE [--file F.celo] --param P.npy --grads G.npy [--set k=v]... "
-                              "[--theta FILE] [--name TENSOR] [--backend interp|llvm|opencl] --out OUT.npy "
-                              "[--state-out DIR] [--trajectory TRAJ.npy]");
+                              "[--theta FILE] [--name TENSOR] [--loss L.npy] [--backend interp|llvm|opencl] "
+                              "--out OUT.npy [--state-out DIR] [--trajectory TRAJ.npy]");
     char err[1024];
-    celo_array P = {0}, G = {0};
+    celo_array P = {0}, G = {0}, Lo = {0};
     if (celo_npy_read(paramf, &P, err, sizeof err) || celo_npy_read(grads, &G, err, sizeof err)) {
         celo_array_free(&P);
         return cli_fail("%s", err);
@@ -120,6 +121,24 @@ int cmd_apply(int argc, char **argv)
         goto done;
     if (load_theta(&r->prog, thetaf, &theta))
         goto done;
+    /* --loss L.npy: the training loss of each step (T values), which a rule reads as `loss` */
+    if (lossf && !(r->prog.flags & CELO_PROG_READS_LOSS)) {
+        cli_fail("--loss: rule '%s' does not read the loss", r->prog.name);
+        goto done;
+    }
+    if (!lossf && (r->prog.flags & CELO_PROG_READS_LOSS)) {
+        cli_fail("rule '%s' reads the loss: give each step's training loss with --loss L.npy (%lld values)",
+                 r->prog.name, (long long)G.shape[0]);
+        goto done;
+    }
+    if (lossf && celo_npy_read(lossf, &Lo, err, sizeof err)) {
+        cli_fail("%s", err);
+        goto done;
+    }
+    if (lossf && Lo.n != G.shape[0]) {
+        cli_fail("%s: %lld losses for %lld gradients (one per step)", lossf, (long long)Lo.n, (long long)G.shape[0]);
+        goto done;
+    }
     if (cli_is_llvm(&be) && llvm_jit_rules(&r, 1, err, sizeof err)) {
         cli_fail("%s", err);
         goto done;
@@ -137,6 +156,8 @@ int cmd_apply(int argc, char **argv)
         goto done;
     }
     for (int64_t t = 1; t <= T; t++) {
+        if (lossf)
+            celo_bstate_set_loss(st, Lo.data[t - 1]);
         if (be.step(st, P.data, G.data + (t - 1) * P.n, hp, t, 0, err, sizeof err)) {
             cli_fail("%s", err);
             goto done;
@@ -172,8 +193,12 @@ done:
     module_free(&m);
     celo_array_free(&P);
     celo_array_free(&G);
+    celo_array_free(&Lo);
     return rc;
 }
+
+/* The training loss `celo bench` gives a rule that reads it, every step (docs/language.md). */
+#define CELO_BENCH_LOSS 1.0
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -287,6 +312,8 @@ int cmd_bench(int argc, char **argv)
         return cli_fail("%s", err);
     if (theta)
         celo_bstate_set_theta(st, theta, r->prog.theta_len);
+    if (r->prog.flags & CELO_PROG_READS_LOSS)
+        celo_bstate_set_loss(st, CELO_BENCH_LOSS); /* a rule that reads the loss sees this constant every step */
     /* warm-up steps are not timed (first-touch of the state, PoCL's first-launch compile) */
     for (int t = 1; t <= steps + 3; t++) {
         double t0 = cli_now_s();

@@ -165,11 +165,15 @@ static void print_node(const rule *r, int i, FILE *out)
         while (q + 1 < r->prog.ntheta && r->prog.theta[q + 1].offset <= x->aux)
             q++;
         const celo_thetaspec *ts = &r->prog.theta[q];
-        int64_t k = x->aux - ts->offset;
-        if (ts->ndim == 2)
-            fprintf(out, " %s[%lld,%lld]", ts->name, (long long)(k / ts->shape[1]), (long long)(k % ts->shape[1]));
-        else
-            fprintf(out, " %s[%lld]", ts->name, (long long)k);
+        int64_t k = x->aux - ts->offset, idx[4];
+        for (int d = ts->ndim - 1; d >= 0; d--) { /* C order */
+            idx[d] = k % ts->shape[d];
+            k /= ts->shape[d];
+        }
+        fprintf(out, " %s[", ts->name);
+        for (int d = 0; d < ts->ndim; d++)
+            fprintf(out, "%s%lld", d ? "," : "", (long long)idx[d]);
+        fprintf(out, "]");
         break;
     }
     case CELO_OP_STATE: fprintf(out, " %s", r->state[x->aux].name); break;
@@ -213,10 +217,10 @@ void rule_dump(const rule *r, FILE *out)
         fprintf(out, "  state %s: %s, init %%%d\n", r->state[s].name, dom_name[r->state[s].dom], r->state[s].init);
     for (int i = 0; i < P->ntheta; i++) {
         const celo_thetaspec *ts = &P->theta[i];
-        if (ts->ndim == 2)
-            fprintf(out, "  theta %s [%d, %d] at %lld\n", ts->name, ts->shape[0], ts->shape[1], (long long)ts->offset);
-        else
-            fprintf(out, "  theta %s [%d] at %lld\n", ts->name, ts->shape[0], (long long)ts->offset);
+        fprintf(out, "  theta %s [", ts->name);
+        for (int d = 0; d < ts->ndim; d++)
+            fprintf(out, "%s%d", d ? ", " : "", ts->shape[d]);
+        fprintf(out, "] at %lld\n", (long long)ts->offset);
     }
     fprintf(out, "host (once per step, double precision):\n");
     for (int i = 0; i < P->nnodes; i++)

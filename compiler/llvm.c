@@ -1077,11 +1077,11 @@ static void emit_program_table(cg *g, const rule *r)
     LLVMTypeRef pass_f[2] = {g->ptr, g->i32};
     LLVMTypeRef pass_t = LLVMStructTypeInContext(g->ctx, pass_f, 2, 0);
     LLVMTypeRef i64 = LLVMInt64TypeInContext(g->ctx);
-    LLVMTypeRef th_f[5] = {g->ptr, i64, g->i32, g->i32, g->i32};
-    LLVMTypeRef th_t = LLVMStructTypeInContext(g->ctx, th_f, 5, 0);
-    LLVMTypeRef prog_f[19] = {g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->i32, g->ptr,
-                              g->i32, g->ptr, i64,    g->i32, g->ptr, g->i32, g->ptr, g->ptr, g->ptr};
-    LLVMTypeRef prog_t = LLVMStructTypeInContext(g->ctx, prog_f, 19, 0);
+    LLVMTypeRef th_f[9] = {g->ptr, i64, g->i32, g->i32, g->i32, g->i32, g->i32, g->i32, g->i32};
+    LLVMTypeRef th_t = LLVMStructTypeInContext(g->ctx, th_f, 9, 0);
+    LLVMTypeRef prog_f[20] = {g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->ptr, g->i32, g->i32, g->ptr,
+                              g->i32, g->ptr, i64,    g->i32, g->ptr, g->i32, g->ptr, g->ptr, g->ptr, g->i32};
+    LLVMTypeRef prog_t = LLVMStructTypeInContext(g->ctx, prog_f, 20, 0);
 
     LLVMValueRef *els = calloc((size_t)P->nnodes + (size_t)P->nhp + (size_t)P->nstate + (size_t)P->npass +
                                    (size_t)P->ntheta + (size_t)P->nvariant + (8u << P->npattern) + 1,
@@ -1121,10 +1121,17 @@ static void emit_program_table(cg *g, const rule *r)
     LLVMValueRef passes = const_array_global(g, pass_t, els, (unsigned)P->npass, gname);
     for (int i = 0; i < P->ntheta; i++) {
         snprintf(gname, sizeof gname, "celo_%s_thetaname%d", id, i);
-        LLVMValueRef f[5] = {const_str(g, P->theta[i].name, gname),
-                             LLVMConstInt(i64, (unsigned long long)P->theta[i].offset, 0), ci32(g, P->theta[i].ndim),
-                             ci32(g, P->theta[i].shape[0]), ci32(g, P->theta[i].shape[1])};
-        els[i] = LLVMConstNamedStruct(th_t, f, 5);
+        const celo_thetaspec *ts = &P->theta[i];
+        LLVMValueRef f[9] = {const_str(g, ts->name, gname),
+                             LLVMConstInt(i64, (unsigned long long)ts->offset, 0),
+                             ci32(g, ts->ndim),
+                             ci32(g, ts->shape[0]),
+                             ci32(g, ts->shape[1]),
+                             ci32(g, ts->shape[2]),
+                             ci32(g, ts->shape[3]),
+                             ci32(g, ts->init),
+                             ci32(g, ts->fan_in)};
+        els[i] = LLVMConstNamedStruct(th_t, f, 9);
     }
     snprintf(gname, sizeof gname, "celo_%s_theta", id);
     LLVMValueRef thetas = const_array_global(g, th_t, els, (unsigned)P->ntheta, gname);
@@ -1154,7 +1161,7 @@ static void emit_program_table(cg *g, const rule *r)
         cls = const_str(g, P->cls, gname);
     }
     snprintf(gname, sizeof gname, "celo_%s_name", id);
-    LLVMValueRef pf[19] = {const_str(g, P->name, gname),
+    LLVMValueRef pf[20] = {const_str(g, P->name, gname),
                            ci32(g, P->nnodes),
                            nodes,
                            ci32(g, P->nhp),
@@ -1172,10 +1179,11 @@ static void emit_program_table(cg *g, const rule *r)
                            ci32(g, P->npattern),
                            patterns,
                            classmap,
-                           cls};
+                           cls,
+                           ci32(g, P->flags)};
     snprintf(gname, sizeof gname, "celo_rule_%s", id);
     LLVMValueRef prog = LLVMAddGlobal(g->mod, prog_t, gname);
-    LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_t, pf, 19));
+    LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_t, pf, 20));
     LLVMSetGlobalConstant(prog, 1);
     free(els);
 }

@@ -14,7 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAXN 256
+#define MAXN       2048 /* state slots and local names of a rule */
+#define MAXLEARNED 64   /* learned declarations (θ tensors: 64 as well) */
+/* Loops are unrolled: Celo's LSTM (256 gates of 128 products each) is 32768 copies of its innermost body. */
+#define MAXREPEAT 4096
+#define MAXCOPIES (1 << 17)
 
 typedef struct {
     char name[96];
@@ -35,24 +39,28 @@ typedef struct {
     span sp;
 } statename;
 
-/* A learned part: `learned mlp f[6 -> 4 -> 2] relu;` or `learned w[3];`. Its tensors are the θ entries
- * L->th[spec], L->th[spec + 1], … (an MLP: w0, b0, w1, b1, …). */
+/* A learned part: `learned mlp f[6 -> 4 -> 2] relu;` or `learned W[128, 256];`. Its tensors are the θ entries
+ * L->th[spec], L->th[spec + 1], …: an MLP's w0 (or w0__0 … w0__{nsplit-1}, its rows split by `inputs = […]`), b0,
+ * w1, b1, …; a plain tensor's one. */
 typedef struct {
     const char *name;
-    int mlp;             /* 1: an MLP, 0: a plain θ vector */
-    int dims[16], ndims; /* widths (a vector: its length) */
+    int mlp;             /* 1: an MLP, 0: a plain θ tensor */
+    int dims[16], ndims; /* widths (a plain tensor: its shape) */
     celo_op act;         /* the MLP's activation after each hidden layer */
     int spec;
-    int bad; /* its declaration failed (reported): uses of it fail quietly */
+    int nsplit, split[64]; /* an MLP's first-layer rows per w0__i (inputs = […]); 0: one w0 */
+    int bad;               /* its declaration failed (reported): uses of it fail quietly */
     span sp;
 } learnedname;
 
-enum { MAXOUT = 64 }; /* outputs an MLP may give (a vector local holds them) */
+enum { MAXOUT = 64 }; /* outputs an MLP may give */
 
-/* y = f(…): the MLP's outputs, read as y[0], y[1], … */
+/* A local vector: x[k] = e; assigns its elements, y = f(…) binds an MLP's outputs. node[k] is element k's value,
+ * UNSET before it is assigned (-1 after an error, reported). */
+enum { UNSET = -2 };
 typedef struct {
     const char *name;
-    int n, node[MAXOUT];
+    int n, cap, *node;
 } vecbinding;
 
 /* One lexical scope: an optimizer body, or one transform instance of a chain. */
@@ -65,14 +73,20 @@ typedef struct {
     int nstates;
     binding fors[8];
     int nfors;
-    learnedname learned[16];
+    learnedname learned[MAXLEARNED];
     int nlearned;
-    vecbinding vecs[16];
+    vecbinding vecs[MAXN];
     int nvecs;
     const char *prefix; /* state names are prefixed with the transform instance in chains */
     int is_transform;
     const srcfile *file;
 } scope;
+
+typedef struct {
+    char name[128];
+    int ndim, shape[4], init, fan_in; /* init, fan_in: as celo_thetaspec's */
+    int64_t offset;
+} thentry;
 
 typedef struct {
     irbuild *ir;
@@ -94,11 +108,7 @@ typedef struct {
     int alone;        /* a transform lowered on its own (celo check): its update u applied to p as p + u */
     const def *sched; /* the learning-rate schedule the rule is compiled with, or NULL */
     scope *sc;
-    struct {
-        char name[128];
-        int ndim, shape[2];
-        int64_t offset;
-    } th[64]; /* the θ table, in declaration order */
+    thentry th[64]; /* the θ table, in declaration order */
     int nth;
     int64_t theta_len;
     /* tensor classes: the class this program is lowered for (compile_def enumerates them), and the optimizers
@@ -252,7 +262,7 @@ static void suggest(lctx *L, span sp, const char *name)
         return;
     /* Every name in scope: locals and states (MAXN each at most), hyper-parameters (64), loop variables (8) and the
      * predefined names. */
-    const char *cand[2 * MAXN + 64 + 8 + 6];
+    const char *cand[2 * MAXN + 64 + 8 + 7];
     int n = 0;
     scope *s = L->sc;
     for (int i = 0; i < s->nlocals && i < MAXN; i++)
@@ -267,6 +277,7 @@ static void suggest(lctx *L, span sp, const char *name)
     cand[n++] = "g";
     cand[n++] = "t";
     cand[n++] = "num_steps";
+    cand[n++] = "loss";
     cand[n++] = "pi";
     if (s->is_transform)
         cand[n++] = "u";
@@ -293,7 +304,7 @@ static int const_int(lctx *L, const expr *e, const char *what, int *out)
     if (x->op != CELO_OP_CONST || x->imm != floor(x->imm) || fabs(x->imm) > 1e6) {
         /* A state index may also be a for variable; hyper-parameters are kernel arguments, not constants. */
         ERR(L, e->sp, "%s must be an integer constant%s%s", what,
-            !strcmp(what, "a state index") ? " or a for-loop variable" : "",
+            strstr(what, "index") ? " or a for-loop variable" : "",
             x->op == CELO_OP_HP ? " (a hyper-parameter can change with --set, so it is not a constant)" : "");
         return -1;
     }
@@ -325,6 +336,71 @@ static int state_slot_ref(lctx *L, statename *st, const expr *index, span sp)
     return st->first + k;
 }
 
+/* x[k] of a local vector: an element assigned before. */
+static int vec_read(lctx *L, const vecbinding *vb, const expr *e)
+{
+    const char *nm = vb->name;
+    int k;
+    if (e->kind != EX_INDEX) {
+        ERR(L, e->sp, "'%s' holds %d values; use %s[0] … %s[%d]", nm, vb->n, nm, nm, vb->n - 1);
+        return -1;
+    }
+    if (e->nargs > 1) {
+        ERR(L, e->sp, "'%s' is a vector: it takes one index", nm);
+        return -1;
+    }
+    if (const_int(L, e->b, "an index", &k))
+        return -1;
+    if (k < 0 || k >= vb->n) {
+        ERR(L, e->b->sp, "index %d is out of range for '%s' of %d values", k, nm, vb->n);
+        return -1;
+    }
+    if (vb->node[k] == UNSET) {
+        ERR(L, e->sp, "'%s[%d]' is read before it is assigned", nm, k);
+        return -1;
+    }
+    return vb->node[k] < 0 ? -1 : vb->node[k];
+}
+
+/* W[i, j, …] of a plain learned tensor: constant indices, one per dimension, each in its range; C order. */
+static int theta_read(lctx *L, const learnedname *ln, const expr *e)
+{
+    const char *nm = ln->name;
+    int nd = ln->ndims, nidx = e->kind != EX_INDEX ? 0 : e->nargs > 1 ? e->nargs : 1;
+    if (nidx == 0 && nd == 1) {
+        ERR(L, e->sp, "'%s' holds %d values; use %s[0] … %s[%d]", nm, ln->dims[0], nm, nm, ln->dims[0] - 1);
+        return -1;
+    }
+    if (nidx != nd) {
+        ERR(L, e->sp, "learned '%s' has %d dimension%s: read it with %d ind%s, like %s[%s]", nm, nd, nd == 1 ? "" : "s",
+            nd, nd == 1 ? "ex" : "ices", nm,
+            nd == 1   ? "k"
+            : nd == 2 ? "i, j"
+            : nd == 3 ? "i, j, k"
+                      : "i, j, k, l");
+        return -1;
+    }
+    int64_t flat = 0;
+    const arg *a = e->nargs > 1 ? e->args : NULL;
+    for (int d = 0; d < nd; d++) {
+        const expr *ix = a ? a->value : e->b;
+        int k;
+        if (const_int(L, ix, "an index", &k))
+            return -1;
+        if (k < 0 || k >= ln->dims[d]) {
+            if (nd == 1)
+                ERR(L, ix->sp, "index %d is out of range for '%s' of %d values", k, nm, ln->dims[0]);
+            else
+                ERR(L, ix->sp, "index %d is out of range for dimension %d of '%s' (size %d)", k, d, nm, ln->dims[d]);
+            return -1;
+        }
+        flat = flat * ln->dims[d] + k;
+        if (a)
+            a = a->next;
+    }
+    return theta_at(L, L->th[ln->spec].offset + flat);
+}
+
 static int lower_name(lctx *L, const expr *e)
 {
     scope *s = L->sc;
@@ -349,21 +425,13 @@ static int lower_name(lctx *L, const expr *e)
     learnedname *ln = find_learned(s, nm);
     if (ln && ln->bad)
         return -1;
-    if (vb || (ln && !ln->mlp)) {
-        int len = vb ? vb->n : ln->dims[0], k;
-        if (e->kind != EX_INDEX) {
-            ERR(L, e->sp, "'%s' holds %d values; use %s[0] … %s[%d]", nm, len, nm, nm, len - 1);
-            return -1;
-        }
-        if (const_int(L, e->b, "an index", &k))
-            return -1;
-        if (k < 0 || k >= len) {
-            ERR(L, e->b->sp, "index %d is out of range for '%s' of %d values", k, nm, len);
-            return -1;
-        }
-        if (vb)
-            return vb->node[k] < 0 ? -1 : vb->node[k];
-        return theta_at(L, L->th[ln->spec].offset + k);
+    if (vb)
+        return vec_read(L, vb, e);
+    if (ln && !ln->mlp)
+        return theta_read(L, ln, e);
+    if (e->kind == EX_INDEX && e->nargs > 1) {
+        ERR(L, e->sp, "'%s' takes one index; only a learned tensor (learned %s[n, m];) takes several", nm, nm);
+        return -1;
     }
     if (ln) {
         ERR(L, e->sp, "'%s' is a learned MLP; call it as %s(…) with its %d inputs", nm, nm, ln->dims[0]);
@@ -393,6 +461,8 @@ static int lower_name(lctx *L, const expr *e)
         return N(L, CELO_OP_T, -1, -1, -1);
     if (!strcmp(nm, "num_steps"))
         return N(L, CELO_OP_NSTEPS, -1, -1, -1);
+    if (!strcmp(nm, "loss"))
+        return N(L, CELO_OP_LOSS, -1, -1, -1);
     if (!strcmp(nm, "u") && s->is_transform)
         return L->u_cur;
     if (!strcmp(nm, "pi"))
@@ -425,29 +495,70 @@ static int matrix_arg(lctx *L, const ir_opinfo *mat, const char *argq, const exp
  * a host THETA node: layer l computes h_j = (x_0 w[0,j] + x_1 w[1,j] + … + x_{in-1} w[in-1,j]) + b_j, summed
  * left to right (the order the NumPy reference uses), then the activation on every layer but the last. 0, or -1
  * (reported). */
+/* The θ offsets of layer l's weight rows (row q: the q-th input) and of its bias: w0 (or w0__0, w0__1, … split by
+ * rows), b0, w1, b1, … from ln->spec on. */
+static int64_t mlp_offsets(const lctx *L, const learnedname *ln, int l, int64_t *row)
+{
+    int w0 = ln->nsplit ? ln->nsplit : 1, nout = ln->dims[l + 1];
+    if (l == 0)
+        for (int i = 0, q = 0; i < w0; i++)
+            for (int r = 0; r < (ln->nsplit ? ln->split[i] : ln->dims[0]); r++, q++)
+                row[q] = L->th[ln->spec + i].offset + (int64_t)r * nout;
+    else
+        for (int q = 0; q < ln->dims[l]; q++)
+            row[q] = L->th[ln->spec + w0 + 2 * l - 1].offset + (int64_t)q * nout;
+    return L->th[ln->spec + w0 + 2 * l].offset;
+}
+
 static int mlp_eval(lctx *L, const learnedname *ln, const expr *e, int *out)
 {
     int in = ln->dims[0];
-    if (e->nargs != in) {
-        ERR(L, e->sp, "'%s' takes %d inputs, got %d", ln->name, in, e->nargs);
-        return -1;
-    }
     int bufa[4096], bufb[4096], *x = bufa, *y = bufb, i = 0;
-    for (const arg *a = e->args; a; a = a->next, i++) {
+    int64_t row[4096];
+    for (const arg *a = e->args; a; a = a->next) {
         if (a->name) {
             ERR(L, a->name_span, "the inputs of '%s' are positional (no names)", ln->name);
             return -1;
         }
-        if ((x[i] = lower_expr(L, a->value)) < 0)
+        /* a vector (a local one, or a state vector) given by its bare name: its elements, in order */
+        const expr *v = a->value;
+        scope *sc = L->sc;
+        vecbinding *vb = NULL;
+        statename *st = NULL;
+        if (v->kind == EX_NAME && find_binding(sc->fors, sc->nfors, v->name) < 0 &&
+            find_binding(sc->locals, sc->nlocals, v->name) < 0) {
+            vb = find_vec(sc, v->name);
+            st = vb ? NULL : find_state(sc, v->name);
+            if (st && !st->size)
+                st = NULL;
+        }
+        int n = vb ? vb->n : st ? st->size : 1;
+        if (i + n > 4096) {
+            ERR(L, e->sp, "'%s' takes %d inputs, got more than 4096", ln->name, in);
             return -1;
+        }
+        for (int k = 0; k < n; k++, i++) {
+            if (vb && vb->node[k] == UNSET) {
+                ERR(L, v->sp, "'%s[%d]' is not assigned: a vector given whole needs all its elements up to the last",
+                    v->name, k);
+                return -1;
+            }
+            x[i] = vb ? vb->node[k] : st ? slot_value(L, st->first + k) : lower_expr(L, v);
+            if (x[i] < 0)
+                return -1;
+        }
+    }
+    if (i != in) {
+        ERR(L, e->sp, "'%s' takes %d inputs, got %d", ln->name, in, i);
+        return -1;
     }
     for (int l = 0; l + 1 < ln->ndims; l++) {
         int nin = ln->dims[l], nout = ln->dims[l + 1];
-        int64_t w = L->th[ln->spec + 2 * l].offset, b = L->th[ln->spec + 2 * l + 1].offset;
+        int64_t b = mlp_offsets(L, ln, l, row);
         for (int j = 0; j < nout; j++) {
-            int acc = N(L, CELO_OP_MUL, x[0], theta_at(L, w + j), -1);
+            int acc = N(L, CELO_OP_MUL, x[0], theta_at(L, row[0] + j), -1);
             for (int q = 1; q < nin; q++)
-                acc = N(L, CELO_OP_ADD, acc, N(L, CELO_OP_MUL, x[q], theta_at(L, w + (int64_t)q * nout + j), -1), -1);
+                acc = N(L, CELO_OP_ADD, acc, N(L, CELO_OP_MUL, x[q], theta_at(L, row[q] + j), -1), -1);
             acc = N(L, CELO_OP_ADD, acc, theta_at(L, b + j), -1);
             y[j] = l + 2 < ln->ndims ? N(L, ln->act, acc, -1, -1) : acc;
         }
@@ -626,10 +737,17 @@ static int lower_expr(lctx *L, const expr *e)
 /* ---- statements ---- */
 static int reserved(const char *nm)
 {
-    return !strcmp(nm, "p") || !strcmp(nm, "g") || !strcmp(nm, "t") || !strcmp(nm, "num_steps");
+    return !strcmp(nm, "p") || !strcmp(nm, "g") || !strcmp(nm, "t") || !strcmp(nm, "num_steps") || !strcmp(nm, "loss");
 }
 
 static void lower_stmts(lctx *L, const stmt *s, int depth);
+
+static void scope_free(scope *sc)
+{
+    for (int i = 0; i < sc->nvecs; i++)
+        free(sc->vecs[i].node);
+    free(sc);
+}
 
 /* After an error in a statement that would have defined NM, bind NM to "no value" (-1) so that its uses are
  * quiet: every consumer of a failed value fails silently, and the rule is rejected anyway. */
@@ -673,7 +791,23 @@ static void lower_state(lctx *L, const stmt *s, int depth)
                 v->name);
             continue;
         }
-        int init = lower_expr(L, v->init);
+        /* state h[64] = h0; with h0 a learned tensor of 64 values: slot k starts at its entry k (C order) */
+        learnedname *from = v->init->kind == EX_NAME ? find_learned(sc, v->init->name) : NULL;
+        int64_t from_n = 1;
+        if (from && !from->mlp && !from->bad) {
+            for (int d = 0; d < from->ndims; d++)
+                from_n *= from->dims[d];
+            if (from_n != (v->size ? v->size : 1)) {
+                ERR(L, v->init->sp, "state '%s' has %d slot%s; learned '%s' holds %lld values", v->name,
+                    v->size ? v->size : 1, v->size > 1 ? "s" : "", from->name, (long long)from_n);
+                from = NULL;
+                from_n = -1;
+            }
+        } else if (from && from->bad)
+            from_n = -1;
+        else
+            from = NULL;
+        int init = from || from_n < 0 ? -1 : lower_expr(L, v->init);
         if (init >= 0 && ir_dom(L->ir, init) != CELO_HOST) {
             ERR(L, v->init->sp, "the initial value of state '%s' must depend only on hyper-parameters", v->name);
             init = -1;
@@ -692,6 +826,8 @@ static void lower_state(lctx *L, const stmt *s, int depth)
         st->sp = v->sp;
         for (int k = 0; k < n; k++) {
             slotinfo *si = &L->slots[L->nslots++];
+            if (from)
+                init = theta_at(L, L->th[from->spec].offset + k);
             if (v->size)
                 snprintf(si->name, sizeof si->name, "%s%s%s[%d]", sc->prefix ? sc->prefix : "", sc->prefix ? "." : "",
                          v->name, k);
@@ -705,7 +841,76 @@ static void lower_state(lctx *L, const stmt *s, int depth)
     }
 }
 
-/* `learned mlp f[6 -> 4 -> 2] relu;` or `learned w[3];`: appends the part's tensors to the θ table. */
+/* The options after a learned declaration (name = "…", inputs = […], lead = 1, init = normal) into *name, ln->split,
+ * *lead and *init. 0, or -1 (reported). */
+static int learned_options(lctx *L, const stmt *s, learnedname *ln, const char **name, int *lead, int *init)
+{
+    const char *nm = s->var;
+    for (const prop *o = s->lopts; o; o = o->next) {
+        for (const prop *q = s->lopts; q != o; q = q->next)
+            if (!strcmp(q->key, o->key)) {
+                ERR(L, o->key_span, "option '%s' is given twice", o->key);
+                return -1;
+            }
+        const pval *v = o->value;
+        if (!strcmp(o->key, "name")) {
+            if (v->kind != PV_STR || !*v->str || strlen(v->str) > 100) {
+                ERR(L, v->sp,
+                    "name = \"…\" takes a θ tensor name of 1 to 100 characters, like \"rnn_params/rnn/linear/w\"");
+                return -1;
+            }
+            *name = v->str;
+        } else if (!strcmp(o->key, "inputs") && ln->mlp) {
+            int sum = 0;
+            const parg *a = v->kind == PV_LIST ? v->args : NULL;
+            for (ln->nsplit = 0; a; a = a->next) {
+                if (a->value->kind != PV_NUM || a->value->num < 1 || a->value->num != (int)a->value->num ||
+                    ln->nsplit >= 60) {
+                    ln->nsplit = 0;
+                    break;
+                }
+                sum += (int)a->value->num;
+                ln->split[ln->nsplit++] = (int)a->value->num;
+            }
+            if (!ln->nsplit) {
+                ERR(L, v->sp, "inputs = […] takes a list of 1 to 60 positive integers: the rows of each w0__i");
+                return -1;
+            }
+            if (sum != ln->dims[0]) {
+                ERR(L, v->sp, "inputs = […] adds up to %d; the MLP '%s' takes %d inputs", sum, nm, ln->dims[0]);
+                return -1;
+            }
+        } else if (!strcmp(o->key, "lead") && ln->mlp) {
+            if (v->kind != PV_NUM || (v->num != 0 && v->num != 1)) {
+                ERR(L, v->sp, "lead = 1 gives every tensor of the MLP a leading axis of size 1 (or lead = 0: none)");
+                return -1;
+            }
+            *lead = (int)v->num;
+        } else if (!strcmp(o->key, "init") && !ln->mlp) {
+            if (v->kind != PV_NAME || (strcmp(v->str, "normal") && strcmp(v->str, "zeros"))) {
+                ERR(L, v->sp, "init = normal (truncated normal, std 1/sqrt(fan_in)) or init = zeros");
+                return -1;
+            }
+            *init = !strcmp(v->str, "normal");
+        } else {
+            int other = !strcmp(o->key, "inputs") || !strcmp(o->key, "lead") || !strcmp(o->key, "init");
+            if (other)
+                ERR(L, o->key_span, "option '%s' is for %s", o->key,
+                    !strcmp(o->key, "init") ? "a learned tensor, not an MLP (its weights start truncated normal)"
+                                            : "a learned MLP");
+            else
+                ERR(L, o->key_span,
+                    "unknown option '%s' of learned '%s' (name = \"…\"; for an MLP inputs = […] and "
+                    "lead = 1; for a tensor init = normal)",
+                    o->key, nm);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* `learned mlp f[6 -> 4 -> 2] relu;` or `learned W[128, 256];` (and options): appends the part's tensors to the θ
+ * table. */
 static void lower_learned(lctx *L, const stmt *s, int depth)
 {
     scope *sc = L->sc;
@@ -727,7 +932,7 @@ static void lower_learned(lctx *L, const stmt *s, int depth)
     }
     learnedname ln = {.name = nm, .sp = s->var_span, .ndims = s->ndims, .bad = 1};
     memcpy(ln.dims, s->dims, sizeof ln.dims);
-    if (sc->nlearned < 16) /* poisoned until it is declared below */
+    if (sc->nlearned < MAXLEARNED) /* poisoned until it is declared below */
         sc->learned[sc->nlearned] = ln;
     if (L->branch) {
         ERR(L, s->sp,
@@ -742,9 +947,21 @@ static void lower_learned(lctx *L, const stmt *s, int depth)
         goto poisoned;
     }
     ln.mlp = s->lkind != NULL;
-    if (!ln.mlp && s->ndims != 1) {
+    if (s->dims_arrow && s->dims_comma) {
+        ERR(L, s->dims_span, "'->' joins an MLP's widths and ',' a tensor's dimensions: not both");
+        goto poisoned;
+    }
+    if (!ln.mlp && s->dims_arrow) {
         ERR(L, s->dims_span, "a learned vector has one length ('learned %s[n];'); '->' is for an MLP ('learned mlp …')",
             nm);
+        goto poisoned;
+    }
+    if (!ln.mlp && s->ndims > 4) {
+        ERR(L, s->dims_span, "a learned tensor has at most 4 dimensions");
+        goto poisoned;
+    }
+    if (ln.mlp && s->dims_comma) {
+        ERR(L, s->dims_span, "an MLP's widths are joined by '->': '%s[in -> … -> out]'", nm);
         goto poisoned;
     }
     if (ln.mlp && s->ndims < 2) {
@@ -774,37 +991,63 @@ static void lower_learned(lctx *L, const stmt *s, int depth)
         ERR(L, s->act_span, "an MLP with hidden layers needs an activation after them: '%s[…] relu;'", nm);
         goto poisoned;
     }
-    int64_t len = 0;
-    int ntens = ln.mlp ? 2 * (s->ndims - 1) : 1;
-    for (int l = 0; l + 1 < s->ndims; l++)
-        len += (int64_t)s->dims[l] * s->dims[l + 1] + s->dims[l + 1];
-    if (!ln.mlp)
-        len = s->dims[0];
-    if (L->theta_len + len > 65536 || L->nth + ntens > 64 || sc->nlearned >= 16) {
+    const char *tname = nm;
+    int lead = 0, init = 0;
+    if (learned_options(L, s, &ln, &tname, &lead, &init))
+        goto poisoned;
+    int64_t len = 1;
+    int w0 = ln.nsplit ? ln.nsplit : 1;
+    int ntens = ln.mlp ? w0 + 2 * (s->ndims - 1) - 1 : 1;
+    if (ln.mlp) {
+        len = 0;
+        for (int l = 0; l + 1 < s->ndims; l++)
+            len += (int64_t)s->dims[l] * s->dims[l + 1] + s->dims[l + 1];
+    } else
+        for (int d = 0; d < s->ndims; d++)
+            len *= s->dims[d];
+    if (L->theta_len + len > 65536 || L->nth + ntens > 64 || sc->nlearned >= MAXLEARNED) {
         ERR(L, s->sp, "too many learned parameters in one rule (at most 65536 values in 64 tensors)");
         goto poisoned;
     }
     ln.spec = L->nth;
+    const char *pre = sc->prefix ? sc->prefix : "";
+    const char *dot = sc->prefix ? "." : "";
     for (int k = 0; k < ntens; k++) {
-        int l = k / 2, bias = k % 2;
-        const char *pre = sc->prefix ? sc->prefix : "";
-        const char *dot = sc->prefix ? "." : "";
+        thentry *th = &L->th[L->nth];
+        memset(th, 0, sizeof *th);
         if (!ln.mlp) {
-            snprintf(L->th[L->nth].name, sizeof L->th[0].name, "%s%s%s", pre, dot, nm);
-            L->th[L->nth].ndim = 1;
-            L->th[L->nth].shape[0] = s->dims[0];
-        } else if (bias) {
-            snprintf(L->th[L->nth].name, sizeof L->th[0].name, "%s%s%s/b%d", pre, dot, nm, l);
-            L->th[L->nth].ndim = 1;
-            L->th[L->nth].shape[0] = s->dims[l + 1];
+            snprintf(th->name, sizeof th->name, "%s%s%s", pre, dot, tname);
+            th->ndim = s->ndims;
+            memcpy(th->shape, s->dims, (size_t)s->ndims * sizeof *th->shape);
+            th->init = init;
+            th->fan_in = s->ndims >= 2 ? s->dims[s->ndims - 2] : s->dims[0];
         } else {
-            snprintf(L->th[L->nth].name, sizeof L->th[0].name, "%s%s%s/w%d", pre, dot, nm, l);
-            L->th[L->nth].ndim = 2;
-            L->th[L->nth].shape[0] = s->dims[l]; /* (in, out), as the authors' haiku/flax weights */
-            L->th[L->nth].shape[1] = s->dims[l + 1];
+            /* w0 (or w0__0 … by input rows), b0, then w1, b1, …: layer l's weight (in, out), bias (out) */
+            int l = k < w0 ? 0 : (k - w0 + 1) / 2, bias = k >= w0 && (k - w0) % 2 == 0;
+            int rows = k < w0 && ln.nsplit ? ln.split[k] : s->dims[l];
+            if (bias)
+                snprintf(th->name, sizeof th->name, "%s%s%s/b%d", pre, dot, tname, l);
+            else if (k < w0 && ln.nsplit)
+                snprintf(th->name, sizeof th->name, "%s%s%s/w0__%d", pre, dot, tname, k);
+            else
+                snprintf(th->name, sizeof th->name, "%s%s%s/w%d", pre, dot, tname, l);
+            if (lead)
+                th->shape[th->ndim++] = 1; /* Celo's param_inits axis */
+            if (!bias)
+                th->shape[th->ndim++] = rows; /* (in, out), as the authors' haiku/flax weights */
+            th->shape[th->ndim++] = s->dims[l + 1];
+            th->init = !bias;
+            th->fan_in = s->dims[l];
         }
-        int64_t n = L->th[L->nth].shape[0] * (int64_t)(L->th[L->nth].ndim == 2 ? L->th[L->nth].shape[1] : 1);
-        L->th[L->nth].offset = L->theta_len;
+        for (int q = 0; q < L->nth; q++)
+            if (!strcmp(L->th[q].name, th->name)) {
+                ERR(L, s->var_span, "θ tensor '%s' is declared twice (give this one another name = \"…\")", th->name);
+                goto poisoned;
+            }
+        int64_t n = 1;
+        for (int d = 0; d < th->ndim; d++)
+            n *= th->shape[d];
+        th->offset = L->theta_len;
         L->theta_len += n;
         L->nth++;
     }
@@ -812,7 +1055,7 @@ static void lower_learned(lctx *L, const stmt *s, int depth)
     sc->learned[sc->nlearned++] = ln;
     return;
 poisoned:
-    if (sc->nlearned < 16)
+    if (sc->nlearned < MAXLEARNED)
         sc->nlearned++;
 }
 
@@ -825,6 +1068,83 @@ static int combine(lctx *L, int aop, int old, int val)
     case '/': return N(L, CELO_OP_DIV, old, val, -1);
     default: return val;
     }
+}
+
+/* Local vector nm (found, or a new one). NULL after an error (reported). */
+static vecbinding *new_vec(lctx *L, const char *nm, span sp)
+{
+    scope *sc = L->sc;
+    vecbinding *vb = find_vec(sc, nm);
+    if (vb)
+        return vb;
+    if (sc->nvecs >= MAXN) {
+        ERR(L, sp, "too many local vectors (at most %d)", MAXN);
+        return NULL;
+    }
+    vb = &sc->vecs[sc->nvecs++];
+    memset(vb, 0, sizeof *vb);
+    vb->name = nm;
+    return vb;
+}
+
+/* Vector vb at least n elements long (the new ones UNSET). 0, or -1 out of memory. */
+static int vec_grow(vecbinding *vb, int n)
+{
+    if (n > vb->cap) {
+        int cap = vb->cap ? vb->cap : 16;
+        while (cap < n)
+            cap *= 2;
+        int *node = realloc(vb->node, (size_t)cap * sizeof *node);
+        if (!node)
+            return -1;
+        vb->node = node;
+        vb->cap = cap;
+    }
+    for (int k = vb->n; k < n; k++)
+        vb->node[k] = UNSET;
+    if (n > vb->n)
+        vb->n = n;
+    return 0;
+}
+
+/* x[i] = e; (or x[i] += e; …) where x is not a state: an element of a local vector. */
+static void vec_assign(lctx *L, const stmt *s)
+{
+    scope *sc = L->sc;
+    const char *nm = s->target;
+    if (find_binding(sc->locals, sc->nlocals, nm) >= 0) {
+        ERR(L, s->target_span, "'%s' is a local value, not a vector; its elements cannot be assigned", nm);
+        return;
+    }
+    if (reserved(nm) || (!strcmp(nm, "u") && sc->is_transform)) {
+        ERR(L, s->target_span, "'%s' cannot be indexed", nm);
+        return;
+    }
+    int k;
+    if (const_int(L, s->index, "a vector index", &k))
+        return;
+    if (k < 0 || k >= 65536) {
+        ERR(L, s->index->sp, "index %d of local vector '%s' is out of range (0 to 65535)", k, nm);
+        return;
+    }
+    vecbinding *vb = new_vec(L, nm, s->target_span);
+    if (!vb)
+        return;
+    int val = lower_expr(L, s->value);
+    if (vec_grow(vb, k + 1)) {
+        ERR(L, s->target_span, "out of memory");
+        return;
+    }
+    if (s->aop != '=' && vb->node[k] == UNSET) {
+        ERR(L, s->target_span, "'%s[%d]' is not assigned yet; '%c=' needs a value to update", nm, k, s->aop);
+        vb->node[k] = -1;
+        return;
+    }
+    if (val < 0 || (s->aop != '=' && vb->node[k] < 0)) {
+        vb->node[k] = -1;
+        return;
+    }
+    vb->node[k] = combine(L, s->aop, vb->node[k], val);
 }
 
 static void lower_assign(lctx *L, const stmt *s)
@@ -855,6 +1175,10 @@ static void lower_assign(lctx *L, const stmt *s)
         ERR(L, s->target_span, "cannot assign to 't': the step number is read-only");
         return;
     }
+    if (!strcmp(nm, "loss")) {
+        ERR(L, s->target_span, "cannot assign to 'loss': the step's training loss is read-only (bind a new name)");
+        return;
+    }
     if (find_learned(sc, nm)) {
         ERR(L, s->target_span, "cannot assign to learned '%s': meta-parameters are read-only in a rule", nm);
         return;
@@ -872,29 +1196,25 @@ static void lower_assign(lctx *L, const stmt *s)
                 callee->name);
             return;
         }
-        vecbinding *vb = find_vec(sc, nm);
-        if (!vb) {
-            if (sc->nvecs >= 16) {
-                ERR(L, s->target_span, "too many names bound to MLP outputs (at most 16)");
-                return;
-            }
-            vb = &sc->vecs[sc->nvecs++];
-            vb->name = nm;
-        }
-        vb->n = nout;
-        if (mlp_eval(L, callee, s->value, vb->node))
-            for (int k = 0; k < nout; k++)
-                vb->node[k] = -1; /* quiet uses: the error is reported */
+        vecbinding *vb = new_vec(L, nm, s->target_span);
+        if (!vb)
+            return;
+        int got[MAXOUT];
+        int bad = mlp_eval(L, callee, s->value, got);
+        vb->n = 0;
+        if (vec_grow(vb, nout))
+            return;
+        for (int k = 0; k < nout; k++)
+            vb->node[k] = bad ? -1 : got[k]; /* -1: quiet uses, the error is reported */
         return;
     }
-    if (find_vec(sc, nm)) {
-        ERR(L, s->target_span, "'%s' holds the outputs of an MLP; bind a new name instead", nm);
+    if (find_vec(sc, nm) && !s->index) {
+        ERR(L, s->target_span, "'%s' is a local vector; assign its elements (%s[k] = …) or bind a new name", nm, nm);
         return;
     }
     statename *st = find_state(sc, nm);
     if (s->index && !st) {
-        ERR(L, s->target_span, "unknown state vector '%s'", nm);
-        suggest(L, s->target_span, nm);
+        vec_assign(L, s);
         return;
     }
     int val = lower_expr(L, s->value);
@@ -1219,15 +1539,15 @@ static void lower_stmts(lctx *L, const stmt *s, int depth)
             if (const_int(L, s->lo, "a loop bound", &lo) || const_int(L, s->hi, "a loop bound", &hi))
                 break;
             span range = {s->lo->sp.lo, s->hi->sp.hi};
-            if (hi - lo > 64) {
-                ERR(L, range, "this loop repeats %d times; a for loop may repeat at most 64 times (it is unrolled)",
-                    hi - lo);
+            if (hi - lo > MAXREPEAT) {
+                ERR(L, range, "this loop repeats %d times; a for loop may repeat at most %d times (it is unrolled)",
+                    hi - lo, MAXREPEAT);
                 break;
             }
             /* Nested loops multiply: bound the total number of copies of the innermost body. */
             long copies = (long)L->unroll * (hi > lo ? hi - lo : 0);
-            if (copies > 4096) {
-                ERR(L, range, "nested for loops unroll to %ld copies of this body (at most 4096)", copies);
+            if (copies > MAXCOPIES) {
+                ERR(L, range, "nested for loops unroll to %ld copies of this body (at most %d)", copies, MAXCOPIES);
                 break;
             }
             if (sc->nfors >= 8) {
@@ -1560,7 +1880,7 @@ static void lower_chain(lctx *L, const def *d, scope *outer)
         L->sc = outer;
         if (L->nerr > before && diag_count > shown)
             diag_note(outer->file, c->sp, "in transform '%s', used here", t->name);
-        free(ts);
+        scope_free(ts);
     }
     L->p_cur = N(L, CELO_OP_ADD, L->p_cur, L->u_cur, -1);
     L->p_assigned = 1;
@@ -1600,7 +1920,7 @@ static void lower_once(lctx *L, const def *d, celo_hparam *hp, int *nhp)
         if (!L->p_assigned && !L->nerr)
             ERR(L, d->name_span, "optimizer '%s' never assigns 'p'", d->name);
     }
-    free(sc);
+    scope_free(sc);
     L->sc = NULL;
 }
 
@@ -1784,8 +2104,9 @@ static rule *compile_variant(module *m, def *d, int alone, const def *sched, con
         PUT(r->theta[i].name, L.th[i].name);
         r->theta[i].offset = L.th[i].offset;
         r->theta[i].ndim = L.th[i].ndim;
-        r->theta[i].shape[0] = L.th[i].shape[0];
-        r->theta[i].shape[1] = L.th[i].shape[1];
+        memcpy(r->theta[i].shape, L.th[i].shape, sizeof r->theta[i].shape);
+        r->theta[i].init = L.th[i].init;
+        r->theta[i].fan_in = L.th[i].fan_in;
     }
 #undef PUT
     r->prog.ntheta = L.nth;
@@ -1798,6 +2119,9 @@ static rule *compile_variant(module *m, def *d, int alone, const def *sched, con
     r->prog.nstate = nstate;
     r->prog.state = r->state;
     r->prog.p_value = map[L.p_cur];
+    for (int q = 0; q < k; q++)
+        if (r->nodes[q].op == CELO_OP_LOSS)
+            r->prog.flags |= CELO_PROG_READS_LOSS;
     free(map);
     ir_free(&ir);
     rule_fuse(r);
@@ -1993,6 +2317,8 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
                                .npattern = ci.npat,
                                .pattern = (const char *const *)top->patterns,
                                .classmap = map};
+    for (int v = 0; v < nv; v++) /* what a caller must give (the loss) is what any class needs */
+        top->prog.flags |= top->variants[v]->prog.flags;
     return top;
 }
 

@@ -131,13 +131,13 @@ static void append_def(parse_ctx *c, def *d)
 %token BADCHAR
 
 %type <ex> expr
-%type <ar> args arglist arg chainlist
+%type <ar> args arglist arg chainlist idxlist
 %type <st> stmts stmt block dims ifstmt
 %type <sv> statevars statevar
 %type <pa> params paramlist param
 %type <op> assignop
 %type <df> definition
-%type <pr> props prop
+%type <pr> props prop lopts
 %type <pv> pvalue
 %type <pa2> pargs parg pitems
 %type <str> path
@@ -262,14 +262,16 @@ stmts: %empty                   { $$ = NULL; }
     ;
 
 stmt: STATE statevars ';'       { $$ = mkstmt(ctx, ST_STATE, @$); $$->vars = $2; }
-    | LEARNED NAME NAME '[' dims ']' NAME ';' {
+    | LEARNED NAME NAME '[' dims ']' NAME lopts ';' {
                                   $$ = $5; $$->sp = @$; $$->lkind = $2; $$->lkind_span = @2; $$->var = $3;
-                                  $$->var_span = @3; $$->dims_span = @5; $$->act = $7; $$->act_span = @7; }
-    | LEARNED NAME NAME '[' dims ']' ';' {
+                                  $$->var_span = @3; $$->dims_span = @5; $$->act = $7; $$->act_span = @7;
+                                  $$->lopts = $8; }
+    | LEARNED NAME NAME '[' dims ']' lopts ';' {
                                   $$ = $5; $$->sp = @$; $$->lkind = $2; $$->lkind_span = @2; $$->var = $3;
-                                  $$->var_span = @3; $$->dims_span = @5; $$->act_span = @6; }
-    | LEARNED NAME '[' dims ']' ';' {
-                                  $$ = $4; $$->sp = @$; $$->var = $2; $$->var_span = @2; $$->dims_span = @4; }
+                                  $$->var_span = @3; $$->dims_span = @5; $$->act_span = @6; $$->lopts = $7; }
+    | LEARNED NAME '[' dims ']' lopts ';' {
+                                  $$ = $4; $$->sp = @$; $$->var = $2; $$->var_span = @2; $$->dims_span = @4;
+                                  $$->lopts = $6; }
     | NAME assignop expr ';'    { $$ = mkstmt(ctx, ST_ASSIGN, @$); $$->target = $1; $$->target_span = @1;
                                   $$->aop = $2; $$->value = $3; }
     | NAME '[' expr ']' assignop expr ';' {
@@ -294,14 +296,27 @@ ifstmt: IF expr block           { $$ = mkstmt(ctx, ST_IF, @$); $$->value = $2; $
     | IF expr block ELSE ifstmt { $$ = mkstmt(ctx, ST_IF, @$); $$->value = $2; $$->body = $3; $$->els = $5; }
     ;
 
-/* the widths of a learned part: n, or n -> m -> ... (an MLP's layers); each an integer from 1 to 4096 */
+/* the widths of a learned part: n, or n -> m -> ... (an MLP's layers), or n, m, ... (a tensor's shape); each an
+ * integer from 1 to 4096 */
 dims: NUMBER                    { $$ = mkstmt(ctx, ST_LEARNED, @$); $$->ndims = 1;
                                   $$->dims[0] = learned_dim(ctx, $1, @1); }
-    | dims ARROW NUMBER         { $$ = $1;
+    | dims ARROW NUMBER         { $$ = $1; $$->dims_arrow = 1;
                                   if ($$->ndims == 16) {
                                       diag_error(ctx->file, @3, "an MLP has at most 16 layer widths");
                                       ctx->nerrors++;
                                   } else $$->dims[$$->ndims++] = learned_dim(ctx, $3, @3); }
+    | dims ',' NUMBER           { $$ = $1; $$->dims_comma = 1;
+                                  if ($$->ndims == 16) {
+                                      diag_error(ctx->file, @3, "a learned tensor has at most 4 dimensions");
+                                      ctx->nerrors++;
+                                  } else $$->dims[$$->ndims++] = learned_dim(ctx, $3, @3); }
+    ;
+
+/* options after a learned declaration: , name = "a/b", inputs = [1, 3], lead = 1, init = normal */
+lopts: %empty                   { $$ = NULL; }
+    | lopts ',' NAME '=' pvalue { prop *o = arena_alloc(ctx->ar, sizeof(prop)); o->key = $3; o->key_span = @3;
+                                  o->value = $5; o->sp = @$; o->sp.lo = @3.lo;
+                                  prop **pp = &$1; while (*pp) pp = &(*pp)->next; *pp = o; $$ = $1; }
     ;
 
 assignop: '=' { $$ = '='; } | ADDEQ { $$ = '+'; } | SUBEQ { $$ = '-'; } | MULEQ { $$ = '*'; } | DIVEQ { $$ = '/'; } ;
@@ -312,8 +327,8 @@ statevars: statevar             { $$ = $1; }
 statevar: NAME '=' expr         { $$ = arena_alloc(ctx->ar, sizeof(statevar)); $$->name = $1; $$->sp = @1; $$->init = $3; }
     | NAME '[' NUMBER ']' '=' expr {
                                   $$ = arena_alloc(ctx->ar, sizeof(statevar)); $$->name = $1; $$->sp = @1; $$->init = $6;
-                                  if ($3 < 1 || $3 > 64 || $3 != (int)$3) {
-                                      diag_error(ctx->file, @3, "state vector size must be an integer from 1 to 64");
+                                  if ($3 < 1 || $3 > 1024 || $3 != (int)$3) {
+                                      diag_error(ctx->file, @3, "state vector size must be an integer from 1 to 1024");
                                       ctx->nerrors++; $$->size = 1;
                                   } else $$->size = (int)$3; }
     ;
@@ -322,6 +337,12 @@ expr: NUMBER                    { $$ = mk(ctx, EX_NUM, @$); $$->num = $1; }
     | NAME                      { $$ = mk(ctx, EX_NAME, @$); $$->name = $1; $$->name_span = @1; }
     | IN                        { $$ = mk(ctx, EX_NAME, @$); $$->name = "in"; $$->name_span = @1; /* a model's width */ }
     | NAME '[' expr ']'         { $$ = mk(ctx, EX_INDEX, @$); $$->name = $1; $$->name_span = @1; $$->b = $3;
+                                  $$ = fin(ctx, $$); }
+    | NAME '[' expr ',' idxlist ']' {
+                                  $$ = mk(ctx, EX_INDEX, @$); $$->name = $1; $$->name_span = @1; $$->b = $3;
+                                  $$->args = arena_alloc(ctx->ar, sizeof(arg)); $$->args->value = $3;
+                                  $$->args->next = $5; $$->nargs = 1;
+                                  for (arg *a = $5; a; a = a->next) $$->nargs++;
                                   $$ = fin(ctx, $$); }
     | NAME '[' expr ']' '.' path { $$ = mk(ctx, EX_INDEX, @$); $$->name = $1; $$->name_span = @1; $$->b = $3;
                                   $$->suffix = $6; $$ = fin(ctx, $$); }
@@ -356,6 +377,11 @@ path: NAME                      { $$ = $1; }
     ;
 
 args: %empty { $$ = NULL; } | arglist { $$ = $1; } ;
+/* the second and later indices of W[k, j] */
+idxlist: expr                   { $$ = arena_alloc(ctx->ar, sizeof(arg)); $$->value = $1; }
+    | idxlist ',' expr          { arg *a = arena_alloc(ctx->ar, sizeof(arg)); a->value = $3;
+                                  arg **pp = &$1; while (*pp) pp = &(*pp)->next; *pp = a; $$ = $1; }
+    ;
 arglist: arg                    { $$ = $1; }
     | arglist ',' arg           { arg **pp = &$1; while (*pp) pp = &(*pp)->next; *pp = $3; $$ = $1; }
     ;

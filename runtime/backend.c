@@ -136,6 +136,13 @@ void celo_bstate_set_theta(celo_bstate *s, const float *theta, int64_t n)
     st->ntheta = n;
 }
 
+void celo_bstate_set_loss(celo_bstate *s, double loss)
+{
+    celo_state *st = s->cl ? celo_cl_rule_state(s->cl) : s->st; /* where the host part runs, as θ */
+    st->loss = loss;
+    st->has_loss = 1;
+}
+
 /* ---- OpenCL ---- */
 static celo_bprog *cl_compile(const celo_backend *be, const celo_program *prog, char *err, size_t errlen)
 {

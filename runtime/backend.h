@@ -74,6 +74,9 @@ int celo_backend_init(celo_backend *be, const char *name, char *err, size_t errl
 /* A learned rule's θ for the steps of s (celo_state.theta: prog->theta_len floats, owned by the caller, kept
  * until s is freed); every back end reads it on the host, as host values. */
 void celo_bstate_set_theta(celo_bstate *s, const float *theta, int64_t n);
+/* The training loss of the step about to run (the mini-batch loss at the pre-update parameters), which a rule
+ * reads as `loss` (celo_state.loss); a rule that reads it fails to step until it is set. Set it before every step. */
+void celo_bstate_set_loss(celo_bstate *s, double loss);
 /* The default: llvm (the program's kernels on the CPU). */
 const celo_backend *celo_backend_cpu(void);
 

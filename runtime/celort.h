@@ -116,10 +116,12 @@ typedef struct {
 /* One named tensor of a learned rule's meta-parameters θ (docs/language.md, "Learned parameters"): its values
  * are celo_state.theta[offset .. offset + numel), C order. */
 typedef struct {
-    const char *name; /* "f/w0", "f/b0", "w": the declared name, '/', the layer's tensor */
+    const char *name; /* "f/w0", "f/b0", "w": the declared name (or its name = "…"), '/', the layer's tensor */
     int64_t offset;
-    int32_t ndim; /* 1 or 2 */
-    int32_t shape[2];
+    int32_t ndim; /* 1 to 4 */
+    int32_t shape[4];
+    int32_t init; /* celo theta init: 0 zeros, 1 truncated normal (cut at ±2) times 1/sqrt(fan_in) */
+    int32_t fan_in;
 } celo_thetaspec;
 
 typedef struct celo_program {
@@ -147,7 +149,12 @@ typedef struct celo_program {
     const uint8_t *classmap; /* 8 << npattern entries: the variant of rank r (1 to 8; 0-D counts as 1) and pattern
                                 truths m (bit k: pattern k matches) is classmap[(r - 1) << npattern | m] */
     const char *cls;         /* a variant: its class in words ("ndim() == 1 or matches(\"embed\")"); else NULL */
+    int32_t flags;               /* CELO_PROG_*: what the caller must give besides p, g and the hyper-parameters */
 } celo_program;
+
+/* celo_program.flags. READS_LOSS: the rule reads `loss`, the step's training loss, so every step needs
+ * celo_state.loss set (has_loss); a step without it fails. */
+enum { CELO_PROG_READS_LOSS = 1 };
 
 /* Per-tensor optimizer state: one contiguous buffer holding every slot of the tensor. */
 typedef struct celo_state {
@@ -164,6 +171,8 @@ typedef struct celo_state {
     const float *theta; /* a learned rule's θ (prog->theta_len floats, set and owned by the caller); NULL otherwise */
     int64_t ntheta;     /* its length */
     char *name;         /* the tensor's name (owned; "" when none was given): what matches("…") searches */
+    double loss;        /* the step's training loss, which a rule reads as `loss` (CELO_PROG_READS_LOSS) */
+    int has_loss;       /* loss was set: a step of a rule that reads it fails without */
 } celo_state;
 
 celo_state *celo_state_new(const celo_program *prog, int ndim, const int64_t *shape);
@@ -212,8 +221,8 @@ void celo_team_wait(celo_team *team);
 int celo_step_team(const celo_program *prog, celo_state *st, float *p, const float *g, const float *hp, int64_t t,
                    celo_step_opts *opts, celo_team *team, int w);
 
-/* 0 when st carries the θ that P needs (none, or P->theta_len floats); else -1 with one line in err. Every step
- * checks it first. */
+/* 0 when st carries the θ that P needs (none, or P->theta_len floats) and, for a rule that reads the loss, the
+ * step's loss; else -1 with one line in err. Every step checks it first. */
 int celo_theta_ready(const celo_program *P, const celo_state *st, char *err, size_t errlen);
 
 /* Helpers used by the executors and compiled code. celo_eval_small evaluates node j when it is not element-wise

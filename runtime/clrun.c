@@ -27,6 +27,7 @@
 #include "clplan.h"
 #include "errmsg.h"
 #include "fileio.h"
+#include "tape.h"
 
 #include <CL/cl.h>
 
@@ -138,6 +139,7 @@ typedef struct {
 
 struct celo_cl_rule {
     const celo_program *P;
+    celo_tape tape; /* the host part before pass 1 (runtime/tape.h), into val and sc */
     celo_state *st; /* host mirror: non-element state is kept here, element state after celo_cl_state_read */
     cl_device_id dev;
     cl_context ctx;
@@ -402,6 +404,7 @@ void celo_cl_rule_free(celo_cl_rule *r)
         for (int j = 0; j < P->nnodes; j++)
             free(r->ptr[2 + P->nstate + j]);
     free(r->ptr);
+    celo_tape_free(&r->tape);
     free(r->val);
     free(r->sc);
     free(r->ortho);
@@ -457,6 +460,7 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
     int64_t maxrc = (r->R > r->C ? r->R : r->C) + 1;
     r->acc = calloc((size_t)maxrc, sizeof *r->acc);
     int oom = !r->buf || !r->part || !r->partlen || !r->parthost || !r->pass || !r->val || !r->sc || !r->ptr || !r->acc;
+    oom = oom || celo_tape_build(P, &r->tape, r->val, r->sc);
     for (int s = 0; s < ns && !oom; s++)
         r->ptr[2 + s] = r->st->slot[s];
     for (int j = 0; j < nn && !oom; j++)
@@ -909,11 +913,7 @@ static int step(celo_cl_rule *r, float *p, const float *g, const float *hp, int6
     }
 
     /* host values (and stage-0 per-tensor values); on the first step, the initial state */
-    for (int j = 0; j < nn; j++) {
-        const celo_node *x = &P->nodes[j];
-        if (x->dom == CELO_HOST && x->pass == 0 && !celo_clplan_is_red(P, x))
-            eval_small(r, j, t, hp);
-    }
+    celo_tape_run(P, st, &r->tape, 0, r->tape.n0, t, hp, r->val, r->sc, r->ptr);
     if (st->t == 0)
         for (int s = 0; s < ns; s++) {
             float v = r->sc[P->state[s].init];
@@ -928,11 +928,7 @@ static int step(celo_cl_rule *r, float *p, const float *g, const float *hp, int6
             if (P->state[s].dom != CELO_ELEM && upload_vec(r, 2 + s, st->slotlen[s], err, errlen))
                 return -1;
         }
-    for (int j = 0; j < nn; j++) {
-        const celo_node *x = &P->nodes[j];
-        if (x->dom != CELO_ELEM && x->dom != CELO_HOST && x->pass == 0 && !celo_clplan_is_red(P, x))
-            eval_small(r, j, t, hp);
-    }
+    celo_tape_run(P, st, &r->tape, r->tape.n0, r->tape.n, t, hp, r->val, r->sc, r->ptr);
     if (upload_stage(r, 0, err, errlen))
         return -1;
 

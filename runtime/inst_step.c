@@ -304,6 +304,16 @@ static int update_tensors(inst *in, int64_t t, char *msg, size_t msglen, int *no
 
 /* ================================ steps ================================ */
 
+/* A rule that reads `loss` gets the step's training loss, the value the run logs for the step (with split batches:
+ * the loss of the whole batch), in every tensor's state before the update; tensors w, w + nw, … (a team's share). */
+static void feed_loss(inst *in, double loss, int w, int nw)
+{
+    if (!(in->prog->flags & CELO_PROG_READS_LOSS))
+        return;
+    for (int i = w; i < in->ntensors; i += nw)
+        celo_bstate_set_loss(in->st[i], loss);
+}
+
 /* The step's loss and gradients' finiteness (fin: known finite) into o->bad. */
 static void check_grads(inst *in, int fin, celo_step_out *o)
 {
@@ -325,6 +335,7 @@ static int train_step(inst *in, int64_t t, celo_step_out *o, char *err, size_t e
     check_grads(in, fin, o);
     if (o->bad)
         return 0;
+    feed_loss(in, o->loss, 0, 1);
     char msg[256];
     int nonfinite, failed = update_tensors(in, t, msg, sizeof msg, &nonfinite);
     if (failed >= 0) {
@@ -394,12 +405,13 @@ static int team_steps(inst *in, int64_t t_end, celo_step_out *o, celo_step_cb cb
             for (int h = w; h < 2; h += nw)
                 r[h] = run_half(in, &b, gather, h, &l[h]);
             celo_team_wait(team);
+            double loss = ((double)l[0] * n0 + (double)l[1] * (n - n0)) / n;
             if (!r[0] && !r[1]) {
                 ok[w] = combine_slice(in, n, w, nw);
                 failed[w] = nf[w] = -1;
+                feed_loss(in, (float)loss, w, nw); /* the step's loss as logged below (o->loss) */
             }
             celo_team_wait(team);
-            double loss = ((double)l[0] * n0 + (double)l[1] * (n - n0)) / n;
             int go = !r[0] && !r[1] && isfinite(loss) && ok[0] && (nw < 2 || ok[1]);
             /* updates: the large tensors in turn over the team, the small ones dealt out round-robin */
             for (int i = 0, small = 0; go && i < nt; i++) {

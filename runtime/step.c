@@ -5,6 +5,7 @@
  * combination of reduction partials, staged orthogonalizations, and the small per-tensor/row/column values
  * computed after it; finally the non-element state is committed. */
 #include "celort.h"
+#include "tape.h"
 
 #include <limits.h>
 #include <regex.h>
@@ -63,6 +64,13 @@ static int64_t dom_len(int dom, int64_t n, int64_t R, int64_t C)
 
 typedef struct {
     /* scratch kept between steps so that a step allocates nothing */
+    celo_tape tape; /* the values before pass 1 (runtime/tape.h) */
+    int *small;     /* per pass k >= 1: the non-element nodes computed after it, small[small_at[k] ..] */
+    int *small_at;  /* npass + 2 offsets */
+    int *reds;      /* element reductions (the pass's partials), in node order */
+    int nreds;
+    int *orthos; /* ORTHO nodes */
+    int northos;
     double *val;         /* value of every host/scalar node (double) */
     float *sc;           /* the same, as float: the kernels' scalar block */
     float **ptr;         /* kernel pointer table */
@@ -152,6 +160,11 @@ static void scratch_free(scratch *s)
 {
     if (!s)
         return;
+    celo_tape_free(&s->tape);
+    free(s->small);
+    free(s->small_at);
+    free(s->reds);
+    free(s->orthos);
     free(s->val);
     free(s->sc);
     free(s->ptr);
@@ -225,11 +238,12 @@ int celo_threads(void)
 }
 
 /* Folds the float column scratch of pass k's COL reductions into their double partials (see celort.h). */
-static void fold_cols(const celo_program *P, int k, int64_t C, double *const *part)
+static void fold_cols(const celo_program *P, const int *reds, int nreds, int64_t C, double *const *part)
 {
-    for (int j = 0; j < P->nnodes; j++) {
+    for (int i = 0; i < nreds; i++) {
+        int j = reds[i];
         const celo_node *x = &P->nodes[j];
-        if (!is_elem_reduction(P, x) || x->pass != k || x->dom != CELO_COL)
+        if (x->dom != CELO_COL)
             continue;
         double *acc = part[j];
         float *fs = (float *)(acc + C);
@@ -253,28 +267,39 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
 {
     int nn = P->nnodes, ns = P->nstate;
     float *v = malloc((size_t)nn * sizeof *v);
+    /* the element-wise nodes, the per-row/column ones and this pass's reductions: an element visits only these
+     * (a rule's host part may be ~100K nodes), the host and per-tensor values are set once */
+    int *el = malloc(3 * ((size_t)nn + 1) * sizeof *el), *rc = el + nn + 1, *red = rc + nn + 1;
+    int nel = 0, nrc = 0, nred = 0;
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
+            v[j] = sc[j];
+        else if (x->dom == CELO_ROW || x->dom == CELO_COL)
+            rc[nrc++] = j;
+        else
+            el[nel++] = j;
+        if (is_elem_reduction(P, x) && x->pass == k)
+            red[nred++] = j;
+    }
     int64_t r0 = i0 / C, cur = -1;
     for (int64_t i = i0; i < i1; i++) {
         int64_t r = i / C, c = i % C;
         if (r != cur) {
             if (cur >= 0 && (cur - r0 + 1) % CELO_COL_BLOCK == 0)
-                fold_cols(P, k, C, part);
+                fold_cols(P, red, nred, C, part);
             cur = r;
         }
-        for (int j = 0; j < nn; j++) {
+        for (int q = 0; q < nrc; q++) {
+            int j = rc[q];
+            const celo_node *x = &P->nodes[j];
+            const float *vec = x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + ns + j];
+            v[j] = vec ? vec[x->dom == CELO_ROW ? r : c] : NAN;
+        }
+        for (int q = 0; q < nel; q++) {
+            int j = el[q];
             const celo_node *x = &P->nodes[j];
             float val;
-            switch (x->dom) {
-            case CELO_HOST:
-            case CELO_SCALAR: v[j] = sc[j]; continue;
-            case CELO_ROW:
-            case CELO_COL: {
-                const float *vec = x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + ns + j];
-                v[j] = vec ? vec[x->dom == CELO_ROW ? r : c] : NAN;
-                continue;
-            }
-            default: break;
-            }
             if (x->op == CELO_OP_ORTHO) {
                 if (x->pass == k)
                     ptr[2 + ns + j][i] = v[x->a];
@@ -299,10 +324,9 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
                 ptr[2 + ns + j][i] = val;
         }
         /* reductions computed by this pass */
-        for (int j = 0; j < nn; j++) {
+        for (int q = 0; q < nred; q++) {
+            int j = red[q];
             const celo_node *x = &P->nodes[j];
-            if (!is_elem_reduction(P, x) || x->pass != k)
-                continue;
             if (x->dom == CELO_COL) {
                 float *fs = (float *)(part[j] + C) + c, a = v[x->a];
                 if (x->op == CELO_OP_SUM)
@@ -326,7 +350,8 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
                 ptr[0][i] = v[P->p_value];
         }
     }
-    fold_cols(P, k, C, part);
+    fold_cols(P, red, nred, C, part);
+    free(el);
     free(v);
 }
 
@@ -397,6 +422,7 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
         case CELO_OP_T: v = (double)t; break;
         case CELO_OP_NSTEPS: v = (double)st->num_steps; break;
         case CELO_OP_THETA: v = st->theta[x->aux]; break; /* celo_theta_ready checked it is there */
+        case CELO_OP_LOSS: v = st->loss; break;           /* and that the loss was given */
         case CELO_OP_STATE: v = st->slot[x->aux][0]; break;
         case CELO_OP_NUMEL: v = (double)st->n; break;
         case CELO_OP_NROWS: v = (double)R; break;
@@ -536,6 +562,36 @@ static scratch *scratch_get(celo_state *st, int nchunks)
         } else if ((x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE) {
             S->ptr[2 + ns + j] = S->vecs + voff;
             voff += (dom_len(x->dom, st->n, st->R, st->C) + 15) & ~(int64_t)15;
+        }
+    }
+    /* the lists a step walks instead of every node: element reductions, the small values after each pass */
+    int nred = 0, northo = 0, nsmall = 0; /* sized to fit: a rule's host part may be ~100K nodes */
+    for (int j = 0; j < nn; j++) {
+        const celo_node *x = &P->nodes[j];
+        nred += is_elem_reduction(P, x);
+        northo += x->op == CELO_OP_ORTHO;
+        nsmall += x->dom != CELO_ELEM && x->pass > 0 && !is_elem_reduction(P, x);
+    }
+    S->reds = malloc(((size_t)nred + 1) * sizeof *S->reds);
+    S->orthos = malloc(((size_t)northo + 1) * sizeof *S->orthos);
+    S->small = malloc(((size_t)nsmall + 1) * sizeof *S->small);
+    S->small_at = calloc((size_t)P->npass + 2, sizeof *S->small_at);
+    if (!S->reds || !S->orthos || !S->small || !S->small_at || celo_tape_build(P, &S->tape, S->val, S->sc)) {
+        free(S->vecs);
+        S->vecs = NULL; /* the step reports "out of memory" */
+    }
+    for (int j = 0; S->reds && S->orthos && j < nn; j++) {
+        if (is_elem_reduction(P, &P->nodes[j]))
+            S->reds[S->nreds++] = j;
+        if (P->nodes[j].op == CELO_OP_ORTHO)
+            S->orthos[S->northos++] = j;
+    }
+    for (int k = 1, n = 0; S->small && S->small_at && k <= P->npass + 1; k++) {
+        S->small_at[k] = n;
+        for (int j = 0; k <= P->npass && j < nn; j++) {
+            const celo_node *x = &P->nodes[j];
+            if (x->dom != CELO_ELEM && x->pass == k && !is_elem_reduction(P, x))
+                S->small[n++] = j;
         }
     }
     for (int c = 0; c < nchunks; c++) {
@@ -695,9 +751,10 @@ static void run_chunk(const step_run *R, int k, int c)
     const celo_program *P = R->P;
     const celo_state *st = R->st;
     scratch *S = R->S;
-    for (int j = 0; j < P->nnodes; j++) {
+    for (int i = 0; i < S->nreds; i++) {
+        int j = S->reds[i];
         const celo_node *x = &P->nodes[j];
-        if (!is_elem_reduction(P, x) || x->pass != k)
+        if (x->pass != k)
             continue;
         int64_t len = dom_len(x->dom, st->n, st->R, st->C);
         double id = x->op == CELO_OP_SUM ? 0.0 : -INFINITY, *d = S->chunkpart[c][j];
@@ -726,9 +783,10 @@ static void combine(const step_run *R, int k)
     const celo_program *P = R->P;
     const celo_state *st = R->st;
     scratch *S = R->S;
-    for (int j = 0; j < P->nnodes; j++) {
+    for (int i = 0; i < S->nreds; i++) {
+        int j = S->reds[i];
         const celo_node *x = &P->nodes[j];
-        if (!is_elem_reduction(P, x) || x->pass != k)
+        if (x->pass != k)
             continue;
         int64_t len = dom_len(x->dom, st->n, st->R, st->C);
         double *acc = S->chunkpart[0][j]; /* combined in place: chunk 0's partial is refilled next step */
@@ -757,24 +815,28 @@ static void combine(const step_run *R, int k)
 /* the per-tensor/row/column values computed after pass k */
 static void stage_small(const step_run *R, int k)
 {
-    const celo_program *P = R->P;
-    for (int j = 0; j < P->nnodes; j++) {
-        const celo_node *x = &P->nodes[j];
-        if (x->dom != CELO_ELEM && x->pass == k && !is_elem_reduction(P, x))
-            eval_small(P, R->st, R->S, j, R->t, R->hp);
-    }
+    const scratch *S = R->S;
+    for (int i = S->small_at[k]; i < S->small_at[k + 1]; i++)
+        eval_small(R->P, R->st, R->S, S->small[i], R->t, R->hp);
 }
 
-static int has_ortho(const celo_program *P, int k)
+static int has_ortho(const celo_program *P, const scratch *S, int k)
 {
-    for (int j = 0; j < P->nnodes; j++)
-        if (P->nodes[j].op == CELO_OP_ORTHO && P->nodes[j].pass == k)
+    for (int i = 0; i < S->northos; i++)
+        if (P->nodes[S->orthos[i]].pass == k)
             return 1;
     return 0;
 }
 
 int celo_theta_ready(const celo_program *P, const celo_state *st, char *err, size_t errlen)
 {
+    if ((P->flags & CELO_PROG_READS_LOSS) && !st->has_loss) {
+        snprintf(err, errlen,
+                 "rule '%.80s' reads the loss: the step's training loss was not given (celo_bstate_set_loss; "
+                 "celo apply --loss L.npy)",
+                 P->name);
+        return -1;
+    }
     if (P->theta_len == 0)
         return 0;
     if (!st->theta) {
@@ -826,7 +888,7 @@ static int step_begin(step_run *R, const celo_program *P, celo_state *st, float 
     scratch *S = scratch_get(st, nchunks);
     if (!S->vecs)
         return step_fail(R, "out of memory");
-    int nn = P->nnodes, ns = P->nstate;
+    int ns = P->nstate;
     S->ptr[0] = p;
     S->ptr[1] = (float *)g;
     for (int s = 0; s < ns; s++)
@@ -841,22 +903,15 @@ static int step_begin(step_run *R, const celo_program *P, celo_state *st, float 
     int64_t per = (n + nchunks - 1) / nchunks;
     R->per = (per + 63) & ~(int64_t)63;
 
-    for (int j = 0; j < nn; j++) {
-        const celo_node *x = &P->nodes[j];
-        if (x->dom != CELO_ELEM && x->pass == 0 && !is_elem_reduction(P, x) && x->dom == CELO_HOST)
-            eval_small(P, st, S, j, t, hp);
-    }
+    celo_tape_run(P, st, &S->tape, 0, S->tape.n0, t, hp, S->val, S->sc, S->ptr); /* host values */
     if (st->t == 0)
         for (int s = 0; s < ns; s++) {
             float v = S->sc[P->state[s].init];
             for (int64_t q = 0; q < st->slotlen[s]; q++)
                 st->slot[s][q] = v;
         }
-    for (int j = 0; j < nn; j++) {
-        const celo_node *x = &P->nodes[j];
-        if (x->dom != CELO_ELEM && x->dom != CELO_HOST && x->pass == 0 && !is_elem_reduction(P, x))
-            eval_small(P, st, S, j, t, hp);
-    }
+    /* per-tensor, per-row and per-column values of stage 0 */
+    celo_tape_run(P, st, &S->tape, S->tape.n0, S->tape.n, t, hp, S->val, S->sc, S->ptr);
     return 0;
 }
 
@@ -897,9 +952,10 @@ static int step_after_run(step_run *R, int k0, int k1, double *pk)
             prof[R->ps].pass_s[k] += pk[k];
             R->pkt += pk[k];
         }
-    for (int j = 0; j < P->nnodes; j++) {
+    for (int i = 0; i < R->S->northos; i++) {
+        int j = R->S->orthos[i];
         const celo_node *x = &P->nodes[j];
-        if (x->op == CELO_OP_ORTHO && x->pass == k1)
+        if (x->pass == k1)
             if (celo_orthogonalize(R->S->ptr[2 + P->nstate + j], 1, R->st->R, R->st->C, x->aux))
                 return step_fail(R, "orthogonalize: out of memory");
     }
@@ -934,10 +990,10 @@ static const celo_program *class_prog(const celo_program *P, const celo_state *s
     return P;
 }
 
-static int next_run_end(const celo_program *P, int k0)
+static int next_run_end(const celo_program *P, const scratch *S, int k0)
 {
     int k1 = k0;
-    while (k1 < P->npass && !has_ortho(P, k1))
+    while (k1 < P->npass && !has_ortho(P, S, k1))
         k1++;
     return k1;
 }
@@ -954,7 +1010,7 @@ int celo_step(const celo_program *P, celo_state *st, float *p, const float *g, c
         nt = R.nchunks;
     /* Runs of passes up to the next orthogonalization, which runs outside the team (its GEMMs use the threads). */
     for (int k0 = 1, k1; k0 <= P->npass; k0 = k1 + 1) {
-        k1 = next_run_end(P, k0);
+        k1 = next_run_end(P, R.S, k0);
         double pk[17] = {0}; /* profile: a pass's start time, then its length */
         if (nt > 1) {
             celo_team team = {.n = nt};
@@ -991,7 +1047,7 @@ int celo_step_team(const celo_program *P, celo_state *st, float *p, const float 
     if (team->rc)
         return -1;
     for (int k0 = 1, k1; k0 <= P->npass; k0 = k1 + 1) {
-        k1 = next_run_end(P, k0);
+        k1 = next_run_end(P, S->S, k0);
         double pk[17] = {0};
         step_run_passes(S, k0, k1, w, nw, team, pk);
         celo_team_wait(team);

@@ -21,8 +21,8 @@ static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
 
 static int spec_ndim(const celo_thetaspec *ts, int64_t *shape)
 {
-    shape[0] = ts->shape[0];
-    shape[1] = ts->shape[1];
+    for (int d = 0; d < ts->ndim && d < 4; d++)
+        shape[d] = ts->shape[d];
     return ts->ndim;
 }
 
@@ -37,7 +37,7 @@ int celo_theta_bind(const celo_program *P, const celo_theta *th, const char *pat
     /* the rule's tensors in declaration order, then anything the file has besides: the first mismatch is named */
     for (int i = 0; i < P->ntheta; i++) {
         const celo_thetaspec *ts = &P->theta[i];
-        int64_t want[2];
+        int64_t want[4];
         int nd = spec_ndim(ts, want);
         char ws[64], hs[160];
         shape_str(ws, sizeof ws, nd, want);
@@ -84,19 +84,20 @@ int celo_theta_init_rule(const celo_program *P, uint64_t seed, celo_theta *th, c
     celo_theta_init(th);
     for (int i = 0; i < P->ntheta; i++) {
         const celo_thetaspec *ts = &P->theta[i];
-        int64_t shape[2];
-        int nd = spec_ndim(ts, shape);
-        int64_t n = nd == 2 ? shape[0] * shape[1] : shape[0];
+        int64_t shape[4];
+        int nd = spec_ndim(ts, shape), n = 1;
+        for (int d = 0; d < nd; d++)
+            n *= (int)shape[d];
         float *v = calloc((size_t)n, sizeof *v);
         if (!v) {
             celo_theta_free(th);
             celo_seterr(err, errlen, "out of memory");
             return -1;
         }
-        if (nd == 2) { /* a weight (in, out): haiku's TruncatedNormal(1/sqrt(fan_in)), fan_in = in */
+        if (ts->init == 1) { /* a weight (in, out): haiku's TruncatedNormal(1/sqrt(fan_in)), fan_in = in */
             celo_rng r;
             celo_rng_init(&r, seed, (uint64_t)i);
-            double std = 1.0 / sqrt((double)shape[0]);
+            double std = 1.0 / sqrt((double)ts->fan_in);
             for (int64_t k = 0; k < n; k++) {
                 double z;
                 do

@@ -62,6 +62,7 @@ if want golden || want agree; then
         tol=1e-5
         [ -f "$d/tol" ] && tol=$(head -n1 "$d/tol")
         [ -f "$d/theta.safetensors" ] && sets+=(--theta "$d/theta.safetensors") # a learned rule's θ
+        [ -f "$d/loss.npy" ] && sets+=(--loss "$d/loss.npy")                     # each step's training loss
         for be in $backends; do
             out=$TMP/$case-$shape-$be.npy
             if ! $CELO apply "$rule" "${fileopt[@]}" --param "$d/p0.npy" --grads "$d/grads.npy" "${sets[@]}" --backend "$be" \
@@ -82,7 +83,8 @@ if want golden || want agree; then
             if r=$($CMP "$b" "$a" --rtol "$atol" 2>&1); then ok "agree $case $shape $be=interp ($r)"
             else bad "agree $case $shape $be vs interp: $r (tolerance $atol)"; fi
         done
-    done < <(cat tests/golden/cases.txt tests/golden/examples.txt tests/golden/schedules.txt tests/golden/learned.txt)
+    done < <(cat tests/golden/cases.txt tests/golden/examples.txt tests/golden/schedules.txt tests/golden/learned.txt \
+        tests/golden/hostlang.txt)
     [ $have_ocl = 0 ] && skp "golden/agree opencl: no OpenCL device"
     # max reductions keep NaN on every back end: the interpreter's result has NaN, the others equal it exactly
     for be in $backends; do
@@ -293,6 +295,103 @@ if want learned; then
     if grep -q '^rule mlp6: 1 pass over memory' "$TMP/ir" && [ "$host" = 40 ] && [ "$inpass" = 0 ]; then
         ok "learned emit ir: 40 θ entries on the host, one element pass"
     else bad "learned emit ir: $host θ entries on the host, $inpass in the pass: $(head -3 "$TMP/ir")"; fi
+    # ---- the training loss, loops, local vectors, learned tensors (tests/learned/hostlang.celo: golden tier) ----
+    # Celo's LSTM scheduler over the whole published θ tree: the file binds as it is, and its step sizes are those
+    # of the NumPy reference (tests/reference/gen_celo_lstm.py) on every back end; the first is 0.4436
+    CD=${CELO_DATA_CELO:-../shared/data/celo}
+    CL=$L/celo_lstm
+    for be in $backends; do
+        if $CELO apply celo_lstm --file $L/celo_lstm.celo --theta "$CD/theta.state" --param $CL/p0.npy \
+            --grads $CL/grads.npy --loss $CL/loss.npy --backend $be --out "$TMP/lstm-$be.npy" 2>"$TMP/err" &&
+            r=$($CMP "$TMP/lstm-$be.npy" $CL/out.npy --rtol 1e-6 2>&1); then
+            ok "learned celo_lstm binds theta.state (33 tensors) and steps as NumPy, $be ($r)"
+        else bad "learned celo_lstm $be: $(head -c 300 "$TMP/err") $r"; fi
+    done
+    python3 -c 'import numpy as np, sys
+np.save(sys.argv[1], -np.ones((1, 3), np.float32)); np.save(sys.argv[2], np.array([2.3], np.float32))' \
+        "$TMP/g1.npy" "$TMP/l1.npy"
+    if $CELO apply celo_lstm --file $L/celo_lstm.celo --theta "$CD/theta.state" --param $CL/p0.npy \
+        --grads "$TMP/g1.npy" --loss "$TMP/l1.npy" --out "$TMP/lstm1.npy" 2>"$TMP/err" &&
+        python3 -c 'import numpy as np, sys; p = np.load(sys.argv[1]); sys.exit(int(abs(p[0] - 0.4436) > 5e-5))' "$TMP/lstm1.npy"; then
+        ok "learned celo_lstm: the first lr_mult is 0.4436 (the research notes' check value)"
+    else bad "learned celo_lstm first lr_mult: $(head -c 300 "$TMP/err")"; fi
+    # against the authors' JAX code: their lr_mult for the loss sequence of ../shared/data/celo/golden/celo (a
+    # spike at step 10), num_steps = 20; p0 = 0 and g_t = -e_t, so that p[t] is step t's lr_mult (README there:
+    # relative error at most 1e-5)
+    python3 -c 'import numpy as np, sys
+np.save(sys.argv[1], np.zeros(20, np.float32)); np.save(sys.argv[2], -np.eye(20, dtype=np.float32))' \
+        "$TMP/p20.npy" "$TMP/g20.npy"
+    if $CELO apply celo_lstm --file $L/celo_lstm.celo --theta "$CD/theta.state" --param "$TMP/p20.npy" \
+        --grads "$TMP/g20.npy" --loss "$CD/golden/celo/losses.npy" --out "$TMP/lm20.npy" 2>"$TMP/err" &&
+        r=$(python3 -c 'import numpy as np, sys
+a = np.load(sys.argv[1]).astype(float); b = np.load(sys.argv[2]).astype(float); e = np.max(np.abs(a - b) / np.abs(b))
+print("max rel err %.2g" % e); sys.exit(int(not e <= 1e-5))' "$TMP/lm20.npy" "$CD/golden/celo/lr_mult.npy"); then
+        ok "learned celo_lstm: the authors' lr_mult over 20 steps ($r)"
+    else bad "learned celo_lstm vs the authors' lr_mult: $(head -c 300 "$TMP/err") $r"; fi
+    # Celo2's MLP split by inputs binds the authors' golden Celo2 θ, and steps as NumPy over their flat dump
+    C2=$L/celo2_ff
+    for be in $backends; do
+        if $CELO apply celo2_ff --file $L/celo2_ff.celo --theta "$CD/golden/celo2/theta.msgpack" --param $C2/p0.npy \
+            --grads $C2/grads.npy --backend $be --out "$TMP/c2-$be.npy" 2>"$TMP/err" &&
+            r=$($CMP "$TMP/c2-$be.npy" $C2/out.npy --rtol 1e-6 2>&1); then
+            ok "learned celo2_ff: inputs = […] binds Celo2's θ, steps as NumPy over theta_flat.npy, $be ($r)"
+        else bad "learned celo2_ff $be: $(head -c 300 "$TMP/err") $r"; fi
+    done
+    # celo theta init of the rule: the names and shapes of the published file, tensor for tensor
+    if $CELO theta init celo_lstm --file $L/celo_lstm.celo --seed 1 -o "$TMP/lstm_init.safetensors" 2>"$TMP/err" &&
+        $CELO theta show "$TMP/lstm_init.safetensors" >"$TMP/show1" && $CELO theta show "$CD/theta.state" >"$TMP/show2" &&
+        cmp -s <(awk 'NR > 1 && !/^total/ { $NF = ""; print }' "$TMP/show1" | sort) \
+            <(awk 'NR > 1 && !/^total/ { $NF = ""; print }' "$TMP/show2" | sort); then
+        ok "learned theta init celo_lstm: the 33 names and shapes of theta.state"
+    else bad "learned theta init celo_lstm: $(head -c 300 "$TMP/err")"; fi
+    # one step on the host: Celo's LSTM (~107K nodes) is checked in under a second
+    if /usr/bin/time -f %e -o "$TMP/time" $CELO check $L/celo_lstm.celo >/dev/null 2>"$TMP/err" &&
+        awk '{ exit !($1 < 1.0) }' "$TMP/time"; then ok "learned celo check celo_lstm.celo in $(cat "$TMP/time") s"
+    else bad "learned celo check celo_lstm: $(cat "$TMP/time" "$TMP/err" | head -c 300)"; fi
+    learnedcase loss-missing \
+        "celo: rule 'celo_lstm' reads the loss: give each step's training loss with --loss L.npy (20 values)" \
+        $CELO apply celo_lstm --file $L/celo_lstm.celo --theta "$CD/theta.state" --param $CL/p0.npy \
+        --grads $CL/grads.npy --out "$TMP/x.npy"
+    learnedcase loss-count "celo: $CL/p0.npy: 3 losses for 20 gradients (one per step)" \
+        $CELO apply celo_lstm --file $L/celo_lstm.celo --theta "$CD/theta.state" --param $CL/p0.npy \
+        --grads $CL/grads.npy --loss $CL/p0.npy --out "$TMP/x.npy"
+    learnedcase loss-not-read "celo: --loss: rule 'adamw' does not read the loss" \
+        $CELO apply adamw --param $CL/p0.npy --grads $CL/grads.npy --loss $CL/loss.npy --out "$TMP/x.npy"
+    if $CELO bench lossgd --file $L/loss_train.celo --size 1000 --steps 10 >"$TMP/bench" 2>"$TMP/err" &&
+        grep -q '^params_per_s=' "$TMP/bench"; then ok "learned bench of a rule that reads the loss (loss = 1)"
+    else bad "learned bench lossgd: $(head -c 300 "$TMP/err")"; fi
+    # a train block feeds the loss it logs: resume is exact, and `last` holds the last step's logged loss (with
+    # split batches too, on the team path and on one region per phase)
+    LL=$(pwd)/$L/loss_train.celo
+    mkdir -p "$TMP/ll_full" "$TMP/ll_part" "$TMP/ll_big" "$TMP/ll_big0"
+    if (cd "$TMP/ll_full" && "$LA" run "$LL" --only lossrun --quiet) 2>"$TMP/err" &&
+        (cd "$TMP/ll_part" && "$LA" run "$LL" --only lossrun --quiet --set steps=60 &&
+            "$LA" run "$LL" --only lossrun --quiet --resume) 2>>"$TMP/err" &&
+        cmp -s <(cut -d, -f1-4 "$TMP/ll_full/runs/lossrun.csv") <(cut -d, -f1-4 "$TMP/ll_part/runs/lossrun.csv") &&
+        cmp -s <(st_data "$TMP/ll_full/runs/lossrun.safetensors") <(st_data "$TMP/ll_part/runs/lossrun.safetensors"); then
+        ok "learned loss-reading rule with host state: --set steps=60 then --resume == uninterrupted, bit for bit"
+    else bad "learned loss resume: $(head -c 300 "$TMP/err")"; fi
+    # a built binary feeds the loss as celo run does (the program's flags travel in the object code)
+    mkdir -p "$TMP/ll_bin"
+    if $CELO build $L/loss_train.celo -o "$TMP/ll_exe" 2>"$TMP/err" &&
+        (cd "$TMP/ll_bin" && "$TMP/ll_exe" --only lossrun --quiet) >/dev/null 2>>"$TMP/err" &&
+        cmp -s <(cut -d, -f1-4 "$TMP/ll_full/runs/lossrun.csv") <(cut -d, -f1-4 "$TMP/ll_bin/runs/lossrun.csv") &&
+        cmp -s <(st_data "$TMP/ll_full/runs/lossrun.safetensors") <(st_data "$TMP/ll_bin/runs/lossrun.safetensors"); then
+        ok "learned celo build == celo run for a loss-reading rule"
+    else bad "learned loss build vs run: $(head -c 300 "$TMP/err")"; fi
+    lastloss='import json, struct, sys, numpy as np
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+L = np.float32(float(h["__metadata__"]["rows"].strip().split("\n")[-1].split()[1]))
+v = [np.frombuffer(b[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]], np.float32)[0]
+     for k, e in h.items() if k.endswith(".last")]
+sys.exit(int(not v or any(x != L for x in v)))'
+    if (cd "$TMP/ll_big" && "$LA" run "$LL" --only lossbig --quiet) 2>"$TMP/err" &&
+        (cd "$TMP/ll_big0" && CELO_TRAIN_TEAM=0 "$LA" run "$LL" --only lossbig --quiet) 2>>"$TMP/err" &&
+        python3 -c "$lastloss" "$TMP/ll_big/runs/lossbig.safetensors" &&
+        python3 -c "$lastloss" "$TMP/ll_big0/runs/lossbig.safetensors" &&
+        cmp -s <(cut -d, -f1-4 "$TMP/ll_big/runs/lossbig.csv") <(cut -d, -f1-4 "$TMP/ll_big0/runs/lossbig.csv"); then
+        ok "learned split batches: every tensor saw the logged loss of the whole batch (team == one region per phase)"
+    else bad "learned loss fed with split batches: $(head -c 300 "$TMP/err")"; fi
 fi
 
 # ---- θ files: celo theta show / convert on the shared Celo data (required: CI has ../shared beside the clone) ----

@@ -1010,8 +1010,11 @@ static void lower_learned(lctx *L, const stmt *s, int depth)
         goto poisoned;
     }
     ln.spec = L->nth;
-    const char *pre = sc->prefix ? sc->prefix : "";
-    const char *dot = sc->prefix ? "." : "";
+    /* a name given with `name = "…"` is the θ tensor's whole name (the authors' tree path), also in a chained
+     * transform: two transforms of a chain that name the same tensor are an error below, not two tensors */
+    int given = tname != nm;
+    const char *pre = sc->prefix && !given ? sc->prefix : "";
+    const char *dot = sc->prefix && !given ? "." : "";
     for (int k = 0; k < ntens; k++) {
         thentry *th = &L->th[L->nth];
         memset(th, 0, sizeof *th);
@@ -1374,6 +1377,8 @@ static const def *inlined_def(module *m, const stmt *s)
     return t && t->kind == DEF_OPTIMIZER ? t : NULL;
 }
 
+static void class_collect_def(module *m, classinfo *ci, const def *d, int depth);
+
 /* Collects the conditions of body s (and of the optimizers it inlines, depth levels at most). */
 static void class_collect(module *m, classinfo *ci, const srcfile *f, const stmt *s, int depth)
 {
@@ -1385,10 +1390,31 @@ static void class_collect(module *m, classinfo *ci, const srcfile *f, const stmt
             class_collect(m, ci, f, s->els, depth);
         } else if (s->kind == ST_CALL && depth < 8) {
             const def *t = inlined_def(m, s);
-            if (t && t->body)
-                class_collect(m, ci, t->file, t->body, depth + 1);
+            if (t)
+                class_collect_def(m, ci, t, depth + 1);
         }
 }
+
+/* The member of a chain definition that argument a names, or NULL. */
+static const def *chain_member(module *m, const arg *a)
+{
+    return a->value && a->value->kind == EX_CALL ? module_find(m, a->value->name) : NULL;
+}
+
+/* Definition d's conditions: its body's, or (a chain) its transforms' in order. */
+static void class_collect_def(module *m, classinfo *ci, const def *d, int depth)
+{
+    if (d->body)
+        class_collect(m, ci, d->file, d->body, depth);
+    for (const arg *a = d->chain; a && depth < 8; a = a->next) {
+        const def *t = chain_member(m, a);
+        if (t)
+            class_collect_def(m, ci, t, depth + 1);
+    }
+}
+
+static void class_sig_def(module *m, const classinfo *ci, const def *d, int ndim, unsigned mask, char *sig, int *n,
+                          int depth);
 
 /* The branches class (ndim, mask) takes through body s, appended to sig as '0' (then) and '1' (else). */
 static void class_sig(module *m, const classinfo *ci, const stmt *s, int ndim, unsigned mask, char *sig, int *n,
@@ -1402,9 +1428,21 @@ static void class_sig(module *m, const classinfo *ci, const stmt *s, int ndim, u
             class_sig(m, ci, v ? s->body : s->els, ndim, mask, sig, n, depth);
         } else if (s->kind == ST_CALL && depth < 8) {
             const def *t = inlined_def(m, s);
-            if (t && t->body)
-                class_sig(m, ci, t->body, ndim, mask, sig, n, depth + 1);
+            if (t)
+                class_sig_def(m, ci, t, ndim, mask, sig, n, depth + 1);
         }
+}
+
+static void class_sig_def(module *m, const classinfo *ci, const def *d, int ndim, unsigned mask, char *sig, int *n,
+                          int depth)
+{
+    if (d->body)
+        class_sig(m, ci, d->body, ndim, mask, sig, n, depth);
+    for (const arg *a = d->chain; a && depth < 8; a = a->next) {
+        const def *t = chain_member(m, a);
+        if (t)
+            class_sig_def(m, ci, t, ndim, mask, sig, n, depth + 1);
+    }
 }
 
 static int stmts_have_learned(const stmt *s)
@@ -1528,11 +1566,12 @@ static void lower_stmts(lctx *L, const stmt *s, int depth)
                     "inside a for loop");
                 break;
             }
-            if (L->cls) { /* else its condition was reported */
+            if (L->cls) {
                 L->branch++;
                 lower_stmts(L, cond_eval(L->cls, s->value, L->cls_ndim, L->cls_mask) != 0 ? s->body : s->els, 0);
                 L->branch--;
-            }
+            } else if (!L->nerr) /* its condition was reported; else the class search missed it: never lower neither */
+                ERR(L, s->sp, "internal error: this if was not seen when the rule's tensor classes were found");
             break;
         case ST_FOR: {
             int lo, hi;
@@ -2225,8 +2264,7 @@ static char *class_words(const classinfo *ci, const uint8_t *map, int v)
 static rule *compile_def(module *m, def *d, int alone, const def *sched)
 {
     classinfo ci = {0};
-    if (d->body)
-        class_collect(m, &ci, d->file, d->body, 0);
+    class_collect_def(m, &ci, d, 0);
     if (ci.nerr)
         return NULL;
     if (!ci.nif)
@@ -2240,7 +2278,7 @@ static rule *compile_def(module *m, def *d, int alone, const def *sched)
         for (unsigned mask = 0; mask < nm; mask++) {
             char sig[MAXSIG];
             int n = 0;
-            class_sig(m, &ci, d->body, r, mask, sig, &n, 0);
+            class_sig_def(m, &ci, d, r, mask, sig, &n, 0);
             sig[n] = 0;
             int v = 0;
             while (v < nv && strcmp(sigs[v], sig))

@@ -479,6 +479,20 @@ if want classes; then
             else bad "classes three '$1' $be vs $2: $(head -c 300 "$TMP/err") $r"; fi
         done
     done
+    # a chain of a transform with classes: vectors take sign(g), matrices g (found through the chain's members)
+    for be in $backends; do
+        for c in "1000 signsgd" "64x33 sgd" "3x5x7 sgd"; do
+            set -- $c
+            d=tests/golden/adamw/$1
+            if $CELO apply chained --file $C/split.celo --param "$d/p0.npy" --grads "$d/grads.npy" --backend "$be" \
+                --out "$TMP/cls.npy" 2>"$TMP/err" &&
+                $CELO apply "$2" --file $C/split.celo --set lr=0.01 --param "$d/p0.npy" --grads "$d/grads.npy" \
+                    --backend "$be" --out "$TMP/alone.npy" 2>>"$TMP/err" &&
+                r=$($CMP "$TMP/cls.npy" "$TMP/alone.npy" --rtol 0 2>&1); then
+                ok "classes chained $1 $be == $2 alone ($r)"
+            else bad "classes chained $1 $be vs $2: $(head -c 300 "$TMP/err") $r"; fi
+        done
+    done
     # a learned rule with classes (one θ for every class) and a rule with classes under a schedule
     for be in $backends; do
         d=tests/golden/adamw/64x33 d1=tests/golden/adamw/1000

@@ -81,7 +81,8 @@ if want golden || want agree; then
             if r=$($CMP "$b" "$a" --rtol "$atol" 2>&1); then ok "agree $case $shape $be=interp ($r)"
             else bad "agree $case $shape $be vs interp: $r (tolerance $atol)"; fi
         done
-    done < <(cat tests/golden/cases.txt tests/golden/examples.txt tests/golden/schedules.txt tests/golden/learned.txt)
+    done < <(cat tests/golden/cases.txt tests/golden/examples.txt tests/golden/schedules.txt tests/golden/learned.txt \
+        tests/golden/facdom.txt)
     [ $have_ocl = 0 ] && skp "golden/agree opencl: no OpenCL device"
     # max reductions keep NaN on every back end: the interpreter's result has NaN, the others equal it exactly
     for be in $backends; do

@@ -198,7 +198,12 @@ static void print_node(const rule *r, int i, FILE *out)
         if (x->c >= 0)
             fprintf(out, ", %%%d", x->c);
     }
-    if (x->flags & CELO_FLAG_STAGED)
+    int facop = 0; /* the operand of a factored mean, which the runtime reduces after the pass */
+    for (int j = i + 1; j < r->prog.nnodes && (x->flags & CELO_FLAG_STAGED); j++)
+        facop |= is_reduce(r->nodes[j].op) && celo_dom_is_fac(r->nodes[j].dom) && r->nodes[j].a == i;
+    if (facop)
+        fprintf(out, "   (stored by this pass for the factored means after it)");
+    else if (x->flags & CELO_FLAG_STAGED)
         fprintf(out, "   (stored by this pass, loaded by later ones)");
     fputc('\n', out);
 }

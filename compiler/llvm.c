@@ -316,7 +316,11 @@ static LLVMValueRef value_of(cg *g, const passinfo *pi, loopctx *lc, int j)
     case CELO_FBAT:
     case CELO_MAT: { /* vec[tab[1 + r] + tab[0] * c], the row's part loaded once per row */
         int d = x->dom - CELO_FROW;
-        LLVMValueRef idx = LLVMBuildNSWAdd(g->b, lc->fbase[d], LLVMBuildNSWMul(g->b, lc->fflag[d], lc->c, ""), "");
+        /* MAT drops the last axis on every shape (tab[0] = 0): one value per row, like ROW */
+        LLVMValueRef idx =
+            x->dom == CELO_MAT
+                ? lc->fbase[d]
+                : LLVMBuildSelect(g->b, lc->fflag[d], LLVMBuildNSWAdd(g->b, lc->fbase[d], lc->c, ""), lc->fbase[d], "");
         return LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, vec_src(P, j)), idx), "");
     }
     default: return lc->v[j];
@@ -639,7 +643,8 @@ static void emit_pass(cg *g, const rule *r, int k)
             LLVMValueRef tab = argv_(&lc, &pi, ftab_src(P, CELO_FROW + d));
             LLVMValueRef rb = LLVMBuildNSWAdd(g->b, R.iv, one, "");
             lc.fbase[d] = LLVMBuildSExt(g->b, LLVMBuildLoad2(g->b, g->i32, gep(g, g->i32, tab, rb), "fb"), g->i64, "");
-            lc.fflag[d] = LLVMBuildSExt(g->b, LLVMBuildLoad2(g->b, g->i32, tab, "ff"), g->i64, "");
+            lc.fflag[d] =
+                LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildLoad2(g->b, g->i32, tab, "ff"), LLVMConstInt(g->i32, 0, 0), "");
         }
         loop Cl;
         loop_begin(g, &Cl, body, cb, ce, nb, both, acc, "cols");

@@ -100,7 +100,9 @@ static const char *value_of(gen *G, int j)
     case CELO_FBAT:
     case CELO_MAT: { /* vec[tab[1 + r] + tab[0] * c] (celort.h) */
         int v = celo_clplan_vec_src(P, j), t = celo_clplan_ftab(P, x->dom);
-        if (G->vec)
+        if (x->dom == CELO_MAT) /* MAT drops the last axis on every shape (tab[0] = 0): one value per row */
+            snprintf(s, 96, G->vec ? "((float8)(b%d[b%d[1 + r]]))" : "b%d[b%d[1 + r]]", v, t);
+        else if (G->vec)
             snprintf(s, 96, "(b%d[0] ? vload8(0, b%d + b%d[1 + r] + c) : (float8)(b%d[b%d[1 + r]]))", t, v, t, v, t);
         else
             snprintf(s, 96, "b%d[b%d[1 + r] + b%d[0] * c]", v, t, t);

@@ -134,6 +134,36 @@ static int kept(const celo_state *st, int from, int to, int *ax, int64_t *size, 
     return m;
 }
 
+/* The sum of the elements of an element value into a factored domain, row by row through its table: a row whose
+ * values all meet in one (tab[0] = 0) is summed on its own (four interleaved accumulators, combined in a fixed
+ * order) and then added; else each element adds into its own value. The order is fixed by the shape alone, and
+ * every back end reduces through this function. */
+static void sum_rows(const celo_state *st, const int32_t *tab, const float *src, double *acc)
+{
+    int64_t R = st->R, C = st->C;
+    for (int64_t r = 0; r < R; r++) {
+        const float *x = src + r * C;
+        double *a = acc + tab[1 + r];
+        if (tab[0]) {
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++)
+                a[c] += x[c];
+            continue;
+        }
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int64_t c = 0;
+        for (; c + 4 <= C; c += 4) {
+            s0 += x[c];
+            s1 += x[c + 1];
+            s2 += x[c + 2];
+            s3 += x[c + 3];
+        }
+        for (; c < C; c++)
+            s0 += x[c];
+        *a += (s0 + s1) + (s2 + s3);
+    }
+}
+
 void celo_fac_reduce(const celo_state *st, int from, int to, int op, const float *src, float *out, double *acc)
 {
     int ax[8], m;
@@ -142,6 +172,10 @@ void celo_fac_reduce(const celo_state *st, int from, int to, int op, const float
     double id = op == CELO_OP_SUM ? 0.0 : -INFINITY;
     for (int64_t q = 0; q < tlen; q++)
         acc[q] = id;
+    if (from == CELO_ELEM && op == CELO_OP_SUM && celo_dom_is_fac(to) && st->ftab[to - CELO_FROW]) {
+        sum_rows(st, st->ftab[to - CELO_FROW], src, acc);
+        len = 0;
+    }
     for (int64_t q = 0; q < len; q++) {
         double e = src[q];
         if (op == CELO_OP_SUM)

@@ -224,7 +224,7 @@ static void analyse(cg *g, passinfo *pi)
             add_arg(pi, 1, g->ptr);
         else if (x->op == CELO_OP_STATE)
             add_arg(pi, 2 + x->aux, g->ptr);
-        else if (x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED))
+        if (x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED)) /* an input too, staged for a factored mean */
             add_arg(pi, 2 + P->nstate + j, g->ptr);
         int ops[3] = {x->a, x->b, x->c};
         if ((x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED)) && x->pass < pi->k)

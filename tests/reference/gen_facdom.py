@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Reference data for the factored domains: tests/facdom/facdom.celo (mean_d0, mean_d1, mean_last2 and a state slot
-in each of FROW, FCOL, FBAT, MAT).
+"""Reference data for the factored domains: tests/facdom/facdom.celo (rule facdom: mean_d0, mean_d1, mean_last2 and a
+state slot in each of FROW, FCOL, FBAT, MAT; rule facdom_inputs: the factored means of g, p and an element-wise
+state slot, which the passes store as they read them).
 
     python3 tests/reference/gen_facdom.py      # (re)writes tests/golden/facdom/ and tests/golden/facdom.txt
 
@@ -25,6 +26,8 @@ RULE = os.path.join("tests", "facdom", "facdom.celo")
 SHAPES = [(1,), (37,), (8, 8), (4, 9), (9, 4), (3, 6, 6), (6, 2, 6), (4, 4, 4), (6, 6, 3), (3, 5, 7), (5, 33, 40)]
 STEPS = 5
 HP = {"lr": 1e-2, "b": 0.9, "wd": 0.1}
+HP_INPUTS = {"lr": 1e-2}
+SHAPES_INPUTS = [(37,), (4, 9), (6, 2, 6), (5, 33, 40)]
 f32, f64 = np.float32, np.float64
 
 
@@ -95,6 +98,24 @@ def run(p0, grads):
     return p.astype(f32)
 
 
+def run_inputs(p0, grads):
+    """facdom_inputs: factored means of g, p and an element-wise state slot"""
+    shape = p0.shape
+    d0, d1 = axes(shape)
+    lr32 = f32(f32(HP_INPUTS["lr"]))
+    p = p0.copy()
+    vr = vc = ms = ve = f32(0)
+    es = np.ones(shape, f32)
+    for g in grads:
+        vr = V(V(0.9 * f64(vr)).astype(f64) + V(0.1 * vmean(g, d0).astype(f64)).astype(f64))
+        vc = V(V(0.9 * f64(vc)).astype(f64) + V(0.1 * vmean(p, d1).astype(f64)).astype(f64))
+        ve = vmean(es, d0)
+        es = g
+        ms = V(V(0.5 * f64(ms)).astype(f64) + mean_last2(g).astype(f64))
+        p = p - lr32 * (((g + vr * vc) + ms) + ve)
+    return p.astype(f32)
+
+
 def main():
     rng = np.random.default_rng(20261206)
     d = os.path.join(GOLDEN, "facdom")
@@ -113,6 +134,20 @@ def main():
             for k, v in HP.items():
                 f.write(f"{k}={v!r}\n")
         lines.append(f"facdom facdom {name} {RULE}\n")
+    d = os.path.join(GOLDEN, "facdom_inputs")
+    for shape in SHAPES_INPUTS:
+        name = "x".join(str(s) for s in shape)
+        p0 = rng.standard_normal(shape).astype(f32)
+        grads = rng.standard_normal((STEPS,) + shape).astype(f32)
+        sd = os.path.join(d, name)
+        os.makedirs(sd, exist_ok=True)
+        np.save(os.path.join(sd, "p0.npy"), p0)
+        np.save(os.path.join(sd, "grads.npy"), grads)
+        np.save(os.path.join(sd, "out.npy"), run_inputs(p0, grads))
+        with open(os.path.join(sd, "set"), "w") as f:
+            for k, v in HP_INPUTS.items():
+                f.write(f"{k}={v!r}\n")
+        lines.append(f"facdom_inputs facdom_inputs {name} {RULE}\n")
     with open(os.path.join(GOLDEN, "facdom.txt"), "w") as f:
         f.writelines(lines)
 

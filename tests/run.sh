@@ -372,7 +372,8 @@ fi
 
 # ---- factored domains (tests/facdom/): the factored rule in a train block, stopped at step 100 and resumed, equals
 # the uninterrupted run bit for bit (its FROW/FCOL/FBAT/MAT slots go into the checkpoint and come back), on llvm
-# and opencl; its numbers against NumPy are in the golden tier (tests/golden/facdom.txt), threads in unit ----
+# and opencl, and so does its built binary; its numbers against NumPy are in the golden tier
+# (tests/golden/facdom.txt), threads in unit ----
 if want facdom; then
     FT="$(pwd)/tests/facdom/train.celo" FA="$(pwd)/$CELO"
     st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
@@ -388,6 +389,14 @@ if want facdom; then
         then ok "facdom $be: --set steps=100 then --resume == uninterrupted, bit for bit (curve and final weights)"
         else bad "facdom $be resume: $(head -c 300 "$TMP/err")"; fi
     done
+    # a built binary (the rule's passes as object code, the runtime's tables) gives celo run's numbers
+    mkdir -p "$TMP/fac_bin"
+    if $CELO build tests/facdom/train.celo -o "$TMP/fac_exe" 2>"$TMP/err" &&
+        (cd "$TMP/fac_bin" && "$TMP/fac_exe" --quiet) 2>>"$TMP/err" &&
+        cmp -s <(cut -d, -f1-4 "$TMP/fac_full_llvm/runs/fac.csv") <(cut -d, -f1-4 "$TMP/fac_bin/runs/fac.csv") &&
+        cmp -s <(st_data "$TMP/fac_full_llvm/runs/fac.safetensors") <(st_data "$TMP/fac_bin/runs/fac.safetensors")
+    then ok "facdom celo build == celo run, bit for bit (curve and final weights)"
+    else bad "facdom build: $(head -c 300 "$TMP/err")"; fi
 fi
 
 # ---- pipelines: celo run / celo build agree, a killed run resumes exactly, bad runs stop with a clear line ----

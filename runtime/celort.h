@@ -129,7 +129,8 @@ typedef struct {
  *         table of factored domain d (celo_state.ftab[d], int32 data behind the float pointer).
  *         Factored tables: every factored domain indexes element i (row r = i / C, column c = i % C) as
  *         tab[1 + r] + tab[0] * c: removing axes from a C-order index either keeps the last axis (tab[0] = 1, the
- *         column adds) or drops it (tab[0] = 0), and the rest depends on the row only (tab[1 + r]).
+ *         column adds) or drops it (tab[0] = 0), and the rest depends on the row only (tab[1 + r]). MAT always
+ *         drops it (tab[0] = 0 on every shape); the others depend on the shape.
  *   sc:   sc[n] = value of HOST or SCALAR node n, as float.
  *   part: part[n] = this chunk's partial of reduction node n computed by this pass (1 double for SCALAR,
  *         R for ROW, C for COL); the runtime fills identities (0 for SUM, -inf for MAXR) and combines chunks.
@@ -175,7 +176,7 @@ typedef struct celo_program {
 /* A reduction that an element pass computes as partials (kernel ABI: part): SUM or MAXR of an element-wise value
  * into SCALAR, ROW or COL. The factored means of an element value (SUM into FROW or FCOL) are not: the pass
  * stages their operand (CELO_FLAG_STAGED, or an ORTHO's buffer) and the runtime reduces the staged values after
- * the pass, in element order (celo_eval_small). */
+ * the pass, in a fixed order that depends on the shape alone (celo_eval_small, runtime/facdom.c). */
 static inline int celo_is_pass_reduction(const celo_program *P, const celo_node *x)
 {
     return (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && P->nodes[x->a].dom == CELO_ELEM &&

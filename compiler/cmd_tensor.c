@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include "../runtime/backend.h"
+#include "../runtime/facdom.h"
 #include "backend.h"
 #include "diag.h"
 #include "opencl.h"
@@ -44,6 +45,17 @@ static int write_state(const celo_state *st, const char *dir)
             nd = 1;
             shp[0] = st->C;
             break;
+        case CELO_FROW:
+        case CELO_FCOL:
+        case CELO_FBAT:
+        case CELO_MAT: { /* the axes the domain keeps */
+            unsigned rm = celo_fac_removed(st, P->state[s].dom);
+            nd = 0;
+            for (int a = 0; a < st->ndim; a++)
+                if (!(rm >> a & 1))
+                    shp[nd++] = st->shape[a];
+            break;
+        }
         default: nd = 0; break;
         }
         if (celo_npy_write(path, st->slot[s], nd, shp, err, sizeof err))

@@ -144,6 +144,19 @@ void rule_fuse(rule *r)
             npass = avail[outs[k]] + 1;
     free(avail);
     stage_costly(r, npass);
+    /* A factored mean of an element value (SUM into FROW or FCOL) is reduced by the runtime after its pass from
+     * the staged operand (celort.h, celo_is_pass_reduction): the pass stores it. One staged value feeds every mean
+     * of it. */
+    for (int i = 0; i < nn; i++) {
+        celo_node *x = &n[i];
+        if (!is_reduce(x->op) || n[x->a].dom != CELO_ELEM || !celo_dom_is_fac(x->dom))
+            continue;
+        celo_node *a = &n[x->a];
+        if (is_matrix(a->op) || ((a->flags & CELO_FLAG_STAGED) && a->pass <= x->pass))
+            continue; /* already stored by then */
+        a->flags |= CELO_FLAG_STAGED;
+        a->pass = x->pass;
+    }
     r->passes = calloc((size_t)npass, sizeof *r->passes);
     for (int k = 0; k < npass; k++)
         r->passes[k].id = k + 1;
@@ -151,7 +164,7 @@ void rule_fuse(rule *r)
     r->prog.passes = r->passes;
 }
 
-static const char *dom_name[] = {"host", "scalar", "row", "col", "elem"};
+static const char *dom_name[] = {"host", "scalar", "row", "col", "elem", "frow", "fcol", "fbat", "mat"};
 
 static void print_node(const rule *r, int i, FILE *out)
 {
@@ -177,6 +190,7 @@ static void print_node(const rule *r, int i, FILE *out)
         break;
     }
     case CELO_OP_STATE: fprintf(out, " %s", r->state[x->aux].name); break;
+    case CELO_OP_DLEN: fprintf(out, " %s", dom_name[x->aux]); break;
     case CELO_OP_ORTHO:
         fprintf(out, " %%%d steps=%d   (staged by this pass, orthogonalized with OpenBLAS after it)", x->a, x->aux);
         break;
@@ -188,7 +202,12 @@ static void print_node(const rule *r, int i, FILE *out)
         if (x->c >= 0)
             fprintf(out, ", %%%d", x->c);
     }
-    if (x->flags & CELO_FLAG_STAGED)
+    int facop = 0; /* the operand of a factored mean, which the runtime reduces after the pass */
+    for (int j = i + 1; j < r->prog.nnodes && (x->flags & CELO_FLAG_STAGED); j++)
+        facop |= is_reduce(r->nodes[j].op) && celo_dom_is_fac(r->nodes[j].dom) && r->nodes[j].a == i;
+    if (facop)
+        fprintf(out, "   (stored by this pass for the factored means after it)");
+    else if (x->flags & CELO_FLAG_STAGED)
         fprintf(out, "   (stored by this pass, loaded by later ones)");
     fputc('\n', out);
 }
@@ -232,7 +251,7 @@ void rule_dump(const rule *r, FILE *out)
             for (int i = 0; i < P->nnodes; i++) {
                 const celo_node *x = &r->nodes[i];
                 int show = 0;
-                if (is_reduce(x->op) && r->nodes[x->a].dom == CELO_ELEM)
+                if (celo_is_pass_reduction(&r->prog, x))
                     show = x->pass == k;
                 else if (is_matrix(x->op))
                     show = x->pass == k;
@@ -245,7 +264,7 @@ void rule_dump(const rule *r, FILE *out)
         int any = 0;
         for (int i = 0; i < P->nnodes; i++) {
             const celo_node *x = &r->nodes[i];
-            int red_elem = is_reduce(x->op) && r->nodes[x->a].dom == CELO_ELEM;
+            int red_elem = celo_is_pass_reduction(&r->prog, x);
             if (x->dom != CELO_HOST && x->dom != CELO_ELEM && !red_elem && x->pass == k) {
                 if (!any)
                     fprintf(out, "%s:\n",

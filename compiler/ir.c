@@ -52,13 +52,28 @@ const ir_opinfo *ir_op(int op)
     return op >= 0 && op < CELO_OP_COUNT_ ? &ops[op] : &unknown;
 }
 
+/* a <= b: a value of domain a can be read in domain b (celort.h: SCALAR below everything, FBAT below FROW and FCOL,
+ * MAT below ROW, everything below ELEM) */
+static int dom_le(celo_domain a, celo_domain b)
+{
+    if (a == b || b == CELO_ELEM || a == CELO_HOST)
+        return 1;
+    if (a == CELO_SCALAR)
+        return b != CELO_HOST;
+    if (a == CELO_FBAT)
+        return b == CELO_FROW || b == CELO_FCOL;
+    if (a == CELO_MAT)
+        return b == CELO_ROW;
+    return 0;
+}
+
 celo_domain dom_join(celo_domain a, celo_domain b)
 {
-    if (a == b)
+    if (dom_le(a, b))
+        return b;
+    if (dom_le(b, a))
         return a;
-    if ((a == CELO_ROW && b == CELO_COL) || (a == CELO_COL && b == CELO_ROW))
-        return CELO_ELEM;
-    return a > b ? a : b;
+    return CELO_ELEM;
 }
 
 void ir_init(irbuild *b)

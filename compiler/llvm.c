@@ -133,15 +133,22 @@ static LLVMValueRef emit_op(cg *g, celo_op op, LLVMValueRef a, LLVMValueRef b, L
 
 static int is_elem_red(const celo_program *P, const celo_node *x)
 {
-    return ir_op(x->op)->kind == IR_REDUCE && P->nodes[x->a].dom == CELO_ELEM;
+    return celo_is_pass_reduction(P, x);
+}
+
+/* The pointer-table entry of factored domain dom's table (celort.h) */
+static int ftab_src(const celo_program *P, int dom)
+{
+    return 2 + P->nstate + P->nnodes + dom - CELO_FROW;
 }
 
 /* What pass k touches, decided once: which nodes it computes, which buffers and scalars it reads. */
 typedef struct {
     const celo_program *P;
     int k, final, nested;
-    char *comp; /* ELEM nodes computed in the loop */
-    int *arg;   /* node/buffer -> argument number of the body, -1 if absent */
+    int fac[CELO_NFDOM]; /* the factored domains it reads */
+    char *comp;          /* ELEM nodes computed in the loop */
+    int *arg;            /* node/buffer -> argument number of the body, -1 if absent */
     int nargs;
     LLVMTypeRef argty[1024];
     int argsrc[1024]; /* what the entry passes: >= 0 ptr index, <= -1000: sc node (-1000 - j), -(1 + j) part */
@@ -196,6 +203,8 @@ static void analyse(cg *g, passinfo *pi)
         const celo_node *x = &P->nodes[j];
         if ((is_elem_red(P, x) || x->op == CELO_OP_ORTHO) && x->pass == pi->k)
             need(pi, x->a);
+        if ((x->flags & CELO_FLAG_STAGED) && x->pass == pi->k && x->dom == CELO_ELEM)
+            need(pi, j); /* the operand of a factored mean, reduced by the runtime after the pass */
     }
     if (pi->final) {
         if (P->p_value >= 0)
@@ -215,7 +224,7 @@ static void analyse(cg *g, passinfo *pi)
             add_arg(pi, 1, g->ptr);
         else if (x->op == CELO_OP_STATE)
             add_arg(pi, 2 + x->aux, g->ptr);
-        else if (x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED))
+        if (x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED)) /* an input too, staged for a factored mean */
             add_arg(pi, 2 + P->nstate + j, g->ptr);
         int ops[3] = {x->a, x->b, x->c};
         if ((x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED)) && x->pass < pi->k)
@@ -225,9 +234,13 @@ static void analyse(cg *g, passinfo *pi)
             if (o < 0)
                 continue;
             const celo_node *y = &P->nodes[o];
-            if (y->dom == CELO_ROW || y->dom == CELO_COL) {
+            if (celo_dom_is_vec(y->dom)) {
                 add_arg(pi, vec_src(P, o), g->ptr);
                 pi->nested = 1;
+                if (celo_dom_is_fac(y->dom)) {
+                    add_arg(pi, ftab_src(P, y->dom), g->ptr);
+                    pi->fac[y->dom - CELO_FROW] = 1;
+                }
             } else if ((y->dom == CELO_HOST || y->dom == CELO_SCALAR) && y->op != CELO_OP_CONST)
                 add_arg(pi, -1000 - o, g->f32);
         }
@@ -245,9 +258,13 @@ static void analyse(cg *g, passinfo *pi)
                 outs[no++] = P->state[s].value;
         for (int q = 0; q < no; q++) {
             const celo_node *y = &P->nodes[outs[q]];
-            if (y->dom == CELO_ROW || y->dom == CELO_COL) {
+            if (celo_dom_is_vec(y->dom)) {
                 add_arg(pi, vec_src(P, outs[q]), g->ptr);
                 pi->nested = 1;
+                if (celo_dom_is_fac(y->dom)) {
+                    add_arg(pi, ftab_src(P, y->dom), g->ptr);
+                    pi->fac[y->dom - CELO_FROW] = 1;
+                }
             } else if (y->dom != CELO_ELEM && y->op != CELO_OP_CONST)
                 add_arg(pi, -1000 - outs[q], g->f32);
         }
@@ -267,6 +284,7 @@ static void analyse(cg *g, passinfo *pi)
 typedef struct {
     LLVMValueRef *v; /* value of each node at the current element */
     LLVMValueRef fn, r, c, i, C;
+    LLVMValueRef fbase[CELO_NFDOM], fflag[CELO_NFDOM]; /* factored tables: this row's base, the column flag */
 } loopctx;
 
 static LLVMValueRef argv_(loopctx *lc, const passinfo *pi, int src)
@@ -293,6 +311,18 @@ static LLVMValueRef value_of(cg *g, const passinfo *pi, loopctx *lc, int j)
     case CELO_COL:
         return LLVMBuildLoad2(g->b, g->f32,
                               gep(g, g->f32, argv_(lc, pi, vec_src(P, j)), x->dom == CELO_ROW ? lc->r : lc->c), "");
+    case CELO_FROW:
+    case CELO_FCOL:
+    case CELO_FBAT:
+    case CELO_MAT: { /* vec[tab[1 + r] + tab[0] * c], the row's part loaded once per row */
+        int d = x->dom - CELO_FROW;
+        /* MAT drops the last axis on every shape (tab[0] = 0): one value per row, like ROW */
+        LLVMValueRef idx =
+            x->dom == CELO_MAT
+                ? lc->fbase[d]
+                : LLVMBuildSelect(g->b, lc->fflag[d], LLVMBuildNSWAdd(g->b, lc->fbase[d], lc->c, ""), lc->fbase[d], "");
+        return LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, vec_src(P, j)), idx), "");
+    }
     default: return lc->v[j];
     }
 }
@@ -308,11 +338,16 @@ static void emit_element(cg *g, const passinfo *pi, loopctx *lc, LLVMValueRef *a
             continue;
         LLVMValueRef v;
         switch (x->op) {
-        case CELO_OP_P: v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 0), lc->i), "p"); break;
-        case CELO_OP_G: v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 1), lc->i), "g"); break;
-        case CELO_OP_STATE:
-            v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 2 + x->aux), lc->i), "s");
+        case CELO_OP_P:
+        case CELO_OP_G:
+        case CELO_OP_STATE: {
+            int src = x->op == CELO_OP_P ? 0 : x->op == CELO_OP_G ? 1 : 2 + x->aux;
+            v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, src), lc->i), "in");
+            /* an input staged for a factored mean (fuse.c) */
+            if ((x->flags & CELO_FLAG_STAGED) && x->pass == pi->k)
+                LLVMBuildStore(g->b, v, gep(g, g->f32, argv_(lc, pi, 2 + P->nstate + j), lc->i));
             break;
+        }
         case CELO_OP_ORTHO:
             if (x->pass < pi->k)
                 v = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, 2 + P->nstate + j), lc->i), "o");
@@ -602,6 +637,15 @@ static void emit_pass(cg *g, const rule *r, int k)
             both[nb++] = sred[q];
         for (int q = 0; q < nrred; q++)
             both[nb++] = rred[q];
+        for (int d = 0; d < CELO_NFDOM; d++) {
+            if (!pi.fac[d])
+                continue;
+            LLVMValueRef tab = argv_(&lc, &pi, ftab_src(P, CELO_FROW + d));
+            LLVMValueRef rb = LLVMBuildNSWAdd(g->b, R.iv, one, "");
+            lc.fbase[d] = LLVMBuildSExt(g->b, LLVMBuildLoad2(g->b, g->i32, gep(g, g->i32, tab, rb), "fb"), g->i64, "");
+            lc.fflag[d] =
+                LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildLoad2(g->b, g->i32, tab, "ff"), LLVMConstInt(g->i32, 0, 0), "");
+        }
         loop Cl;
         loop_begin(g, &Cl, body, cb, ce, nb, both, acc, "cols");
         lc.r = R.iv;

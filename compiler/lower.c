@@ -151,14 +151,14 @@ static int lower_expr(lctx *L, const expr *e);
 static int reserved(const char *nm);
 
 /* ---- builtin functions: the ops the table names (fn in runtime/ops.def), and these compositions of ops ---- */
-typedef enum { BI_OP, BI_CLIP, BI_LERP, BI_SQUARE, BI_RED } bikind;
+typedef enum { BI_OP, BI_CLIP, BI_LERP, BI_SQUARE, BI_RED, BI_FAC } bikind;
 typedef struct {
     const char *name;
     bikind kind;
     int nargs;
     celo_op op;      /* BI_OP: the op; BI_RED: SUM or MAXR */
     celo_domain dom; /* reductions: target domain */
-    int mean;        /* reductions: 1 mean, 2 rms, 3 norm, 4 maxabs, 5 amin */
+    int mean;        /* reductions: 1 mean, 2 rms, 3 norm, 4 maxabs, 5 amin; BI_FAC: 0 d0, 1 d1, 2 last two */
 } builtin;
 
 static const builtin composed[] = {
@@ -178,6 +178,9 @@ static const builtin composed[] = {
     {"col_sum", BI_RED, 1, CELO_OP_SUM, CELO_COL, 0},
     {"col_mean", BI_RED, 1, CELO_OP_SUM, CELO_COL, 1},
     {"col_max", BI_RED, 1, CELO_OP_MAXR, CELO_COL, 0},
+    {"mean_d0", BI_FAC, 1, CELO_OP_SUM, CELO_FROW, 0},
+    {"mean_d1", BI_FAC, 1, CELO_OP_SUM, CELO_FCOL, 1},
+    {"mean_last2", BI_FAC, 1, CELO_OP_SUM, CELO_MAT, 2},
 };
 #define NCOMPOSED ((int)(sizeof composed / sizeof composed[0]))
 #define NBUILTIN  (CELO_OP_COUNT_ + NCOMPOSED) /* at most */
@@ -215,6 +218,64 @@ static int builtin_names(const char **names)
 static int N(lctx *L, celo_op op, int a, int b, int c)
 {
     return ir_node(L->ir, op, a, b, c, 0, 0);
+}
+
+/* The mean of x over the values of domain `from` that meet in each value of domain `to`: SUM into `to` divided by
+ * the count dlen(from) / dlen(to) (a per-tensor value, exact in double). */
+static int fac_mean(lctx *L, int x, celo_domain from, celo_domain to)
+{
+    int r = ir_node(L->ir, CELO_OP_SUM, x, -1, -1, 0, to);
+    int cnt = N(L, CELO_OP_DIV, ir_node(L->ir, CELO_OP_DLEN, -1, -1, -1, (int)from, 0),
+                ir_node(L->ir, CELO_OP_DLEN, -1, -1, -1, (int)to, 0), -1);
+    return N(L, CELO_OP_DIV, r, cnt, -1);
+}
+
+/* mean_d0, mean_d1, mean_last2 (docs/language.md, "Factored statistics"). A value already constant along the
+ * axes (host, per-tensor, or a factored domain without them) is its own mean. mean_d0 / mean_d1 of an element
+ * value are reduced by the runtime from the value its pass stages (fuse.c); mean_last2 of an element value is a
+ * row mean (a native reduction of every back end) followed by a mean of the rows of each matrix between passes. */
+static int lower_fac(lctx *L, const builtin *bi, int x, const expr *src)
+{
+    celo_domain d = ir_dom(L->ir, x);
+    if (d == CELO_HOST || d == CELO_SCALAR)
+        return x;
+    switch (bi->mean) {
+    case 0:
+        if (d == CELO_FROW || d == CELO_FBAT)
+            return x;
+        if (d == CELO_ELEM)
+            return fac_mean(L, x, CELO_ELEM, CELO_FROW);
+        if (d == CELO_FCOL)
+            return fac_mean(L, x, CELO_FCOL, CELO_FBAT);
+        break;
+    case 1:
+        if (d == CELO_FCOL || d == CELO_FBAT)
+            return x;
+        if (d == CELO_ELEM)
+            return fac_mean(L, x, CELO_ELEM, CELO_FCOL);
+        if (d == CELO_FROW)
+            return fac_mean(L, x, CELO_FROW, CELO_FBAT);
+        break;
+    default:
+        if (d == CELO_MAT)
+            return x;
+        if (d == CELO_ELEM) { /* row_mean(x), the same nodes */
+            x = N(L, CELO_OP_DIV, ir_node(L->ir, CELO_OP_SUM, x, -1, -1, 0, CELO_ROW), N(L, CELO_OP_NCOLS, -1, -1, -1),
+                  -1);
+            d = CELO_ROW;
+        }
+        if (d == CELO_ROW)
+            return fac_mean(L, x, CELO_ROW, CELO_MAT);
+        break;
+    }
+    static const char *what[] = {
+        [CELO_ROW] = "a per-row",  [CELO_COL] = "a per-column",       [CELO_FROW] = "a mean_d0",
+        [CELO_FCOL] = "a mean_d1", [CELO_FBAT] = "a mean_d0/mean_d1", [CELO_MAT] = "a mean_last2"};
+    ERR(L, src->sp, "'%s' of %s value is not supported (it takes an element-wise value%s)", bi->name, what[d],
+        bi->mean == 0   ? " or a mean_d1"
+        : bi->mean == 1 ? " or a mean_d0"
+                        : " or a per-row value");
+    return -1;
 }
 
 /* ---- name lookup ---- */
@@ -681,8 +742,14 @@ static int lower_call(lctx *L, const expr *e)
     case BI_SQUARE: return N(L, CELO_OP_MUL, x[0], x[0], -1);
     case BI_CLIP: return N(L, CELO_OP_MIN, N(L, CELO_OP_MAX, x[0], x[1], -1), x[2], -1);
     case BI_LERP: return N(L, CELO_OP_ADD, x[0], N(L, CELO_OP_MUL, x[2], N(L, CELO_OP_SUB, x[1], x[0], -1), -1), -1);
+    case BI_FAC: return lower_fac(L, &bi, x[0], av[0]);
     case BI_RED: {
         int v = x[0];
+        if (celo_dom_is_fac(ir_dom(L->ir, v)) && bi.dom != CELO_SCALAR) {
+            ERR(L, av[0]->sp, "'%s' of a factored value (from mean_d0, mean_d1 or mean_last2) is not supported",
+                bi.name);
+            return -1;
+        }
         if (bi.mean == 2 || bi.mean == 3)
             v = N(L, CELO_OP_MUL, v, v, -1);
         else if (bi.mean == 4)

@@ -95,6 +95,19 @@ static const char *value_of(gen *G, int j)
         else
             snprintf(s, 96, "b%d[c]", celo_clplan_vec_src(P, j));
         return s;
+    case CELO_FROW:
+    case CELO_FCOL:
+    case CELO_FBAT:
+    case CELO_MAT: { /* vec[tab[1 + r] + tab[0] * c] (celort.h) */
+        int v = celo_clplan_vec_src(P, j), t = celo_clplan_ftab(P, x->dom);
+        if (x->dom == CELO_MAT) /* MAT drops the last axis on every shape (tab[0] = 0): one value per row */
+            snprintf(s, 96, G->vec ? "((float8)(b%d[b%d[1 + r]]))" : "b%d[b%d[1 + r]]", v, t);
+        else if (G->vec)
+            snprintf(s, 96, "(b%d[0] ? vload8(0, b%d + b%d[1 + r] + c) : (float8)(b%d[b%d[1 + r]]))", t, v, t, v, t);
+        else
+            snprintf(s, 96, "b%d[b%d[1 + r] + b%d[0] * c]", v, t, t);
+        return s;
+    }
     default: snprintf(s, 96, "v%d", j); return s;
     }
 }
@@ -206,6 +219,12 @@ static void emit_body(sbuf *b, gen *G, const char *ind)
                 sb_printf(b, "%sconst float8 v%d = vload8(0, b%d + i);\n", ind, j, src);
             else
                 sb_printf(b, "%sconst float v%d = b%d[i];\n", ind, j, src);
+            if (src < 2 + ns && (x->flags & CELO_FLAG_STAGED) && x->pass == pi->k) { /* for a factored mean */
+                if (vec)
+                    sb_printf(b, "%svstore8(v%d, 0, b%d + i);\n", ind, j, 2 + ns + j);
+                else
+                    sb_printf(b, "%sb%d[i] = v%d;\n", ind, 2 + ns + j, j);
+            }
             continue;
         }
         sb_printf(b, "%sconst %s v%d = ", ind, ty, j);
@@ -291,6 +310,8 @@ static int is_stream(const celo_program *P, int idx)
         return 1;
     if (idx < 2 + P->nstate)
         return P->state[idx - 2].dom == CELO_ELEM;
+    if (idx >= 2 + P->nstate + P->nnodes)
+        return 0; /* a factored table */
     return celo_clplan_staged(&P->nodes[idx - 2 - P->nstate]);
 }
 
@@ -306,6 +327,8 @@ static int writes_buf(const celo_program *P, const celo_clpass *pi, int idx)
     if (pi->final && idx >= 2 && idx < 2 + P->nstate && P->state[idx - 2].dom == CELO_ELEM &&
         P->state[idx - 2].value >= 0)
         return 1;
+    if (idx >= 2 + P->nstate + P->nnodes)
+        return 0; /* a factored table */
     if (idx >= 2 + P->nstate) {
         const celo_node *x = &P->nodes[idx - 2 - P->nstate];
         return celo_clplan_staged(x) && x->pass == pi->k;
@@ -407,7 +430,9 @@ static void emit_pass(sbuf *b, const celo_program *P, const celo_clpass *pi)
     sb_printf(b, "__kernel void celo_pass%d(const long n, const long R, const long C, const long per", pi->k);
     for (int a = 0; a < pi->nargs; a++) {
         const celo_clarg *ar = &pi->args[a];
-        if (ar->kind == CELO_CLARG_BUF)
+        if (ar->kind == CELO_CLARG_BUF && ar->idx >= 2 + P->nstate + P->nnodes)
+            sb_printf(b, ",\n    __global const int *restrict b%d", ar->idx); /* a factored table */
+        else if (ar->kind == CELO_CLARG_BUF)
             sb_printf(b, ",\n    __global %sfloat *restrict b%d", writes_buf(P, pi, ar->idx) ? "" : "const ", ar->idx);
         else if (ar->kind == CELO_CLARG_SC)
             sb_printf(b, ",\n    const float s%d", ar->idx);

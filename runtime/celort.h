@@ -28,7 +28,14 @@
  *   ROW    one value per row of the tensor viewed as a matrix [R, C] with C = the last dimension.
  *   COL    one value per column of that view.
  *   ELEM   one value per element.
- * A value may be used in any domain at least as large as its own (ROW and COL meet in ELEM).
+ * Factored domains (docs/language.md, "Factored statistics"): the tensor's shape with some axes removed, where d0 is
+ * its largest axis and d1 the second largest (a stable argsort of the sizes: ties go by axis index; for ndim <= 1
+ * d0 = 0 and FROW, FCOL, FBAT are one value):
+ *   FROW   the shape without d0;  FCOL  without d1;  FBAT  without d0 and d1;
+ *   MAT    without the last two axes (one value per matrix of the last two axes; one value for ndim <= 2).
+ * A value may be used in any domain at least as large as its own: SCALAR is below every other, FBAT below FROW and
+ * FCOL, MAT below ROW, everything below ELEM; any other two meet in ELEM (how FROW relates to ROW depends on the
+ * shape, which the compiler does not know).
  */
 #ifndef CELORT_H
 #define CELORT_H
@@ -58,7 +65,30 @@ enum {
 #include "ops.def"
 };
 
-typedef enum { CELO_HOST = 0, CELO_SCALAR, CELO_ROW, CELO_COL, CELO_ELEM } celo_domain;
+/* Appended after ELEM: compiled programs store these numbers. */
+typedef enum {
+    CELO_HOST = 0,
+    CELO_SCALAR,
+    CELO_ROW,
+    CELO_COL,
+    CELO_ELEM,
+    CELO_FROW,
+    CELO_FCOL,
+    CELO_FBAT,
+    CELO_MAT,
+    CELO_NDOM_
+} celo_domain;
+/* The factored domains FROW..MAT, numbered 0..3 for their tables (below). */
+enum { CELO_NFDOM = 4 };
+static inline int celo_dom_is_fac(int dom)
+{
+    return dom >= CELO_FROW && dom <= CELO_MAT;
+}
+/* A domain whose values are a vector of the tensor: ROW, COL and the factored ones. */
+static inline int celo_dom_is_vec(int dom)
+{
+    return dom == CELO_ROW || dom == CELO_COL || celo_dom_is_fac(dom);
+}
 
 enum { CELO_FLAG_STAGED = 1 };
 enum { CELO_COL_BLOCK = 16 };
@@ -93,9 +123,14 @@ typedef struct {
  * (n elements): the pass that computes them stores them there, later passes load them.
  *
  * Element-pass kernel ABI. One call processes elements [i0, i1) of a tensor whose [R, C] view has C columns.
- *   ptr:  ptr[0] = p, ptr[1] = g, ptr[2 + k] = storage of state slot k (ELEM, ROW, COL, or 1 float for SCALAR),
- *         ptr[2 + nstate + n] = scratch buffer of node n (ROW/COL vectors computed between passes, staged
- *         ORTHO values), NULL otherwise.
+ *   ptr:  ptr[0] = p, ptr[1] = g, ptr[2 + k] = storage of state slot k (ELEM, ROW, COL, a factored domain, or
+ *         1 float for SCALAR), ptr[2 + nstate + n] = scratch buffer of node n (vectors computed between passes,
+ *         staged ORTHO values), NULL otherwise; then ptr[2 + nstate + nnodes + d], d = dom - CELO_FROW, is the
+ *         table of factored domain d (celo_state.ftab[d], int32 data behind the float pointer).
+ *         Factored tables: every factored domain indexes element i (row r = i / C, column c = i % C) as
+ *         tab[1 + r] + tab[0] * c: removing axes from a C-order index either keeps the last axis (tab[0] = 1, the
+ *         column adds) or drops it (tab[0] = 0), and the rest depends on the row only (tab[1 + r]). MAT always
+ *         drops it (tab[0] = 0 on every shape); the others depend on the shape.
  *   sc:   sc[n] = value of HOST or SCALAR node n, as float.
  *   part: part[n] = this chunk's partial of reduction node n computed by this pass (1 double for SCALAR,
  *         R for ROW, C for COL); the runtime fills identities (0 for SUM, -inf for MAXR) and combines chunks.
@@ -155,6 +190,15 @@ typedef struct celo_program {
 /* celo_program.flags. READS_LOSS: the rule reads `loss`, the step's training loss, so every step needs
  * celo_state.loss set (has_loss); a step without it fails. */
 enum { CELO_PROG_READS_LOSS = 1 };
+/* A reduction that an element pass computes as partials (kernel ABI: part): SUM or MAXR of an element-wise value
+ * into SCALAR, ROW or COL. The factored means of an element value (SUM into FROW or FCOL) are not: the pass
+ * stages their operand (CELO_FLAG_STAGED, or an ORTHO's buffer) and the runtime reduces the staged values after
+ * the pass, in a fixed order that depends on the shape alone (celo_eval_small, runtime/facdom.c). */
+static inline int celo_is_pass_reduction(const celo_program *P, const celo_node *x)
+{
+    return (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && P->nodes[x->a].dom == CELO_ELEM &&
+           (x->dom == CELO_SCALAR || x->dom == CELO_ROW || x->dom == CELO_COL);
+}
 
 /* Per-tensor optimizer state: one contiguous buffer holding every slot of the tensor. */
 typedef struct celo_state {
@@ -173,6 +217,12 @@ typedef struct celo_state {
     char *name;         /* the tensor's name (owned; "" when none was given): what matches("…") searches */
     double loss;        /* the step's training loss, which a rule reads as `loss` (CELO_PROG_READS_LOSS) */
     int has_loss;       /* loss was set: a step of a rule that reads it fails without */
+    /* Factored domains (FROW, FCOL, FBAT, MAT): the axes d0 and d1, the length of every domain (values per
+     * domain: dlen[CELO_ELEM] = n), and for a program that uses a factored domain its tables, each 1 + R int32
+     * (the flag, then every row's base: see the kernel ABI above); NULL otherwise. Set by celo_state_new. */
+    int d0, d1;
+    int64_t dlen[CELO_NDOM_];
+    int32_t *ftab[CELO_NFDOM];
 } celo_state;
 
 celo_state *celo_state_new(const celo_program *prog, int ndim, const int64_t *shape);

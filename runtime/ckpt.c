@@ -3,6 +3,7 @@
  * and the atomic writer.
  */
 #include "ckpt.h"
+#include "facdom.h"
 
 #include "celort.h"
 #include "errmsg.h"
@@ -614,6 +615,17 @@ static int slot_shape(const celo_state *st, int s, int64_t *shape)
         return st->ndim;
     case CELO_ROW: shape[0] = st->R; return 1;
     case CELO_COL: shape[0] = st->C; return 1;
+    case CELO_FROW:
+    case CELO_FCOL:
+    case CELO_FBAT:
+    case CELO_MAT: { /* the axes the domain keeps (none: one value, stored as a scalar) */
+        unsigned rm = celo_fac_removed(st, st->prog->state[s].dom);
+        int k = 0;
+        for (int a = 0; a < st->ndim; a++)
+            if (!(rm >> a & 1))
+                shape[k++] = st->shape[a];
+        return k;
+    }
     default: return 0;
     }
 }

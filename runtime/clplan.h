@@ -9,7 +9,8 @@
  * in the plan, in order:
  *   CELO_CLARG_BUF  __global float buffer with the ABI pointer index idx (0 p, 1 g, 2 + s state slot s,
  *                   2 + nstate + j scratch of node j: a ROW/COL vector, or a staged value: ORTHO, or
- *                   a node with CELO_FLAG_STAGED, stored by pass x->pass and loaded by later passes)
+ *                   a node with CELO_FLAG_STAGED, stored by pass x->pass and loaded by later passes;
+ *                   2 + nstate + nnodes + d: the int32 table of factored domain CELO_FROW + d, celort.h)
  *   CELO_CLARG_SC   float: the value of HOST/SCALAR node idx
  *   CELO_CLARG_PART __global acc_t partials of the reduction node idx computed by this pass
  *   CELO_CLARG_SCBUF __constant float buffer: the pass's host/scalar values packed, in the order of pi->packed,
@@ -56,7 +57,20 @@ typedef struct {
 
 static inline int celo_clplan_is_red(const celo_program *P, const celo_node *x)
 {
-    return (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && P->nodes[x->a].dom == CELO_ELEM;
+    return celo_is_pass_reduction(P, x);
+}
+
+/* A factored mean of an element value: its pass stages the operand, the host reduces it (runtime/clrun.c). */
+static inline int celo_clplan_is_facred(const celo_program *P, const celo_node *x)
+{
+    return (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && P->nodes[x->a].dom == CELO_ELEM &&
+           celo_dom_is_fac(x->dom);
+}
+
+/* The buffer index of factored domain dom's table. */
+static inline int celo_clplan_ftab(const celo_program *P, int dom)
+{
+    return 2 + P->nstate + P->nnodes + dom - CELO_FROW;
 }
 
 /* The buffer a ROW/COL value is read from: its state slot, or the node's own scratch vector. */
@@ -107,8 +121,10 @@ static inline int celo_clplan_add(celo_clpass *pi, int kind, int idx)
 static inline int celo_clplan_use(const celo_program *P, celo_clpass *pi, int o)
 {
     const celo_node *y = &P->nodes[o];
-    if (y->dom == CELO_ROW || y->dom == CELO_COL) {
+    if (celo_dom_is_vec(y->dom)) {
         pi->nested = 1;
+        if (celo_dom_is_fac(y->dom) && celo_clplan_add(pi, CELO_CLARG_BUF, celo_clplan_ftab(P, y->dom)))
+            return -1;
         return celo_clplan_add(pi, CELO_CLARG_BUF, celo_clplan_vec_src(P, o));
     }
     if ((y->dom == CELO_HOST || y->dom == CELO_SCALAR) && y->op != CELO_OP_CONST)
@@ -170,6 +186,8 @@ static inline int celo_clpass_analyse(const celo_program *P, int k, celo_clpass 
         const celo_node *x = &P->nodes[j];
         if ((celo_clplan_is_red(P, x) || x->op == CELO_OP_ORTHO) && x->pass == k)
             celo_clplan_need(P, pi, x->a);
+        if ((x->flags & CELO_FLAG_STAGED) && x->pass == k && x->dom == CELO_ELEM)
+            celo_clplan_need(P, pi, j); /* the operand of a factored mean */
     }
     if (pi->final) {
         if (P->p_value >= 0)
@@ -188,7 +206,7 @@ static inline int celo_clpass_analyse(const celo_program *P, int k, celo_clpass 
             rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 1);
         else if (x->op == CELO_OP_STATE)
             rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 2 + x->aux);
-        else if (celo_clplan_staged(x))
+        if (celo_clplan_staged(x)) /* also an input staged for a factored mean */
             rc |= celo_clplan_add(pi, CELO_CLARG_BUF, 2 + P->nstate + j);
         if (celo_clplan_staged(x) && x->pass < k)
             continue;

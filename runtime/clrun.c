@@ -148,7 +148,7 @@ struct celo_cl_rule {
     int unified; /* the device shares memory with the host: g is wrapped, not copied */
     int accd;    /* partials are double */
     int64_t n, R, C, nwi, per;
-    int nbuf;     /* 2 + nstate + nnodes */
+    int nbuf;     /* 2 + nstate + nnodes + CELO_NFDOM (the factored tables) */
     cl_mem *buf;  /* by ABI pointer index; NULL when no kernel reads it */
     cl_mem *part; /* by node: reduction partials */
     int64_t *partlen;
@@ -345,11 +345,6 @@ static cl_program build_program(celo_cl_rule *r, const char *src, const char *op
 }
 
 /* ---- set-up ---- */
-static int64_t dom_len(int dom, int64_t n, int64_t R, int64_t C)
-{
-    return dom == CELO_ELEM ? n : dom == CELO_ROW ? R : dom == CELO_COL ? C : 1;
-}
-
 static size_t round_up(size_t x, size_t m)
 {
     return (x + m - 1) / m * m;
@@ -420,7 +415,16 @@ void celo_cl_rule_free(celo_cl_rule *r)
 
 static int is_vec_node(const celo_node *x)
 {
-    return (x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE;
+    return celo_dom_is_vec(x->dom) && x->op != CELO_OP_STATE;
+}
+
+/* Whether node j is the staged operand of a factored mean: the host reads it back after its pass. */
+static int is_facred_operand(const celo_program *P, int j)
+{
+    for (int i = j + 1; i < P->nnodes; i++)
+        if (celo_clplan_is_facred(P, &P->nodes[i]) && P->nodes[i].a == j)
+            return 1;
+    return 0;
 }
 
 celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const int64_t *shape, char *err,
@@ -448,7 +452,7 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
     r->n = r->st->n;
     r->R = r->st->R;
     r->C = r->st->C;
-    r->nbuf = 2 + ns + nn;
+    r->nbuf = 2 + ns + nn + CELO_NFDOM;
     r->buf = calloc((size_t)r->nbuf, sizeof *r->buf);
     r->part = calloc((size_t)nn + 1, sizeof *r->part);
     r->partlen = calloc((size_t)nn + 1, sizeof *r->partlen);
@@ -464,8 +468,8 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
     for (int s = 0; s < ns && !oom; s++)
         r->ptr[2 + s] = r->st->slot[s];
     for (int j = 0; j < nn && !oom; j++)
-        if (is_vec_node(&P->nodes[j])) {
-            int64_t len = dom_len(P->nodes[j].dom, r->n, r->R, r->C);
+        if (is_vec_node(&P->nodes[j]) || is_facred_operand(P, j)) {
+            int64_t len = is_vec_node(&P->nodes[j]) ? r->st->dlen[P->nodes[j].dom] : r->n;
             if (!(r->ptr[2 + ns + j] = calloc((size_t)len + 1, sizeof(float))))
                 oom = 1;
         }
@@ -649,16 +653,21 @@ celo_cl_rule *celo_cl_rule_new(const celo_program *P, char *src, int ndim, const
                 if (r->buf[idx] || (idx == 1 && r->unified))
                     continue;
                 int64_t len;
+                const void *init = NULL; /* a factored table: written once, here */
                 if (idx < 2)
                     len = n;
                 else if (idx < 2 + ns)
                     len = r->st->slotlen[idx - 2];
-                else {
+                else if (idx >= 2 + ns + nn) {
+                    len = R + 1;
+                    init = r->st->ftab[idx - 2 - ns - nn];
+                } else {
                     const celo_node *x = &P->nodes[idx - 2 - ns];
-                    len = celo_clplan_staged(x) ? n : dom_len(x->dom, n, R, C);
+                    len = celo_clplan_staged(x) ? n : r->st->dlen[x->dom];
                 }
-                r->buf[idx] = clCreateBuffer(r->ctx, idx == 1 ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE,
-                                             (size_t)(len > 0 ? len : 1) * sizeof(float), NULL, &e);
+                r->buf[idx] = clCreateBuffer(
+                    r->ctx, idx == 1 || init ? CL_MEM_READ_ONLY | (init ? CL_MEM_COPY_HOST_PTR : 0) : CL_MEM_READ_WRITE,
+                    (size_t)(len > 0 ? len : 1) * sizeof(float), (void *)init, &e);
                 if (e != CL_SUCCESS) {
                     r->buf[idx] = NULL;
                     celo_cl_rule_free(r);
@@ -721,8 +730,7 @@ static int upload_stage(celo_cl_rule *r, int k, char *err, size_t errlen)
     const celo_program *P = r->P;
     for (int j = 0; j < P->nnodes; j++) {
         const celo_node *x = &P->nodes[j];
-        if (is_vec_node(x) && x->pass == k &&
-            upload_vec(r, 2 + P->nstate + j, dom_len(x->dom, r->n, r->R, r->C), err, errlen))
+        if (is_vec_node(x) && x->pass == k && upload_vec(r, 2 + P->nstate + j, r->st->dlen[x->dom], err, errlen))
             return -1;
     }
     return 0;
@@ -833,6 +841,29 @@ static int orthogonalize_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
     return 0;
 }
 
+/* The operands of the factored means after pass k, read back for the host to reduce (celo_eval_small), as an
+ * orthogonalization reads its matrix. */
+static int facstage_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
+{
+    const celo_program *P = r->P;
+    for (int j = 0; j < P->nnodes; j++) {
+        const celo_node *x = &P->nodes[j];
+        if (!celo_clplan_is_facred(P, x) || x->pass != k || r->n == 0)
+            continue;
+        int a = x->a, idx = 2 + P->nstate + a;
+        int dup = 0; /* one read per staged value, however many means read it */
+        for (int i = 0; i < j; i++)
+            dup |= celo_clplan_is_facred(P, &P->nodes[i]) && P->nodes[i].pass == k && P->nodes[i].a == a;
+        if (dup || !r->buf[idx] || !r->ptr[idx])
+            continue;
+        cl_int e = clEnqueueReadBuffer(r->q, r->buf[idx], CL_TRUE, 0, (size_t)r->n * sizeof(float), r->ptr[idx], 0,
+                                       NULL, NULL);
+        if (e != CL_SUCCESS)
+            return CLFAIL(e, "clEnqueueReadBuffer");
+    }
+    return 0;
+}
+
 static int run_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
 {
     clpass *cp = &r->pass[k - 1];
@@ -933,7 +964,8 @@ static int step(celo_cl_rule *r, float *p, const float *g, const float *hp, int6
         return -1;
 
     for (int k = 1; k <= P->npass; k++) {
-        if (run_pass(r, k, err, errlen) || combine_pass(r, k, err, errlen) || orthogonalize_pass(r, k, err, errlen))
+        if (run_pass(r, k, err, errlen) || combine_pass(r, k, err, errlen) || orthogonalize_pass(r, k, err, errlen) ||
+            facstage_pass(r, k, err, errlen))
             return -1;
         for (int j = 0; j < nn; j++) {
             const celo_node *x = &P->nodes[j];

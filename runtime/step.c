@@ -6,6 +6,7 @@
  * computed after it; finally the non-element state is committed. */
 #include "celort.h"
 #include "tape.h"
+#include "facdom.h"
 
 #include <limits.h>
 #include <regex.h>
@@ -52,7 +53,7 @@ static float eval_opf(int op, float a, float b, float c)
 
 static int is_elem_reduction(const celo_program *P, const celo_node *x)
 {
-    return (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && P->nodes[x->a].dom == CELO_ELEM;
+    return celo_is_pass_reduction(P, x);
 }
 
 /* ---- state ---- */
@@ -137,15 +138,18 @@ celo_state *celo_state_new_named(const celo_program *P, int ndim, const int64_t 
     st->R = st->C ? st->n / st->C : 0;
     st->slot = calloc((size_t)P->nstate + 1, sizeof *st->slot);
     st->slotlen = calloc((size_t)P->nstate + 1, sizeof *st->slotlen);
+    if (celo_fac_init(st)) {
+        celo_state_free(st);
+        return NULL;
+    }
     int64_t total = 0;
     for (int s = 0; s < P->nstate; s++) {
-        st->slotlen[s] = dom_len(P->state[s].dom, st->n, st->R, st->C);
+        st->slotlen[s] = st->dlen[P->state[s].dom];
         total += (st->slotlen[s] + 15) & ~(int64_t)15; /* keep each slot 64-byte aligned */
     }
     if (posix_memalign((void **)&st->data, 64, (size_t)(total ? total : 16) * sizeof(float))) {
-        free(st->slot);
-        free(st->slotlen);
-        free(st);
+        st->data = NULL;
+        celo_state_free(st);
         return NULL;
     }
     int64_t off = 0;
@@ -179,7 +183,8 @@ static void scratch_free(scratch *s)
 
 int celo_state_copy(celo_state *dst, const celo_state *src)
 {
-    if (dst->prog != src->prog || dst->n != src->n || dst->R != src->R || dst->C != src->C)
+    if (dst->prog != src->prog || dst->n != src->n || dst->R != src->R || dst->C != src->C ||
+        memcmp(dst->dlen, src->dlen, sizeof dst->dlen))
         return -1;
     int64_t total = 0;
     for (int s = 0; s < src->prog->nstate; s++)
@@ -195,6 +200,7 @@ void celo_state_free(celo_state *st)
         return;
     scratch_free(st->scratch);
     free(st->name);
+    celo_fac_free(st);
     free(st->data);
     free(st->slot);
     free(st->slotlen);
@@ -275,7 +281,7 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
         const celo_node *x = &P->nodes[j];
         if (x->dom == CELO_HOST || x->dom == CELO_SCALAR)
             v[j] = sc[j];
-        else if (x->dom == CELO_ROW || x->dom == CELO_COL)
+        else if (celo_dom_is_vec(x->dom))
             rc[nrc++] = j;
         else
             el[nel++] = j;
@@ -294,7 +300,12 @@ static void interp_pass(const celo_program *P, int k, int64_t i0, int64_t i1, in
             int j = rc[q];
             const celo_node *x = &P->nodes[j];
             const float *vec = x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + ns + j];
-            v[j] = vec ? vec[x->dom == CELO_ROW ? r : c] : NAN;
+            if (x->dom == CELO_ROW || x->dom == CELO_COL) {
+                v[j] = vec ? vec[x->dom == CELO_ROW ? r : c] : NAN;
+            } else { /* factored: tab[1 + r] + tab[0] * c (celort.h) */
+                const int32_t *tab = (const int32_t *)(const void *)ptr[2 + ns + nn + x->dom - CELO_FROW];
+                v[j] = vec ? vec[tab[1 + r] + tab[0] * c] : NAN;
+            }
         }
         for (int q = 0; q < nel; q++) {
             int j = el[q];
@@ -366,7 +377,7 @@ static const float *small_vec(const celo_program *P, float *const *ptr, int j)
 /* Reduction (SUM or MAXR) of node a's values over q = 0..len-1, in order: a vector, or one broadcast value. */
 static double small_reduce(const celo_program *P, const double *val, float *const *ptr, int op, int a, int64_t len)
 {
-    int vec = P->nodes[a].dom == CELO_ROW || P->nodes[a].dom == CELO_COL;
+    int vec = celo_dom_is_vec(P->nodes[a].dom);
     const float *v = vec ? small_vec(P, ptr, a) : NULL;
     double acc = op == CELO_OP_SUM ? 0.0 : -INFINITY;
     if (op == CELO_OP_SUM) {
@@ -387,8 +398,8 @@ static double small_reduce(const celo_program *P, const double *val, float *cons
 
 /* Operand values of a block of a per-row/column node, as doubles: its vector, or one broadcast value. */
 enum { SMALL_BLOCK = 256 };
-static void small_operand(const celo_program *P, const double *val, float *const *ptr, int j, int64_t q0, int m,
-                          double *out)
+static void small_operand(const celo_program *P, const celo_state *st, int xdom, const double *val, float *const *ptr,
+                          int j, int64_t q0, int m, double *out)
 {
     if (j < 0) {
         for (int i = 0; i < m; i++)
@@ -396,11 +407,17 @@ static void small_operand(const celo_program *P, const double *val, float *const
         return;
     }
     int dom = P->nodes[j].dom;
-    if (dom == CELO_ROW || dom == CELO_COL) {
+    if (dom == xdom) {
         const float *v = small_vec(P, ptr, j) + q0;
 #pragma omp simd
         for (int i = 0; i < m; i++)
             out[i] = v[i];
+    } else if (celo_dom_is_vec(dom)) { /* a coarser vector (FBAT in FROW, MAT in ROW, ...): its value at each q */
+        const float *v = small_vec(P, ptr, j);
+        int64_t idx[SMALL_BLOCK];
+        celo_fac_map(st, xdom, dom, q0, m, idx);
+        for (int i = 0; i < m; i++)
+            out[i] = v[idx[i]];
     } else if (dom == CELO_HOST || dom == CELO_SCALAR) {
         for (int i = 0; i < m; i++)
             out[i] = val[j];
@@ -427,12 +444,17 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
         case CELO_OP_NUMEL: v = (double)st->n; break;
         case CELO_OP_NROWS: v = (double)R; break;
         case CELO_OP_NCOLS: v = (double)C; break;
+        case CELO_OP_DLEN: v = (double)st->dlen[x->aux]; break;
         case CELO_OP_SUM:
         case CELO_OP_MAXR: {
             /* reduction of a broadcast per-tensor/row/column value over all elements */
             const celo_node *a = &P->nodes[x->a];
             int64_t len = a->dom == CELO_ROW ? R : a->dom == CELO_COL ? C : 1;
             double rep = a->dom == CELO_ROW ? (double)C : a->dom == CELO_COL ? (double)R : (double)st->n;
+            if (celo_dom_is_fac(a->dom)) { /* each value stands for n / len elements */
+                len = st->dlen[a->dom];
+                rep = len ? (double)(st->n / len) : 0.0;
+            }
             double acc = small_reduce(P, val, ptr, x->op, x->a, len);
             v = x->op == CELO_OP_SUM ? acc * rep : acc;
             break;
@@ -446,7 +468,22 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
     if (x->op == CELO_OP_STATE)
         return; /* read from the slot directly */
     float *out = ptr[2 + P->nstate + j];
-    int64_t len = x->dom == CELO_ROW ? R : C;
+    int64_t len = st->dlen[x->dom];
+    if ((x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) && celo_dom_is_fac(x->dom)) {
+        /* a factored mean: of the element values the pass staged (or an ORTHO's buffer), or of a finer vector,
+         * in order (the compiler makes no other). Its doubles are the one allocation of a step: the vector is
+         * small next to the pass that staged it. */
+        const celo_node *a = &P->nodes[x->a];
+        const float *src = a->dom == CELO_ELEM ? ptr[2 + P->nstate + x->a] : small_vec(P, ptr, x->a);
+        double *acc = malloc((size_t)(len ? len : 1) * sizeof *acc);
+        if (!acc || !src) {
+            for (int64_t q = 0; q < len; q++)
+                out[q] = NAN;
+        } else
+            celo_fac_reduce(st, a->dom, x->dom, x->op, src, out, acc);
+        free(acc);
+        return;
+    }
     if (x->op == CELO_OP_SUM || x->op == CELO_OP_MAXR) {
         /* row reduction of a column value (or the reverse), or of a scalar: reduce the broadcast */
         const celo_node *a = &P->nodes[x->a];
@@ -471,9 +508,9 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
     for (int64_t q0 = 0; q0 < len; q0 += SMALL_BLOCK) {
         int m = len - q0 < SMALL_BLOCK ? (int)(len - q0) : SMALL_BLOCK;
         float *o = out + q0;
-        small_operand(P, val, ptr, x->a, q0, m, A);
-        small_operand(P, val, ptr, x->b, q0, m, B);
-        small_operand(P, val, ptr, x->c, q0, m, Cv);
+        small_operand(P, st, x->dom, val, ptr, x->a, q0, m, A);
+        small_operand(P, st, x->dom, val, ptr, x->b, q0, m, B);
+        small_operand(P, st, x->dom, val, ptr, x->c, q0, m, Cv);
         switch (x->op) {
         case CELO_OP_ADD:
 #pragma omp simd
@@ -514,7 +551,15 @@ int celo_commit_slot(const celo_program *P, celo_state *st, int s, const float *
             dst[q] = sc[v];
     else {
         const float *src = x->op == CELO_OP_STATE ? ptr[2 + x->aux] : ptr[2 + P->nstate + v];
-        if (src != dst)
+        if (x->dom != P->state[s].dom) { /* a coarser vector broadcast into the slot's domain */
+            int64_t idx[SMALL_BLOCK];
+            for (int64_t q0 = 0; q0 < st->slotlen[s]; q0 += SMALL_BLOCK) {
+                int m = st->slotlen[s] - q0 < SMALL_BLOCK ? (int)(st->slotlen[s] - q0) : SMALL_BLOCK;
+                celo_fac_map(st, P->state[s].dom, x->dom, q0, m, idx);
+                for (int i = 0; i < m; i++)
+                    dst[q0 + i] = src[idx[i]];
+            }
+        } else if (src != dst)
             memmove(dst, src, (size_t)st->slotlen[s] * sizeof *dst);
     }
     return 1;
@@ -537,14 +582,14 @@ static scratch *scratch_get(celo_state *st, int nchunks)
     int nn = P->nnodes, ns = P->nstate;
     S->val = calloc((size_t)nn + 1, sizeof *S->val);
     S->sc = calloc((size_t)nn + 1, sizeof *S->sc);
-    S->ptr = calloc((size_t)(2 + ns + nn), sizeof *S->ptr);
+    S->ptr = calloc((size_t)(2 + ns + nn + CELO_NFDOM), sizeof *S->ptr);
     int64_t vtot = 0, ptot = 0;
     for (int j = 0; j < nn; j++) {
         const celo_node *x = &P->nodes[j];
         if (x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED))
             vtot += (st->n + 15) & ~(int64_t)15;
-        else if ((x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE)
-            vtot += (dom_len(x->dom, st->n, st->R, st->C) + 15) & ~(int64_t)15;
+        else if (celo_dom_is_vec(x->dom) && x->op != CELO_OP_STATE)
+            vtot += (st->dlen[x->dom] + 15) & ~(int64_t)15;
         if (is_elem_reduction(P, x))
             ptot += part_len(x->dom, st->n, st->R, st->C);
     }
@@ -559,9 +604,9 @@ static scratch *scratch_get(celo_state *st, int nchunks)
         if (x->op == CELO_OP_ORTHO || (x->flags & CELO_FLAG_STAGED)) {
             S->ptr[2 + ns + j] = S->vecs + voff;
             voff += (st->n + 15) & ~(int64_t)15;
-        } else if ((x->dom == CELO_ROW || x->dom == CELO_COL) && x->op != CELO_OP_STATE) {
+        } else if (celo_dom_is_vec(x->dom) && x->op != CELO_OP_STATE) {
             S->ptr[2 + ns + j] = S->vecs + voff;
-            voff += (dom_len(x->dom, st->n, st->R, st->C) + 15) & ~(int64_t)15;
+            voff += (st->dlen[x->dom] + 15) & ~(int64_t)15;
         }
     }
     /* the lists a step walks instead of every node: element reductions, the small values after each pass */
@@ -594,6 +639,8 @@ static scratch *scratch_get(celo_state *st, int nchunks)
                 S->small[n++] = j;
         }
     }
+    for (int d = 0; d < CELO_NFDOM; d++) /* the factored tables after the nodes (celort.h) */
+        S->ptr[2 + ns + nn + d] = (float *)(void *)st->ftab[d];
     for (int c = 0; c < nchunks; c++) {
         S->chunkpart[c] = calloc((size_t)nn + 1, sizeof **S->chunkpart);
         int64_t poff = 0;

@@ -11,6 +11,8 @@
 #   classes  tensor classes: `if` on a tensor's rank and name, inlined optimizers, variants per class (tests/classes/)
 #   learned  a learned rule of a user's own (tests/learned/): θ init, θ errors, its IR, θ in train/sweep/compare
 #            blocks (its numbers: golden)
+#   facdom   the factored domains (tests/facdom/): a factored rule in a train block resumes exactly (its numbers:
+#            golden, tests/golden/facdom.txt; threads: unit, test_facdom)
 #   obj      `celo emit obj` linked into a C program
 #   pipeline `celo run` / `celo build` end to end
 #   backend  one training run on every back end through the back-end table
@@ -84,7 +86,8 @@ if want golden || want agree; then
             else bad "agree $case $shape $be vs interp: $r (tolerance $atol)"; fi
         done
     done < <(cat tests/golden/cases.txt tests/golden/examples.txt tests/golden/schedules.txt tests/golden/learned.txt \
-        tests/golden/hostlang.txt)
+        tests/golden/hostlang.txt \
+        tests/golden/facdom.txt)
     [ $have_ocl = 0 ] && skp "golden/agree opencl: no OpenCL device"
     # max reductions keep NaN on every back end: the interpreter's result has NaN, the others equal it exactly
     for be in $backends; do
@@ -614,6 +617,35 @@ if want obj; then
             r=$($CMP "$TMP/objl.npy" "$TMP/jitl.npy" --rtol 0 2>&1); then ok "obj learned mlp6 ($r)"
         else bad "obj learned mlp6: $(head -c 400 "$TMP/err") $r"; fi
     else bad "obj learned: $(head -c 400 "$TMP/err")"; fi
+fi
+
+# ---- factored domains (tests/facdom/): the factored rule in a train block, stopped at step 100 and resumed, equals
+# the uninterrupted run bit for bit (its FROW/FCOL/FBAT/MAT slots go into the checkpoint and come back), on llvm
+# and opencl, and so does its built binary; its numbers against NumPy are in the golden tier
+# (tests/golden/facdom.txt), threads in unit ----
+if want facdom; then
+    FT="$(pwd)/tests/facdom/train.celo" FA="$(pwd)/$CELO"
+    st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+    fbes=llvm
+    [ $have_ocl = 1 ] && fbes="llvm opencl"
+    for be in $fbes; do
+        mkdir -p "$TMP/fac_full_$be" "$TMP/fac_part_$be"
+        if (cd "$TMP/fac_full_$be" && "$FA" run "$FT" --quiet --backend $be) 2>"$TMP/err" &&
+            (cd "$TMP/fac_part_$be" && "$FA" run "$FT" --quiet --backend $be --set steps=100 &&
+                "$FA" run "$FT" --quiet --backend $be --resume) 2>>"$TMP/err" &&
+            cmp -s <(cut -d, -f1-4 "$TMP/fac_full_$be/runs/fac.csv") <(cut -d, -f1-4 "$TMP/fac_part_$be/runs/fac.csv") &&
+            cmp -s <(st_data "$TMP/fac_full_$be/runs/fac.safetensors") <(st_data "$TMP/fac_part_$be/runs/fac.safetensors")
+        then ok "facdom $be: --set steps=100 then --resume == uninterrupted, bit for bit (curve and final weights)"
+        else bad "facdom $be resume: $(head -c 300 "$TMP/err")"; fi
+    done
+    # a built binary (the rule's passes as object code, the runtime's tables) gives celo run's numbers
+    mkdir -p "$TMP/fac_bin"
+    if $CELO build tests/facdom/train.celo -o "$TMP/fac_exe" 2>"$TMP/err" &&
+        (cd "$TMP/fac_bin" && "$TMP/fac_exe" --quiet) 2>>"$TMP/err" &&
+        cmp -s <(cut -d, -f1-4 "$TMP/fac_full_llvm/runs/fac.csv") <(cut -d, -f1-4 "$TMP/fac_bin/runs/fac.csv") &&
+        cmp -s <(st_data "$TMP/fac_full_llvm/runs/fac.safetensors") <(st_data "$TMP/fac_bin/runs/fac.safetensors")
+    then ok "facdom celo build == celo run, bit for bit (curve and final weights)"
+    else bad "facdom build: $(head -c 300 "$TMP/err")"; fi
 fi
 
 # ---- pipelines: celo run / celo build agree, a killed run resumes exactly, bad runs stop with a clear line ----

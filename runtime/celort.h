@@ -184,7 +184,7 @@ typedef struct celo_program {
     const uint8_t *classmap; /* 8 << npattern entries: the variant of rank r (1 to 8; 0-D counts as 1) and pattern
                                 truths m (bit k: pattern k matches) is classmap[(r - 1) << npattern | m] */
     const char *cls;         /* a variant: its class in words ("ndim() == 1 or matches(\"embed\")"); else NULL */
-    int32_t flags;               /* CELO_PROG_*: what the caller must give besides p, g and the hyper-parameters */
+    int32_t flags;           /* CELO_PROG_*: what the caller must give besides p, g and the hyper-parameters */
 } celo_program;
 
 /* celo_program.flags. READS_LOSS: the rule reads `loss`, the step's training loss, so every step needs

@@ -192,7 +192,8 @@ static void print_node(const rule *r, int i, FILE *out)
     case CELO_OP_STATE: fprintf(out, " %s", r->state[x->aux].name); break;
     case CELO_OP_DLEN: fprintf(out, " %s", dom_name[x->aux]); break;
     case CELO_OP_ORTHO:
-        fprintf(out, " %%%d steps=%d   (staged by this pass, orthogonalized with OpenBLAS after it)", x->a, x->aux);
+        fprintf(out, " %%%d steps=%d%s   (staged by this pass, orthogonalized with OpenBLAS after it)", x->a,
+                x->aux & (CELO_ORTHO_LAST2 - 1), x->aux & CELO_ORTHO_LAST2 ? " last2" : "");
         break;
     default:
         if (x->a >= 0)

@@ -153,7 +153,7 @@ int ir_node(irbuild *b, celo_op op, int a, int bb, int c, int aux, celo_domain d
     int ar = info->arity;
     const celo_node *N = b->n;
     /* Constant folding: every operand is a constant. Folding uses the host evaluator (double). */
-    if (info->kind == IR_MAP) {
+    if (info->kind == IR_MAP && op != CELO_OP_ELEMS) {
         int allc =
             N[a].op == CELO_OP_CONST && (ar < 2 || N[bb].op == CELO_OP_CONST) && (ar < 3 || N[c].op == CELO_OP_CONST);
         if (allc)
@@ -209,7 +209,9 @@ int ir_node(irbuild *b, celo_op op, int a, int bb, int c, int aux, celo_domain d
     }
     /* operands beyond the arity are -1; the domain is the table's, the node's own, or where the operands meet */
     celo_node x = {.op = (uint8_t)op, .a = ar > 0 ? a : -1, .b = ar > 1 ? bb : -1, .c = ar > 2 ? c : -1, .aux = aux};
-    if (info->dom == IR_DOM_JOIN) {
+    if (op == CELO_OP_ELEMS) /* element-wise whatever its operand's domain */
+        x.dom = CELO_ELEM;
+    else if (info->dom == IR_DOM_JOIN) {
         celo_domain d = (celo_domain)N[a].dom;
         if (ar > 1)
             d = dom_join(d, (celo_domain)N[bb].dom);

@@ -86,6 +86,7 @@ static LLVMValueRef emit_op(cg *g, celo_op op, LLVMValueRef a, LLVMValueRef b, L
     LLVMValueRef args[2] = {a, b};
     switch (op) {
     case CELO_OP_NEG: return LLVMBuildFNeg(B, a, "");
+    case CELO_OP_ELEMS: return a;
     case CELO_OP_ADD: return LLVMBuildFAdd(B, a, b, "");
     case CELO_OP_SUB: return LLVMBuildFSub(B, a, b, "");
     case CELO_OP_MUL: return LLVMBuildFMul(B, a, b, "");
@@ -143,6 +144,10 @@ static int ftab_src(const celo_program *P, int dom)
 }
 
 /* What pass k touches, decided once: which nodes it computes, which buffers and scalars it reads. */
+/* Where a pass argument comes from: >= 0 the kernel's pointer table, -(1 + j) the partials of reduction node j,
+ * SC_SRC - j the host or per-tensor value of node j (below every partial: a rule may have ~100K nodes). */
+enum { SC_SRC = -(1 << 28) };
+
 typedef struct {
     const celo_program *P;
     int k, final, nested;
@@ -151,7 +156,7 @@ typedef struct {
     int *arg;            /* node/buffer -> argument number of the body, -1 if absent */
     int nargs;
     LLVMTypeRef argty[1024];
-    int argsrc[1024]; /* what the entry passes: >= 0 ptr index, <= -1000: sc node (-1000 - j), -(1 + j) part */
+    int argsrc[1024]; /* what the entry passes: >= 0 ptr index, <= SC_SRC: sc node (SC_SRC - j), -(1 + j) part */
 } passinfo;
 
 /* Marks the element-wise nodes pass k needs (outputs, staged values, reduction operands). */
@@ -242,7 +247,7 @@ static void analyse(cg *g, passinfo *pi)
                     pi->fac[y->dom - CELO_FROW] = 1;
                 }
             } else if ((y->dom == CELO_HOST || y->dom == CELO_SCALAR) && y->op != CELO_OP_CONST)
-                add_arg(pi, -1000 - o, g->f32);
+                add_arg(pi, SC_SRC - o, g->f32);
         }
     }
     if (pi->final) {
@@ -266,7 +271,7 @@ static void analyse(cg *g, passinfo *pi)
                     pi->fac[y->dom - CELO_FROW] = 1;
                 }
             } else if (y->dom != CELO_ELEM && y->op != CELO_OP_CONST)
-                add_arg(pi, -1000 - outs[q], g->f32);
+                add_arg(pi, SC_SRC - outs[q], g->f32);
         }
     }
     for (int j = 0; j < nn; j++) {
@@ -306,7 +311,7 @@ static LLVMValueRef value_of(cg *g, const passinfo *pi, loopctx *lc, int j)
     case CELO_SCALAR:
         if (x->op == CELO_OP_CONST)
             return fconst(g, x->imm);
-        return argv_(lc, pi, -1000 - j);
+        return argv_(lc, pi, SC_SRC - j);
     case CELO_ROW:
     case CELO_COL:
         return LLVMBuildLoad2(g->b, g->f32,
@@ -476,7 +481,7 @@ static int emit_prefetch_blocks(cg *g, const passinfo *pi, LLVMValueRef entry, L
     int written[1024], ns = 0;
     for (int i = 0; i < pi->nargs; i++) {
         int src = pi->argsrc[i];
-        if (src < 0 && src > -1000)
+        if (src < 0 && src > SC_SRC)
             return 0; /* a reduction partial */
         if (src < 0)
             continue;
@@ -679,10 +684,10 @@ static void emit_pass(cg *g, const rule *r, int k)
             v = LLVMBuildLoad2(g->b, g->ptr,
                                gep(g, g->ptr, LLVMGetParam(entry, 3), LLVMConstInt(g->i64, (unsigned long long)src, 0)),
                                "");
-        else if (src <= -1000)
+        else if (src <= SC_SRC)
             v = LLVMBuildLoad2(
                 g->b, g->f32,
-                gep(g, g->f32, LLVMGetParam(entry, 4), LLVMConstInt(g->i64, (unsigned long long)(-1000 - src), 0)), "");
+                gep(g, g->f32, LLVMGetParam(entry, 4), LLVMConstInt(g->i64, (unsigned long long)(SC_SRC - src), 0)), "");
         else
             v = LLVMBuildLoad2(
                 g->b, g->ptr,

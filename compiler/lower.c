@@ -163,6 +163,7 @@ typedef struct {
 
 static const builtin composed[] = {
     {"square", BI_SQUARE, 1, CELO_OP_MUL, 0, 0},
+    {"orthogonalize_last2", BI_OP, 1, CELO_OP_ORTHO, 0, 1}, /* mean = 1: one matrix per leading index */
     {"clip", BI_CLIP, 3, 0, 0, 0},
     {"lerp", BI_LERP, 3, 0, 0, 0},
     {"sum", BI_RED, 1, CELO_OP_SUM, CELO_SCALAR, 0},
@@ -259,6 +260,10 @@ static int lower_fac(lctx *L, const builtin *bi, int x, const expr *src)
     default:
         if (d == CELO_MAT)
             return x;
+        if (d == CELO_COL || celo_dom_is_fac(d)) { /* the mean of its element-wise form (Celo2's features) */
+            x = N(L, CELO_OP_ELEMS, x, -1, -1);
+            d = CELO_ELEM;
+        }
         if (d == CELO_ELEM) { /* row_mean(x), the same nodes */
             x = N(L, CELO_OP_DIV, ir_node(L->ir, CELO_OP_SUM, x, -1, -1, 0, CELO_ROW), N(L, CELO_OP_NCOLS, -1, -1, -1),
                   -1);
@@ -738,6 +743,8 @@ static int lower_call(lctx *L, const expr *e)
             ERR(L, av[0]->sp, "%s needs an element-wise value (a matrix), not a scalar", bi.name);
             return -1;
         }
+        if (mat && bi.mean) /* orthogonalize_last2 */
+            aux |= CELO_ORTHO_LAST2;
         return ir_node(L->ir, bi.op, x[0], x[1], x[2], aux, 0);
     case BI_SQUARE: return N(L, CELO_OP_MUL, x[0], x[0], -1);
     case BI_CLIP: return N(L, CELO_OP_MIN, N(L, CELO_OP_MAX, x[0], x[1], -1), x[2], -1);

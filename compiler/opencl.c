@@ -135,6 +135,7 @@ static void emit_op(sbuf *b, int vec, celo_op op, const char *A, const char *B, 
     const char *land = vec ? "&" : "&&", *lor = vec ? "|" : "||";
     switch (op) {
     case CELO_OP_NEG: sb_printf(b, "-%s", A); break;
+    case CELO_OP_ELEMS: sb_printf(b, "%s", A); break;
     case CELO_OP_ADD: sb_printf(b, "%s + %s", A, B); break;
     case CELO_OP_SUB: sb_printf(b, "%s - %s", A, B); break;
     case CELO_OP_MUL: sb_printf(b, "%s * %s", A, B); break;

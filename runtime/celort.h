@@ -285,6 +285,11 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
 int celo_commit_slot(const celo_program *P, celo_state *st, int s, const float *sc, float *const *ptr);
 double celo_eval_op(int op, double a, double b, double c);
 int celo_orthogonalize(float *x, int64_t B, int64_t R, int64_t C, int steps);
+/* An ORTHO node's aux: its Newton-Schulz steps, plus CELO_ORTHO_LAST2 for orthogonalize_last2 (one matrix per index
+ * of the leading axes, the last two axes its rows and columns) instead of the [R, C] view's one matrix.
+ * celo_orthogonalize_node runs the node's op on x (the tensor of st, in its order). */
+enum { CELO_ORTHO_LAST2 = 256 };
+int celo_orthogonalize_node(float *x, const celo_state *st, int aux);
 
 /* Threads: the one place that sets the thread count of celo's loops and of OpenBLAS. */
 void celo_set_threads(int n);

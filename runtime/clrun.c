@@ -833,7 +833,7 @@ static int orthogonalize_pass(celo_cl_rule *r, int k, char *err, size_t errlen)
         cl_int e = clEnqueueReadBuffer(r->q, b, CL_TRUE, 0, bytes, r->ortho, 0, NULL, NULL);
         if (e != CL_SUCCESS)
             return CLFAIL(e, "clEnqueueReadBuffer");
-        if (celo_orthogonalize(r->ortho, 1, r->R, r->C, x->aux))
+        if (celo_orthogonalize_node(r->ortho, r->st, x->aux))
             return fail(err, errlen, "orthogonalize: out of memory");
         if ((e = clEnqueueWriteBuffer(r->q, b, CL_TRUE, 0, bytes, r->ortho, 0, NULL, NULL)) != CL_SUCCESS)
             return CLFAIL(e, "clEnqueueWriteBuffer");

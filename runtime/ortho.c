@@ -57,3 +57,13 @@ int celo_orthogonalize(float *x, int64_t B, int64_t R, int64_t C, int steps)
             return -1;
     return 0;
 }
+
+int celo_orthogonalize_node(float *x, const celo_state *st, int aux)
+{
+    int64_t C = st->C, R = st->R, B = 1;
+    if ((aux & CELO_ORTHO_LAST2) && st->ndim >= 3) {
+        R = st->shape[st->ndim - 2];
+        B = R && C ? st->n / (R * C) : 0;
+    }
+    return celo_orthogonalize(x, B, R, C, aux & (CELO_ORTHO_LAST2 - 1));
+}

@@ -1003,7 +1003,7 @@ static int step_after_run(step_run *R, int k0, int k1, double *pk)
         int j = R->S->orthos[i];
         const celo_node *x = &P->nodes[j];
         if (x->pass == k1)
-            if (celo_orthogonalize(R->S->ptr[2 + P->nstate + j], 1, R->st->R, R->st->C, x->aux))
+            if (celo_orthogonalize_node(R->S->ptr[2 + P->nstate + j], R->st, x->aux))
                 return step_fail(R, "orthogonalize: out of memory");
     }
     stage_small(R, k1);

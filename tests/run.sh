@@ -13,6 +13,8 @@
 #            blocks (its numbers: golden)
 #   facdom   the factored domains (tests/facdom/): a factored rule in a train block resumes exactly (its numbers:
 #            golden, tests/golden/facdom.txt; threads: unit, test_facdom)
+#   lopt     the stdlib learned optimizers (celo, celo2, celo2_base, ...) against the golden trajectories of the
+#            authors' code (../shared/data/celo/golden/) and tests/reference/celo_cases/, on every back end
 #   obj      `celo emit obj` linked into a C program
 #   pipeline `celo run` / `celo build` end to end
 #   backend  one training run on every back end through the back-end table
@@ -593,6 +595,68 @@ IR
 fi
 
 # ---- object files: rules compiled ahead of time, linked into a C program, same numbers as the JIT ----
+# ---- lopt: the stdlib learned optimizers against the authors' code and the NumPy reference ----
+# Every golden trajectory of the authors' JAX code (../shared/data/celo/golden/: Celo with the published θ,
+# Celo2 and Celo2-base with the θ given there) and every extra case of tests/reference/celo_cases/ (shapes the
+# golden set lacks, from tests/reference/celo_ref.py), on each back end: `celo apply --trajectory`, then
+# tests/tools/trajcmp step by step with compare_golden.py's bounds (float32 rounding, see its docstring).
+if want lopt; then
+    G=../shared/data/celo/golden
+    TRAJ=$BUILD/tests/tools/trajcmp
+    # variant -> rule, θ, settings
+    lopt_case() { # dir variant shape index backend
+        local d=$1 v=$2 s=$3 i=$4 be=$5 in=$1/$2/$3 rule opts=()
+        local theta=../shared/data/celo/theta.state
+        [ -d "$1/inputs" ] && in=$1/inputs/$3
+        case $v in
+        celo) rule=celo; opts=(--loss "$6") ;;
+        celo_phase1) rule=celo; opts=(--loss "$6" --set phase=1) ;;
+        celo_bigstep) rule=celo; opts=(--loss "$6" --set step_mult=0.1) ;;
+        celo2) rule=celo2_meta ;;
+        celo2_biased) rule=celo2_meta ;;
+        celo2_bigstep) rule=celo2_meta; opts=(--set step_mult=1) ;;
+        celo2_base) rule=celo2_base; opts=(--set wd=0) ;;
+        celo2_base_bigstep) rule=celo2_base; opts=(--set wd=0 --set lr=1) ;;
+        celo2_deploy) rule=celo2 ;;
+        celo2_deploy_bigstep) rule=celo2; opts=(--set lr=1) ;;
+        celo2_base_deploy) rule=celo2_base ;;
+        esac
+        case $v in celo2_biased) theta=$G/celo2_biased/theta.msgpack ;; celo2*) theta=$G/celo2/theta.msgpack ;; esac
+        local dims=${s//x/ } nd name
+        nd=$(echo $dims | wc -w)
+        if [ "$nd" = 1 ]; then name="t${i}_$s/b"; else name="t${i}_$s/w"; fi
+        local out=$TMP/lopt_${v}_${s}_$be.npy
+        if ! $CELO apply $rule --theta "$theta" --param "$in/p0.npy" --grads "$in/grads.npy" --name "$name" \
+            "${opts[@]}" --backend "$be" --out $TMP/lopt_last.npy --trajectory "$out" 2>$TMP/lopt_err; then
+            bad "lopt $v $s $be: $(head -c 300 $TMP/lopt_err)"
+        elif r=$($TRAJ "$out" "$d/$v/$s/params.npy" "$in/p0.npy" 2>&1); then
+            ok "lopt $v $s $be ($r)"
+        else
+            bad "lopt $v $s $be: $r"
+        fi
+    }
+    if [ -d $G ]; then
+        i=0
+        for s in 1000 64x33 33x64 16x16 3x5x7; do
+            for v in celo celo_phase1 celo_bigstep celo2 celo2_biased celo2_bigstep celo2_base celo2_base_bigstep \
+                celo2_deploy celo2_deploy_bigstep celo2_base_deploy; do
+                for be in $backends; do lopt_case $G $v $s $i $be $G/celo/losses.npy; done
+            done
+            i=$((i + 1))
+        done
+    else
+        skp "lopt golden: ../shared/data/celo/golden is not beside the repository"
+    fi
+    C=tests/reference/celo_cases
+    i=0
+    for s in 1 37 8x8 4x9 9x4 3x6x6 6x2x6 4x4x4 6x6x3; do
+        for v in celo celo_bigstep celo2 celo2_biased celo2_bigstep celo2_base celo2_base_bigstep celo2_deploy; do
+            for be in $backends; do lopt_case $C $v $s $i $be $C/losses.npy; done
+        done
+        i=$((i + 1))
+    done
+fi
+
 if want obj; then
     if $CELO emit obj stdlib/adamw.celo -o "$TMP/rules.o" 2>"$TMP/err" &&
         ${CC:-gcc} -std=c11 -O2 -Iruntime -I"$TMP" tests/obj/use_rules.c "$TMP/rules.o" "$BUILD/libcelort.a" \

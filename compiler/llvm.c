@@ -687,7 +687,8 @@ static void emit_pass(cg *g, const rule *r, int k)
         else if (src <= SC_SRC)
             v = LLVMBuildLoad2(
                 g->b, g->f32,
-                gep(g, g->f32, LLVMGetParam(entry, 4), LLVMConstInt(g->i64, (unsigned long long)(SC_SRC - src), 0)), "");
+                gep(g, g->f32, LLVMGetParam(entry, 4), LLVMConstInt(g->i64, (unsigned long long)(SC_SRC - src), 0)),
+                "");
         else
             v = LLVMBuildLoad2(
                 g->b, g->ptr,

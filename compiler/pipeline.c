@@ -1017,7 +1017,7 @@ static int build_compare(pctx *C, const def *d)
         return -1;
     if (C->nerr != e0)
         return -1;
-    int entry = 0;
+    int entry = 0, tuned = 0;
     for (const parg *o = opts->args; o; o = o->next, entry++) {
         celo_run base = tmpl;
         if (set_optimizer(C, &base, o->value))
@@ -1038,12 +1038,11 @@ static int build_compare(pctx *C, const def *d)
             snprintf(label, sizeof label, "%.40s#%d", plain, occ);
         else
             snprintf(label, sizeof label, "%.40s", plain);
+        /* an entry without the tuned hyper-parameter (a learned rule with no learning rate, say) runs once, untuned;
+         * a name that no entry has is an error below */
         int ti = tune_key ? hp_index(&base, tune_key) : -1;
-        if (tune_key && ti < 0) {
-            PERR(C, tune_sp, "optimizer '%s' has no hyper-parameter '%s' to tune", plain, tune_key);
-            continue;
-        }
-        for (int q = 0; q < ntv; q++) {
+        tuned += ti >= 0;
+        for (int q = 0; q < (ti >= 0 ? ntv : 1); q++) {
             celo_run *r = new_run(C);
             *r = base;
             r->group = gi;
@@ -1057,6 +1056,8 @@ static int build_compare(pctx *C, const def *d)
             finish_run(C, r, d);
         }
     }
+    if (tune_key && !tuned && C->nerr == e0)
+        PERR(C, tune_sp, "no optimizer of '%s' has a hyper-parameter '%s' to tune", d->name, tune_key);
     C->plan->groups[gi].count = C->plan->nruns - C->plan->groups[gi].first;
     return C->nerr == e0 ? 0 : -1;
 }

@@ -100,14 +100,22 @@ int cmd_run(int argc, char **argv)
     sets s = {0};
     celo_run_opts o = {0};
     celo_backend be = cli_default_backend();
-    const cli_opt opts[] = {
-        {"--only", &o.only, NULL}, {"--resume", NULL, &o.resume}, {"--quiet", NULL, &o.quiet}, {NULL, NULL, NULL}};
+    const char *stop_s = NULL;
+    const cli_opt opts[] = {{"--only", &o.only, NULL},   {"--resume", NULL, &o.resume},   {"--quiet", NULL, &o.quiet},
+                            {"--stop-at", &stop_s, NULL}, {NULL, NULL, NULL}};
     if (cli_parse_args("run", argc, argv, opts, &s, &be, &file))
         return 1;
     if (!file)
         return cli_fail("%s",
                         "usage: celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp|opencl] [--resume] "
-                        "[--quiet]");
+                        "[--stop-at STEP] [--quiet]");
+    if (stop_s) {
+        char *end;
+        long long v = strtoll(stop_s, &end, 10);
+        if (end == stop_s || *end || v < 1)
+            return cli_fail("--stop-at: '%s' is not a step number (1 or more)", stop_s);
+        o.stop_at = v;
+    }
     module m;
     celo_plan plan;
     ruleset rs;

@@ -114,6 +114,8 @@ typedef struct {
     int quiet;                   /* no progress output */
     const char *only;            /* run only this train/sweep/compare name (NULL: all) */
     const celo_backend *backend; /* runs the optimizer steps (backend.h); NULL: celo_backend_cpu(), llvm */
+    int64_t stop_at;             /* > 0: each run stops after this step (its checkpoint written), as if killed there,
+                                    keeping its length (num_steps, schedules): --resume continues it exactly */
 } celo_run_opts;
 
 typedef struct {

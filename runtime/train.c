@@ -52,7 +52,7 @@ typedef struct {
     char err[1024];
 } run_job;
 
-static const celo_run_opts default_opts = {0, 0, NULL, NULL};
+static const celo_run_opts default_opts = {0, 0, NULL, NULL, 0};
 
 /* Checks the run, loads its task's data (td) and creates its instance. 0, or -1 with j->err. */
 static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, celo_task_data *td,
@@ -185,9 +185,10 @@ static int job_exec(run_job *j)
         atomic_fetch_add(&j->gp->done, s0); /* resumed: the steps already taken */
     int diverged = 0;
     char msg[512] = "";
-    while (celo_inst_step_count(in) < run->steps) {
+    const int64_t stop = opts->stop_at > 0 && opts->stop_at < run->steps ? opts->stop_at : run->steps;
+    while (celo_inst_step_count(in) < stop) {
         /* the steps up to the next one that evaluates or checkpoints */
-        int64_t step = celo_inst_step_count(in), t_end = run->steps;
+        int64_t step = celo_inst_step_count(in), t_end = stop;
         if (eval_every > 0 && (step / eval_every + 1) * eval_every < t_end)
             t_end = (step / eval_every + 1) * eval_every;
         if (run->checkpoint[0] && ck_every > 0 && (step / ck_every + 1) * ck_every < t_end)
@@ -226,7 +227,7 @@ static int job_exec(run_job *j)
                 return -1;
             evaluated = 1;
         }
-        if (run->checkpoint[0] && ((ck_every > 0 && t % ck_every == 0) || t == run->steps))
+        if (run->checkpoint[0] && ((ck_every > 0 && t % ck_every == 0) || t == run->steps || t == stop))
             if (celo_runlog_save(in, &j->log, wall_prev + celo_now_s() - t0, err, errlen))
                 return -1;
         celo_progress_update(&j->pg, in, &j->log, evaluated);
@@ -254,7 +255,10 @@ static int job_exec(run_job *j)
         if (j->gp->tty && !opts->quiet)
             fputs("\r\033[K", stderr); /* the group's line gives way to the run's end */
     }
-    if (!opts->quiet && !diverged)
+    if (!opts->quiet && !diverged && step < run->steps)
+        fprintf(stderr, "%s: stopped at step %lld of %lld (--stop-at)%s\n", run->name, (long long)step,
+                (long long)run->steps, run->checkpoint[0] ? "; --resume continues it" : "");
+    else if (!opts->quiet && !diverged)
         print_end(j, resumed, s0, t1 - t0);
     return 0;
 }

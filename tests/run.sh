@@ -144,6 +144,9 @@ clicase() { # name, expected substring, command...
     else bad "cli $name: exit $rc, stderr: $(head -c 300 "$TMP/err")"; fi
 }
 if want cli; then
+    if $CELO run tests/lopt/train.celo --stop-at 0 >/dev/null 2>"$TMP/err"; then bad "cli run --stop-at 0 accepted"
+    elif grep -q "stop-at: '0' is not a step number" "$TMP/err"; then ok "cli run --stop-at 0: clear error"
+    else bad "cli run --stop-at 0: $(head -c 200 "$TMP/err")"; fi
     d=tests/golden/adamw/64x33
     printf 'not an npy file' >"$TMP/bad.npy"
     head -c 100 "$d/p0.npy" >"$TMP/trunc.npy"
@@ -625,35 +628,85 @@ if want lopt; then
         local dims=${s//x/ } nd name
         nd=$(echo $dims | wc -w)
         if [ "$nd" = 1 ]; then name="t${i}_$s/b"; else name="t${i}_$s/w"; fi
-        local out=$TMP/lopt_${v}_${s}_$be.npy
+        local out=$TMP/lopt_${v}_${s}_$be.npy tag=${v}_${s}_$be
         if ! $CELO apply $rule --theta "$theta" --param "$in/p0.npy" --grads "$in/grads.npy" --name "$name" \
-            "${opts[@]}" --backend "$be" --out $TMP/lopt_last.npy --trajectory "$out" 2>$TMP/lopt_err; then
-            bad "lopt $v $s $be: $(head -c 300 $TMP/lopt_err)"
+            "${opts[@]}" --backend "$be" --out $TMP/lopt_$tag.last.npy --trajectory "$out" 2>$TMP/lopt_$tag.err; then
+            echo "bad lopt $v $s $be: $(head -c 300 $TMP/lopt_$tag.err)"
         elif r=$($TRAJ "$out" "$d/$v/$s/params.npy" "$in/p0.npy" 2>&1); then
-            ok "lopt $v $s $be ($r)"
+            echo "ok lopt $v $s $be ($r)"
         else
-            bad "lopt $v $s $be: $r"
+            echo "bad lopt $v $s $be: $r"
         fi
+    }
+    # the cases run two at a time (each is one process); their lines are counted in order afterwards
+    lopt_n=0
+    lopt_bg() {
+        lopt_case "$@" >"$TMP/lopt_res_$(printf %04d $lopt_n)" &
+        lopt_n=$((lopt_n + 1))
+        [ $((lopt_n % 2)) = 0 ] && wait
     }
     if [ -d $G ]; then
         i=0
         for s in 1000 64x33 33x64 16x16 3x5x7; do
             for v in celo celo_phase1 celo_bigstep celo2 celo2_biased celo2_bigstep celo2_base celo2_base_bigstep \
                 celo2_deploy celo2_deploy_bigstep celo2_base_deploy; do
-                for be in $backends; do lopt_case $G $v $s $i $be $G/celo/losses.npy; done
+                for be in $backends; do lopt_bg $G $v $s $i $be $G/celo/losses.npy; done
             done
             i=$((i + 1))
         done
     else
         skp "lopt golden: ../shared/data/celo/golden is not beside the repository"
     fi
+    # in train blocks: --stop-at 20 then --resume == uninterrupted, bit for bit (LSTM state and loss buffer in
+    # the checkpoints); llvm == interp; opencl within 1e-4; a built binary == celo run
+    LT="$(pwd)/tests/lopt/train.celo" LA="$(pwd)/$CELO"
+    st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+    lopt_dir() { mkdir -p "$1" && ln -sf "$(pwd)/stdlib" "$1/stdlib" && ln -sf "$(pwd)/$G/celo2/theta.msgpack" "$1/celo2_theta.msgpack"; }
+    for be in $backends; do
+        lopt_dir "$TMP/lt_full_$be" && lopt_dir "$TMP/lt_part_$be"
+        if (cd "$TMP/lt_full_$be" && "$LA" run "$LT" --quiet --backend $be) 2>"$TMP/err" &&
+            (cd "$TMP/lt_part_$be" && "$LA" run "$LT" --quiet --backend $be --stop-at 20 &&
+                "$LA" run "$LT" --quiet --backend $be --resume) 2>>"$TMP/err"; then
+            same=1
+            for r in lc l2; do
+                cmp -s <(cut -d, -f1-4 "$TMP/lt_full_$be/runs/$r.csv") <(cut -d, -f1-4 "$TMP/lt_part_$be/runs/$r.csv") &&
+                    cmp -s <(st_data "$TMP/lt_full_$be/runs/$r.safetensors") <(st_data "$TMP/lt_part_$be/runs/$r.safetensors") ||
+                    same=0
+            done
+            if [ $same = 1 ]; then ok "lopt train $be: celo and celo2, --stop-at 20 then --resume == uninterrupted"
+            else bad "lopt train $be: resumed run differs"; fi
+        else bad "lopt train $be: $(head -c 300 "$TMP/err")"; fi
+    done
+    for r in lc l2; do
+        a=$TMP/lt_full_llvm/runs/$r.csv
+        if cmp -s <(cut -d, -f1-4 "$a") <(cut -d, -f1-4 "$TMP/lt_full_interp/runs/$r.csv"); then
+            ok "lopt train $r: llvm == interp, bit for bit"
+        else bad "lopt train $r: llvm != interp"; fi
+        if [ $have_ocl = 1 ]; then
+            d=$(paste -d, <(cut -d, -f3 "$a") <(cut -d, -f3 "$TMP/lt_full_opencl/runs/$r.csv") | tail -n +2 |
+                awk -F, '{d = $1 - $2; if (d < 0) d = -d; if ($1 != "" && d > m) m = d} END {print m + 0}')
+            if awk -v d="$d" 'BEGIN {exit !(d <= 1e-4)}'; then ok "lopt train $r: opencl eval loss within 1e-4 of llvm ($d)"
+            else bad "lopt train $r: opencl eval loss off by $d"; fi
+        fi
+    done
+    lopt_dir "$TMP/lt_bin"
+    if $CELO build tests/lopt/train.celo -o "$TMP/lt_exe" 2>"$TMP/err" && (cd "$TMP/lt_bin" && "$TMP/lt_exe" --quiet) 2>>"$TMP/err" &&
+        cmp -s <(cut -d, -f1-4 "$TMP/lt_full_llvm/runs/lc.csv") <(cut -d, -f1-4 "$TMP/lt_bin/runs/lc.csv") &&
+        cmp -s <(cut -d, -f1-4 "$TMP/lt_full_llvm/runs/l2.csv") <(cut -d, -f1-4 "$TMP/lt_bin/runs/l2.csv")
+    then ok "lopt train: celo build == celo run (celo and celo2)"
+    else bad "lopt train build: $(head -c 300 "$TMP/err")"; fi
     C=tests/reference/celo_cases
     i=0
     for s in 1 37 8x8 4x9 9x4 3x6x6 6x2x6 4x4x4 6x6x3; do
         for v in celo celo_bigstep celo2 celo2_biased celo2_bigstep celo2_base celo2_base_bigstep celo2_deploy; do
-            for be in $backends; do lopt_case $C $v $s $i $be $C/losses.npy; done
+            for be in $backends; do lopt_bg $C $v $s $i $be $C/losses.npy; done
         done
         i=$((i + 1))
+    done
+    wait
+    for f in "$TMP"/lopt_res_*; do
+        line=$(cat "$f")
+        case $line in ok\ *) ok "${line#ok }" ;; *) bad "${line#bad }" ;; esac
     done
 fi
 

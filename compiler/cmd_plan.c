@@ -101,8 +101,11 @@ int cmd_run(int argc, char **argv)
     celo_run_opts o = {0};
     celo_backend be = cli_default_backend();
     const char *stop_s = NULL;
-    const cli_opt opts[] = {{"--only", &o.only, NULL},   {"--resume", NULL, &o.resume},   {"--quiet", NULL, &o.quiet},
-                            {"--stop-at", &stop_s, NULL}, {NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"--only", &o.only, NULL},
+                            {"--resume", NULL, &o.resume},
+                            {"--quiet", NULL, &o.quiet},
+                            {"--stop-at", &stop_s, NULL},
+                            {NULL, NULL, NULL}};
     if (cli_parse_args("run", argc, argv, opts, &s, &be, &file))
         return 1;
     if (!file)

@@ -11,6 +11,9 @@ Each celo and torch run reports params/s from the median of its own timed steps;
 over rounds and the min-max. The peaks are the best over rounds (a peak: other work only lowers a round).
 torch_lopt.py --check runs first: the peer must agree with tests/reference/celo_ref.py to float32 rounding.
 Missing pieces (build/celo, a rule, θ, a back end, torch) show as n/a; the script still exits 0.
+The second table, "Training step with a learned optimizer" (a subsection of the same section), is
+bench/learned/training.py: whole training steps of bench/train's models with adamw, celo2 and celo. --only
+throughput|training runs one table; --write then keeps the other one of docs/results.md as it was.
 Progress goes to stderr, the report (markdown) to stdout.
 """
 import argparse
@@ -25,6 +28,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchlib import (ROOT, TORCH_REQS, QuietGate, first_line, git_rev, machine_info, run_cmd, stats,  # noqa: E402
                       venv_python, write_section)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import training  # noqa: E402  (the second table: bench/learned/training.py)
 
 SECTION = "## Learned optimizer step throughput (bench/learned)"
 RULES = ("celo", "celo2")
@@ -123,26 +129,41 @@ def paired(ta, tb):
     return r, f"{r:.2f}" + (f" ({min(rs):.2f}-{max(rs):.2f})" if len(rs) > 1 else "")
 
 
-def main():
-    ap = argparse.ArgumentParser(prog="bench/learned/run.sh")
-    ap.add_argument("--rounds", type=int, default=3, help="runs of each tool (default 3)")
-    ap.add_argument("--shape", default="4096x1024", help="the matrix (default 4096x1024)")
-    ap.add_argument("--steps", type=int, default=5, help="timed steps of each celo llvm run (default 5)")
-    ap.add_argument("--opencl-steps", type=int, default=3, help="timed steps of each celo opencl run (default 3)")
-    ap.add_argument("--torch-reps", type=int, default=3, help="timed steps of each torch run (default 3)")
-    ap.add_argument("--budget-s", type=float, default=300, help="stop starting rounds after ~this many seconds")
-    ap.add_argument("--max-wait-s", type=float, default=30,
-                    help="total seconds to wait for other work on the machine to pause (default 30)")
-    ap.add_argument("--data", default=os.path.join("..", "shared", "data", "celo"),
-                    help="the shared Celo data: theta.state, golden/ (repo-relative)")
-    ap.add_argument("--write", action="store_true", help="update the section in docs/results.md in place")
-    ap.add_argument("--results", default="docs/results.md", help="file --write updates (repo-relative)")
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--no-opencl", action="store_true")
-    ap.add_argument("--celo", default="build/celo", help="celo binary (repo-relative)")
-    ap.add_argument("--bindir", default="build/bench", help="where run.sh built fma_peak")
-    ap.add_argument("--cmd", default="bash bench/learned/run.sh", help=argparse.SUPPRESS)
-    a = ap.parse_args()
+def read_section(path):
+    """The body of SECTION in PATH (after its heading, up to the next heading of its level or higher), or ""."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines(keepends=True)
+    except OSError:
+        return ""
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
+    if start is None:
+        return ""
+    out, in_code = [], False
+    for ln in lines[start + 1:]:
+        if ln.startswith("```"):
+            in_code = not in_code
+        if not in_code and re.match(r"#{1,2} ", ln):
+            break
+        out.append(ln)
+    return "".join(out).strip("\n") + "\n"
+
+
+def split_section(body):
+    """{"throughput": ..., "training": ...} of a section's body, split at the training table's heading."""
+    if not body.strip():
+        return {}
+    i = body.find(training.HEADING + "\n")
+    if i < 0:
+        return {"throughput": body}
+    parts = {"training": body[i:].rstrip("\n") + "\n"}
+    if body[:i].strip():
+        parts["throughput"] = body[:i].rstrip("\n") + "\n"
+    return parts
+
+
+def throughput(a):
+    """The first table: runs it and returns its markdown (the section's body up to the training table)."""
     t_start = time.time()
     load0 = os.getloadavg()[0]
     if load0 > 0.5:
@@ -348,12 +369,62 @@ def main():
         lines.append("")
         lines.append("n/a: " + "; ".join(f"{', '.join(ts)}: {e}" for e, ts in notes.items()))
     body = "\n".join(lines) + "\n"
+    log(f"throughput table done in {time.time() - t_start:.0f} s")
+    return body
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="bench/learned/run.sh")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each tool (default 3)")
+    ap.add_argument("--shape", default="4096x1024", help="the matrix (default 4096x1024)")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps of each celo llvm run (default 5)")
+    ap.add_argument("--opencl-steps", type=int, default=3, help="timed steps of each celo opencl run (default 3)")
+    ap.add_argument("--torch-reps", type=int, default=3, help="timed steps of each torch run (default 3)")
+    ap.add_argument("--budget-s", type=float, default=300, help="stop starting rounds after ~this many seconds")
+    ap.add_argument("--max-wait-s", type=float, default=30,
+                    help="total seconds to wait for other work on the machine to pause (default 30)")
+    ap.add_argument("--data", default=os.path.join("..", "shared", "data", "celo"),
+                    help="the shared Celo data: theta.state, golden/ (repo-relative)")
+    ap.add_argument("--write", action="store_true", help="update the section in docs/results.md in place")
+    ap.add_argument("--results", default="docs/results.md", help="file --write updates (repo-relative)")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-opencl", action="store_true")
+    ap.add_argument("--celo", default="build/celo", help="celo binary (repo-relative)")
+    ap.add_argument("--bindir", default="build/bench", help="where run.sh built fma_peak")
+    ap.add_argument("--only", choices=("throughput", "training"),
+                    help="run one table (with --write, the section keeps the other table as it was)")
+    ap.add_argument("--train-scale", type=float, default=1.0,
+                    help="training table: multiply bench/train's step counts (warm, short, long) by this")
+    ap.add_argument("--train-budget-s", type=float, default=600,
+                    help="training table: stop starting rounds after ~this many seconds (default 600)")
+    ap.add_argument("--train-models", default=",".join(training.MODELS),
+                    help="training table: comma-separated subset of " + ",".join(training.MODELS))
+    ap.add_argument("--train-opts", default=",".join(training.OPTS),
+                    help="training table: comma-separated subset of " + ",".join(training.OPTS))
+    ap.add_argument("--cmd", default="bash bench/learned/run.sh", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.train_scale <= 0:
+        ap.error("--train-scale: a positive factor")
+    t_start = time.time()
+    parts = {}  # "throughput": the body up to the training table; "training": that table, its heading first
+    if a.only != "training":
+        body = throughput(a)
+        if isinstance(body, int):
+            return body
+        parts["throughput"] = body
+    if a.only != "throughput":
+        parts["training"] = training.table(a)
     print(SECTION)
     print()
-    print(body)
+    print("\n".join(parts[k] for k in ("throughput", "training") if k in parts))
     log(f"done in {time.time() - t_start:.0f} s")
     if a.write:
-        write_section(os.path.join(ROOT, a.results), SECTION, body)
+        path = os.path.join(ROOT, a.results)
+        if len(parts) < 2:  # keep the other table of the section as it was
+            old = split_section(read_section(path))
+            for k, v in old.items():
+                parts.setdefault(k, v)
+        write_section(path, SECTION, "\n".join(parts[k] for k in ("throughput", "training") if k in parts))
         log(f"updated {a.results}")
     return 0
 

@@ -1017,14 +1017,18 @@ static int build_compare(pctx *C, const def *d)
         return -1;
     if (C->nerr != e0)
         return -1;
-    int entry = 0, tuned = 0;
+    int entry = 0, tuned = 0, scheduled = 0;
     for (const parg *o = opts->args; o; o = o->next, entry++) {
         celo_run base = tmpl;
         if (set_optimizer(C, &base, o->value))
             continue;
         char plain[CELO_NAME_MAX]; /* the rule's name, before the schedule's is added to it */
         snprintf(plain, sizeof plain, "%s", base.rule);
-        if (apply_schedule(C, &base, &su, d))
+        /* a compare's schedule scales the learning rate of the entries that have one; an entry without (a learned
+         * rule with a schedule of its own, as celo) runs as it is */
+        int has_lr = hp_index(&base, celo_scheduled_hp) >= 0;
+        scheduled += has_lr;
+        if (has_lr && apply_schedule(C, &base, &su, d))
             continue;
         /* a rule listed again (other hyper-parameters) gets its own runs, named rule#2, rule#3, ... */
         int occ = 1, last = -1;
@@ -1056,6 +1060,9 @@ static int build_compare(pctx *C, const def *d)
             finish_run(C, r, d);
         }
     }
+    if (su.d && !schedule_is_one(su.d) && !scheduled && C->nerr == e0)
+        PERR(C, d->name_span, "a schedule scales the hyper-parameter '%s', and no optimizer of '%s' has one",
+             celo_scheduled_hp, d->name);
     if (tune_key && !tuned && C->nerr == e0)
         PERR(C, tune_sp, "no optimizer of '%s' has a hyper-parameter '%s' to tune", d->name, tune_key);
     C->plan->groups[gi].count = C->plan->nruns - C->plan->groups[gi].first;

@@ -13,8 +13,8 @@
 #            blocks (its numbers: golden)
 #   facdom   the factored domains (tests/facdom/): a factored rule in a train block resumes exactly (its numbers:
 #            golden, tests/golden/facdom.txt; threads: unit, test_facdom)
-#   lopt     the stdlib learned optimizers (celo, celo2, celo2_base, ...) against the golden trajectories of the
-#            authors' code (../shared/data/celo/golden/) and tests/reference/celo_cases/, on every back end
+#   lopt     the stdlib learned optimizers (celo, celo2, celo2_base, small_fc_lopt) against the golden trajectories
+#            of the authors' code (../shared/data/celo/golden/) and tests/reference/celo_cases/, on every back end
 #   obj      `celo emit obj` linked into a C program
 #   pipeline `celo run` / `celo build` end to end
 #   backend  one training run on every back end through the back-end table
@@ -601,8 +601,9 @@ fi
 # ---- lopt: the stdlib learned optimizers against the authors' code and the NumPy reference ----
 # Every golden trajectory of the authors' JAX code (../shared/data/celo/golden/: Celo with the published θ,
 # Celo2 and Celo2-base with the θ given there) and every extra case of tests/reference/celo_cases/ (shapes the
-# golden set lacks, from tests/reference/celo_ref.py), on each back end: `celo apply --trajectory`, then
-# tests/tools/trajcmp step by step with compare_golden.py's bounds (float32 rounding, see its docstring).
+# golden set lacks, and small_fc_lopt, which has no golden data; from tests/reference/celo_ref.py), on each back
+# end: `celo apply --trajectory`, then tests/tools/trajcmp step by step with compare_golden.py's bounds (float32
+# rounding, see its docstring).
 if want lopt; then
     G=../shared/data/celo/golden
     TRAJ=$BUILD/tests/tools/trajcmp
@@ -623,8 +624,15 @@ if want lopt; then
         celo2_deploy) rule=celo2 ;;
         celo2_deploy_bigstep) rule=celo2; opts=(--set lr=1) ;;
         celo2_base_deploy) rule=celo2_base ;;
+        small_fc_lopt | small_fc_lopt_decays) rule=small_fc_lopt ;;
+        small_fc_lopt_decays_bigstep) rule=small_fc_lopt; opts=(--set step_mult=1) ;;
         esac
-        case $v in celo2_biased) theta=$G/celo2_biased/theta.msgpack ;; celo2*) theta=$G/celo2/theta.msgpack ;; esac
+        case $v in
+        celo2_biased) theta=$G/celo2_biased/theta.msgpack ;;
+        celo2*) theta=$G/celo2/theta.msgpack ;;
+        small_fc_lopt_decays*) theta=$1/theta/small_fc_lopt_decays.safetensors ;;
+        small_fc_lopt) theta=$1/theta/small_fc_lopt_seed7.safetensors ;;
+        esac
         local dims=${s//x/ } nd name
         nd=$(echo $dims | wc -w)
         if [ "$nd" = 1 ]; then name="t${i}_$s/b"; else name="t${i}_$s/w"; fi
@@ -698,7 +706,8 @@ if want lopt; then
     C=tests/reference/celo_cases
     i=0
     for s in 1 37 8x8 4x9 9x4 3x6x6 6x2x6 4x4x4 6x6x3; do
-        for v in celo celo_bigstep celo2 celo2_biased celo2_bigstep celo2_base celo2_base_bigstep celo2_deploy; do
+        for v in celo celo_bigstep celo2 celo2_biased celo2_bigstep celo2_base celo2_base_bigstep celo2_deploy \
+            small_fc_lopt small_fc_lopt_decays small_fc_lopt_decays_bigstep; do
             for be in $backends; do lopt_bg $C $v $s $i $be $C/losses.npy; done
         done
         i=$((i + 1))

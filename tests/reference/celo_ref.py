@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Independent NumPy reference of the learned optimizers Celo, Celo2 and Celo2-base.
+"""Independent NumPy reference of the learned optimizers Celo, Celo2, Celo2-base and small_fc_lopt.
 
-Written from ../shared/research/learned-optimizers.md (§1.1-1.4 Celo, §2.1-2.2 Celo2, §6 implementation notes) only,
-not from the authors' code, so that it can catch mistakes in either. NumPy only; float32 by default (as the
-authors' JAX code runs), float64 on request (dtype=np.float64) to separate formula errors from rounding.
+Written from ../shared/research/learned-optimizers.md (§1.1-1.4 Celo, §2.1-2.2 Celo2, §3.2 small_fc_lopt, §6
+implementation notes) only, not from the authors' code, so that it can catch mistakes in either (small_fc_lopt: from
+§3.2 and the formulas of the authors' adafac_mlp_lopt.py as the rule's header lists them). NumPy only; float32 by
+default (as the authors' JAX code runs), float64 on request (dtype=np.float64) to separate formula errors from
+rounding.
 
     import celo_ref as R
     theta = R.load_msgpack("../shared/data/celo/theta.state")          # {"ff_mod_stack/~/w0__0": array, ...}
@@ -15,6 +17,9 @@ authors' JAX code runs), float64 on request (dtype=np.float64) to separate formu
     opt2 = R.Celo2(R.load_msgpack(".../celo2/theta.msgpack"), mode="meta", orthogonalize=True, route_1d="adam")
     st = opt2.init(p0, name="t1_64x33/w")
 
+    opt3 = R.SmallFcLOpt(R.load_safetensors("tests/reference/celo_cases/theta/small_fc_lopt_seed7.safetensors"))
+    st = opt3.init(p0)                                                 # then opt3.step(p, g, st), as Celo2
+
 Checked against every golden trajectory of the authors' code by tests/reference/compare_golden.py: every variant
 agrees within float32 rounding, and no formula of the notes disagreed with the golden data. Where the notes leave
 a choice, this file takes the one below; the golden data confirms each where it says so:
@@ -25,7 +30,9 @@ a choice, this file takes the one below; the golden data confirms each where it 
 - Factored axes: stable argsort of the sizes (§1.1). The golden data confirms the 2-D square tie (16, 16); the
   rank-3 tie rule of the notes is not covered by it (tests/reference/gen_celo_cases.py uses it on such shapes).
 - The Celo2 MLP path uses only output 0 (§2.2), and Celo's step multiplies in the code's order (§1.3).
+- small_fc_lopt (AdafacMLPLOpt, §3.2) has no golden data: only the float64 run of this file and the C rule check it.
 """
+import json
 import struct
 
 import numpy as np
@@ -131,6 +138,36 @@ def load_msgpack(path):
     return out
 
 
+def load_safetensors(path):
+    """A safetensors file (F32 tensors only, as celo writes them) as {name: array}, in file order."""
+    buf = open(path, "rb").read()
+    n = struct.unpack("<Q", buf[:8])[0]
+    head = json.loads(buf[8 : 8 + n].decode())
+    out = {}
+    for name, d in head.items():
+        if name == "__metadata__":
+            continue
+        assert d["dtype"] == "F32", (path, name, d["dtype"])
+        a, b = d["data_offsets"]
+        out[name] = np.frombuffer(buf[8 + n + a : 8 + n + b], "<f4").reshape(d["shape"]).copy()
+    return out
+
+
+def save_safetensors(path, tensors):
+    """{name: array} as a safetensors file of F32 tensors, in the dict's order; the header is padded with spaces to
+    a multiple of 8 bytes."""
+    head, off, data = {}, 0, []
+    for name, a in tensors.items():
+        b = np.ascontiguousarray(a, "<f4").tobytes()
+        head[name] = {"dtype": "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        data.append(b)
+    h = json.dumps(head, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(data))
+
+
 # ---------------------------------------------------------------- shared pieces (§1.1, §1.2)
 
 MOM_DECAYS = (0.9, 0.99, 0.999)
@@ -158,10 +195,10 @@ class Accumulators:
     """m (3 momenta), rms (1), and the Adafactor-style factored second moments (3 decays) of §1.1, kept with the
     decay axis last. update() returns what the features need, computed from the NEW values."""
 
-    def __init__(self, shape, rms_decay, dtype):
+    def __init__(self, shape, rms_decay, dtype, mom_decays=MOM_DECAYS, fac_decays=FAC_DECAYS):
         self.shape, self.dt = tuple(shape), dtype
-        self.bm = np.array(MOM_DECAYS, dtype)
-        self.bf = np.array(FAC_DECAYS, dtype)
+        self.bm = np.array(mom_decays, dtype)
+        self.bf = np.array(fac_decays, dtype)
         self.br = dtype(rms_decay)
         self.m = np.zeros(self.shape + (3,), dtype)
         self.rms = np.zeros(self.shape + (1,), dtype)
@@ -451,3 +488,67 @@ def celo2_variant(theta, config, dtype=np.float32):
     return Celo2(theta, mode="meta", orthogonalize=not base, route_1d=None if base else "adam",
                  step_mult=config["step_mult"], wd=config["weight_decay"], mult_1d=config.get("mult_1d", 20.0),
                  dtype=dtype)
+
+
+# ---------------------------------------------------------------- small_fc_lopt: AdafacMLPLOpt (§3.2)
+
+TIMESCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
+
+
+def learned_decay(d0, theta, dtype):
+    """decay = 1 - (1 - d0) exp(10 θ) (§3.2), computed as the authors' code does, in the working precision:
+    through the parameter p(d) = log(1 - d) / 10, then d = 1 - exp(10 (p(d0) + θ))."""
+    one, ten = dtype(1), dtype(10)
+    return one - np.exp((np.log(one - np.array(d0, dtype)) / ten + theta.astype(dtype)) * ten)
+
+
+class SmallFcLOpt:
+    """AdafacMLPLOpt with its defaults (hidden 4 x 2 layers, exp_mult = step_mult = 1e-3) for one tensor.
+
+    θ: nn/~/w0 [39, 4], b0 [4], w1 [4, 4], b1 [4], w2 [4, 2], b2 [2], momentum_decays [3], rms_decays [1],
+    adafactor_decays [3]. Per step: the accumulators of §1.1 with the learned decays (the RMS and Adafactor decays
+    clipped to [0, 1] as the accumulators clip them; the momentum decays not) on the raw gradient (no clip); 28
+    features per element (§3.2 order), each normalized over the whole tensor (eps 1e-5 inside the root); 11 time
+    features tanh(i / tau - 1) of the 0-based step index i, not normalized; the MLP 39 -> 4 -> 4 -> 2 (ReLU);
+    p -= d * exp(m * exp_mult) * step_mult."""
+
+    def __init__(self, theta, step_mult=1e-3, exp_mult=1e-3, dtype=np.float32):
+        self.dt, self.step_mult, self.exp_mult = dtype, step_mult, exp_mult
+        pre = "nn/~/"
+        self.ws = [theta[pre + "w%d" % i].astype(dtype) for i in range(3)]
+        self.bs = [theta[pre + "b%d" % i].astype(dtype) for i in range(3)]
+        assert self.ws[0].shape == (39, 4) and self.ws[2].shape == (4, 2)
+        zero, one = dtype(0), dtype(1)
+        self.bm = learned_decay(MOM_DECAYS, theta["momentum_decays"], dtype)
+        self.br = np.clip(learned_decay((0.999,), theta["rms_decays"], dtype), zero, one)[0]
+        self.bf = np.clip(learned_decay(FAC_DECAYS, theta["adafactor_decays"], dtype), zero, one)
+
+    def init(self, p):
+        shape = p.shape if p.ndim else (1,)  # a scalar is shape (1,)
+        return {"acc": Accumulators(shape, self.br, self.dt, self.bm, self.bf), "it": 0}
+
+    def step(self, p, grad, st):
+        dt = self.dt
+        shape = p.shape
+        p, g = p.astype(dt).reshape(st["acc"].shape), grad.astype(dt).reshape(st["acc"].shape)
+        acc = st["acc"]
+        a = acc.update(g)  # m, rms, v_row/v_col (or v) and fac_g from the new values
+        r = rsqrt(acc.rms + dt(1e-6))
+        gg, pp = g[..., None], p[..., None]
+        if acc.dims:
+            fac_mom = a["fac_mom_mult"]  # m * row_factor * col_factor
+        else:
+            fac_mom = acc.m * (acc.v + dt(1e-6)) ** dt(-0.5)  # here with an epsilon (unlike Celo's)
+        f = [gg, pp, acc.m, acc.rms, acc.m * r, r, a["fac_g"], a["row"], a["col"], rsqrt(a["row"] + dt(1e-8)),
+             rsqrt(a["col"] + dt(1e-8)), fac_mom]
+        x = np.concatenate([np.broadcast_to(v, g.shape + (v.shape[-1],)) for v in f], axis=-1)
+        assert x.shape[-1] == 28
+        x = normalize(x, tuple(range(g.ndim)), 1e-5)
+        it = dt(st["it"])  # the step index before this step, from 0
+        tf = np.tanh(it / np.array(TIMESCALES, dt) - dt(1))
+        x = np.concatenate([x, np.broadcast_to(tf, g.shape + (11,))], axis=-1)
+        out = mlp(x, self.ws, self.bs)
+        d, m = out[..., 0], out[..., 1]
+        step = d * np.exp(m * dt(self.exp_mult)) * dt(self.step_mult)
+        st["it"] += 1
+        return (p - step).reshape(shape), st

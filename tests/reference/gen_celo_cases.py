@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Extra Celo / Celo2 / Celo2-base trajectories on shapes the golden set lacks, from tests/reference/celo_ref.py.
+"""Extra Celo / Celo2 / Celo2-base trajectories on shapes the golden set lacks, and small_fc_lopt trajectories,
+from tests/reference/celo_ref.py.
 
     python3 tests/reference/gen_celo_cases.py [--data ../shared/data/celo]     # (re)writes tests/reference/celo_cases/
 
@@ -27,8 +28,9 @@ Inputs (the same for every variant), made as the golden README makes its own, wi
 p0 = standard_normal(shape) as float32; grads[t] = float32(Z[t] * s[t] * logspace(-1, 1, C)) with Z standard
 normal, s = exp(uniform(-1.5, 1.5, T)) and C the size of the last axis; T = 20 steps.
 
-Variants (θ: the published Celo θ `theta.state`, or the golden Celo2 θ `golden/celo2/theta.msgpack` and, for
-celo2_biased, `golden/celo2_biased/theta.msgpack`; read from --data when this script runs, not stored here):
+Variants (θ of the Celo and Celo2 variants: the published Celo θ `theta.state`, or the golden Celo2 θ
+`golden/celo2/theta.msgpack` and, for celo2_biased, `golden/celo2_biased/theta.msgpack`; read from --data when this
+script runs, not stored here; the small_fc_lopt θ files are under theta/):
 
     celo               factory Celo, num_steps 20, the golden loss sequence (losses.npy), step_mult 1e-3
     celo_bigstep       the same with step_mult 0.1 (updates O(|p|): checks the update, not the rounding of p)
@@ -38,12 +40,25 @@ celo2_biased, `golden/celo2_biased/theta.msgpack`; read from --data when this sc
     celo2_base         every tensor through the MLP (rank < 2: 15 inputs), no Newton-Schulz
     celo2_base_bigstep the same with step_mult 1
     celo2_deploy       README recipe: lr 1e-3, wd 0.1; rank <= 1 to bias-corrected AdamW (lr x20, b2 0.95)
+    small_fc_lopt      AdafacMLPLOpt (stdlib/small_fc_lopt.celo) with theta/small_fc_lopt_seed7.safetensors, the
+                       rule's own initial θ (`build/celo theta init small_fc_lopt --seed 7`, committed: biases and
+                       decays 0), step_mult 1e-3
+    small_fc_lopt_decays
+                       the same MLP weights with learned decays and non-zero biases:
+                       theta/small_fc_lopt_decays.safetensors, written by this script from the seed-7 file with
+                       default_rng(363): decays uniform(-0.3, 0.3) (momentum, rms, adafactor, in that order), then
+                       b0, b1, b2 normal(0, 0.5). The draw gives a negative momentum decay (-0.49, kept: the
+                       momentum accumulator does not clip), an Adafactor decay below 0 (clipped to 0), and decays
+                       moved towards 1 (0.99989 for the RMS one), step_mult 1e-3
+    small_fc_lopt_decays_bigstep
+                       the same with step_mult 1 (steps O(1): checks the update, not the rounding of p)
 
 Files under tests/reference/celo_cases/:
     inputs/<shape>/p0.npy, grads.npy      [*S] and [T, *S] float32
     losses.npy                             [T] the losses fed to Celo's scheduler (step t gets losses[t-1])
     <variant>/<shape>/params.npy           [T, *S] float32: params[t-1] is the parameter after step t
     <variant>/lr_mult.npy                  Celo variants: the scheduler's output per step
+    theta/small_fc_lopt_*.safetensors      the small_fc_lopt θ files (the seed-7 one is an input: kept on reruns)
     cases.json                             the variants' settings, and per variant and shape the float32
                                            reference's distance from a float64 run of the same reference:
                                            max|ref32 - ref64| relative to the path length so far (the sum
@@ -80,7 +95,11 @@ VARIANTS = {
                                step_mult=1.0),
     "celo2_deploy": dict(kind="celo2", theta="celo2", mode="deploy", orthogonalize=True, route_1d="adamw", lr=1e-3,
                          wd=0.1),
+    "small_fc_lopt": dict(kind="small_fc_lopt", theta="small_fc_lopt_seed7", step_mult=1e-3),
+    "small_fc_lopt_decays": dict(kind="small_fc_lopt", theta="small_fc_lopt_decays", step_mult=1e-3),
+    "small_fc_lopt_decays_bigstep": dict(kind="small_fc_lopt", theta="small_fc_lopt_decays", step_mult=1.0),
 }
+THETA = os.path.join(OUT, "theta")
 
 
 def tag(shape):
@@ -99,7 +118,12 @@ def inputs(i, shape):
 
 def run(data, v, cfg, i, shape, p0, grads, dtype):
     name = "t%d_%s/%s" % (i, tag(shape), "b" if len(shape) == 1 else "w")
-    if cfg["kind"] == "celo":
+    if cfg["kind"] == "small_fc_lopt":
+        opt = R.SmallFcLOpt(R.load_safetensors(os.path.join(THETA, cfg["theta"] + ".safetensors")),
+                            step_mult=cfg["step_mult"], dtype=dtype)
+        st = opt.init(p0)
+        step = lambda p, t: opt.step(p, grads[t], st)[0]  # noqa: E731
+    elif cfg["kind"] == "celo":
         opt = R.Celo(R.load_msgpack(os.path.join(data, "theta.state")), T, 2, cfg["step_mult"], dtype)
         st = opt.init(p0)
         step = lambda p, t: opt.step(p, grads[t], st, LOSSES[t])[0]  # noqa: E731
@@ -116,13 +140,31 @@ def run(data, v, cfg, i, shape, p0, grads, dtype):
     return np.stack(out), getattr(opt, "lr_mults", None)
 
 
+def small_fc_lopt_theta():
+    """theta/small_fc_lopt_decays.safetensors from the committed seed-7 θ: learned decays and non-zero biases."""
+    src = os.path.join(THETA, "small_fc_lopt_seed7.safetensors")
+    if not os.path.isfile(src):
+        sys.exit("%s is missing: build/celo theta init small_fc_lopt --seed 7 -o %s" % (src, src))
+    th = R.load_safetensors(src)
+    rng = np.random.default_rng(363)
+    u = rng.uniform(-0.3, 0.3, 7).astype(np.float32)
+    th["momentum_decays"], th["rms_decays"], th["adafactor_decays"] = u[:3], u[3:4], u[4:]
+    for k in ("nn/~/b0", "nn/~/b1", "nn/~/b2"):
+        th[k] = rng.normal(0, 0.5, th[k].shape).astype(np.float32)
+    R.save_safetensors(os.path.join(THETA, "small_fc_lopt_decays.safetensors"), th)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "celo"))
     args = ap.parse_args()
-    if os.path.isdir(OUT):
-        shutil.rmtree(OUT)
-    os.makedirs(OUT)
+    os.makedirs(OUT, exist_ok=True)
+    for e in os.listdir(OUT):  # everything but the θ inputs and the README
+        if e not in ("theta", "README.md"):
+            path = os.path.join(OUT, e)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    os.makedirs(THETA, exist_ok=True)
+    small_fc_lopt_theta()
     np.save(os.path.join(OUT, "losses.npy"), LOSSES)
     ins = []
     for i, shape in enumerate(SHAPES):

@@ -284,6 +284,11 @@ static void analyse(cg *g, passinfo *pi)
                 pi->nested = 1;
         }
     }
+    /* the gradient: a read-only array of at least C values, which value_of reads in place of a factored value
+     * that does not change along the row */
+    for (int d = 0; d < CELO_NFDOM; d++)
+        if (pi->fac[d] && CELO_FROW + d != CELO_MAT)
+            add_arg(pi, 1, g->ptr);
 }
 
 typedef struct {
@@ -321,12 +326,18 @@ static LLVMValueRef value_of(cg *g, const passinfo *pi, loopctx *lc, int j)
     case CELO_FBAT:
     case CELO_MAT: { /* vec[tab[1 + r] + tab[0] * c], the row's part loaded once per row */
         int d = x->dom - CELO_FROW;
+        LLVMValueRef vec = argv_(lc, pi, vec_src(P, j));
+        LLVMValueRef row = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, vec, lc->fbase[d]), "");
         /* MAT drops the last axis on every shape (tab[0] = 0): one value per row, like ROW */
-        LLVMValueRef idx =
-            x->dom == CELO_MAT
-                ? lc->fbase[d]
-                : LLVMBuildSelect(g->b, lc->fflag[d], LLVMBuildNSWAdd(g->b, lc->fbase[d], lc->c, ""), lc->fbase[d], "");
-        return LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, vec_src(P, j)), idx), "");
+        if (x->dom == CELO_MAT)
+            return row;
+        /* Both readings, then a select on the tensor's flag: a value per column is a contiguous load from the
+         * row's start (from the gradient, any C readable values, when the flag is 0), a value per row one load
+         * per row. A select on the index instead left LLVM a gather per value and element. */
+        LLVMValueRef start = LLVMBuildSelect(g->b, lc->fflag[d], gep(g, g->f32, vec, lc->fbase[d]),
+                                             argv_(lc, pi, 1), "");
+        LLVMValueRef col = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, start, lc->c), "");
+        return LLVMBuildSelect(g->b, lc->fflag[d], col, row, "");
     }
     default: return lc->v[j];
     }

@@ -334,8 +334,8 @@ static LLVMValueRef value_of(cg *g, const passinfo *pi, loopctx *lc, int j)
         /* Both readings, then a select on the tensor's flag: a value per column is a contiguous load from the
          * row's start (from the gradient, any C readable values, when the flag is 0), a value per row one load
          * per row. A select on the index instead left LLVM a gather per value and element. */
-        LLVMValueRef start = LLVMBuildSelect(g->b, lc->fflag[d], gep(g, g->f32, vec, lc->fbase[d]),
-                                             argv_(lc, pi, 1), "");
+        LLVMValueRef start =
+            LLVMBuildSelect(g->b, lc->fflag[d], gep(g, g->f32, vec, lc->fbase[d]), argv_(lc, pi, 1), "");
         LLVMValueRef col = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, start, lc->c), "");
         return LLVMBuildSelect(g->b, lc->fflag[d], col, row, "");
     }

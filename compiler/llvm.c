@@ -9,6 +9,8 @@
 #include "backend.h"
 #include "llvm_compat.h"
 
+#include <llvm-c/DebugInfo.h>
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -422,6 +424,7 @@ typedef struct {
     LLVMBasicBlockRef head, body, exit;
     LLVMValueRef iv;
     LLVMValueRef phi[1024];
+    int fold_tail; /* ask the vectorizer for a masked last vector instead of a scalar remainder */
 } loop;
 
 static void loop_begin(cg *g, loop *L, LLVMValueRef fn, LLVMValueRef lo, LLVMValueRef hi, int n, const int *red,
@@ -453,7 +456,17 @@ static void loop_end(cg *g, loop *L, int n, const int *red, LLVMValueRef *acc)
         LLVMAddIncoming(L->phi[q], &acc[red[q]], &latch, 1);
         acc[red[q]] = L->phi[q];
     }
-    LLVMBuildBr(g->b, L->head);
+    LLVMValueRef br = LLVMBuildBr(g->b, L->head);
+    if (L->fold_tail) {
+        /* llvm.loop !{self, !{"llvm.loop.vectorize.predicate.enable", i1 true}} */
+        LLVMMetadataRef tmp = LLVMTemporaryMDNode(g->ctx, NULL, 0);
+        LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(g->ctx, "llvm.loop.vectorize.predicate.enable", 36),
+                                 LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(g->ctx), 1, 0))};
+        LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(g->ctx, kv, 2)};
+        LLVMMetadataRef id = LLVMMDNodeInContext2(g->ctx, ops, 2);
+        LLVMMetadataReplaceAllUsesWith(tmp, id);
+        LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->ctx, "llvm.loop", 9), LLVMMetadataAsValue(g->ctx, id));
+    }
     LLVMPositionBuilderAtEnd(g->b, L->exit);
 }
 
@@ -662,7 +675,9 @@ static void emit_pass(cg *g, const rule *r, int k)
             lc.fflag[d] =
                 LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildLoad2(g->b, g->i32, tab, "ff"), LLVMConstInt(g->i32, 0, 0), "");
         }
-        loop Cl;
+        /* a masked last vector: a row of 10 columns is one vector, not 8 lanes and 2 scalar iterations (celo2's 32 x 10
+         * matrix: pass 3 about half the time); and no epilogue loop to compile */
+        loop Cl = {.fold_tail = 1};
         loop_begin(g, &Cl, body, cb, ce, nb, both, acc, "cols");
         lc.r = R.iv;
         lc.c = Cl.iv;

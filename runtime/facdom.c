@@ -176,12 +176,16 @@ void celo_fac_reduce(const celo_state *st, int from, int to, int op, const float
         sum_rows(st, st->ftab[to - CELO_FROW], src, acc);
         len = 0;
     }
+    /* the value being reduced into stays in a register while the index stays on it (a run of a vector
+     * reduced into one value: MAT): the same operations on each value, in the same order */
+    int64_t tc = 0;
+    double cur = len ? acc[0] : 0;
     for (int64_t q = 0; q < len; q++) {
         double e = src[q];
         if (op == CELO_OP_SUM)
-            acc[t] += e;
-        else if (e > acc[t] || isnan(e))
-            acc[t] = e;
+            cur += e;
+        else if (e > cur || isnan(e))
+            cur = e;
         for (int k = m - 1; k >= 0; k--) {
             t += ts[k];
             if (++idx[k] < size[k])
@@ -189,7 +193,13 @@ void celo_fac_reduce(const celo_state *st, int from, int to, int op, const float
             t -= ts[k] * size[k];
             idx[k] = 0;
         }
+        if (t != tc) {
+            acc[tc] = cur;
+            cur = acc[tc = t];
+        }
     }
+    if (len)
+        acc[tc] = cur;
     for (int64_t q = 0; q < tlen; q++)
         out[q] = (float)acc[q];
 }

@@ -532,6 +532,16 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
             for (int i = 0; i < m; i++)
                 o[i] = (float)(A[i] / B[i]);
             break;
+        /* the commonest others of the learned rules' per-row/column values, without a call per value (the
+         * same expressions as ops.def) */
+        case CELO_OP_RSQRT:
+            for (int i = 0; i < m; i++)
+                o[i] = (float)(1 / sqrt(A[i]));
+            break;
+        case CELO_OP_MAX:
+            for (int i = 0; i < m; i++)
+                o[i] = (float)fmax(A[i], B[i]);
+            break;
         default:
             for (int i = 0; i < m; i++)
                 o[i] = (float)celo_eval_op(x->op, A[i], B[i], Cv[i]);

@@ -426,6 +426,25 @@ static void small_operand(const celo_program *P, const celo_state *st, int xdom,
             out[i] = NAN;
 }
 
+/* small_operand's value 0 */
+static double small_one(const celo_program *P, const celo_state *st, int xdom, const double *val, float *const *ptr,
+                        int j)
+{
+    if (j < 0)
+        return 0.0;
+    int dom = P->nodes[j].dom;
+    if (dom == xdom)
+        return small_vec(P, ptr, j)[0];
+    if (celo_dom_is_vec(dom)) {
+        int64_t idx[1];
+        celo_fac_map(st, xdom, dom, 0, 1, idx);
+        return small_vec(P, ptr, j)[idx[0]];
+    }
+    if (dom == CELO_HOST || dom == CELO_SCALAR)
+        return val[j];
+    return NAN;
+}
+
 void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t t, const float *hp, double *val,
                      float *sc, float *const *ptr)
 {
@@ -500,6 +519,12 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
             acc *= (double)(x->dom == CELO_ROW ? C : R);
         for (int64_t q = 0; q < len; q++)
             out[q] = (float)acc;
+        return;
+    }
+    if (len == 1) { /* one value (MAT of a matrix, ...): no blocks */
+        out[0] =
+            (float)celo_eval_op(x->op, small_one(P, st, x->dom, val, ptr, x->a),
+                                small_one(P, st, x->dom, val, ptr, x->b), small_one(P, st, x->dom, val, ptr, x->c));
         return;
     }
     /* element by element in double, rounded to float once, in blocks whose loops the compiler can vectorize

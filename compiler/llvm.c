@@ -9,6 +9,8 @@
 #include "backend.h"
 #include "llvm_compat.h"
 
+#include <llvm-c/DebugInfo.h>
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +286,11 @@ static void analyse(cg *g, passinfo *pi)
                 pi->nested = 1;
         }
     }
+    /* the gradient: a read-only array of at least C values, which value_of reads in place of a factored value
+     * that does not change along the row */
+    for (int d = 0; d < CELO_NFDOM; d++)
+        if (pi->fac[d] && CELO_FROW + d != CELO_MAT)
+            add_arg(pi, 1, g->ptr);
 }
 
 typedef struct {
@@ -321,12 +328,18 @@ static LLVMValueRef value_of(cg *g, const passinfo *pi, loopctx *lc, int j)
     case CELO_FBAT:
     case CELO_MAT: { /* vec[tab[1 + r] + tab[0] * c], the row's part loaded once per row */
         int d = x->dom - CELO_FROW;
+        LLVMValueRef vec = argv_(lc, pi, vec_src(P, j));
+        LLVMValueRef row = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, vec, lc->fbase[d]), "");
         /* MAT drops the last axis on every shape (tab[0] = 0): one value per row, like ROW */
-        LLVMValueRef idx =
-            x->dom == CELO_MAT
-                ? lc->fbase[d]
-                : LLVMBuildSelect(g->b, lc->fflag[d], LLVMBuildNSWAdd(g->b, lc->fbase[d], lc->c, ""), lc->fbase[d], "");
-        return LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, argv_(lc, pi, vec_src(P, j)), idx), "");
+        if (x->dom == CELO_MAT)
+            return row;
+        /* Both readings, then a select on the tensor's flag: a value per column is a contiguous load from the
+         * row's start (from the gradient, any C readable values, when the flag is 0), a value per row one load
+         * per row. A select on the index instead left LLVM a gather per value and element. */
+        LLVMValueRef start =
+            LLVMBuildSelect(g->b, lc->fflag[d], gep(g, g->f32, vec, lc->fbase[d]), argv_(lc, pi, 1), "");
+        LLVMValueRef col = LLVMBuildLoad2(g->b, g->f32, gep(g, g->f32, start, lc->c), "");
+        return LLVMBuildSelect(g->b, lc->fflag[d], col, row, "");
     }
     default: return lc->v[j];
     }
@@ -411,6 +424,7 @@ typedef struct {
     LLVMBasicBlockRef head, body, exit;
     LLVMValueRef iv;
     LLVMValueRef phi[1024];
+    int fold_tail; /* ask the vectorizer for a masked last vector instead of a scalar remainder */
 } loop;
 
 static void loop_begin(cg *g, loop *L, LLVMValueRef fn, LLVMValueRef lo, LLVMValueRef hi, int n, const int *red,
@@ -442,7 +456,17 @@ static void loop_end(cg *g, loop *L, int n, const int *red, LLVMValueRef *acc)
         LLVMAddIncoming(L->phi[q], &acc[red[q]], &latch, 1);
         acc[red[q]] = L->phi[q];
     }
-    LLVMBuildBr(g->b, L->head);
+    LLVMValueRef br = LLVMBuildBr(g->b, L->head);
+    if (L->fold_tail) {
+        /* llvm.loop !{self, !{"llvm.loop.vectorize.predicate.enable", i1 true}} */
+        LLVMMetadataRef tmp = LLVMTemporaryMDNode(g->ctx, NULL, 0);
+        LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(g->ctx, "llvm.loop.vectorize.predicate.enable", 36),
+                                 LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(g->ctx), 1, 0))};
+        LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(g->ctx, kv, 2)};
+        LLVMMetadataRef id = LLVMMDNodeInContext2(g->ctx, ops, 2);
+        LLVMMetadataReplaceAllUsesWith(tmp, id);
+        LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->ctx, "llvm.loop", 9), LLVMMetadataAsValue(g->ctx, id));
+    }
     LLVMPositionBuilderAtEnd(g->b, L->exit);
 }
 
@@ -651,7 +675,9 @@ static void emit_pass(cg *g, const rule *r, int k)
             lc.fflag[d] =
                 LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildLoad2(g->b, g->i32, tab, "ff"), LLVMConstInt(g->i32, 0, 0), "");
         }
-        loop Cl;
+        /* a masked last vector: a row of 10 columns is one vector, not 8 lanes and 2 scalar iterations (celo2's 32 x 10
+         * matrix: pass 3 about half the time); and no epilogue loop to compile */
+        loop Cl = {.fold_tail = 1};
         loop_begin(g, &Cl, body, cb, ce, nb, both, acc, "cols");
         lc.r = R.iv;
         lc.c = Cl.iv;

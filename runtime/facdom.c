@@ -138,30 +138,58 @@ static int kept(const celo_state *st, int from, int to, int *ax, int64_t *size, 
  * values all meet in one (tab[0] = 0) is summed on its own (four interleaved accumulators, combined in a fixed
  * order) and then added; else each element adds into its own value. The order is fixed by the shape alone, and
  * every back end reduces through this function. */
+typedef double v4d __attribute__((vector_size(32)));
+
+/* The sum of one row (four interleaved accumulators, s0..s3 the lanes of s) */
+static double row_sum(const float *x, int64_t C)
+{
+    v4d s = {0, 0, 0, 0};
+    int64_t c = 0;
+    for (; c + 4 <= C; c += 4)
+        s += (v4d){x[c], x[c + 1], x[c + 2], x[c + 3]};
+    for (; c < C; c++)
+        s[0] += x[c];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 static void sum_rows(const celo_state *st, const int32_t *tab, const float *src, double *acc)
 {
     int64_t R = st->R, C = st->C;
-    for (int64_t r = 0; r < R; r++) {
-        const float *x = src + r * C;
-        double *a = acc + tab[1 + r];
-        if (tab[0]) {
+    if (tab[0]) {
+        for (int64_t r = 0; r < R; r++) {
+            const float *x = src + r * C;
+            double *a = acc + tab[1 + r];
 #pragma omp simd
             for (int64_t c = 0; c < C; c++)
                 a[c] += x[c];
-            continue;
         }
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        return;
+    }
+    /* four rows at a time, each row's sum as row_sum computes it, added in row order */
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) {
+        const float *x0 = src + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+        v4d s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
         int64_t c = 0;
         for (; c + 4 <= C; c += 4) {
-            s0 += x[c];
-            s1 += x[c + 1];
-            s2 += x[c + 2];
-            s3 += x[c + 3];
+            s0 += (v4d){x0[c], x0[c + 1], x0[c + 2], x0[c + 3]};
+            s1 += (v4d){x1[c], x1[c + 1], x1[c + 2], x1[c + 3]};
+            s2 += (v4d){x2[c], x2[c + 1], x2[c + 2], x2[c + 3]};
+            s3 += (v4d){x3[c], x3[c + 1], x3[c + 2], x3[c + 3]};
         }
-        for (; c < C; c++)
-            s0 += x[c];
-        *a += (s0 + s1) + (s2 + s3);
+        for (; c < C; c++) {
+            s0[0] += x0[c];
+            s1[0] += x1[c];
+            s2[0] += x2[c];
+            s3[0] += x3[c];
+        }
+        acc[tab[1 + r]] += (s0[0] + s0[1]) + (s0[2] + s0[3]);
+        acc[tab[2 + r]] += (s1[0] + s1[1]) + (s1[2] + s1[3]);
+        acc[tab[3 + r]] += (s2[0] + s2[1]) + (s2[2] + s2[3]);
+        acc[tab[4 + r]] += (s3[0] + s3[1]) + (s3[2] + s3[3]);
     }
+    for (; r < R; r++)
+        acc[tab[1 + r]] += row_sum(src + r * C, C);
 }
 
 void celo_fac_reduce(const celo_state *st, int from, int to, int op, const float *src, float *out, double *acc)
@@ -176,12 +204,16 @@ void celo_fac_reduce(const celo_state *st, int from, int to, int op, const float
         sum_rows(st, st->ftab[to - CELO_FROW], src, acc);
         len = 0;
     }
+    /* the value being reduced into stays in a register while the index stays on it (a run of a vector
+     * reduced into one value: MAT): the same operations on each value, in the same order */
+    int64_t tc = 0;
+    double cur = len ? acc[0] : 0;
     for (int64_t q = 0; q < len; q++) {
         double e = src[q];
         if (op == CELO_OP_SUM)
-            acc[t] += e;
-        else if (e > acc[t] || isnan(e))
-            acc[t] = e;
+            cur += e;
+        else if (e > cur || isnan(e))
+            cur = e;
         for (int k = m - 1; k >= 0; k--) {
             t += ts[k];
             if (++idx[k] < size[k])
@@ -189,7 +221,13 @@ void celo_fac_reduce(const celo_state *st, int from, int to, int op, const float
             t -= ts[k] * size[k];
             idx[k] = 0;
         }
+        if (t != tc) {
+            acc[tc] = cur;
+            cur = acc[tc = t];
+        }
     }
+    if (len)
+        acc[tc] = cur;
     for (int64_t q = 0; q < tlen; q++)
         out[q] = (float)acc[q];
 }

@@ -426,6 +426,25 @@ static void small_operand(const celo_program *P, const celo_state *st, int xdom,
             out[i] = NAN;
 }
 
+/* small_operand's value 0 */
+static double small_one(const celo_program *P, const celo_state *st, int xdom, const double *val, float *const *ptr,
+                        int j)
+{
+    if (j < 0)
+        return 0.0;
+    int dom = P->nodes[j].dom;
+    if (dom == xdom)
+        return small_vec(P, ptr, j)[0];
+    if (celo_dom_is_vec(dom)) {
+        int64_t idx[1];
+        celo_fac_map(st, xdom, dom, 0, 1, idx);
+        return small_vec(P, ptr, j)[idx[0]];
+    }
+    if (dom == CELO_HOST || dom == CELO_SCALAR)
+        return val[j];
+    return NAN;
+}
+
 void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t t, const float *hp, double *val,
                      float *sc, float *const *ptr)
 {
@@ -502,6 +521,12 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
             out[q] = (float)acc;
         return;
     }
+    if (len == 1) { /* one value (MAT of a matrix, ...): no blocks */
+        out[0] =
+            (float)celo_eval_op(x->op, small_one(P, st, x->dom, val, ptr, x->a),
+                                small_one(P, st, x->dom, val, ptr, x->b), small_one(P, st, x->dom, val, ptr, x->c));
+        return;
+    }
     /* element by element in double, rounded to float once, in blocks whose loops the compiler can vectorize
      * (the same operations as celo_eval_op: vector and scalar double arithmetic round alike) */
     double A[SMALL_BLOCK], B[SMALL_BLOCK], Cv[SMALL_BLOCK];
@@ -531,6 +556,16 @@ void celo_eval_small(const celo_program *P, const celo_state *st, int j, int64_t
 #pragma omp simd
             for (int i = 0; i < m; i++)
                 o[i] = (float)(A[i] / B[i]);
+            break;
+        /* the commonest others of the learned rules' per-row/column values, without a call per value (the
+         * same expressions as ops.def) */
+        case CELO_OP_RSQRT:
+            for (int i = 0; i < m; i++)
+                o[i] = (float)(1 / sqrt(A[i]));
+            break;
+        case CELO_OP_MAX:
+            for (int i = 0; i < m; i++)
+                o[i] = (float)fmax(A[i], B[i]);
             break;
         default:
             for (int i = 0; i < m; i++)

@@ -119,6 +119,20 @@ void celo_fac_free(celo_state *st)
 }
 
 /* The axes `from` keeps (in order), their sizes, and each one's stride in `to`; returns how many. */
+/* The odometer step of a walk over m kept axes (sizes size, target strides ts): idx to the next multi-index, and the
+ * target index t moved with it; returns the new t. */
+static int64_t next_index(int m, int64_t *idx, const int64_t *size, const int64_t *ts, int64_t t)
+{
+    for (int k = m - 1; k >= 0; k--) {
+        t += ts[k];
+        if (++idx[k] < size[k])
+            break;
+        t -= ts[k] * size[k];
+        idx[k] = 0;
+    }
+    return t;
+}
+
 static int kept(const celo_state *st, int from, int to, int *ax, int64_t *size, int64_t *tstride)
 {
     unsigned rm = celo_fac_removed(st, from);
@@ -214,13 +228,7 @@ void celo_fac_reduce(const celo_state *st, int from, int to, int op, const float
             cur += e;
         else if (e > cur || isnan(e))
             cur = e;
-        for (int k = m - 1; k >= 0; k--) {
-            t += ts[k];
-            if (++idx[k] < size[k])
-                break;
-            t -= ts[k] * size[k];
-            idx[k] = 0;
-        }
+        t = next_index(m, idx, size, ts, t);
         if (t != tc) {
             acc[tc] = cur;
             cur = acc[tc = t];
@@ -246,12 +254,6 @@ void celo_fac_map(const celo_state *st, int from, int to, int64_t q0, int m_, in
     }
     for (int i = 0; i < m_; i++) {
         out[i] = t;
-        for (int k = m - 1; k >= 0; k--) {
-            t += ts[k];
-            if (++idx[k] < size[k])
-                break;
-            t -= ts[k] * size[k];
-            idx[k] = 0;
-        }
+        t = next_index(m, idx, size, ts, t);
     }
 }

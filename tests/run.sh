@@ -37,10 +37,7 @@ fi
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 SANLD=()
 if [ "${SAN:-0}" = 1 ]; then
-    # use_tls=0: LeakSanitizer's tracer crashes now and then (signal 11) walking a dynamic TLS block that a library
-    # PoCL loads leaves at a bogus address ("DTLS ... at 0x8a5"), in any process that ran OpenCL; skipping TLS as
-    # roots can only report more leaks (a block only a thread-local points to), never hide one
-    export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0:use_tls=0"
+    export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
     SANLD=(-fsanitize=address,undefined)
 fi
 pass=0 failn=0 skip=0
@@ -1084,7 +1081,17 @@ fi
 if want unit; then
     for t in "$BUILD"/tests/*; do
         [ -f "$t" ] && [ -x "$t" ] || continue
-        if "$t" >"$TMP/unit" 2>&1; then ok "unit $(basename "$t")"
+        # test_opencl: LeakSanitizer's tracer crashes (signal 11) walking a dynamic TLS block that a library
+        # PoCL loads leaves at a bogus address ("DTLS ... at 0x8a5"); use_tls=0 skips TLS as roots, so a block
+        # only a thread-local points to would be reported as a leak, never hidden (not for every process: libLLVM
+        # and libgomp keep blocks that only their thread-locals point to, which use_tls=0 reports). The same crash
+        # can hit a shell tier's OpenCL run under SAN now and then ("Tracer caught signal 11"): a known flake of
+        # SAN=1 only, never of a plain `make test`.
+        run=("$t")
+        if [ "${SAN:-0}" = 1 ] && [ "$(basename "$t")" = test_opencl ]; then
+            run=(env "LSAN_OPTIONS=${LSAN_OPTIONS:-}:use_tls=0" "$t")
+        fi
+        if "${run[@]}" >"$TMP/unit" 2>&1; then ok "unit $(basename "$t")"
         else bad "unit $(basename "$t"): $(tail -20 "$TMP/unit")"; fi
     done
 fi

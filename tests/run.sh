@@ -39,13 +39,6 @@ SANLD=()
 if [ "${SAN:-0}" = 1 ]; then
     export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
     SANLD=(-fsanitize=address,undefined)
-    # A celo that runs OpenCL gets use_tls=0 as test_opencl does (the PoCL DTLS tracer crash, see the unit tier):
-    # celo is called through this wrapper, beside the binary so that the tests' path arithmetic on $CELO holds.
-    printf '%s\n' '#!/usr/bin/env bash' \
-        'case " $* " in *opencl*) export LSAN_OPTIONS="${LSAN_OPTIONS:-}:use_tls=0" ;; esac' \
-        'exec "$(dirname "$0")/celo" "$@"' >"$BUILD/celo-san"
-    chmod +x "$BUILD/celo-san"
-    CELO=$BUILD/celo-san
 fi
 pass=0 failn=0 skip=0
 ok() { pass=$((pass + 1)); [ -n "${VERBOSE:-}" ] && echo "ok   $*"; return 0; }

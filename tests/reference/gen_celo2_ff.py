@@ -9,8 +9,12 @@ left to right (x_0 w[0,j] + x_1 w[1,j] + ... then + b_j), as docs/language.md sp
 0.05 k) in double rounded to float32. Writes tests/learned/celo2_ff/{p0,grads,out}.npy (8 x 5, 6 steps).
 """
 import os
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_learned import dense  # noqa: E402  (one copy of the helper)
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 OUT = os.path.join(ROOT, "tests", "learned", "celo2_ff")
@@ -34,16 +38,6 @@ def main():
     np.save(os.path.join(OUT, "p0.npy"), p)
     np.save(os.path.join(OUT, "grads.npy"), grads)
     lr = f32(1e-2)
-
-    def dense(xs, w, b, act):
-        outs = []
-        for j in range(w.shape[1]):
-            acc = xs[0] * w[0, j]
-            for i in range(1, w.shape[0]):
-                acc = acc + xs[i] * w[i, j]
-            acc = acc + b[j]
-            outs.append(np.maximum(acc, f32(0)) if act else acc)
-        return outs
 
     for g in grads:
         y = [g * f32(0.1 * k - 1) + p * f32(0.05 * k) for k in range(30)]

@@ -14,32 +14,21 @@ lr_mult (each rounded to float32 where the element code reads it, then added in 
 smoothly with noise, as a training loss does. Writes tests/learned/celo_lstm/{p0,grads,loss,out}.npy and
 lr_mult.npy (each step's lr_mult, for the record; the first is 0.4436, the research notes' check value).
 """
-import json
 import math
 import os
-import struct
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_learned import read_safetensors  # noqa: E402  (one copy of the helpers)
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 OUT = os.path.join(ROOT, "tests", "learned", "celo_lstm")
 T = 20
 f32 = np.float32
-
-
-def read_safetensors(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    head = json.loads(b[8 : 8 + n])
-    out = {}
-    for k, v in head.items():
-        if k == "__metadata__":
-            continue
-        s, e = v["data_offsets"]
-        out[k] = np.frombuffer(b[8 + n + s : 8 + n + e], dtype=np.float32).reshape(v["shape"]).copy()
-    return out
 
 
 def sigmoid(x):

@@ -10,14 +10,16 @@ end of each step; element values in NumPy float32 in the order the rule writes t
 first layer is the rows of net/~/w0__0, w0__1, w0__2 (inputs = [1, 3, 1]) one after another; lead = 1 gives every
 tensor a leading axis of 1. θ: `celo theta init hostlang --seed 4` with nonzero biases and h0 added here.
 """
-import json
 import math
 import os
 import shutil
-import struct
 import subprocess
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_learned import read_safetensors, write_safetensors, dense  # noqa: E402  (one copy of the helpers)
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
@@ -26,43 +28,6 @@ SHAPES = [(37,), (4, 6)]
 STEPS = 10
 HP = {"lr": 1e-2, "b1": 0.9}
 f32 = np.float32
-
-
-def read_safetensors(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    head = json.loads(b[8 : 8 + n])
-    out = {}
-    for k, v in head.items():
-        if k == "__metadata__":
-            continue
-        s, e = v["data_offsets"]
-        out[k] = np.frombuffer(b[8 + n + s : 8 + n + e], dtype=np.float32).reshape(v["shape"]).copy()
-    return out
-
-
-def write_safetensors(path, tensors):
-    head, data, off = {}, b"", 0
-    for k, v in tensors.items():
-        v = np.ascontiguousarray(v, dtype=np.float32)
-        head[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [off, off + v.nbytes]}
-        off += v.nbytes
-        data += v.tobytes()
-    hj = json.dumps(head, separators=(",", ":")).encode()
-    hj += b" " * ((8 - len(hj) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hj)) + hj + data)
-
-
-def dense(xs, w, b, act):
-    outs = []
-    for j in range(w.shape[1]):
-        acc = xs[0] * w[0, j]
-        for i in range(1, w.shape[0]):
-            acc = acc + xs[i] * w[i, j]
-        acc = acc + b[j]
-        outs.append(np.maximum(acc, f32(0)) if act else acc)
-    return outs
 
 
 def mlp(xs, th):

@@ -8,6 +8,7 @@
  * only the reduction accumulators (double) may be reassociated, which lets them vectorize. */
 #include "backend.h"
 #include "llvm_compat.h"
+#include "../runtime/mathf.h"
 
 #include <llvm-c/DebugInfo.h>
 
@@ -80,6 +81,29 @@ static LLVMValueRef nonzero(cg *g, LLVMValueRef x)
     return LLVMBuildFCmp(g->b, LLVMRealUNE, x, fconst(g, 0), "");
 }
 
+/* e^a of a float32 a: runtime/mathf.h's operations, in double, inline (they vectorize; libm's expf is a call per
+ * element), in the order celo_expf performs them, so that the kernels and the interpreter agree exactly. */
+static LLVMValueRef emit_expf(cg *g, LLVMValueRef a)
+{
+    LLVMBuilderRef B = g->b;
+    LLVMValueRef x = LLVMBuildFPExt(B, a, g->f64, ""), two[2];
+    two[0] = x, two[1] = LLVMConstReal(g->f64, CELO_EXP_LO);
+    two[0] = intrinsic(g, "llvm.maxnum", g->f64, two, 2);
+    two[1] = LLVMConstReal(g->f64, CELO_EXP_HI);
+    x = intrinsic(g, "llvm.minnum", g->f64, two, 2);
+    LLVMValueRef k = LLVMBuildFMul(B, x, LLVMConstReal(g->f64, CELO_LOG2E), "");
+    k = intrinsic(g, "llvm.rint", g->f64, &k, 1);
+    LLVMValueRef r = LLVMBuildFSub(B, x, LLVMBuildFMul(B, k, LLVMConstReal(g->f64, CELO_LN2_HI), ""), "");
+    r = LLVMBuildFSub(B, r, LLVMBuildFMul(B, k, LLVMConstReal(g->f64, CELO_LN2_LO), ""), "");
+    LLVMValueRef p = LLVMConstReal(g->f64, celo_exp_poly[0]);
+    for (int i = 1; i < CELO_EXP_NPOLY; i++)
+        p = LLVMBuildFAdd(B, LLVMBuildFMul(B, p, r, ""), LLVMConstReal(g->f64, celo_exp_poly[i]), "");
+    LLVMValueRef bits = LLVMBuildAdd(B, LLVMBuildFPToSI(B, k, g->i64, ""), LLVMConstInt(g->i64, 1023, 0), "");
+    bits = LLVMBuildShl(B, bits, LLVMConstInt(g->i64, 52, 0), "");
+    LLVMValueRef e = LLVMBuildFPTrunc(B, LLVMBuildFMul(B, p, LLVMBuildBitCast(B, bits, g->f64, ""), ""), g->f32, "");
+    return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealUNO, a, a, ""), a, e, "");
+}
+
 /* One map op (runtime/ops.def); no default, so that a map op added to the table without its code here does not
  * compile. */
 static LLVMValueRef emit_op(cg *g, celo_op op, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
@@ -98,15 +122,14 @@ static LLVMValueRef emit_op(cg *g, celo_op op, LLVMValueRef a, LLVMValueRef b, L
     case CELO_OP_MAX: return intrinsic(g, "llvm.maxnum", g->f32, args, 2);
     case CELO_OP_SQRT: return intrinsic(g, "llvm.sqrt", g->f32, args, 1);
     case CELO_OP_RSQRT: return LLVMBuildFDiv(B, fconst(g, 1), intrinsic(g, "llvm.sqrt", g->f32, args, 1), "");
-    case CELO_OP_EXP: return intrinsic(g, "llvm.exp", g->f32, args, 1);
+    case CELO_OP_EXP: return emit_expf(g, a);
     case CELO_OP_LOG: return intrinsic(g, "llvm.log", g->f32, args, 1);
     case CELO_OP_ABS: return intrinsic(g, "llvm.fabs", g->f32, args, 1);
     case CELO_OP_FLOOR: return intrinsic(g, "llvm.floor", g->f32, args, 1);
     case CELO_OP_TANH: return libcall(g, "tanhf", a);
     case CELO_OP_COS: return libcall(g, "cosf", a);
     case CELO_OP_SIGMOID: {
-        LLVMValueRef na = LLVMBuildFNeg(B, a, "");
-        LLVMValueRef e = intrinsic(g, "llvm.exp", g->f32, &na, 1);
+        LLVMValueRef e = emit_expf(g, LLVMBuildFNeg(B, a, ""));
         return LLVMBuildFDiv(B, fconst(g, 1), LLVMBuildFAdd(B, fconst(g, 1), e, ""), "");
     }
     case CELO_OP_RELU:
@@ -125,6 +148,10 @@ static LLVMValueRef emit_op(cg *g, celo_op op, LLVMValueRef a, LLVMValueRef b, L
     case CELO_OP_OR: return bool_to_f(g, LLVMBuildOr(B, nonzero(g, a), nonzero(g, b), ""));
     case CELO_OP_NOT: return bool_to_f(g, LLVMBuildFCmp(B, LLVMRealOEQ, a, fconst(g, 0), ""));
     case CELO_OP_SELECT: return LLVMBuildSelect(B, nonzero(g, a), b, c, "");
+    case CELO_OP_FMA: {
+        LLVMValueRef abc[3] = {a, b, c};
+        return intrinsic(g, "llvm.fma", g->f32, abc, 3);
+    }
 #define CELO_INPUT(id, ...)  case CELO_OP_##id:
 #define CELO_REDUCE(id, ...) case CELO_OP_##id:
 #define CELO_MATRIX(id, ...) case CELO_OP_##id:

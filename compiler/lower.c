@@ -559,8 +559,9 @@ static int matrix_arg(lctx *L, const ir_opinfo *mat, const char *argq, const exp
 
 /* MLP ln applied to the inputs of call e: out[0 .. dims[last]) get its outputs. Unrolled into the IR, each weight
  * a host THETA node: layer l computes h_j = (x_0 w[0,j] + x_1 w[1,j] + … + x_{in-1} w[in-1,j]) + b_j, summed
- * left to right (the order the NumPy reference uses), then the activation on every layer but the last. 0, or -1
- * (reported). */
+ * left to right (the order the NumPy reference uses), each term after the first a fused multiply-add (one
+ * rounding: half the instructions of the multiply-adds that are the MLP's whole cost), then the activation on
+ * every layer but the last. 0, or -1 (reported). */
 /* The θ offsets of layer l's weight rows (row q: the q-th input) and of its bias: w0 (or w0__0, w0__1, … split by
  * rows), b0, w1, b1, … from ln->spec on. */
 static int64_t mlp_offsets(const lctx *L, const learnedname *ln, int l, int64_t *row)
@@ -624,7 +625,7 @@ static int mlp_eval(lctx *L, const learnedname *ln, const expr *e, int *out)
         for (int j = 0; j < nout; j++) {
             int acc = N(L, CELO_OP_MUL, x[0], theta_at(L, row[0] + j), -1);
             for (int q = 1; q < nin; q++)
-                acc = N(L, CELO_OP_ADD, acc, N(L, CELO_OP_MUL, x[q], theta_at(L, row[q] + j), -1), -1);
+                acc = N(L, CELO_OP_FMA, x[q], theta_at(L, row[q] + j), acc);
             acc = N(L, CELO_OP_ADD, acc, theta_at(L, b + j), -1);
             y[j] = l + 2 < ln->ndims ? N(L, ln->act, acc, -1, -1) : acc;
         }

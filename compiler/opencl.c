@@ -20,6 +20,7 @@
 #include "ir.h"
 
 #include "../runtime/clplan.h"
+#include "../runtime/mathf.h"
 #include "../runtime/sbuf.h"
 
 #include <math.h>
@@ -178,6 +179,12 @@ static void emit_op(sbuf *b, int vec, celo_op op, const char *A, const char *B, 
             sb_printf(b, "select(%s, %s, %s != %s)", C, B, A, zero);
         else
             sb_printf(b, "(%s != 0.0f ? %s : %s)", A, B, C);
+        break;
+    case CELO_OP_FMA: /* correctly rounded in OpenCL C, as fmaf and llvm.fma; fma takes one vector type */
+        if (vec)
+            sb_printf(b, "fma((float8)(%s), (float8)(%s), (float8)(%s))", A, B, C);
+        else
+            sb_printf(b, "fma(%s, %s, %s)", A, B, C);
         break;
 #define CELO_INPUT(id, ...)  case CELO_OP_##id:
 #define CELO_REDUCE(id, ...) case CELO_OP_##id:
@@ -628,8 +635,7 @@ static const char math_double[] =
     "    q = q * s2 + 1.0 / 3.0; q = q * s2 + 1.0;\n"
     "    return convert_$D(k) * 0x1.62e42fefa39efp-1 + 2.0 * s * q;\n"
     "}\n"
-    "$F celo_exp$N($F x);\n"
-    "$F celo_exp$N($F x) { return convert_$F(exp(convert_$D(x))); }\n"
+    "$E"
     "$F celo_log$N($F x);\n"
     "$F celo_log$N($F x)\n"
     "{\n"
@@ -674,6 +680,22 @@ static const char math_builtin[] = "$F celo_exp$N($F x);\n"
                                    "$F celo_tanh$N($F x);\n"
                                    "$F celo_tanh$N($F x) { return tanh(x); }\n";
 
+/* celo_exp: runtime/mathf.h's double operations in its order (FP_CONTRACT is off), so that it equals celo_expf */
+static void emit_exp(sbuf *b, int vec)
+{
+    const char *F = vec ? "float8" : "float", *D = vec ? "double8" : "double", *L = vec ? "long8" : "long";
+    const char *N = vec ? "8" : "";
+    sb_printf(b, "%s celo_exp%s(%s x);\n%s celo_exp%s(%s x)\n{\n", F, N, F, F, N, F);
+    sb_printf(b, "    const %s xd = fmin(fmax(convert_%s(x), %a), %a);\n", D, D, CELO_EXP_LO, CELO_EXP_HI);
+    sb_printf(b, "    const %s k = rint(xd * %a);\n", D, CELO_LOG2E);
+    sb_printf(b, "    const %s r = (xd - k * %a) - k * %a;\n", D, CELO_LN2_HI, CELO_LN2_LO);
+    sb_printf(b, "    %s q = %a;\n", D, celo_exp_poly[0]);
+    for (int i = 1; i < CELO_EXP_NPOLY; i++)
+        sb_printf(b, "    q = q * r + %a;\n", celo_exp_poly[i]);
+    sb_printf(b, "    const %s s = as_%s((convert_%s(k) + 1023) << 52);\n", D, D, L);
+    sb_printf(b, "    return select(convert_%s(q * s), x, isnan(x));\n}\n", F);
+}
+
 static void emit_template(sbuf *b, const char *t, int vec)
 {
     for (const char *p = t; *p; p++) {
@@ -687,6 +709,7 @@ static void emit_template(sbuf *b, const char *t, int vec)
         case 'D': sb_printf(b, "double%s", vec ? "8" : ""); break;
         case 'L': sb_printf(b, "long%s", vec ? "8" : ""); break;
         case 'N': sb_printf(b, "%s", vec ? "8" : ""); break;
+        case 'E': emit_exp(b, vec); break;
         default: sb_printf(b, "$%c", *p); break;
         }
     }

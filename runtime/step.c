@@ -7,6 +7,7 @@
 #include "celort.h"
 #include "tape.h"
 #include "facdom.h"
+#include "mathf.h"
 
 #include <limits.h>
 #include <regex.h>
@@ -31,11 +32,13 @@
 double celo_eval_op(int op, double a, double b, double c)
 {
 #define MATH(fn) fn
+#define EXP_(x)  exp(x)
     switch (op) {
 #include "ops.def"
     default: return NAN;
     }
 #undef MATH
+#undef EXP_
 }
 
 /* Element-wise arithmetic is float32, exactly as the compiled kernels do it (no contraction, no fast-math). */
@@ -44,11 +47,13 @@ double celo_eval_op(int op, double a, double b, double c)
 static float eval_opf(int op, float a, float b, float c)
 {
 #define MATH(fn) fn##f
+#define EXP_(x)  celo_expf(x)
     switch (op) {
 #include "ops.def"
     default: return NAN;
     }
 #undef MATH
+#undef EXP_
 }
 
 static int is_elem_reduction(const celo_program *P, const celo_node *x)

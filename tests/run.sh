@@ -88,7 +88,7 @@ if want golden || want agree; then
             else bad "agree $case $shape $be vs interp: $r (tolerance $atol)"; fi
         done
     done < <(cat tests/golden/cases.txt tests/golden/examples.txt tests/golden/schedules.txt tests/golden/learned.txt \
-        tests/golden/hostlang.txt \
+        tests/golden/hostlang.txt tests/golden/mathf.txt \
         tests/golden/facdom.txt)
     [ $have_ocl = 0 ] && skp "golden/agree opencl: no OpenCL device"
     # max reductions keep NaN on every back end: the interpreter's result has NaN, the others equal it exactly

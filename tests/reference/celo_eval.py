@@ -375,6 +375,11 @@ class Step:
             k = kind_of(*vs)
             a, b, w = lift(k, vs, R, C)
             return V(k, a + w * (b - a))
+        if fn == "fma":  # rounded once: the exact product and sum in double, then to the value's precision
+            k = kind_of(*vs)
+            a, b, c = lift(k, vs, R, C)
+            r = np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)
+            return V(k, r.astype(np.float32) if k == ELEM else r)
         if fn == "orthogonalize":
             steps = int(self.ev(kw["steps"], env).x) if "steps" in kw else 5
             return V(ELEM, orthogonalize(as_elem(vs[0], R, C), steps))

@@ -25,7 +25,7 @@ static const char rules_src[] =
     "    z = exp(-abs(x)) + log(1 + g * g) + rsqrt(1 + p * p) + (abs(g) + 1)^(a + x * 0.01) + sqrt(abs(p));\n"
     "    w = min(x, y) + max(z, g) + (not (g >= 0)) + (g <= 0 or p != 0) + (g == 0) + clip(g, -0.3, 0.3) / (1 + "
     "square(p));\n"
-    "    m = 0.9 * m + w;\n"
+    "    m = 0.9 * m + fma(w, a, x);\n"
     "    p -= lr * w;\n"
     "}\n"
     "optimizer ops_red(lr = 0.01) {\n"

@@ -295,7 +295,7 @@ def throughput(a):
         lines.append(f"- FP32 peak (`bench/learned/fma_peak.c`, `gcc -O2 -march=native -ffp-contract=off`, best of "
                      f"{len(peaks['fma_gflops'])} round{'s' if len(peaks['fma_gflops']) != 1 else ''}): FMA "
                      f"**{pk['fma_gflops_1t']:.0f}** GFLOP/s on 1 thread, **{pk['fma_gflops']:.0f}** on {nt}; "
-                     f"separate multiply + add (what celo's kernels execute: no contraction) "
+                     f"separate multiply + add (the rest of celo's kernels: no contraction outside the MLPs) "
                      f"{pk['muladd_gflops_1t']:.0f} on 1 thread, {pk['muladd_gflops']:.0f} on {nt}.")
     else:
         lines.append(f"- FP32 peak: n/a ({peak_err})")
@@ -342,8 +342,8 @@ def throughput(a):
                  "2 · MACs · params/s of the whole step: it charges the whole step's time (the feature passes, the "
                  "reductions, the factored statistics, for celo2 Newton-Schulz) to the MLP, so the fractions of "
                  "the peak are lower bounds for the MLP part itself. The peaks are measured on as many threads as "
-                 f"the step uses ({nt}). celo's kernels do not contract multiply-adds (docs/language.md "
-                 "\"Numbers\"), so the mul+add peak is the ceiling they can reach.")
+                 f"the step uses ({nt}). The MLPs' multiply-adds are fused (fma, docs/language.md \"Numbers\"), "
+                 "so the FMA peak is their ceiling; the other arithmetic of the step is not contracted.")
     lines.append("")
     lines.append(f"MLP+NS (celo2): the MLP flops plus the matrix products of Newton-Schulz (5 iterations on the "
                  f"[{min(dims)}, {max(dims)}] orientation: 5·(4r²c + 2r³) = {ns_flops(*dims) / 1e9:.1f} GFLOP per "

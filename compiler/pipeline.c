@@ -544,8 +544,10 @@ static int find_task(pctx *C, const pval *v)
     return -1;
 }
 
-/* optimizer = RULE or RULE(hp = value, ...): fills the run's rule and every hyper-parameter (defaults first). */
-static int set_optimizer(pctx *C, celo_run *r, const pval *v)
+/* optimizer = RULE or RULE(hp = value, ...): fills the run's rule and every hyper-parameter (defaults first).
+ * A learned rule needs theta = "FILE", except where θ_optional (a meta block: θ may start from the rule's own
+ * initialization). */
+static int set_optimizer_opt(pctx *C, celo_run *r, const pval *v, int theta_optional)
 {
     const char *k = callee(v);
     if (!k) {
@@ -584,7 +586,7 @@ static int set_optimizer(pctx *C, celo_run *r, const pval *v)
         } else if (want_num(C, a.vals[q], a.names[q], &r->hp[i]))
             return -1;
     }
-    if (learned && !r->theta[0]) {
+    if (learned && !r->theta[0] && !theta_optional) {
         PERR(C, v->sp,
              "optimizer '%s' is learned: give its meta-parameters, %s(theta = \"FILE\", …) (celo theta init "
              "makes one)",
@@ -592,6 +594,11 @@ static int set_optimizer(pctx *C, celo_run *r, const pval *v)
         return -1;
     }
     return 0;
+}
+
+static int set_optimizer(pctx *C, celo_run *r, const pval *v)
+{
+    return set_optimizer_opt(C, r, v, 0);
 }
 
 static const char *train_keys[] = {"task", "optimizer", "steps", "schedule", "eval", "log", "checkpoint", "seed"};
@@ -1069,11 +1076,209 @@ static int build_compare(pctx *C, const def *d)
     return C->nerr == e0 ? 0 : -1;
 }
 
+
+/* meta NAME { optimizer = celo2(…); tasks = [fm8, digits8]; particles = 8; estimator = pes(truncation = 50,
+ *             std = 0.01); horizon = loguniform(100, 2000); offset = 2000; outer = adamw(lr = 5e-5, wd = 1e-4);
+ *             steps = 200; seed = 0; train_only = ["ff_mod_stack"]; log "…"; checkpoint every 50; out "…"; }
+ * A group of kind "meta" (plan.h): runs[first] the outer run, then one run per task family (docs/meta.md). */
+static const char *meta_keys[] = {"optimizer", "tasks", "particles", "estimator", "horizon", "offset", "outer",
+                                  "steps", "seed", "theta_seed", "train_only", "log", "checkpoint", "out"};
+
+static int meta_estimator(pctx *C, celo_group *g, const pval *v)
+{
+    const char *k = callee(v);
+    if (!k || (strcmp(k, "pes") && strcmp(k, "es"))) {
+        PERR(C, v->sp, "estimator must be pes(truncation = 50, std = 0.01) or es(std = 0.01)");
+        return -1;
+    }
+    snprintf(g->estimator, sizeof g->estimator, "%s", k);
+    static const char *pes_args[] = {"truncation", "std"}, *es_args[] = {"std"};
+    int pes = !strcmp(k, "pes");
+    callargs a;
+    if (bind_args(C, v, pes ? pes_args : es_args, pes ? 2 : 1, &a))
+        return -1;
+    const pval *tv = arg_of(&a, "truncation"), *sv = arg_of(&a, "std");
+    long long iv;
+    if (tv && want_int(C, tv, "truncation", 1, 1 << 20, &iv) == 0)
+        g->truncation = iv;
+    if (sv && want_num(C, sv, "std", &g->std) == 0 && !(g->std > 0)) {
+        PERR(C, sv->sp, "std must be positive");
+        return -1;
+    }
+    return 0;
+}
+
+static int meta_horizon(pctx *C, celo_group *g, const pval *v)
+{
+    long long lo, hi;
+    if (v->kind == PV_NUM) {
+        if (want_int(C, v, "horizon", 1, 1LL << 40, &lo))
+            return -1;
+        g->hmin = g->hmax = lo;
+        return 0;
+    }
+    if (v->kind != PV_CALL || strcmp(v->str, "loguniform") || v->nargs != 2 || v->args->name ||
+        v->args->next->name) {
+        PERR(C, v->sp, "horizon must be a number of steps or loguniform(MIN, MAX)");
+        return -1;
+    }
+    if (want_int(C, v->args->value, "horizon's minimum", 1, 1LL << 40, &lo) ||
+        want_int(C, v->args->next->value, "horizon's maximum", 1, 1LL << 40, &hi))
+        return -1;
+    if (lo > hi) {
+        PERR(C, v->sp, "loguniform(%lld, %lld): the minimum is above the maximum", lo, hi);
+        return -1;
+    }
+    g->hmin = lo, g->hmax = hi;
+    return 0;
+}
+
+static int meta_train_only(pctx *C, celo_group *g, const pval *v)
+{
+    size_t len = 0;
+    g->train_only[0] = 0;
+    if (v->kind != PV_LIST || !v->nargs) {
+        PERR(C, v->sp, "train_only must be a list of strings (parts of θ names), like [\"ff_mod_stack\"]");
+        return -1;
+    }
+    for (const parg *a = v->args; a; a = a->next) {
+        const pval *x = a->value;
+        if (x->kind != PV_STR || !x->str[0] || strchr(x->str, ',')) {
+            PERR(C, x->sp, "train_only's entries are non-empty strings without commas");
+            return -1;
+        }
+        int k = snprintf(g->train_only + len, sizeof g->train_only - len, "%s%s", len ? "," : "", x->str);
+        if (k < 0 || (size_t)k >= sizeof g->train_only - len) {
+            PERR(C, x->sp, "train_only is longer than %zu characters", sizeof g->train_only - 1);
+            return -1;
+        }
+        len += (size_t)k;
+    }
+    return 0;
+}
+
+static int build_meta(pctx *C, const def *d)
+{
+    int e0 = C->nerr;
+    int gi = new_group(C, d, "meta");
+    celo_group *g = &C->plan->groups[gi];
+    g->particles = 8;
+    snprintf(g->estimator, sizeof g->estimator, "pes");
+    g->truncation = 50;
+    g->std = 0.01;
+    g->hmin = 100, g->hmax = 2000;
+    g->offset = -1; /* default: the longest horizon */
+    file_name(g->out, sizeof g->out, "runs", d->name, ".theta.safetensors");
+    celo_run outer;
+    memset(&outer, 0, sizeof outer);
+    snprintf(outer.name, sizeof outer.name, "%s", d->name);
+    outer.task = -1, outer.group = gi, outer.entry = -1;
+    celo_run inner;
+    memset(&inner, 0, sizeof inner);
+    inner.task = -1, inner.group = gi;
+    const pval *tasks = NULL, *optv = NULL, *outerv = NULL;
+    span opt_sp = d->name_span;
+    long long iv;
+    sched_use su = {0};
+    for (const prop *p = d->props; p; p = p->next) {
+        const pval *v = p->value;
+        if (p->word && strcmp(p->key, "checkpoint")) {
+            PERR(C, p->word_span, "write %s = …", p->key);
+            continue;
+        }
+        if (!strcmp(p->key, "optimizer")) {
+            optv = v, opt_sp = v->sp;
+            if (set_optimizer_opt(C, &inner, v, 1))
+                snprintf(inner.rule, sizeof inner.rule, "?");
+        } else if (!strcmp(p->key, "outer")) {
+            outerv = v;
+            if (set_optimizer(C, &outer, v))
+                snprintf(outer.rule, sizeof outer.rule, "?");
+        } else if (!strcmp(p->key, "tasks")) {
+            tasks = v;
+        } else if (!strcmp(p->key, "particles")) {
+            if (!want_int(C, v, "particles", 1, 4096, &iv))
+                g->particles = (int)iv;
+        } else if (!strcmp(p->key, "estimator")) {
+            meta_estimator(C, g, v);
+        } else if (!strcmp(p->key, "horizon")) {
+            meta_horizon(C, g, v);
+        } else if (!strcmp(p->key, "offset")) {
+            if (!want_int(C, v, "offset", 0, 1LL << 40, &iv))
+                g->offset = iv;
+        } else if (!strcmp(p->key, "theta_seed")) {
+            if (!want_int(C, v, "theta_seed", 0, 1LL << 53, &iv))
+                g->theta_seed = (uint64_t)iv;
+        } else if (!strcmp(p->key, "train_only")) {
+            meta_train_only(C, g, v);
+        } else if (!strcmp(p->key, "out")) {
+            want_str(C, v, "out", g->out, sizeof g->out);
+        } else if (!strcmp(p->key, "steps") || !strcmp(p->key, "seed") || !strcmp(p->key, "log") ||
+                   !strcmp(p->key, "checkpoint")) {
+            run_key(C, &outer, &su, p, d);
+        } else {
+            PERR(C, p->key_span, "unknown meta key '%s'", p->key);
+            suggest_among(C, p->key_span, p->key, meta_keys, (int)(sizeof meta_keys / sizeof *meta_keys));
+        }
+    }
+    g = &C->plan->groups[gi];
+    if (!optv)
+        PERR(C, d->name_span, "meta '%s' needs the learned rule it trains (optimizer = celo2_meta;)", d->name);
+    if (!tasks)
+        PERR(C, d->name_span, "meta '%s' needs its task families (tasks = [fm8, …];)", d->name);
+    if (!outer.steps)
+        PERR(C, d->name_span, "meta '%s' needs a number of outer steps (steps = N;)", d->name);
+    if (g->offset < 0)
+        g->offset = g->hmax;
+    if (C->nerr != e0)
+        return -1;
+    if (!outerv) { /* the recipe's outer optimizer (learned-optimizers.md §1.5): AdamW, lr 3e-4, wd 1e-4 */
+        set_optimizer(C, &outer, &(pval){.kind = PV_NAME, .str = "adamw", .sp = d->name_span});
+        int il = hp_index(&outer, "lr"), iw = hp_index(&outer, "wd");
+        if (il >= 0)
+            outer.hp[il] = 3e-4;
+        if (iw >= 0)
+            outer.hp[iw] = 1e-4;
+    }
+    if (inner.rule[0] && strcmp(inner.rule, "?")) {
+        const celo_program *ip = NULL;
+        rule *ru = get_rule(C, inner.rule, opt_sp);
+        ip = ru ? &ru->prog : NULL;
+        if (ip && ip->ntheta == 0)
+            PERR(C, opt_sp, "'%s' has no learned parameters: a meta block trains a learned rule's θ", inner.rule);
+    }
+    if (tasks->kind != PV_LIST || !tasks->nargs)
+        PERR(C, tasks->sp, "tasks must be a list of task blocks, like [fm8, digits8]");
+    if (outer.checkpoint_every && !outer.checkpoint[0])
+        file_name(outer.checkpoint, sizeof outer.checkpoint, "runs", d->name, ".meta.safetensors");
+    if (C->nerr != e0)
+        return -1;
+    outer.task = find_task(C, tasks->args->value); /* unused by the outer run; a valid index for the plan text */
+    if (outer.task < 0)
+        return -1;
+    *new_run(C) = outer;
+    int fam = 0;
+    for (const parg *a = tasks->args; a; a = a->next, fam++) {
+        int t = find_task(C, a->value);
+        if (t < 0)
+            continue;
+        celo_run *r = new_run(C);
+        *r = inner;
+        r->task = t;
+        r->entry = fam;
+        r->steps = g->hmax;
+        r->seed = outer.seed;
+        snprintf(r->name, sizeof r->name, "%.31s/%.31s", d->name, C->plan->tasks[t].name);
+    }
+    C->plan->groups[gi].count = C->plan->nruns - C->plan->groups[gi].first;
+    return C->nerr == e0 ? 0 : -1;
+}
+
 int pipeline_build(module *m, celo_plan *plan)
 {
     memset(plan, 0, sizeof *plan);
     pctx C = {.mod = m, .plan = plan};
-    static const char *kinds[] = {"task", "train", "sweep", "compare"};
+    static const char *kinds[] = {"task", "train", "sweep", "compare", "meta"};
     for (def *d = m->defs; d; d = d->next) {
         if (d->kind != DEF_BLOCK)
             continue;
@@ -1086,9 +1291,11 @@ int pipeline_build(module *m, celo_plan *plan)
             build_sweep(&C, d);
         else if (!strcmp(d->block, "compare"))
             build_compare(&C, d);
+        else if (!strcmp(d->block, "meta"))
+            build_meta(&C, d);
         else {
-            PERR(&C, d->block_span, "unknown block kind '%s' (task, train, sweep or compare)", d->block);
-            suggest_among(&C, d->block_span, d->block, kinds, 4);
+            PERR(&C, d->block_span, "unknown block kind '%s' (task, train, sweep, compare or meta)", d->block);
+            suggest_among(&C, d->block_span, d->block, kinds, 5);
         }
     }
     return C.nerr;

@@ -423,20 +423,32 @@ oom:
 
 /* ================================ the API ================================ */
 
-celo_inst *celo_inst_new(const celo_plan *plan, const celo_run *run, const celo_program *prog, const celo_backend *be,
-                         celo_task_data *td, char *err, size_t errlen)
+celo_inst *celo_inst_new_theta(const celo_plan *plan, const celo_run *run, const celo_program *prog,
+                               const celo_backend *be, celo_task_data *td, const float *theta, char *err,
+                               size_t errlen)
 {
     inst *in = malloc(sizeof *in);
     if (!in) {
         celo_seterr(err, errlen, "run %s: out of memory", run->name);
         return NULL;
     }
-    if (inst_init(in, plan, run, td, prog, be ? be : celo_backend_cpu(), run->seed, NULL, err, errlen)) {
+    if (inst_init(in, plan, run, td, prog, be ? be : celo_backend_cpu(), run->seed, theta, err, errlen)) {
         inst_clear(in);
         free(in);
         return NULL;
     }
     return in;
+}
+
+celo_inst *celo_inst_new(const celo_plan *plan, const celo_run *run, const celo_program *prog, const celo_backend *be,
+                         celo_task_data *td, char *err, size_t errlen)
+{
+    return celo_inst_new_theta(plan, run, prog, be, td, NULL, err, errlen);
+}
+
+float *celo_inst_theta(celo_inst *in)
+{
+    return in->theta;
 }
 
 void celo_inst_free(celo_inst *in)

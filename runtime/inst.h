@@ -62,6 +62,14 @@ typedef struct celo_inst celo_inst;
  * it). NULL with err on a bad run or a back end that cannot run the rule. */
 celo_inst *celo_inst_new(const celo_plan *plan, const celo_run *run, const celo_program *prog, const celo_backend *be,
                          celo_task_data *td, char *err, size_t errlen);
+/* The same with the learned rule's θ given (prog->theta_len floats, copied) instead of read from run->theta:
+ * meta-training's particles (runtime/meta.c). */
+celo_inst *celo_inst_new_theta(const celo_plan *plan, const celo_run *run, const celo_program *prog,
+                               const celo_backend *be, celo_task_data *td, const float *theta, char *err,
+                               size_t errlen);
+/* The instance's own θ (NULL for a rule without one): writes change the next step's θ. A reset or a clone keeps
+ * its values (in a new buffer: call again after celo_inst_reset). */
+float *celo_inst_theta(celo_inst *in);
 void celo_inst_free(celo_inst *in);
 /* A copy that continues exactly as the original would (parameters, optimizer state, cursor, loss statistics). */
 celo_inst *celo_inst_clone(const celo_inst *in, char *err, size_t errlen);

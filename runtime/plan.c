@@ -138,8 +138,20 @@ static const field run_fields[] = {
 };
 
 static const field group_fields[] = {
-    FS(kind, celo_group, kind),     FI(first, celo_group, first), FI(count, celo_group, count),
-    FS(metric, celo_group, metric), FS(out, celo_group, out),
+    FS(kind, celo_group, kind),
+    FI(first, celo_group, first),
+    FI(count, celo_group, count),
+    FS(metric, celo_group, metric),
+    FS(out, celo_group, out),
+    FI(particles, celo_group, particles),
+    FS(estimator, celo_group, estimator),
+    FL(truncation, celo_group, truncation),
+    FD(std, celo_group, std),
+    FL(hmin, celo_group, hmin),
+    FL(hmax, celo_group, hmax),
+    FL(offset, celo_group, offset),
+    FU(theta_seed, celo_group, theta_seed),
+    FS(train_only, celo_group, train_only),
 };
 
 #define NF(t) ((int)(sizeof t / sizeof t[0]))
@@ -729,8 +741,16 @@ int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen)
     }
     for (int i = 0; i < plan->ngroups; i++) {
         const celo_group *g = &plan->groups[i];
-        if (strcmp(g->kind, "sweep") && strcmp(g->kind, "compare")) {
-            rd_fail(&r, "group '%s': kind '%s' (sweep or compare)", g->name, g->kind);
+        if (strcmp(g->kind, "sweep") && strcmp(g->kind, "compare") && strcmp(g->kind, "meta")) {
+            rd_fail(&r, "group '%s': kind '%s' (sweep, compare or meta)", g->name, g->kind);
+            goto fail;
+        }
+        if (!strcmp(g->kind, "meta") &&
+            (g->count < 2 || g->particles < 1 || !(g->std > 0) || g->hmin < 1 || g->hmax < g->hmin ||
+             (strcmp(g->estimator, "pes") && strcmp(g->estimator, "es")) ||
+             (!strcmp(g->estimator, "pes") && g->truncation < 1))) {
+            rd_fail(&r, "group '%s': a meta group needs 2+ runs, particles, an estimator (pes or es), std > 0 and "
+                        "horizons 1 <= hmin <= hmax", g->name);
             goto fail;
         }
         if (g->first < 0 || g->count < 0 || g->first > plan->nruns || g->count > plan->nruns - g->first) {

@@ -15,6 +15,7 @@
 
 #include "errmsg.h"
 #include "inst.h"
+#include "meta.h"
 #include "progress.h"
 #include "report.h"
 #include "runlog.h"
@@ -327,6 +328,15 @@ static const celo_group *group_at(const celo_plan *plan, int i, const char *only
     return NULL;
 }
 
+/* The meta group whose first run is i, or NULL. */
+static const celo_group *meta_at(const celo_plan *plan, int i)
+{
+    for (int k = 0; k < plan->ngroups; k++)
+        if (plan->groups[k].first == i && plan->groups[k].count > 0 && !strcmp(plan->groups[k].kind, "meta"))
+            return &plan->groups[k];
+    return NULL;
+}
+
 typedef struct {
     const celo_plan *plan;
     celo_rule_lookup lookup;
@@ -458,7 +468,7 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
     for (int i = 0; i < plan->nruns; i++)
         nsel += selected(plan, i, opts->only);
     if (opts->only && !nsel) {
-        fprintf(stderr, "error: no train, sweep or compare named '%s' in the plan\n", opts->only);
+        fprintf(stderr, "error: no train, sweep, compare or meta named '%s' in the plan\n", opts->only);
         return 1;
     }
     size_t nt = (size_t)(plan->ntasks > 0 ? plan->ntasks : 1), nr = (size_t)(plan->nruns > 0 ? plan->nruns : 1);
@@ -480,6 +490,13 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
         if (selected(plan, i, opts->only) && plan->runs[i].task >= 0 && plan->runs[i].task < plan->ntasks)
             x.last_use[plan->runs[i].task] = i + 1;
     for (int i = 0; i < plan->nruns;) {
+        const celo_group *m = meta_at(plan, i);
+        if (m) { /* a meta block: its runs are particles and the outer optimizer, not runs of their own */
+            if (selected(plan, i, opts->only) && celo_meta_execute(plan, m, lookup, lookup_ctx, x.tds, opts))
+                goto done;
+            i += m->count;
+            continue;
+        }
         const celo_group *g = group_at(plan, i, opts->only);
         int n = g ? g->count : 1;
         if (g ? exec_group(&x, g) : exec_in_turn(&x, i, 1))
@@ -488,6 +505,8 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
     }
     for (int k = 0; k < plan->ngroups; k++) {
         const celo_group *g = &plan->groups[k];
+        if (!strcmp(g->kind, "meta"))
+            continue;
         int all = g->count > 0;
         for (int i = g->first; i < g->first + g->count; i++)
             all &= x.outs[i].ran;

@@ -18,6 +18,8 @@
 #   obj      `celo emit obj` linked into a C program
 #   pipeline `celo run` / `celo build` end to end
 #   backend  one training run on every back end through the back-end table
+#   meta     meta-training blocks (tests/meta/): resume after --stop-at and after kill -9, threads, celo build,
+#            train_only, the es estimator (the estimator's own numbers: unit, test_pes)
 #   unit     C unit tests (build/tests/*)
 set -u
 shopt -s nullglob
@@ -1005,6 +1007,77 @@ if want pipeline; then
     rc=$?
     if [ $rc = 1 ] && grep -q "dataset-fashion-mnist" "$TMP/err"; then ok "pipeline missing data"
     else bad "pipeline missing data (exit $rc): $(head -c 300 "$TMP/err")"; fi
+fi
+
+# ---- meta-training (tests/meta/, docs/meta.md) ----
+if want meta; then
+    CELO_ABS=$(cd "$(dirname "$CELO")" && pwd)/$(basename "$CELO")
+    ROOT=$(pwd)
+    mq() { (cd "$TMP/$1" && shift && "$@"); }
+    mkdir -p "$TMP/mfull" "$TMP/mstop" "$TMP/m1t" "$TMP/mbin"
+    if mq mfull "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" --quiet 2>"$TMP/err"; then
+        th=$TMP/mfull/runs/quick.theta.safetensors
+        $CELO theta init celo2_meta --seed 0 -o "$TMP/minit.safetensors" >/dev/null 2>&1
+        if [ "$(grep -c '^[0-9]' "$TMP/mfull/runs/quick.csv")" = 6 ] && [ -f "$TMP/mfull/runs/quick.meta.safetensors" ] &&
+            $CELO theta show "$th" >"$TMP/show" 2>&1 && grep -q '^ff_mod_stack/~/w0__13 ' "$TMP/show" &&
+            ! cmp -s "$th" "$TMP/minit.safetensors"; then
+            ok "meta quick: 6 outer steps, CSV, checkpoint, θ written with the rule's names and moved from its init"
+        else bad "meta quick: $(head -c 300 "$TMP/show") $(cat "$TMP/mfull/runs/quick.csv" 2>/dev/null | head -3)"; fi
+        # --stop-at 3, then --resume: the same θ and meta-loss curve as the uninterrupted run
+        if mq mstop "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" --quiet --stop-at 3 2>"$TMP/err" &&
+            [ ! -f "$TMP/mstop/runs/quick.theta.safetensors" ] &&
+            mq mstop "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" --quiet --resume 2>>"$TMP/err" &&
+            cmp -s "$th" "$TMP/mstop/runs/quick.theta.safetensors" &&
+            diff <(cut -d, -f1-3 "$TMP/mfull/runs/quick.csv") <(cut -d, -f1-3 "$TMP/mstop/runs/quick.csv") >"$TMP/diff"
+        then ok "meta --stop-at 3 + --resume == uninterrupted (θ bit for bit, meta-loss curve)"
+        else bad "meta stop/resume: $(head -c 300 "$TMP/err") $(head -10 "$TMP/diff" 2>/dev/null)"; fi
+        # one thread: the pairs run one after another, with the same numbers
+        if mq m1t env OMP_NUM_THREADS=1 "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" --quiet 2>"$TMP/err" &&
+            cmp -s "$th" "$TMP/m1t/runs/quick.theta.safetensors"; then ok "meta on 1 thread == on 2 threads (θ bit for bit)"
+        else bad "meta threads: $(head -c 300 "$TMP/err")"; fi
+        # a standalone binary runs the meta block too
+        if $CELO build tests/meta/quick.celo -o "$TMP/meta_exe" >/dev/null 2>"$TMP/err" &&
+            mq mbin "$TMP/meta_exe" --quiet 2>>"$TMP/err" && cmp -s "$th" "$TMP/mbin/runs/quick.theta.safetensors"
+        then ok "meta celo build == celo run (θ bit for bit)"
+        else bad "meta build: $(head -c 300 "$TMP/err")"; fi
+    else bad "meta quick: $(head -c 400 "$TMP/err")"; fi
+    # kill -9 between checkpoints, then --resume: the θ of a run never interrupted
+    mkdir -p "$TMP/mkfull" "$TMP/mkill"
+    mq mkfull "$CELO_ABS" run "$ROOT/tests/meta/slow.celo" --quiet 2>"$TMP/err"
+    (cd "$TMP/mkill" && exec "$CELO_ABS" run "$ROOT/tests/meta/slow.celo" --quiet) 2>/dev/null &
+    pid=$!
+    for _ in $(seq 1 1500); do
+        [ -f "$TMP/mkill/runs/slow.meta.safetensors" ] && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.02
+    done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    status=$?
+    kstep=$(head -c 200000 "$TMP/mkill/runs/slow.meta.safetensors" 2>/dev/null | grep -ao '"meta.step":"[0-9]*"' |
+        head -1 | tr -dc 0-9)
+    if [ "$status" = 137 ] && [ -n "$kstep" ] && [ "$kstep" -lt 150 ] && [ ! -f "$TMP/mkill/runs/slow.theta.safetensors" ] &&
+        mq mkill "$CELO_ABS" run "$ROOT/tests/meta/slow.celo" --quiet --resume 2>>"$TMP/err" &&
+        cmp -s "$TMP/mkfull/runs/slow.theta.safetensors" "$TMP/mkill/runs/slow.theta.safetensors" &&
+        diff <(cut -d, -f1-3 "$TMP/mkfull/runs/slow.csv") <(cut -d, -f1-3 "$TMP/mkill/runs/slow.csv") >"$TMP/diff"
+    then ok "meta kill -9 at outer step $kstep of 150 (SIGKILL) + --resume == uninterrupted (θ bit for bit, curve)"
+    else bad "meta kill/resume: status $status, checkpoint at '${kstep}': $(head -c 300 "$TMP/err") $(head -5 "$TMP/diff" 2>/dev/null)"; fi
+    # train_only with es: frozen tensors only decay, by (1 - lr wd)^steps = 0.995^4, zero ones stay zero; the
+    # trained ones move
+    mkdir -p "$TMP/mfroz"
+    if mq mfroz "$CELO_ABS" run "$ROOT/tests/meta/frozen.celo" --quiet 2>"$TMP/err"; then
+        l2() { $CELO theta show "$1" | awk 'NR>1 && $1 != "total" {print $1, $NF}' | sort; }
+        join <(l2 "$TMP/minit.safetensors") <(l2 "$TMP/mfroz/runs/frozen.theta.safetensors") | awk '
+            { train = ($1 ~ /b2$/ || $1 ~ /w2$/) }
+            !train { nfrozen++ }
+            !train && $2 > 0 { r = $3 / $2; if (r < 0.995^4 - 2e-6 || r > 0.995^4 + 2e-6) bad = bad " " $1 "=" r }
+            !train && $2 == 0 && $3 != 0 { bad = bad " " $1 " moved" }
+            train && $3 == $2 { bad = bad " " $1 " did not train" }
+            END { if (nfrozen != 17) bad = bad " " nfrozen " frozen tensors"; if (bad != "") { print "FAIL" bad; exit 1 } }' \
+            >"$TMP/out" &&
+            ok "meta train_only + es: 17 frozen tensors decayed by 0.995^4 (AdamW's wd), b2 and w2 trained" ||
+            bad "meta train_only: $(cat "$TMP/out")"
+    else bad "meta frozen: $(head -c 400 "$TMP/err")"; fi
 fi
 
 # ---- back ends: the same training run through the back-end table (runtime/backend.h) on llvm, interp, opencl ----

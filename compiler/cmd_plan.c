@@ -50,7 +50,7 @@ static int load_plan(const char *file, const sets *s, module *m, celo_plan *plan
         return -1;
     }
     if (!plan->nruns) {
-        fprintf(stderr, "celo: %s has no train, sweep or compare block: nothing to run\n", file);
+        fprintf(stderr, "celo: %s has no train, sweep, compare or meta block: nothing to run\n", file);
         return -1;
     }
     char err[512];
@@ -87,7 +87,7 @@ static int only_exists(const celo_plan *plan, const char *only)
             cand[n++] = plan->groups[g].name;
     }
     const char *best = diag_suggest(only, cand, n);
-    fprintf(stderr, "celo: --only: no train, sweep or compare named '%s'", only);
+    fprintf(stderr, "celo: --only: no train, sweep, compare or meta named '%s'", only);
     if (best)
         fprintf(stderr, "; did you mean '%s'?", best);
     fputc('\n', stderr);

@@ -1077,6 +1077,161 @@ static int build_compare(pctx *C, const def *d)
 }
 
 
+/* eval NAME { tasks = [fm28, conv]; optimizers = [adamw, lion, celo2(theta = "…")]; reference = adamw;
+ *             tune lr = logspace(1e-4, 1e-1, 7); seeds = 3; steps = 2000 (or one per task: [2000, 500]);
+ *             eval every 100; schedule = …; metric = eval_loss; out "runs/NAME"; }
+ * Runs: for each task, optimizer entry, tuned value and seed 0 .. seeds - 1 (docs/meta.md, "Evaluating"). */
+static int build_eval(pctx *C, const def *d)
+{
+    int e0 = C->nerr;
+    celo_run tmpl;
+    memset(&tmpl, 0, sizeof tmpl);
+    tmpl.task = -1;
+    const pval *opts = NULL, *tune = NULL, *tasks = NULL, *steps = NULL, *ref = NULL;
+    const char *tune_key = NULL;
+    span tune_sp = d->name_span;
+    sched_use su = {0};
+    int gi = new_group(C, d, "eval");
+    celo_group *g = &C->plan->groups[gi];
+    g->seeds = 3;
+    snprintf(g->out, sizeof g->out, "runs/%.200s", d->name);
+    static const char *keys[] = {"tasks", "optimizers", "reference", "tune",  "seeds",
+                                 "steps", "schedule",   "eval",      "metric", "out"};
+    long long iv;
+    for (const prop *p = d->props; p; p = p->next) {
+        g = &C->plan->groups[gi];
+        if (!strcmp(p->key, "optimizers"))
+            opts = p->value;
+        else if (!strcmp(p->key, "tasks"))
+            tasks = p->value;
+        else if (!strcmp(p->key, "reference"))
+            ref = p->value;
+        else if (!strcmp(p->key, "steps"))
+            steps = p->value;
+        else if (!strcmp(p->key, "seeds")) {
+            if (!want_int(C, p->value, "seeds", 1, 1000, &iv))
+                g->seeds = (int)iv;
+        } else if (!strcmp(p->key, "tune")) {
+            if (!p->word) {
+                PERR(C, p->key_span, "write 'tune lr = …;' naming the hyper-parameter to tune");
+                continue;
+            }
+            tune_key = p->word, tune = p->value, tune_sp = p->word_span;
+        } else if (!strcmp(p->key, "out"))
+            want_str(C, p->value, "out", g->out, sizeof g->out);
+        else if (!strcmp(p->key, "metric"))
+            set_metric(C, g, p->value);
+        else if (!strcmp(p->key, "schedule") || !strcmp(p->key, "eval") || !strcmp(p->key, "eval_every"))
+            run_key(C, &tmpl, &su, p, d);
+        else {
+            PERR(C, p->key_span, "unknown eval key '%s'", p->key);
+            suggest_among(C, p->key_span, p->key, keys, (int)(sizeof keys / sizeof *keys));
+        }
+    }
+    if (!opts || opts->kind != PV_LIST || !opts->nargs) {
+        PERR(C, opts ? opts->sp : d->name_span, "eval '%s' needs optimizers = [rule, rule(theta = \"…\"), …]", d->name);
+        return -1;
+    }
+    if (!tasks || tasks->kind != PV_LIST || !tasks->nargs) {
+        PERR(C, tasks ? tasks->sp : d->name_span, "eval '%s' needs tasks = [task, …]", d->name);
+        return -1;
+    }
+    int ntask = tasks->nargs, task_idx[64];
+    long long budget[64];
+    if (ntask > 64) {
+        PERR(C, tasks->sp, "an eval has at most 64 tasks");
+        return -1;
+    }
+    int k = 0;
+    for (const parg *a = tasks->args; a; a = a->next, k++)
+        task_idx[k] = find_task(C, a->value);
+    if (!steps)
+        PERR(C, d->name_span, "eval '%s' needs each task's budget (steps = N; or steps = [N1, N2, …], one per task)",
+             d->name);
+    else if (steps->kind == PV_LIST) {
+        if (steps->nargs != ntask)
+            PERR(C, steps->sp, "steps lists %d budgets for %d tasks", steps->nargs, ntask);
+        k = 0;
+        for (const parg *a = steps->args; a && k < ntask; a = a->next, k++)
+            want_int(C, a->value, "steps", 1, 1LL << 40, &budget[k]);
+    } else if (!want_int(C, steps, "steps", 1, 1LL << 40, &budget[0]))
+        for (k = 1; k < ntask; k++)
+            budget[k] = budget[0];
+    double tv[64];
+    int ntv = 1;
+    tv[0] = 0;
+    if (tune && value_grid(C, tune, tv, 64, &ntv))
+        return -1;
+    if (C->nerr != e0)
+        return -1;
+    /* the entries (checked once), then the runs task by task */
+    celo_run base[32];
+    char label[32][CELO_NAME_MAX];
+    const char *rname[32];
+    int nent = 0, tuned = 0, refent = ref ? -1 : 0;
+    for (const parg *o = opts->args; o; o = o->next) {
+        if (nent == 32) {
+            PERR(C, o->value->sp, "an eval compares at most 32 optimizers");
+            return -1;
+        }
+        base[nent] = tmpl;
+        if (set_optimizer(C, &base[nent], o->value))
+            continue;
+        if (hp_index(&base[nent], celo_scheduled_hp) >= 0 && apply_schedule(C, &base[nent], &su, d))
+            continue;
+        const char *rn = rname[nent] = callee(o->value);
+        int occ = 1;
+        for (int q = 0; q < nent; q++)
+            occ += !strcmp(rname[q], rn);
+        if (occ > 1)
+            snprintf(label[nent], CELO_NAME_MAX, "%.40s#%d", rn, occ);
+        else
+            snprintf(label[nent], CELO_NAME_MAX, "%.40s", rn);
+        if (ref && refent < 0 && callee(ref) && !strcmp(callee(ref), label[nent]))
+            refent = nent;
+        tuned += tune_key && hp_index(&base[nent], tune_key) >= 0;
+        nent++;
+    }
+    if (C->nerr != e0)
+        return -1;
+    if (refent < 0) {
+        PERR(C, ref->sp, "reference must be one of the optimizers (by name; a rule listed twice: name#2)");
+        return -1;
+    }
+    if (tune_key && !tuned) {
+        PERR(C, tune_sp, "no optimizer of '%s' has a hyper-parameter '%s' to tune", d->name, tune_key);
+        return -1;
+    }
+    C->plan->groups[gi].reference = refent;
+    for (int t = 0; t < ntask; t++)
+        for (int e = 0; e < nent; e++) {
+            int ti = tune_key ? hp_index(&base[e], tune_key) : -1;
+            for (int q = 0; q < (ti >= 0 ? ntv : 1); q++)
+                for (int s = 0; s < C->plan->groups[gi].seeds; s++) {
+                    celo_run *r = new_run(C);
+                    *r = base[e];
+                    r->group = gi;
+                    r->entry = e;
+                    r->task = task_idx[t];
+                    r->steps = budget[t];
+                    r->seed = (uint64_t)s;
+                    if (!r->eval_every)
+                        r->eval_every = budget[t] >= 20 ? budget[t] / 20 : 1;
+                    char tv_s[48] = "";
+                    if (ti >= 0) {
+                        r->hp[ti] = tv[q];
+                        snprintf(tv_s, sizeof tv_s, "[%s=%.3g]", tune_key, tv[q]);
+                    }
+                    snprintf(r->name, sizeof r->name, "%.14s.%.14s.%.16s%s#%d", d->name, C->plan->tasks[task_idx[t]].name,
+                             label[e], tv_s, s);
+                    file_name(r->log, sizeof r->log, C->plan->groups[gi].out, r->name, ".csv");
+                    finish_run(C, r, d);
+                }
+        }
+    C->plan->groups[gi].count = C->plan->nruns - C->plan->groups[gi].first;
+    return C->nerr == e0 ? 0 : -1;
+}
+
 /* meta NAME { optimizer = celo2(…); tasks = [fm8, digits8]; particles = 8; estimator = pes(truncation = 50,
  *             std = 0.01); horizon = loguniform(100, 2000); offset = 2000; outer = adamw(lr = 5e-5, wd = 1e-4);
  *             steps = 200; seed = 0; train_only = ["ff_mod_stack"]; log "…"; checkpoint every 50; out "…"; }
@@ -1278,7 +1433,7 @@ int pipeline_build(module *m, celo_plan *plan)
 {
     memset(plan, 0, sizeof *plan);
     pctx C = {.mod = m, .plan = plan};
-    static const char *kinds[] = {"task", "train", "sweep", "compare", "meta"};
+    static const char *kinds[] = {"task", "train", "sweep", "compare", "meta", "eval"};
     for (def *d = m->defs; d; d = d->next) {
         if (d->kind != DEF_BLOCK)
             continue;
@@ -1293,9 +1448,11 @@ int pipeline_build(module *m, celo_plan *plan)
             build_compare(&C, d);
         else if (!strcmp(d->block, "meta"))
             build_meta(&C, d);
+        else if (!strcmp(d->block, "eval"))
+            build_eval(&C, d);
         else {
-            PERR(&C, d->block_span, "unknown block kind '%s' (task, train, sweep, compare or meta)", d->block);
-            suggest_among(&C, d->block_span, d->block, kinds, 5);
+            PERR(&C, d->block_span, "unknown block kind '%s' (task, train, sweep, compare, meta or eval)", d->block);
+            suggest_among(&C, d->block_span, d->block, kinds, 6);
         }
     }
     return C.nerr;

@@ -152,6 +152,8 @@ static const field group_fields[] = {
     FL(offset, celo_group, offset),
     FU(theta_seed, celo_group, theta_seed),
     FS(train_only, celo_group, train_only),
+    FI(seeds, celo_group, seeds),
+    FI(reference, celo_group, reference),
 };
 
 #define NF(t) ((int)(sizeof t / sizeof t[0]))
@@ -741,8 +743,9 @@ int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen)
     }
     for (int i = 0; i < plan->ngroups; i++) {
         const celo_group *g = &plan->groups[i];
-        if (strcmp(g->kind, "sweep") && strcmp(g->kind, "compare") && strcmp(g->kind, "meta")) {
-            rd_fail(&r, "group '%s': kind '%s' (sweep, compare or meta)", g->name, g->kind);
+        if (strcmp(g->kind, "sweep") && strcmp(g->kind, "compare") && strcmp(g->kind, "meta") &&
+            strcmp(g->kind, "eval")) {
+            rd_fail(&r, "group '%s': kind '%s' (sweep, compare, meta or eval)", g->name, g->kind);
             goto fail;
         }
         if (!strcmp(g->kind, "meta") &&

@@ -84,10 +84,10 @@ typedef struct {
 
 typedef struct {
     char name[CELO_NAME_MAX];
-    char kind[16];           /* "sweep", "compare" or "meta" */
+    char kind[16];           /* "sweep", "compare", "meta" or "eval" */
     int first, count;        /* its runs: runs[first .. first + count) */
     char metric[32];         /* "eval_loss" or "train_loss" (lower is better), "eval_acc" (higher) */
-    char out[CELO_PATH_MAX]; /* compare: folder for the table and the SVG plot; meta: the θ file written */
+    char out[CELO_PATH_MAX]; /* compare, eval: folder for the tables and plots; meta: the θ file written */
     /* meta (runtime/meta.h): runs[first] is the outer run (the outer optimizer of θ, its steps, log, checkpoint,
      * seed; its task is the first family's, unused); runs[first + 1 ..] one per task family (the learned rule, its hyper-parameters, its initial θ file
      * or "" for the rule's own initialization with theta_seed). */
@@ -99,6 +99,9 @@ typedef struct {
     int64_t offset;            /* PES: each particle's first truncation counter, uniform in [0, offset] */
     uint64_t theta_seed;       /* the rule's initialization when no θ file is given */
     char train_only[256];      /* comma-separated substrings of θ names: only they train ("" = all of θ) */
+    /* eval (runtime/report.c): runs = tasks × optimizer entries (run.entry) × tuned values × seeds */
+    int seeds;     /* runs per configuration, seeds 0 .. seeds - 1 */
+    int reference; /* the entry every task's numbers are normalized by */
 } celo_group;
 
 typedef struct {

@@ -200,13 +200,15 @@ static int log_ticks(double lo, double hi, double *t, int max)
 static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
-/* An SVG line plot of eval loss against step for the given runs. */
-static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const celo_outcome *outs, const int *runs,
-                     int n)
+/* An SVG line plot of the rows' eval_loss against step for the given runs, labelled by names (NULL: the runs'
+ * names) and ylabel. */
+void celo_report_svg(sbuf *b, const char *title, const celo_plan *plan, const celo_outcome *outs, const int *runs,
+                     int n, const char *const *names, const char *ylabel)
 {
+#define NAME(i) (names ? names[i] : plan->runs[runs[i]].name)
     size_t longest = 0; /* the legend's width follows the longest name (about 7 px a character at 12 px) */
     for (int i = 0; i < n; i++) {
-        size_t l = strlen(plan->runs[runs[i]].name) + (outs[runs[i]].res.diverged ? 11 : 0);
+        size_t l = strlen(NAME(i)) + (outs[runs[i]].res.diverged ? 11 : 0);
         longest = l > longest ? l : longest;
     }
     const double pw = 520, ph = 348, L = 72, R = 60 + 7.0 * (double)longest, T = 40, Bm = 52;
@@ -274,8 +276,8 @@ static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const ce
                    ph);
     celo_sb_printf(b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">step</text>\n", L + pw / 2, H - 14);
     celo_sb_printf(
-        b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 %g %g)\">eval loss%s</text>\n", 18.0,
-        T + ph / 2, 18.0, T + ph / 2, logy ? " (log scale)" : "");
+        b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 %g %g)\">%s%s</text>\n", 18.0,
+        T + ph / 2, 18.0, T + ph / 2, ylabel, logy ? " (log scale)" : "");
     /* curves */
     for (int i = 0; i < n; i++) {
         const celo_outcome *o = &outs[runs[i]];
@@ -298,12 +300,19 @@ static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const ce
         celo_sb_printf(b, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"2.5\"/>\n",
                        L + pw + 14, ly, L + pw + 40, ly, col);
         celo_sb_printf(b, "<text x=\"%g\" y=\"%g\" dominant-baseline=\"middle\">", L + pw + 46, ly);
-        xml_escape(b, plan->runs[runs[i]].name);
+        xml_escape(b, NAME(i));
         celo_sb_printf(b, "%s</text>\n", o->res.diverged ? " (diverged)" : "");
     }
 #undef XP
 #undef YP
+#undef NAME
     celo_sb_printf(b, "</svg>\n");
+}
+
+static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const celo_outcome *outs, const int *runs,
+                     int n)
+{
+    celo_report_svg(b, title, plan, outs, runs, n, NULL, "eval loss");
 }
 
 int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, celo_rule_lookup lookup,

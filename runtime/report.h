@@ -5,6 +5,7 @@
 
 #include "inst.h"
 #include "runlog.h"
+#include "sbuf.h"
 
 /* How a run of the plan ended. */
 typedef struct {
@@ -19,5 +20,11 @@ void celo_report_sweep(const celo_plan *plan, const celo_group *g, const celo_ou
 int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, celo_rule_lookup lookup,
                         void *lctx, celo_task_data *const *tds, char *err, size_t errlen);
 int celo_report_run_svg(const celo_plan *plan, int i, const celo_outcome *outs, char *err, size_t errlen);
+/* An eval group's results.md, results.csv and curves_TASK.svg in g->out (runtime/evalreport.c). */
+int celo_report_eval(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, char *err, size_t errlen);
+/* An SVG line plot of the rows' eval_loss of outs[runs[i]] against step, with legend names (NULL: the runs' names)
+ * and the y axis labelled ylabel. */
+void celo_report_svg(sbuf *b, const char *title, const celo_plan *plan, const celo_outcome *outs, const int *runs,
+                     int n, const char *const *names, const char *ylabel);
 
 #endif

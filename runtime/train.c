@@ -512,7 +512,12 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
             all &= x.outs[i].ran;
         if (!all)
             continue;
-        if (!strcmp(g->kind, "compare")) {
+        if (!strcmp(g->kind, "eval")) {
+            if (celo_report_eval(plan, g, x.outs, err, sizeof err)) {
+                fprintf(stderr, "error: %s\n", err);
+                goto done;
+            }
+        } else if (!strcmp(g->kind, "compare")) {
             if (celo_report_compare(plan, g, x.outs, lookup, lookup_ctx, x.tds, err, sizeof err)) {
                 fprintf(stderr, "error: %s\n", err);
                 goto done;

@@ -19,7 +19,8 @@
 #   pipeline `celo run` / `celo build` end to end
 #   backend  one training run on every back end through the back-end table
 #   meta     meta-training blocks (tests/meta/): resume after --stop-at and after kill -9, threads, celo build,
-#            train_only, the es estimator (the estimator's own numbers: unit, test_pes)
+#            train_only, the es estimator (the estimator's own numbers: unit, test_pes); eval blocks against
+#            tests/reference/eval_ref.py
 #   unit     C unit tests (build/tests/*)
 set -u
 shopt -s nullglob
@@ -1078,6 +1079,20 @@ if want meta; then
             ok "meta train_only + es: 17 frozen tensors decayed by 0.995^4 (AdamW's wd), b2 and w2 trained" ||
             bad "meta train_only: $(cat "$TMP/out")"
     else bad "meta frozen: $(head -c 400 "$TMP/err")"; fi
+    # an eval block: its table against tests/reference/eval_ref.py (recomputed from the runs' logs), its files,
+    # and the same table from a standalone binary
+    mkdir -p "$TMP/meval" "$TMP/mevalb"
+    if mq meval "$CELO_ABS" run "$ROOT/tests/meta/eval.celo" --quiet >"$TMP/out" 2>"$TMP/err" &&
+        [ -f "$TMP/meval/runs/small/curves_fm8.svg" ] && [ -f "$TMP/meval/runs/small/curves_teach.svg" ] &&
+        [ "$(grep -c . "$TMP/meval/runs/small/results.csv")" = 13 ] &&
+        python3 tests/reference/eval_ref.py "$TMP/meval/runs/small" small adamw >"$TMP/ref" 2>&1; then
+        ok "meta eval: IQM table and per-run values == tests/reference/eval_ref.py ($(cat "$TMP/ref"))"
+    else bad "meta eval: $(head -c 300 "$TMP/err") $(head -c 600 "$TMP/ref" 2>/dev/null)"; fi
+    if $CELO build tests/meta/eval.celo -o "$TMP/eval_exe" >/dev/null 2>"$TMP/err" &&
+        mq mevalb "$TMP/eval_exe" --quiet >/dev/null 2>>"$TMP/err" &&
+        cmp -s "$TMP/meval/runs/small/results.csv" "$TMP/mevalb/runs/small/results.csv"; then
+        ok "meta eval: celo build == celo run (results.csv)"
+    else bad "meta eval build: $(head -c 300 "$TMP/err")"; fi
 fi
 
 # ---- back ends: the same training run through the back-end table (runtime/backend.h) on llvm, interp, opencl ----

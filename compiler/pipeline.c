@@ -601,7 +601,8 @@ static int set_optimizer(pctx *C, celo_run *r, const pval *v)
     return set_optimizer_opt(C, r, v, 0);
 }
 
-static const char *train_keys[] = {"task", "optimizer", "steps", "schedule", "eval", "log", "checkpoint", "seed"};
+static const char *train_keys[] = {"task", "optimizer", "steps", "schedule", "eval", "log", "checkpoint", "seed",
+                                   "augment"};
 
 static int hp_index(const celo_run *r, const char *name)
 {
@@ -707,6 +708,47 @@ static int apply_schedule(pctx *C, celo_run *r, const sched_use *su, const def *
     return 0;
 }
 
+/* augment = reparam(level = global | tensor | parameter, range = [lo, hi]): task augmentation (docs/meta.md) */
+static int parse_augment(pctx *C, celo_run *r, const pval *v)
+{
+    const char *k = callee(v);
+    if (!k || strcmp(k, "reparam")) {
+        PERR(C, v->sp, "augment must be reparam(level = global, range = [1e-3, 1e3]) (or level = tensor, parameter)");
+        return -1;
+    }
+    static const char *ps[] = {"level", "range"};
+    callargs a;
+    if (bind_args(C, v, ps, 2, &a))
+        return -1;
+    const pval *lv = arg_of(&a, "level"), *rv = arg_of(&a, "range");
+    r->reparam = 1, r->reparam_lo = 1e-3, r->reparam_hi = 1e3; /* the recipe's (learned-optimizers.md §1.5) */
+    if (lv) {
+        static const char *levels[] = {"global", "tensor", "parameter"};
+        int q = 0;
+        while (q < 3 && (lv->kind != PV_NAME || strcmp(lv->str, levels[q])))
+            q++;
+        if (q == 3) {
+            PERR(C, lv->sp, "level must be global, tensor or parameter");
+            return -1;
+        }
+        r->reparam = q + 1;
+    }
+    if (!rv)
+        return 0;
+    if (rv->kind != PV_LIST || rv->nargs != 2) {
+        PERR(C, rv->sp, "range must be [lo, hi] with 0 < lo <= hi");
+        return -1;
+    }
+    if (want_num(C, rv->args->value, "range", &r->reparam_lo) ||
+        want_num(C, rv->args->next->value, "range", &r->reparam_hi))
+        return -1;
+    if (!(r->reparam_lo > 0) || r->reparam_hi < r->reparam_lo) {
+        PERR(C, rv->sp, "range must be [lo, hi] with 0 < lo <= hi");
+        return -1;
+    }
+    return 0;
+}
+
 /* The keys a train block and a compare block share. Returns 1 when the key was one of them. */
 static int run_key(pctx *C, celo_run *r, sched_use *su, const prop *p, const def *d)
 {
@@ -727,6 +769,8 @@ static int run_key(pctx *C, celo_run *r, sched_use *su, const prop *p, const def
             PERR(C, p->word_span, "write 'eval every N;'");
         else if (!want_int(C, p->value, "eval every", 1, 1LL << 40, &iv))
             r->eval_every = iv;
+    } else if (!strcmp(p->key, "augment")) {
+        parse_augment(C, r, p->value);
     } else if (!strcmp(p->key, "log")) {
         want_str(C, p->value, "log", r->log, sizeof r->log);
     } else if (!strcmp(p->key, "checkpoint")) {
@@ -806,7 +850,7 @@ static int build_train(pctx *C, const def *d)
                 snprintf(r->rule, sizeof r->rule, "?"); /* given but wrong (reported): no "needs an optimizer" */
         } else if (!run_key(C, r, &su, p, d)) {
             PERR(C, p->key_span, "unknown train key '%s'", p->key);
-            suggest_among(C, p->key_span, p->key, train_keys, 8);
+            suggest_among(C, p->key_span, p->key, train_keys, 9);
         }
     }
     apply_schedule(C, &C->plan->runs[ri], &su, d);
@@ -1236,8 +1280,9 @@ static int build_eval(pctx *C, const def *d)
  *             std = 0.01); horizon = loguniform(100, 2000); offset = 2000; outer = adamw(lr = 5e-5, wd = 1e-4);
  *             steps = 200; seed = 0; train_only = ["ff_mod_stack"]; log "…"; checkpoint every 50; out "…"; }
  * A group of kind "meta" (plan.h): runs[first] the outer run, then one run per task family (docs/meta.md). */
-static const char *meta_keys[] = {"optimizer", "tasks", "particles", "estimator", "horizon", "offset", "outer",
-                                  "steps", "seed", "theta_seed", "train_only", "log", "checkpoint", "out"};
+static const char *meta_keys[] = {"optimizer", "tasks", "particles",  "estimator", "horizon", "offset",
+                                  "outer",     "steps", "seed",       "theta_seed", "train_only", "log",
+                                  "checkpoint", "out",  "augment"};
 
 static int meta_estimator(pctx *C, celo_group *g, const pval *v)
 {
@@ -1368,6 +1413,8 @@ static int build_meta(pctx *C, const def *d)
             meta_train_only(C, g, v);
         } else if (!strcmp(p->key, "out")) {
             want_str(C, v, "out", g->out, sizeof g->out);
+        } else if (!strcmp(p->key, "augment")) {
+            parse_augment(C, &inner, v);
         } else if (!strcmp(p->key, "steps") || !strcmp(p->key, "seed") || !strcmp(p->key, "log") ||
                    !strcmp(p->key, "checkpoint")) {
             run_key(C, &outer, &su, p, d);

@@ -74,6 +74,8 @@ static void inst_clear(inst *in)
     celo_model_free(in->model);
     free(in->qx);
     free(in->qg);
+    free(in->rw);
+    free(in->rs);
     free(in->hp);
     free(in->theta);
     free(in->bx);
@@ -267,6 +269,35 @@ static int load_theta(inst *in, const float *from, char *err, size_t errlen)
     return rc ? -1 : 0;
 }
 
+/* Task augmentation by reparameterization (learned_optimization's ReparamWeightsFamily, learned-optimizers.md
+ * §1.5): scales s drawn log-uniformly in [lo, hi] from the run's seed, one for all parameters (global), one per
+ * tensor, or one per parameter; the optimizer trains w from w0 / s, the model computes with w * s, so it sees
+ * the gradient s * dL/dp. -1 on bad bounds or no memory. */
+static int reparam_init(inst *in, uint64_t seed)
+{
+    const celo_run *run = in->run;
+    double lo = run->reparam_lo, hi = run->reparam_hi;
+    if (!(lo > 0) || !(hi >= lo) || !isfinite(hi))
+        return -1;
+    in->rw = malloc(sizeof(float) * (size_t)in->nparams);
+    in->rs = malloc(sizeof(float) * (size_t)in->nparams);
+    if (!in->rw || !in->rs)
+        return -1;
+    celo_rng r;
+    celo_rng_init(&r, seed ^ 0x5ca1ab1eull, 0x7265706172616dull);
+    double s = 0;
+    for (int i = 0; i < in->ntensors; i++) {
+        const celo_param_tensor *t = inst_tensor(in, i);
+        for (int64_t k = 0; k < t->numel; k++) {
+            if ((run->reparam == 1 && i == 0 && k == 0) || (run->reparam == 2 && k == 0) || run->reparam == 3)
+                s = exp(log(lo) + celo_rng_uniform(&r) * (log(hi) - log(lo)));
+            in->rs[t->offset + k] = (float)s;
+            in->rw[t->offset + k] = in->params[t->offset + k] / (float)s;
+        }
+    }
+    return 0;
+}
+
 static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_task_data *td, const celo_program *prog,
                      const celo_backend *be, uint64_t seed, const float *theta, char *err, size_t errlen)
 {
@@ -376,6 +407,11 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             return -1;
         }
     }
+    if (run->reparam && reparam_init(in, seed)) {
+        celo_seterr(err, errlen, "run %s: reparam needs 0 < lo <= hi (got %g, %g)", run->name, run->reparam_lo,
+                    run->reparam_hi);
+        return -1;
+    }
     if (!(in->bp = be->compile(be, prog, e, sizeof e))) {
         celo_seterr(err, errlen, "run %s: %s", run->name, e);
         return -1;
@@ -484,6 +520,8 @@ celo_inst *celo_inst_clone(const celo_inst *in, char *err, size_t errlen)
         return NULL;
     }
     memcpy(c->params, in->params, (size_t)in->nparams * sizeof *in->params);
+    if (in->rw)
+        memcpy(c->rw, in->rw, (size_t)in->nparams * sizeof *in->rw);
     for (int i = 0; i < in->ntensors; i++) { /* the state through the host: the back end may keep it elsewhere */
         char e[256];
         celo_state *from = in->be->state_get(in->st[i], e, sizeof e);
@@ -555,6 +593,8 @@ int celo_inst_save(const celo_inst *in, celo_ckpt *c, char *err, size_t errlen)
         if (!st || celo_ckpt_add_state(c, inst_tensor(in, i)->name, st, e, sizeof e))
             goto fail;
     }
+    if (in->rw && celo_ckpt_add(c, "reparam.w", in->rw, 1, &in->nparams, e, sizeof e))
+        goto fail;
     snprintf(v, sizeof v, "%llu", (unsigned long long)in->seed);
     if (celo_ckpt_set_meta(c, "celo.format", CKPT_FORMAT, e, sizeof e) ||
         celo_ckpt_set_meta(c, "run", run->name, e, sizeof e) || celo_ckpt_set_meta(c, "rule", run->rule, e, sizeof e) ||
@@ -635,7 +675,8 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
                 "from step %lld on follows the new length, so the results differ from an uninterrupted run of either "
                 "length\n",
                 run->name, path, (long long)steps0, (long long)run->steps, (long long)step + 1);
-    int64_t want = in->ntensors; /* the parameters, and each tensor's slots (its class's variant's, with classes) */
+    /* the parameters, each tensor's slots (its class's variant's, with classes), and a reparameterized run's w */
+    int64_t want = in->ntensors + (in->rw != NULL);
     for (int i = 0; i < in->ntensors; i++) {
         celo_state *st = in->be->state_get(in->st[i], e, sizeof e);
         want += st ? st->prog->nstate : in->prog->nstate;
@@ -663,6 +704,10 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
             celo_seterr(err, errlen, "run %s: %s", run->name, e);
             return -1;
         }
+    }
+    if (in->rw && celo_ckpt_load(c, "reparam.w", in->rw, 1, &in->nparams, e, sizeof e)) {
+        celo_seterr(err, errlen, "run %s: %s (a run without augment = reparam?)", run->name, e);
+        return -1;
     }
     double loss_sum, ema;
     if (parse_double(celo_ckpt_get_meta(c, "loss_sum"), &loss_sum) ||

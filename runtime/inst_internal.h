@@ -28,6 +28,7 @@ struct celo_inst {
     celo_param_tensor qt;
     float *qx, *qg;
     float *params, *grads;
+    float *rw, *rs; /* reparameterization (run->reparam): the optimizer's view w and the scale s; params = w * s */
     int64_t nparams;
     int ntensors;
     celo_bstate **st;

@@ -257,6 +257,17 @@ static int first_nonfinite(const inst *in, const float *buf)
 static int step_tensor(inst *in, int i, int64_t t, char *e, size_t elen, int *fin)
 {
     const celo_param_tensor *pt = inst_tensor(in, i);
+    if (in->rw) { /* reparameterized: the rule steps w with s * dL/dp, the model gets w * s */
+        float *w = in->rw + pt->offset, *p = in->params + pt->offset, *g = in->grads + pt->offset;
+        const float *s = in->rs + pt->offset;
+        for (int64_t k = 0; k < pt->numel; k++)
+            g[k] *= s[k];
+        int r = in->be->step(in->st[i], w, g, in->hp, t, in->nthreads, e, elen);
+        for (int64_t k = 0; k < pt->numel; k++)
+            p[k] = w[k] * s[k];
+        *fin = r == 0 && all_finite(p, pt->numel);
+        return r;
+    }
     int r = in->be->step(in->st[i], in->params + pt->offset, in->grads + pt->offset, in->hp, t, in->nthreads, e, elen);
     *fin = r == 0 && all_finite(in->params + pt->offset, pt->numel);
     return r;
@@ -364,7 +375,7 @@ static void account(inst *in, int64_t t, double loss)
 static int team_mode(const inst *in, const celo_program *prog)
 {
     const char *env = getenv("CELO_TRAIN_TEAM"); /* 0: one OpenMP region per phase (tests, experiments) */
-    if (!in->replica || !in->be->step_team || (env && !strcmp(env, "0")))
+    if (!in->replica || !in->be->step_team || in->rw || (env && !strcmp(env, "0")))
         return 0;
     return !celo_program_has_op(prog, CELO_OP_ORTHO);
 }

@@ -133,6 +133,9 @@ static const field run_fields[] = {
     FS(log, celo_run, log),
     FS(checkpoint, celo_run, checkpoint),
     FS(theta, celo_run, theta),
+    FI(reparam, celo_run, reparam),
+    FD(reparam_lo, celo_run, reparam_lo),
+    FD(reparam_hi, celo_run, reparam_hi),
     FI(group, celo_run, group),
     FI(entry, celo_run, entry),
 };

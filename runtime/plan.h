@@ -78,6 +78,9 @@ typedef struct {
     char checkpoint[CELO_PATH_MAX]; /* safetensors path ("" = none) */
     char theta[CELO_PATH_MAX];      /* a learned rule's θ file, read when the run is built ("" = not learned);
                                        relative to the working directory, like log and checkpoint */
+    int reparam;                    /* task augmentation by reparameterization (docs/meta.md): 0 none, 1 global,
+                                       2 tensor, 3 parameter; the model's function of w * s trains w from w0 / s */
+    double reparam_lo, reparam_hi;  /* s = exp(U(ln lo, ln hi)), drawn from the run's seed */
     int group;                      /* runs of one sweep/compare share a group number (-1: none) */
     int entry;                      /* compare: which of its optimizers the run tries (0-based); -1 otherwise */
 } celo_run;

@@ -1079,6 +1079,22 @@ if want meta; then
             ok "meta train_only + es: 17 frozen tensors decayed by 0.995^4 (AdamW's wd), b2 and w2 trained" ||
             bad "meta train_only: $(cat "$TMP/out")"
     else bad "meta frozen: $(head -c 400 "$TMP/err")"; fi
+    # task augmentation by reparameterization: s = 4 makes SGD move as with 16 times the learning rate, bit for
+    # bit; s = 1 changes nothing; a tensor-level run stopped and resumed equals the uninterrupted one
+    mkdir -p "$TMP/mrp" "$TMP/mrps"
+    if mq mrp "$CELO_ABS" run "$ROOT/tests/meta/reparam.celo" --quiet 2>"$TMP/err"; then
+        d=$TMP/mrp/runs
+        if diff <(cut -d, -f1-4 "$d/plain16.csv") <(cut -d, -f1-4 "$d/scaled4.csv") >"$TMP/diff" &&
+            diff <(cut -d, -f1-4 "$d/plain1.csv") <(cut -d, -f1-4 "$d/scaled1.csv") >>"$TMP/diff" &&
+            ! diff -q <(cut -d, -f1-4 "$d/plain1.csv") <(cut -d, -f1-4 "$d/tensor.csv") >/dev/null; then
+            ok "meta reparam: SGD on w = p / 4 == SGD with 16x the lr, s = 1 == no augmentation (bit for bit)"
+        else bad "meta reparam: $(head -10 "$TMP/diff")"; fi
+        if mq mrps "$CELO_ABS" run "$ROOT/tests/meta/reparam.celo" --only tensor --quiet --stop-at 150 2>"$TMP/err" &&
+            mq mrps "$CELO_ABS" run "$ROOT/tests/meta/reparam.celo" --only tensor --quiet --resume 2>>"$TMP/err" &&
+            diff <(cut -d, -f1-4 "$d/tensor.csv") <(cut -d, -f1-4 "$TMP/mrps/runs/tensor.csv") >"$TMP/diff"; then
+            ok "meta reparam (tensor level): --stop-at 150 + --resume == uninterrupted"
+        else bad "meta reparam resume: $(head -c 300 "$TMP/err") $(head -10 "$TMP/diff")"; fi
+    else bad "meta reparam: $(head -c 400 "$TMP/err")"; fi
     # an eval block: its table against tests/reference/eval_ref.py (recomputed from the runs' logs), its files,
     # and the same table from a standalone binary
     mkdir -p "$TMP/meval" "$TMP/mevalb"

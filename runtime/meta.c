@@ -6,6 +6,7 @@
 #include "fileio.h"
 #include "pes.h"
 #include "progress.h"
+#include "report.h"
 #include "rng.h"
 #include "theta.h"
 
@@ -589,6 +590,38 @@ static int keep_rows(textbuf *b, const char *path, int64_t t0)
     return 0;
 }
 
+/* The meta-loss curve beside the log: runs/x.csv -> runs/x.svg (rows: outer step, meta-loss). */
+static int write_curve(const meta *M, const textbuf *log, char *e, size_t el)
+{
+    celo_outcome o;
+    memset(&o, 0, sizeof o);
+    o.ran = 1;
+    const char *p = log->text ? strchr(log->text, '\n') : NULL; /* after the header */
+    while (p && p[1]) {
+        long long st;
+        double ml;
+        if (sscanf(p + 1, "%lld,%lf", &st, &ml) == 2 &&
+            celo_rowlog_add(&o.log, (celo_row){.step = st, .eval_loss = ml, .train_loss = ml}))
+            break;
+        p = strchr(p + 1, '\n');
+    }
+    char path[CELO_PATH_MAX + 8], title[CELO_NAME_MAX + 32];
+    snprintf(path, sizeof path, "%s", M->outer->log);
+    char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    if (dot && (!slash || dot > slash))
+        *dot = 0;
+    strcat(path, ".svg");
+    snprintf(title, sizeof title, "%s: meta-loss", M->g->name);
+    sbuf svg = {0};
+    int zero = 0;
+    const char *name = "meta-loss (mean normalized training loss)";
+    celo_report_svg(&svg, title, M->plan, &o, &zero, 1, &name, "meta-loss");
+    int rc = svg.oom ? (celo_seterr(e, el, "out of memory"), -1) : celo_write_file(path, svg.s, svg.len, e, el);
+    free(svg.s);
+    celo_rowlog_free(&o.log);
+    return rc;
+}
+
 static int write_theta(const meta *M, char *e, size_t el)
 {
     celo_theta th;
@@ -673,7 +706,7 @@ int celo_meta_execute(const celo_plan *plan, const celo_group *g, celo_rule_look
                     g->name, (long long)t, (long long)o->steps, loss, gnorm, rate, eta);
         }
     }
-    if (o->log[0] && celo_write_file(o->log, log.text, log.len, e, sizeof e)) {
+    if (o->log[0] && (celo_write_file(o->log, log.text, log.len, e, sizeof e) || write_curve(&M, &log, e, sizeof e))) {
         celo_seterr(M.err, sizeof M.err, "meta %s: %s", g->name, e);
         goto fail;
     }

@@ -1020,9 +1020,10 @@ if want meta; then
         th=$TMP/mfull/runs/quick.theta.safetensors
         $CELO theta init celo2_meta --seed 0 -o "$TMP/minit.safetensors" >/dev/null 2>&1
         if [ "$(grep -c '^[0-9]' "$TMP/mfull/runs/quick.csv")" = 6 ] && [ -f "$TMP/mfull/runs/quick.meta.safetensors" ] &&
+            grep -q "<polyline" "$TMP/mfull/runs/quick.svg" &&
             $CELO theta show "$th" >"$TMP/show" 2>&1 && grep -q '^ff_mod_stack/~/w0__13 ' "$TMP/show" &&
             ! cmp -s "$th" "$TMP/minit.safetensors"; then
-            ok "meta quick: 6 outer steps, CSV, checkpoint, θ written with the rule's names and moved from its init"
+            ok "meta quick: 6 outer steps, CSV and its meta-loss SVG, checkpoint, θ written with the rule's names and moved from its init"
         else bad "meta quick: $(head -c 300 "$TMP/show") $(cat "$TMP/mfull/runs/quick.csv" 2>/dev/null | head -3)"; fi
         # --stop-at 3, then --resume: the same θ and meta-loss curve as the uninterrupted run
         if mq mstop "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" --quiet --stop-at 3 2>"$TMP/err" &&

@@ -1080,6 +1080,12 @@ if want meta; then
             ok "meta train_only + es: 17 frozen tensors decayed by 0.995^4 (AdamW's wd), b2 and w2 trained" ||
             bad "meta train_only: $(cat "$TMP/out")"
     else bad "meta frozen: $(head -c 400 "$TMP/err")"; fi
+    # the synthetic families: every meta-loss within the normalizers' bounds, [0, 1.5 ln 4]
+    mkdir -p "$TMP/msyn"
+    if mq msyn "$CELO_ABS" run "$ROOT/tests/meta/synthetic.celo" --quiet 2>"$TMP/err" &&
+        awk -F, 'NR > 1 { n++; if (!($2 >= 0 && $2 <= 1.5 * log(4))) bad = 1 } END { exit !(n == 5 && !bad) }' \
+            "$TMP/msyn/runs/synth.csv"; then ok "meta synthetic families (quadratic, teacher): 5 outer steps, meta-losses in [0, 1.5 ln 4]"
+    else bad "meta synthetic: $(head -c 300 "$TMP/err") $(head -3 "$TMP/msyn/runs/synth.csv" 2>/dev/null)"; fi
     # task augmentation by reparameterization: s = 4 makes SGD move as with 16 times the learning rate, bit for
     # bit; s = 1 changes nothing; a tensor-level run stopped and resumed equals the uninterrupted one
     mkdir -p "$TMP/mrp" "$TMP/mrps"

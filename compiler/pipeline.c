@@ -502,9 +502,15 @@ static void task_check(pctx *C, celo_task *t, const def *d, span model_sp)
         if (t->model == CELO_MODEL_MLP) {
             if (t->out == 0)
                 t->out = classes;
-            else if (t->out != classes && t->loss == CELO_LOSS_CROSS_ENTROPY)
+            else if (t->out != classes && t->loss == CELO_LOSS_CROSS_ENTROPY) {
+                char kept[64] = ""; /* " (classes = [0, 3, 5])": where the count comes from */
+                size_t l = 0;
+                for (int k = 0; k < t->nclasses && l < sizeof kept; k++)
+                    l += (size_t)snprintf(kept + l, sizeof kept - l, "%s%d%s", k ? ", " : " (classes = [",
+                                          t->classes[k], k + 1 == t->nclasses ? "])" : "");
                 PERR(C, model_sp, "the model's output width %d does not match the data: %d classes%s", t->out, classes,
-                     t->nclasses ? " (the ones its classes list keeps)" : "");
+                     kept);
+            }
         }
     }
     if (t->model == CELO_MODEL_CONVNET && t->data != CELO_DATA_FASHION_MNIST && t->data != CELO_DATA_DIGITS)

@@ -47,6 +47,10 @@
  *   pt = [v / 16 for r in te for v in r[:64]]
  *   print('%.9f %.9f %.9f' % (m, sd, (sum(pt) / len(pt) - m) / sd))   # 0.305386113 0.375507109 -0.001672626
  *   EOF
+ *
+ * sklearn itself agrees (python3 -s, Debian's numpy): load_digits + train_test_split(test_size=0.2, shuffle=False)
+ * gives (1437, 64) (360, 64), test counts [35 36 35 37 37 37 37 36 33 37], train pixel mean / 16 0.305386113 and
+ * std 0.375507109, test image 0 summing to 347 with label 2.
  */
 #include "data.h"
 

@@ -268,8 +268,8 @@ int celo_fmnist_load(celo_dataset *train, celo_dataset *test, const celo_fmnist_
 #define CELO_DIGITS_DEFAULT_DIR "/usr/lib/python3/dist-packages/sklearn/datasets/data"
 typedef struct {
     int normalize; /* 0: pixels in [0, 1] (counts / 16); 1: standardized with the train set's pixel mean and std */
-    const char
-        *path; /* the gzip (or plain) CSV; NULL: $CELO_DIGITS_DIR, else CELO_DIGITS_DEFAULT_DIR, + /digits.csv.gz */
+    /* the gzip (or plain) CSV; NULL: digits.csv.gz in $CELO_DIGITS_DIR, else in CELO_DIGITS_DEFAULT_DIR */
+    const char *path;
 } celo_digits_opts;
 /* sklearn's digits.csv.gz: one 8x8 image per line (64 pixel counts 0..16, row by row, then the label 0..9).
  * The last ceil(n / 5) lines are the test split, the others the training split, in file order: 1437 / 360 of
@@ -282,8 +282,8 @@ int celo_digits_load(celo_dataset *train, celo_dataset *test, const celo_digits_
 /* The label map of `classes` (k entries, or k = 0: all nclass labels) followed by a permutation drawn from
  * `seed` (0: none): map[c] is the new label of old label c, or -1 when c is dropped. A kept class becomes its
  * position in the list; the permutation then renumbers the k new labels (a uniform draw, a pure function of seed
- * and k: it may leave some labels, or for small k all, in place). Errors: fewer than 2 or more than
- * CELO_MAX_CLASSES entries, an entry outside 0..nclass-1, an entry listed twice. */
+ * and k: it may leave some labels, or for small k all, in place). Errors: k = 1 or k > nclass, an entry outside
+ * 0..nclass-1, an entry listed twice, nclass outside 2..CELO_MAX_CLASSES. */
 int celo_label_map(int nclass, const int *classes, int k, uint64_t seed, int32_t *map, char *err, size_t errlen);
 /* out = the examples of `in` whose label the map keeps, in order, with their new labels (x and y copied);
  * out->nclass = k (or nclass). in must have class labels. */

@@ -131,9 +131,54 @@ static const char *callee(const pval *v)
 }
 
 /* ---- task ---- */
+
+/* classes = [a, b, …] and permute_labels = S of a data set of 10 classes (runtime/data.h, celo_label_map): the
+ * same checks as the runtime's, located. */
+static int label_args(pctx *C, celo_task *t, const callargs *a, const char *set)
+{
+    const pval *x;
+    if ((x = arg_of(a, "classes"))) {
+        if (x->kind != PV_LIST) {
+            PERR(C, x->sp, "classes must be a list of class numbers, like [0, 3, 5]");
+            return -1;
+        }
+        int n = 0;
+        for (const parg *e = x->args; e; e = e->next) {
+            const pval *c = e->value;
+            if (c->kind != PV_NUM || c->num != floor(c->num)) {
+                PERR(C, c->sp, "a class must be a whole number, like 3");
+                return -1;
+            }
+            if (c->num < 0 || c->num > 9) {
+                PERR(C, c->sp, "%s has classes 0 to 9: there is no class %g", set, c->num);
+                return -1;
+            }
+            for (int k = 0; k < n; k++)
+                if (t->classes[k] == (int)c->num) {
+                    PERR(C, c->sp, "class %d is listed twice", t->classes[k]);
+                    return -1;
+                }
+            t->classes[n++] = (int)c->num; /* at most 10: an 11th would repeat one */
+        }
+        if (n < 2) {
+            PERR(C, x->sp, "classes must list at least two classes (%s)",
+                 n ? "one class leaves nothing to tell apart" : "the list is empty");
+            return -1;
+        }
+        t->nclasses = n;
+    }
+    if ((x = arg_of(a, "permute_labels"))) {
+        long long iv;
+        if (want_int(C, x, "permute_labels", 0, 1LL << 53, &iv))
+            return -1;
+        t->permute_labels = (uint64_t)iv;
+    }
+    return 0;
+}
+
 static int task_data(pctx *C, celo_task *t, const pval *v)
 {
-    static const char *kinds[] = {"fashion_mnist", "kjv", "teacher", "quadratic"};
+    static const char *kinds[] = {"fashion_mnist", "kjv", "teacher", "quadratic", "digits"};
     const char *k = callee(v);
     callargs a;
     long long iv;
@@ -143,8 +188,8 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
         return -1;
     }
     if (!strcmp(k, "fashion_mnist")) {
-        static const char *ps[] = {"size", "normalize"};
-        if (bind_args(C, v, ps, 2, &a))
+        static const char *ps[] = {"size", "normalize", "classes", "permute_labels"};
+        if (bind_args(C, v, ps, 4, &a))
             return -1;
         t->data = CELO_DATA_FASHION_MNIST;
         t->size = 28;
@@ -159,7 +204,21 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
                 return -1;
             t->normalize = (int)iv;
         }
-        return 0;
+        return label_args(C, t, &a, k);
+    }
+    if (!strcmp(k, "digits")) {
+        static const char *ps[] = {"normalize", "classes", "permute_labels"};
+        if (bind_args(C, v, ps, 3, &a))
+            return -1;
+        t->data = CELO_DATA_DIGITS;
+        t->size = 8;
+        const pval *x;
+        if ((x = arg_of(&a, "normalize"))) {
+            if (want_int(C, x, "normalize", 0, 1, &iv))
+                return -1;
+            t->normalize = (int)iv;
+        }
+        return label_args(C, t, &a, k);
     }
     if (!strcmp(k, "kjv")) {
         static const char *ps[] = {"seq"};
@@ -232,7 +291,7 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
         return 0;
     }
     PERR(C, v->sp, "unknown dataset '%s'", k);
-    suggest_among(C, v->sp, k, kinds, 4);
+    suggest_among(C, v->sp, k, kinds, 5);
     return -1;
 }
 
@@ -374,10 +433,12 @@ static void task_described(pctx *C, celo_task *t, const def *d, def *md, const p
     model_env env = {.loss = t->loss};
     switch (t->data) {
     case CELO_DATA_FASHION_MNIST:
+    case CELO_DATA_DIGITS:
         env.in_ndim = 3, env.in_dims[0] = 1, env.in_dims[1] = env.in_dims[2] = t->size;
-        env.features = t->size * t->size, env.classes = 10;
+        env.features = t->size * t->size, env.classes = t->nclasses ? t->nclasses : 10;
         if (t->loss != CELO_LOSS_CROSS_ENTROPY) {
-            PERR(C, call->sp, "fashion_mnist has class labels: the loss must be cross_entropy");
+            PERR(C, call->sp, "%s has class labels: the loss must be cross_entropy",
+                 t->data == CELO_DATA_DIGITS ? "digits" : "fashion_mnist");
             return;
         }
         break;
@@ -406,7 +467,8 @@ static void task_check(pctx *C, celo_task *t, const def *d, span model_sp)
 {
     int features = 0, classes = 0, lm = 0;
     switch (t->data) {
-    case CELO_DATA_FASHION_MNIST: features = t->size * t->size, classes = 10; break;
+    case CELO_DATA_FASHION_MNIST:
+    case CELO_DATA_DIGITS: features = t->size * t->size, classes = t->nclasses ? t->nclasses : 10; break;
     case CELO_DATA_TEACHER: features = t->teacher_in, classes = t->teacher_out; break;
     case CELO_DATA_KJV: lm = 1; break;
     case CELO_DATA_QUADRATIC: break;
@@ -440,12 +502,19 @@ static void task_check(pctx *C, celo_task *t, const def *d, span model_sp)
         if (t->model == CELO_MODEL_MLP) {
             if (t->out == 0)
                 t->out = classes;
-            else if (t->out != classes && t->loss == CELO_LOSS_CROSS_ENTROPY)
-                PERR(C, model_sp, "the model's output width %d does not match the data: %d classes", t->out, classes);
+            else if (t->out != classes && t->loss == CELO_LOSS_CROSS_ENTROPY) {
+                char kept[64] = ""; /* " (classes = [0, 3, 5])": where the count comes from */
+                size_t l = 0;
+                for (int k = 0; k < t->nclasses && l < sizeof kept; k++)
+                    l += (size_t)snprintf(kept + l, sizeof kept - l, "%s%d%s", k ? ", " : " (classes = [",
+                                          t->classes[k], k + 1 == t->nclasses ? "])" : "");
+                PERR(C, model_sp, "the model's output width %d does not match the data: %d classes%s", t->out, classes,
+                     kept);
+            }
         }
     }
-    if (t->model == CELO_MODEL_CONVNET && t->data != CELO_DATA_FASHION_MNIST)
-        PERR(C, model_sp, "convnet needs image data (fashion_mnist)");
+    if (t->model == CELO_MODEL_CONVNET && t->data != CELO_DATA_FASHION_MNIST && t->data != CELO_DATA_DIGITS)
+        PERR(C, model_sp, "convnet needs image data (fashion_mnist or digits)");
     if (t->model == CELO_MODEL_CONVNET && t->size < 4)
         PERR(C, model_sp, "convnet needs images of at least 4x4 (two 2x2 poolings)");
     if (t->model == CELO_MODEL_AUTOENCODER)

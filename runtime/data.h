@@ -41,18 +41,18 @@
  * Errors: functions returning int give 0 on success, or -1 with one line in err naming the file (or the data
  * set) and what is wrong. A missing Debian data set names the package that provides it.
  *
- * Adding a data set (say, a CSV of 8x8 digit images):
+ * Adding a data set (say, a CSV of 8x8 digit images, as runtime/data/digits.c reads):
  *   1. runtime/data/digits.c: read the files into a celo_source's train and test (celo_dataset below; x from
  *      celo_data_examples_alloc in data/data_internal.h, the rest with malloc), validating everything with
  *      one-line errors that name the file, and define
  *          const celo_source_type celo_source_digits = {
  *              .name = "digits", .help = "8x8 handwritten digits (python3-sklearn)", .kind = CELO_SOURCE_EXAMPLES,
- *              .nparams = 1, .params = {{"test_frac", 0.2, 0, 0.9, 0, "share of the examples held out"}},
+ *              .nparams = 1, .params = {{"normalize", 0, 0, 1, 1, "1: standardize with the train set's stats"}},
  *              .load = digits_load, .origin = digits_origin};     // origin: NULL when no file is involved
  *   2. runtime/data/sources.def: one line, CELO_SOURCE(digits).
  * The Makefile compiles every .c file in runtime/data/. tests/unit/test_data.c checks each set's contents and
  * errors, tests/unit/test_source.c the table and the registry. (A task in a .celo file still reaches a data set
- * through compiler/pipeline.c and the plan's task fields, which name the four built-in sets one by one.)
+ * through compiler/pipeline.c and the plan's task fields, which name the built-in sets one by one.)
  */
 #ifndef CELO_DATA_H
 #define CELO_DATA_H
@@ -263,6 +263,32 @@ typedef struct {
  * or test may be NULL; opts may be NULL (28x28, [0, 1]). A missing file: "PATH: not found; install the
  * Debian package dataset-fashion-mnist". (Any IDX files of the same layout load, e.g. MNIST's, via dir.) */
 int celo_fmnist_load(celo_dataset *train, celo_dataset *test, const celo_fmnist_opts *opts, char *err, size_t errlen);
+
+/* ---- handwritten digits, from Debian's python3-sklearn ---- */
+#define CELO_DIGITS_DEFAULT_DIR "/usr/lib/python3/dist-packages/sklearn/datasets/data"
+typedef struct {
+    int normalize; /* 0: pixels in [0, 1] (counts / 16); 1: standardized with the train set's pixel mean and std */
+    /* the gzip (or plain) CSV; NULL: digits.csv.gz in $CELO_DIGITS_DIR, else in CELO_DIGITS_DEFAULT_DIR */
+    const char *path;
+} celo_digits_opts;
+/* sklearn's digits.csv.gz: one 8x8 image per line (64 pixel counts 0..16, row by row, then the label 0..9).
+ * The last ceil(n / 5) lines are the test split, the others the training split, in file order: 1437 / 360 of
+ * the 1797 images. dim 64, h = w = 8, nclass 10. opts may be NULL (not normalized). A missing file: "PATH: not
+ * found; install the Debian package python3-sklearn"; a malformed line names the file and the line. */
+int celo_digits_load(celo_dataset *train, celo_dataset *test, const celo_digits_opts *opts, char *err, size_t errlen);
+
+/* ---- label variations of a classification set (task families): runtime/data/labels.c ---- */
+#define CELO_MAX_CLASSES 16
+/* The label map of `classes` (k entries, or k = 0: all nclass labels) followed by a permutation drawn from
+ * `seed` (0: none): map[c] is the new label of old label c, or -1 when c is dropped. A kept class becomes its
+ * position in the list; the permutation then renumbers the k new labels (a uniform draw, a pure function of seed
+ * and k: it may leave some labels, or for small k all, in place). Errors: k = 1 or k > nclass, an entry outside
+ * 0..nclass-1, an entry listed twice, nclass outside 2..CELO_MAX_CLASSES. */
+int celo_label_map(int nclass, const int *classes, int k, uint64_t seed, int32_t *map, char *err, size_t errlen);
+/* out = the examples of `in` whose label the map keeps, in order, with their new labels (x and y copied);
+ * out->nclass = k (or nclass). in must have class labels. */
+int celo_dataset_relabel(celo_dataset *out, const celo_dataset *in, const int *classes, int k, uint64_t seed, char *err,
+                         size_t errlen);
 
 /* ---- the King James Bible (kjv) ---- */
 /* The King James Bible from Debian's bible-kjv, one verse per line, without the book/chapter:verse

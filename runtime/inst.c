@@ -95,6 +95,17 @@ static int is_lm(const celo_task *tk)
     return tk->model == CELO_MODEL_GPT || tk->model == CELO_MODEL_LSTM || (tk->nblocks && tk->data == CELO_DATA_KJV);
 }
 
+/* image data: class labels, images of h x w (one channel) */
+static int is_images(const celo_task *tk)
+{
+    return tk->data == CELO_DATA_FASHION_MNIST || tk->data == CELO_DATA_DIGITS;
+}
+
+static const char *image_set(const celo_task *tk)
+{
+    return tk->data == CELO_DATA_DIGITS ? "digits" : "fashion_mnist";
+}
+
 /* The description of a task's described model: its blocks from the plan on the input the data gives, with the
  * text's vocabulary for CELO_WIDTH_VOCAB. *blocks (malloc'd) is md->blocks, for the caller to free. */
 static int model_desc(const celo_task *tk, const celo_task_data *d, celo_model_desc *md, celo_block_desc **blocks,
@@ -104,10 +115,10 @@ static int model_desc(const celo_task *tk, const celo_task_data *d, celo_model_d
     int text = tk->data == CELO_DATA_KJV;
     if (text)
         md->tokens = 1;
-    else if (tk->data == CELO_DATA_FASHION_MNIST) {
+    else if (is_images(tk)) {
         if (tk->loss != CELO_LOSS_CROSS_ENTROPY) {
-            celo_seterr(err, errlen, "task %s: fashion_mnist has class labels: the loss must be cross_entropy",
-                        tk->name);
+            celo_seterr(err, errlen, "task %s: %s has class labels: the loss must be cross_entropy", tk->name,
+                        image_set(tk));
             return -1;
         }
         md->in_ndim = 3, md->in_dims[0] = 1, md->in_dims[1] = d->train->h, md->in_dims[2] = d->train->w;
@@ -142,7 +153,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->kind = (celo_model_kind)tk->model;
-    int text = tk->data == CELO_DATA_KJV, images = tk->data == CELO_DATA_FASHION_MNIST;
+    int text = tk->data == CELO_DATA_KJV, images = is_images(tk);
     const char *mname = tk->model == CELO_MODEL_MLP           ? "mlp"
                         : tk->model == CELO_MODEL_CONVNET     ? "convnet"
                         : tk->model == CELO_MODEL_GPT         ? "gpt"
@@ -153,7 +164,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
     case CELO_MODEL_MLP:
     case CELO_MODEL_AUTOENCODER: {
         if (text) {
-            celo_seterr(err, errlen, "task %s: model %s needs vector data (fashion_mnist or teacher), not text",
+            celo_seterr(err, errlen, "task %s: model %s needs vector data (fashion_mnist, digits or teacher), not text",
                         tk->name, mname);
             return -1;
         }
@@ -169,8 +180,8 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
             return -1;
         }
         if (tk->model == CELO_MODEL_MLP && images && tk->loss != CELO_LOSS_CROSS_ENTROPY) {
-            celo_seterr(err, errlen, "task %s: fashion_mnist has class labels: the mlp's loss must be cross_entropy",
-                        tk->name);
+            celo_seterr(err, errlen, "task %s: %s has class labels: the mlp's loss must be cross_entropy", tk->name,
+                        image_set(tk));
             return -1;
         }
         if (tk->nhidden < 0 || tk->nhidden > CELO_MLP_MAX_HIDDEN) {
@@ -189,7 +200,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
     }
     case CELO_MODEL_CONVNET:
         if (!images) {
-            celo_seterr(err, errlen, "task %s: model convnet needs images (fashion_mnist)", tk->name);
+            celo_seterr(err, errlen, "task %s: model convnet needs images (fashion_mnist or digits)", tk->name);
             return -1;
         }
         cfg->conv = (celo_convnet_config){.channels = 1,

@@ -24,7 +24,8 @@
  * One `key value` per line; the value is the rest of the line after one space. Strings are escaped (\\, \n,
  * \r, \t, \xHH for other control bytes), so names and paths may hold spaces. Enumerations are written by name
  * (an integer in range is accepted too). Doubles are "%.17g", which strtod reads back exactly. The writer
- * writes every field, so write -> read -> write gives the same text and the same plan. Blank lines and lines
+ * writes every field, so write -> read -> write gives the same text and the same plan; lists (hidden, classes)
+ * are integers after the key, separated by single spaces, and an empty list is the key alone. Blank lines and lines
  * starting with '#' are ignored. A task with a described model has one `block` line per block, in order, with
  * every field of its celo_block_desc (nn.h) by position: kind, name, tap, from, from2 ("-" for an empty name), out,
  * nobias, kernel, stride, pad, act, pool, heads, vocab, ctx, layer, init_std, init_std_proj. The reader validates
@@ -47,7 +48,7 @@
 #define PLAN_MAGIC "celo-plan 1"
 
 /* ---- enumerations by name ---- */
-static const char *const data_names[] = {NULL, "fashion_mnist", "kjv", "teacher", "quadratic"};
+static const char *const data_names[] = {NULL, "fashion_mnist", "kjv", "teacher", "quadratic", "digits"};
 static const char *const model_names[] = {"none", "mlp", "convnet", "gpt", "lstm", "autoencoder"};
 static const char *const act_names[] = {"relu", "gelu", "tanh"};
 static const char *const loss_names[] = {"cross_entropy", "mse"};
@@ -57,7 +58,7 @@ static const char *const block_names[] = {NULL,    "linear",   "act",       "con
 #define NAMES(a) a, (int)(sizeof a / sizeof a[0])
 
 /* ---- field tables: one entry per key of a block ---- */
-typedef enum { F_INT, F_I64, F_U64, F_DBL, F_STR, F_ENUM, F_HIDDEN } ftype;
+typedef enum { F_INT, F_I64, F_U64, F_DBL, F_STR, F_ENUM, F_HIDDEN, F_CLASSES } ftype;
 typedef struct {
     const char *key;
     ftype type;
@@ -97,6 +98,8 @@ static const field task_fields[] = {
     FI(size, celo_task, size),
     FI(seq, celo_task, seq),
     FI(normalize, celo_task, normalize),
+    {"classes", F_CLASSES, offsetof(celo_task, nclasses), 0, NULL, 0},
+    FU(permute_labels, celo_task, permute_labels),
     FI(teacher_in, celo_task, teacher_in),
     FI(teacher_out, celo_task, teacher_out),
     FI(teacher_hidden, celo_task, teacher_hidden),
@@ -186,6 +189,14 @@ static int get_enum(const void *base, const field *fd)
     return *(const int *)((const char *)base + fd->off);
 }
 
+/* an int list's values, its count clamped to [0, cap] */
+static void put_ints(FILE *f, const int *v, int n, int cap)
+{
+    n = n < 0 ? 0 : n > cap ? cap : n;
+    for (int k = 0; k < n; k++)
+        fprintf(f, " %d", v[k]);
+}
+
 static void put_fields(FILE *f, const void *base, const field *fs, int n)
 {
     const char *b = base;
@@ -211,9 +222,12 @@ static void put_fields(FILE *f, const void *base, const field *fs, int n)
         }
         case F_HIDDEN: {
             const celo_task *t = base;
-            int nh = t->nhidden < 0 ? 0 : t->nhidden > 8 ? 8 : t->nhidden;
-            for (int k = 0; k < nh; k++)
-                fprintf(f, " %d", t->hidden[k]);
+            put_ints(f, t->hidden, t->nhidden, 8);
+            break;
+        }
+        case F_CLASSES: {
+            const celo_task *t = base;
+            put_ints(f, t->classes, t->nclasses, (int)(sizeof t->classes / sizeof t->classes[0]));
             break;
         }
         }
@@ -412,6 +426,25 @@ static int get_dbl(rd *r, const char *key, const char *s, double *v)
     return 0;
 }
 
+/* A list of at most cap integers separated by single spaces (an empty list: no value). */
+static int get_ints(rd *r, const char *key, const char *val, int *out, int cap, const char *what, int *n)
+{
+    const char *p = val;
+    *n = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || (*end && *end != ' ') || errno == ERANGE || v < INT_MIN || v > INT_MAX)
+            return rd_fail(r, "%s: expected integers, got '%s'", key, val);
+        if (*n == cap)
+            return rd_fail(r, "%s: more than %d %s", key, cap, what);
+        out[(*n)++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
 static int set_field(rd *r, void *base, const field *fd, const char *val, size_t vlen)
 {
     char *b = base;
@@ -451,20 +484,12 @@ static int set_field(rd *r, void *base, const field *fd, const char *val, size_t
         }
     case F_HIDDEN: {
         celo_task *t = base;
-        const char *p = val;
-        t->nhidden = 0;
-        while (*p) {
-            char *end;
-            errno = 0;
-            long v = strtol(p, &end, 10);
-            if (end == p || (*end && *end != ' ') || errno == ERANGE || v < INT_MIN || v > INT_MAX)
-                return rd_fail(r, "hidden: expected integers, got '%s'", val);
-            if (t->nhidden == 8)
-                return rd_fail(r, "hidden: more than 8 layers");
-            t->hidden[t->nhidden++] = (int)v;
-            p = *end ? end + 1 : end;
-        }
-        return 0;
+        return get_ints(r, fd->key, val, t->hidden, 8, "layers", &t->nhidden);
+    }
+    case F_CLASSES: {
+        celo_task *t = base;
+        return get_ints(r, fd->key, val, t->classes, (int)(sizeof t->classes / sizeof t->classes[0]), "classes",
+                        &t->nclasses);
     }
     }
     return rd_fail(r, "internal: field type");
@@ -566,7 +591,8 @@ int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen)
     void *base = NULL;
     const field *fs = NULL;
     int nfs = 0;
-    unsigned char seen[32]; /* which keys the current block has set (a key twice is an error) */
+    unsigned char seen[64]; /* which keys the current block has set (a key twice is an error) */
+    _Static_assert(NF(task_fields) <= sizeof seen && NF(run_fields) <= sizeof seen, "seen[] holds every key");
     int header = 0;
     char *line = NULL;
     size_t linecap = 0;

@@ -33,14 +33,19 @@ typedef enum {
     CELO_DATA_KJV,               /* character text, seq */
     CELO_DATA_TEACHER,           /* random teacher MLP: in, out (classes), n */
     CELO_DATA_QUADRATIC,         /* dim, cond */
+    CELO_DATA_DIGITS,            /* normalize (8x8 images: size 8) */
 } celo_data_kind;
 
 typedef struct {
     char name[CELO_NAME_MAX];
     celo_data_kind data;
-    int size;      /* fashion_mnist: image side (28, or 8 for the downsampled task) */
+    int size;      /* fashion_mnist: image side (28, or 8 for the downsampled task); digits: 8 */
     int seq;       /* kjv: sequence length T */
-    int normalize; /* fashion_mnist: standardize pixels */
+    int normalize; /* fashion_mnist, digits: standardize pixels */
+    /* fashion_mnist, digits: label variations (data.h, celo_label_map), on both splits */
+    int nclasses;            /* 0: every class; else keep classes[0..nclasses), relabelled 0..nclasses-1 */
+    int classes[16];         /* CELO_MAX_CLASSES */
+    uint64_t permute_labels; /* 0: none; else the seed of a permutation of the (kept) labels */
     int teacher_in, teacher_out, teacher_hidden;
     int64_t teacher_n;
     int quad_dim;

@@ -2,7 +2,8 @@
  * Fixed choices: Fashion-MNIST is area-resized (data.h's default) to `size`; the KJV text keeps 10 % for
  * validation; teacher tasks draw their teacher and inputs from a fixed seed (the same task for every run), with
  * 10000 test examples, classification when the loss is cross-entropy and noiseless regression otherwise;
- * quadratics are rotated (dense A) up to dimension 4096 and diagonal above. */
+ * quadratics are rotated (dense A) up to dimension 4096 and diagonal above. A task's label variation (classes,
+ * permute_labels) is a copy of the examples it keeps, made once per task: the shared source stays as loaded. */
 #include "taskdata.h"
 
 #include "errmsg.h"
@@ -41,6 +42,8 @@ void celo_task_data_unload(celo_task_data *d)
     if (!d->loaded)
         return;
     celo_source_put(d->src);
+    celo_dataset_free(&d->own_train);
+    celo_dataset_free(&d->own_test);
     memset(d, 0, sizeof *d);
 }
 
@@ -61,6 +64,35 @@ static int get_source(celo_task_data *d, const celo_task *tk, const char *name, 
     return 0;
 }
 
+_Static_assert(sizeof(((celo_task *)0)->classes) == CELO_MAX_CLASSES * sizeof(int), "plan.h's classes[] size");
+
+/* The task's classes and permute_labels applied to both splits (data.h, celo_dataset_relabel). */
+static int relabel(celo_task_data *d, const celo_task *tk, char *err, size_t errlen)
+{
+    if (tk->nclasses == 0 && tk->permute_labels == 0)
+        return 0;
+    char e[512] = "";
+    int rc = -1;
+    if (tk->nclasses < 0 || tk->nclasses > CELO_MAX_CLASSES)
+        snprintf(e, sizeof e, "%d classes listed (at most %d)", tk->nclasses, CELO_MAX_CLASSES);
+    else if (celo_dataset_relabel(&d->own_train, d->train, tk->classes, tk->nclasses, tk->permute_labels, e,
+                                  sizeof e) == 0 &&
+             celo_dataset_relabel(&d->own_test, d->test, tk->classes, tk->nclasses, tk->permute_labels, e, sizeof e) ==
+                 0)
+        rc = 0;
+    if (rc) {
+        celo_seterr(err, errlen, "task %s: %s", tk->name, e);
+        celo_dataset_free(&d->own_train);
+        celo_dataset_free(&d->own_test);
+        celo_source_put(d->src);
+        memset(d, 0, sizeof *d);
+        return -1;
+    }
+    d->train = &d->own_train;
+    d->test = &d->own_test;
+    return 0;
+}
+
 int celo_task_data_load(celo_task_data *d, const celo_task *tk, int quiet, char *err, size_t errlen)
 {
     if (d->loaded)
@@ -73,7 +105,13 @@ int celo_task_data_load(celo_task_data *d, const celo_task *tk, int quiet, char 
             return -1;
         }
         celo_source_arg a[] = {{"size", tk->size}, {"resize", CELO_RESIZE_AREA}, {"normalize", tk->normalize}};
-        if (get_source(d, tk, "fashion_mnist", a, 3, err, errlen))
+        if (get_source(d, tk, "fashion_mnist", a, 3, err, errlen) || relabel(d, tk, err, errlen))
+            return -1;
+        break;
+    }
+    case CELO_DATA_DIGITS: {
+        celo_source_arg a[] = {{"normalize", tk->normalize}};
+        if (get_source(d, tk, "digits", a, 1, err, errlen) || relabel(d, tk, err, errlen))
             return -1;
         break;
     }

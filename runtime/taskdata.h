@@ -15,7 +15,9 @@ struct celo_task_data {
     const celo_dataset *train, *test;
     const celo_text *text;
     const celo_quadratic *quad;
-    double unigram; /* kjv: entropy of the training text's characters, nats */
+    celo_dataset own_train, own_test; /* the task's label variation of the source's splits (classes,
+                                         permute_labels), when it has one: train and test point here */
+    double unigram;                   /* kjv: entropy of the training text's characters, nats */
 };
 
 #endif

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages celo needs, only when something is missing. Safe to run again.
+# Data sets: dataset-fashion-mnist (fashion_mnist), bible-kjv (kjv), python3-sklearn (digits: only its
+# sklearn/datasets/data/digits.csv.gz is read; no Python runs).
 set -euo pipefail
 pkgs=(make gcc flex bison llvm-19-dev libzstd-dev ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
-      libopenblas-openmp-dev zlib1g-dev dataset-fashion-mnist bible-kjv clang-format)
+      libopenblas-openmp-dev zlib1g-dev dataset-fashion-mnist bible-kjv python3-sklearn clang-format)
 # --fuzz: also what `make fuzz` needs (tests/fuzz/run.sh): clang-19 with libFuzzer and the sanitizer runtimes
 # (libclang-rt-19-dev), and clang's OpenMP (runtime/step.c includes omp.h).
 for a in "$@"; do

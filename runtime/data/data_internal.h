@@ -52,6 +52,9 @@ void celo_data_fill_normal(uint64_t seed, uint64_t stream, float *x, int64_t n, 
 /* ---- example arrays (examples.c) ---- */
 /* n floats for a celo_dataset's x, freed with free(): large arrays in 2 MiB-aligned, huge-page-advised memory */
 float *celo_data_examples_alloc(size_t n);
+/* Standardizes train's pixels (all features alike) with their own mean and std (double sums, std at least 1e-6),
+ * and test's, when not NULL, with the same two numbers; both record them in mean and std. */
+void celo_data_standardize(celo_dataset *train, celo_dataset *test);
 
 /* ---- IDX files (idx.c) ---- */
 /* celo_idx_read; pkg, when not NULL, names the Debian package that provides a missing file */

@@ -1,11 +1,12 @@
 /*
- * examples.c — celo_dataset, the in-memory form of every example data set (data.h): freeing, and copying
- * examples out (gather for training batches, slice for evaluation).
+ * examples.c — celo_dataset, the in-memory form of every example data set (data.h): freeing, standardizing, and
+ * copying examples out (gather for training batches, slice for evaluation).
  */
 #include "data_internal.h"
 
 #include "../par.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -35,6 +36,28 @@ float *celo_data_examples_alloc(size_t n)
     madvise(x, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
 #endif
     return x;
+}
+
+static void standardize(celo_dataset *d, float mean, float std)
+{
+    int64_t N = d->n * d->dim;
+    for (int64_t i = 0; i < N; i++)
+        d->x[i] = (d->x[i] - mean) / std;
+    d->mean = mean;
+    d->std = std;
+}
+
+void celo_data_standardize(celo_dataset *train, celo_dataset *test)
+{
+    double s = 0, s2 = 0;
+    int64_t N = train->n * train->dim;
+    for (int64_t i = 0; i < N; i++)
+        s += train->x[i], s2 += (double)train->x[i] * train->x[i];
+    double mean = s / (double)N, var = s2 / (double)N - mean * mean;
+    float fm = (float)mean, fs = (float)sqrt(var > 1e-12 ? var : 1e-12);
+    standardize(train, fm, fs);
+    if (test)
+        standardize(test, fm, fs);
 }
 
 /* rows split over threads for large batches: the rows are scattered over the dataset, so the copy waits on

@@ -5,7 +5,6 @@
 #include "data_internal.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,15 +120,6 @@ done:
     return rc;
 }
 
-static void standardize(celo_dataset *d, float mean, float std)
-{
-    int64_t N = d->n * d->dim;
-    for (int64_t i = 0; i < N; i++)
-        d->x[i] = (d->x[i] - mean) / std;
-    d->mean = mean;
-    d->std = std;
-}
-
 int celo_fmnist_load(celo_dataset *train, celo_dataset *test, const celo_fmnist_opts *opts, char *err, size_t errlen)
 {
     celo_fmnist_opts o = {0};
@@ -175,17 +165,8 @@ int celo_fmnist_load(celo_dataset *train, celo_dataset *test, const celo_fmnist_
         celo_dataset_free(&tr);
         return -1;
     }
-    if (o.normalize) {
-        double s = 0, s2 = 0;
-        int64_t N = tr.n * tr.dim;
-        for (int64_t i = 0; i < N; i++)
-            s += tr.x[i], s2 += (double)tr.x[i] * tr.x[i];
-        double mean = s / (double)N, var = s2 / (double)N - mean * mean;
-        float fm = (float)mean, fs = (float)sqrt(var > 1e-12 ? var : 1e-12);
-        standardize(&tr, fm, fs);
-        if (test)
-            standardize(&te, fm, fs);
-    }
+    if (o.normalize)
+        celo_data_standardize(&tr, test ? &te : NULL);
     if (train)
         *train = tr;
     else

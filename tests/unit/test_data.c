@@ -27,6 +27,30 @@
  *
  * torch's bilinear with align_corners=False and no antialiasing is TensorFlow's tf.image.resize default
  * (half-pixel centers), which learned_optimization uses for its 8x8 Fashion-MNIST tasks.
+ *
+ * The handwritten digits (Debian's python3-sklearn, sklearn/datasets/data/digits.csv.gz), with the standard
+ * library only (the split: the last ceil(n / 5) lines are the test set):
+ *
+ *   python3 - <<'EOF'
+ *   import gzip, csv
+ *   D = '/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz'
+ *   R = [[int(v) for v in r] for r in csv.reader(gzip.open(D, 'rt'))]
+ *   n = len(R); nt = -(-n // 5); tr, te = R[:n - nt], R[n - nt:]
+ *   cnt = lambda S: [sum(r[64] == c for r in S) for c in range(10)]
+ *   print(n, len(tr), len(te), cnt(R), cnt(tr), cnt(te))
+ *       # 1797 1437 360 [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+ *       # [143, 146, 142, 146, 144, 145, 144, 143, 141, 143] [35, 36, 35, 37, 37, 37, 37, 36, 33, 37]
+ *   print(tr[0][64], sum(tr[0][:64]), te[0][64], sum(te[0][:64]), te[-1][64], sum(te[-1][:64]))
+ *       # 0 294 2 347 8 392
+ *   px = [v / 16 for r in tr for v in r[:64]]
+ *   m = sum(px) / len(px); sd = (sum((v - m) ** 2 for v in px) / len(px)) ** 0.5
+ *   pt = [v / 16 for r in te for v in r[:64]]
+ *   print('%.9f %.9f %.9f' % (m, sd, (sum(pt) / len(pt) - m) / sd))   # 0.305386113 0.375507109 -0.001672626
+ *   EOF
+ *
+ * sklearn itself agrees (python3 -s, Debian's numpy): load_digits + train_test_split(test_size=0.2, shuffle=False)
+ * gives (1437, 64) (360, 64), test counts [35 36 35 37 37 37 37 36 33 37], train pixel mean / 16 0.305386113 and
+ * std 0.375507109, test image 0 summing to 347 with label 2.
  */
 #include "data.h"
 
@@ -286,6 +310,295 @@ static void test_fmnist(void)
     o = (celo_fmnist_opts){.size = 29};
     rc = celo_fmnist_load(NULL, &te, &o, err, sizeof err);
     CHECK(rc == -1 && one_line(err), "fmnist size 29: %s", err);
+}
+
+/* ---- handwritten digits (python3-sklearn) ---- */
+
+static const int digits_all[10] = {178, 182, 177, 183, 181, 182, 181, 179, 174, 180};
+static const int digits_train[10] = {143, 146, 142, 146, 144, 145, 144, 143, 141, 143};
+static const int digits_test[10] = {35, 36, 35, 37, 37, 37, 37, 36, 33, 37};
+
+static void count_labels(const celo_dataset *d, int nclass, int *cnt, int *bad)
+{
+    for (int c = 0; c < nclass; c++)
+        cnt[c] = 0;
+    *bad = 0;
+    for (int64_t i = 0; i < d->n; i++) {
+        if (d->y[i] < 0 || d->y[i] >= nclass)
+            (*bad)++;
+        else
+            cnt[d->y[i]]++;
+    }
+}
+
+/* "v0,v1,...,v(n-1)" + end */
+static void join_ints(char *buf, size_t len, const int *v, int n, const char *end)
+{
+    size_t l = 0;
+    for (int k = 0; k < n && l < len; k++)
+        l += (size_t)snprintf(buf + l, len - l, "%s%d", k ? "," : "", v[k]);
+    if (l < len)
+        snprintf(buf + l, len - l, "%s", end);
+}
+
+static void test_digits(void)
+{
+    celo_dataset tr, te;
+    int rc = celo_digits_load(&tr, &te, NULL, err, sizeof err);
+    CHECK(rc == 0, "digits loads %s", rc ? err : "");
+    if (rc)
+        return;
+    int ctr[10], cte[10], badtr, badte, counts_ok = 1;
+    count_labels(&tr, 10, ctr, &badtr);
+    count_labels(&te, 10, cte, &badte);
+    for (int c = 0; c < 10; c++)
+        counts_ok &= ctr[c] == digits_train[c] && cte[c] == digits_test[c] && ctr[c] + cte[c] == digits_all[c];
+    CHECK(tr.n == 1437 && te.n == 360 && tr.n + te.n == 1797 && tr.dim == 64 && tr.h == 8 && tr.w == 8 &&
+              tr.nclass == 10 && te.nclass == 10 && !strcmp(tr.name, "digits/train") && !strcmp(te.name, "digits/test"),
+          "digits: 1797 images, 1437 train / 360 test, 8x8, 10 classes");
+    CHECK(counts_ok && !badtr && !badte && tr.y[0] == 0 && te.y[0] == 2 && te.y[359] == 8,
+          "digits: labels 0..9 with Python's counts per class in each split (train[0] = 0, test[0] = 2, last = 8)");
+    int on_grid = 1;
+    double s0 = 0, st0 = 0, stl = 0, m = 0;
+    float mn = 1, mx = 0;
+    for (int64_t i = 0; i < tr.n * 64; i++) {
+        float v = tr.x[i];
+        mn = fminf(mn, v), mx = fmaxf(mx, v), m += v;
+        on_grid &= v * 16.0f == floorf(v * 16.0f);
+    }
+    m /= (double)(tr.n * 64);
+    for (int i = 0; i < 64; i++)
+        s0 += tr.x[i], st0 += te.x[i], stl += te.x[359 * 64 + i];
+    CHECK(mn == 0.0f && mx == 1.0f && on_grid && tr.mean == 0.0f && tr.std == 1.0f,
+          "digits: pixels k / 16 in [0, 1] (min %g, max %g)", (double)mn, (double)mx);
+    CHECK(s0 * 16 == 294 && st0 * 16 == 347 && stl * 16 == 392 && fabs(m - 0.305386113) < 1e-7,
+          "digits: image sums 294, 347, 392 (/16) as Python reads them; train mean %.9f (Python 0.305386113)", m);
+    celo_dataset_free(&tr);
+    celo_dataset_free(&te);
+
+    /* standardized with the train set's statistics */
+    celo_digits_opts o = {.normalize = 1};
+    rc = celo_digits_load(&tr, &te, &o, err, sizeof err);
+    double a = 0, a2 = 0, b = 0;
+    for (int64_t i = 0; rc == 0 && i < tr.n * tr.dim; i++)
+        a += tr.x[i], a2 += (double)tr.x[i] * tr.x[i];
+    for (int64_t i = 0; rc == 0 && i < te.n * te.dim; i++)
+        b += te.x[i];
+    a /= (double)(tr.n * tr.dim), a2 /= (double)(tr.n * tr.dim), b /= (double)(te.n * te.dim);
+    CHECK(rc == 0 && fabs(a) < 1e-6 && fabs(a2 - 1) < 1e-5 && fabs(tr.mean - 0.305386113) < 1e-7 &&
+              fabs(tr.std - 0.375507109) < 1e-7 && te.mean == tr.mean && te.std == tr.std &&
+              fabs(b - -0.001672626) < 1e-6,
+          "digits normalized: train mean %.2g var %.7f, mean %.9f std %.9f (Python 0.305386113 0.375507109); test "
+          "mean %.9f (Python -0.001672626)",
+          a, a2, (double)tr.mean, (double)tr.std, b);
+    celo_dataset_free(&tr);
+    celo_dataset_free(&te);
+    rc = celo_digits_load(NULL, &te, &o, err, sizeof err);
+    CHECK(rc == 0 && te.n == 360 && fabs(te.mean - 0.305386113) < 1e-7,
+          "digits: the test split alone is standardized with the train set's statistics");
+    celo_dataset_free(&te);
+
+    /* missing: one line naming the file and the package */
+    setenv("CELO_DIGITS_DIR", "/nonexistent-celo", 1);
+    rc = celo_digits_load(&tr, &te, NULL, err, sizeof err);
+    unsetenv("CELO_DIGITS_DIR");
+    CHECK(rc == -1 && tr.x == NULL && te.x == NULL &&
+              !strcmp(err, "/nonexistent-celo/digits.csv.gz: not found; install the Debian package python3-sklearn"),
+          "digits missing: %s", err);
+
+    /* malformed files: one line naming the file and the line */
+    int v[66];
+    for (int k = 0; k < 64; k++)
+        v[k] = k % 17;
+    v[64] = 3, v[65] = 8;
+    char good[400], text[2400], path[512];
+    join_ints(good, sizeof good, v, 65, "\n");
+    struct {
+        int at, val, n; /* v[at] = val, then the first n values */
+        const char *end, *want;
+    } bad[] = {
+        {0, 0, 3, "\n", "line 3: too few fields; want 65"},
+        {0, 0, 66, "\n", "line 3: too many fields; want 65"},
+        {0, 17, 65, "\n", "line 3: pixel 1 is 17, out of range 0..16"},
+        {64, 10, 65, "\n", "line 3: label 10 is out of range 0..9"},
+        {0, 0, 64, ",1.0\n", "line 3: field 65 is not a whole number"},
+        {0, 0, 65, ",,\n", "line 3: too many fields; want 65"},
+        {0, 0, 0, "-1\n", "line 3: field 1 is not a whole number"},
+        {0, 0, -1, "", "1 images; want at least 2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int w[66];
+        memcpy(w, v, sizeof w);
+        w[bad[i].at] = bad[i].val;
+        char tail[400] = "";
+        if (bad[i].n > 0)
+            join_ints(tail, sizeof tail, w, bad[i].n, bad[i].end);
+        else
+            snprintf(tail, sizeof tail, "%s", bad[i].end);
+        snprintf(text, sizeof text, "%s%s%s", good, bad[i].n < 0 ? "" : good, tail);
+        char name[32];
+        snprintf(name, sizeof name, "digits%zu.csv.gz", i);
+        snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+        write_gz(path, (const unsigned char *)text, strlen(text));
+        celo_digits_opts bo = {.path = path};
+        rc = celo_digits_load(&tr, &te, &bo, err, sizeof err);
+        CHECK(rc == -1 && one_line(err) && strstr(err, path) == err && strstr(err, bad[i].want) && tr.x == NULL,
+              "digits bad file %zu: %s", i, err);
+    }
+    /* a well-formed file of 6 lines (CRLF, no final newline): 4 train, the last 2 test */
+    char crlf[400];
+    join_ints(crlf, sizeof crlf, v, 65, "\r\n");
+    snprintf(text, sizeof text, "%s%s%s%s%s", crlf, crlf, crlf, crlf, crlf);
+    v[64] = 9;
+    join_ints(text + strlen(text), sizeof text - strlen(text), v, 65, "");
+    snprintf(path, sizeof path, "%s/digits-small.csv.gz", tmpdir);
+    write_gz(path, (const unsigned char *)text, strlen(text));
+    celo_digits_opts so = {.path = path};
+    rc = celo_digits_load(&tr, &te, &so, err, sizeof err);
+    CHECK(rc == 0 && tr.n == 4 && te.n == 2 && te.y[1] == 9 && tr.y[0] == 3 && tr.x[16] == 16.0f / 16.0f &&
+              tr.x[17] == 0.0f,
+          "digits: a 6-line file splits 4 / 2 (ceil(6 / 5) = 2 test), no final newline %s", rc ? err : "");
+    celo_dataset_free(&tr);
+    celo_dataset_free(&te);
+}
+
+/* ---- label variations (classes, permute_labels) on the digits ---- */
+
+/* The map old label -> new label that out's labels follow, read off the data (examples in order, keep[c]: whether
+ * class c is kept): -1 when some example contradicts it or the rows differ. */
+static int infer_map(const celo_dataset *in, const celo_dataset *out, const int *keep, int *map)
+{
+    for (int c = 0; c < 10; c++)
+        map[c] = -1;
+    int64_t o = 0;
+    for (int64_t i = 0; i < in->n; i++) {
+        int c = in->y[i];
+        if (!keep[c])
+            continue;
+        if (o >= out->n || memcmp(in->x + i * 64, out->x + o * 64, 64 * sizeof(float)))
+            return -1;
+        if (map[c] < 0)
+            map[c] = out->y[o];
+        else if (map[c] != out->y[o])
+            return -1;
+        o++;
+    }
+    return o == out->n ? 0 : -1;
+}
+
+static void test_labels(void)
+{
+    celo_dataset tr, te, a, b;
+    int rc = celo_digits_load(&tr, &te, NULL, err, sizeof err);
+    if (rc) {
+        CHECK(0, "labels: digits load %s", err);
+        return;
+    }
+    int keep[10] = {0}, map[10], cnt[16], nbad;
+    /* classes = [0, 3, 5]: 0 -> 0, 3 -> 1, 5 -> 2 */
+    int cl[] = {0, 3, 5};
+    keep[0] = keep[3] = keep[5] = 1;
+    rc = celo_dataset_relabel(&a, &tr, cl, 3, 0, err, sizeof err);
+    rc |= celo_dataset_relabel(&b, &te, cl, 3, 0, err, sizeof err);
+    int ok = rc == 0 && infer_map(&tr, &a, keep, map) == 0 && map[0] == 0 && map[3] == 1 && map[5] == 2 &&
+             infer_map(&te, &b, keep, map) == 0 && map[0] == 0 && map[3] == 1 && map[5] == 2;
+    CHECK(
+        ok && a.n == 143 + 146 + 145 && b.n == 35 + 37 + 37 && a.nclass == 3 && b.nclass == 3 && a.h == 8,
+        "labels: classes [0, 3, 5] keep %lld train / %lld test examples (Python's counts 434 / 109), relabelled 0 1 2 "
+        "in that order, pixels unchanged %s",
+        (long long)a.n, (long long)b.n, rc ? err : "");
+    celo_dataset_free(&a);
+    celo_dataset_free(&b);
+    /* the order of the list decides the labels */
+    int cl2[] = {5, 0, 3};
+    rc = celo_dataset_relabel(&a, &tr, cl2, 3, 0, err, sizeof err);
+    CHECK(rc == 0 && infer_map(&tr, &a, keep, map) == 0 && map[5] == 0 && map[0] == 1 && map[3] == 2,
+          "labels: classes [5, 0, 3] relabel 5 -> 0, 0 -> 1, 3 -> 2");
+    celo_dataset_free(&a);
+
+    /* permute_labels = 7: a permutation of the 10 labels, the examples unchanged */
+    for (int c = 0; c < 10; c++)
+        keep[c] = 1;
+    rc = celo_dataset_relabel(&a, &tr, NULL, 0, 7, err, sizeof err);
+    rc |= celo_dataset_relabel(&b, &te, NULL, 0, 7, err, sizeof err);
+    int seen[10] = {0}, is_perm = 1, moved = 0, counts_ok = 1, map_te[10];
+    ok = rc == 0 && infer_map(&tr, &a, keep, map) == 0 && infer_map(&te, &b, keep, map_te) == 0 &&
+         !memcmp(map, map_te, sizeof map);
+    for (int c = 0; ok && c < 10; c++) {
+        is_perm &= map[c] >= 0 && map[c] < 10 && !seen[map[c]]++;
+        moved += map[c] != c;
+    }
+    if (ok) {
+        count_labels(&a, 10, cnt, &nbad);
+        for (int c = 0; c < 10; c++)
+            counts_ok &= cnt[map[c]] == digits_train[c];
+        count_labels(&b, 10, cnt, &nbad);
+        for (int c = 0; c < 10; c++)
+            counts_ok &= cnt[map[c]] == digits_test[c];
+    }
+    CHECK(ok && is_perm && moved >= 2 && counts_ok && a.n == 1437 && b.n == 360 && a.nclass == 10,
+          "labels: permute_labels = 7 is one permutation on both splits (%d of 10 labels move: %d %d %d %d %d %d %d %d "
+          "%d %d); each new label counts its old label's examples",
+          moved, map[0], map[1], map[2], map[3], map[4], map[5], map[6], map[7], map[8], map[9]);
+    celo_dataset_free(&b);
+    int map8[10];
+    rc = celo_dataset_relabel(&b, &tr, NULL, 0, 7, err, sizeof err);
+    CHECK(rc == 0 && !memcmp(a.y, b.y, sizeof(int32_t) * (size_t)a.n), "labels: permute_labels = 7 twice: the same");
+    celo_dataset_free(&b);
+    rc = celo_dataset_relabel(&b, &tr, NULL, 0, 8, err, sizeof err);
+    CHECK(rc == 0 && infer_map(&tr, &b, keep, map8) == 0 && memcmp(map, map8, sizeof map),
+          "labels: permute_labels = 8 is another permutation");
+    celo_dataset_free(&a);
+    celo_dataset_free(&b);
+
+    /* both: classes [9, 2] then a permutation of the two new labels */
+    int cl3[] = {9, 2};
+    for (int c = 0; c < 10; c++)
+        keep[c] = c == 9 || c == 2;
+    int both_ok = 1, swapped = 0;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        rc = celo_dataset_relabel(&a, &tr, cl3, 2, seed, err, sizeof err);
+        both_ok &= rc == 0 && a.n == 143 + 142 && a.nclass == 2 && infer_map(&tr, &a, keep, map) == 0 &&
+                   map[9] + map[2] == 1 && map[9] >= 0 && map[2] >= 0;
+        swapped += rc == 0 && map[9] == 1;
+        celo_dataset_free(&a);
+    }
+    CHECK(both_ok && swapped > 0 && swapped < 8,
+          "labels: classes [9, 2] with permute_labels 1..8: 285 examples, labels {0, 1}, swapped by %d of 8 seeds",
+          swapped);
+
+    /* errors: one line naming the data set */
+    struct {
+        int cl[11], k;
+        const char *want;
+    } bad[] = {
+        {{3}, 1, "digits/train: labels: keeping 1 classes of 10 (want 2..10)"},
+        {{3, 10}, 2, "digits/train: labels: class 10 is out of range 0..9"},
+        {{-1, 2}, 2, "digits/train: labels: class -1 is out of range 0..9"},
+        {{4, 2, 4}, 3, "digits/train: labels: class 4 is listed twice"},
+        {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0}, 11, "digits/train: labels: keeping 11 classes of 10 (want 2..10)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        rc = celo_dataset_relabel(&a, &tr, bad[i].cl, bad[i].k, 5, err, sizeof err);
+        CHECK(rc == -1 && !strcmp(err, bad[i].want) && a.x == NULL, "labels: bad classes %zu: %s", i, err);
+    }
+    celo_dataset_free(&tr);
+    celo_dataset_free(&te);
+
+    /* Fashion-MNIST 8x8: 6000 train / 1000 test per class */
+    celo_fmnist_opts fo = {.size = 8};
+    rc = celo_fmnist_load(&tr, &te, &fo, err, sizeof err);
+    int cl4[] = {7, 1};
+    rc |= celo_dataset_relabel(&a, &tr, cl4, 2, 0, err, sizeof err);
+    rc |= celo_dataset_relabel(&b, &te, cl4, 2, 0, err, sizeof err);
+    for (int c = 0; c < 10; c++)
+        keep[c] = c == 7 || c == 1;
+    CHECK(rc == 0 && a.n == 12000 && b.n == 2000 && infer_map(&tr, &a, keep, map) == 0 && map[7] == 0 && map[1] == 1,
+          "labels: fashion_mnist classes [7, 1]: 12000 train / 2000 test, 7 -> 0, 1 -> 1 %s", rc ? err : "");
+    celo_dataset_free(&a);
+    celo_dataset_free(&b);
+    celo_dataset_free(&tr);
+    celo_dataset_free(&te);
 }
 
 /* ---- resize on a synthetic image: area averaging keeps the mean exactly ---- */
@@ -665,6 +978,8 @@ int main(void)
     const char *dir = getenv("CELO_FASHION_MNIST_DIR");
     test_idx(dir && *dir ? dir : CELO_FMNIST_DEFAULT_DIR);
     test_fmnist();
+    test_digits();
+    test_labels();
     test_resize();
     test_text();
     test_teacher();

@@ -33,11 +33,11 @@ static int same_dataset(const celo_dataset *a, const celo_dataset *b)
 static void test_table(void)
 {
     int n = celo_source_count();
-    CHECK(n == 4 && !strcmp(celo_source_type_at(0)->name, "fashion_mnist") &&
+    CHECK(n == 5 && !strcmp(celo_source_type_at(0)->name, "fashion_mnist") &&
               !strcmp(celo_source_type_at(1)->name, "kjv") && !strcmp(celo_source_type_at(2)->name, "teacher") &&
-              !strcmp(celo_source_type_at(3)->name, "quadratic") && celo_source_type_at(4) == NULL &&
-              celo_source_type_at(-1) == NULL,
-          "table: fashion_mnist, kjv, teacher, quadratic");
+              !strcmp(celo_source_type_at(3)->name, "quadratic") && !strcmp(celo_source_type_at(4)->name, "digits") &&
+              celo_source_type_at(5) == NULL && celo_source_type_at(-1) == NULL,
+          "table: fashion_mnist, kjv, teacher, quadratic, digits");
     int ok = 1;
     for (int i = 0; i < n; i++) {
         const celo_source_type *t = celo_source_type_at(i);
@@ -65,6 +65,12 @@ static void test_table(void)
     unsetenv("CELO_FASHION_MNIST_DIR");
     CHECK(!strcmp(key, "fashion_mnist(size=28,resize=0,normalize=0)@/elsewhere"),
           "key: the origin from the environment is part of it: %s", key);
+    const celo_source_type *dg = celo_source_find("digits");
+    celo_source_params(dg, NULL, 0, p, err, sizeof err);
+    setenv("CELO_DIGITS_DIR", "/elsewhere", 1);
+    celo_source_key(dg, p, key, sizeof key);
+    unsetenv("CELO_DIGITS_DIR");
+    CHECK(!strcmp(key, "digits(normalize=0)@/elsewhere/digits.csv.gz"), "key: digits' origin is its file: %s", key);
 
     struct {
         const char *set;
@@ -77,7 +83,8 @@ static void test_table(void)
         {"fashion_mnist", {{"sise", 8}}, 1, "fashion_mnist: unknown parameter 'sise' (size, resize, normalize)"},
         {"fashion_mnist", {{"size", 8}, {"size", 9}}, 2, "fashion_mnist: parameter 'size' given twice"},
         {"kjv", {{"val_frac", NAN}}, 1, "kjv: val_frac nan is out of range 0..1"},
-        {"mnist", {{"size", 8}}, 1, "unknown data set 'mnist' (fashion_mnist, kjv, teacher, quadratic)"},
+        {"mnist", {{"size", 8}}, 1, "unknown data set 'mnist' (fashion_mnist, kjv, teacher, quadratic, digits)"},
+        {"digits", {{"size", 8}}, 1, "digits: unknown parameter 'size' (normalize)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         const celo_source *s = celo_source_get(bad[i].set, bad[i].a, bad[i].n, err, sizeof err);
@@ -97,6 +104,17 @@ static void test_same_as_loaders(void)
     CHECK(rc == 0 && s.type->kind == CELO_SOURCE_EXAMPLES && same_dataset(&s.train, &tr) &&
               same_dataset(&s.test, &te) && s.train.n == 60000 && s.train.dim == 64,
           "fashion_mnist(size = 8, normalize = 1) == celo_fmnist_load, bit for bit %s", rc ? err : "");
+    celo_dataset_free(&tr);
+    celo_dataset_free(&te);
+    celo_source_free(&s);
+
+    celo_source_arg da[] = {{"normalize", 1}};
+    rc = celo_source_load(&s, "digits", da, 1, err, sizeof err);
+    celo_digits_opts dop = {.normalize = 1};
+    rc |= celo_digits_load(&tr, &te, &dop, err, sizeof err);
+    CHECK(rc == 0 && s.type->kind == CELO_SOURCE_EXAMPLES && same_dataset(&s.train, &tr) &&
+              same_dataset(&s.test, &te) && s.train.n == 1437 && s.test.n == 360 && s.train.dim == 64,
+          "digits(normalize = 1) == celo_digits_load, bit for bit %s", rc ? err : "");
     celo_dataset_free(&tr);
     celo_dataset_free(&te);
     celo_source_free(&s);

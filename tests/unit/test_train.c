@@ -225,6 +225,8 @@ static void fill_sample_plan(celo_plan *p)
     k->act = CELO_ACT_GELU, k->pool = CELO_POOL_AVG, k->conv1 = 3, k->conv2 = -4, k->kernel = 5;
     k->nhidden = 3, k->hidden[0] = 1, k->hidden[1] = 2, k->hidden[2] = 2147483647;
     k->teacher_n = -9000000000000LL, k->in = 7, k->out = 11, k->batch = 16, k->loss = CELO_LOSS_MSE;
+    k->nclasses = 3, k->classes[0] = 9, k->classes[1] = 0, k->classes[2] = -2147483647 - 1;
+    k->permute_labels = 9007199254740993ull;
     p->runs[0] = make_run("a", 0, "adamw", 0.1, 100);
     celo_run *r = &p->runs[1];
     *r = make_run("sweep [lr=3e-3]", 1, "sgd@warmup_cosine", 3e-3, 1000000000000LL);
@@ -279,7 +281,8 @@ static void test_plan_text(void)
         celo_plan_free(&q);
     }
     CHECK(strstr(text, "hp wd 0.33333333333333331\n") && strstr(text, "rule sgd@warmup_cosine\n") &&
-              strstr(text, "data teacher\n") && strstr(text, "log runs/with space/a\\\\b\\tc\\nd.csv\n"),
+              strstr(text, "data teacher\n") && strstr(text, "log runs/with space/a\\\\b\\tc\\nd.csv\n") &&
+              strstr(text, "  classes 9 0 -2147483648\n  permute_labels 9007199254740993\n"),
           "plan: readable text (names for enums, %%.17g doubles, escaped strings)");
     /* every prefix that cuts a block must fail cleanly, and every line alone must not crash */
     size_t n = strlen(text);
@@ -316,6 +319,9 @@ static void test_plan_text(void)
         {"celo-plan 1\ngroup g\n  kind tournament\nend\n", "kind 'tournament'"},
         {"celo-plan 1\nend\n", "expected 'task', 'run' or 'group'"},
         {"celo-plan 1\ntask t\n  hidden 1 2 3 4 5 6 7 8 9\nend\n", "more than 8 layers"},
+        {"celo-plan 1\ntask t\n  classes 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\nend\n", "more than 16 classes"},
+        {"celo-plan 1\ntask t\n  classes 0,3\nend\n", "plan line 3: classes: expected integers"},
+        {"celo-plan 1\ntask t\n  permute_labels -1\nend\n", "plan line 3: permute_labels: expected an unsigned"},
         {"celo-plan 1\ntask t\n  block linear fc1 fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0\nend\n", "expected 18 fields"},
         {"celo-plan 1\ntask t\n  block lineal fc1 fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0 0\nend\n", "unknown kind"},
         {"celo-plan 1\ntask t\n  block linear f/c fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0 0\nend\n", "bad name"},

@@ -156,7 +156,7 @@ static LLVMValueRef emit_op(cg *g, celo_op op, LLVMValueRef a, LLVMValueRef b, L
 #define CELO_REDUCE(id, ...) case CELO_OP_##id:
 #define CELO_MATRIX(id, ...) case CELO_OP_##id:
 #include "../runtime/ops.def"
-        break; /* not maps: emit_element loads inputs and staged values, and the passes accumulate reductions */
+    break; /* not maps: emit_element loads inputs and staged values, and the passes accumulate reductions */
     }
     return fconst(g, 0);
 }

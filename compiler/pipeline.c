@@ -670,8 +670,8 @@ static int set_optimizer(pctx *C, celo_run *r, const pval *v)
     return set_optimizer_opt(C, r, v, 0);
 }
 
-static const char *train_keys[] = {"task", "optimizer", "steps", "schedule", "eval", "log", "checkpoint", "seed",
-                                   "augment"};
+static const char *train_keys[] = {"task", "optimizer",  "steps", "schedule", "eval",
+                                   "log",  "checkpoint", "seed",  "augment"};
 
 static int hp_index(const celo_run *r, const char *name)
 {
@@ -1189,7 +1189,6 @@ static int build_compare(pctx *C, const def *d)
     return C->nerr == e0 ? 0 : -1;
 }
 
-
 /* eval NAME { tasks = [fm28, conv]; optimizers = [adamw, lion, celo2(theta = "…")]; reference = adamw;
  *             tune lr = logspace(1e-4, 1e-1, 7); seeds = 3; steps = 2000 (or one per task: [2000, 500]);
  *             eval every 100; schedule = …; metric = eval_loss; out "runs/NAME"; }
@@ -1208,7 +1207,7 @@ static int build_eval(pctx *C, const def *d)
     celo_group *g = &C->plan->groups[gi];
     g->seeds = 3;
     snprintf(g->out, sizeof g->out, "runs/%.200s", d->name);
-    static const char *keys[] = {"tasks", "optimizers", "reference", "tune",  "seeds",
+    static const char *keys[] = {"tasks", "optimizers", "reference", "tune",   "seeds",
                                  "steps", "schedule",   "eval",      "metric", "out"};
     long long iv;
     for (const prop *p = d->props; p; p = p->next) {
@@ -1335,8 +1334,8 @@ static int build_eval(pctx *C, const def *d)
                         r->hp[ti] = tv[q];
                         snprintf(tv_s, sizeof tv_s, "[%s=%.3g]", tune_key, tv[q]);
                     }
-                    snprintf(r->name, sizeof r->name, "%.14s.%.14s.%.16s%s#%d", d->name, C->plan->tasks[task_idx[t]].name,
-                             label[e], tv_s, s);
+                    snprintf(r->name, sizeof r->name, "%.14s.%.14s.%.16s%s#%d", d->name,
+                             C->plan->tasks[task_idx[t]].name, label[e], tv_s, s);
                     file_name(r->log, sizeof r->log, C->plan->groups[gi].out, r->name, ".csv");
                     finish_run(C, r, d);
                 }
@@ -1349,9 +1348,9 @@ static int build_eval(pctx *C, const def *d)
  *             std = 0.01); horizon = loguniform(100, 2000); offset = 2000; outer = adamw(lr = 5e-5, wd = 1e-4);
  *             steps = 200; seed = 0; train_only = ["ff_mod_stack"]; log "…"; checkpoint every 50; out "…"; }
  * A group of kind "meta" (plan.h): runs[first] the outer run, then one run per task family (docs/meta.md). */
-static const char *meta_keys[] = {"optimizer", "tasks", "particles",  "estimator", "horizon", "offset",
-                                  "outer",     "steps", "seed",       "theta_seed", "train_only", "log",
-                                  "checkpoint", "out",  "augment"};
+static const char *meta_keys[] = {"optimizer",  "tasks", "particles",  "estimator", "horizon",
+                                  "offset",     "outer", "steps",      "seed",      "theta_seed",
+                                  "train_only", "log",   "checkpoint", "out",       "augment"};
 
 static int meta_estimator(pctx *C, celo_group *g, const pval *v)
 {
@@ -1386,8 +1385,7 @@ static int meta_horizon(pctx *C, celo_group *g, const pval *v)
         g->hmin = g->hmax = lo;
         return 0;
     }
-    if (v->kind != PV_CALL || strcmp(v->str, "loguniform") || v->nargs != 2 || v->args->name ||
-        v->args->next->name) {
+    if (v->kind != PV_CALL || strcmp(v->str, "loguniform") || v->nargs != 2 || v->args->name || v->args->next->name) {
         PERR(C, v->sp, "horizon must be a number of steps or loguniform(MIN, MAX)");
         return -1;
     }

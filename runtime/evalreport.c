@@ -285,7 +285,8 @@ int celo_report_eval(const celo_plan *plan, const celo_group *g, const celo_outc
                 speed[at] = isnan(te) ? 0 : tref[t] / te; /* the configuration's, from its mean curve */
                 char hp[512] = "";
                 for (int i = 0, len = 0; i < r->nhp && len < (int)sizeof hp; i++)
-                    len += snprintf(hp + len, sizeof hp - (size_t)len, "%s%s=%.6g", i ? " " : "", r->hp_name[i], r->hp[i]);
+                    len +=
+                        snprintf(hp + len, sizeof hp - (size_t)len, "%s%s=%.6g", i ? " " : "", r->hp_name[i], r->hp[i]);
                 celo_sb_printf(&csv, "%s,%s,%s,%lld,%.9g,%.9g,%.9g,%.9g\n", plan->tasks[tasks[t]].name, r->rule, hp,
                                (long long)r->seed, v, norm[at], st, speed[at]);
             }
@@ -326,8 +327,7 @@ int celo_report_eval(const celo_plan *plan, const celo_group *g, const celo_outc
         fmt(rv, sizeof rv, refv[t]);
         celo_sb_printf(&md, "\n## %s\n\nReference %s %s, reached at step %.0f. ", tk->name, metric, rv, tref[t]);
         celo_sb_printf(&md, "![%s against step](curves_%s.svg)\n\n", metric, tk->name);
-        celo_sb_printf(&md, "| optimizer | best configuration | %s (mean ± sd) | normalized | speed-up |\n",
-                       metric);
+        celo_sb_printf(&md, "| optimizer | best configuration | %s (mean ± sd) | normalized | speed-up |\n", metric);
         celo_sb_printf(&md, "|---|---|---:|---:|---:|\n");
         const char *names[32];
         char namebuf[32][160];
@@ -353,8 +353,7 @@ int celo_report_eval(const celo_plan *plan, const celo_group *g, const celo_outc
             for (int i = 0, len = 0; i < r->nhp && len < (int)sizeof hp; i++) {
                 int varies = 0;
                 for (int q = 0; q < nc && !varies; q++)
-                    varies = c[q].task == c[b].task && c[q].entry == e &&
-                             plan->runs[c[q].first].hp[i] != r->hp[i];
+                    varies = c[q].task == c[b].task && c[q].entry == e && plan->runs[c[q].first].hp[i] != r->hp[i];
                 if (varies)
                     len += snprintf(hp + len, sizeof hp - (size_t)len, "%s%s=%.3g", len ? ", " : "", r->hp_name[i],
                                     r->hp[i]);

@@ -471,8 +471,7 @@ oom:
 /* ================================ the API ================================ */
 
 celo_inst *celo_inst_new_theta(const celo_plan *plan, const celo_run *run, const celo_program *prog,
-                               const celo_backend *be, celo_task_data *td, const float *theta, char *err,
-                               size_t errlen)
+                               const celo_backend *be, celo_task_data *td, const float *theta, char *err, size_t errlen)
 {
     inst *in = malloc(sizeof *in);
     if (!in) {

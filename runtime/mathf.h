@@ -15,9 +15,9 @@
 #define CELO_EXP_LO    -104.0
 #define CELO_EXP_HI    89.0
 #define CELO_LOG2E     0x1.71547652b82fep+0
-#define CELO_LN2_HI    0x1.62e42fee00000p-1 /* ln 2 to 32 bits */
+#define CELO_LN2_HI    0x1.62e42fee00000p-1  /* ln 2 to 32 bits */
 #define CELO_LN2_LO    0x1.a39ef35793c76p-33 /* the rest, rounded */
-#define CELO_EXP_NPOLY 13 /* coefficients 1/n!, n = 12 … 0, Horner order */
+#define CELO_EXP_NPOLY 13                    /* coefficients 1/n!, n = 12 … 0, Horner order */
 
 extern const double celo_exp_poly[CELO_EXP_NPOLY];
 

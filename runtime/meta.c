@@ -487,7 +487,8 @@ static int sub_ckpt(const celo_ckpt *c, const char *prefix, celo_ckpt *sub)
             sub->ntensor++;
         }
     for (int k = 0; k < c->nmeta; k++)
-        if (!strncmp(c->meta[k].key, prefix, pl) && celo_ckpt_set_meta(sub, c->meta[k].key + pl, c->meta[k].value, NULL, 0))
+        if (!strncmp(c->meta[k].key, prefix, pl) &&
+            celo_ckpt_set_meta(sub, c->meta[k].key + pl, c->meta[k].value, NULL, 0))
             return -1;
     return 0;
 }

@@ -781,8 +781,10 @@ int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen)
             (g->count < 2 || g->particles < 1 || !(g->std > 0) || g->hmin < 1 || g->hmax < g->hmin ||
              (strcmp(g->estimator, "pes") && strcmp(g->estimator, "es")) ||
              (!strcmp(g->estimator, "pes") && g->truncation < 1))) {
-            rd_fail(&r, "group '%s': a meta group needs 2+ runs, particles, an estimator (pes or es), std > 0 and "
-                        "horizons 1 <= hmin <= hmax", g->name);
+            rd_fail(&r,
+                    "group '%s': a meta group needs 2+ runs, particles, an estimator (pes or es), std > 0 and "
+                    "horizons 1 <= hmin <= hmax",
+                    g->name);
             goto fail;
         }
         if (g->first < 0 || g->count < 0 || g->first > plan->nruns || g->count > plan->nruns - g->first) {

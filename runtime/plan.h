@@ -97,16 +97,16 @@ typedef struct {
     char metric[32];         /* "eval_loss" or "train_loss" (lower is better), "eval_acc" (higher) */
     char out[CELO_PATH_MAX]; /* compare, eval: folder for the tables and plots; meta: the θ file written */
     /* meta (runtime/meta.h): runs[first] is the outer run (the outer optimizer of θ, its steps, log, checkpoint,
-     * seed; its task is the first family's, unused); runs[first + 1 ..] one per task family (the learned rule, its hyper-parameters, its initial θ file
-     * or "" for the rule's own initialization with theta_seed). */
-    int particles;             /* antithetic pairs per family */
-    char estimator[8];         /* "pes" or "es" */
-    int64_t truncation;        /* PES: steps per truncation */
-    double std;                /* perturbation standard deviation */
-    int64_t hmin, hmax;        /* inner horizons, log-uniform in [hmin, hmax] */
-    int64_t offset;            /* PES: each particle's first truncation counter, uniform in [0, offset] */
-    uint64_t theta_seed;       /* the rule's initialization when no θ file is given */
-    char train_only[256];      /* comma-separated substrings of θ names: only they train ("" = all of θ) */
+     * seed; its task is the first family's, unused); runs[first + 1 ..] one per task family (the learned rule, its
+     * hyper-parameters, its initial θ file or "" for the rule's own initialization with theta_seed). */
+    int particles;        /* antithetic pairs per family */
+    char estimator[8];    /* "pes" or "es" */
+    int64_t truncation;   /* PES: steps per truncation */
+    double std;           /* perturbation standard deviation */
+    int64_t hmin, hmax;   /* inner horizons, log-uniform in [hmin, hmax] */
+    int64_t offset;       /* PES: each particle's first truncation counter, uniform in [0, offset] */
+    uint64_t theta_seed;  /* the rule's initialization when no θ file is given */
+    char train_only[256]; /* comma-separated substrings of θ names: only they train ("" = all of θ) */
     /* eval (runtime/report.c): runs = tasks × optimizer entries (run.entry) × tuned values × seeds */
     int seeds;     /* runs per configuration, seeds 0 .. seeds - 1 */
     int reference; /* the entry every task's numbers are normalized by */

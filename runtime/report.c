@@ -275,9 +275,8 @@ void celo_report_svg(sbuf *b, const char *title, const celo_plan *plan, const ce
     celo_sb_printf(b, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"black\"/>\n", L, T, pw,
                    ph);
     celo_sb_printf(b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">step</text>\n", L + pw / 2, H - 14);
-    celo_sb_printf(
-        b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 %g %g)\">%s%s</text>\n", 18.0,
-        T + ph / 2, 18.0, T + ph / 2, ylabel, logy ? " (log scale)" : "");
+    celo_sb_printf(b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 %g %g)\">%s%s</text>\n",
+                   18.0, T + ph / 2, 18.0, T + ph / 2, ylabel, logy ? " (log scale)" : "");
     /* curves */
     for (int i = 0; i < n; i++) {
         const celo_outcome *o = &outs[runs[i]];

@@ -35,7 +35,8 @@ int main(void)
     check(celo_expf(0.0f) == 1.0f && celo_expf(-0.0f) == 1.0f, "exp(+-0) = 1");
     check(celo_expf(INFINITY) == INFINITY && celo_expf(-INFINITY) == 0.0f, "exp(inf) = inf, exp(-inf) = 0");
     check(isnan(celo_expf(NAN)), "exp(NaN) is NaN");
-    check(celo_expf(88.72283f) < INFINITY && celo_expf(88.72284f) == INFINITY, "overflow between 88.72283 and 88.72284");
+    check(celo_expf(88.72283f) < INFINITY && celo_expf(88.72284f) == INFINITY,
+          "overflow between 88.72283 and 88.72284");
     check(celo_expf(-103.97f) > 0.0f && celo_expf(-103.98f) == 0.0f && celo_expf(-200.0f) == 0.0f,
           "the smallest denormal at -103.97, 0 below");
     check(celo_expf(1.0f) == 0x1.5bf0a8p+1f, "exp(1) = e rounded");

@@ -176,6 +176,19 @@ static int label_args(pctx *C, celo_task *t, const callargs *a, const char *set)
     return 0;
 }
 
+/* The arguments the image data sets share: normalize, then the label variations (label_args). */
+static int image_args(pctx *C, celo_task *t, const callargs *a, const char *k)
+{
+    const pval *x = arg_of(a, "normalize");
+    long long iv;
+    if (x) {
+        if (want_int(C, x, "normalize", 0, 1, &iv))
+            return -1;
+        t->normalize = (int)iv;
+    }
+    return label_args(C, t, a, k);
+}
+
 static int task_data(pctx *C, celo_task *t, const pval *v)
 {
     static const char *kinds[] = {"fashion_mnist", "kjv", "teacher", "quadratic", "digits"};
@@ -199,12 +212,7 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
                 return -1;
             t->size = (int)iv;
         }
-        if ((x = arg_of(&a, "normalize"))) {
-            if (want_int(C, x, "normalize", 0, 1, &iv))
-                return -1;
-            t->normalize = (int)iv;
-        }
-        return label_args(C, t, &a, k);
+        return image_args(C, t, &a, k);
     }
     if (!strcmp(k, "digits")) {
         static const char *ps[] = {"normalize", "classes", "permute_labels"};
@@ -212,13 +220,7 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
             return -1;
         t->data = CELO_DATA_DIGITS;
         t->size = 8;
-        const pval *x;
-        if ((x = arg_of(&a, "normalize"))) {
-            if (want_int(C, x, "normalize", 0, 1, &iv))
-                return -1;
-            t->normalize = (int)iv;
-        }
-        return label_args(C, t, &a, k);
+        return image_args(C, t, &a, k);
     }
     if (!strcmp(k, "kjv")) {
         static const char *ps[] = {"seq"};

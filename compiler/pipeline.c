@@ -1336,8 +1336,10 @@ static int build_eval(pctx *C, const def *d)
                         r->hp[ti] = tv[q];
                         snprintf(tv_s, sizeof tv_s, "[%s=%.3g]", tune_key, tv[q]);
                     }
-                    snprintf(r->name, sizeof r->name, "%.14s.%.14s.%.16s%s#%d", d->name,
-                             C->plan->tasks[task_idx[t]].name, label[e], tv_s, s);
+                    char nm[256];
+                    snprintf(nm, sizeof nm, "%.14s.%.14s.%.16s%s#%d", d->name, C->plan->tasks[task_idx[t]].name,
+                             label[e], tv_s, s);
+                    snprintf(r->name, sizeof r->name, "%.63s", nm);
                     file_name(r->log, sizeof r->log, C->plan->groups[gi].out, r->name, ".csv");
                     finish_run(C, r, d);
                 }

@@ -330,7 +330,7 @@ int celo_report_eval(const celo_plan *plan, const celo_group *g, const celo_outc
         celo_sb_printf(&md, "| optimizer | best configuration | %s (mean ± sd) | normalized | speed-up |\n", metric);
         celo_sb_printf(&md, "|---|---|---:|---:|---:|\n");
         const char *names[32];
-        char namebuf[32][160];
+        char namebuf[32][CELO_NAME_MAX + 272];
         int runs[32], nr = 0;
         celo_outcome *mean = calloc((size_t)(ne > 0 ? ne : 1), sizeof *mean);
         if (!mean)

@@ -2,8 +2,8 @@
  * test_nn_grad.c — finite-difference checks of every hand-written backward pass in runtime/nn, in double
  * precision (the _f64 build: same source as the product, plain-loop GEMM), for every layer and every model;
  * then the float32 build of each model against the double build; then models built from block descriptions
- * (residual, strided conv, attention + LSTM), gpt with linear-attention mixers; then backward passes started from gradients injected at
- * intermediate taps (celo_model_backward_taps), one or several at once.
+ * (residual, strided conv, attention + LSTM), gpt with linear-attention mixers; then backward passes started from
+ * gradients injected at intermediate taps (celo_model_backward_taps), one or several at once.
  *
  * Layers: the scalar checked is L = sum(y * r) for a fixed random r (so dL/dy = r is what backward receives);
  * losses are checked directly. Each gradient g of a tensor x is compared with central differences

@@ -15,7 +15,8 @@
  *      y, dx and each parameter gradient of the float32 layer within 2e-5 and of the float64 layer within 2e-6,
  *      relative to the largest value (measured <= 2.6e-6 and <= 4.7e-8: float32 sums of <= 20 terms, and the
  *      float32 rounding of the stored reference, 6e-8); and the torch module's state_dict (names, shapes,
- *      order) is the gpt block's h.0.attn.* table.
+ *      order) is the gpt block's h.0.attn.* table;
+ *   5. a softmax gpt's tensors all copy into a linear one by name (celo_model_copy_from), the maps untouched.
  * Run from the repository root (tests/run.sh does); CELO_GOLDEN_LINATTN overrides the directory.
  */
 #include "celort.h"
@@ -420,6 +421,37 @@ static void test_names(const char *root, celo_feature_map f)
     celo_model_free(m);
 }
 
+/* a softmax gpt's tensors all copy into the linear one (celo_model_copy_from: same names and shapes), and the
+ * feature maps keep their own initialization */
+static void test_copy(celo_feature_map f)
+{
+    char err[256], what[128];
+    celo_model_config cfg = {.kind = CELO_MODEL_GPT, .gpt = {.vocab = 7, .ctx = 8, .dim = 16, .heads = 2, .layers = 2}};
+    celo_model *soft = celo_model_create(&cfg, 1, err, sizeof err);
+    cfg.gpt.mixer = CELO_MIXER_LINEAR, cfg.gpt.feature = f;
+    celo_model *lin = celo_model_create(&cfg, 2, err, sizeof err);
+    int ok = soft && lin && celo_model_ntensors(lin) == celo_model_ntensors(soft) + 2 * (celo_linattn_ntensors(f) - 4);
+    int64_t off = 0;
+    int fq = lin ? celo_model_find(lin, "h.1.attn.feature_q.weight") : -1;
+    if (ok && fq >= 0)
+        off = celo_model_tensor(lin, fq)->offset;
+    float keep = fq >= 0 ? celo_model_params(lin)[off] : 0;
+    int n = ok ? celo_model_copy_from(lin, soft, "", "") : -1;
+    ok = ok && n == celo_model_ntensors(soft);
+    for (int i = 0; ok && i < celo_model_ntensors(soft); i++) {
+        const celo_param_tensor *t = celo_model_tensor(soft, i);
+        const celo_param_tensor *u = celo_model_tensor(lin, celo_model_find(lin, t->name));
+        ok = !memcmp(celo_model_params(soft) + t->offset, celo_model_params(lin) + u->offset,
+                     (size_t)t->numel * sizeof(float));
+    }
+    ok = ok && (fq < 0 || celo_model_params(lin)[off] == keep);
+    snprintf(what, sizeof what, "softmax gpt -> linear %s gpt: all %d softmax tensors copy, the maps stay",
+             feature_names[f], n);
+    check(ok, what);
+    celo_model_free(soft);
+    celo_model_free(lin);
+}
+
 int main(void)
 {
     celo_rng_init(&rng, 20261206, 0);
@@ -436,6 +468,8 @@ int main(void)
         test_torch(root ? root : "tests/golden/linattn", (celo_feature_map)f);
     for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
         test_names(root ? root : "tests/golden/linattn", (celo_feature_map)f);
+    for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
+        test_copy((celo_feature_map)f);
     printf("worst: finite differences %.2e, parallel vs recurrent %.2e (float32) %.2e (float64); %d failed\n", worst_fd,
            worst_rec32, worst_rec64, fails);
     return fails != 0;

@@ -711,7 +711,8 @@ int main(void)
     test_model("gpt", &gpt, 2, 5);
     gpt.gpt.gpt2_init = 1;
     test_model("gpt (gpt2 init)", &gpt, 2, 6);
-    /* linear-attention mixers (the layer alone, each map and chunking: test_linattn.c); chunk 2 of 5 tokens */
+    /* linear-attention mixers, chunk 2 of 5 tokens (the layer alone with each map: test_linattn.c; not identity
+     * here, whose denominator can come near 0 under a random init and then amplifies rounding) */
     static const char *const maps[] = {"gpt linear elu", "gpt linear mlp", "gpt linear hedgehog"};
     for (int f = CELO_FEATURE_ELU; f <= CELO_FEATURE_HEDGEHOG; f++) {
         celo_model_config lin = gpt;

@@ -264,7 +264,8 @@ static int int_list(pctx *C, const pval *v, const char *what, int *out, int max,
     return 0;
 }
 
-/* gpt's mixer: softmax, or linear(feature = identity | elu | mlp | hedgehog) (elu when not given) */
+/* gpt's mixer: softmax, or linear(feature = identity | elu | mlp | hedgehog, chunk = N) (elu and 64 when not
+ * given) */
 static int gpt_mixer(pctx *C, celo_task *t, const pval *x)
 {
     static const char *mixers[] = {"softmax", "linear"};
@@ -276,19 +277,26 @@ static int gpt_mixer(pctx *C, celo_task *t, const pval *x)
             suggest_among(C, x->sp, k, mixers, 2);
         return -1;
     }
-    static const char *ps[] = {"feature"};
+    static const char *ps[] = {"feature", "chunk"};
     callargs a;
-    if (bind_args(C, x, ps, 1, &a))
+    if (bind_args(C, x, ps, 2, &a))
         return -1;
     if (!strcmp(k, "softmax")) {
         if (a.n) {
             PERR(C, x->sp, "the softmax mixer takes no arguments");
             return -1;
         }
-        t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0;
+        t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0, t->chunk = 0;
         return 0;
     }
-    t->mixer = CELO_MIXER_LINEAR, t->feature = CELO_FEATURE_ELU;
+    t->mixer = CELO_MIXER_LINEAR, t->feature = CELO_FEATURE_ELU, t->chunk = 0;
+    long long iv;
+    const pval *ch = arg_of(&a, "chunk");
+    if (ch) {
+        if (want_int(C, ch, "chunk", 1, 1 << 14, &iv))
+            return -1;
+        t->chunk = (int)iv;
+    }
     const pval *f = arg_of(&a, "feature");
     if (f) {
         int i = 0;
@@ -392,7 +400,7 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
         INTARG("heads", heads, 1, 256);
         INTARG("layers", layers, 1, 256);
         INTARG("ctx", ctx, 2, 1 << 14);
-        t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0;
+        t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0, t->chunk = 0;
         if ((x = arg_of(&a, "mixer")) && gpt_mixer(C, t, x))
             return -1;
         if (t->dim % t->heads) {

@@ -120,6 +120,7 @@ static const field task_fields[] = {
     FI(layers, celo_task, layers),
     FE(mixer, celo_task, mixer, mixer_names),
     FE(feature, celo_task, feature, feature_names),
+    FI(chunk, celo_task, chunk),
     FI(embed, celo_task, embed),
     FI(lstm_hidden, celo_task, lstm_hidden),
     FE(loss, celo_task, loss, loss_names),

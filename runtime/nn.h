@@ -145,8 +145,8 @@ void celo_nn_lstm_backward(float *dx, float *dwih, float *dwhh, float *dbih, flo
  * The same projections as the softmax attention above (c_attn: qkv = x wqkv^T + bqkv, c_proj: y = out wo^T + bo),
  * with the softmax replaced by a feature map phi on queries and keys. Per head, with q, k, v of hs channels:
  *     out_t = sum_{s<=t} (phi_q(q_t) . phi_k(k_s)) v_s / (sum_{s<=t} phi_q(q_t) . phi_k(k_s) + eps)
- * eps = CELO_LINATTN_EPS, added to the denominator only (it keeps a vanishing denominator finite; it does not
- * bound phi away from zero). No 1/sqrt(hs) scale: a learned phi absorbs it, and elu+1 is scale-free enough.
+ * eps = CELO_LINATTN_EPS, added to the denominator only (it keeps an all-zero denominator finite; it does not
+ * bound phi away from zero). No 1/sqrt(hs) scale on q, k (as LoLCATs): a learned phi absorbs any scale.
  * Feature maps (D = the feature dimension), one map for queries and one for keys, each shared by the heads:
  *     identity  phi(x) = x                                        D = hs, no parameters
  *     elu       phi(x) = elu(x) + 1                               D = hs, no parameters

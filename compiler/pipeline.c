@@ -325,6 +325,64 @@ static int int_list(pctx *C, const pval *v, const char *what, int *out, int max,
     return 0;
 }
 
+/* gpt's mixer: softmax, or linear(feature = identity | elu | mlp | hedgehog, chunk = N) (elu and 64 when not
+ * given) */
+static int gpt_mixer(pctx *C, celo_task *t, const pval *x)
+{
+    static const char *mixers[] = {"softmax", "linear"};
+    static const char *features[] = {"identity", "elu", "mlp", "hedgehog"};
+    const char *k = callee(x);
+    if (!k || (strcmp(k, "softmax") && strcmp(k, "linear"))) {
+        PERR(C, x->sp, "mixer must be softmax or linear(feature = identity | elu | mlp | hedgehog)");
+        if (k)
+            suggest_among(C, x->sp, k, mixers, 2);
+        return -1;
+    }
+    static const char *ps[] = {"feature", "chunk"};
+    callargs a;
+    if (bind_args(C, x, ps, 2, &a))
+        return -1;
+    if (!strcmp(k, "softmax")) {
+        if (a.n) {
+            PERR(C, x->sp, "the softmax mixer takes no arguments");
+            return -1;
+        }
+        t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0, t->chunk = 0;
+        return 0;
+    }
+    t->mixer = CELO_MIXER_LINEAR, t->feature = CELO_FEATURE_ELU, t->chunk = 0;
+    long long iv;
+    const pval *ch = arg_of(&a, "chunk");
+    if (ch) {
+        if (want_int(C, ch, "chunk", 1, 1 << 14, &iv))
+            return -1;
+        t->chunk = (int)iv;
+    }
+    const pval *f = arg_of(&a, "feature");
+    if (f) {
+        int i = 0;
+        while (f->kind == PV_NAME && i < 4 && strcmp(features[i], f->str))
+            i++;
+        if (f->kind != PV_NAME || i == 4) {
+            PERR(C, f->sp, "feature must be identity, elu, mlp or hedgehog");
+            if (f->kind == PV_NAME)
+                suggest_among(C, f->sp, f->str, features, 4);
+            return -1;
+        }
+        t->feature = i;
+    }
+    return 0;
+}
+
+/* the argument named `name` of a call, or NULL */
+static const parg *named_arg(const pval *v, const char *name)
+{
+    for (const parg *a = v->kind == PV_CALL ? v->args : NULL; a; a = a->next)
+        if (a->name && !strcmp(a->name, name))
+            return a;
+    return NULL;
+}
+
 static int task_model(pctx *C, celo_task *t, const pval *v)
 {
     static const char *kinds[] = {"mlp", "autoencoder", "convnet", "gpt", "lstm"};
@@ -333,6 +391,11 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
     long long iv;
     if (!k) {
         PERR(C, v->sp, "model must be a model, like mlp(64, [32], 10)");
+        return -1;
+    }
+    const parg *mx = named_arg(v, "mixer");
+    if (mx && strcmp(k, "gpt")) {
+        PERR(C, mx->name_span, "mixer is an option of gpt only (%s has no token mixer)", k);
         return -1;
     }
     const pval *x;
@@ -389,8 +452,8 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
         return 0;
     }
     if (!strcmp(k, "gpt")) {
-        static const char *ps[] = {"dim", "heads", "layers", "ctx"};
-        if (bind_args(C, v, ps, 4, &a))
+        static const char *ps[] = {"dim", "heads", "layers", "ctx", "mixer"};
+        if (bind_args(C, v, ps, 5, &a))
             return -1;
         t->model = CELO_MODEL_GPT;
         t->dim = 64, t->heads = 4, t->layers = 2, t->ctx = 0;
@@ -398,6 +461,9 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
         INTARG("heads", heads, 1, 256);
         INTARG("layers", layers, 1, 256);
         INTARG("ctx", ctx, 2, 1 << 14);
+        t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0, t->chunk = 0;
+        if ((x = arg_of(&a, "mixer")) && gpt_mixer(C, t, x))
+            return -1;
         if (t->dim % t->heads) {
             PERR(C, v->sp, "gpt: dim (%d) must be a multiple of heads (%d)", t->dim, t->heads);
             return -1;

@@ -234,7 +234,10 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
                                          .dim = tk->dim,
                                          .heads = tk->heads,
                                          .layers = tk->layers,
-                                         .gpt2_init = 0};
+                                         .gpt2_init = 0,
+                                         .mixer = (celo_mixer)tk->mixer,
+                                         .feature = (celo_feature_map)tk->feature,
+                                         .chunk = tk->chunk};
         } else {
             cfg->lstm = (celo_lstm_config){
                 .vocab = d->text->vocab, .embed = tk->embed, .hidden = tk->lstm_hidden, .layers = tk->layers};

@@ -141,6 +141,58 @@ void celo_nn_lstm_backward(float *dx, float *dwih, float *dwhh, float *dbih, flo
                            float *dc, const float *dy, const float *x, const float *h, const float *c,
                            const float *gates, const float *wih, const float *whh, int B, int T, int In, int H);
 
+/* ---- causal linear attention (runtime/nn/linattn.inc; docs/distill.md) ----
+ * The same projections as the softmax attention above (c_attn: qkv = x wqkv^T + bqkv, c_proj: y = out wo^T + bo),
+ * with the softmax replaced by a feature map phi on queries and keys. Per head, with q, k, v of hs channels:
+ *     out_t = sum_{s<=t} (phi_q(q_t) . phi_k(k_s)) v_s / (sum_{s<=t} phi_q(q_t) . phi_k(k_s) + eps)
+ * eps = CELO_LINATTN_EPS, added to the denominator only (it keeps an all-zero denominator finite; it does not
+ * bound phi away from zero). No 1/sqrt(hs) scale on q, k (as LoLCATs): a learned phi absorbs any scale.
+ * Feature maps (D = the feature dimension), one map for queries and one for keys, each shared by the heads:
+ *     identity  phi(x) = x                                        D = hs, no parameters
+ *     elu       phi(x) = elu(x) + 1                               D = hs, no parameters
+ *     mlp       phi(x) = sigmoid(W x + b), W [hs, hs], b [hs]     D = hs
+ *     hedgehog  phi(x) = [softmax(W x), softmax(-W x)], W [hs, hs] D = 2 hs (each half sums to 1)
+ * The learned maps' tensors follow c_attn and c_proj: feature_q.weight (, feature_q.bias), feature_k.weight (,
+ * feature_k.bias). w below lists the layer's tensors in that order: wqkv, bqkv, wo, bo, then the map's.
+ *
+ * Training runs the chunked parallel form: per chunk of `chunk` tokens the masked quadratic form inside the chunk
+ * plus the running state S = sum phi(k_s) v_s^T [D, hs] and z = sum phi(k_s) [D] of the chunks before. Generation
+ * runs the recurrent form, one token at a time from (S, z) (celo_nn_linattn_step). Both compute the formula
+ * above; they differ only in rounding. */
+#define CELO_LINATTN_EPS   1e-6
+#define CELO_LINATTN_CHUNK 64 /* tokens per chunk when a config says 0 */
+
+typedef enum {
+    CELO_FEATURE_IDENTITY = 0,
+    CELO_FEATURE_ELU,
+    CELO_FEATURE_MLP,
+    CELO_FEATURE_HEDGEHOG,
+} celo_feature_map;
+
+typedef struct {
+    int B, T, C, nh; /* B sequences of T tokens, width C, nh heads of hs = C / nh */
+    celo_feature_map feature;
+    int chunk; /* tokens per chunk of the parallel form (0: CELO_LINATTN_CHUNK) */
+} celo_linattn_dims;
+
+int celo_linattn_feature_dim(celo_feature_map f, int hs); /* D */
+int celo_linattn_ntensors(celo_feature_map f);            /* 4 + the map's: 4, 4, 8, 6 */
+/* reals saved by the forward pass for the backward pass: qkv [B T, 3C], phi(q), phi(k) [B, nh, T, D] each,
+ * the heads' outputs [B T, C] and denominators [B, nh, T]; the backward pass takes a scratch of the same size */
+int64_t celo_linattn_saved_size(const celo_linattn_dims *d);
+int64_t celo_linattn_work_size(const celo_linattn_dims *d); /* scratch reals of forward and backward */
+void celo_nn_linattn_forward(float *y, float *saved, float *work, const float *x, const float *const *w,
+                             const celo_linattn_dims *d);
+/* accumulates (+=) into dx and the tensors' gradients dw (same order as w) */
+void celo_nn_linattn_backward(float *dx, float *const *dw, float *dsaved, float *work, const float *dy, const float *x,
+                              const float *saved, const float *const *w, const celo_linattn_dims *d);
+/* The recurrent form: one token of each of d->B sequences, x [B, C] -> y [B, C], from and into state
+ * [B, nh, D (hs + 1)] (per head S [D, hs] then z [D]; zero before a sequence's first token). d->T is ignored. */
+int64_t celo_linattn_state_size(const celo_linattn_dims *d);
+int64_t celo_linattn_step_work_size(const celo_linattn_dims *d);
+void celo_nn_linattn_step(float *y, float *state, float *work, const float *x, const float *const *w,
+                          const celo_linattn_dims *d);
+
 /* ==== models ================================================================================================ */
 
 /* The five kinds below are block lists built from their configs (runtime/nn/params.c; the taps: celo_model_tap);
@@ -176,13 +228,18 @@ typedef struct {
     int out;
 } celo_convnet_config;
 
+typedef enum { CELO_MIXER_SOFTMAX = 0, CELO_MIXER_LINEAR } celo_mixer;
+
 /* GPT-2 style: token + learned position embeddings, `layers` pre-LayerNorm blocks
  *     x += attn(ln_1(x)); x += mlp(ln_2(x)),  mlp = linear(dim -> 4 dim), gelu (tanh approximation), linear
  * a final LayerNorm and an untied linear head without bias. Sequences of up to ctx tokens. */
 typedef struct {
     int vocab, ctx, dim, heads, layers;
-    int gpt2_init; /* 0: torch's module defaults (below); 1: GPT-2's (normal 0.02, residual projections
-                      0.02/sqrt(2 layers), zero biases) */
+    int gpt2_init;            /* 0: torch's module defaults (below); 1: GPT-2's (normal 0.02, residual projections
+                                 0.02/sqrt(2 layers), zero biases) */
+    celo_mixer mixer;         /* the token mixer of each block: softmax attention (0) or linear attention */
+    celo_feature_map feature; /* MIXER_LINEAR: its feature map (the maps' own tensors: torch's defaults) */
+    int chunk;                /* MIXER_LINEAR: tokens per chunk (0: CELO_LINATTN_CHUNK) */
 } celo_gpt_config;
 
 /* embedding -> `layers` stacked LSTMs (as one torch.nn.LSTM(embed, hidden, layers, batch_first=True)) ->
@@ -229,6 +286,7 @@ typedef enum {
     CELO_BLOCK_ATTENTION,  /* GPT-2's causal multi-head self-attention: c_attn, c_proj (nn.h attention) */
     CELO_BLOCK_ADD,        /* y = a + b (residual connections) */
     CELO_BLOCK_LSTM,       /* one layer of torch.nn.LSTM (batch_first) */
+    CELO_BLOCK_LINATTN,    /* causal linear attention (nn.h linattn): c_attn, c_proj, the feature map's tensors */
 } celo_block_kind;
 
 #define CELO_TAP_NAME_MAX 48
@@ -245,12 +303,14 @@ typedef struct {
     int kernel, stride, pad;       /* CONV (stride 0: 1); POOL: kernel */
     celo_activation act;           /* ACT */
     celo_pool_kind pool;           /* POOL */
-    int heads;                     /* ATTENTION */
+    int heads;                     /* ATTENTION, LINATTN */
+    celo_feature_map feature;      /* LINATTN */
+    int chunk;                     /* LINATTN: tokens per chunk (0: CELO_LINATTN_CHUNK) */
     int vocab;                     /* EMBED: table rows */
     int ctx;                       /* POSITION: table rows (the longest sequence) */
     int layer;                     /* LSTM: torch's suffix of the layer's tensors (weight_ih_l<layer>) */
     double init_std;               /* 0: torch's default init; > 0: weights N(0, init_std), biases 0 (GPT-2's) */
-    double init_std_proj;          /* ATTENTION with init_std > 0: c_proj.weight's std */
+    double init_std_proj;          /* ATTENTION, LINATTN with init_std > 0: c_proj.weight's std */
 } celo_block_desc;
 
 /* A model made of blocks: its input, the loss of celo_model_loss (cross-entropy on batch.labels over the last

@@ -53,6 +53,8 @@ static const char *const model_names[] = {"none", "mlp", "convnet", "gpt", "lstm
 static const char *const act_names[] = {"relu", "gelu", "tanh"};
 static const char *const loss_names[] = {"cross_entropy", "mse"};
 static const char *const pool_names[] = {"max", "avg"};
+static const char *const mixer_names[] = {"softmax", "linear"};
+static const char *const feature_names[] = {"identity", "elu", "mlp", "hedgehog"};
 static const char *const block_names[] = {NULL,    "linear",   "act",       "conv", "pool", "layernorm",
                                           "embed", "position", "attention", "add",  "lstm"};
 #define NAMES(a) a, (int)(sizeof a / sizeof a[0])
@@ -119,6 +121,9 @@ static const field task_fields[] = {
     FI(dim, celo_task, dim),
     FI(heads, celo_task, heads),
     FI(layers, celo_task, layers),
+    FE(mixer, celo_task, mixer, mixer_names),
+    FE(feature, celo_task, feature, feature_names),
+    FI(chunk, celo_task, chunk),
     FI(embed, celo_task, embed),
     FI(lstm_hidden, celo_task, lstm_hidden),
     FE(loss, celo_task, loss, loss_names),

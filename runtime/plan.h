@@ -55,6 +55,7 @@ typedef struct {
     int nhidden, hidden[8];
     int conv1, conv2, kernel, pool; /* convnet */
     int ctx, dim, heads, layers;    /* gpt */
+    int mixer, feature, chunk;      /* gpt: celo_mixer; the linear mixer's celo_feature_map and chunk (nn.h) */
     int embed, lstm_hidden;         /* lstm */
     int loss;                       /* celo_loss_kind */
     int batch;

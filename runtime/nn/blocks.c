@@ -142,7 +142,8 @@ static int build_block(celo_nn_net *net, int i, table *tb, char *err, size_t err
     int ids = !src && net->tokens; /* the block reads token ids */
     if (ids != (d->kind == CELO_BLOCK_EMBED))
         FAIL("block %s: %s", nm, ids ? "token ids go into an embedding first" : "an embedding reads the token ids");
-    if ((d->kind == CELO_BLOCK_POSITION || d->kind == CELO_BLOCK_ATTENTION || d->kind == CELO_BLOCK_LSTM) &&
+    if ((d->kind == CELO_BLOCK_POSITION || d->kind == CELO_BLOCK_ATTENTION || d->kind == CELO_BLOCK_LINATTN ||
+         d->kind == CELO_BLOCK_LSTM) &&
         !net->tokens)
         FAIL("block %s: needs sequences (a token input)", nm);
     b->p0 = tb->n;
@@ -212,6 +213,27 @@ static int build_block(celo_nn_net *net, int i, table *tb, char *err, size_t err
         add_affine(tb, sub, 3 * C, C, 1, (double)C, d->init_std);
         snprintf(sub, sizeof sub, "%s.c_proj", d->name);
         add_affine(tb, sub, C, C, 1, (double)C, d->init_std > 0 ? d->init_std_proj : 0);
+        b->ndim = 1, b->dims[0] = C;
+        break;
+    }
+    case CELO_BLOCK_LINATTN: {
+        /* the softmax attention's c_attn and c_proj (same names, shapes and init: weights copy across), then the
+         * feature maps' tensors, one map for queries and one for keys, shared by the heads (torch's Linear init) */
+        char sub[CELO_PARAM_NAME_MAX + 16];
+        if (ndim != 1 || d->heads < 1 || C % d->heads)
+            FAIL("block %s: width %lld is not a multiple of heads = %d", nm, (long long)C, d->heads);
+        if (d->feature < CELO_FEATURE_IDENTITY || d->feature > CELO_FEATURE_HEDGEHOG || d->chunk < 0)
+            FAIL("block %s: unknown feature map %d or chunk %d < 0", nm, (int)d->feature, d->chunk);
+        snprintf(sub, sizeof sub, "%s.c_attn", d->name);
+        add_affine(tb, sub, 3 * C, C, 1, (double)C, d->init_std);
+        snprintf(sub, sizeof sub, "%s.c_proj", d->name);
+        add_affine(tb, sub, C, C, 1, (double)C, d->init_std > 0 ? d->init_std_proj : 0);
+        int64_t hs = C / d->heads;
+        if (d->feature == CELO_FEATURE_MLP || d->feature == CELO_FEATURE_HEDGEHOG)
+            for (int k = 0; k < 2; k++) {
+                snprintf(sub, sizeof sub, "%s.feature_%c", d->name, k ? 'k' : 'q');
+                add_affine(tb, sub, hs, hs, d->feature == CELO_FEATURE_MLP, (double)hs, 0);
+            }
         b->ndim = 1, b->dims[0] = C;
         break;
     }

@@ -55,6 +55,14 @@ void celo_nn_lstm_backward_f64(double *dx, double *dwih, double *dwhh, double *d
                                const double *c, const double *gates, const double *wih, const double *whh, int B, int T,
                                int In, int H);
 
+void celo_nn_linattn_forward_f64(double *y, double *saved, double *work, const double *x, const double *const *w,
+                                 const celo_linattn_dims *d);
+void celo_nn_linattn_backward_f64(double *dx, double *const *dw, double *dsaved, double *work, const double *dy,
+                                  const double *x, const double *saved, const double *const *w,
+                                  const celo_linattn_dims *d);
+void celo_nn_linattn_step_f64(double *y, double *state, double *work, const double *x, const double *const *w,
+                              const celo_linattn_dims *d);
+
 typedef struct {
     int n, seq;
     const double *x;

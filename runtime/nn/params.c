@@ -82,6 +82,10 @@ int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen)
             FAIL("gpt: vocab, ctx, dim, heads must be in [1, %d], layers in [1, 1024]", DIM_MAX);
         if (c->dim % c->heads)
             FAIL("gpt: dim = %d is not a multiple of heads = %d", c->dim, c->heads);
+        if (c->mixer != CELO_MIXER_SOFTMAX && c->mixer != CELO_MIXER_LINEAR)
+            FAIL("gpt: unknown mixer %d", (int)c->mixer);
+        if (c->feature < CELO_FEATURE_IDENTITY || c->feature > CELO_FEATURE_HEDGEHOG || c->chunk < 0)
+            FAIL("gpt: unknown feature map %d, or chunk = %d < 0", (int)c->feature, c->chunk);
         return 0;
     }
     case CELO_MODEL_LSTM: {
@@ -157,8 +161,9 @@ static void describe_gpt(const celo_model_config *cfg, descs *ds)
     char x[CELO_TAP_NAME_MAX] = "embed";
     for (int l = 0; l < c->layers; l++) {
         blk(ds, CELO_BLOCK_LAYERNORM, NULL, "h.%d.ln_1", l);
-        d = blk(ds, CELO_BLOCK_ATTENTION, NULL, "h.%d.attn", l);
+        d = blk(ds, c->mixer == CELO_MIXER_LINEAR ? CELO_BLOCK_LINATTN : CELO_BLOCK_ATTENTION, NULL, "h.%d.attn", l);
         d->heads = c->heads, d->init_std = s, d->init_std_proj = sp;
+        d->feature = c->feature, d->chunk = c->chunk;
         d = blk(ds, CELO_BLOCK_ADD, NULL, "h.%d.res1", l);
         snprintf(d->from2, sizeof d->from2, "%s", x);
         blk(ds, CELO_BLOCK_LAYERNORM, NULL, "h.%d.ln_2", l);

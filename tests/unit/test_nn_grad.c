@@ -2,8 +2,8 @@
  * test_nn_grad.c — finite-difference checks of every hand-written backward pass in runtime/nn, in double
  * precision (the _f64 build: same source as the product, plain-loop GEMM), for every layer and every model;
  * then the float32 build of each model against the double build; then models built from block descriptions
- * (residual, strided conv, attention + LSTM); then backward passes started from gradients injected at
- * intermediate taps (celo_model_backward_taps), one or several at once.
+ * (residual, strided conv, attention + LSTM), gpt with linear-attention mixers; then backward passes started from
+ * gradients injected at intermediate taps (celo_model_backward_taps), one or several at once.
  *
  * Layers: the scalar checked is L = sum(y * r) for a fixed random r (so dL/dy = r is what backward receives);
  * losses are checked directly. Each gradient g of a tensor x is compared with central differences
@@ -711,6 +711,15 @@ int main(void)
     test_model("gpt", &gpt, 2, 5);
     gpt.gpt.gpt2_init = 1;
     test_model("gpt (gpt2 init)", &gpt, 2, 6);
+    /* linear-attention mixers, chunk 2 of 5 tokens (the layer alone with each map: test_linattn.c; not identity
+     * here, whose denominator can come near 0 under a random init and then amplifies rounding) */
+    static const char *const maps[] = {"gpt linear elu", "gpt linear mlp", "gpt linear hedgehog"};
+    for (int f = CELO_FEATURE_ELU; f <= CELO_FEATURE_HEDGEHOG; f++) {
+        celo_model_config lin = gpt;
+        lin.gpt.gpt2_init = 0, lin.gpt.mixer = CELO_MIXER_LINEAR, lin.gpt.feature = (celo_feature_map)f;
+        lin.gpt.chunk = 2;
+        test_model(maps[f - CELO_FEATURE_ELU], &lin, 2, 5);
+    }
     celo_model_config lstm = {.kind = CELO_MODEL_LSTM, .lstm = {.vocab = 9, .embed = 5, .hidden = 6, .layers = 2}};
     test_model("lstm", &lstm, 3, 4);
 

@@ -21,10 +21,19 @@ LLVM_CFLAGS = $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//'
 # two OpenMP runtimes with two thread pools in one process.
 LLVM_LIBS = $(shell $(LLVM_CONFIG) --libfiles 2>/dev/null)
 
-CFLAGS := $(CFLAGS_BASE) $(WARN) -I$(OPENBLAS_INC) -DCELO_OPENBLAS_DIR='"$(OPENBLAS_DIR)"' -DCELO_LINK_EXTRA='"$(LDSAN)"'
+# Open MPI (libopenmpi-dev): runs over the processes of mpirun (runtime/ranks.h). Its flags from its compiler
+# wrapper; without it celo builds with one process only (ranks.c's stubs), and mpirun is refused with one line.
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+ifneq ($(strip $(MPI_LIBS)),)
+  MPI_CFLAGS += -DCELO_HAVE_MPI
+endif
+
+CFLAGS := $(CFLAGS_BASE) $(WARN) -I$(OPENBLAS_INC) $(MPI_CFLAGS) -DCELO_OPENBLAS_DIR='"$(OPENBLAS_DIR)"' \
+          -DCELO_LINK_EXTRA='"$(MPI_LIBS) $(LDSAN)"'
 # Generated scanner/parser: relaxed warnings (flex output trips -Wshadow and friends).
 GEN_CFLAGS := $(CFLAGS_BASE) -Wno-unused-function -Wno-sign-compare
-RT_LIBS := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lOpenCL -lz -lm -fopenmp $(LDSAN)
+RT_LIBS := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lOpenCL -lz -lm -fopenmp $(MPI_LIBS) $(LDSAN)
 
 RT_SRC := $(wildcard runtime/*.c runtime/nn/*.c runtime/data/*.c)
 CC_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include "../runtime/backend.h"
+#include "../runtime/ranks.h"
 #include "backend.h"
 #include "diag.h"
 #include "opencl.h"
@@ -119,6 +120,8 @@ int cmd_run(int argc, char **argv)
             return cli_fail("--stop-at: '%s' is not a step number (1 or more)", stop_s);
         o.stop_at = v;
     }
+    if (celo_ranks_init()) /* under mpirun: join the other ranks (ranks.h); otherwise nothing */
+        return 1;
     module m;
     celo_plan plan;
     ruleset rs;
@@ -139,6 +142,7 @@ done:
     celo_plan_free(&plan);
     module_free(&m);
     cli_sets_free(&s);
+    celo_ranks_finish(rc);
     return rc;
 }
 

@@ -2,10 +2,12 @@
 #include "meta.h"
 
 #include "ckpt.h"
+#include "ckpt_pack.h"
 #include "errmsg.h"
 #include "fileio.h"
 #include "pes.h"
 #include "progress.h"
+#include "ranks.h"
 #include "report.h"
 #include "rng.h"
 #include "theta.h"
@@ -58,8 +60,16 @@ typedef struct {
     celo_bstate *ost;
     int pes; /* 1: pes, 0: es */
     int64_t K;
+    int rank, nranks; /* under mpirun: pair q is stepped on rank q % nranks (docs/meta.md, "MPI") */
+    int shared_err;   /* err is every rank's (celo_ranks_any_failed): rank 0 alone prints it */
     char err[1024];
 } meta;
+
+/* Whether pair q (family q / np, particle q % np) is this rank's: only its rank holds its two runs. */
+static int owns(const meta *M, int q)
+{
+    return q % M->nranks == M->rank;
+}
 
 static uint64_t mix64(uint64_t z)
 {
@@ -218,6 +228,7 @@ static int setup(meta *M, celo_rule_lookup lookup, void *lctx, celo_task_data **
     M->np = g->particles;
     M->pes = !strcmp(g->estimator, "pes");
     M->K = g->truncation;
+    M->rank = celo_rank(), M->nranks = celo_nranks();
     if (M->nf < 1 || M->np < 1 || (M->pes && M->K < 1) || !(g->std > 0) || g->hmin < 1 || g->hmax < g->hmin) {
         celo_seterr(M->err, sizeof M->err, "meta %s: a bad plan (families, particles, truncation, std or horizon)",
                     g->name);
@@ -302,7 +313,7 @@ static int setup(meta *M, celo_rule_lookup lookup, void *lctx, celo_task_data **
             p->run.seed = seed;
             p->counter = M->pes ? off : 0;
             p->l0 = NAN;
-            for (int s = 0; s < 2; s++)
+            for (int s = 0; s < 2 && owns(M, f * M->np + i); s++)
                 if (!(p->in[s] = celo_inst_new_theta(M->plan, &p->run, M->prog, M->be, F->td, M->theta, e, sizeof e))) {
                     celo_seterr(M->err, sizeof M->err, "meta %s: %s", g->name, e);
                     return -1;
@@ -334,6 +345,37 @@ static void teardown(meta *M)
 
 /* ---- one outer step ---- */
 
+/* Under mpirun, after each rank unrolled its pairs: every pair's losses on every rank (PES: the rows of lp, ln,
+ * done and mask; ES: Lp and Ln), and the inner steps of all. The rows of other ranks' pairs are zeroed first, so
+ * the sums are exact copies: every rank then computes the same estimate and the same outer step. */
+static int share_losses(meta *M, double *Lp, double *Ln, int64_t *inner)
+{
+    int npairs = M->nf * M->np;
+    char *e = M->err;
+    size_t el = sizeof M->err;
+    if (M->nranks == 1)
+        return 0;
+    if (!M->pes) {
+        if (celo_allreduce_f64(Lp, npairs, e, el) || celo_allreduce_f64(Ln, npairs, e, el))
+            return -1;
+    } else
+        for (int f = 0; f < M->nf; f++) {
+            family *F = &M->fam[f];
+            int64_t K = M->K;
+            for (int i = 0; i < M->np; i++)
+                if (!owns(M, f * M->np + i)) {
+                    memset(F->lp + i * K, 0, sizeof(double) * (size_t)K);
+                    memset(F->ln + i * K, 0, sizeof(double) * (size_t)K);
+                    memset(F->done + i * K, 0, (size_t)K);
+                    memset(F->mask + i * K, 0, (size_t)K);
+                }
+            if (celo_allreduce_f64(F->lp, M->np * K, e, el) || celo_allreduce_f64(F->ln, M->np * K, e, el) ||
+                celo_allreduce_or_u8(F->done, M->np * K, e, el) || celo_allreduce_or_u8(F->mask, M->np * K, e, el))
+                return -1;
+        }
+    return celo_allreduce_i64(inner, 1, e, el);
+}
+
 /* Every pair's unroll (side by side, one pair per thread), then each family's estimate, their mean (NaN and
  * ±inf entries 0, entries outside train_only 0) into M->gbuf, and the outer step. *loss: the reported
  * meta-loss (NaN/inf: 20, as the recipe reports it), *gnorm: the norm of the gradient applied. */
@@ -341,7 +383,7 @@ static int outer_step(meta *M, int64_t t, double *loss, double *gnorm, int64_t *
 {
     for (int f = 0; f < M->nf; f++)
         celo_pes_draw(M->fam[f].est, mix64(M->outer->seed ^ (0x9e37ull * (uint64_t)(f + 1))), t);
-    int npairs = M->nf * M->np, fail = 0;
+    int npairs = M->nf * M->np, fail = 0, nown = (npairs - M->rank + M->nranks - 1) / M->nranks;
     double *Lp = calloc((size_t)npairs, sizeof *Lp), *Ln = calloc((size_t)npairs, sizeof *Ln);
     if (!Lp || !Ln) {
         free(Lp), free(Ln);
@@ -349,8 +391,8 @@ static int outer_step(meta *M, int64_t t, double *loss, double *gnorm, int64_t *
         return -1;
     }
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int q = 0; q < npairs; q++) {
-        int f = q / M->np, i = q % M->np;
+    for (int j = 0; j < nown; j++) { /* this rank's pairs: all of them without mpirun */
+        int q = M->rank + j * M->nranks, f = q / M->np, i = q % M->np;
         family *F = &M->fam[f];
         pair *p = &F->pairs[i];
         p->steps = 0;
@@ -363,13 +405,18 @@ static int outer_step(meta *M, int64_t t, double *loss, double *gnorm, int64_t *
         }
     }
     *inner_steps = 0;
-    for (int q = 0; q < npairs; q++) {
+    for (int q = M->rank; q < npairs; q += M->nranks) {
         pair *p = &M->fam[q / M->np].pairs[q % M->np];
         *inner_steps += p->steps;
         if (p->fail && !fail) {
             fail = 1;
             celo_seterr(M->err, sizeof M->err, "meta %s: %s", M->g->name, p->err);
         }
+    }
+    if (celo_ranks_any_failed(fail, M->err, sizeof M->err) || share_losses(M, Lp, Ln, inner_steps)) {
+        M->shared_err = 1;
+        free(Lp), free(Ln);
+        return -1;
     }
     double lsum = 0;
     for (int f = 0; !fail && f < M->nf; f++) {
@@ -413,16 +460,81 @@ static int outer_step(meta *M, int64_t t, double *loss, double *gnorm, int64_t *
  * and both runs' own checkpoints (celo_inst_save) under "f/i/+/" and "f/i/-/", with the pair's counters in the
  * metadata "f/i/pair" and the outer step in "meta.step". */
 
-static int save_ckpt(meta *M, int64_t t, char *e, size_t el)
+/* This rank's pairs as bytes (all pairs without mpirun): per pair its index q, its counters (the "f/i/pair"
+ * line) and both runs' own checkpoints (celo_inst_save, packed: ckpt_pack.h), each record padded to 8 bytes so
+ * that records start 8-byte aligned in the ranks' bytes one after another (the floats stay aligned). */
+static int pack_pairs(meta *M, sbuf *b, char *e, size_t el)
 {
-    int npairs = M->nf * M->np, rc = -1;
-    celo_ckpt c, *subs = calloc((size_t)(2 * npairs), sizeof *subs);
-    celo_ckpt_init(&c);
-    if (!subs) {
+    for (int q = M->rank; q < M->nf * M->np; q += M->nranks) {
+        pair *p = &M->fam[q / M->np].pairs[q % M->np];
+        char val[256];
+        snprintf(val, sizeof val, "%" PRId64 " %" PRId64 " %d %" PRIu64 " %" PRId64 " %a", p->counter, p->episode,
+                 p->pending, p->run.seed, p->run.steps, p->l0);
+        celo_pack_i32(b, q);
+        celo_pack_str(b, val);
+        for (int s = 0; s < 2; s++) {
+            celo_ckpt sub;
+            celo_ckpt_init(&sub);
+            int bad = celo_inst_save(p->in[s], &sub, e, el);
+            if (!bad)
+                celo_ckpt_pack(&sub, b);
+            celo_ckpt_free(&sub);
+            if (bad)
+                return -1;
+        }
+        while (b->len % 8)
+            celo_sb_put(b, "", 1);
+    }
+    if (b->oom) {
         celo_seterr(e, el, "out of memory");
         return -1;
     }
-    char key[512], val[256];
+    return 0;
+}
+
+/* Every rank's pairs to rank 0 (celo_gather_bytes; without mpirun, this rank's own), which writes the file:
+ * the same bytes whatever the number of ranks. Every rank calls it; 0, or -1 with e (on every rank when the
+ * failure was a rank's packing; on rank 0 alone when it was the file). */
+static int save_ckpt(meta *M, int64_t t, char *e, size_t el)
+{
+    int npairs = M->nf * M->np, rc = -1;
+    sbuf b = {0};
+    unsigned char *all = NULL;
+    size_t alllen = 0;
+    int bad = pack_pairs(M, &b, e, el);
+    if (celo_gather_bytes(bad || !b.s ? "" : b.s, bad || !b.s ? 0 : b.len, &all, &alllen, bad ? NULL : e, bad ? 0 : el))
+        bad = 1;
+    free(b.s);
+    if (celo_ranks_any_failed(bad, e, el)) {
+        M->shared_err = 1;
+        free(all);
+        return -1;
+    }
+    if (M->rank != 0)
+        return 0;
+    celo_ckpt c;
+    celo_ckpt_init(&c);
+    const unsigned char **rec = calloc((size_t)npairs, sizeof *rec), *p = all, *end = all + alllen;
+    const char **val = calloc((size_t)npairs, sizeof *val);
+    if (!rec || !val) {
+        celo_seterr(e, el, "out of memory");
+        goto done;
+    }
+    /* the records, by pair: rank r's bytes hold pairs r, r + nranks, ... */
+    while (p < end) {
+        int32_t q;
+        if (celo_unpack_i32(&p, end, &q) || q < 0 || q >= npairs || rec[q] || celo_unpack_str(&p, end, &val[q]))
+            goto malformed;
+        rec[q] = p;
+        for (int s = 0; s < 2; s++) {
+            celo_ckpt skip;
+            if (celo_ckpt_unpack(&p, end, &skip))
+                goto malformed;
+            celo_ckpt_free(&skip);
+        }
+        p += (8 - (uintptr_t)p % 8) % 8; /* the record's padding */
+    }
+    char key[512];
     celo_state *ohost = M->be->state_get(M->ost, e, el);
     if (!ohost || celo_ckpt_add(&c, "theta", M->theta, 1, &M->n, e, el) ||
         celo_ckpt_add_state(&c, "theta", ohost, e, el) || celo_ckpt_set_meta_i64(&c, "meta.step", t, e, el) ||
@@ -430,39 +542,41 @@ static int save_ckpt(meta *M, int64_t t, char *e, size_t el)
         goto done;
     for (int q = 0; q < npairs; q++) {
         int f = q / M->np, i = q % M->np;
-        pair *p = &M->fam[f].pairs[i];
+        if (!rec[q])
+            goto malformed;
         snprintf(key, sizeof key, "%d/%d/xi", f, i);
-        snprintf(val, sizeof val, "%" PRId64 " %" PRId64 " %d %" PRIu64 " %" PRId64 " %a", p->counter, p->episode,
-                 p->pending, p->run.seed, p->run.steps, p->l0);
         if (celo_ckpt_add(&c, key, celo_pes_xi(M->fam[f].est, i), 1, &M->n, e, el))
             goto done;
         snprintf(key, sizeof key, "%d/%d/pair", f, i);
-        if (celo_ckpt_set_meta(&c, key, val, e, el))
+        if (celo_ckpt_set_meta(&c, key, val[q], e, el))
             goto done;
+        const unsigned char *r = rec[q];
         for (int s = 0; s < 2; s++) {
-            celo_ckpt *sub = &subs[2 * q + s];
-            celo_ckpt_init(sub);
-            if (celo_inst_save(p->in[s], sub, e, el))
-                goto done;
-            for (int k = 0; k < sub->ntensor; k++) {
-                const celo_ckpt_tensor *x = &sub->tensor[k];
+            celo_ckpt sub;
+            if (celo_ckpt_unpack(&r, end, &sub))
+                goto malformed;
+            int fail = 0;
+            for (int k = 0; !fail && k < sub.ntensor; k++) {
+                const celo_ckpt_tensor *x = &sub.tensor[k];
                 snprintf(key, sizeof key, "%d/%d/%c/%s", f, i, s ? '-' : '+', x->name);
-                if (celo_ckpt_add(&c, key, x->data, x->ndim, x->shape, e, el))
-                    goto done;
+                fail = celo_ckpt_add(&c, key, x->data, x->ndim, x->shape, e, el);
             }
-            for (int k = 0; k < sub->nmeta; k++) {
-                snprintf(key, sizeof key, "%d/%d/%c/%s", f, i, s ? '-' : '+', sub->meta[k].key);
-                if (celo_ckpt_set_meta(&c, key, sub->meta[k].value, e, el))
-                    goto done;
+            for (int k = 0; !fail && k < sub.nmeta; k++) {
+                snprintf(key, sizeof key, "%d/%d/%c/%s", f, i, s ? '-' : '+', sub.meta[k].key);
+                fail = celo_ckpt_set_meta(&c, key, sub.meta[k].value, e, el);
             }
+            celo_ckpt_free(&sub); /* its tensors' data stays in `all` */
+            if (fail)
+                goto done;
         }
     }
     rc = celo_make_parents(M->outer->checkpoint, e, el) || celo_ckpt_write(&c, M->outer->checkpoint, e, el) ? -1 : 0;
+    goto done;
+malformed:
+    celo_seterr(e, el, "the ranks' pairs arrived malformed");
 done:
-    for (int q = 0; q < 2 * npairs; q++)
-        celo_ckpt_free(&subs[q]);
-    free(subs);
     celo_ckpt_free(&c);
+    free(rec), free(val), free(all);
     return rc;
 }
 
@@ -531,7 +645,7 @@ static int load_ckpt(meta *M, int64_t *t0, char *e, size_t el)
         snprintf(key, sizeof key, "%d/%d/xi", f, i);
         if (celo_ckpt_load(&c, key, celo_pes_xi(M->fam[f].est, i), 1, &M->n, e, el))
             goto done;
-        for (int s = 0; s < 2; s++) {
+        for (int s = 0; s < 2 && owns(M, q); s++) { /* every rank reads the file, and restores its own pairs */
             celo_ckpt sub;
             snprintf(key, sizeof key, "%d/%d/%c/", f, i, s ? '-' : '+');
             int bad = sub_ckpt(&c, key, &sub) || celo_inst_reset(p->in[s], seed, e, el) ||
@@ -666,15 +780,17 @@ int celo_meta_execute(const celo_plan *plan, const celo_group *g, celo_rule_look
     if (o->log[0] && (tb_add(&log, "step,meta_loss,grad_norm,inner_steps_per_s,wall_s\n") ||
                       (t0 > 0 && keep_rows(&log, o->log, t0))))
         goto oom;
-    char trunc[48];
+    char trunc[48], ranks[64] = "";
+    if (M.nranks > 1)
+        snprintf(ranks, sizeof ranks, " per rank x %d ranks (mpirun)", M.nranks);
     snprintf(trunc, sizeof trunc, "truncation %lld, ", (long long)M.K);
     if (!opts->quiet)
         fprintf(stderr,
                 "meta %s: θ of '%s' (%lld values), %d famil%s x %d antithetic pairs, %s(%sstd %g), "
-                "horizons %lld..%lld, outer %s, %lld steps, %d threads\n",
+                "horizons %lld..%lld, outer %s, %lld steps, %d threads%s\n",
                 g->name, M.prog->name, (long long)M.n, M.nf, M.nf == 1 ? "y" : "ies", M.np, g->estimator,
                 M.pes ? trunc : "", g->std, (long long)g->hmin, (long long)g->hmax, o->rule, (long long)o->steps,
-                celo_threads());
+                celo_threads(), ranks);
     double wall0 = celo_now_s(), last = 0;
     int64_t tend = opts->stop_at > 0 && opts->stop_at < o->steps ? opts->stop_at : o->steps;
     for (int64_t t = t0 + 1; t <= tend; t++) {
@@ -690,11 +806,11 @@ int celo_meta_execute(const celo_plan *plan, const celo_group *g, celo_rule_look
                 goto oom;
         }
         int ck = o->checkpoint[0] && ((o->checkpoint_every && t % o->checkpoint_every == 0) || t == tend);
-        if (ck && o->log[0] && celo_write_file(o->log, log.text, log.len, e, sizeof e)) {
+        if (ck && o->log[0] && M.rank == 0 && celo_write_file(o->log, log.text, log.len, e, sizeof e)) {
             celo_seterr(M.err, sizeof M.err, "meta %s: %s", g->name, e);
             goto fail;
         }
-        if (ck && save_ckpt(&M, t, e, sizeof e)) {
+        if (ck && save_ckpt(&M, t, e, sizeof e)) { /* every rank: they send rank 0 their pairs */
             celo_seterr(M.err, sizeof M.err, "meta %s: checkpoint: %s", g->name, e);
             goto fail;
         }
@@ -707,11 +823,12 @@ int celo_meta_execute(const celo_plan *plan, const celo_group *g, celo_rule_look
                     g->name, (long long)t, (long long)o->steps, loss, gnorm, rate, eta);
         }
     }
-    if (o->log[0] && (celo_write_file(o->log, log.text, log.len, e, sizeof e) || write_curve(&M, &log, e, sizeof e))) {
+    if (o->log[0] && M.rank == 0 &&
+        (celo_write_file(o->log, log.text, log.len, e, sizeof e) || write_curve(&M, &log, e, sizeof e))) {
         celo_seterr(M.err, sizeof M.err, "meta %s: %s", g->name, e);
         goto fail;
     }
-    if (tend == o->steps) {
+    if (tend == o->steps && M.rank == 0) {
         if (write_theta(&M, e, sizeof e)) {
             celo_seterr(M.err, sizeof M.err, "meta %s: %s", g->name, e);
             goto fail;
@@ -724,7 +841,8 @@ int celo_meta_execute(const celo_plan *plan, const celo_group *g, celo_rule_look
 oom:
     celo_seterr(M.err, sizeof M.err, "meta %s: out of memory", g->name);
 fail:
-    fprintf(stderr, "error: %s\n", M.err);
+    if (M.rank == 0 || !M.shared_err)
+        fprintf(stderr, "error: %s\n", M.err);
 done:
     free(log.text);
     teardown(&M);

@@ -1,7 +1,9 @@
 /* standalone.c — main() of the binaries made by `celo build`: the embedded plan, run with the embedded rules.
  * --backend picks the back-end table (backend.h) as in `celo run`: llvm (the embedded object code, the default) or
- * interp; the binary carries no OpenCL C, so opencl is refused with one line (`celo run --backend opencl` has it). */
+ * interp; the binary carries no OpenCL C, so opencl is refused with one line (`celo run --backend opencl` has it).
+ * Under mpirun it runs over the ranks as `celo run` does (ranks.h). */
 #include "plan.h"
+#include "ranks.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +72,8 @@ int celo_standalone_main(int argc, char **argv, const char *plan_text, const cel
     }
     table t = {rules, nrules};
     o.backend = &be;
-    int rc = celo_plan_execute(&plan, lookup, &t, &o);
+    int rc = celo_ranks_init() ? 1 : celo_plan_execute(&plan, lookup, &t, &o); /* mpirun: ranks.h */
     celo_plan_free(&plan);
+    celo_ranks_finish(rc);
     return rc;
 }

@@ -17,6 +17,7 @@
 #include "inst.h"
 #include "meta.h"
 #include "progress.h"
+#include "ranks.h"
 #include "report.h"
 #include "runlog.h"
 
@@ -463,6 +464,12 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
 {
     if (!opts)
         opts = &default_opts;
+    celo_run_opts quiet_rank; /* under mpirun, ranks other than 0 print no progress (ranks.h) */
+    if (!celo_rank0()) {
+        quiet_rank = *opts;
+        quiet_rank.quiet = 1;
+        opts = &quiet_rank;
+    }
     char err[1024] = "";
     int nsel = 0;
     for (int i = 0; i < plan->nruns; i++)

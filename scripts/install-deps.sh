@@ -4,7 +4,8 @@
 # sklearn/datasets/data/digits.csv.gz is read; no Python runs).
 set -euo pipefail
 pkgs=(make gcc flex bison llvm-19-dev libzstd-dev ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
-      libopenblas-openmp-dev zlib1g-dev dataset-fashion-mnist bible-kjv python3-sklearn clang-format)
+      libopenblas-openmp-dev zlib1g-dev dataset-fashion-mnist bible-kjv python3-sklearn clang-format
+      libopenmpi-dev openmpi-bin)
 # --fuzz: also what `make fuzz` needs (tests/fuzz/run.sh): clang-19 with libFuzzer and the sanitizer runtimes
 # (libclang-rt-19-dev), and clang's OpenMP (runtime/step.c includes omp.h).
 for a in "$@"; do

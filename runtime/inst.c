@@ -515,8 +515,22 @@ int celo_inst_reset(celo_inst *in, uint64_t seed, char *err, size_t errlen)
         inst_clear(&fresh);
         return -1;
     }
+    fresh.shard = in->shard, fresh.shards = in->shards;
     inst_clear(in);
     *in = fresh;
+    return 0;
+}
+
+int celo_inst_shard(celo_inst *in, int rank, int nranks, char *err, size_t errlen)
+{
+    if (!in->model || nranks <= 1)
+        return 0;
+    if (in->B < nranks) {
+        celo_seterr(err, errlen, "run %s: batch %d is smaller than the %d ranks of mpirun (one row each at least)",
+                    in->run->name, in->B, nranks);
+        return -1;
+    }
+    in->shard = rank, in->shards = nranks;
     return 0;
 }
 
@@ -532,6 +546,7 @@ celo_inst *celo_inst_clone(const celo_inst *in, char *err, size_t errlen)
         free(c);
         return NULL;
     }
+    c->shard = in->shard, c->shards = in->shards;
     memcpy(c->params, in->params, (size_t)in->nparams * sizeof *in->params);
     if (in->rw)
         memcpy(c->rw, in->rw, (size_t)in->nparams * sizeof *in->rw);

@@ -112,6 +112,15 @@ const celo_task *celo_inst_task(const celo_inst *in);
 /* Every parameter, packed tensor after tensor (nparams floats). */
 const float *celo_inst_params(const celo_inst *in, int64_t *nparams);
 
+/* Data parallelism over the ranks of mpirun (ranks.h): every batch is cut into nranks shards of consecutive rows,
+ * this instance computes the loss and gradient of shard `rank` only, and the shards' gradients and losses are
+ * summed over the ranks, each weighted by its share of the rows, before the optimizer step. Every rank then takes
+ * the same step with the whole batch's mean gradient (the numbers of one process up to the order of the sums), so
+ * the ranks' parameters stay identical. Every rank must make the same calls of celo_inst_steps. A quadratic task
+ * has no batch: its instance is left whole (every rank computes the same step). -1 with err when the batch has
+ * fewer rows than there are ranks. A reset or a clone keeps the sharding. */
+int celo_inst_shard(celo_inst *in, int rank, int nranks, char *err, size_t errlen);
+
 /* The instance's state into a checkpoint (parameters, optimizer state per tensor, step, loss statistics, and
  * the run's name, rule, task and seed as metadata), and back. Files are runlog.h's job. celo_inst_load checks
  * that the checkpoint belongs to this run (path: for messages); -1 with a one-line err otherwise. */

@@ -50,6 +50,8 @@ struct celo_inst {
     double loss_sum, ema;
     int64_t loss_n, ema_n;
     int64_t step; /* optimizer steps done */
+    /* data parallelism over mpirun's ranks (celo_inst_shard): this rank's shard of every batch; shards <= 1: off */
+    int shard, shards;
 };
 
 static inline const celo_param_tensor *inst_tensor(const inst *in, int i)

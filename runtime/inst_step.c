@@ -8,6 +8,7 @@
 #include "clones.h"
 #include "errmsg.h"
 #include "par.h"
+#include "ranks.h"
 #include "rng.h"
 #include "taskdata.h"
 
@@ -146,6 +147,43 @@ static int split_loss_grad(inst *in, const celo_batch *b, int gather, float *los
     return 0;
 }
 
+/* Rows [*lo, *hi) of a batch: this rank's shard (celo_inst_shard). */
+static void shard_rows(const inst *in, int *lo, int *hi)
+{
+    *lo = (int)((int64_t)in->B * in->shard / in->shards);
+    *hi = (int)((int64_t)in->B * (in->shard + 1) / in->shards);
+}
+
+/* Data parallelism over mpirun's ranks: the loss and gradient of this rank's shard of batch b, weighted by its
+ * share of the rows (n_r / n), then summed over the ranks: the whole batch's mean gradient and loss on every
+ * rank. On 2 ranks this is split_loss_grad's arithmetic exactly (w0 g0 + w1 g1 in float, the losses in double);
+ * on more, the float sum's order is MPI's. */
+static int shard_loss_grad(inst *in, const celo_batch *b, float *loss, char *err, size_t errlen)
+{
+    const celo_dataset *tr = in->T ? NULL : in->data->train;
+    int lo, hi;
+    shard_rows(in, &lo, &hi);
+    celo_batch s = batch_tail(b, lo, tr ? tr->dim : 0, tr ? tr->ydim : 0);
+    s.n = hi - lo;
+    float l;
+    if (model_loss_grad(in->model, &s, &l)) {
+        celo_seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(in->model));
+        return -1;
+    }
+    float w = (float)(hi - lo) / (float)b->n, *g = in->grads;
+    int64_t np = in->nparams;
+    for (int64_t i = 0; i < np; i++)
+        g[i] *= w;
+    double lw = (double)l * (hi - lo);
+    char e[256];
+    if (celo_allreduce_f32(g, np, e, sizeof e) || celo_allreduce_f64(&lw, 1, e, sizeof e)) {
+        celo_seterr(err, errlen, "run %s: %s", in->run->name, e);
+        return -1;
+    }
+    *loss = (float)(lw / b->n);
+    return 0;
+}
+
 /* Batch k (0-based) of a model's task into b: text windows, or the example indices of a dataset (gathered
  * here unless the batch is split: then each half gathers its own, run_half). */
 static void inst_batch(inst *in, int64_t k, celo_batch *b)
@@ -171,7 +209,12 @@ static void inst_batch(inst *in, int64_t k, celo_batch *b)
     } else {
         celo_epoch_batch(in->data_seed, tr->n, in->B, e, k % per, in->idx);
     }
-    if (!in->replica)
+    if (in->shards > 1) { /* this rank's rows only, in their places (shard_loss_grad views them) */
+        int lo, hi;
+        shard_rows(in, &lo, &hi);
+        celo_dataset_gather(tr, in->idx + lo, hi - lo, in->bx + (int64_t)lo * tr->dim, in->by ? in->by + lo : NULL,
+                            in->bt ? in->bt + (int64_t)lo * tr->ydim : NULL);
+    } else if (!in->replica)
         celo_dataset_gather(tr, in->idx, in->B, in->bx, in->by, in->bt);
     b->x = in->bx;
     b->labels = in->by;
@@ -190,6 +233,12 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, int *finite, char *
     celo_batch b;
     inst_batch(in, k, &b);
     float l;
+    if (in->shards > 1) {
+        if (shard_loss_grad(in, &b, &l, err, errlen))
+            return -1;
+        *loss = l;
+        return 0;
+    }
     int r = in->replica ? split_loss_grad(in, &b, !in->T, &l, finite) : model_loss_grad(in->model, &b, &l);
     if (r) {
         celo_seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(r == -2 ? in->replica : in->model));
@@ -375,7 +424,7 @@ static void account(inst *in, int64_t t, double loss)
 static int team_mode(const inst *in, const celo_program *prog)
 {
     const char *env = getenv("CELO_TRAIN_TEAM"); /* 0: one OpenMP region per phase (tests, experiments) */
-    if (!in->replica || !in->be->step_team || in->rw || (env && !strcmp(env, "0")))
+    if (!in->replica || in->shards > 1 || !in->be->step_team || in->rw || (env && !strcmp(env, "0")))
         return 0;
     return !celo_program_has_op(prog, CELO_OP_ORTHO);
 }

@@ -87,7 +87,7 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
     if (celo_task_data_load(td, &plan->tasks[run->task], j->opts->quiet, err, errlen))
         return -1;
     j->in = celo_inst_new(plan, run, prog, j->opts->backend, td, err, errlen);
-    if (!j->in)
+    if (!j->in || celo_inst_shard(j->in, celo_rank(), celo_nranks(), err, errlen)) /* mpirun: data-parallel */
         return -1;
     j->ctx = celo_ctx_for(j->in, celo_threads());
     const char *force = getenv("CELO_RUN_THREADS"); /* a fixed thread count per run (benchmarks, experiments) */
@@ -168,8 +168,8 @@ static int job_exec(run_job *j)
     celo_inst *in = j->in;
     char *err = j->err;
     size_t errlen = sizeof j->err;
-    double wall_prev = 0; /* seconds spent in earlier sessions */
-    int resumed = 0;
+    double wall_prev = 0;              /* seconds spent in earlier sessions */
+    int resumed = 0, w = celo_rank0(); /* under mpirun, rank 0 alone evaluates and writes files (ranks.h) */
     if (opts->resume && run->checkpoint[0] && access(run->checkpoint, F_OK) == 0) {
         if (celo_runlog_load(in, &j->log, &wall_prev, err, errlen))
             return -1;
@@ -177,7 +177,7 @@ static int job_exec(run_job *j)
         if (!opts->quiet)
             fprintf(stderr, "%s: resuming from %s at step %lld of %lld\n", run->name, run->checkpoint,
                     (long long)celo_inst_step_count(in), (long long)run->steps);
-        if (celo_runlog_write_csv(run->log, &j->log, err, errlen))
+        if (w && celo_runlog_write_csv(run->log, &j->log, err, errlen))
             return -1;
     }
     celo_progress_start(&j->pg, in, j->live);
@@ -211,25 +211,25 @@ static int job_exec(run_job *j)
                 celo_seterr(err, errlen, "run %s: out of memory", run->name);
                 return -1;
             }
-            if (celo_runlog_write_csv(run->log, &j->log, err, errlen))
+            if (w && celo_runlog_write_csv(run->log, &j->log, err, errlen))
                 return -1;
             break;
         }
         int evaluated = 0;
         if ((eval_every > 0 && t % eval_every == 0) || t == run->steps) {
             celo_row r = {t, celo_inst_take_mean(in), NAN, NAN, 0};
-            if (celo_inst_eval(in, &j->ctx, &r.eval_loss, &r.eval_acc, err, errlen))
+            if (w && celo_inst_eval(in, &j->ctx, &r.eval_loss, &r.eval_acc, err, errlen))
                 return -1;
             r.wall_s = wall_prev + celo_now_s() - t0;
             if (celo_rowlog_add(&j->log, r)) {
                 celo_seterr(err, errlen, "run %s: out of memory", run->name);
                 return -1;
             }
-            if (celo_runlog_write_csv(run->log, &j->log, err, errlen))
+            if (w && celo_runlog_write_csv(run->log, &j->log, err, errlen))
                 return -1;
             evaluated = 1;
         }
-        if (run->checkpoint[0] && ((ck_every > 0 && t % ck_every == 0) || t == run->steps || t == stop))
+        if (w && run->checkpoint[0] && ((ck_every > 0 && t % ck_every == 0) || t == run->steps || t == stop))
             if (celo_runlog_save(in, &j->log, wall_prev + celo_now_s() - t0, err, errlen))
                 return -1;
         celo_progress_update(&j->pg, in, &j->log, evaluated);
@@ -237,7 +237,8 @@ static int job_exec(run_job *j)
     double t1 = celo_now_s();
     celo_progress_end(&j->pg, in, &j->log);
     if (diverged) {
-        fprintf(stderr, "%s\n", msg);
+        if (w)
+            fprintf(stderr, "%s\n", msg);
         celo_seterr(err, errlen, "%s", msg);
     }
     int64_t step = celo_inst_step_count(in);
@@ -359,7 +360,7 @@ static int after_run(plan_exec *x, int i)
 {
     char err[1024];
     const celo_run *r = &x->plan->runs[i];
-    if (celo_report_run_svg(x->plan, i, x->outs, err, sizeof err)) {
+    if (celo_rank0() && celo_report_run_svg(x->plan, i, x->outs, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         return -1;
     }
@@ -397,7 +398,8 @@ static int exec_group(plan_exec *x, const celo_group *g)
 {
     int avail = celo_threads(), n = g->count;
     const char *env = getenv("CELO_SIDE_BY_SIDE");
-    if (avail < 2 || (env && !strcmp(env, "0")))
+    /* under mpirun every run is data-parallel over the ranks, whose collectives go one run at a time */
+    if (avail < 2 || (env && !strcmp(env, "0")) || celo_nranks() > 1)
         return exec_in_turn(x, g->first, n);
     run_job *jobs = calloc((size_t)n, sizeof *jobs);
     if (!jobs) {
@@ -510,7 +512,7 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
             goto done;
         i += n;
     }
-    for (int k = 0; k < plan->ngroups; k++) {
+    for (int k = 0; k < plan->ngroups && celo_rank0(); k++) { /* the summaries: rank 0's (ranks.h) */
         const celo_group *g = &plan->groups[k];
         if (!strcmp(g->kind, "meta"))
             continue;

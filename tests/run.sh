@@ -21,6 +21,8 @@
 #   meta     meta-training blocks (tests/meta/): resume after --stop-at and after kill -9, threads, celo build,
 #            train_only, the es estimator (the estimator's own numbers: unit, test_pes); eval blocks against
 #            tests/reference/eval_ref.py
+#   mpi      mpirun -n 2/3 (Open MPI, tests/mpi/): meta θ bit for bit as 1 process, data-parallel train runs against
+#            1 process, celo build binaries under mpirun (skipped without mpirun)
 #   unit     C unit tests (build/tests/*)
 set -u
 shopt -s nullglob
@@ -1173,6 +1175,84 @@ if want meta; then
         cmp -s "$TMP/meval/runs/small/results.csv" "$TMP/mevalb/runs/small/results.csv"; then
         ok "meta eval: celo build == celo run (results.csv)"
     else bad "meta eval build: $(head -c 300 "$TMP/err")"; fi
+fi
+
+# ---- MPI: processes of mpirun (runtime/ranks.h): a meta block's pairs over the ranks, data-parallel train runs ----
+if want mpi; then
+    if ! command -v mpirun >/dev/null 2>&1; then
+        skp "mpi: no mpirun (scripts/install-deps.sh installs openmpi-bin)"
+    else
+        CELO_ABS=$(cd "$(dirname "$CELO")" && pwd)/$(basename "$CELO")
+        ROOT=$(pwd)
+        mq() { (cd "$TMP/$1" && shift && "$@"); }
+        MPIRUN=(mpirun --oversubscribe)
+        [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
+        st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+        mkdir -p "$TMP/p1" "$TMP/p2" "$TMP/p3" "$TMP/pstop" "$TMP/pbin"
+        # meta: 2 ranks unroll a pair each, then all compute the same estimate: θ and the checkpoint bit for bit
+        if mq p1 "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" --quiet 2>"$TMP/err" &&
+            mq p2 "${MPIRUN[@]}" -n 2 "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" 2>"$TMP/out2" >&2 &&
+            cmp -s "$TMP/p1/runs/quick.theta.safetensors" "$TMP/p2/runs/quick.theta.safetensors" &&
+            cmp -s "$TMP/p1/runs/quick.meta.safetensors" "$TMP/p2/runs/quick.meta.safetensors" &&
+            diff <(cut -d, -f1-3 "$TMP/p1/runs/quick.csv") <(cut -d, -f1-3 "$TMP/p2/runs/quick.csv") >/dev/null &&
+            [ "$(grep -c '^meta quick: θ of' "$TMP/out2")" = 1 ] && grep -q '1 threads per rank x 2 ranks' "$TMP/out2"
+        then ok "mpi meta quick: mpirun -n 2 == 1 process (θ, checkpoint bit for bit; meta-loss curve); rank 0 alone prints"
+        else bad "mpi meta quick: $(head -c 300 "$TMP/err") $(grep -v '^meta quick: step' "$TMP/out2" | head -c 400)"; fi
+        QREF=$TMP/quick_ref.theta.safetensors
+        cp "$TMP/p1/runs/quick.theta.safetensors" "$QREF" 2>/dev/null
+        # 8 pairs over 2 and over 3 ranks (3 + 3 + 2 pairs)
+        for n in 2 3; do
+            rm -rf "$TMP/p1/runs" "$TMP/p3/runs"
+            if mq p1 "$CELO_ABS" run "$ROOT/tests/mpi/meta8.celo" --quiet 2>"$TMP/err" &&
+                mq p3 "${MPIRUN[@]}" -n $n "$CELO_ABS" run "$ROOT/tests/mpi/meta8.celo" --quiet 2>>"$TMP/err" &&
+                cmp -s "$TMP/p1/runs/eight.theta.safetensors" "$TMP/p3/runs/eight.theta.safetensors"
+            then ok "mpi meta 8 pairs on $n ranks == 1 process (θ bit for bit)"
+            else bad "mpi meta 8 pairs on $n ranks: $(head -c 400 "$TMP/err")"; fi
+        done
+        # --stop-at 3 on 2 ranks, --resume in one process: the uninterrupted θ (each rank restored its own pairs
+        # from the checkpoint rank 0 wrote)
+        if mq pstop "${MPIRUN[@]}" -n 2 "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" --quiet --stop-at 3 2>"$TMP/err" &&
+            mq pstop "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" --quiet --resume 2>>"$TMP/err" &&
+            cmp -s "$QREF" "$TMP/pstop/runs/quick.theta.safetensors"
+        then ok "mpi meta --stop-at 3 on 2 ranks + --resume in 1 process == uninterrupted (θ bit for bit)"
+        else bad "mpi meta stop/resume: $(head -c 400 "$TMP/err")"; fi
+        # train, data-parallel: mlp (one process cuts its batches in the same two halves): bit for bit; small (one
+        # process computes the whole batch at once): the loss curve within 1e-5 relative
+        curves_close() { # a.csv b.csv rtol: steps equal, train/eval loss and accuracy within rtol
+            paste -d, <(cut -d, -f1-4 "$1") <(cut -d, -f1-4 "$2") | awk -F, -v tol="$3" '
+                NR == 1 { next }
+                { n++; if ($1 != $5) bad = 1
+                  for (i = 2; i <= 4; i++) { d = $i - $(i + 4); d = d < 0 ? -d : d; m = $(i + 4) < 0 ? -$(i + 4) : $(i + 4)
+                                             if (d > tol * (m > 1 ? m : 1)) bad = 1 } }
+                END { exit (bad || n < 3) }'
+        }
+        rm -rf "$TMP/p1/runs" "$TMP/p2/runs"
+        if mq p1 "$CELO_ABS" run "$ROOT/tests/mpi/train.celo" --quiet 2>"$TMP/err" &&
+            mq p2 "${MPIRUN[@]}" -n 2 "$CELO_ABS" run "$ROOT/tests/mpi/train.celo" --quiet 2>>"$TMP/err"; then
+            if diff <(cut -d, -f1-4 "$TMP/p1/runs/mlp.csv") <(cut -d, -f1-4 "$TMP/p2/runs/mlp.csv") >/dev/null &&
+                cmp -s <(st_data "$TMP/p1/runs/mlp.safetensors") <(st_data "$TMP/p2/runs/mlp.safetensors")
+            then ok "mpi train mlp data-parallel on 2 ranks == 1 process (curve, weights and optimizer state bit for bit)"
+            else bad "mpi train mlp: $(paste -d'|' "$TMP/p1/runs/mlp.csv" "$TMP/p2/runs/mlp.csv" | head -c 400)"; fi
+            if curves_close "$TMP/p1/runs/small.csv" "$TMP/p2/runs/small.csv" 1e-5; then
+                ok "mpi train small data-parallel on 2 ranks: loss curve within 1e-5 relative of 1 process"
+            else bad "mpi train small: $(paste -d'|' "$TMP/p1/runs/small.csv" "$TMP/p2/runs/small.csv" | head -c 400)"; fi
+        else bad "mpi train: $(head -c 400 "$TMP/err")"; fi
+        # a celo build binary under mpirun: the same θ and the same data-parallel run
+        if $CELO build tests/meta/quick.celo -o "$TMP/mpi_meta_exe" >/dev/null 2>"$TMP/err" &&
+            $CELO build tests/mpi/train.celo -o "$TMP/mpi_train_exe" >/dev/null 2>>"$TMP/err" &&
+            mq pbin "${MPIRUN[@]}" -n 2 "$TMP/mpi_meta_exe" --quiet 2>>"$TMP/err" &&
+            mq pbin "${MPIRUN[@]}" -n 2 "$TMP/mpi_train_exe" --quiet --only mlp 2>>"$TMP/err" &&
+            cmp -s "$QREF" "$TMP/pbin/runs/quick.theta.safetensors" &&
+            diff <(cut -d, -f1-4 "$TMP/p1/runs/mlp.csv") <(cut -d, -f1-4 "$TMP/pbin/runs/mlp.csv") >/dev/null
+        then ok "mpi celo build binaries under mpirun -n 2 (meta θ bit for bit, data-parallel mlp curve)"
+        else bad "mpi celo build: $(head -c 400 "$TMP/err")"; fi
+        # a batch with fewer rows than ranks: one line, exit 1
+        if mq p3 "${MPIRUN[@]}" -n 3 "$CELO_ABS" run "$ROOT/tests/mpi/train.celo" --quiet --only small --set batch=2 \
+            >"$TMP/out" 2>&1; then bad "mpi batch < ranks: accepted"
+        elif grep -q '^error: run small: batch 2 is smaller than the 3 ranks of mpirun' "$TMP/out"; then
+            ok "mpi: a batch smaller than the ranks is refused in one line"
+        else bad "mpi batch < ranks: $(head -c 300 "$TMP/out")"; fi
+    fi
 fi
 
 # ---- back ends: the same training run through the back-end table (runtime/backend.h) on llvm, interp, opencl ----

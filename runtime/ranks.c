@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef CELO_HAVE_MPI
@@ -75,11 +76,33 @@ void celo_ranks_finish(int rc)
 /* MPI counts are ints: n elements go in pieces of at most 2^30 */
 #define PIECE ((int64_t)1 << 30)
 
+/* Waits for r politely. Open MPI's blocking collectives poll the CPU at full speed while a rank waits for a slower
+ * one (rank 0 evaluating or writing a checkpoint, a meta rank with more pairs): on a machine whose cores the ranks
+ * share with their own threads or other programs, that spinning takes the core from the rank being waited for
+ * (data-parallel training of tests/mpi/train.celo ran 2.2x slower so, on 2 cores busy with other programs). So: poll
+ * for a short while, then sleep 50 us between polls. */
+static int wait_politely(MPI_Request *r)
+{
+    int done = 0;
+    for (long k = 0; !done; k++) {
+        if (MPI_Test(r, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return -1;
+        if (!done && k >= 2000) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return 0;
+}
+
 static int reduce(void *x, int64_t n, size_t size, MPI_Datatype type, MPI_Op op, char *err, size_t errlen)
 {
     for (int64_t k = 0; g_size > 1 && k < n; k += PIECE) {
         int cnt = (int)(n - k < PIECE ? n - k : PIECE);
-        if (MPI_Allreduce(MPI_IN_PLACE, (char *)x + (size_t)k * size, cnt, type, op, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        MPI_Request r;
+        if (MPI_Iallreduce(MPI_IN_PLACE, (char *)x + (size_t)k * size, cnt, type, op, MPI_COMM_WORLD, &r) !=
+                MPI_SUCCESS ||
+            wait_politely(&r)) {
             celo_seterr(err, errlen, "MPI_Allreduce failed");
             return -1;
         }
@@ -134,7 +157,8 @@ int celo_ranks_any_failed(int failed, char *msg, size_t msglen)
         return failed != 0;
 #ifdef CELO_HAVE_MPI
     int who = failed ? g_rank : g_size;
-    MPI_Allreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (reduce(&who, 1, sizeof who, MPI_INT, MPI_MIN, NULL, 0))
+        who = 0; /* cannot happen: MPI's default error handler aborts first */
     if (who == g_size)
         return 0;
     if (msglen > 0) {

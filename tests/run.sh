@@ -1209,6 +1209,18 @@ if want mpi; then
             then ok "mpi meta 8 pairs on $n ranks == 1 process (θ bit for bit)"
             else bad "mpi meta 8 pairs on $n ranks: $(head -c 400 "$TMP/err")"; fi
         done
+        # the es estimator (episode means shared) with train_only; two families (a quadratic and a teacher MLP: pairs
+        # 0 and 2 on rank 0, 1 and 3 on rank 1): θ, or the meta-loss and gradient-norm curve, the same
+        rm -rf "$TMP/p1/runs" "$TMP/p3/runs"
+        if mq p1 "$CELO_ABS" run "$ROOT/tests/meta/frozen.celo" --quiet 2>"$TMP/err" &&
+            mq p3 "${MPIRUN[@]}" -n 2 "$CELO_ABS" run "$ROOT/tests/meta/frozen.celo" --quiet 2>>"$TMP/err" &&
+            cmp -s "$TMP/p1/runs/frozen.theta.safetensors" "$TMP/p3/runs/frozen.theta.safetensors" &&
+            mq p1 "$CELO_ABS" run "$ROOT/tests/meta/synthetic.celo" --quiet 2>>"$TMP/err" &&
+            mq p3 "${MPIRUN[@]}" -n 2 "$CELO_ABS" run "$ROOT/tests/meta/synthetic.celo" --quiet 2>>"$TMP/err" &&
+            [ "$(grep -c '^[0-9]' "$TMP/p3/runs/synth.csv")" = 5 ] &&
+            diff <(cut -d, -f1-3 "$TMP/p1/runs/synth.csv") <(cut -d, -f1-3 "$TMP/p3/runs/synth.csv") >/dev/null
+        then ok "mpi meta es + train_only (θ bit for bit) and 2 families (meta-loss and |grad| curve) on 2 ranks == 1 process"
+        else bad "mpi meta es/families: $(head -c 400 "$TMP/err")"; fi
         # --stop-at 3 on 2 ranks, --resume in one process: the uninterrupted θ (each rank restored its own pairs
         # from the checkpoint rank 0 wrote)
         if mq pstop "${MPIRUN[@]}" -n 2 "$CELO_ABS" run "$ROOT/tests/meta/quick.celo" --quiet --stop-at 3 2>"$TMP/err" &&
@@ -1237,6 +1249,16 @@ if want mpi; then
                 ok "mpi train small data-parallel on 2 ranks: loss curve within 1e-5 relative of 1 process"
             else bad "mpi train small: $(paste -d'|' "$TMP/p1/runs/small.csv" "$TMP/p2/runs/small.csv" | head -c 400)"; fi
         else bad "mpi train: $(head -c 400 "$TMP/err")"; fi
+        # a data-parallel run stopped at step 30 (rank 0 checkpoints) and resumed on 2 ranks (each reads it): the
+        # uninterrupted run's curve and weights, bit for bit
+        mkdir -p "$TMP/pres"
+        if mq pres "${MPIRUN[@]}" -n 2 "$CELO_ABS" run "$ROOT/tests/mpi/train.celo" --quiet --only mlp --stop-at 30 \
+            2>"$TMP/err" && mq pres "${MPIRUN[@]}" -n 2 "$CELO_ABS" run "$ROOT/tests/mpi/train.celo" --quiet --only mlp \
+            --resume 2>>"$TMP/err" &&
+            diff <(cut -d, -f1-4 "$TMP/p2/runs/mlp.csv") <(cut -d, -f1-4 "$TMP/pres/runs/mlp.csv") >/dev/null &&
+            cmp -s <(st_data "$TMP/p2/runs/mlp.safetensors") <(st_data "$TMP/pres/runs/mlp.safetensors")
+        then ok "mpi train mlp on 2 ranks: --stop-at 30 + --resume == uninterrupted (curve, weights bit for bit)"
+        else bad "mpi train resume: $(head -c 400 "$TMP/err")"; fi
         # a celo build binary under mpirun: the same θ and the same data-parallel run
         if $CELO build tests/meta/quick.celo -o "$TMP/mpi_meta_exe" >/dev/null 2>"$TMP/err" &&
             $CELO build tests/mpi/train.celo -o "$TMP/mpi_train_exe" >/dev/null 2>>"$TMP/err" &&

@@ -2,12 +2,15 @@
  * test_ckpt_pack.c — checkpoints as bytes (runtime/ckpt_pack.h), the way meta-training's ranks send their pairs
  * to rank 0: a round trip keeps every name, shape, float (bit for bit) and metadata string, records of several
  * checkpoints read back one after another, and truncated or corrupted bytes are refused, never read past.
- * Without mpirun, the ranks' helpers are those of one rank (ranks.h).
+ * Without mpirun, MPI is never initialized and the ranks' helpers are those of one rank (ranks.h).
  */
 #include "ckpt_pack.h"
 #include "ranks.h"
 
 #include <math.h>
+#ifdef CELO_HAVE_MPI
+#include <mpi.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +94,15 @@ int main(void)
     memcpy(bad + 12, &huge, 4); /* the first tensor name's length */
     pb = bad;
     CHECK(celo_ckpt_unpack(&pb, bad + sizeof bad, &t) != 0, "a name longer than the bytes refused");
+    /* a process that mpirun did not start never initializes MPI (a plain `celo run`) */
+    unsetenv("OMPI_COMM_WORLD_SIZE");
+    int inited = 0;
+    CHECK(celo_ranks_init() == 0 && celo_nranks() == 1, "celo_ranks_init without mpirun: one rank");
+#ifdef CELO_HAVE_MPI
+    MPI_Initialized(&inited);
+#endif
+    CHECK(!inited, "without mpirun MPI is not initialized");
+    celo_ranks_finish(0);
     /* one rank: the collectives are the identity, gathering copies */
     double d[2] = {1.5, -2};
     unsigned char *out = NULL;

@@ -7,7 +7,9 @@
  * episode (ES), turns the per-step training losses into an estimate of the meta-gradient (pes.h), averages the
  * families' estimates, zeroes NaN/inf entries and those outside train_only, and steps θ with the outer optimizer,
  * any celo rule, through the back end table (backend.h). Pairs run side by side, one per thread; their numbers
- * depend on their seeds alone, so θ's trajectory does not depend on the thread count.
+ * depend on their seeds alone, so θ's trajectory does not depend on the thread count. Under mpirun the pairs
+ * spread over the ranks (pair q on rank q % N), which share their losses and all take the same outer step: θ's
+ * trajectory does not depend on the number of ranks either (ranks.h; docs/meta.md, "MPI").
  *
  * Episodes follow learned_optimization's truncated-step mechanics (learned-optimizers.md §1.5): a horizon drawn
  * log-uniformly in [hmin, hmax] (passed to the rule as num_steps), a truncation counter that starts at a random

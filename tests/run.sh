@@ -1249,6 +1249,13 @@ if want mpi; then
                 ok "mpi train small data-parallel on 2 ranks: loss curve within 1e-5 relative of 1 process"
             else bad "mpi train small: $(paste -d'|' "$TMP/p1/runs/small.csv" "$TMP/p2/runs/small.csv" | head -c 400)"; fi
         else bad "mpi train: $(head -c 400 "$TMP/err")"; fi
+        # uneven shards: a batch of 63 rows is 31 + 32, weighted 31/63 and 32/63
+        mkdir -p "$TMP/pu1" "$TMP/pu2"
+        if mq pu1 "$CELO_ABS" run "$ROOT/tests/mpi/train.celo" --quiet --only small --set batch=63 2>"$TMP/err" &&
+            mq pu2 "${MPIRUN[@]}" -n 2 "$CELO_ABS" run "$ROOT/tests/mpi/train.celo" --quiet --only small --set batch=63 \
+                2>>"$TMP/err" && curves_close "$TMP/pu1/runs/small.csv" "$TMP/pu2/runs/small.csv" 1e-5
+        then ok "mpi train small, batch 63 in shards of 31 and 32 rows: loss curve within 1e-5 relative of 1 process"
+        else bad "mpi uneven shards: $(head -c 300 "$TMP/err") $(paste -d'|' "$TMP/pu1/runs/small.csv" "$TMP/pu2/runs/small.csv" | head -c 300)"; fi
         # a data-parallel run stopped at step 30 (rank 0 checkpoints) and resumed on 2 ranks (each reads it): the
         # uninterrupted run's curve and weights, bit for bit
         mkdir -p "$TMP/pres"

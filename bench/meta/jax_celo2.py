@@ -376,6 +376,8 @@ def check(a):
         print(f"check {NAMES[j]} {'x'.join(map(str, params0[j].shape[1:]))} ({route}): {T} steps, max|jax-ref| "
               f"{worst[j][0]:.3g} of the update = {worst[j][1]:.2f} ulp of |p|")
     print(f"check gradients and loss vs NumPy: worst {gworst:.3g} of the largest gradient entry")
+    print(f"check worst: {max(w[0] for w in worst):.3g} of the update, {max(w[1] for w in worst):.2f} ulp of |p|; "
+          f"gradients {gworst:.3g}")
     print("check=ok" if ok else "check=FAILED")
     return 0 if ok else 1
 

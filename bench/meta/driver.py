@@ -311,8 +311,9 @@ def main():
                  "the best of " + " and ".join(cpu_label(n) for n in jcpus) + " (affinity, as "
                  "bench/train/jax_train.py). It times the inner steps only: no PES estimate, outer step or "
                  "episode reset.")
-    lines.append("- JAX peer checked against tests/reference/celo_ref.py (`jax_celo2.py --check --bias B`: particle "
-                 "0 for 20 steps, its 4 tensors after every step against celo_ref's Celo2(θ + ε₀, mode=\"meta\") fed "
+    lines.append("- JAX peer checked against tests/reference/celo_ref.py (`jax_celo2.py --check --bias B`: "
+                 "particles 0, 1, 15 (θ + ε₀, θ − ε₀, θ − ε₇) for 20 steps, their 4 tensors after every step "
+                 "against celo_ref's Celo2(that θ, mode=\"meta\") fed "
                  "the same gradients from the same start, bound max(2e-5·max|update|, 8 ulp of |p|) as "
                  "compare_golden.py; gradients and loss against a NumPy forward/backward within 1e-4 of the "
                  "largest entry): " + "; ".join(

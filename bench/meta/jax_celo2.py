@@ -31,8 +31,9 @@ scan, the rows gathered inside it, each step. The parameters start as celo's fm8
 U(±1/sqrt(fan_in)) weights and biases), one draw per pair. Not timed: PES's estimate, the outer step, episode
 resets (celo's inner_steps_per_s includes them; see bench/meta/run.sh).
 
---check: particle 0 (θ + ε_0) over T steps (default 20) of the vmapped scan, against tests/reference/celo_ref.py
-(NumPy, written independently from the same notes), Celo2(θ + ε_0, mode="meta", orthogonalize=True,
+--check: particles 0, 1 and 15 (θ + ε_0, θ - ε_0, θ - ε_7) over T steps (default 20) of the vmapped scan, each
+against tests/reference/celo_ref.py (NumPy, written independently from the same notes), Celo2(its θ, mode="meta",
+orthogonalize=True,
 route_1d="adam" or None) fed the same gradients, run freely from the same initial parameters: every tensor after
 every step must agree within max(2e-5 * max|ref - p0|, 8 ulp(max|ref|)) (compare_golden.py's bound, as
 bench/learned/torch_lopt.py --check); and the gradients and loss of each step against a NumPy forward/backward of
@@ -231,11 +232,11 @@ def build(bias):
 
     def scan(params, st, theta, X, Y, idx, trace=False):
         """idx [S, 16, batch]: S steps of all particles in one scan; carry: params, state, summed normalized
-        losses [16]. trace: also each step's loss, gradients and pre-update parameters of particle 0."""
+        losses [16]. trace: also each step's losses, gradients and pre-update parameters of every particle."""
         def body(carry, i):
             p, s, acc = carry
             p2, s2, nl, loss, g = vstep(p, s, theta, X, Y, i)
-            ys = (loss[0], [t[0] for t in g], [t[0] for t in p]) if trace else None
+            ys = (loss, g, p) if trace else None
             return (p2, s2, acc + nl), ys
 
         return jax.lax.scan(body, (params, st, jnp.zeros(2 * PAIRS, f32)), idx)
@@ -326,6 +327,9 @@ def ref_loss_grad(params, x, y):
     return loss, [x.T @ dh, dh.sum(0), a.T @ dz, dz.sum(0)]
 
 
+CHECKED = (0, 1, 2 * PAIRS - 1)  # --check: the first pair (θ + ε_0, θ - ε_0) and the last particle
+
+
 def check(a):
     import jax
 
@@ -336,45 +340,49 @@ def check(a):
     run = jax.jit(lambda p, s, th_, X, Y, i: scan(p, s, th_, X, Y, i, trace=True))
     (pT, _, _), (losses, grads, pre) = run(params, st, theta, *data, idx)
     losses, grads, pre = np.asarray(losses), [np.asarray(g) for g in grads], [np.asarray(p) for p in pre]
+    pT = [np.asarray(p) for p in pT]
     X, Y = (np.asarray(d) for d in data)
     idx = np.asarray(idx)
-    # particle 0 runs with θ + ε_0
-    e0 = [e[0] for e in eps]
-    ref = celo_ref.Celo2(perturb_theta(th, (e0[:3], e0[3:])), mode="meta", orthogonalize=True,
-                         route_1d="adam" if a.bias == "adam" else None, step_mult=STEP_MULT, mult_1d=MULT_1D)
-    rst = [ref.init(params0[j][0], NAMES[j]) for j in range(4)]
-    pr = [params0[j][0].astype(np.float32) for j in range(4)]
     ok, worst = True, [[0.0, 0.0] for _ in range(4)]
     gworst = 0.0
-    for t in range(T):
-        # the step's loss and gradients at the scan's parameters, against NumPy
-        rl, rg = ref_loss_grad([pre[j][t] for j in range(4)], X[idx[t, 0]].astype(np.float64), Y[idx[t, 0]])
-        for j in range(4):
-            gerr = float(np.max(np.abs(grads[j][t] - rg[j]))) / max(float(np.max(np.abs(rg[j]))), 1e-30)
-            gworst = max(gworst, gerr)
-            if gerr > GRAD_TOL:
+    for q in CHECKED:
+        # particle q runs with θ + ε_q (its eps row: + for even particles, - for odd ones)
+        eq = [e[q] for e in eps]
+        ref = celo_ref.Celo2(perturb_theta(th, (eq[:3], eq[3:])), mode="meta", orthogonalize=True,
+                             route_1d="adam" if a.bias == "adam" else None, step_mult=STEP_MULT, mult_1d=MULT_1D)
+        rst = [ref.init(params0[j][q], NAMES[j]) for j in range(4)]
+        pr = [params0[j][q].astype(np.float32) for j in range(4)]
+        for t in range(T):
+            # the step's loss and gradients at the scan's parameters, against NumPy
+            rl, rg = ref_loss_grad([pre[j][t, q] for j in range(4)], X[idx[t, q]].astype(np.float64), Y[idx[t, q]])
+            for j in range(4):
+                gerr = float(np.max(np.abs(grads[j][t, q] - rg[j]))) / max(float(np.max(np.abs(rg[j]))), 1e-30)
+                gworst = max(gworst, gerr)
+                if gerr > GRAD_TOL:
+                    ok = False
+                    print(f"jax_celo2: particle {q} step {t + 1} {NAMES[j]}: gradient off by {gerr:.3g} of its "
+                          "largest entry")
+            if abs(losses[t, q] - rl) > GRAD_TOL * abs(rl):
                 ok = False
-                print(f"jax_celo2: step {t + 1} {NAMES[j]}: gradient off by {gerr:.3g} of its largest entry")
-        if abs(losses[t] - rl) > GRAD_TOL * abs(rl):
-            ok = False
-            print(f"jax_celo2: step {t + 1}: loss {losses[t]:.7g}, NumPy {rl:.7g}")
-        # the reference's free-running step on the same gradients, against the scan's next parameters
-        for j in range(4):
-            pr[j], rst[j] = ref.step(pr[j], grads[j][t], rst[j])
-            nxt = pre[j][t + 1] if t + 1 < T else np.asarray(pT[j][0])
-            r = pr[j].astype(np.float64)
-            err = float(np.max(np.abs(nxt - r)))
-            upd = float(np.max(np.abs(r - params0[j][0])))
-            ulp = float(np.spacing(np.float32(np.max(np.abs(r)))))
-            if err > max(REL_TOL * upd, ULP_TOL * ulp) or not np.isfinite(err):
-                ok = False
-                print(f"jax_celo2: step {t + 1} {NAMES[j]}: max|jax-ref| {err:.3g} over the bound (update "
-                      f"{upd:.3g}, ulp {ulp:.3g})")
-            worst[j] = [max(worst[j][0], err / upd if upd else 0.0), max(worst[j][1], err / ulp)]
+                print(f"jax_celo2: particle {q} step {t + 1}: loss {losses[t, q]:.7g}, NumPy {rl:.7g}")
+            # the reference's free-running step on the same gradients, against the scan's next parameters
+            for j in range(4):
+                pr[j], rst[j] = ref.step(pr[j], grads[j][t, q], rst[j])
+                nxt = pre[j][t + 1, q] if t + 1 < T else pT[j][q]
+                r = pr[j].astype(np.float64)
+                err = float(np.max(np.abs(nxt - r)))
+                upd = float(np.max(np.abs(r - params0[j][q])))
+                ulp = float(np.spacing(np.float32(np.max(np.abs(r)))))
+                if err > max(REL_TOL * upd, ULP_TOL * ulp) or not np.isfinite(err):
+                    ok = False
+                    print(f"jax_celo2: particle {q} step {t + 1} {NAMES[j]}: max|jax-ref| {err:.3g} over the "
+                          f"bound (update {upd:.3g}, ulp {ulp:.3g})")
+                worst[j] = [max(worst[j][0], err / upd if upd else 0.0), max(worst[j][1], err / ulp)]
     for j in range(4):
         route = "Adam" if a.bias == "adam" and NAMES[j].endswith("/b") else "MLP"
-        print(f"check {NAMES[j]} {'x'.join(map(str, params0[j].shape[1:]))} ({route}): {T} steps, max|jax-ref| "
-              f"{worst[j][0]:.3g} of the update = {worst[j][1]:.2f} ulp of |p|")
+        print(f"check {NAMES[j]} {'x'.join(map(str, params0[j].shape[1:]))} ({route}): particles "
+              f"{', '.join(map(str, CHECKED))}, {T} steps, max|jax-ref| {worst[j][0]:.3g} of the update = "
+              f"{worst[j][1]:.2f} ulp of |p|")
     print(f"check gradients and loss vs NumPy: worst {gworst:.3g} of the largest gradient entry")
     print(f"check worst: {max(w[0] for w in worst):.3g} of the update, {max(w[1] for w in worst):.2f} ulp of |p|; "
           f"gradients {gworst:.3g}")
@@ -384,7 +392,7 @@ def check(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--check", action="store_true", help="particle 0 against tests/reference/celo_ref.py")
+    ap.add_argument("--check", action="store_true", help="particles 0, 1, 15 against tests/reference/celo_ref.py")
     ap.add_argument("--cpus", type=int, default=0, help="CPUs for XLA (default: all the process may use)")
     ap.add_argument("--target-s", type=float, default=1.5, help="timed seconds in all (default 1.5)")
     ap.add_argument("--reps", type=int, default=3, help="timed scans; the median counts (default 3)")

@@ -101,6 +101,7 @@ bench: deps
 	@bash bench/train/run.sh
 	@bash bench/runs/run.sh
 	@bash bench/learned/run.sh
+	@bash bench/meta/run.sh
 
 # libFuzzer on the front end and sema (clang-19 from scripts/install-deps.sh --fuzz).
 fuzz:

@@ -20,6 +20,7 @@
 #include "ranks.h"
 #include "report.h"
 #include "runlog.h"
+#include "sbuf.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -46,6 +47,7 @@ typedef struct {
     celo_inst *in;
     celo_ctx ctx;
     int live;           /* progress while it runs (off for runs side by side: each prints its end) */
+    int solo;           /* under mpirun, this rank runs it alone (an eval block's runs spread over the ranks) */
     celo_progress pg;   /* live progress */
     group_progress *gp; /* runs side by side: the group's progress */
     celo_rowlog log;    /* one row per evaluation */
@@ -58,9 +60,10 @@ static const celo_run_opts default_opts = {0, 0, NULL, NULL, 0};
 
 /* Checks the run, loads its task's data (td) and creates its instance. 0, or -1 with j->err. */
 static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, celo_task_data *td,
-                       celo_rule_lookup lookup, void *lctx, const celo_run_opts *opts)
+                       celo_rule_lookup lookup, void *lctx, const celo_run_opts *opts, int solo)
 {
     memset(j, 0, sizeof *j);
+    j->solo = solo;
     j->plan = plan;
     j->run = run;
     j->opts = opts ? opts : &default_opts;
@@ -87,7 +90,7 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
     if (celo_task_data_load(td, &plan->tasks[run->task], j->opts->quiet, err, errlen))
         return -1;
     j->in = celo_inst_new(plan, run, prog, j->opts->backend, td, err, errlen);
-    if (!j->in || celo_inst_shard(j->in, celo_rank(), celo_nranks(), err, errlen)) /* mpirun: data-parallel */
+    if (!j->in || (!solo && celo_inst_shard(j->in, celo_rank(), celo_nranks(), err, errlen))) /* data-parallel */
         return -1;
     j->ctx = celo_ctx_for(j->in, celo_threads());
     const char *force = getenv("CELO_RUN_THREADS"); /* a fixed thread count per run (benchmarks, experiments) */
@@ -218,7 +221,7 @@ static int job_exec(run_job *j)
         int evaluated = 0;
         if ((eval_every > 0 && t % eval_every == 0) || t == run->steps) {
             celo_row r = {t, celo_inst_take_mean(in), NAN, NAN, 0};
-            if (w && celo_inst_eval(in, &j->ctx, &r.eval_loss, &r.eval_acc, err, errlen))
+            if ((w || j->solo) && celo_inst_eval(in, &j->ctx, &r.eval_loss, &r.eval_acc, err, errlen))
                 return -1;
             r.wall_s = wall_prev + celo_now_s() - t0;
             if (celo_rowlog_add(&j->log, r)) {
@@ -285,7 +288,7 @@ int celo_train_run(const celo_plan *plan, const celo_run *run, celo_rule_lookup 
     if (!td)
         celo_seterr(err, errlen, "run %s: out of memory", run->name);
     else {
-        rc = job_prepare(&j, plan, run, td, lookup, lookup_ctx, opts) || job_exec(&j) ? -1 : 0;
+        rc = job_prepare(&j, plan, run, td, lookup, lookup_ctx, opts, 0) || job_exec(&j) ? -1 : 0;
         if (res)
             *res = j.res;
         if (err && errlen)
@@ -379,7 +382,7 @@ static int exec_in_turn(plan_exec *x, int first, int n)
         const celo_run *r = &x->plan->runs[i];
         celo_task_data *td = task_of(x, r), *scratch = td ? NULL : celo_task_data_new();
         run_job j;
-        int bad = job_prepare(&j, x->plan, r, td ? td : scratch, x->lookup, x->lctx, x->opts) || job_exec(&j);
+        int bad = job_prepare(&j, x->plan, r, td ? td : scratch, x->lookup, x->lctx, x->opts, 0) || job_exec(&j);
         if (!bad)
             job_outcome(&j, &x->outs[i]);
         else
@@ -415,7 +418,7 @@ static int exec_group(plan_exec *x, const celo_group *g)
     /* the instances first, on this thread (data loads included); side by side only if every one is small */
     while (made < n && small) {
         const celo_run *r = &x->plan->runs[g->first + made];
-        int bad = job_prepare(&jobs[made], x->plan, r, task_of(x, r), x->lookup, x->lctx, x->opts);
+        int bad = job_prepare(&jobs[made], x->plan, r, task_of(x, r), x->lookup, x->lctx, x->opts, 0);
         made++;
         if (bad) {
             fprintf(stderr, "error: %s\n", jobs[made - 1].err);
@@ -459,6 +462,81 @@ done:
         job_free(&jobs[k]);
     free(jobs);
     free(fail);
+    return rc;
+}
+
+/* Under mpirun, an eval group's runs spread over the ranks: run k on rank (k - first) % nranks, alone (not
+ * data-parallel); then every rank's outcomes (results and logged rows) go to rank 0, which writes their CSV logs
+ * and the report, as one process would. A run's numbers do not depend on where it runs. */
+typedef struct {
+    int32_t run;
+    int32_t nrows;
+    int64_t diverged_at;
+    celo_run_result res;
+} spread_head;
+
+static int exec_spread(plan_exec *x, const celo_group *g)
+{
+    int n = celo_nranks(), me = celo_rank(), failed = 0;
+    char msg[1024] = "";
+    sbuf out = {0};
+    for (int k = g->first; k < g->first + g->count && !failed; k++) {
+        if ((k - g->first) % n != me || !selected(x->plan, k, x->opts->only))
+            continue;
+        const celo_run *r = &x->plan->runs[k];
+        run_job j;
+        failed = job_prepare(&j, x->plan, r, task_of(x, r), x->lookup, x->lctx, x->opts, 1) || job_exec(&j);
+        if (failed)
+            snprintf(msg, sizeof msg, "%s", j.err);
+        else {
+            job_outcome(&j, &x->outs[k]);
+            spread_head h = {k, x->outs[k].log.n, x->outs[k].diverged_at, x->outs[k].res};
+            celo_sb_put(&out, (const char *)&h, sizeof h);
+            celo_sb_put(&out, (const char *)x->outs[k].log.rows, sizeof(celo_row) * (size_t)x->outs[k].log.n);
+        }
+        job_free(&j);
+    }
+    if (out.oom && !failed)
+        failed = 1, snprintf(msg, sizeof msg, "eval %s: out of memory", g->name);
+    if (celo_ranks_any_failed(failed, msg, sizeof msg)) {
+        if (celo_rank0())
+            fprintf(stderr, "error: %s\n", msg);
+        free(out.s);
+        return -1;
+    }
+    unsigned char *all = NULL;
+    size_t len = 0;
+    char err[512];
+    int rc = celo_gather_bytes(out.s, out.len, &all, &len, err, sizeof err);
+    free(out.s);
+    for (size_t o = 0; rc == 0 && all && o + sizeof(spread_head) <= len;) {
+        spread_head h;
+        memcpy(&h, all + o, sizeof h);
+        o += sizeof h;
+        size_t rb = sizeof(celo_row) * (size_t)h.nrows;
+        if (h.run < g->first || h.run >= g->first + g->count || h.nrows < 0 || o + rb > len) {
+            snprintf(err, sizeof err, "eval %s: a rank sent a malformed outcome", g->name);
+            rc = -1;
+            break;
+        }
+        celo_outcome *oc = &x->outs[h.run];
+        if (!oc->ran) { /* another rank's run: its outcome, and its log written here */
+            oc->ran = 1, oc->res = h.res, oc->diverged_at = h.diverged_at;
+            for (int q = 0; q < h.nrows && rc == 0; q++) {
+                celo_row row;
+                memcpy(&row, all + o + sizeof(celo_row) * (size_t)q, sizeof row);
+                if (celo_rowlog_add(&oc->log, row))
+                    rc = -1, snprintf(err, sizeof err, "eval %s: out of memory", g->name);
+            }
+            const celo_run *r = &x->plan->runs[h.run];
+            if (rc == 0 && r->log[0] && celo_runlog_write_csv(r->log, &oc->log, err, sizeof err))
+                rc = -1;
+        }
+        o += rb;
+    }
+    free(all);
+    if (rc)
+        fprintf(stderr, "error: %s\n", err);
     return rc;
 }
 
@@ -508,7 +586,8 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
         }
         const celo_group *g = group_at(plan, i, opts->only);
         int n = g ? g->count : 1;
-        if (g ? exec_group(&x, g) : exec_in_turn(&x, i, 1))
+        int spread = g && celo_nranks() > 1 && !strcmp(g->kind, "eval");
+        if (spread ? exec_spread(&x, g) : g ? exec_group(&x, g) : exec_in_turn(&x, i, 1))
             goto done;
         i += n;
     }

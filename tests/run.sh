@@ -1198,6 +1198,18 @@ if want mpi; then
             [ "$(grep -c '^meta quick: θ of' "$TMP/out2")" = 1 ] && grep -q '1 threads per rank x 2 ranks' "$TMP/out2"
         then ok "mpi meta quick: mpirun -n 2 == 1 process (θ, checkpoint bit for bit; meta-loss curve); rank 0 alone prints"
         else bad "mpi meta quick: $(head -c 300 "$TMP/err") $(grep -v '^meta quick: step' "$TMP/out2" | head -c 400)"; fi
+        # an eval block's runs spread over the ranks, each run on one rank alone: every run's log, results.csv and
+        # the table bit for bit as one process; both ranks ran runs (their CPU time)
+        mkdir -p "$TMP/pe1" "$TMP/pe2"
+        if mq pe1 "$CELO_ABS" run "$ROOT/tests/meta/eval.celo" --quiet >/dev/null 2>"$TMP/err" &&
+            mq pe2 "${MPIRUN[@]}" -n 2 bash -c 'TIMEFORMAT="rank $OMPI_COMM_WORLD_RANK %U"; time "$0" "$@" >/dev/null' \
+                "$CELO_ABS" run "$ROOT/tests/meta/eval.celo" --quiet 2>"$TMP/times" &&
+            diff -r <(cd "$TMP/pe1/runs/small" && for f in *.csv; do echo "$f"; cut -d, -f1-4 "$f"; done) \
+                <(cd "$TMP/pe2/runs/small" && for f in *.csv; do echo "$f"; cut -d, -f1-4 "$f"; done) >"$TMP/diff" &&
+            cmp -s "$TMP/pe1/runs/small/results.csv" "$TMP/pe2/runs/small/results.csv" &&
+            awk '/^rank [01] / && $3 > 0.2 { n++ } END { exit n != 2 }' "$TMP/times"
+        then ok "mpi eval spread over 2 ranks == 1 process (every run's log, results.csv; $(grep -c '^rank' "$TMP/times") ranks busy)"
+        else bad "mpi eval spread: $(head -c 300 "$TMP/err") $(cat "$TMP/times" | head -5) $(head -10 "$TMP/diff")"; fi
         QREF=$TMP/quick_ref.theta.safetensors
         cp "$TMP/p1/runs/quick.theta.safetensors" "$QREF" 2>/dev/null
         # 8 pairs over 2 and over 3 ranks (3 + 3 + 2 pairs)

@@ -1186,6 +1186,11 @@ if want mpi; then
         ROOT=$(pwd)
         mq() { (cd "$TMP/$1" && shift && "$@"); }
         MPIRUN=(mpirun --oversubscribe)
+        # under SAN, the ranks run without LeakSanitizer: Open MPI's dlopen'ed components are unloaded before it
+        # reports, so their process-lifetime allocations show with unreadable stacks (<unknown module>) that no
+        # suppression can name; address and undefined-behaviour errors still fail (the meta tier checks celo's own
+        # allocations of the same code with leak detection)
+        [ "${SAN:-0}" = 1 ] && MPIRUN=(env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "${MPIRUN[@]}")
         [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
         st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
         mkdir -p "$TMP/p1" "$TMP/p2" "$TMP/p3" "$TMP/pstop" "$TMP/pbin"

@@ -73,6 +73,26 @@ static int want_str(pctx *C, const pval *v, const char *what, char *out, size_t 
     return 0;
 }
 
+/* The index of name value v among names[0 .. n), or -1 after "WHAT must be a, b or c" (and a did-you-mean). */
+static int pick_name(pctx *C, const pval *v, const char *what, const char *const *names, int n)
+{
+    for (int i = 0; v->kind == PV_NAME && i < n; i++)
+        if (!strcmp(names[i], v->str))
+            return i;
+    char list[256] = "";
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof list; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s",
+                                i == 0       ? ""
+                                : i == n - 1 ? " or "
+                                             : ", ",
+                                names[i]);
+    PERR(C, v->sp, "%s must be %s", what, list);
+    if (v->kind == PV_NAME)
+        suggest_among(C, v->sp, v->str, names, n);
+    return -1;
+}
+
 /* A call's arguments by name, with positional ones mapped to names in order. */
 typedef struct {
     const char *names[16];
@@ -360,15 +380,9 @@ static int gpt_mixer(pctx *C, celo_task *t, const pval *x)
     }
     const pval *f = arg_of(&a, "feature");
     if (f) {
-        int i = 0;
-        while (f->kind == PV_NAME && i < 4 && strcmp(features[i], f->str))
-            i++;
-        if (f->kind != PV_NAME || i == 4) {
-            PERR(C, f->sp, "feature must be identity, elu, mlp or hedgehog");
-            if (f->kind == PV_NAME)
-                suggest_among(C, f->sp, f->str, features, 4);
+        int i = pick_name(C, f, "feature", features, 4);
+        if (i < 0)
             return -1;
-        }
         t->feature = i;
     }
     return 0;
@@ -416,15 +430,9 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
             return -1;
         if ((x = arg_of(&a, "act"))) {
             static const char *acts[] = {"relu", "gelu", "tanh"};
-            int i = 0;
-            while (x->kind == PV_NAME && i < 3 && strcmp(acts[i], x->str))
-                i++;
-            if (x->kind != PV_NAME || i == 3) {
-                PERR(C, x->sp, "act must be relu, gelu or tanh");
-                if (x->kind == PV_NAME)
-                    suggest_among(C, x->sp, x->str, acts, 3);
+            int i = pick_name(C, x, "act", acts, 3);
+            if (i < 0)
                 return -1;
-            }
             t->act = i;
         }
         return 0;

@@ -193,6 +193,55 @@ int64_t celo_linattn_step_work_size(const celo_linattn_dims *d);
 void celo_nn_linattn_step(float *y, float *state, float *work, const float *x, const float *const *w,
                           const celo_linattn_dims *d);
 
+/* ---- the Mamba mixer: a selective state-space scan (runtime/nn/mamba.inc; docs/distill.md) ----
+ * Mamba-2 / SSD style (research notes §2.4–2.6): one scalar decay per head, so the scan has a chunked matrix form
+ * made of GEMMs. x [B, T, C] -> y [B, T, C]; nh heads; per head P = expand C / nh channels (Di = expand C in all)
+ * and B, C paths of N channels each before the feature map (Nf = celo_linattn_feature_dim(feature, N) after).
+ *     [xv, b, c, zg, dt] = u in_proj^T + in_proj_b          widths Di, nh N, nh N, Di, nh (rows of in_proj, in order)
+ *     [xv, b, c] = causal depthwise conv over time, K taps, no activation:
+ *                  v_t = conv_b + sum_{j<K} conv_w[j] v_{t-K+1+j} (zero before the first token)
+ *     per head h:  B_t = phi_k(b_{t,h}), C_t = phi_q(c_{t,h})                (the linattn feature maps, hs -> N)
+ *                  delta_t = softplus(dt_{t,h}),  a_t = exp(delta_t A_h),  A_h = -exp(A_log_h)
+ *                  H_t = a_t H_{t-1} + delta_t B_t xv_{t,h}^T               ([Nf, P], H_0 = 0)
+ *                  o_t = H_t^T C_t          normalize: o_t = H_t^T C_t / (z_t . C_t + eps),
+ *                                           z_t = a_t z_{t-1} + delta_t B_t (the all-ones value channel)
+ *                  o_t += D_h xv_{t,h}
+ *     gate:        o = o * 2 sigmoid(zg)    (1 at zg = 0: zero gate weights make it an identity; SiLU cannot be one)
+ *     y = o out_proj^T + out_proj_b
+ * eps = CELO_LINATTN_EPS. Tensors of a layer, in this order (w below, the model's names after the module's):
+ *     in_proj.weight [2 Di + 2 nh N + nh, C], in_proj.bias [same], conv.weight [Di + 2 nh N, 1, K],
+ *     conv.bias [Di + 2 nh N], A_log [nh], D [nh], then the map's tensors as linattn's with hs -> N
+ *     (feature_q.weight [N, N] (, feature_q.bias [N]), feature_k.weight (, .bias)), out_proj.weight [C, Di],
+ *     out_proj.bias [C].
+ * Training runs the chunked form (chunk tokens per chunk); celo_nn_mamba_forward_naive is the sequential scan
+ * above, token by token, the reference; celo_nn_mamba_step the recurrent form for generation. */
+#define CELO_MAMBA_CHUNK 64
+
+typedef struct {
+    int B, T, C, nh;          /* B sequences of T tokens, width C, nh heads */
+    int N, K, expand;         /* B/C width per head before the map (0: C / nh), conv taps (0: 4), expand (0: 1) */
+    celo_feature_map feature; /* on B and C */
+    int normalize;            /* divide by the all-ones channel's scan */
+    int chunk;                /* tokens per chunk of the parallel form (0: CELO_MAMBA_CHUNK) */
+} celo_mamba_dims;
+
+int celo_mamba_ntensors(celo_feature_map f);               /* 8 + the map's tensors */
+int64_t celo_mamba_saved_size(const celo_mamba_dims *d);   /* reals the forward pass keeps for backward */
+int64_t celo_mamba_work_size(const celo_mamba_dims *d);    /* scratch reals of forward and backward */
+void celo_nn_mamba_forward(float *y, float *saved, float *work, const float *x, const float *const *w,
+                           const celo_mamba_dims *d);
+void celo_nn_mamba_forward_naive(float *y, float *saved, float *work, const float *x, const float *const *w,
+                                 const celo_mamba_dims *d);
+/* accumulates (+=) into dx (may be NULL) and dw (same order as w; an entry may be NULL) */
+void celo_nn_mamba_backward(float *dx, float *const *dw, float *dsaved, float *work, const float *dy, const float *x,
+                            const float *saved, const float *const *w, const celo_mamba_dims *d);
+/* one token of each of d->B sequences, x [B, C] -> y [B, C], from and into state (zero before the first token):
+ * per sequence the last K - 1 conv inputs, then per head H [Nf, P] and z [Nf] */
+int64_t celo_mamba_state_size(const celo_mamba_dims *d);
+int64_t celo_mamba_step_work_size(const celo_mamba_dims *d);
+void celo_nn_mamba_step(float *y, float *state, float *work, const float *x, const float *const *w,
+                        const celo_mamba_dims *d);
+
 /* ==== models ================================================================================================ */
 
 /* The five kinds below are block lists built from their configs (runtime/nn/params.c; the taps: celo_model_tap);
@@ -228,7 +277,7 @@ typedef struct {
     int out;
 } celo_convnet_config;
 
-typedef enum { CELO_MIXER_SOFTMAX = 0, CELO_MIXER_LINEAR } celo_mixer;
+typedef enum { CELO_MIXER_SOFTMAX = 0, CELO_MIXER_LINEAR, CELO_MIXER_MAMBA } celo_mixer;
 
 /* GPT-2 style: token + learned position embeddings, `layers` pre-LayerNorm blocks
  *     x += attn(ln_1(x)); x += mlp(ln_2(x)),  mlp = linear(dim -> 4 dim), gelu (tanh approximation), linear
@@ -239,7 +288,9 @@ typedef struct {
                                  0.02/sqrt(2 layers), zero biases) */
     celo_mixer mixer;         /* the token mixer of each block: softmax attention (0) or linear attention */
     celo_feature_map feature; /* MIXER_LINEAR: its feature map (the maps' own tensors: torch's defaults) */
-    int chunk;                /* MIXER_LINEAR: tokens per chunk (0: CELO_LINATTN_CHUNK) */
+    int chunk;                /* MIXER_LINEAR, MAMBA: tokens per chunk (0: the layer's default) */
+    int state, conv, expand;  /* MIXER_MAMBA: celo_mamba_dims's N, K, expand (0: defaults); its map: feature */
+    int normalize;            /* MIXER_MAMBA: the all-ones channel's denominator */
 } celo_gpt_config;
 
 /* embedding -> `layers` stacked LSTMs (as one torch.nn.LSTM(embed, hidden, layers, batch_first=True)) ->
@@ -287,6 +338,7 @@ typedef enum {
     CELO_BLOCK_ADD,        /* y = a + b (residual connections) */
     CELO_BLOCK_LSTM,       /* one layer of torch.nn.LSTM (batch_first) */
     CELO_BLOCK_LINATTN,    /* causal linear attention (nn.h linattn): c_attn, c_proj, the feature map's tensors */
+    CELO_BLOCK_MAMBA,      /* the Mamba mixer (nn.h mamba): in_proj, conv, A_log, D, the map's tensors, out_proj */
 } celo_block_kind;
 
 #define CELO_TAP_NAME_MAX 48
@@ -303,9 +355,11 @@ typedef struct {
     int kernel, stride, pad;       /* CONV (stride 0: 1); POOL: kernel */
     celo_activation act;           /* ACT */
     celo_pool_kind pool;           /* POOL */
-    int heads;                     /* ATTENTION, LINATTN */
-    celo_feature_map feature;      /* LINATTN */
-    int chunk;                     /* LINATTN: tokens per chunk (0: CELO_LINATTN_CHUNK) */
+    int heads;                     /* ATTENTION, LINATTN, MAMBA */
+    celo_feature_map feature;      /* LINATTN, MAMBA */
+    int chunk;                     /* LINATTN, MAMBA: tokens per chunk (0: the layer's default) */
+    int state, conv, expand;       /* MAMBA: celo_mamba_dims's N, K, expand (0: defaults) */
+    int normalize;                 /* MAMBA */
     int vocab;                     /* EMBED: table rows */
     int ctx;                       /* POSITION: table rows (the longest sequence) */
     int layer;                     /* LSTM: torch's suffix of the layer's tensors (weight_ih_l<layer>) */
@@ -452,6 +506,20 @@ int celo_model_backward_taps(celo_model *m, int n, const char *const *taps, cons
  * with prefix_dst in its place, a tensor of dst of the same shape (a student initialized from its teacher:
  * prefixes "" and ""; one layer of a model into another: "h.3." and "h.0."). Returns the number copied. */
 int celo_model_copy_from(celo_model *dst, const celo_model *src, const char *prefix_dst, const char *prefix_src);
+
+/* A gpt with Mamba mixers (dst) initialized from a gpt with attention mixers (src) of the same dim, heads, layers,
+ * ctx and vocabulary (docs/distill.md): everything shared is copied (celo_model_copy_from), then per layer
+ *   BRIDGE (src: linear attention, dst: the same feature map, N = hs, normalize): the exact-equivalence map of
+ *          research notes §1.3 — x rows of in_proj <- the value rows of c_attn, b <- key rows, c <- query rows (and
+ *          their biases), feature_k/q <- src's, zg and dt weights 0, dt bias ln(e - 1) (delta = 1), A_log = -20
+ *          (a = 1 in float), D = 0, conv taps [0, ..., 0, 1] and bias 0, out_proj <- c_proj; with expand > 1 each
+ *          head's extra channels get zero in_proj rows and zero out_proj columns. The dst model then computes src's
+ *          function up to rounding (tested).
+ *   QKV    (Mamba-in-the-Llama, research notes §3.2; src softmax or linear): x <- V, b <- K, c <- Q rows,
+ *          out_proj <- c_proj; every other mixer tensor keeps dst's own initialization.
+ * 0, or -1 with a one-line reason in err (dst unchanged) when the shapes cannot take src's weights. */
+typedef enum { CELO_MAMBA_FROM_BRIDGE = 1, CELO_MAMBA_FROM_QKV } celo_mamba_from;
+int celo_model_mamba_from(celo_model *dst, const celo_model *src, celo_mamba_from how, char *err, size_t errlen);
 
 /* ==== losses ================================================================================================ */
 

@@ -143,7 +143,7 @@ static int build_block(celo_nn_net *net, int i, table *tb, char *err, size_t err
     if (ids != (d->kind == CELO_BLOCK_EMBED))
         FAIL("block %s: %s", nm, ids ? "token ids go into an embedding first" : "an embedding reads the token ids");
     if ((d->kind == CELO_BLOCK_POSITION || d->kind == CELO_BLOCK_ATTENTION || d->kind == CELO_BLOCK_LINATTN ||
-         d->kind == CELO_BLOCK_LSTM) &&
+         d->kind == CELO_BLOCK_MAMBA || d->kind == CELO_BLOCK_LSTM) &&
         !net->tokens)
         FAIL("block %s: needs sequences (a token input)", nm);
     b->p0 = tb->n;
@@ -234,6 +234,42 @@ static int build_block(celo_nn_net *net, int i, table *tb, char *err, size_t err
                 snprintf(sub, sizeof sub, "%s.feature_%c", d->name, k ? 'k' : 'q');
                 add_affine(tb, sub, hs, hs, d->feature == CELO_FEATURE_MLP, (double)hs, 0);
             }
+        b->ndim = 1, b->dims[0] = C;
+        break;
+    }
+    case CELO_BLOCK_MAMBA: {
+        /* nn.h's order: in_proj, conv, A_log, D, the map's tensors, out_proj. in_proj and out_proj as c_attn and
+         * c_proj (torch's Linear, or GPT-2's normal with init_std) but for the dt rows of in_proj.bias: Mamba-2's
+         * softplus^-1 of delta ~ exp(U[ln 1e-3, ln 0.1]) floored at 1e-4; the depthwise conv as torch's Conv1d
+         * (U(+-1/sqrt(K)), fan-in K); A_log = ln U[1, 16]; D = 1; the maps as linattn's (hs -> N) */
+        char sub[CELO_PARAM_NAME_MAX + 16];
+        if (ndim != 1 || d->heads < 1 || C % d->heads)
+            FAIL("block %s: width %lld is not a multiple of heads = %d", nm, (long long)C, d->heads);
+        if (d->feature < CELO_FEATURE_IDENTITY || d->feature > CELO_FEATURE_HEDGEHOG || d->chunk < 0)
+            FAIL("block %s: unknown feature map %d or chunk %d < 0", nm, (int)d->feature, d->chunk);
+        if (d->state < 0 || d->state > 4096 || d->conv < 0 || d->conv > 64 || d->expand < 0 || d->expand > 64)
+            FAIL("block %s: state = %d, conv = %d, expand = %d: each 0 (the default) or in [1, 4096], [1, 64], [1, 64]",
+                 nm, d->state, d->conv, d->expand);
+        int64_t nh = d->heads, N = d->state ? d->state : C / nh, K = d->conv ? d->conv : 4;
+        int64_t Di = (d->expand ? d->expand : 1) * C, ncv = Di + 2 * nh * N, nin = 2 * Di + 2 * nh * N + nh;
+        snprintf(sub, sizeof sub, "%s.in_proj", d->name);
+        add_affine(tb, sub, nin, C, 1, (double)C, d->init_std);
+        celo_nn_tensor_spec *ib = &tb->t[tb->n - 1];
+        if (!tb->oom)
+            ib->tail = nh, ib->tail_init = CELO_INIT_DT_BIAS, ib->ta = 1e-3, ib->tb = 0.1;
+        add(tb, CELO_INIT_UNIFORM, 1 / sqrt((double)K), SHAPE(ncv, 1, K), "%s.conv.weight", d->name);
+        add(tb, CELO_INIT_UNIFORM, 1 / sqrt((double)K), SHAPE(ncv), "%s.conv.bias", d->name);
+        add(tb, CELO_INIT_LOG_UNIFORM, 1, SHAPE(nh), "%s.A_log", d->name);
+        if (!tb->oom)
+            tb->t[tb->n - 1].b = 16;
+        add(tb, CELO_INIT_CONST, 1, SHAPE(nh), "%s.D", d->name);
+        if (d->feature == CELO_FEATURE_MLP || d->feature == CELO_FEATURE_HEDGEHOG)
+            for (int k = 0; k < 2; k++) {
+                snprintf(sub, sizeof sub, "%s.feature_%c", d->name, k ? 'k' : 'q');
+                add_affine(tb, sub, N, N, d->feature == CELO_FEATURE_MLP, (double)N, 0);
+            }
+        snprintf(sub, sizeof sub, "%s.out_proj", d->name);
+        add_affine(tb, sub, C, Di, 1, (double)Di, d->init_std > 0 ? d->init_std_proj : 0);
         b->ndim = 1, b->dims[0] = C;
         break;
     }

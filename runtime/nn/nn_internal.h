@@ -12,12 +12,23 @@
 
 #include <stdarg.h>
 
-typedef enum { CELO_INIT_UNIFORM = 0, CELO_INIT_NORMAL, CELO_INIT_CONST } celo_nn_init_kind;
+typedef enum {
+    CELO_INIT_UNIFORM = 0,
+    CELO_INIT_NORMAL,
+    CELO_INIT_CONST,
+    CELO_INIT_LOG_UNIFORM, /* ln U[a, b] (Mamba's A_log: a = 1, b = 16) */
+    CELO_INIT_DT_BIAS,     /* softplus^-1(max(exp(U[ln a, ln b]), 1e-4)) (Mamba-2's dt bias: a = 1e-3, b = 0.1) */
+} celo_nn_init_kind;
 
+/* How a tensor's elements are drawn (celo_model_init: tensor i from stream i of celo_rng, element by element). */
 typedef struct {
     celo_param_tensor t;
     celo_nn_init_kind init;
-    double a; /* UNIFORM: U(-a, a); NORMAL: N(0, a^2); CONST: the value a */
+    double a, b;                 /* UNIFORM: U(-a, a); NORMAL: N(0, a^2); CONST: the value a; the others: above */
+    int64_t tail;                /* > 0: the last `tail` elements are drawn by tail_init, ta, tb instead (Mamba's
+                                    in_proj.bias: its dt rows) */
+    celo_nn_init_kind tail_init;
+    double ta, tb;
 } celo_nn_tensor_spec;
 
 /* 0, or -1 with a one-line reason in err. */

@@ -82,10 +82,16 @@ int celo_nn_check_config(const celo_model_config *cfg, char *err, size_t errlen)
             FAIL("gpt: vocab, ctx, dim, heads must be in [1, %d], layers in [1, 1024]", DIM_MAX);
         if (c->dim % c->heads)
             FAIL("gpt: dim = %d is not a multiple of heads = %d", c->dim, c->heads);
-        if (c->mixer != CELO_MIXER_SOFTMAX && c->mixer != CELO_MIXER_LINEAR)
+        if (c->mixer != CELO_MIXER_SOFTMAX && c->mixer != CELO_MIXER_LINEAR && c->mixer != CELO_MIXER_MAMBA)
             FAIL("gpt: unknown mixer %d", (int)c->mixer);
         if (c->feature < CELO_FEATURE_IDENTITY || c->feature > CELO_FEATURE_HEDGEHOG || c->chunk < 0)
             FAIL("gpt: unknown feature map %d, or chunk = %d < 0", (int)c->feature, c->chunk);
+        if (c->state < 0 || c->state > 4096 || c->conv < 0 || c->conv > 64 || c->expand < 0 || c->expand > 64)
+            FAIL("gpt: mamba state = %d, conv = %d, expand = %d: each 0 (the default) or in [1, 4096], [1, 64], "
+                 "[1, 64]",
+                 c->state, c->conv, c->expand);
+        if (c->mixer != CELO_MIXER_MAMBA && (c->state || c->conv || c->expand || c->normalize))
+            FAIL("gpt: state, conv, expand and normalize are options of the mamba mixer only");
         return 0;
     }
     case CELO_MODEL_LSTM: {
@@ -161,7 +167,16 @@ static void describe_gpt(const celo_model_config *cfg, descs *ds)
     char x[CELO_TAP_NAME_MAX] = "embed";
     for (int l = 0; l < c->layers; l++) {
         blk(ds, CELO_BLOCK_LAYERNORM, NULL, "h.%d.ln_1", l);
-        d = blk(ds, c->mixer == CELO_MIXER_LINEAR ? CELO_BLOCK_LINATTN : CELO_BLOCK_ATTENTION, NULL, "h.%d.attn", l);
+        /* every mixer's output is the tap h.l.attn (layer-wise losses find it the same way); the Mamba mixer's
+         * module is h.l.mamba (its tensors h.l.mamba.in_proj.weight, ...), the attentions' h.l.attn */
+        char tap[CELO_TAP_NAME_MAX];
+        snprintf(tap, sizeof tap, "h.%d.attn", l);
+        if (c->mixer == CELO_MIXER_MAMBA) {
+            d = blk(ds, CELO_BLOCK_MAMBA, tap, "h.%d.mamba", l);
+            d->state = c->state, d->conv = c->conv, d->expand = c->expand, d->normalize = c->normalize != 0;
+        } else
+            d = blk(ds, c->mixer == CELO_MIXER_LINEAR ? CELO_BLOCK_LINATTN : CELO_BLOCK_ATTENTION, NULL, "h.%d.attn",
+                    l);
         d->heads = c->heads, d->init_std = s, d->init_std_proj = sp;
         d->feature = c->feature, d->chunk = c->chunk;
         d = blk(ds, CELO_BLOCK_ADD, NULL, "h.%d.res1", l);
@@ -170,7 +185,6 @@ static void describe_gpt(const celo_model_config *cfg, descs *ds)
         d = blk(ds, CELO_BLOCK_LINEAR, NULL, "h.%d.mlp.c_fc", l);
         d->out = 4 * c->dim, d->init_std = s;
         blk(ds, CELO_BLOCK_ACT, NULL, "h.%d.mlp.act", l)->act = CELO_ACT_GELU;
-        char tap[CELO_TAP_NAME_MAX];
         snprintf(tap, sizeof tap, "h.%d.mlp", l);
         d = blk(ds, CELO_BLOCK_LINEAR, tap, "h.%d.mlp.c_proj", l);
         d->out = c->dim, d->init_std = sp;

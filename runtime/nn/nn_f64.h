@@ -100,6 +100,8 @@ int celo_model_backward_from_f64(celo_model_f64 *m, const char *tap, const doubl
 int celo_model_backward_taps_f64(celo_model_f64 *m, int n, const char *const *taps, const double *const *grads);
 int celo_model_copy_from_f64(celo_model_f64 *dst, const celo_model_f64 *src, const char *prefix_dst,
                              const char *prefix_src);
+int celo_model_mamba_from_f64(celo_model_f64 *dst, const celo_model_f64 *src, celo_mamba_from how, char *err,
+                              size_t errlen);
 double celo_loss_cross_entropy_f64(const double *logits, const int32_t *labels, int64_t rows, int classes,
                                    double *dlogits);
 double celo_loss_mse_f64(const double *pred, const double *target, int64_t n, double *dpred);

@@ -345,45 +345,78 @@ static int int_list(pctx *C, const pval *v, const char *what, int *out, int max,
     return 0;
 }
 
-/* gpt's mixer: softmax, or linear(feature = identity | elu | mlp | hedgehog, chunk = N) (elu and 64 when not
- * given) */
+/* gpt's mixer: softmax; linear(feature = identity | elu | mlp | hedgehog, chunk = N) (elu and 64 when not given);
+ * or mamba(state = N, conv = K, expand = E, feature = ..., normalize = true | false, chunk = L) (dim / heads, 4,
+ * 1, identity, false and 64 when not given) */
 static int gpt_mixer(pctx *C, celo_task *t, const pval *x)
 {
-    static const char *mixers[] = {"softmax", "linear"};
+    static const char *mixers[] = {"softmax", "linear", "mamba"};
     static const char *features[] = {"identity", "elu", "mlp", "hedgehog"};
+    static const char *bools[] = {"false", "true"};
     const char *k = callee(x);
-    if (!k || (strcmp(k, "softmax") && strcmp(k, "linear"))) {
-        PERR(C, x->sp, "mixer must be softmax or linear(feature = identity | elu | mlp | hedgehog)");
+    int kind = -1;
+    for (int i = 0; k && i < 3; i++)
+        if (!strcmp(k, mixers[i]))
+            kind = i;
+    if (kind < 0) {
+        PERR(C, x->sp,
+             "mixer must be softmax, linear(feature = identity | elu | mlp | hedgehog) or mamba(state = N, conv = K, "
+             "expand = E, feature = ..., normalize = true | false)");
         if (k)
-            suggest_among(C, x->sp, k, mixers, 2);
+            suggest_among(C, x->sp, k, mixers, 3);
         return -1;
     }
-    static const char *ps[] = {"feature", "chunk"};
+    /* softmax binds every option (so that any of them is "no arguments"); linear its two; mamba its six */
+    static const char *mamba_ps[] = {"state", "conv", "expand", "feature", "normalize", "chunk"};
+    static const char *linear_ps[] = {"feature", "chunk"};
     callargs a;
-    if (bind_args(C, x, ps, 2, &a))
+    if (kind == CELO_MIXER_LINEAR ? bind_args(C, x, linear_ps, 2, &a) : bind_args(C, x, mamba_ps, 6, &a))
         return -1;
-    if (!strcmp(k, "softmax")) {
+    t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0, t->chunk = 0;
+    t->mamba_state = t->mamba_conv = t->mamba_expand = t->mamba_normalize = 0;
+    if (kind == CELO_MIXER_SOFTMAX) {
         if (a.n) {
             PERR(C, x->sp, "the softmax mixer takes no arguments");
             return -1;
         }
-        t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0, t->chunk = 0;
         return 0;
     }
-    t->mixer = CELO_MIXER_LINEAR, t->feature = CELO_FEATURE_ELU, t->chunk = 0;
+    t->mixer = kind, t->feature = kind == CELO_MIXER_LINEAR ? CELO_FEATURE_ELU : CELO_FEATURE_IDENTITY;
     long long iv;
-    const pval *ch = arg_of(&a, "chunk");
-    if (ch) {
-        if (want_int(C, ch, "chunk", 1, 1 << 14, &iv))
+    const pval *v;
+    if ((v = arg_of(&a, "chunk"))) {
+        if (want_int(C, v, "chunk", 1, 1 << 14, &iv))
             return -1;
         t->chunk = (int)iv;
     }
-    const pval *f = arg_of(&a, "feature");
-    if (f) {
-        int i = pick_name(C, f, "feature", features, 4);
+    if ((v = arg_of(&a, "feature"))) {
+        int i = pick_name(C, v, "feature", features, 4);
         if (i < 0)
             return -1;
         t->feature = i;
+    }
+    if (kind != CELO_MIXER_MAMBA)
+        return 0;
+    if ((v = arg_of(&a, "state"))) {
+        if (want_int(C, v, "state", 1, 4096, &iv))
+            return -1;
+        t->mamba_state = (int)iv;
+    }
+    if ((v = arg_of(&a, "conv"))) {
+        if (want_int(C, v, "conv", 1, 64, &iv))
+            return -1;
+        t->mamba_conv = (int)iv;
+    }
+    if ((v = arg_of(&a, "expand"))) {
+        if (want_int(C, v, "expand", 1, 64, &iv))
+            return -1;
+        t->mamba_expand = (int)iv;
+    }
+    if ((v = arg_of(&a, "normalize"))) {
+        int i = pick_name(C, v, "normalize", bools, 2);
+        if (i < 0)
+            return -1;
+        t->mamba_normalize = i;
     }
     return 0;
 }
@@ -470,6 +503,7 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
         INTARG("layers", layers, 1, 256);
         INTARG("ctx", ctx, 2, 1 << 14);
         t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0, t->chunk = 0;
+        t->mamba_state = t->mamba_conv = t->mamba_expand = t->mamba_normalize = 0;
         if ((x = arg_of(&a, "mixer")) && gpt_mixer(C, t, x))
             return -1;
         if (t->dim % t->heads) {

@@ -233,6 +233,7 @@ pargs: parg                     { $$ = $1; }
 parg: pvalue                    { $$ = arena_alloc(ctx->ar, sizeof(parg)); $$->value = $1; }
     | NAME '=' pvalue           { $$ = arena_alloc(ctx->ar, sizeof(parg)); $$->name = $1; $$->name_span = @1; $$->value = $3; }
     | IN '=' pvalue             { $$ = arena_alloc(ctx->ar, sizeof(parg)); $$->name = "in"; $$->name_span = @1; $$->value = $3; }
+    | STATE '=' pvalue          { $$ = arena_alloc(ctx->ar, sizeof(parg)); $$->name = "state"; $$->name_span = @1; $$->value = $3; }
     ;
 pitems: pvalue                  { $$ = arena_alloc(ctx->ar, sizeof(parg)); $$->value = $1; }
     | pitems ',' pvalue         { parg *a = arena_alloc(ctx->ar, sizeof(parg)); a->value = $3;

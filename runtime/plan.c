@@ -53,7 +53,7 @@ static const char *const model_names[] = {"none", "mlp", "convnet", "gpt", "lstm
 static const char *const act_names[] = {"relu", "gelu", "tanh"};
 static const char *const loss_names[] = {"cross_entropy", "mse"};
 static const char *const pool_names[] = {"max", "avg"};
-static const char *const mixer_names[] = {"softmax", "linear"};
+static const char *const mixer_names[] = {"softmax", "linear", "mamba"};
 static const char *const feature_names[] = {"identity", "elu", "mlp", "hedgehog"};
 static const char *const block_names[] = {NULL,    "linear",   "act",       "conv", "pool", "layernorm",
                                           "embed", "position", "attention", "add",  "lstm"};
@@ -124,6 +124,10 @@ static const field task_fields[] = {
     FE(mixer, celo_task, mixer, mixer_names),
     FE(feature, celo_task, feature, feature_names),
     FI(chunk, celo_task, chunk),
+    FI(mamba_state, celo_task, mamba_state),
+    FI(mamba_conv, celo_task, mamba_conv),
+    FI(mamba_expand, celo_task, mamba_expand),
+    FI(mamba_normalize, celo_task, mamba_normalize),
     FI(embed, celo_task, embed),
     FI(lstm_hidden, celo_task, lstm_hidden),
     FE(loss, celo_task, loss, loss_names),

@@ -55,7 +55,9 @@ typedef struct {
     int nhidden, hidden[8];
     int conv1, conv2, kernel, pool; /* convnet */
     int ctx, dim, heads, layers;    /* gpt */
-    int mixer, feature, chunk;      /* gpt: celo_mixer; the linear mixer's celo_feature_map and chunk (nn.h) */
+    int mixer, feature, chunk;      /* gpt: celo_mixer; the linear and mamba mixers' celo_feature_map and chunk */
+    int mamba_state, mamba_conv;    /* gpt, mixer mamba: celo_gpt_config's state, conv, expand, normalize (nn.h) */
+    int mamba_expand, mamba_normalize;
     int embed, lstm_hidden;         /* lstm */
     int loss;                       /* celo_loss_kind */
     int batch;

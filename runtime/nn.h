@@ -286,7 +286,7 @@ typedef struct {
     int vocab, ctx, dim, heads, layers;
     int gpt2_init;            /* 0: torch's module defaults (below); 1: GPT-2's (normal 0.02, residual projections
                                  0.02/sqrt(2 layers), zero biases) */
-    celo_mixer mixer;         /* the token mixer of each block: softmax attention (0) or linear attention */
+    celo_mixer mixer;         /* the token mixer of each block: softmax attention (0), linear attention or Mamba */
     celo_feature_map feature; /* MIXER_LINEAR: its feature map (the maps' own tensors: torch's defaults) */
     int chunk;                /* MIXER_LINEAR, MAMBA: tokens per chunk (0: the layer's default) */
     int state, conv, expand;  /* MIXER_MAMBA: celo_mamba_dims's N, K, expand (0: defaults); its map: feature */
@@ -468,7 +468,8 @@ const char *celo_model_error(const celo_model *m);
  * kinds, in order:
  *     mlp, autoencoder   fc1, h1, fc2, h2, ..., logits        (fc<i>: pre-activation; h<i>: after it)
  *     convnet            conv1, relu1, pool1, conv2, relu2, pool2, logits
- *     gpt                wte, embed (+ positions), then per layer l: h.l.ln_1, h.l.attn (the attention's output),
+ *     gpt                wte, embed (+ positions), then per layer l: h.l.ln_1, h.l.attn (the mixer's output, for
+ *                        every mixer: the Mamba mixer's module is h.l.mamba, its tap still h.l.attn),
  *                        h.l.res1 (= input + attn), h.l.ln_2, h.l.mlp.c_fc, h.l.mlp.act, h.l.mlp, h.l (the
  *                        layer's output = res1 + mlp); then ln_f, logits
  *     lstm               embed, lstm.0, lstm.1, ..., logits

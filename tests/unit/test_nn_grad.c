@@ -2,8 +2,8 @@
  * test_nn_grad.c — finite-difference checks of every hand-written backward pass in runtime/nn, in double
  * precision (the _f64 build: same source as the product, plain-loop GEMM), for every layer and every model;
  * then the float32 build of each model against the double build; then models built from block descriptions
- * (residual, strided conv, attention + LSTM), gpt with linear-attention mixers; then backward passes started from
- * gradients injected at intermediate taps (celo_model_backward_taps), one or several at once.
+ * (residual, strided conv, attention + LSTM), gpt with linear-attention and Mamba mixers; then backward passes
+ * started from gradients injected at intermediate taps (celo_model_backward_taps), one or several at once.
  *
  * Layers: the scalar checked is L = sum(y * r) for a fixed random r (so dL/dy = r is what backward receives);
  * losses are checked directly. Each gradient g of a tensor x is compared with central differences
@@ -720,6 +720,17 @@ int main(void)
         lin.gpt.chunk = 2;
         test_model(maps[f - CELO_FEATURE_ELU], &lin, 2, 5);
     }
+    /* Mamba mixers (the layer alone: test_mamba.c), chunk 2 of 5 tokens: hedgehog with the denominator, conv 3,
+     * expand 2; identity without it (no denominator to come near 0), state 3 (not the head size 4), conv 2; and
+     * GPT-2's init (out_proj 0.02 / sqrt(2 layers), the dt bias rows still Mamba-2's) */
+    celo_model_config mb = gpt;
+    mb.gpt.gpt2_init = 0, mb.gpt.mixer = CELO_MIXER_MAMBA, mb.gpt.feature = CELO_FEATURE_HEDGEHOG;
+    mb.gpt.normalize = 1, mb.gpt.chunk = 2, mb.gpt.conv = 3, mb.gpt.expand = 2;
+    test_model("gpt mamba hedgehog normalize", &mb, 2, 5);
+    mb.gpt.feature = CELO_FEATURE_IDENTITY, mb.gpt.normalize = 0, mb.gpt.state = 3, mb.gpt.conv = 2, mb.gpt.expand = 0;
+    test_model("gpt mamba identity", &mb, 2, 5);
+    mb.gpt.gpt2_init = 1;
+    test_model("gpt mamba identity (gpt2 init)", &mb, 2, 5);
     celo_model_config lstm = {.kind = CELO_MODEL_LSTM, .lstm = {.vocab = 9, .embed = 5, .hidden = 6, .layers = 2}};
     test_model("lstm", &lstm, 3, 4);
 
@@ -737,6 +748,8 @@ int main(void)
     test_taps("gpt", &gpt, 2, 5, 1, (const char *const[]){"h.0.attn"});
     test_taps("gpt", &gpt, 2, 5, 3, (const char *const[]){"h.0.attn", "h.0.mlp", "h.1.attn"});
     test_taps("gpt", &gpt, 2, 5, 2, (const char *const[]){"h.1.res1", "logits"});
+    mb.gpt.gpt2_init = 0; /* every mixer's output is the tap h.l.attn */
+    test_taps("gpt mamba", &mb, 2, 5, 2, (const char *const[]){"h.0.attn", "h.1.attn"});
     test_taps("lstm", &lstm, 3, 4, 1, (const char *const[]){"lstm.0"});
     test_taps("lstm", &lstm, 3, 4, 2, (const char *const[]){"embed", "lstm.1"});
 

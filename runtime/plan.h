@@ -53,13 +53,13 @@ typedef struct {
     int model;        /* celo_model_kind (nn.h) */
     int in, out, act; /* mlp / autoencoder: widths and activation */
     int nhidden, hidden[8];
-    int conv1, conv2, kernel, pool; /* convnet */
-    int ctx, dim, heads, layers;    /* gpt */
-    int mixer, feature, chunk;      /* gpt: celo_mixer; the linear and mamba mixers' celo_feature_map and chunk */
-    int mamba_state, mamba_conv;    /* gpt, mixer mamba: celo_gpt_config's state, conv, expand, normalize (nn.h) */
-    int mamba_expand, mamba_normalize;
-    int embed, lstm_hidden;         /* lstm */
-    int loss;                       /* celo_loss_kind */
+    int conv1, conv2, kernel, pool;    /* convnet */
+    int ctx, dim, heads, layers;       /* gpt */
+    int mixer, feature, chunk;         /* gpt: celo_mixer; the linear and mamba mixers' celo_feature_map and chunk */
+    int mamba_state, mamba_conv;       /* gpt, mixer mamba: celo_gpt_config's state, conv, */
+    int mamba_expand, mamba_normalize; /* expand and normalize (nn.h) */
+    int embed, lstm_hidden;            /* lstm */
+    int loss;                          /* celo_loss_kind */
     int batch;
     int nblocks;             /* a model described in the .celo file (`model NAME(...) {...}`; model is 0): its blocks,
                                 in order (celo_model_create_desc); 0 for the built-in kinds above */

@@ -24,9 +24,9 @@ typedef enum {
 typedef struct {
     celo_param_tensor t;
     celo_nn_init_kind init;
-    double a, b;                 /* UNIFORM: U(-a, a); NORMAL: N(0, a^2); CONST: the value a; the others: above */
-    int64_t tail;                /* > 0: the last `tail` elements are drawn by tail_init, ta, tb instead (Mamba's
-                                    in_proj.bias: its dt rows) */
+    double a, b;  /* UNIFORM: U(-a, a); NORMAL: N(0, a^2); CONST: the value a; the others: above */
+    int64_t tail; /* > 0: the last `tail` elements are drawn by tail_init, ta, tb instead (Mamba's
+                     in_proj.bias: its dt rows) */
     celo_nn_init_kind tail_init;
     double ta, tb;
 } celo_nn_tensor_spec;

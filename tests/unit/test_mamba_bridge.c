@@ -14,6 +14,7 @@
  *      of in_proj and the columns of out_proj that take c_attn's and c_proj's values, element by element, and
  *      every other mixer value kept (conv, A_log, D, the z and dt rows, the extra channels).
  *   3. errors: a one-line reason for each mismatch and the destination unchanged.
+ *   4. the init from scratch (blocks.c): each tensor's range, the dt bias, A_log, D; GPT-2's stds.
  * Identity maps: linear attention's denominator can come near 0 for a random model; the source's logits are
  * checked finite and the tolerance is relative to them, so an unlucky seed would show as a failure, not pass.
  */
@@ -41,9 +42,9 @@ static void check(int ok, const char *what)
 
 static celo_model_config gpt_cfg(celo_mixer mixer, celo_feature_map f)
 {
-    celo_model_config c = {.kind = CELO_MODEL_GPT,
-                           .gpt = {.vocab = 13, .ctx = 16, .dim = 16, .heads = 4, .layers = 2, .mixer = mixer,
-                                   .feature = f}};
+    celo_model_config c = {
+        .kind = CELO_MODEL_GPT,
+        .gpt = {.vocab = 13, .ctx = 16, .dim = 16, .heads = 4, .layers = 2, .mixer = mixer, .feature = f}};
     return c;
 }
 
@@ -139,8 +140,8 @@ static void test_bridge(celo_feature_map f, int expand)
         double c32 = maxdiff(celo_model_tap(dst, "logits", NULL), ys, n, &s32) / s32;
         double c64 = maxdiff64(celo_model_tap_f64(dst64, "logits", NULL), ys64, n, &s64) / s64;
         snprintf(what, sizeof what,
-                 "bridge %s expand %d with D = 1 in layer 1 differs: float32 %.2e, float64 %.2e (> 100 x tol)",
-                 maps[f], expand, c32, c64);
+                 "bridge %s expand %d with D = 1 in layer 1 differs: float32 %.2e, float64 %.2e (> 100 x tol)", maps[f],
+                 expand, c32, c64);
         check(c32 > 100 * BRIDGE_TOL32 && c64 > 100 * BRIDGE_TOL64, what);
     }
 out:
@@ -232,8 +233,9 @@ static void test_qkv(void)
         bad += wp[2 * Di + P + 2] != wo[2 * C + hs + 2];
     }
     /* every other tensor of the mixer untouched; the shared tensors are src's */
-    static const char *const kept[] = {"h.0.mamba.conv.weight", "h.1.mamba.conv.bias", "h.0.mamba.A_log",
-                                       "h.1.mamba.D", "h.0.mamba.feature_q.weight", "h.1.mamba.feature_k.weight"};
+    static const char *const kept[] = {
+        "h.0.mamba.conv.weight", "h.1.mamba.conv.bias",        "h.0.mamba.A_log",
+        "h.1.mamba.D",           "h.0.mamba.feature_q.weight", "h.1.mamba.feature_k.weight"};
     for (int i = 0; i < 6; i++) {
         int64_t n;
         const float *t = tensor(dst, kept[i], &n);
@@ -247,12 +249,85 @@ static void test_qkv(void)
         bad += n != n2 || memcmp(a, b, (size_t)n * sizeof(float)) != 0;
     }
     char what[160];
-    snprintf(what, sizeof what, "qkv: %d in_proj rows take c_attn's (x <- V, b <- K, c <- Q), out_proj <- c_proj, the "
-             "rest kept: %d values wrong", moved, bad);
+    snprintf(what, sizeof what,
+             "qkv: %d in_proj rows take c_attn's (x <- V, b <- K, c <- Q), out_proj <- c_proj, the "
+             "rest kept: %d values wrong",
+             moved, bad);
     check(rc == 0 && bad == 0 && moved == 2 * 3 * C, what);
     free(before);
     celo_model_free(src);
     celo_model_free(dst);
+}
+
+/* from scratch (blocks.c): every value in its distribution's support, the dt bias rows softplus^-1 of [1e-3, 0.1],
+ * A_log = ln U[1, 16], D = 1; GPT-2's init: std 0.02 and 0.02 / sqrt(2 layers) (measured within 15 %); the double
+ * model starts at the float model's values */
+static void test_init(int gpt2)
+{
+    char err[256], what[200];
+    celo_model_config c = gpt_cfg(CELO_MIXER_MAMBA, CELO_FEATURE_MLP);
+    c.gpt.expand = 2, c.gpt.conv = 3, c.gpt.state = 6, c.gpt.gpt2_init = gpt2, c.gpt.layers = 3;
+    celo_model *m = celo_model_create(&c, 9, err, sizeof err);
+    celo_model_f64 *m64 = celo_model_create_f64(&c, 9, err, sizeof err);
+    if (!m || !m64) {
+        printf("FAIL init: %s\n", err);
+        fails++;
+        return;
+    }
+    const int C = 16, nh = 4, N = 6, K = 3, Di = 32, nin = 2 * Di + 2 * nh * N + nh, ncv = Di + 2 * nh * N;
+    int64_t n;
+    int bad = 0;
+    const float *w = tensor(m, "h.1.mamba.in_proj.weight", &n);
+    double s2 = 0, bw = 1 / sqrt(C), lo = 1e30, hi = -1e30;
+    bad += n != (int64_t)nin * C;
+    for (int64_t i = 0; i < n; i++) {
+        s2 += (double)w[i] * w[i];
+        bad += !gpt2 && fabs(w[i]) > bw;
+    }
+    double std_in = sqrt(s2 / n);
+    const float *b = tensor(m, "h.1.mamba.in_proj.bias", &n);
+    for (int i = 0; i < nin - nh; i++)
+        bad += gpt2 ? b[i] != 0 : fabs(b[i]) > bw;
+    for (int i = nin - nh; i < nin; i++) {
+        double dt = log1p(exp((double)b[i])); /* softplus */
+        lo = fmin(lo, dt), hi = fmax(hi, dt);
+    }
+    bad += lo < 1e-3 * (1 - 1e-5) || hi > 0.1 * (1 + 1e-5);
+    const float *cw = tensor(m, "h.2.mamba.conv.weight", &n);
+    bad += n != (int64_t)ncv * K;
+    for (int64_t i = 0; i < n; i++)
+        bad += fabs(cw[i]) > 1 / sqrt(K) || cw[i] == 0;
+    const float *cb = tensor(m, "h.2.mamba.conv.bias", &n);
+    for (int64_t i = 0; i < n; i++)
+        bad += fabs(cb[i]) > 1 / sqrt(K);
+    const float *al = tensor(m, "h.0.mamba.A_log", &n), *dd = tensor(m, "h.0.mamba.D", NULL);
+    for (int i = 0; i < nh; i++)
+        bad += al[i] < 0 || al[i] > log(16) + 1e-6 || dd[i] != 1;
+    bad += al[0] == al[1];
+    const float *fq = tensor(m, "h.0.mamba.feature_q.weight", &n);
+    bad += n != (int64_t)N * N;
+    for (int64_t i = 0; i < n; i++)
+        bad += fabs(fq[i]) > 1 / sqrt(N);
+    const float *op = tensor(m, "h.0.mamba.out_proj.weight", &n);
+    s2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s2 += (double)op[i] * op[i];
+        bad += !gpt2 && fabs(op[i]) > 1 / sqrt(Di);
+    }
+    double std_out = sqrt(s2 / n);
+    if (gpt2)
+        bad += fabs(std_in / 0.02 - 1) > 0.15 || fabs(std_out / (0.02 / sqrt(6.0)) - 1) > 0.15;
+    double *p64 = celo_model_params_f64(m64);
+    const float *p = celo_model_params(m);
+    for (int64_t i = 0; i < celo_model_nparams(m); i++)
+        bad += p64[i] != p[i];
+    snprintf(what, sizeof what,
+             "init from scratch (%s): dt = softplus(bias) in [%.2e, %.2e], in_proj std %.4f, out_proj std %.4f, "
+             "%d values wrong",
+             gpt2 ? "gpt2_init" : "torch", lo, hi, std_in, std_out, bad);
+    check(bad == 0, what);
+    celo_model_free(m);
+    celo_model_free_f64(m64);
 }
 
 /* each mismatch: -1, one line naming it, dst unchanged */
@@ -328,6 +403,8 @@ int main(void)
     for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
         for (int e = 1; e <= 2; e++)
             test_bridge((celo_feature_map)f, e);
+    test_init(0);
+    test_init(1);
     test_qkv();
     test_errors();
     printf("%s: bridge max |logit diff| float32 %.2e (%.2e relative; tol %.0e), float64 %.2e (%.2e; tol %.0e); "

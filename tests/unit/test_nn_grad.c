@@ -474,6 +474,32 @@ static void compare_f32(const char *tag, const celo_model_config *cfg, model_ctx
     celo_model_free(m);
 }
 
+/* NULL, or what test_model does to a model's parameters before the checks (Mamba: mamba_prep) */
+static void (*model_prep)(celo_model_f64 *m) = NULL;
+
+/* Mamba's init has delta = softplus(dt bias) in [1e-3, 0.1], so the decays are ~1 and A_log's gradient ~1e-6, where
+ * finite differences measure their own rounding (1e-5 relative, above the threshold): each layer's dt bias rows
+ * and A_log are moved to delta ~ 1 and A = -exp(A_log) in [-0.4, -1.1], decays 0.3..0.7 (a wrong decay term then
+ * shows) */
+static void mamba_prep(celo_model_f64 *m)
+{
+    for (int i = 0; i < celo_model_ntensors_f64(m); i++) {
+        const celo_param_tensor *t = celo_model_tensor_f64(m, i);
+        double *p = celo_model_params_f64(m) + t->offset;
+        const char *dot = strstr(t->name, ".mamba.");
+        if (!dot)
+            continue;
+        if (!strcmp(dot, ".mamba.A_log"))
+            for (int64_t h = 0; h < t->numel; h++)
+                p[h] = -1 + 0.3 * (double)h;
+        if (!strcmp(dot, ".mamba.in_proj.bias")) {
+            int64_t nh = celo_model_cfg_f64(m)->gpt.heads;
+            for (int64_t h = 0; h < nh; h++)
+                p[t->numel - nh + h] = 0.3 + 0.2 * (double)h;
+        }
+    }
+}
+
 static void test_model(const char *tag, const celo_model_config *cfg, int n, int seq)
 {
     char err[256];
@@ -483,6 +509,8 @@ static void test_model(const char *tag, const celo_model_config *cfg, int n, int
         fails++;
         return;
     }
+    if (model_prep)
+        model_prep(c.m);
     make_batch(cfg, n, seq, &c.b);
     double loss = model_loss(&c);
     if (celo_model_backward_f64(c.m) != 0 || !isfinite(loss)) {
@@ -613,6 +641,8 @@ static void test_taps(const char *tag, const celo_model_config *cfg, int n, int 
         fails++;
         return;
     }
+    if (model_prep)
+        model_prep(c.m);
     make_batch(cfg, n, seq, &c.b);
     const double **r = talloc((size_t)ntaps * sizeof *r);
     if (celo_model_forward_f64(c.m, &c.b)) {
@@ -722,15 +752,17 @@ int main(void)
     }
     /* Mamba mixers (the layer alone: test_mamba.c), chunk 2 of 5 tokens: hedgehog with the denominator, conv 3,
      * expand 2; identity without it (no denominator to come near 0), state 3 (not the head size 4), conv 2; and
-     * GPT-2's init (out_proj 0.02 / sqrt(2 layers), the dt bias rows still Mamba-2's) */
+     * GPT-2's init (out_proj 0.02 / sqrt(2 layers)); decays moved off 1 by mamba_prep */
     celo_model_config mb = gpt;
     mb.gpt.gpt2_init = 0, mb.gpt.mixer = CELO_MIXER_MAMBA, mb.gpt.feature = CELO_FEATURE_HEDGEHOG;
     mb.gpt.normalize = 1, mb.gpt.chunk = 2, mb.gpt.conv = 3, mb.gpt.expand = 2;
+    model_prep = mamba_prep;
     test_model("gpt mamba hedgehog normalize", &mb, 2, 5);
     mb.gpt.feature = CELO_FEATURE_IDENTITY, mb.gpt.normalize = 0, mb.gpt.state = 3, mb.gpt.conv = 2, mb.gpt.expand = 0;
     test_model("gpt mamba identity", &mb, 2, 5);
     mb.gpt.gpt2_init = 1;
     test_model("gpt mamba identity (gpt2 init)", &mb, 2, 5);
+    model_prep = NULL;
     celo_model_config lstm = {.kind = CELO_MODEL_LSTM, .lstm = {.vocab = 9, .embed = 5, .hidden = 6, .layers = 2}};
     test_model("lstm", &lstm, 3, 4);
 
@@ -748,8 +780,9 @@ int main(void)
     test_taps("gpt", &gpt, 2, 5, 1, (const char *const[]){"h.0.attn"});
     test_taps("gpt", &gpt, 2, 5, 3, (const char *const[]){"h.0.attn", "h.0.mlp", "h.1.attn"});
     test_taps("gpt", &gpt, 2, 5, 2, (const char *const[]){"h.1.res1", "logits"});
-    mb.gpt.gpt2_init = 0; /* every mixer's output is the tap h.l.attn */
+    mb.gpt.gpt2_init = 0, model_prep = mamba_prep; /* every mixer's output is the tap h.l.attn */
     test_taps("gpt mamba", &mb, 2, 5, 2, (const char *const[]){"h.0.attn", "h.1.attn"});
+    model_prep = NULL;
     test_taps("lstm", &lstm, 3, 4, 1, (const char *const[]){"lstm.0"});
     test_taps("lstm", &lstm, 3, 4, 2, (const char *const[]){"embed", "lstm.1"});
 

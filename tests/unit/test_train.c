@@ -227,6 +227,8 @@ static void fill_sample_plan(celo_plan *p)
     k->teacher_n = -9000000000000LL, k->in = 7, k->out = 11, k->batch = 16, k->loss = CELO_LOSS_MSE;
     k->nclasses = 3, k->classes[0] = 9, k->classes[1] = 0, k->classes[2] = -2147483647 - 1;
     k->permute_labels = 9007199254740993ull;
+    k->mixer = CELO_MIXER_MAMBA, k->feature = CELO_FEATURE_HEDGEHOG, k->chunk = 8;
+    k->mamba_state = 12, k->mamba_conv = 3, k->mamba_expand = 2, k->mamba_normalize = 1;
     p->runs[0] = make_run("a", 0, "adamw", 0.1, 100);
     celo_run *r = &p->runs[1];
     *r = make_run("sweep [lr=3e-3]", 1, "sgd@warmup_cosine", 3e-3, 1000000000000LL);
@@ -282,7 +284,9 @@ static void test_plan_text(void)
     }
     CHECK(strstr(text, "hp wd 0.33333333333333331\n") && strstr(text, "rule sgd@warmup_cosine\n") &&
               strstr(text, "data teacher\n") && strstr(text, "log runs/with space/a\\\\b\\tc\\nd.csv\n") &&
-              strstr(text, "  classes 9 0 -2147483648\n  permute_labels 9007199254740993\n"),
+              strstr(text, "  classes 9 0 -2147483648\n  permute_labels 9007199254740993\n") &&
+              strstr(text, "  mixer mamba\n  feature hedgehog\n  chunk 8\n  mamba_state 12\n  mamba_conv 3\n"
+                           "  mamba_expand 2\n  mamba_normalize 1\n"),
           "plan: readable text (names for enums, %%.17g doubles, escaped strings)");
     /* every prefix that cuts a block must fail cleanly, and every line alone must not crash */
     size_t n = strlen(text);

@@ -44,7 +44,7 @@
 
 static int fails = 0;
 static double worst_fd = 0, worst_seq32 = 0, worst_seq64 = 0, worst_bwd64 = 0, worst_bwd32 = 0, worst_step32 = 0,
-              worst_step64 = 0;
+              worst_step64 = 0, worst_ref32 = 0, worst_ref64 = 0;
 static celo_rng rng;
 static const char *const feature_names[] = {"identity", "elu", "mlp", "hedgehog"};
 
@@ -453,6 +453,121 @@ static void test_threads(celo_feature_map f, int normalize)
     layer_free(&L);
 }
 
+/* ---- 6. PyTorch ---- */
+
+/* a float64 .npy file ('<f8', C order, format 1.x or 2.x) of `want` values, or NULL (a failure reported) */
+static double *load64(const char *dir, const char *name, int64_t want)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "rb");
+    unsigned char pre[12];
+    double *v = NULL;
+    size_t hl = 0;
+    if (fp && fread(pre, 1, 10, fp) == 10 && !memcmp(pre, "\x93NUMPY", 6)) {
+        hl = pre[8] | (size_t)pre[9] << 8;
+        if (pre[6] >= 2 && fread(pre + 10, 1, 2, fp) == 2)
+            hl |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    }
+    char *hdr = hl ? calloc(hl + 1, 1) : NULL;
+    if (hdr && fread(hdr, 1, hl, fp) == hl && strstr(hdr, "'<f8'") && strstr(hdr, "'fortran_order': False")) {
+        v = malloc((size_t)want * 8);
+        if (fread(v, 8, (size_t)want, fp) != (size_t)want || fgetc(fp) != EOF)
+            free(v), v = NULL;
+    }
+    free(hdr);
+    if (fp)
+        fclose(fp);
+    if (!v) {
+        printf("FAIL %s: not a float64 .npy of %lld values\n", path, (long long)want);
+        fails++;
+    }
+    return v;
+}
+
+/* the reference's case (gen_mamba.py): dims.txt, tensors.txt (celo's order and shapes), then y, dx and every
+ * gradient of the float64 and the float32 layer (chunk 4: 4 + 4 + 1 tokens) */
+static void test_torch(const char *root, celo_feature_map f, int normalize)
+{
+    char dir[1100], path[1200], line[256], what[160];
+    snprintf(dir, sizeof dir, "%s/%s%s", root, feature_names[f], normalize ? "_norm" : "");
+    int v[8] = {0};
+    snprintf(path, sizeof path, "%s/dims.txt", dir);
+    FILE *fp = fopen(path, "r");
+    int ok = fp && fscanf(fp, "%d %d %d %d %d %d %d %d", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8;
+    if (fp)
+        fclose(fp);
+    snprintf(what, sizeof what, "torch %s%s: %s", feature_names[f], normalize ? "+norm" : "", "dims.txt");
+    check(ok && v[7] == normalize, what);
+    if (!ok)
+        return;
+    layer L;
+    layer_shape(&L, v[0], v[1], v[2], v[3], v[4], v[5], v[6], f, v[7], 4);
+    /* tensors.txt: the names and shapes of nn.h's order */
+    snprintf(path, sizeof path, "%s/tensors.txt", dir);
+    fp = fopen(path, "r");
+    int k = 0;
+    ok = fp != NULL;
+    while (ok && fgets(line, sizeof line, fp)) {
+        int64_t n = 1;
+        char *p = line + strcspn(line, " ");
+        *p++ = 0;
+        for (char *e; *p && *p != '\n'; p = *e == 'x' ? e + 1 : e)
+            n *= strtoll(p, &e, 10);
+        ok = k < L.nt && !strcmp(line, tensor_name(&L, k)) && n == L.numel[k];
+        k++;
+    }
+    if (fp)
+        fclose(fp);
+    snprintf(what, sizeof what, "torch %s: tensors.txt = nn.h's names, shapes and order (%d)", desc(&L), k);
+    check(ok && k == L.nt, what);
+    if (!ok || k != L.nt)
+        return;
+    int64_t np = 0, off[MAXT];
+    for (int i = 0; i < L.nt; i++)
+        off[i] = np, np += L.numel[i];
+    double *x = load64(dir, "x.npy", L.ny), *p = load64(dir, "params.npy", np), *r = load64(dir, "r.npy", L.ny);
+    double *y = load64(dir, "y.npy", L.ny), *dx = load64(dir, "dx.npy", L.ny), *g = load64(dir, "grads.npy", np);
+    if (x && p && r && y && dx && g) {
+        for (int i = 0; i < L.nt; i++)
+            L.w[i] = p + off[i];
+        L.x = x, L.r = r;
+        /* float64 */
+        int64_t ns = celo_mamba_saved_size(&L.d), nw = celo_mamba_work_size(&L.d);
+        double *yc = calloc((size_t)L.ny, 8), *s = calloc((size_t)ns, 8), *wk = calloc((size_t)nw, 8);
+        double *dxc = calloc((size_t)L.ny, 8), *dwc[MAXT];
+        celo_nn_mamba_forward_f64(yc, s, wk, x, (const double *const *)L.w, &L.d);
+        grads64(&L, celo_nn_mamba_forward_f64, dxc, dwc);
+        /* float32 */
+        layer32 F;
+        layer32_of(&F, &L);
+        double *y32 = calloc((size_t)L.ny, 8), *dx32 = calloc((size_t)L.ny, 8), *g32 = calloc((size_t)np, 8);
+        run32(&L, &F, y32, dx32, g32);
+        for (int prec = 0; prec < 2; prec++) {
+            double tol = prec ? REF_TOL32 : REF_TOL64, e = nerr(prec ? y32 : yc, y, L.ny),
+                   *worst = prec ? &worst_ref32 : &worst_ref64;
+            snprintf(what, sizeof what, "torch %s float%d y", desc(&L), prec ? 32 : 64);
+            report(e < tol, what, e, tol);
+            *worst = fmax(*worst, e);
+            e = nerr(prec ? dx32 : dxc, dx, L.ny);
+            snprintf(what, sizeof what, "torch %s float%d dx", desc(&L), prec ? 32 : 64);
+            report(e < tol, what, e, tol);
+            *worst = fmax(*worst, e);
+            for (int i = 0; i < L.nt; i++) {
+                e = nerr(prec ? g32 + off[i] : dwc[i], g + off[i], L.numel[i]);
+                snprintf(what, sizeof what, "torch %s float%d %s", desc(&L), prec ? 32 : 64, tensor_name(&L, i));
+                report(e < tol, what, e, tol);
+                *worst = fmax(*worst, e);
+            }
+        }
+        for (int i = 0; i < L.nt; i++)
+            free(dwc[i]);
+        layer32_free(&F, &L);
+        free(yc), free(s), free(wk), free(dxc), free(y32), free(dx32), free(g32);
+    }
+    free(x), free(p), free(r), free(y), free(dx), free(g);
+}
+
 int main(void)
 {
     celo_rng_init(&rng, 20261206, 0);
@@ -471,8 +586,14 @@ int main(void)
             test_causal((celo_feature_map)f, norm);
             test_threads((celo_feature_map)f, norm);
         }
+    const char *root = getenv("CELO_GOLDEN_MAMBA");
+    for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
+        for (int norm = 0; norm < 2; norm++)
+            test_torch(root ? root : "tests/golden/mamba", (celo_feature_map)f, norm);
     printf("worst: finite differences %.2e; chunked vs naive %.2e (float32) %.2e (float64); backward after chunked "
-           "vs naive %.2e (float64), float32 vs float64 %.2e; step vs naive %.2e (float32) %.2e (float64); %d failed\n",
-           worst_fd, worst_seq32, worst_seq64, worst_bwd64, worst_bwd32, worst_step32, worst_step64, fails);
+           "vs naive %.2e (float64), float32 vs float64 %.2e; step vs naive %.2e (float32) %.2e (float64); torch %.2e "
+           "(float32) %.2e (float64); %d failed\n",
+           worst_fd, worst_seq32, worst_seq64, worst_bwd64, worst_bwd32, worst_step32, worst_step64, worst_ref32,
+           worst_ref64, fails);
     return fails != 0;
 }

@@ -24,6 +24,8 @@
 #include "nn.h"
 #include "nn/nn_f64.h"
 #include "rng.h"
+#include "check.h"
+#include "gradcheck.h"
 
 #include <math.h>
 #include <omp.h>
@@ -42,7 +44,6 @@
 #define REF_TOL64  1e-10
 #define MAXT       12
 
-static int fails = 0;
 static double worst_fd = 0, worst_seq32 = 0, worst_seq64 = 0, worst_bwd64 = 0, worst_bwd32 = 0, worst_step32 = 0,
               worst_step64 = 0, worst_ref32 = 0, worst_ref64 = 0;
 static celo_rng rng;
@@ -50,39 +51,7 @@ static const char *const feature_names[] = {"identity", "elu", "mlp", "hedgehog"
 
 static void report(int ok, const char *what, double err, double tol)
 {
-    printf("%s %-64s err %.2e (tolerance %.0e)\n", ok ? "ok  " : "FAIL", what, err, tol);
-    fails += !ok;
-}
-
-static void check(int ok, const char *what)
-{
-    printf("%s %s\n", ok ? "ok  " : "FAIL", what);
-    fails += !ok;
-}
-
-/* max |a - b| / max |b| */
-static double nerr(const double *a, const double *b, int64_t n)
-{
-    double d = 0, s = 0;
-    for (int64_t i = 0; i < n; i++)
-        d = fmax(d, fabs(a[i] - b[i])), s = fmax(s, fabs(b[i]));
-    return s > 0 ? d / s : d;
-}
-
-static float *to_f32(const double *a, int64_t n)
-{
-    float *f = malloc((size_t)n * 4);
-    for (int64_t i = 0; i < n; i++)
-        f[i] = (float)a[i];
-    return f;
-}
-
-static double *to_f64(const float *a, int64_t n)
-{
-    double *f = malloc((size_t)n * 8);
-    for (int64_t i = 0; i < n; i++)
-        f[i] = a[i];
-    return f;
+    check(ok, "%-64s err %.2e (tolerance %.0e)", what, err, tol);
 }
 
 /* ---- a layer's tensors, in double ---- */
@@ -180,8 +149,9 @@ typedef struct {
     double *y, *saved, *work;
 } fd_ctx;
 
-static double fd_loss(fd_ctx *c)
+static double fd_loss(void *ctx)
 {
+    fd_ctx *c = ctx;
     celo_nn_mamba_forward_f64(c->y, c->saved, c->work, c->L->x, (const double *const *)c->L->w, &c->L->d);
     double s = 0;
     for (int64_t i = 0; i < c->L->ny; i++)
@@ -191,23 +161,9 @@ static double fd_loss(fd_ctx *c)
 
 static void check_fd(const char *what, fd_ctx *c, double *x, const double *g, int64_t n)
 {
-    int64_t count = n < FD_SAMPLES ? n : FD_SAMPLES;
-    double maxdiff = 0, scale = 0;
-    for (int64_t s = 0; s < count; s++) {
-        int64_t i = count == n ? s : (s * n) / count + (s * 7919) % (n / count);
-        double keep = x[i];
-        x[i] = keep + FD_H;
-        double lp = fd_loss(c);
-        x[i] = keep - FD_H;
-        double lm = fd_loss(c);
-        x[i] = keep;
-        double num = (lp - lm) / (2 * FD_H);
-        maxdiff = fmax(maxdiff, fabs(num - g[i]));
-        scale = fmax(scale, fmax(fabs(num), fabs(g[i])));
-    }
-    double err = scale > 0 ? maxdiff / scale : 1;
+    double err = fd_error(fd_loss, c, x, g, n, FD_SAMPLES, FD_H);
     worst_fd = fmax(worst_fd, err);
-    report(err < FD_TOL && scale > 0, what, err, FD_TOL);
+    report(err < FD_TOL, what, err, FD_TOL);
 }
 
 /* gradients of sum(y r) from the float64 layer after forward `fwd`: dx [ny] and dw (allocated) */
@@ -419,7 +375,7 @@ static void test_causal(celo_feature_map f, int normalize)
             after = fmax(after, fabs(y1[i] - y0[i]));
     char what[160];
     snprintf(what, sizeof what, "causal %s: tokens 0..4 unmoved, 8 moved (%.1e)", desc(&L), after);
-    check(before == 0 && after > 1e-6, what);
+    check(before == 0 && after > 1e-6, "%s", what);
     free(y0), free(y1), free(s), free(w);
     layer_free(&L);
 }
@@ -442,11 +398,9 @@ static void test_threads(celo_feature_map f, int normalize)
         run32(&L, &F, y[k], dx[k], g[k]);
     }
     omp_set_num_threads(keep);
-    char what[160];
-    snprintf(what, sizeof what, "1 thread == 2 threads, float32 y, dx, gradients: %s (B 4, T 64)", desc(&L));
     check(!memcmp(y[0], y[1], (size_t)L.ny * 8) && !memcmp(dx[0], dx[1], (size_t)L.ny * 8) &&
               !memcmp(g[0], g[1], (size_t)ng * 8),
-          what);
+          "1 thread == 2 threads, float32 y, dx, gradients: %s (B 4, T 64)", desc(&L));
     for (int k = 0; k < 2; k++)
         free(y[k]), free(dx[k]), free(g[k]);
     layer32_free(&F, &L);
@@ -498,7 +452,7 @@ static void test_torch(const char *root, celo_feature_map f, int normalize)
     if (fp)
         fclose(fp);
     snprintf(what, sizeof what, "torch %s%s: %s", feature_names[f], normalize ? "+norm" : "", "dims.txt");
-    check(ok && v[7] == normalize, what);
+    check(ok && v[7] == normalize, "%s", what);
     if (!ok)
         return;
     layer L;
@@ -520,7 +474,7 @@ static void test_torch(const char *root, celo_feature_map f, int normalize)
     if (fp)
         fclose(fp);
     snprintf(what, sizeof what, "torch %s: tensors.txt = nn.h's names, shapes and order (%d)", desc(&L), k);
-    check(ok && k == L.nt, what);
+    check(ok && k == L.nt, "%s", what);
     if (!ok || k != L.nt)
         return;
     int64_t np = 0, off[MAXT];

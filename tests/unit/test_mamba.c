@@ -14,6 +14,8 @@
  *      1e-5;
  *   4. causality: y at tokens before t does not move when x at token t does, and y from t on does;
  *   5. one and two threads give the same bits (float32 forward and backward, shapes above the threading threshold);
+ *      dx and the tensors' gradients NULL but one: that one is the same, bit for bit (NULL entries are skipped);
+ *      a second backward pass into the same buffers doubles them (+=; 1e-14: sums added onto what is there);
  *   6. against PyTorch: tests/golden/mamba/<feature>[_norm]/ from tests/reference/gen_mamba.py (the sequential scan
  *      written with torch ops, autograd for the gradients, run in float64 and stored in float64): y, dx and each
  *      parameter gradient of the float64 layer within 1e-10 and of the float32 layer within 1e-4, relative to the
@@ -407,6 +409,51 @@ static void test_threads(celo_feature_map f, int normalize)
     layer_free(&L);
 }
 
+/* ---- 5b. NULL gradients are skipped, the others unchanged ---- */
+static void test_null(celo_feature_map f)
+{
+    layer L;
+    layer_init(&L, 2, 9, 8, 2, 0, 4, 1, f, 1, 4);
+    double *dx = calloc((size_t)L.ny, 8), *dw[MAXT];
+    grads64(&L, celo_nn_mamba_forward_f64, dx, dw);
+    int64_t ns = celo_mamba_saved_size(&L.d), nw = celo_mamba_work_size(&L.d);
+    double *y = calloc((size_t)L.ny, 8), *s = calloc((size_t)ns, 8), *ds = calloc((size_t)ns, 8),
+           *wk = calloc((size_t)nw, 8);
+    int ok = 1;
+    for (int keep = 0; keep < L.nt; keep++) { /* only tensor `keep`'s gradient asked for, dx NULL */
+        double *one[MAXT] = {0};
+        one[keep] = calloc((size_t)L.numel[keep], 8);
+        celo_nn_mamba_forward_f64(y, s, wk, L.x, (const double *const *)L.w, &L.d);
+        celo_nn_mamba_backward_f64(NULL, one, ds, wk, L.r, L.x, s, (const double *const *)L.w, &L.d);
+        ok = ok && !memcmp(one[keep], dw[keep], (size_t)L.numel[keep] * 8);
+        free(one[keep]);
+    }
+    check(ok, "%s: dx NULL and all gradients NULL but one: that one unchanged, bit for bit (%d tensors)", desc(&L),
+          L.nt);
+    /* accumulation: a second backward pass into the same buffers doubles them (up to rounding: sums over tokens
+     * add term by term onto what is there) */
+    double *dx2 = calloc((size_t)L.ny, 8), *dw2[MAXT];
+    grads64(&L, celo_nn_mamba_forward_f64, dx2, dw2);
+    celo_nn_mamba_backward_f64(dx2, dw2, ds, wk, L.r, L.x, s, (const double *const *)L.w, &L.d);
+    for (int64_t j = 0; j < L.ny; j++)
+        dx2[j] /= 2;
+    double e = nerr(dx2, dx, L.ny);
+    for (int i = 0; i < L.nt; i++) {
+        for (int64_t j = 0; j < L.numel[i]; j++)
+            dw2[i][j] /= 2;
+        e = fmax(e, nerr(dw2[i], dw[i], L.numel[i]));
+        free(dw2[i]);
+    }
+    free(dx2);
+    char what[160];
+    snprintf(what, sizeof what, "%s: backward adds into dx and every gradient (twice = 2x)", desc(&L));
+    report(e < 1e-14, what, e, 1e-14);
+    for (int i = 0; i < L.nt; i++)
+        free(dw[i]);
+    free(dx), free(y), free(s), free(ds), free(wk);
+    layer_free(&L);
+}
+
 /* ---- 6. PyTorch ---- */
 
 /* a float64 .npy file ('<f8', C order, format 1.x or 2.x) of `want` values, or NULL (a failure reported) */
@@ -540,6 +587,8 @@ int main(void)
             test_causal((celo_feature_map)f, norm);
             test_threads((celo_feature_map)f, norm);
         }
+    for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
+        test_null((celo_feature_map)f);
     const char *root = getenv("CELO_GOLDEN_MAMBA");
     for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
         for (int norm = 0; norm < 2; norm++)

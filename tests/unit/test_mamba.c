@@ -17,6 +17,8 @@
  *   5. one and two threads give the same bits (float32 forward and backward, shapes above the threading threshold);
  *      dx and the tensors' gradients NULL but one: that one is the same, bit for bit (NULL entries are skipped);
  *      a second backward pass into the same buffers doubles them (+=; 1e-14: sums added onto what is there);
+ *   5c. a Mamba layer set from a linear-attention layer (a = 1, delta = 1, identity conv, gate 1, D 0, normalized)
+ *      gives the linear attention's y in float64 within 1e-12 (the exact-equivalence init of the research notes);
  *   6. against PyTorch: tests/golden/mamba/<feature>[_norm]/ from tests/reference/gen_mamba.py (the sequential scan
  *      written with torch ops, autograd for the gradients, run in float64 and stored in float64): y, dx and each
  *      parameter gradient of the float64 layer within 1e-10 and of the float32 layer within 1e-4, relative to the
@@ -48,7 +50,7 @@
 #define MAXT       12
 
 static double worst_fd = 0, worst_seq32 = 0, worst_seq64 = 0, worst_bwd64 = 0, worst_bwd32 = 0, worst_step32 = 0,
-              worst_step64 = 0, worst_ref32 = 0, worst_ref64 = 0;
+              worst_step64 = 0, worst_ref32 = 0, worst_ref64 = 0, worst_equiv = 0;
 static celo_rng rng;
 static const char *const feature_names[] = {"identity", "elu", "mlp", "hedgehog"};
 
@@ -455,6 +457,57 @@ static void test_null(celo_feature_map f)
     layer_free(&L);
 }
 
+/* ---- 5c. linear attention as a special case ---- */
+
+/* A Mamba layer set from a linear-attention layer (in_proj's xv, b, c rows = c_attn's v, k, q rows, out_proj =
+ * c_proj, the same maps; the conv the identity, D = 0, the gate 1, delta = 1, a = 1, normalized) computes the
+ * linear attention's y: the exact-equivalence initialization of the research notes (§1.3, §5.2). */
+static void test_linattn_equiv(celo_feature_map f, int K)
+{
+    int B = 2, T = 11, C = 8, nh = 2, hs = C / nh;
+    celo_linattn_dims ld = {B, T, C, nh, f, 4};
+    layer L;
+    layer_init(&L, B, T, C, nh, 0, K, 1, f, 1, 4);
+    int nla = celo_linattn_ntensors(f), W = L.W, nm = nla - 4;
+    double *la[8], *x = L.x;
+    int64_t lsz[8] = {3 * C * C, 3 * C, C * C, C, hs * hs, f == CELO_FEATURE_MLP ? hs : hs * hs, hs * hs, hs};
+    for (int i = 0; i < nla; i++)
+        la[i] = randn(lsz[i], 0.4, 0);
+    if (f == CELO_FEATURE_IDENTITY)
+        for (int i = 0; i < 2 * C; i++)
+            la[1][i] += 1.5;              /* the denominator away from 0 (test_linattn.c) */
+    static const int from[3] = {2, 1, 0}; /* xv <- v, b <- k, c <- q */
+    memset(L.w[0], 0, (size_t)W * C * 8), memset(L.w[1], 0, (size_t)W * 8);
+    for (int part = 0; part < 3; part++) {
+        memcpy(L.w[0] + (int64_t)part * C * C, la[0] + (int64_t)from[part] * C * C, (size_t)C * C * 8);
+        memcpy(L.w[1] + part * C, la[1] + from[part] * C, (size_t)C * 8);
+    }
+    for (int h = 0; h < nh; h++)
+        L.w[1][W - nh + h] = log(exp(1.0) - 1), L.w[4][h] = -1e30, L.w[5][h] = 0; /* delta 1, a 1, D 0 */
+    memset(L.w[2], 0, (size_t)L.numel[2] * 8), memset(L.w[3], 0, (size_t)L.numel[3] * 8);
+    for (int c = 0; c < L.Cx; c++)
+        L.w[2][(int64_t)c * K + K - 1] = 1; /* the conv: the current token */
+    for (int i = 0; i < nm; i++)
+        memcpy(L.w[6 + i], la[4 + i], (size_t)lsz[4 + i] * 8);
+    memcpy(L.w[L.nt - 2], la[2], (size_t)C * C * 8), memcpy(L.w[L.nt - 1], la[3], (size_t)C * 8);
+    double *ya = calloc((size_t)L.ny, 8), *ym = calloc((size_t)L.ny, 8);
+    double *s = calloc((size_t)celo_linattn_saved_size(&ld), 8), *wk = calloc((size_t)celo_linattn_work_size(&ld), 8);
+    celo_nn_linattn_forward_f64(ya, s, wk, x, (const double *const *)la, &ld);
+    free(s), free(wk);
+    s = calloc((size_t)celo_mamba_saved_size(&L.d), 8), wk = calloc((size_t)celo_mamba_work_size(&L.d), 8);
+    celo_nn_mamba_forward_f64(ym, s, wk, x, (const double *const *)L.w, &L.d);
+    double e = nerr(ym, ya, L.ny);
+    char what[160];
+    snprintf(what, sizeof what, "linattn %s == Mamba set from it (K %d, a = 1, delta = 1) float64", feature_names[f],
+             K);
+    report(e < SEQ_TOL64, what, e, SEQ_TOL64);
+    worst_equiv = fmax(worst_equiv, e);
+    for (int i = 0; i < nla; i++)
+        free(la[i]);
+    free(ya), free(ym), free(s), free(wk);
+    layer_free(&L);
+}
+
 /* ---- 6. PyTorch ---- */
 
 /* a float64 .npy file ('<f8', C order, format 1.x or 2.x) of `want` values, or NULL (a failure reported) */
@@ -588,16 +641,18 @@ int main(void)
             test_causal((celo_feature_map)f, norm);
             test_threads((celo_feature_map)f, norm);
         }
-    for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
+    for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++) {
         test_null((celo_feature_map)f);
+        test_linattn_equiv((celo_feature_map)f, f % 2 ? 4 : 1);
+    }
     const char *root = getenv("CELO_GOLDEN_MAMBA");
     for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
         for (int norm = 0; norm < 2; norm++)
             test_torch(root ? root : "tests/golden/mamba", (celo_feature_map)f, norm);
     printf("worst: finite differences %.2e; chunked vs naive %.2e (float32) %.2e (float64); backward after chunked "
            "vs naive %.2e (float64), float32 vs float64 %.2e; step vs naive %.2e (float32) %.2e (float64); torch %.2e "
-           "(float32) %.2e (float64); %d failed\n",
+           "(float32) %.2e (float64); linattn equivalence %.2e; %d failed\n",
            worst_fd, worst_seq32, worst_seq64, worst_bwd64, worst_bwd32, worst_step32, worst_step64, worst_ref32,
-           worst_ref64, fails);
+           worst_ref64, worst_equiv, fails);
     return fails != 0;
 }

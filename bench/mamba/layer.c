@@ -1,8 +1,9 @@
 /* bench/mamba/layer.c — forward + backward of one Mamba mixer (runtime/nn/mamba.inc) in float32: the chunked
  * forward (training) against the sequential scan (celo_nn_mamba_forward_naive), each followed by the same
  * backward pass, on 1 and 2 threads. B 4, C 128, 4 heads, T 256 and 1024, expand 1 and 2, hedgehog with the
- * normalizer and identity without, chunk 64. Wall time, the median of 3 interleaved rounds after one untimed run;
- * prints a markdown table. Built and run by bench/mamba/layer.sh. */
+ * normalizer and identity without, chunk 64. Wall time, the median of 5 rounds after one untimed round, each round
+ * running every column in turn (so the load of a shared machine hits them alike); prints a markdown table. Built and
+ * run by bench/mamba/layer.sh. */
 #include "celort.h"
 #include "nn.h"
 #include "rng.h"
@@ -12,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#define ROUNDS 3
+#define ROUNDS 5
 
 static double now_s(void)
 {
@@ -21,10 +22,15 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int cmp(const void *a, const void *b)
+/* the median of ROUNDS values (sorts them) */
+static double median(double *t)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    for (int i = 1; i < ROUNDS; i++)
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double v = t[j];
+            t[j] = t[j - 1], t[j - 1] = v;
+        }
+    return t[ROUNDS / 2];
 }
 
 static float *randn(celo_rng *r, int64_t n, float scale, float shift)
@@ -66,10 +72,10 @@ int main(void)
                 float *x = randn(&rng, ny, 1, 0), *dy = randn(&rng, ny, 1, 0), *y = malloc((size_t)ny * 4);
                 float *dx = calloc((size_t)ny, 4), *s = calloc((size_t)ns, 4), *ds = calloc((size_t)ns, 4);
                 float *wk = calloc((size_t)nw, 4);
-                for (int th = 1; th <= 2; th++) {
-                    celo_set_threads(th);
-                    double t[2][2][ROUNDS]; /* [naive][fwd only / fwd+bwd][round] */
-                    for (int r = -1; r < ROUNDS; r++)
+                double t[2][2][2][ROUNDS];        /* [threads - 1][naive][fwd only / fwd+bwd][round] */
+                for (int r = -1; r < ROUNDS; r++) /* rounds outermost: the machine's load hits all columns alike */
+                    for (int th = 1; th <= 2; th++) {
+                        celo_set_threads(th);
                         for (int nv = 0; nv < 2; nv++) {
                             double t0 = now_s();
                             if (nv)
@@ -80,15 +86,15 @@ int main(void)
                             celo_nn_mamba_backward(dx, dw, ds, wk, dy, x, s, (const float *const *)w, &d);
                             double t2 = now_s();
                             if (r >= 0)
-                                t[nv][0][r] = 1e3 * (t1 - t0), t[nv][1][r] = 1e3 * (t2 - t0);
+                                t[th - 1][nv][0][r] = 1e3 * (t1 - t0), t[th - 1][nv][1][r] = 1e3 * (t2 - t0);
                         }
-                    for (int nv = 0; nv < 2; nv++)
-                        for (int k = 0; k < 2; k++)
-                            qsort(t[nv][k], ROUNDS, sizeof(double), cmp);
+                    }
+                for (int th = 1; th <= 2; th++) {
+                    double(*u)[2][ROUNDS] = t[th - 1];
                     printf("| %s | %d | %d | %d | %.1f | %.1f | %.1f | %.1f |\n", maps[m].name, T, E, th,
-                           t[0][1][ROUNDS / 2], t[1][1][ROUNDS / 2], t[0][0][ROUNDS / 2], t[1][0][ROUNDS / 2]);
-                    fflush(stdout);
+                           median(u[0][1]), median(u[1][1]), median(u[0][0]), median(u[1][0]));
                 }
+                fflush(stdout);
                 for (int i = 0; i < nt; i++)
                     free(w[i]), free(dw[i]);
                 free(x), free(dy), free(y), free(dx), free(s), free(ds), free(wk);

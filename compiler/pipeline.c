@@ -7,6 +7,7 @@
 #include "diag.h"
 #include "model.h"
 #include "distill.h"
+#include "inst.h"
 #include "nn.h"
 
 #include <math.h>
@@ -19,6 +20,8 @@
 typedef struct {
     const def *d;
     celo_run r;
+    span train_only_sp; /* where train_only was given (zero: not given) */
+    int checked;        /* its train_only was checked (once, whatever the distill blocks that list it) */
 } stage_def;
 
 typedef struct {
@@ -1699,6 +1702,7 @@ static int build_stage(pctx *C, const def *d)
         C->stages = realloc(C->stages, (size_t)C->cap_stages * sizeof *C->stages);
     }
     stage_def *sd = &C->stages[C->nstages++];
+    memset(sd, 0, sizeof *sd);
     sd->d = d;
     celo_run *r = &sd->r;
     memset(r, 0, sizeof *r);
@@ -1721,6 +1725,7 @@ static int build_stage(pctx *C, const def *d)
                 r->init_map = k;
         } else if (!strcmp(p->key, "train_only") && !p->word) {
             train_only_list(C, p->value, "tensor names", "feature_", r->train_only, sizeof r->train_only);
+            sd->train_only_sp = p->value->sp;
         } else if (!strcmp(p->key, "loss") && !p->word) {
             stage_loss(C, r, p->value);
         } else if (!strcmp(p->key, "log") || !strcmp(p->key, "checkpoint") || !strcmp(p->key, "augment")) {
@@ -1736,7 +1741,7 @@ static int build_stage(pctx *C, const def *d)
     return C->nerr == e0 ? 0 : -1;
 }
 
-static const stage_def *find_stage(pctx *C, const pval *v)
+static stage_def *find_stage(pctx *C, const pval *v)
 {
     const char *k = callee(v);
     if (!k) {
@@ -1803,6 +1808,97 @@ static int distill_teacher(pctx *C, celo_run *t, const pval *v)
     return -1;
 }
 
+#define STANDIN_VOCAB 7919 /* a width no other dimension is likely to have: shown as "vocab" */
+
+/* A gpt task's model with a stand-in vocabulary (the data is not read here): its tensor names and shapes. NULL for
+ * other models, whose stages are checked when they run. */
+static celo_model *shape_model(const celo_task *t)
+{
+    if (t->model != CELO_MODEL_GPT || t->nblocks)
+        return NULL;
+    celo_model_config cfg = {.kind = CELO_MODEL_GPT};
+    celo_task_gpt_config(t, STANDIN_VOCAB, &cfg.gpt);
+    char e[256];
+    return celo_model_create(&cfg, 0, e, sizeof e);
+}
+
+static void shape_text(char *out, size_t len, const celo_param_tensor *t)
+{
+    size_t k = (size_t)snprintf(out, len, "[");
+    for (int i = 0; i < t->ndim && k < len; i++)
+        k += t->shape[i] == STANDIN_VOCAB ? (size_t)snprintf(out + k, len - k, "%svocab", i ? ", " : "")
+                                          : (size_t)snprintf(out + k, len - k, "%s%lld", i ? ", " : "",
+                                                             (long long)t->shape[i]);
+    if (k < len)
+        snprintf(out + k, len - k, "]");
+}
+
+/* The checks a stage's run can get before any data: its train_only names a tensor of its model, and its model can
+ * take the weights it starts from (from: what they are, for the message; at: the stage's entry in the list). */
+static void check_stage(pctx *C, stage_def *sd, const celo_run *r, const char *from, span at)
+{
+    celo_model *st = shape_model(&C->plan->tasks[r->task]);
+    if (!st)
+        return;
+    if (r->train_only[0] && !sd->checked) {
+        int hit = 0;
+        sd->checked = 1;
+        for (int i = 0; i < celo_model_ntensors(st) && !hit; i++) {
+            const char *name = celo_model_tensor(st, i)->name, *p = r->train_only;
+            while (*p && !hit) {
+                size_t n = strcspn(p, ",");
+                for (const char *q = name; *q && !hit; q++)
+                    hit = !strncmp(q, p, n);
+                p += n + (p[n] == ',');
+            }
+        }
+        if (!hit)
+            PERR(C, sd->train_only_sp,
+                 "stage '%s' would train nothing: train_only names no tensor of task %s's model (its tensors are "
+                 "named like %s, %s)",
+                 sd->d->name, C->plan->tasks[r->task].name, celo_model_tensor(st, 0)->name,
+                 celo_model_tensor(st, celo_model_ntensors(st) > 6 ? 6 : 0)->name);
+    }
+    const celo_task *tt = r->teacher_ckpt[0] ? &C->plan->tasks[r->teacher_task] : NULL, *ts = &C->plan->tasks[r->task];
+    if (r->dloss == CELO_DLOSS_ATTENTION && tt &&
+        (tt->model != CELO_MODEL_GPT || tt->layers != ts->layers || tt->dim != ts->dim))
+        PERR(C, at, "stage '%s' matches its mixers' outputs to the teacher's (loss = attention): it needs a gpt of the "
+             "teacher's layers and width (%d x %d), not %d x %d", sd->d->name, tt->layers, tt->dim, ts->layers, ts->dim);
+    celo_model *src = r->init_ckpt[0] && r->init_map != CELO_INIT_NONE ? shape_model(&C->plan->tasks[r->init_task])
+                                                                          : NULL;
+    if (src && r->init_map == CELO_INIT_COPY) {
+        int same = 0;
+        for (int i = 0; i < celo_model_ntensors(st); i++) {
+            const celo_param_tensor *a = celo_model_tensor(st, i);
+            int j = celo_model_find(src, a->name);
+            if (j < 0)
+                continue;
+            const celo_param_tensor *b = celo_model_tensor(src, j);
+            if (a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim)) {
+                char sa[64], sb[64];
+                shape_text(sa, sizeof sa, a);
+                shape_text(sb, sizeof sb, b);
+                PERR(C, at, "stage '%s' cannot start from %s: its %s is %s there, %s in the student (task %s)",
+                     sd->d->name, from, a->name, sb, sa, C->plan->tasks[r->task].name);
+                same = -1;
+                break;
+            }
+            same++;
+        }
+        if (!same)
+            PERR(C, at, "stage '%s' cannot start from %s: no tensor has the same name (init = none starts afresh)",
+                 sd->d->name, from);
+    } else if (src) {
+        char e[512];
+        if (celo_model_mamba_from(st, src, r->init_map == CELO_INIT_BRIDGE ? CELO_MAMBA_FROM_BRIDGE : CELO_MAMBA_FROM_QKV,
+                                  e, sizeof e))
+            PERR(C, at, "stage '%s' cannot start from %s by init = %s: %s", sd->d->name, from,
+                 r->init_map == CELO_INIT_BRIDGE ? "bridge" : "qkv", e);
+    }
+    celo_model_free(src);
+    celo_model_free(st);
+}
+
 static const char *distill_keys[] = {"teacher", "stages", "out"};
 
 /* distill NAME { teacher = …; stages = [s1, s2(steps = N)]; out "DIR"; }: the stages' runs in order, each starting
@@ -1843,10 +1939,12 @@ static int build_distill(pctx *C, const def *d)
         return -1;
     int gi = new_group(C, d, "distill");
     snprintf(C->plan->groups[gi].out, sizeof C->plan->groups[gi].out, "%s", out);
-    const char *prev_ckpt = t.teacher_ckpt;
+    char prev_ckpt[CELO_PATH_MAX]; /* a copy: new_run may move the runs */
+    const char *prev_name = "";
+    snprintf(prev_ckpt, sizeof prev_ckpt, "%s", t.teacher_ckpt);
     int prev_task = t.teacher_task;
     for (const parg *a = sv->args; a; a = a->next) {
-        const stage_def *sd = find_stage(C, a->value);
+        stage_def *sd = find_stage(C, a->value);
         if (!sd)
             continue;
         celo_run *r = new_run(C);
@@ -1871,7 +1969,15 @@ static int build_distill(pctx *C, const def *d)
         }
         file_name(r->checkpoint, sizeof r->checkpoint, out, sd->d->name, ".safetensors");
         file_name(r->log, sizeof r->log, out, sd->d->name, ".csv");
-        prev_ckpt = r->checkpoint, prev_task = r->task;
+        if (r->task >= 0 && (r->init_map == CELO_INIT_NONE || prev_task >= 0)) {
+            char from[CELO_NAME_MAX + 16];
+            snprintf(from, sizeof from, "%s%s", a == sv->args ? "the teacher" : "stage ",
+                     a == sv->args ? "" : prev_name);
+            check_stage(C, sd, r, from, a->value->sp);
+        }
+        snprintf(prev_ckpt, sizeof prev_ckpt, "%s", r->checkpoint);
+        prev_task = r->task;
+        prev_name = sd->d->name;
     }
     C->plan->groups[gi].count = C->plan->nruns - C->plan->groups[gi].first;
     return C->nerr == e0 ? 0 : -1;

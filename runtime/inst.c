@@ -151,6 +151,19 @@ static int model_desc(const celo_task *tk, const celo_task_data *d, celo_model_d
     return 0;
 }
 
+void celo_task_gpt_config(const celo_task *tk, int vocab, celo_gpt_config *g)
+{
+    *g = (celo_gpt_config){.vocab = vocab,
+                           .ctx = tk->ctx ? tk->ctx : tk->seq,
+                           .dim = tk->dim,
+                           .heads = tk->heads,
+                           .layers = tk->layers,
+                           .gpt2_init = 0,
+                           .mixer = (celo_mixer)tk->mixer,
+                           .feature = (celo_feature_map)tk->feature,
+                           .chunk = tk->chunk};
+}
+
 /* The model configuration of a task, with the widths the data implies. */
 static int model_config(const celo_task *tk, const celo_task_data *d, celo_model_config *cfg, char *err, size_t errlen)
 {
@@ -232,15 +245,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
                             ctx);
                 return -1;
             }
-            cfg->gpt = (celo_gpt_config){.vocab = d->text->vocab,
-                                         .ctx = ctx,
-                                         .dim = tk->dim,
-                                         .heads = tk->heads,
-                                         .layers = tk->layers,
-                                         .gpt2_init = 0,
-                                         .mixer = (celo_mixer)tk->mixer,
-                                         .feature = (celo_feature_map)tk->feature,
-                                         .chunk = tk->chunk};
+            celo_task_gpt_config(tk, d->text->vocab, &cfg->gpt);
         } else {
             cfg->lstm = (celo_lstm_config){
                 .vocab = d->text->vocab, .embed = tk->embed, .hidden = tk->lstm_hidden, .layers = tk->layers};

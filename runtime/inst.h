@@ -58,6 +58,10 @@ void celo_task_data_free(celo_task_data *td);
 celo_model *celo_task_model_new(const celo_task *tk, const celo_task_data *td, uint64_t seed, char *err,
                                 size_t errlen);
 
+/* The gpt configuration of a task whose model is gpt, for a vocabulary of `vocab` tokens (the compiler checks
+ * distillation stages' shapes on such models before any data is read). */
+void celo_task_gpt_config(const celo_task *tk, int vocab, celo_gpt_config *g);
+
 /* ---- instances ---- */
 typedef struct celo_inst celo_inst;
 

@@ -399,12 +399,36 @@ static int after_run(plan_exec *x, int i)
     return 0;
 }
 
+/* A distillation stage starts from its teacher's and its previous stage's final weights: NULL when the runs of this
+ * plan that write them finished, else the one that did not (stopped by --stop-at, diverged, or failed). */
+static const celo_run *stage_waits_for(const plan_exec *x, const celo_run *r)
+{
+    const char *files[2] = {r->teacher_ckpt, r->init_ckpt};
+    for (int k = 0; k < 2 && r->stage; k++)
+        for (int q = 0; files[k][0] && q < x->plan->nruns; q++) {
+            const celo_run *w = &x->plan->runs[q];
+            if (w == r || strcmp(w->checkpoint, files[k]) || !selected(x->plan, q, x->opts->only))
+                continue;
+            const celo_outcome *o = &x->outs[q];
+            if (!o->ran || o->res.diverged || o->res.steps_done < w->steps)
+                return w;
+        }
+    return NULL;
+}
+
 /* Runs first .. first + n - 1 one after another. */
 static int exec_in_turn(plan_exec *x, int first, int n)
 {
     for (int i = first; i < first + n; i++) {
         if (!selected(x->plan, i, x->opts->only))
             continue;
+        const celo_run *w = stage_waits_for(x, &x->plan->runs[i]);
+        if (w) {
+            if (!x->opts->quiet)
+                fprintf(stderr, "%s: not started: it starts from %s's final weights, and %s did not finish%s\n",
+                        x->plan->runs[i].name, w->name, w->name, w->checkpoint[0] ? " (--resume continues it)" : "");
+            continue;
+        }
         const celo_run *r = &x->plan->runs[i];
         celo_task_data *td = task_of(x, r), *scratch = td ? NULL : celo_task_data_new();
         run_job j;

@@ -1988,12 +1988,18 @@ int pipeline_build(module *m, celo_plan *plan)
     memset(plan, 0, sizeof *plan);
     pctx C = {.mod = m, .plan = plan};
     static const char *kinds[] = {"task", "train", "sweep", "compare", "meta", "eval", "stage", "distill"};
+    /* tasks first: a file may use the tasks of a file it imports, whose blocks come after its own */
+    for (def *d = m->defs; d; d = d->next)
+        if (d->kind == DEF_BLOCK && !strcmp(d->block, "task")) {
+            C.file = d->file;
+            build_task(&C, d);
+        }
     for (def *d = m->defs; d; d = d->next) {
         if (d->kind != DEF_BLOCK)
             continue;
         C.file = d->file;
         if (!strcmp(d->block, "task"))
-            build_task(&C, d);
+            continue;
         else if (!strcmp(d->block, "train"))
             build_train(&C, d);
         else if (!strcmp(d->block, "sweep"))

@@ -1956,7 +1956,8 @@ static int build_distill(pctx *C, const def *d)
         long long iv;
         const pval *x;
         if (!bind_args(C, a->value, over, 2, &ca)) {
-            if ((x = arg_of(&ca, "steps")) && !want_int(C, x, "steps", 1, 1LL << 40, &iv))
+            /* steps = 0: the stage only maps the weights before it onto its student, and evaluates them */
+            if ((x = arg_of(&ca, "steps")) && !want_int(C, x, "steps", 0, 1LL << 40, &iv))
                 r->steps = iv;
             if ((x = arg_of(&ca, "seed")) && !want_int(C, x, "seed", 0, 1LL << 53, &iv))
                 r->seed = (uint64_t)iv;

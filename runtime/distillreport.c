@@ -46,11 +46,15 @@ static void row(sbuf *md, const char *name, const char *model, const char *how, 
                 const celo_outcome *o)
 {
     celo_sb_printf(md, "| %s | %s | %s | %s | %lld | ", name, model, how, loss, (long long)steps);
-    if (!o || !o->ran || isnan(o->res.final_eval_loss))
+    if (!o || !o->ran || isnan(o->res.final_eval_loss)) {
         celo_sb_printf(md, "- | - | - |\n");
+        return;
+    }
+    if (isnan(o->res.final_train_loss)) /* a stage of 0 steps: evaluated, not trained */
+        celo_sb_printf(md, "- | ");
     else
-        celo_sb_printf(md, "%.4f | %.4f | %.4f |\n", o->res.final_train_loss, o->res.final_eval_loss,
-                       o->res.final_eval_loss / log(2.0));
+        celo_sb_printf(md, "%.4f | ", o->res.final_train_loss);
+    celo_sb_printf(md, "%.4f | %.4f |\n", o->res.final_eval_loss, o->res.final_eval_loss / log(2.0));
 }
 
 int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, char *err, size_t errlen)

@@ -76,7 +76,7 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
         celo_seterr(err, errlen, "run %s: task %d does not exist", run->name, run->task);
         return -1;
     }
-    if (run->steps < 1) {
+    if (run->steps < 1 && !(run->stage && run->steps == 0)) { /* a stage of 0 steps: its initial weights, evaluated */
         celo_seterr(err, errlen, "run %s: steps = %lld (want at least 1)", run->name, (long long)run->steps);
         return -1;
     }
@@ -252,6 +252,19 @@ static int job_exec(run_job *j)
             if (celo_runlog_save(in, &j->log, wall_prev + celo_now_s() - t0, err, errlen))
                 return -1;
         celo_progress_update(&j->pg, in, &j->log, evaluated);
+    }
+    if (run->steps == 0 && j->log.n == 0) { /* a stage that only maps weights: evaluate and keep them */
+        celo_row r = {0, NAN, NAN, NAN, 0};
+        if ((w || j->solo) && celo_inst_eval(in, &j->ctx, &r.eval_loss, &r.eval_acc, err, errlen))
+            return -1;
+        r.wall_s = wall_prev + celo_now_s() - t0;
+        if (celo_rowlog_add(&j->log, r)) {
+            celo_seterr(err, errlen, "run %s: out of memory", run->name);
+            return -1;
+        }
+        if (w && (celo_runlog_write_csv(run->log, &j->log, err, errlen) ||
+                  (run->checkpoint[0] && celo_runlog_save(in, &j->log, r.wall_s, err, errlen))))
+            return -1;
     }
     double t1 = celo_now_s();
     celo_progress_end(&j->pg, in, &j->log);

@@ -62,6 +62,8 @@ static int split_batches(const celo_task *tk, const celo_model *m, int B, int T)
     return !has_lstm(tk) && B >= 2 && celo_model_nparams(m) * B * (T > 0 ? T : 1) >= SPLIT_MIN;
 }
 
+static int freeze_tensors(inst *in, const char *train_only, char *err, size_t errlen);
+
 static void inst_clear(inst *in)
 {
     if (in->st)
@@ -86,6 +88,7 @@ static void inst_clear(inst *in)
     free(in->perm);
     free(in->etok);
     free(in->elab);
+    free(in->frozen);
     memset(in, 0, sizeof *in);
 }
 
@@ -146,6 +149,19 @@ static int model_desc(const celo_task *tk, const celo_task_data *d, celo_model_d
     }
     md->nblocks = tk->nblocks, md->blocks = *blocks;
     return 0;
+}
+
+void celo_task_gpt_config(const celo_task *tk, int vocab, celo_gpt_config *g)
+{
+    *g = (celo_gpt_config){.vocab = vocab,
+                           .ctx = tk->ctx ? tk->ctx : tk->seq,
+                           .dim = tk->dim,
+                           .heads = tk->heads,
+                           .layers = tk->layers,
+                           .gpt2_init = 0,
+                           .mixer = (celo_mixer)tk->mixer,
+                           .feature = (celo_feature_map)tk->feature,
+                           .chunk = tk->chunk};
 }
 
 /* The model configuration of a task, with the widths the data implies. */
@@ -229,15 +245,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
                             ctx);
                 return -1;
             }
-            cfg->gpt = (celo_gpt_config){.vocab = d->text->vocab,
-                                         .ctx = ctx,
-                                         .dim = tk->dim,
-                                         .heads = tk->heads,
-                                         .layers = tk->layers,
-                                         .gpt2_init = 0,
-                                         .mixer = (celo_mixer)tk->mixer,
-                                         .feature = (celo_feature_map)tk->feature,
-                                         .chunk = tk->chunk};
+            celo_task_gpt_config(tk, d->text->vocab, &cfg->gpt);
         } else {
             cfg->lstm = (celo_lstm_config){
                 .vocab = d->text->vocab, .embed = tk->embed, .hidden = tk->lstm_hidden, .layers = tk->layers};
@@ -245,6 +253,29 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
         return 0;
     default: celo_seterr(err, errlen, "task %s: unknown model kind %d", tk->name, tk->model); return -1;
     }
+}
+
+celo_model *celo_task_model_new(const celo_task *tk, const celo_task_data *td, uint64_t seed, char *err,
+                                size_t errlen)
+{
+    char e[256];
+    celo_model *m;
+    if (tk->nblocks) {
+        celo_model_desc md;
+        celo_block_desc *blocks;
+        if (model_desc(tk, td, &md, &blocks, err, errlen))
+            return NULL;
+        m = celo_model_create_desc(&md, seed, e, sizeof e);
+        free(blocks);
+    } else {
+        celo_model_config cfg;
+        if (model_config(tk, td, &cfg, err, errlen))
+            return NULL;
+        m = celo_model_create(&cfg, seed, e, sizeof e);
+    }
+    if (!m)
+        celo_seterr(err, errlen, "task %s: %s", tk->name, e);
+    return m;
 }
 
 /* Sets up the model (or the quadratic's point), optimizer state, hyper-parameters and buffers. */
@@ -350,23 +381,8 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             celo_seterr(err, errlen, "run %s: task %s has batch %d", run->name, tk->name, tk->batch);
             return -1;
         }
-        if (tk->nblocks) {
-            celo_model_desc md;
-            celo_block_desc *blocks;
-            if (model_desc(tk, td, &md, &blocks, err, errlen))
-                return -1;
-            in->model = celo_model_create_desc(&md, seed, e, sizeof e);
-            free(blocks);
-        } else {
-            celo_model_config cfg;
-            if (model_config(tk, td, &cfg, err, errlen))
-                return -1;
-            in->model = celo_model_create(&cfg, seed, e, sizeof e);
-        }
-        if (!in->model) {
-            celo_seterr(err, errlen, "task %s: %s", tk->name, e);
+        if (!(in->model = celo_task_model_new(tk, td, seed, err, errlen)))
             return -1;
-        }
         in->params = celo_model_params(in->model);
         in->grads = celo_model_grads(in->model);
         in->nparams = celo_model_nparams(in->model);
@@ -434,6 +450,8 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
         celo_seterr(err, errlen, "run %s: %s", run->name, e);
         return -1;
     }
+    if (run->train_only[0] && freeze_tensors(in, run->train_only, err, errlen))
+        return -1;
     in->st = calloc((size_t)in->ntensors, sizeof *in->st);
     if (!in->st)
         goto oom;
@@ -469,6 +487,35 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
 oom:
     celo_seterr(err, errlen, "run %s: out of memory", run->name);
     return -1;
+}
+
+/* The tensors whose names contain none of the comma-separated parts of train_only keep their values: in->frozen.
+ * -1 with err when no tensor would train. */
+static int freeze_tensors(inst *in, const char *train_only, char *err, size_t errlen)
+{
+    if (!(in->frozen = calloc((size_t)in->ntensors, 1))) {
+        celo_seterr(err, errlen, "run %s: out of memory", in->run->name);
+        return -1;
+    }
+    int trained = 0;
+    for (int i = 0; i < in->ntensors; i++) {
+        const char *name = inst_tensor(in, i)->name, *p = train_only;
+        int hit = 0;
+        while (*p && !hit) {
+            size_t n = strcspn(p, ",");
+            for (const char *q = name; *q && !hit; q++)
+                hit = !strncmp(q, p, n);
+            p += n + (p[n] == ',');
+        }
+        in->frozen[i] = !hit;
+        trained += hit;
+    }
+    if (!trained) {
+        celo_seterr(err, errlen, "run %s: train_only \"%s\" names no tensor of the model (e.g. %s): nothing would train",
+                    in->run->name, train_only, inst_tensor(in, 0)->name);
+        return -1;
+    }
+    return 0;
 }
 
 /* ================================ the API ================================ */
@@ -516,6 +563,7 @@ int celo_inst_reset(celo_inst *in, uint64_t seed, char *err, size_t errlen)
         return -1;
     }
     fresh.shard = in->shard, fresh.shards = in->shards;
+    fresh.distill = in->distill;
     inst_clear(in);
     *in = fresh;
     return 0;
@@ -547,6 +595,7 @@ celo_inst *celo_inst_clone(const celo_inst *in, char *err, size_t errlen)
         return NULL;
     }
     c->shard = in->shard, c->shards = in->shards;
+    c->distill = in->distill; /* shared: a clone and its original must not step at the same time */
     memcpy(c->params, in->params, (size_t)in->nparams * sizeof *in->params);
     if (in->rw)
         memcpy(c->rw, in->rw, (size_t)in->nparams * sizeof *in->rw);
@@ -749,4 +798,14 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
     in->ema = ema;
     in->ema_n = ema_n;
     return 0;
+}
+
+void celo_inst_set_distill(celo_inst *in, struct celo_distill *d)
+{
+    in->distill = d;
+}
+
+celo_model *celo_inst_model(celo_inst *in)
+{
+    return in->model;
 }

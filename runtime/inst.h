@@ -54,8 +54,23 @@ double celo_task_data_unigram(const celo_task_data *td); /* text tasks: entropy 
 void celo_task_data_unload(celo_task_data *td);
 void celo_task_data_free(celo_task_data *td);
 
+/* The model of a task (its data td loaded: the widths it implies), initialized with seed. NULL with err. */
+celo_model *celo_task_model_new(const celo_task *tk, const celo_task_data *td, uint64_t seed, char *err,
+                                size_t errlen);
+
+/* The gpt configuration of a task whose model is gpt, for a vocabulary of `vocab` tokens (the compiler checks
+ * distillation stages' shapes on such models before any data is read). */
+void celo_task_gpt_config(const celo_task *tk, int vocab, celo_gpt_config *g);
+
 /* ---- instances ---- */
 typedef struct celo_inst celo_inst;
+
+/* The model an instance trains (NULL for a quadratic): its parameters may be set before the first step. */
+celo_model *celo_inst_model(celo_inst *in);
+/* Distillation (distill.h): d's loss replaces the task's in every step from now on (d is the caller's; it must
+ * outlive the instance). The run's train_only, if any, already froze the tensors it does not name. */
+struct celo_distill;
+void celo_inst_set_distill(celo_inst *in, struct celo_distill *d);
 
 /* A new instance of run (its task's data td loaded) with rule prog, at step 0, its optimizer steps run by back
  * end be (backend.h; NULL: celo_backend_cpu(), the llvm one; be must outlive the instance, and its clones keep

@@ -52,6 +52,9 @@ struct celo_inst {
     int64_t step; /* optimizer steps done */
     /* data parallelism over mpirun's ranks (celo_inst_shard): this rank's shard of every batch; shards <= 1: off */
     int shard, shards;
+    /* distillation stages (runtime/distill.h) */
+    uint8_t *frozen;              /* per tensor: 1 = not trained (run->train_only), NULL: all train */
+    struct celo_distill *distill; /* the stage's loss replaces the task's (celo_inst_set_distill), or NULL */
 };
 
 static inline const celo_param_tensor *inst_tensor(const inst *in, int i)

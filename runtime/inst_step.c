@@ -6,6 +6,7 @@
 #include "inst_internal.h"
 
 #include "clones.h"
+#include "distill.h"
 #include "errmsg.h"
 #include "par.h"
 #include "ranks.h"
@@ -233,6 +234,14 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, int *finite, char *
     celo_batch b;
     inst_batch(in, k, &b);
     float l;
+    if (in->distill) { /* a distillation stage's loss (distill.h), on the whole batch */
+        if (in->replica && !in->T) /* a split batch's halves gather their own rows: gather them all here */
+            celo_dataset_gather(in->data->train, in->idx, in->B, in->bx, in->by, in->bt);
+        if (celo_distill_loss_grad(in->distill, in->model, &b, &l, err, errlen))
+            return -1;
+        *loss = l;
+        return 0;
+    }
     if (in->shards > 1) {
         if (shard_loss_grad(in, &b, &l, err, errlen))
             return -1;
@@ -330,7 +339,7 @@ static int update_tensors(inst *in, int64_t t, char *msg, size_t msglen, int *no
         if (!celo_par(cpu && !big && n > 1 && in->nthreads >= 2)) { /* in order on this thread */
             for (int i = 0; i < n && failed < 0; i++) {
                 int fin;
-                if ((inst_tensor(in, i)->numel >= CELO_STEP_SPLIT_MIN) != big)
+                if ((inst_tensor(in, i)->numel >= CELO_STEP_SPLIT_MIN) != big || (in->frozen && in->frozen[i]))
                     continue;
                 if (step_tensor(in, i, t, e, sizeof e, &fin)) {
                     failed = i;
@@ -344,7 +353,7 @@ static int update_tensors(inst *in, int64_t t, char *msg, size_t msglen, int *no
         for (int i = 0; i < n; i++) {
             char te[256];
             int fin;
-            if ((inst_tensor(in, i)->numel >= CELO_STEP_SPLIT_MIN) != big)
+            if ((inst_tensor(in, i)->numel >= CELO_STEP_SPLIT_MIN) != big || (in->frozen && in->frozen[i]))
                 continue;
             int r = step_tensor(in, i, t, te, sizeof te, &fin);
 #pragma omp critical(celo_update_tensors)
@@ -424,7 +433,8 @@ static void account(inst *in, int64_t t, double loss)
 static int team_mode(const inst *in, const celo_program *prog)
 {
     const char *env = getenv("CELO_TRAIN_TEAM"); /* 0: one OpenMP region per phase (tests, experiments) */
-    if (!in->replica || in->shards > 1 || !in->be->step_team || in->rw || (env && !strcmp(env, "0")))
+    if (!in->replica || in->shards > 1 || !in->be->step_team || in->rw || in->distill || in->frozen ||
+        (env && !strcmp(env, "0")))
         return 0;
     return !celo_program_has_op(prog, CELO_OP_ORTHO);
 }

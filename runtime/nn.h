@@ -493,6 +493,12 @@ typedef struct {
 
 /* Forward pass only (no loss: labels and target are not read). 0, or -1 with celo_model_error. */
 int celo_model_forward(celo_model *m, const celo_batch *b);
+/* The same with n taps pinned: right after the block of taps[j] runs, its output is replaced by values[j] (the
+ * tap's shape), so the blocks after it read values[j]; a backward pass treats a pinned tap as a constant (no
+ * gradient passes into its block). Layer-wise distillation feeds each student layer its teacher's input this way.
+ * Pins last for this pass only. */
+int celo_model_forward_pinned(celo_model *m, const celo_batch *b, int n, const char *const *taps,
+                              const float *const *values);
 int celo_model_ntaps(const celo_model *m);
 const char *celo_model_tap_name(const celo_model *m, int i); /* in forward order; NULL out of range */
 /* a tap of the last forward pass (or loss call), contiguous; NULL for an unknown name or before any pass */
@@ -531,6 +537,14 @@ int celo_model_mamba_from(celo_model *dst, const celo_model *src, celo_mamba_fro
  * / n. */
 float celo_loss_cross_entropy(const float *logits, const int32_t *labels, int64_t rows, int classes, float *dlogits);
 float celo_loss_mse(const float *pred, const float *target, int64_t n, float *dpred);
+/* Distillation's losses (docs/distill.md). KL to a teacher at temperature temp, scaled by temp^2 (Hinton et al.):
+ * the mean over rows of temp^2 sum_c p_c (log p_c - log q_c), p = softmax(teacher / temp), q = softmax(logits /
+ * temp); dlogits = temp (q - p) / rows (the teacher is a constant). At temp = 1 it is cross-entropy against the
+ * teacher's distribution minus the teacher's entropy. Cosine: the mean over rows of 1 - cos(x_r, target_r) over
+ * `width` values, norms floored at CELO_COSINE_EPS. NAN on bad sizes or temp <= 0. */
+#define CELO_COSINE_EPS 1e-8
+float celo_loss_kl(const float *logits, const float *teacher, int64_t rows, int classes, double temp, float *dlogits);
+float celo_loss_cosine(const float *x, const float *target, int64_t rows, int width, float *dx);
 
 #ifdef __cplusplus
 }

@@ -55,6 +55,9 @@ static const char *const loss_names[] = {"cross_entropy", "mse"};
 static const char *const pool_names[] = {"max", "avg"};
 static const char *const mixer_names[] = {"softmax", "linear", "mamba"};
 static const char *const feature_names[] = {"identity", "elu", "mlp", "hedgehog"};
+static const char *const init_map_names[] = {"none", "copy", "bridge", "qkv"};
+static const char *const dloss_names[] = {"task", "kl", "mix", "attention"};
+static const char *const dmetric_names[] = {"cosine", "mse"};
 static const char *const block_names[] = {NULL,    "linear",   "act",       "conv", "pool", "layernorm",
                                           "embed", "position", "attention", "add",  "lstm"};
 #define NAMES(a) a, (int)(sizeof a / sizeof a[0])
@@ -150,6 +153,18 @@ static const field run_fields[] = {
     FD(reparam_hi, celo_run, reparam_hi),
     FI(group, celo_run, group),
     FI(entry, celo_run, entry),
+    FI(stage, celo_run, stage),
+    FS(teacher_ckpt, celo_run, teacher_ckpt),
+    FI(teacher_task, celo_run, teacher_task),
+    FS(init_ckpt, celo_run, init_ckpt),
+    FI(init_task, celo_run, init_task),
+    FE(init_map, celo_run, init_map, init_map_names),
+    FS(train_only, celo_run, train_only),
+    FE(dloss, celo_run, dloss, dloss_names),
+    FE(dmetric, celo_run, dmetric, dmetric_names),
+    FD(ce_weight, celo_run, ce_weight),
+    FD(kl_weight, celo_run, kl_weight),
+    FD(temperature, celo_run, temperature),
 };
 
 static const field group_fields[] = {
@@ -778,12 +793,18 @@ int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen)
             rd_fail(&r, "run '%s': group %d does not exist (%d groups)", u->name, u->group, plan->ngroups);
             goto fail;
         }
+        if ((u->teacher_ckpt[0] && (u->teacher_task < 0 || u->teacher_task >= plan->ntasks)) ||
+            (u->init_ckpt[0] && (u->init_task < 0 || u->init_task >= plan->ntasks))) {
+            rd_fail(&r, "run '%s': its teacher's or initial weights' task does not exist (%d tasks)", u->name,
+                    plan->ntasks);
+            goto fail;
+        }
     }
     for (int i = 0; i < plan->ngroups; i++) {
         const celo_group *g = &plan->groups[i];
         if (strcmp(g->kind, "sweep") && strcmp(g->kind, "compare") && strcmp(g->kind, "meta") &&
-            strcmp(g->kind, "eval")) {
-            rd_fail(&r, "group '%s': kind '%s' (sweep, compare, meta or eval)", g->name, g->kind);
+            strcmp(g->kind, "eval") && strcmp(g->kind, "distill")) {
+            rd_fail(&r, "group '%s': kind '%s' (sweep, compare, meta, eval or distill)", g->name, g->kind);
             goto fail;
         }
         if (!strcmp(g->kind, "meta") &&

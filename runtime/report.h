@@ -22,6 +22,8 @@ int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_o
 int celo_report_run_svg(const celo_plan *plan, int i, const celo_outcome *outs, char *err, size_t errlen);
 /* An eval group's results.md, results.csv and curves_TASK.svg in g->out (runtime/evalreport.c). */
 int celo_report_eval(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, char *err, size_t errlen);
+/* A distill group's results.md and curves.svg in g->out (runtime/distillreport.c). */
+int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, char *err, size_t errlen);
 /* An SVG line plot of the rows' eval_loss of outs[runs[i]] against step, with legend names (NULL: the runs' names)
  * and the y axis labelled ylabel. */
 void celo_report_svg(sbuf *b, const char *title, const celo_plan *plan, const celo_outcome *outs, const int *runs,

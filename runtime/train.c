@@ -13,6 +13,7 @@
  */
 #include "plan.h"
 
+#include "distill.h"
 #include "errmsg.h"
 #include "inst.h"
 #include "meta.h"
@@ -45,6 +46,7 @@ typedef struct {
     const celo_run *run;
     const celo_run_opts *opts;
     celo_inst *in;
+    celo_distill *dist; /* a distillation stage's teacher and loss (distill.h), or NULL */
     celo_ctx ctx;
     int live;           /* progress while it runs (off for runs side by side: each prints its end) */
     int solo;           /* under mpirun, this rank runs it alone (an eval block's runs spread over the ranks) */
@@ -74,7 +76,7 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
         celo_seterr(err, errlen, "run %s: task %d does not exist", run->name, run->task);
         return -1;
     }
-    if (run->steps < 1) {
+    if (run->steps < 1 && !(run->stage && run->steps == 0)) { /* a stage of 0 steps: its initial weights, evaluated */
         celo_seterr(err, errlen, "run %s: steps = %lld (want at least 1)", run->name, (long long)run->steps);
         return -1;
     }
@@ -90,8 +92,15 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
     if (celo_task_data_load(td, &plan->tasks[run->task], j->opts->quiet, err, errlen))
         return -1;
     j->in = celo_inst_new(plan, run, prog, j->opts->backend, td, err, errlen);
-    if (!j->in || (!solo && celo_inst_shard(j->in, celo_rank(), celo_nranks(), err, errlen))) /* data-parallel */
+    /* data-parallel, but not a distillation stage: every rank computes its whole batch (rank 0 writes) */
+    if (!j->in || (!solo && !run->stage && celo_inst_shard(j->in, celo_rank(), celo_nranks(), err, errlen)))
         return -1;
+    if (run->stage) {
+        j->dist = celo_distill_new(plan, run, celo_inst_model(j->in), err, errlen);
+        if (!j->dist && err[0])
+            return -1;
+        celo_inst_set_distill(j->in, j->dist);
+    }
     j->ctx = celo_ctx_for(j->in, celo_threads());
     const char *force = getenv("CELO_RUN_THREADS"); /* a fixed thread count per run (benchmarks, experiments) */
     if (force && atoi(force) > 0)
@@ -103,8 +112,9 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
 static void job_free(run_job *j)
 {
     celo_inst_free(j->in);
+    celo_distill_free(j->dist);
     celo_rowlog_free(&j->log);
-    j->in = NULL;
+    j->in = NULL, j->dist = NULL;
 }
 
 /* A line for the group at most every 2 s (on a terminal: redrawn in place every 0.2 s); any thread may call it. */
@@ -182,7 +192,13 @@ static int job_exec(run_job *j)
                     (long long)celo_inst_step_count(in), (long long)run->steps);
         if (w && celo_runlog_write_csv(run->log, &j->log, err, errlen))
             return -1;
-    }
+    } else if (run->stage && celo_distill_init(celo_inst_model(in), j->plan, run, err, errlen))
+        return -1;
+    else if (run->stage && run->init_ckpt[0] && !opts->quiet)
+        fprintf(stderr, "%s: starts from %s (%s)\n", run->name, run->init_ckpt,
+                run->init_map == CELO_INIT_BRIDGE ? "the linear attention -> Mamba bridge"
+                : run->init_map == CELO_INIT_QKV  ? "Q, K, V, O into C, B, x, out"
+                                                  : "every tensor of the same name");
     celo_progress_start(&j->pg, in, j->live);
     const double t0 = j->pg.t0;
     const int64_t s0 = celo_inst_step_count(in), eval_every = run->eval_every, ck_every = run->checkpoint_every;
@@ -236,6 +252,19 @@ static int job_exec(run_job *j)
             if (celo_runlog_save(in, &j->log, wall_prev + celo_now_s() - t0, err, errlen))
                 return -1;
         celo_progress_update(&j->pg, in, &j->log, evaluated);
+    }
+    if (run->steps == 0 && j->log.n == 0) { /* a stage that only maps weights: evaluate and keep them */
+        celo_row r = {0, NAN, NAN, NAN, 0};
+        if ((w || j->solo) && celo_inst_eval(in, &j->ctx, &r.eval_loss, &r.eval_acc, err, errlen))
+            return -1;
+        r.wall_s = wall_prev + celo_now_s() - t0;
+        if (celo_rowlog_add(&j->log, r)) {
+            celo_seterr(err, errlen, "run %s: out of memory", run->name);
+            return -1;
+        }
+        if (w && (celo_runlog_write_csv(run->log, &j->log, err, errlen) ||
+                  (run->checkpoint[0] && celo_runlog_save(in, &j->log, r.wall_s, err, errlen))))
+            return -1;
     }
     double t1 = celo_now_s();
     celo_progress_end(&j->pg, in, &j->log);
@@ -306,14 +335,24 @@ static int in_group(const celo_group *g, int run)
     return run >= g->first && run < g->first + g->count;
 }
 
-static int selected(const celo_plan *plan, int i, const char *only)
+static int named(const celo_plan *plan, int i, const char *only)
 {
-    if (!only)
-        return 1;
     if (!strcmp(plan->runs[i].name, only))
         return 1;
     for (int k = 0; k < plan->ngroups; k++)
         if (in_group(&plan->groups[k], i) && !strcmp(plan->groups[k].name, only))
+            return 1;
+    return 0;
+}
+
+/* run i runs under --only: it is named, or it makes a named distillation stage's teacher (its checkpoint file) */
+static int selected(const celo_plan *plan, int i, const char *only)
+{
+    if (!only || named(plan, i, only))
+        return 1;
+    const char *ck = plan->runs[i].checkpoint;
+    for (int q = 0; ck[0] && !plan->runs[i].stage && q < plan->nruns; q++)
+        if (plan->runs[q].stage && !strcmp(plan->runs[q].teacher_ckpt, ck) && named(plan, q, only))
             return 1;
     return 0;
 }
@@ -373,12 +412,36 @@ static int after_run(plan_exec *x, int i)
     return 0;
 }
 
+/* A distillation stage starts from its teacher's and its previous stage's final weights: NULL when the runs of this
+ * plan that write them finished, else the one that did not (stopped by --stop-at, diverged, or failed). */
+static const celo_run *stage_waits_for(const plan_exec *x, const celo_run *r)
+{
+    const char *files[2] = {r->teacher_ckpt, r->init_ckpt};
+    for (int k = 0; k < 2 && r->stage; k++)
+        for (int q = 0; files[k][0] && q < x->plan->nruns; q++) {
+            const celo_run *w = &x->plan->runs[q];
+            if (w == r || strcmp(w->checkpoint, files[k]) || !selected(x->plan, q, x->opts->only))
+                continue;
+            const celo_outcome *o = &x->outs[q];
+            if (!o->ran || o->res.diverged || o->res.steps_done < w->steps)
+                return w;
+        }
+    return NULL;
+}
+
 /* Runs first .. first + n - 1 one after another. */
 static int exec_in_turn(plan_exec *x, int first, int n)
 {
     for (int i = first; i < first + n; i++) {
         if (!selected(x->plan, i, x->opts->only))
             continue;
+        const celo_run *w = stage_waits_for(x, &x->plan->runs[i]);
+        if (w) {
+            if (!x->opts->quiet)
+                fprintf(stderr, "%s: not started: it starts from %s's final weights, and %s did not finish%s\n",
+                        x->plan->runs[i].name, w->name, w->name, w->checkpoint[0] ? " (--resume continues it)" : "");
+            continue;
+        }
         const celo_run *r = &x->plan->runs[i];
         celo_task_data *td = task_of(x, r), *scratch = td ? NULL : celo_task_data_new();
         run_job j;
@@ -587,7 +650,8 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
         const celo_group *g = group_at(plan, i, opts->only);
         int n = g ? g->count : 1;
         int spread = g && celo_nranks() > 1 && !strcmp(g->kind, "eval");
-        if (spread ? exec_spread(&x, g) : g ? exec_group(&x, g) : exec_in_turn(&x, i, 1))
+        int in_turn = g && !strcmp(g->kind, "distill"); /* each stage starts from the one before */
+        if (spread ? exec_spread(&x, g) : in_turn ? exec_in_turn(&x, i, n) : g ? exec_group(&x, g) : exec_in_turn(&x, i, 1))
             goto done;
         i += n;
     }
@@ -600,7 +664,12 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
             all &= x.outs[i].ran;
         if (!all)
             continue;
-        if (!strcmp(g->kind, "eval")) {
+        if (!strcmp(g->kind, "distill")) {
+            if (celo_report_distill(plan, g, x.outs, err, sizeof err)) {
+                fprintf(stderr, "error: %s\n", err);
+                goto done;
+            }
+        } else if (!strcmp(g->kind, "eval")) {
             if (celo_report_eval(plan, g, x.outs, err, sizeof err)) {
                 fprintf(stderr, "error: %s\n", err);
                 goto done;

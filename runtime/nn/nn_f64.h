@@ -102,6 +102,8 @@ const double *celo_model_output_f64(const celo_model_f64 *m, int64_t *rows, int 
 int celo_model_eval_f64(celo_model_f64 *m, const celo_batch_f64 *b, int chunk, double *loss, double *accuracy);
 const char *celo_model_error_f64(const celo_model_f64 *m);
 int celo_model_forward_f64(celo_model_f64 *m, const celo_batch_f64 *b);
+int celo_model_forward_pinned_f64(celo_model_f64 *m, const celo_batch_f64 *b, int n, const char *const *taps,
+                                  const double *const *values);
 int celo_model_ntaps_f64(const celo_model_f64 *m);
 const char *celo_model_tap_name_f64(const celo_model_f64 *m, int i);
 const double *celo_model_tap_f64(const celo_model_f64 *m, const char *name, celo_tap_shape *shape);
@@ -114,6 +116,9 @@ int celo_model_mamba_from_f64(celo_model_f64 *dst, const celo_model_f64 *src, ce
 double celo_loss_cross_entropy_f64(const double *logits, const int32_t *labels, int64_t rows, int classes,
                                    double *dlogits);
 double celo_loss_mse_f64(const double *pred, const double *target, int64_t n, double *dpred);
+double celo_loss_kl_f64(const double *logits, const double *teacher, int64_t rows, int classes, double temp,
+                        double *dlogits);
+double celo_loss_cosine_f64(const double *x, const double *target, int64_t rows, int width, double *dx);
 
 #ifdef __cplusplus
 }

@@ -14,8 +14,8 @@
  *   3. the recurrent step (celo_nn_mamba_step) token by token against the sequential scan: float64 1e-12, float32
  *      1e-5;
  *   4. causality: y at tokens before t does not move when x at token t does, and y from t on does;
- *   5. one and two threads give the same bits (float32 forward and backward, shapes above the threading threshold);
- *      dx and the tensors' gradients NULL but one: that one is the same, bit for bit (NULL entries are skipped);
+ *   5. one, two and three threads give the same bits (float32 forward and backward, shapes above the threading
+ * threshold); dx and the tensors' gradients NULL but one: that one is the same, bit for bit (NULL entries are skipped);
  *      a second backward pass into the same buffers doubles them (+=; 1e-14: sums added onto what is there);
  *   5c. a Mamba layer set from a linear-attention layer (a = 1, delta = 1, identity conv, gate 1, D 0, normalized)
  *      gives the linear attention's y in float64 within 1e-12 (the exact-equivalence init of the research notes);
@@ -33,7 +33,6 @@
 #include "gradcheck.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,18 +394,18 @@ static void test_threads(celo_feature_map f, int normalize)
         ng += L.numel[i];
     layer32 F;
     layer32_of(&F, &L);
-    double *y[2], *dx[2], *g[2];
-    int keep = omp_get_max_threads();
-    for (int k = 0; k < 2; k++) {
-        omp_set_num_threads(k + 1);
+    double *y[3], *dx[3], *g[3];
+    int keep = celo_threads(), same = 1;
+    for (int k = 0; k < 3; k++) { /* celo_set_threads: celo's loops and the GEMM pieces */
+        celo_set_threads(k + 1);
         y[k] = calloc((size_t)L.ny, 8), dx[k] = calloc((size_t)L.ny, 8), g[k] = calloc((size_t)ng, 8);
         run32(&L, &F, y[k], dx[k], g[k]);
+        same = same && !memcmp(y[0], y[k], (size_t)L.ny * 8) && !memcmp(dx[0], dx[k], (size_t)L.ny * 8) &&
+               !memcmp(g[0], g[k], (size_t)ng * 8);
     }
-    omp_set_num_threads(keep);
-    check(!memcmp(y[0], y[1], (size_t)L.ny * 8) && !memcmp(dx[0], dx[1], (size_t)L.ny * 8) &&
-              !memcmp(g[0], g[1], (size_t)ng * 8),
-          "1 thread == 2 threads, float32 y, dx, gradients: %s (B 4, T 64)", desc(&L));
-    for (int k = 0; k < 2; k++)
+    celo_set_threads(keep);
+    check(same, "1 thread == 2 == 3 threads, float32 y, dx, gradients: %s (B 4, T 64)", desc(&L));
+    for (int k = 0; k < 3; k++)
         free(y[k]), free(dx[k]), free(g[k]);
     layer32_free(&F, &L);
     layer_free(&L);

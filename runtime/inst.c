@@ -161,7 +161,11 @@ void celo_task_gpt_config(const celo_task *tk, int vocab, celo_gpt_config *g)
                            .gpt2_init = 0,
                            .mixer = (celo_mixer)tk->mixer,
                            .feature = (celo_feature_map)tk->feature,
-                           .chunk = tk->chunk};
+                           .chunk = tk->chunk,
+                           .state = tk->mamba_state,
+                           .conv = tk->mamba_conv,
+                           .expand = tk->mamba_expand,
+                           .normalize = tk->mamba_normalize};
 }
 
 /* The model configuration of a task, with the widths the data implies. */

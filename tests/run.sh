@@ -1232,6 +1232,12 @@ if want distill; then
                 "$R/quick/results.md"
         then ok "distill attention transfer: cosine loss $(sed -n 2p "$R/quick/align.csv" | cut -d, -f2) -> $(tail -1 "$R/quick/align.csv" | cut -d, -f2), eval within 0.05 of the teacher's"
         else bad "distill attention transfer: $(cat "$R/quick/align.csv") $(grep '^| ' "$R/quick/results.md")"; fi
+        # the aligned linear-attention model mapped onto Mamba mixers (init = bridge, 0 steps) evaluates as it does
+        # (research notes §1.3's exact equivalence through the language: normalize, state and the maps reach the model)
+        if awk -F, 'FNR == 1 { next } NR == FNR { a = $3; next } { b = $3 } END { d = a - b; exit !(d < 1e-4 && d > -1e-4 && b > 0) }' \
+            "$TMP/dfull/runs/bridge/align.csv" "$TMP/dfull/runs/bridge/bridged.csv"
+        then ok "distill init = bridge: the Mamba model's eval loss == the linear-attention model's ($(tail -1 "$TMP/dfull/runs/bridge/align.csv" | cut -d, -f3) vs $(tail -1 "$TMP/dfull/runs/bridge/bridged.csv" | cut -d, -f3))"
+        else bad "distill bridge: $(cat "$TMP/dfull/runs/bridge/align.csv" "$TMP/dfull/runs/bridge/bridged.csv" 2>&1)"; fi
         # --stop-at 20 (every run stops there; later stages wait), then --resume: the uninterrupted weights and curves
         if dq dstop "$CELO_ABS" run "$DQ" --quiet --stop-at 20 2>"$TMP/err" && [ ! -f "$TMP/dstop/runs/quick/finetune.csv" ] &&
             dq dstop "$CELO_ABS" run "$DQ" --quiet --resume >/dev/null 2>>"$TMP/err" &&

@@ -981,28 +981,37 @@ if want pipeline; then
     # gpt's Mamba mixer (tests/pipeline/mamba.celo): the default mamba (identity map, no denominator) learns on kjv
     # (measured: train loss 2.66 -> 1.79, eval 2.32 -> 1.93 over 300 steps; bounds: train falls by 20 %, eval by
     # 0.25 and ends below 2.1, under linear elu's 2.20 and the unigram entropy 3.02), and celo build's binary gives
-    # celo run's curves and final weights for the hedgehog map with chunk 8 and the elu map (mixer, feature and
-    # chunk go through the plan text), with the module's tensors h.0.mamba.* (its map's too) and no h.0.attn.* in
-    # the checkpoint
+    # celo run's curves and final weights for the hedgehog map with chunk 8, the elu map and every option set (they
+    # go through the plan text), with the module's tensors h.0.mamba.* (its map's too) and no h.0.attn.* in the
+    # checkpoint
     mkdir -p "$TMP/mb_run" "$TMP/mb_bin"
     if (cd "$TMP/mb_run" && "$CELO_ABS" run "$ROOT/tests/pipeline/mamba.celo" --quiet) 2>"$TMP/err" &&
         $CELO build tests/pipeline/mamba.celo -o "$TMP/mb_exe" 2>>"$TMP/err" &&
-        (cd "$TMP/mb_bin" && "$TMP/mb_exe" --quiet --only mamba_hedgehog && "$TMP/mb_exe" --quiet --only mamba_elu) \
-            2>>"$TMP/err"; then
+        (cd "$TMP/mb_bin" && "$TMP/mb_exe" --quiet --only mamba_hedgehog && "$TMP/mb_exe" --quiet --only mamba_elu &&
+            "$TMP/mb_exe" --quiet --only mamba_opts) 2>>"$TMP/err"; then
         a=$TMP/mb_run/runs b=$TMP/mb_bin/runs
         if awk -F, 'NR == 2 { t0 = $2; e0 = $3 } END { exit !(NR == 7 && $2 < 0.8 * t0 && $3 < e0 - 0.25 && $3 < 2.1) }' "$a/mamba_learn.csv"
         then ok "pipeline gpt mixer = mamba learns (train $(sed -n 2p "$a/mamba_learn.csv" | cut -d, -f2) -> $(tail -1 "$a/mamba_learn.csv" | cut -d, -f2), eval $(sed -n 2p "$a/mamba_learn.csv" | cut -d, -f3) -> $(tail -1 "$a/mamba_learn.csv" | cut -d, -f3))"
         else bad "pipeline gpt mamba does not learn: $(cat "$a/mamba_learn.csv")"; fi
         : >"$TMP/diff"
-        for r in mamba_hedgehog mamba_elu; do
+        for r in mamba_hedgehog mamba_elu mamba_opts; do
             diff <(cut -d, -f1-4 "$a/$r.csv") <(cut -d, -f1-4 "$b/$r.csv") >>"$TMP/diff" &&
                 cmp -s <(st_data "$a/$r.safetensors") <(st_data "$b/$r.safetensors") || echo "$r differs" >>"$TMP/diff"
         done
         if [ ! -s "$TMP/diff" ] && ! diff -q <(cut -d, -f1-4 "$a/mamba_hedgehog.csv") <(cut -d, -f1-4 "$a/mamba_elu.csv") \
             >/dev/null && [ "$(st_names "$a/mamba_hedgehog.safetensors" | grep -c '"h\.0\.mamba\.\(in_proj\.weight\|A_log\|D\|feature_[qk]\.weight\|out_proj\.weight\)"')" = 6 ] &&
             [ "$(st_names "$a/mamba_hedgehog.safetensors" | grep -c '"h\.0\.attn\.')" = 0 ]
-        then ok "pipeline build == run with mamba mixers (hedgehog chunk 8, elu): curves, final weights, h.0.mamba.* tensors"
+        then ok "pipeline build == run with mamba mixers (hedgehog chunk 8, elu, every option): curves, final weights, h.0.mamba.* tensors"
         else bad "pipeline build vs run with mamba mixers: $(head -20 "$TMP/diff") $(st_names "$a/mamba_hedgehog.safetensors" | head -30)"; fi
+        # state 6, conv 3, expand 2 and the mlp map reach the model: in_proj 2 * 64 + 2 * 4 * 6 + 4 = 180 rows,
+        # conv 64 + 48 = 112 channels of 3 taps, the maps [6, 6], out_proj [32, 64]
+        st_names "$a/mamba_opts.safetensors" >"$TMP/names"
+        if grep -q '"h\.0\.mamba\.in_proj\.weight":{"dtype":"F32","shape":\[180,32\]' "$TMP/names" &&
+            grep -q '"h\.0\.mamba\.conv\.weight":{"dtype":"F32","shape":\[112,1,3\]' "$TMP/names" &&
+            grep -q '"h\.0\.mamba\.feature_k\.bias":{"dtype":"F32","shape":\[6\]' "$TMP/names" &&
+            grep -q '"h\.0\.mamba\.out_proj\.weight":{"dtype":"F32","shape":\[32,64\]' "$TMP/names"
+        then ok "pipeline mamba(state = 6, conv = 3, expand = 2, feature = mlp, normalize = true): the model's shapes"
+        else bad "pipeline mamba options do not reach the model: $(grep mamba "$TMP/names")"; fi
     else bad "pipeline mamba mixers: $(head -c 600 "$TMP/err")"; fi
     # the same with a rule of several passes with reductions between them (celo_step_team's barriers)
     if (cd "$TMP/team" && "$CELO_ABS" run "$ROOT/tests/pipeline/team_passes.celo" --quiet) 2>"$TMP/err" &&

@@ -138,7 +138,7 @@ static void test_attention_fd(void)
     for (int i = 0; i < 18; i++)
         a.tok[i] = (i * 7 + 3) % 11;
     a.b = (celo_batch_f64){.n = 2, .seq = 9, .tokens = a.tok};
-    char in[L][16], out[L][16];
+    char in[L][24], out[L][24];
     for (int l = 0; l < L; l++) {
         snprintf(in[l], sizeof in[l], "h.%d.ln_1", l);
         snprintf(out[l], sizeof out[l], "h.%d.attn", l);

@@ -1683,7 +1683,8 @@ static int build_meta(pctx *C, const def *d)
 
 /* ---- distillation: stage and distill blocks (runtime/distill.h, docs/distill.md) ---- */
 
-static const char *stage_keys[] = {"task", "optimizer", "steps", "schedule", "eval", "seed", "init", "train_only", "loss"};
+static const char *stage_keys[] = {"task", "optimizer", "steps",      "schedule", "eval",
+                                   "seed", "init",      "train_only", "loss"};
 
 /* loss = cross_entropy | kl(temperature = T) | mix(ce = a, kl = b, temperature = T) | attention(cosine | mse) */
 static int stage_loss(pctx *C, celo_run *r, const pval *v)
@@ -1693,8 +1694,7 @@ static int stage_loss(pctx *C, celo_run *r, const pval *v)
     if (k < 0)
         return -1;
     r->dloss = k == 0 ? CELO_DLOSS_TASK : k == 1 ? CELO_DLOSS_KL : k == 2 ? CELO_DLOSS_MIX : CELO_DLOSS_ATTENTION;
-    static const char *kl_args[] = {"temperature"}, *mix_args[] = {"ce", "kl", "temperature"},
-                      *att_args[] = {"metric"};
+    static const char *kl_args[] = {"temperature"}, *mix_args[] = {"ce", "kl", "temperature"}, *att_args[] = {"metric"};
     callargs a;
     if (k == 0) {
         if (v->kind == PV_CALL && v->nargs) {
@@ -1812,7 +1812,8 @@ static int distill_teacher(pctx *C, celo_run *t, const pval *v)
         if (want_str(C, f, "checkpoint", t->teacher_ckpt, sizeof t->teacher_ckpt))
             return -1;
         if (access(t->teacher_ckpt, R_OK)) {
-            PERR(C, f->sp, "no teacher checkpoint '%s' (train the teacher first, or name its train block: teacher = NAME)",
+            PERR(C, f->sp,
+                 "no teacher checkpoint '%s' (train the teacher first, or name its train block: teacher = NAME)",
                  t->teacher_ckpt);
             return -1;
         }
@@ -1860,9 +1861,9 @@ static void shape_text(char *out, size_t len, const celo_param_tensor *t)
 {
     size_t k = (size_t)snprintf(out, len, "[");
     for (int i = 0; i < t->ndim && k < len; i++)
-        k += t->shape[i] == STANDIN_VOCAB ? (size_t)snprintf(out + k, len - k, "%svocab", i ? ", " : "")
-                                          : (size_t)snprintf(out + k, len - k, "%s%lld", i ? ", " : "",
-                                                             (long long)t->shape[i]);
+        k += t->shape[i] == STANDIN_VOCAB
+                 ? (size_t)snprintf(out + k, len - k, "%svocab", i ? ", " : "")
+                 : (size_t)snprintf(out + k, len - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
     if (k < len)
         snprintf(out + k, len - k, "]");
 }
@@ -1896,10 +1897,12 @@ static void check_stage(pctx *C, stage_def *sd, const celo_run *r, const char *f
     const celo_task *tt = r->teacher_ckpt[0] ? &C->plan->tasks[r->teacher_task] : NULL, *ts = &C->plan->tasks[r->task];
     if (r->dloss == CELO_DLOSS_ATTENTION && tt &&
         (tt->model != CELO_MODEL_GPT || tt->layers != ts->layers || tt->dim != ts->dim))
-        PERR(C, at, "stage '%s' matches its mixers' outputs to the teacher's (loss = attention): it needs a gpt of the "
-             "teacher's layers and width (%d x %d), not %d x %d", sd->d->name, tt->layers, tt->dim, ts->layers, ts->dim);
-    celo_model *src = r->init_ckpt[0] && r->init_map != CELO_INIT_NONE ? shape_model(&C->plan->tasks[r->init_task])
-                                                                          : NULL;
+        PERR(C, at,
+             "stage '%s' matches its mixers' outputs to the teacher's (loss = attention): it needs a gpt of the "
+             "teacher's layers and width (%d x %d), not %d x %d",
+             sd->d->name, tt->layers, tt->dim, ts->layers, ts->dim);
+    celo_model *src =
+        r->init_ckpt[0] && r->init_map != CELO_INIT_NONE ? shape_model(&C->plan->tasks[r->init_task]) : NULL;
     if (src && r->init_map == CELO_INIT_COPY) {
         int same = 0;
         for (int i = 0; i < celo_model_ntensors(st); i++) {
@@ -1924,8 +1927,8 @@ static void check_stage(pctx *C, stage_def *sd, const celo_run *r, const char *f
                  sd->d->name, from);
     } else if (src) {
         char e[512];
-        if (celo_model_mamba_from(st, src, r->init_map == CELO_INIT_BRIDGE ? CELO_MAMBA_FROM_BRIDGE : CELO_MAMBA_FROM_QKV,
-                                  e, sizeof e))
+        if (celo_model_mamba_from(
+                st, src, r->init_map == CELO_INIT_BRIDGE ? CELO_MAMBA_FROM_BRIDGE : CELO_MAMBA_FROM_QKV, e, sizeof e))
             PERR(C, at, "stage '%s' cannot start from %s by init = %s: %s", sd->d->name, from,
                  r->init_map == CELO_INIT_BRIDGE ? "bridge" : "qkv", e);
     }

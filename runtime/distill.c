@@ -17,10 +17,10 @@
 struct celo_distill {
     celo_model *teacher;
     const celo_run *run;
-    int layers;                            /* the attention loss: layers matched */
-    char in_tap[MAX_LAYERS][32];           /* h.l.ln_1: the mixer's input, pinned to the teacher's */
-    char out_tap[MAX_LAYERS][32];          /* h.l.attn: the mixer's output, matched */
-    float *g;                              /* gradients of the matched taps (layers x rows x width), or of logits */
+    int layers;                   /* the attention loss: layers matched */
+    char in_tap[MAX_LAYERS][32];  /* h.l.ln_1: the mixer's input, pinned to the teacher's */
+    char out_tap[MAX_LAYERS][32]; /* h.l.attn: the mixer's output, matched */
+    float *g;                     /* gradients of the matched taps (layers x rows x width), or of logits */
     int64_t gcap;
 };
 
@@ -71,14 +71,16 @@ static int attention_taps(celo_distill *d, const celo_model *student, char *err,
 {
     const celo_model_config *sc = celo_model_cfg(student), *tc = celo_model_cfg(d->teacher);
     if (sc->kind != CELO_MODEL_GPT || tc->kind != CELO_MODEL_GPT) {
-        celo_seterr(err, errlen, "run %s: the attention loss matches gpt layers: student and teacher must be gpt models",
+        celo_seterr(err, errlen,
+                    "run %s: the attention loss matches gpt layers: student and teacher must be gpt models",
                     d->run->name);
         return -1;
     }
     if (sc->gpt.layers != tc->gpt.layers || sc->gpt.dim != tc->gpt.dim || sc->gpt.layers > MAX_LAYERS) {
-        celo_seterr(err, errlen, "run %s: the attention loss needs as many layers of the same width as the teacher's "
-                    "(student %d x %d, teacher %d x %d)", d->run->name, sc->gpt.layers, sc->gpt.dim, tc->gpt.layers,
-                    tc->gpt.dim);
+        celo_seterr(err, errlen,
+                    "run %s: the attention loss needs as many layers of the same width as the teacher's "
+                    "(student %d x %d, teacher %d x %d)",
+                    d->run->name, sc->gpt.layers, sc->gpt.dim, tc->gpt.layers, tc->gpt.dim);
         return -1;
     }
     d->layers = sc->gpt.layers;
@@ -183,8 +185,7 @@ static int logit_loss(celo_distill *d, celo_model *s, const celo_batch *b, float
 }
 
 /* every layer's mixer fed the teacher's input, its output matched to the teacher's */
-static int attention_loss(celo_distill *d, celo_model *s, const celo_batch *b, float *loss, char *err,
-                          size_t errlen)
+static int attention_loss(celo_distill *d, celo_model *s, const celo_batch *b, float *loss, char *err, size_t errlen)
 {
     const celo_run *run = d->run;
     int L = d->layers;

@@ -67,7 +67,8 @@ int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_o
     if (!runs || !names || !shifted)
         goto oom;
     celo_sb_printf(&md, "# %s\n\n", g->name);
-    celo_sb_printf(&md, "| stage | student | starts from | loss | steps | train loss | eval loss (nats) | bits per char |\n");
+    celo_sb_printf(
+        &md, "| stage | student | starts from | loss | steps | train loss | eval loss (nats) | bits per char |\n");
     celo_sb_printf(&md, "|---|---|---|---|---:|---:|---:|---:|\n");
     int k = 0;
     if (t >= 0 && outs[t].ran) {
@@ -80,8 +81,7 @@ int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_o
     for (int i = g->first; i < g->first + n; i++) {
         const celo_run *r = &plan->runs[i];
         char loss[96];
-        row(&md, r->name, plan->tasks[r->task].name, init_text(r), loss_text(r, loss, sizeof loss), r->steps,
-            &outs[i]);
+        row(&md, r->name, plan->tasks[r->task].name, init_text(r), loss_text(r, loss, sizeof loss), r->steps, &outs[i]);
         shifted[i] = outs[i]; /* the stage's rows after the stages before it on one axis */
         shifted[i].log.rows = malloc(sizeof(celo_row) * (size_t)(outs[i].log.n > 0 ? outs[i].log.n : 1));
         if (!shifted[i].log.rows)

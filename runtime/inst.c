@@ -259,8 +259,7 @@ static int model_config(const celo_task *tk, const celo_task_data *d, celo_model
     }
 }
 
-celo_model *celo_task_model_new(const celo_task *tk, const celo_task_data *td, uint64_t seed, char *err,
-                                size_t errlen)
+celo_model *celo_task_model_new(const celo_task *tk, const celo_task_data *td, uint64_t seed, char *err, size_t errlen)
 {
     char e[256];
     celo_model *m;
@@ -515,7 +514,8 @@ static int freeze_tensors(inst *in, const char *train_only, char *err, size_t er
         trained += hit;
     }
     if (!trained) {
-        celo_seterr(err, errlen, "run %s: train_only \"%s\" names no tensor of the model (e.g. %s): nothing would train",
+        celo_seterr(err, errlen,
+                    "run %s: train_only \"%s\" names no tensor of the model (e.g. %s): nothing would train",
                     in->run->name, train_only, inst_tensor(in, 0)->name);
         return -1;
     }

@@ -55,8 +55,7 @@ void celo_task_data_unload(celo_task_data *td);
 void celo_task_data_free(celo_task_data *td);
 
 /* The model of a task (its data td loaded: the widths it implies), initialized with seed. NULL with err. */
-celo_model *celo_task_model_new(const celo_task *tk, const celo_task_data *td, uint64_t seed, char *err,
-                                size_t errlen);
+celo_model *celo_task_model_new(const celo_task *tk, const celo_task_data *td, uint64_t seed, char *err, size_t errlen);
 
 /* The gpt configuration of a task whose model is gpt, for a vocabulary of `vocab` tokens (the compiler checks
  * distillation stages' shapes on such models before any data is read). */

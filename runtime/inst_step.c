@@ -234,7 +234,7 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, int *finite, char *
     celo_batch b;
     inst_batch(in, k, &b);
     float l;
-    if (in->distill) { /* a distillation stage's loss (distill.h), on the whole batch */
+    if (in->distill) {             /* a distillation stage's loss (distill.h), on the whole batch */
         if (in->replica && !in->T) /* a split batch's halves gather their own rows: gather them all here */
             celo_dataset_gather(in->data->train, in->idx, in->B, in->bx, in->by, in->bt);
         if (celo_distill_loss_grad(in->distill, in->model, &b, &l, err, errlen))

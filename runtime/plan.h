@@ -90,18 +90,18 @@ typedef struct {
                                        2 tensor, 3 parameter; the model's function of w * s trains w from w0 / s */
     double reparam_lo, reparam_hi;  /* s = exp(U(ln lo, ln hi)), drawn from the run's seed */
     /* a stage of a distill block (runtime/distill.h, docs/distill.md); all zero for other runs */
-    int stage;                           /* 1: a distillation stage */
-    char teacher_ckpt[CELO_PATH_MAX];    /* the teacher's weights ("": no teacher), its model: teacher_task's */
+    int stage;                        /* 1: a distillation stage */
+    char teacher_ckpt[CELO_PATH_MAX]; /* the teacher's weights ("": no teacher), its model: teacher_task's */
     int teacher_task;
-    char init_ckpt[CELO_PATH_MAX];       /* the weights the student starts from ("": its own initialization) */
-    int init_task;                       /* ... their model: this task's */
-    int init_map;                        /* celo_init_map (distill.h): how they map onto the student */
-    char train_only[256];                /* comma-separated parts of tensor names: only they train ("": all) */
-    int dloss;                           /* celo_distill_loss (distill.h) */
-    int dmetric;                         /* DLOSS_ATTENTION: 0 cosine, 1 mse */
+    char init_ckpt[CELO_PATH_MAX];            /* the weights the student starts from ("": its own initialization) */
+    int init_task;                            /* ... their model: this task's */
+    int init_map;                             /* celo_init_map (distill.h): how they map onto the student */
+    char train_only[256];                     /* comma-separated parts of tensor names: only they train ("": all) */
+    int dloss;                                /* celo_distill_loss (distill.h) */
+    int dmetric;                              /* DLOSS_ATTENTION: 0 cosine, 1 mse */
     double ce_weight, kl_weight, temperature; /* DLOSS_KL, DLOSS_MIX */
-    int group;                      /* runs of one sweep/compare share a group number (-1: none) */
-    int entry;                      /* compare: which of its optimizers the run tries (0-based); -1 otherwise */
+    int group;                                /* runs of one sweep/compare share a group number (-1: none) */
+    int entry; /* compare: which of its optimizers the run tries (0-based); -1 otherwise */
 } celo_run;
 
 typedef struct {

@@ -651,7 +651,10 @@ int celo_plan_execute(const celo_plan *plan, celo_rule_lookup lookup, void *look
         int n = g ? g->count : 1;
         int spread = g && celo_nranks() > 1 && !strcmp(g->kind, "eval");
         int in_turn = g && !strcmp(g->kind, "distill"); /* each stage starts from the one before */
-        if (spread ? exec_spread(&x, g) : in_turn ? exec_in_turn(&x, i, n) : g ? exec_group(&x, g) : exec_in_turn(&x, i, 1))
+        if (spread    ? exec_spread(&x, g)
+            : in_turn ? exec_in_turn(&x, i, n)
+            : g       ? exec_group(&x, g)
+                      : exec_in_turn(&x, i, 1))
             goto done;
         i += n;
     }

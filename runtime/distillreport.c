@@ -5,7 +5,6 @@
  */
 #include "distill.h"
 #include "errmsg.h"
-#include "fileio.h"
 #include "report.h"
 
 #include <math.h>
@@ -101,17 +100,7 @@ int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_o
     celo_report_svg(&svg, title, plan, shifted, runs, k, names, "eval loss (nats)");
     if (md.oom || svg.oom)
         goto oom;
-    char path[CELO_PATH_MAX + 32];
-    const char *dir = g->out[0] ? g->out : ".";
-    snprintf(path, sizeof path, "%s/results.md", dir);
-    if (celo_write_file(path, md.s, md.len, err, errlen))
-        goto done;
-    snprintf(path, sizeof path, "%s/curves.svg", dir);
-    if (celo_write_file(path, svg.s, svg.len, err, errlen))
-        goto done;
-    printf("distill %s (%s/results.md, %s/curves.svg):\n%.*s", g->name, dir, dir, (int)md.len, md.s);
-    fflush(stdout);
-    rc = 0;
+    rc = celo_report_write_md_svg(g, &md, &svg, err, errlen);
     goto done;
 oom:
     celo_seterr(err, errlen, "distill %s: out of memory", g->name);

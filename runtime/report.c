@@ -314,6 +314,21 @@ static void make_svg(sbuf *b, const char *title, const celo_plan *plan, const ce
     celo_report_svg(b, title, plan, outs, runs, n, NULL, "eval loss");
 }
 
+int celo_report_write_md_svg(const celo_group *g, const sbuf *md, const sbuf *svg, char *err, size_t errlen)
+{
+    char path[CELO_PATH_MAX + 32];
+    const char *dir = g->out[0] ? g->out : ".";
+    snprintf(path, sizeof path, "%s/results.md", dir);
+    if (celo_write_file(path, md->s, md->len, err, errlen))
+        return -1;
+    snprintf(path, sizeof path, "%s/curves.svg", dir);
+    if (celo_write_file(path, svg->s, svg->len, err, errlen))
+        return -1;
+    printf("%s %s (%s/results.md, %s/curves.svg):\n%.*s", g->kind, g->name, dir, dir, (int)md->len, md->s);
+    fflush(stdout);
+    return 0;
+}
+
 int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, celo_rule_lookup lookup,
                         void *lctx, celo_task_data *const *tds, char *err, size_t errlen)
 {
@@ -392,17 +407,7 @@ int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_o
     make_svg(&svg, title, plan, outs, best, nb);
     if (md.oom || svg.oom)
         goto oom;
-    char path[CELO_PATH_MAX + 32];
-    const char *dir = g->out[0] ? g->out : ".";
-    snprintf(path, sizeof path, "%s/results.md", dir);
-    if (celo_write_file(path, md.s, md.len, err, errlen))
-        goto done;
-    snprintf(path, sizeof path, "%s/curves.svg", dir);
-    if (celo_write_file(path, svg.s, svg.len, err, errlen))
-        goto done;
-    printf("compare %s (%s/results.md, %s/curves.svg):\n%.*s", g->name, dir, dir, (int)md.len, md.s);
-    fflush(stdout);
-    rc = 0;
+    rc = celo_report_write_md_svg(g, &md, &svg, err, errlen);
     goto done;
 oom:
     celo_seterr(err, errlen, "compare %s: out of memory", g->name);

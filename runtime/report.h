@@ -22,6 +22,9 @@ int celo_report_compare(const celo_plan *plan, const celo_group *g, const celo_o
 int celo_report_run_svg(const celo_plan *plan, int i, const celo_outcome *outs, char *err, size_t errlen);
 /* An eval group's results.md, results.csv and curves_TASK.svg in g->out (runtime/evalreport.c). */
 int celo_report_eval(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, char *err, size_t errlen);
+/* g's results.md and curves.svg in its out folder (the working directory when it has none), then the table on
+ * stdout under "KIND NAME (DIR/results.md, DIR/curves.svg):". 0, or -1 with err. */
+int celo_report_write_md_svg(const celo_group *g, const sbuf *md, const sbuf *svg, char *err, size_t errlen);
 /* A distill group's results.md and curves.svg in g->out (runtime/distillreport.c). */
 int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, char *err, size_t errlen);
 /* An SVG line plot of the rows' eval_loss of outs[runs[i]] against step, with legend names (NULL: the runs' names)

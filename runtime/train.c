@@ -172,6 +172,21 @@ static void print_end(const run_job *j, int resumed, int64_t s0, double secs)
     fprintf(stderr, "%s\n", line);
 }
 
+/* An evaluation at step t: a row of the log (train_loss: the mean since the last row) and the CSV rewritten. 0, or
+ * -1 with j->err. */
+static int eval_row(run_job *j, int64_t t, double train_loss, double wall_prev, double t0)
+{
+    celo_row r = {t, train_loss, NAN, NAN, 0};
+    if ((celo_rank0() || j->solo) && celo_inst_eval(j->in, &j->ctx, &r.eval_loss, &r.eval_acc, j->err, sizeof j->err))
+        return -1;
+    r.wall_s = wall_prev + celo_now_s() - t0;
+    if (celo_rowlog_add(&j->log, r)) {
+        celo_seterr(j->err, sizeof j->err, "run %s: out of memory", j->run->name);
+        return -1;
+    }
+    return celo_rank0() && celo_runlog_write_csv(j->run->log, &j->log, j->err, sizeof j->err) ? -1 : 0;
+}
+
 /* Resumes the run if asked, steps it to its end with its evaluations, rows and checkpoints. 0 (also when it
  * diverged: j->res says so), or -1 with j->err. */
 static int job_exec(run_job *j)
@@ -236,15 +251,7 @@ static int job_exec(run_job *j)
         }
         int evaluated = 0;
         if ((eval_every > 0 && t % eval_every == 0) || t == run->steps) {
-            celo_row r = {t, celo_inst_take_mean(in), NAN, NAN, 0};
-            if ((w || j->solo) && celo_inst_eval(in, &j->ctx, &r.eval_loss, &r.eval_acc, err, errlen))
-                return -1;
-            r.wall_s = wall_prev + celo_now_s() - t0;
-            if (celo_rowlog_add(&j->log, r)) {
-                celo_seterr(err, errlen, "run %s: out of memory", run->name);
-                return -1;
-            }
-            if (w && celo_runlog_write_csv(run->log, &j->log, err, errlen))
+            if (eval_row(j, t, celo_inst_take_mean(in), wall_prev, t0))
                 return -1;
             evaluated = 1;
         }
@@ -253,19 +260,10 @@ static int job_exec(run_job *j)
                 return -1;
         celo_progress_update(&j->pg, in, &j->log, evaluated);
     }
-    if (run->steps == 0 && j->log.n == 0) { /* a stage that only maps weights: evaluate and keep them */
-        celo_row r = {0, NAN, NAN, NAN, 0};
-        if ((w || j->solo) && celo_inst_eval(in, &j->ctx, &r.eval_loss, &r.eval_acc, err, errlen))
+    if (run->steps == 0 && j->log.n == 0) /* a stage that only maps weights: evaluate and keep them */
+        if (eval_row(j, 0, NAN, wall_prev, t0) ||
+            (w && run->checkpoint[0] && celo_runlog_save(in, &j->log, j->log.rows[0].wall_s, err, errlen)))
             return -1;
-        r.wall_s = wall_prev + celo_now_s() - t0;
-        if (celo_rowlog_add(&j->log, r)) {
-            celo_seterr(err, errlen, "run %s: out of memory", run->name);
-            return -1;
-        }
-        if (w && (celo_runlog_write_csv(run->log, &j->log, err, errlen) ||
-                  (run->checkpoint[0] && celo_runlog_save(in, &j->log, r.wall_s, err, errlen))))
-            return -1;
-    }
     double t1 = celo_now_s();
     celo_progress_end(&j->pg, in, &j->log);
     if (diverged) {

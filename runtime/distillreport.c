@@ -73,8 +73,6 @@ int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_o
     if (t >= 0 && outs[t].ran) {
         row(&md, "teacher", plan->tasks[plan->runs[t].task].name, "its own", "cross_entropy", plan->runs[t].steps,
             &outs[t]);
-        runs[k] = t, names[k++] = "teacher";
-        shifted[t] = outs[t];
     }
     int64_t offset = 0;
     for (int i = g->first; i < g->first + n; i++) {
@@ -92,6 +90,14 @@ int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_o
         offset += r->steps;
         runs[k] = i, names[k++] = r->name;
     }
+    celo_row flat[2]; /* the teacher's final eval loss as a level line over the stages' steps */
+    if (t >= 0 && outs[t].ran && !isnan(outs[t].res.final_eval_loss)) {
+        flat[0] = flat[1] = (celo_row){0, NAN, outs[t].res.final_eval_loss, NAN, 0};
+        flat[1].step = offset > 0 ? offset : 1;
+        shifted[t] = outs[t];
+        shifted[t].log = (celo_rowlog){flat, 2, 2};
+        runs[k] = t, names[k++] = "teacher (final)";
+    }
     celo_sb_printf(&md, "\nEval loss: next-token cross-entropy on the task's validation windows (nats; bits = nats / "
                         "ln 2). Stages run in order, each from the weights the one before it ended with.\n\n"
                         "![eval loss against step, the stages one after another](curves.svg)\n");
@@ -106,7 +112,7 @@ oom:
     celo_seterr(err, errlen, "distill %s: out of memory", g->name);
 done:
     if (shifted)
-        for (int i = g->first; i < g->first + n; i++)
+        for (int i = g->first; i < g->first + n; i++) /* the teacher's rows are on the stack */
             if (shifted[i].log.rows != outs[i].log.rows)
                 free(shifted[i].log.rows);
     free(shifted);

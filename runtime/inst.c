@@ -740,7 +740,7 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
         celo_seterr(err, errlen, "run %s: %s: %s", run->name, path, e);
         return -1;
     }
-    if (step < 1 || step > run->steps) {
+    if ((step < 1 && !(run->stage && run->steps == 0)) || step < 0 || step > run->steps) { /* 0: a 0-step stage */
         celo_seterr(err, errlen, "run %s: %s is at step %lld, the run has %lld steps", run->name, path, (long long)step,
                     (long long)run->steps);
         return -1;

@@ -116,7 +116,7 @@ int celo_runlog_load(celo_inst *in, celo_rowlog *l, double *wall_s, char *err, s
         char a[40], b2[40], c2[40], d2[40];
         if (sscanf(p, "%lld %39s %39s %39s %39s%n", &st, a, b2, c2, d2, &used) != 5 || p[used] != '\n' ||
             parse_double(a, &r.train_loss) || parse_double(b2, &r.eval_loss) || parse_double(c2, &r.eval_acc) ||
-            parse_double(d2, &r.wall_s) || st < 1 || st > step) {
+            parse_double(d2, &r.wall_s) || st < (run->steps == 0 ? 0 : 1) || st > step) { /* 0: a 0-step stage */
             celo_seterr(err, errlen, "run %s: %s: bad metadata (rows)", run->name, path);
             goto done;
         }

@@ -1254,6 +1254,12 @@ if want distill; then
             diff <(cut -d, -f1-4 "$R/quick/finetune.csv") <(cut -d, -f1-4 "$TMP/dstop/runs/quick/finetune.csv") >"$TMP/diff"
         then ok "distill --stop-at 20 + --resume == uninterrupted (last stage's weights bit for bit, curves)"
         else bad "distill stop/resume: $(head -c 300 "$TMP/err") $(head -10 "$TMP/diff" 2>/dev/null)"; fi
+        # --resume of the finished plan: nothing runs again (a 0-step stage's checkpoint included), the same summary
+        cp "$R/quick/results.md" "$TMP/results_before.md"
+        if dq dfull "$CELO_ABS" run "$DQ" --quiet --resume >/dev/null 2>"$TMP/err" &&
+            cmp -s "$R/quick/results.md" "$TMP/results_before.md" && [ "$(grep -c . "$R/bridge/bridged.csv")" = 2 ]
+        then ok "distill --resume of a finished plan (0-step stage included): the same results.md"
+        else bad "distill resume finished: $(head -c 300 "$TMP/err")"; fi
         # one thread, and a standalone binary: the same final weights
         if dq d1t env OMP_NUM_THREADS=1 "$CELO_ABS" run "$DQ" --quiet >/dev/null 2>"$TMP/err" &&
             cmp -s <(st_data "$R/quick/kd.safetensors") <(st_data "$TMP/d1t/runs/quick/kd.safetensors")

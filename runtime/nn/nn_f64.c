@@ -45,6 +45,8 @@ static void gemm_pair(int ta1, int tb1, int M1, int N1, int K1, const real *A1, 
 }
 
 #include "layers.inc"
+#include "featmap.inc"
 #include "linattn.inc"
+#include "mamba.inc"
 #include "blocks.inc"
 #include "models.inc"

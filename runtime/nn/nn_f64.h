@@ -66,6 +66,15 @@ void celo_nn_linattn_backward_f64(double *dx, double *const *dw, double *dsaved,
 void celo_nn_linattn_step_f64(double *y, double *state, double *work, const double *x, const double *const *w,
                               const celo_linattn_dims *d);
 
+void celo_nn_mamba_forward_f64(double *y, double *saved, double *work, const double *x, const double *const *w,
+                               const celo_mamba_dims *d);
+void celo_nn_mamba_forward_naive_f64(double *y, double *saved, double *work, const double *x, const double *const *w,
+                                     const celo_mamba_dims *d);
+void celo_nn_mamba_backward_f64(double *dx, double *const *dw, double *dsaved, double *work, const double *dy,
+                                const double *x, const double *saved, const double *const *w, const celo_mamba_dims *d);
+void celo_nn_mamba_step_f64(double *y, double *state, double *work, const double *x, const double *const *w,
+                            const celo_mamba_dims *d);
+
 typedef struct {
     int n, seq;
     const double *x;

@@ -120,12 +120,10 @@ static void layer_init(layer *L, const char *kind, int B, int T, int C, int nh)
         if (f == CELO_FEATURE_HEDGEHOG)
             add_tensor(L, N * N, N), add_tensor(L, N * N, N);
         add_tensor(L, (int64_t)C * Di, Di), add_tensor(L, C, 0);
-#ifndef LAYERS_NO_MAMBA
         if (L->nt != celo_mamba_ntensors(f))
             die("mamba tensor count differs from celo_mamba_ntensors");
         nsaved = celo_mamba_saved_size(&L->mb);
         nwork = celo_mamba_work_size(&L->mb);
-#endif
     } else {
         die("unknown kind (softmax, linattn-elu, linattn-hedgehog, mamba-hedgehog-norm, mamba-identity)");
     }
@@ -154,9 +152,7 @@ static void layer_forward(layer *L)
         celo_nn_linattn_forward(L->y, L->saved, L->work, L->x, (const float *const *)L->w, &L->la);
         break;
     case K_MAMBA:
-#ifndef LAYERS_NO_MAMBA
         celo_nn_mamba_forward(L->y, L->saved, L->work, L->x, (const float *const *)L->w, &L->mb);
-#endif
         break;
     }
 }
@@ -177,10 +173,8 @@ static void layer_backward(layer *L)
                                  (const float *const *)L->w, &L->la);
         break;
     case K_MAMBA:
-#ifndef LAYERS_NO_MAMBA
         celo_nn_mamba_backward(L->dx, L->dw, L->dsaved, L->work, L->dy, L->x, L->saved, (const float *const *)L->w,
                                &L->mb);
-#endif
         break;
     }
 }
@@ -231,9 +225,7 @@ static void step_once(void *p)
         celo_nn_linattn_step(s->ys, s->state, s->work, s->xs, (const float *const *)L->w, &L->la);
         break;
     case K_MAMBA:
-#ifndef LAYERS_NO_MAMBA
         celo_nn_mamba_step(s->ys, s->state, s->work, s->xs, (const float *const *)L->w, &L->mb);
-#endif
         break;
     }
 }
@@ -259,22 +251,16 @@ static void run_step(const char *kind, int B, int C, int nh, int ctx, double bud
             s.state[i] = fabsf(s.state[i]) * (float)ctx; /* a positive z of a long context */
         s.work = falloc(celo_linattn_step_work_size(&L.la));
     } else {
-#ifndef LAYERS_NO_MAMBA
         int64_t n = celo_mamba_state_size(&L.mb);
         s.state = falloc(n);
         det_fill(s.state, n, 104, 0);
         for (int64_t i = 0; i < n; i++)
             s.state[i] = fabsf(s.state[i]);
         s.work = falloc(celo_mamba_step_work_size(&L.mb));
-#endif
     }
     int64_t state = L.cls == K_SOFTMAX  ? 2 * (int64_t)B * C * (ctx + 1)
                     : L.cls == K_LINATTN ? celo_linattn_state_size(&L.la)
-#ifndef LAYERS_NO_MAMBA
                                          : celo_mamba_state_size(&L.mb);
-#else
-                                         : 0;
-#endif
     int iters;
     double t = median_time(step_once, &s, budget, &iters);
     printf("step kind=%s B=%d C=%d nh=%d ctx=%d us_per_token=%.3f iters=%d state_bytes=%lld\n", kind, B, C, nh, ctx,

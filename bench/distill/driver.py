@@ -116,6 +116,9 @@ def main():
     ap.add_argument("--B", type=int, default=8)
     ap.add_argument("--ctx", default="64,256,1024,4096,16384")
     ap.add_argument("--threads", default="2,1", help="torch thread counts")
+    ap.add_argument("--celo-threads", default="2,1", help="celo thread counts (OMP_NUM_THREADS) of the layers part")
+    ap.add_argument("--quiet-wait-s", type=float, default=60.0,
+                    help="seconds in all that the measurements may wait for other work to pause")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--results", default="docs/results.md")
     ap.add_argument("--cmd", default="bash bench/distill/run.sh")
@@ -124,9 +127,10 @@ def main():
     kinds = [k for k in a.kinds.split(",") if k]
     Ts = [int(t) for t in a.T.split(",")]
     threads = [int(t) for t in a.threads.split(",")]
+    celo_threads = [int(t) for t in a.celo_threads.split(",")]
     C, NH = 128, 4
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    gate = QuietGate(log)
+    gate = QuietGate(log, total_s=a.quiet_wait_s)
     load0 = os.getloadavg()[0]
     t_start = time.time()
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -154,30 +158,30 @@ def main():
                                       for f in KINDS[k][1])
             log(f"check {k}: {checks.get(k)}")
         cases = [(k, T) for k in kinds for T in Ts]
-        celo_v = {c: [] for c in cases}
+        celo_v = {c: {} for c in cases}  # threads -> values
         torch_v = {c: {} for c in cases}  # (form, threads) -> values
         per_round = {c: [] for c in cases}
         errors = {}
         for r in range(a.rounds):
             log(f"round {r + 1}/{a.rounds}")
             for ci, (k, T) in enumerate(cases):
-                confs = [("celo", None, None)]
+                confs = [("celo", None, th) for th in celo_threads]
                 if torch:
                     confs += [("torch", f, th) for f in KINDS[k][1] for th in threads]
                 s = (r + ci) % len(confs)
                 confs = confs[s:] + confs[:s]
-                got_c, got_t = None, {}
+                got_c, got_t = {}, {}
                 for tool, form, th in confs:
                     gate.wait()
                     if tool == "celo":
                         rc, out, err = run_cmd([LAYERS, "fb", k, str(a.B), str(T), str(C), str(NH),
-                                                str(a.budget_s)], 600, env)
+                                                str(a.budget_s)], 600, dict(env, OMP_NUM_THREADS=str(th)))
                         v = value(out, "tokens_per_s")
                         if v is None:
                             errors[("celo", k)] = first_line(err) or f"exit {rc}"
                         else:
-                            celo_v[(k, T)].append(v)
-                            got_c = v
+                            celo_v[(k, T)].setdefault(th, []).append(v)
+                            got_c[th] = v
                     else:
                         out = torch.ask(f"fb {k} {form} {th} {a.B} {T} {C} {NH} {a.budget_s}")
                         v = value(out, "tokens_per_s")
@@ -186,31 +190,33 @@ def main():
                         else:
                             torch_v[(k, T)].setdefault((form, th), []).append(v)
                             got_t[(form, th)] = v
-                    log(f"  {k} T={T} {tool}{' ' + form + ' ' + str(th) + 't' if form else ''}: {v}")
+                    log(f"  {k} T={T} {tool}{' ' + form if form else ''} {th}t: {v}")
                 if got_c and got_t:
-                    per_round[(k, T)].append(got_c / max(got_t.values()))
+                    per_round[(k, T)].append(max(got_c.values()) / max(got_t.values()))
         if torch:
             torch.close()
         lines = list(head)
-        lines.append(f"- Command: `{a.cmd}`; {a.rounds} rounds; in each, every layer and shape runs celo and each "
+        lines.append(f"- Command: `{a.cmd}`; {a.rounds} rounds; in each, every layer and shape runs each celo and "
                      "torch configuration once, in an order rotated by the round, after waiting a little for a "
                      "quiet CPU")
         lines.append(f"- A measurement: forward + backward of one layer on x [B {a.B}, T, C {C}], {NH} heads "
                      "(hs 32), input and output projections included (linear attention: c_attn, the feature maps, "
                      "c_proj; Mamba: in_proj, the causal depthwise conv (K 4), the maps on B and C, the scan, the "
                      "gate, out_proj; expand 1, N = hs), from deterministic weights; two untimed repetitions, then "
-                     f"repetitions for {a.budget_s:g} s (at least 5), the median; tokens/s = B T / median. celo: "
+                     f"repetitions for {a.budget_s:g} s (at least 5, or 1 where 5 take more than 5 s), the median; "
+                     "tokens/s = B T / median. celo: "
                      "bench/distill/layers.c calling `celo_nn_linattn_forward/backward`, `celo_nn_mamba_forward/"
-                     "backward` (chunks of 64), `celo_nn_attention_forward/backward`, OMP_NUM_THREADS=2. torch: "
+                     "backward` (chunks of 64), `celo_nn_attention_forward/backward`, OMP_NUM_THREADS "
+                     f"{' and '.join(map(str, celo_threads))}. torch: "
                      "bench/distill/torch_layers.py, the same layers written from runtime/nn.h's formulas with torch "
                      "ops, autograd for the backward pass: linear attention `chunked` (chunks of 64: the masked "
                      "product inside each, a cumsum of the chunks' phi(k)^T v states across) and `quadratic` (the "
                      "masked T x T form); Mamba `ssd` (mamba_ssm's ssd_minimal, chunks of 64, the normalizer as an "
                      "all-ones value channel) and `scan` (the recurrence token by token in a Python loop); softmax "
                      "`F.scaled_dot_product_attention(is_causal=True)`; torch.set_num_threads 2 and 1.")
-        lines.append("- tokens/s: median over rounds (min-max). celo / torch: the ratio of celo's median to the "
-                     "fastest torch configuration's median (form, threads), and (min-max) of the per-round ratios "
-                     "(celo against that round's fastest torch configuration).")
+        lines.append("- tokens/s: median over rounds (min-max) of the fastest configuration by median (celo: "
+                     "threads; torch: form, threads). celo / torch: the ratio of the two medians, and (min-max) of "
+                     "the per-round ratios (that round's fastest celo against its fastest torch).")
         lines.append("- Same outputs: y and dx of celo's float32 layer against each torch form run in float64 on "
                      "the same values (B 2, T 128), max |difference| / max |value|: " + "; ".join(
                          f"{k}: {v}" for k, v in checks.items()) + ".")
@@ -226,10 +232,12 @@ def main():
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for (k, T) in cases:
             what, forms, target = KINDS[k]
-            cs = stats(celo_v[(k, T)])
+            cbest = max(celo_v[(k, T)].items(), key=lambda kv: stats(kv[1])[0], default=None)
+            cs = stats(cbest[1]) if cbest else None
             best = max(torch_v[(k, T)].items(), key=lambda kv: stats(kv[1])[0], default=None)
             ts = stats(best[1]) if best else None
-            ctext = f"**{fmt(cs[0])}** ({fmt(cs[1])}-{fmt(cs[2])})" if cs else "n/a"
+            ctext = (f"**{fmt(cs[0])}** ({fmt(cs[1])}-{fmt(cs[2])}) {cbest[0]} "
+                     f"thread{'s' if cbest[0] != 1 else ''}") if cs else "n/a"
             ttext = (f"**{fmt(ts[0])}** ({fmt(ts[1])}-{fmt(ts[2])}) {best[0][0]}, {best[0][1]} "
                      f"thread{'s' if best[0][1] != 1 else ''}") if ts else "n/a"
             rr = stats(per_round[(k, T)])
@@ -249,18 +257,20 @@ def main():
         confs = sorted({(f, th) for c in cases for (f, th) in torch_v[c]}, key=lambda x: (x[0], -x[1]))
         if confs:
             lines.append("")
-            lines.append("Every torch configuration, tokens/s median (min-max):")
+            lines.append("Every configuration, tokens/s median (min-max):")
             lines.append("")
-            lines.append("| layer | T | celo ms | " + " | ".join(f"torch {f}, {th}t" for f, th in confs) + " |")
-            lines.append("|---|---:|---:|" + "---:|" * len(confs))
+            lines.append("| layer | T | " + " | ".join(f"celo {th}t" for th in celo_threads) + " | " +
+                         " | ".join(f"torch {f}, {th}t" for f, th in confs) + " |")
+            lines.append("|---|---:|" + "---:|" * (len(celo_threads) + len(confs)))
             for (k, T) in cases:
-                cs = stats(celo_v[(k, T)])
                 cells = []
+                for th in celo_threads:
+                    s_ = stats(celo_v[(k, T)].get(th, []))
+                    cells.append(f"{fmt(s_[0])} ({fmt(s_[1])}-{fmt(s_[2])})" if s_ else "-")
                 for fc in confs:
                     s = stats(torch_v[(k, T)].get(fc, []))
                     cells.append(f"{fmt(s[0])} ({fmt(s[1])}-{fmt(s[2])})" if s else "-")
-                lines.append(f"| {k} | {T} | {1e3 * a.B * T / cs[0]:.2f} | " if cs else f"| {k} | {T} | n/a | ")
-                lines[-1] += " | ".join(cells) + " |"
+                lines.append(f"| {k} | {T} | " + " | ".join(cells) + " |")
         lines.append("")
         lines.append(f"Load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}; "
                      f"{gate.busy_runs} of {gate.runs} measurements started while the CPUs were still busy.")

@@ -221,7 +221,6 @@ def main():
         lines.append("- Same outputs: y and dx of celo's float32 layer against each torch form run in float64 on "
                      "the same values (B 2, T 128), max |difference| / max |value|: " + "; ".join(
                          f"{k}: {v}" for k, v in checks.items()) + ".")
-        lines.append("")
         lines.append("- GFLOP/s: bench/distill/driver.py's `flops` (projections, feature maps and the chunked "
                      "mixer's products, forward + backward = 3 x forward; elementwise work not counted) over the "
                      "median time. The last column: the rate celo would need for the target ratio, against the FMA "

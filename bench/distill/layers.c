@@ -67,9 +67,9 @@ typedef struct {
     kind_class cls;
     const char *name;
     int B, T, C, nh;
-    int nt;             /* tensors */
-    int64_t size[16];   /* elements per tensor */
-    int fan[16];        /* fan-in for det_fill (0: a vector) */
+    int nt;           /* tensors */
+    int64_t size[16]; /* elements per tensor */
+    int fan[16];      /* fan-in for det_fill (0: a vector) */
     float *w[16], *dw[16];
     float *x, *y, *dx, *dy, *saved, *dsaved, *work; /* softmax: saved = qkv | att | out, dsaved the same */
     celo_linattn_dims la;
@@ -149,12 +149,8 @@ static void layer_forward(layer *L)
                                   L->nh);
         break;
     }
-    case K_LINATTN:
-        celo_nn_linattn_forward(L->y, L->saved, L->work, L->x, (const float *const *)L->w, &L->la);
-        break;
-    case K_MAMBA:
-        celo_nn_mamba_forward(L->y, L->saved, L->work, L->x, (const float *const *)L->w, &L->mb);
-        break;
+    case K_LINATTN: celo_nn_linattn_forward(L->y, L->saved, L->work, L->x, (const float *const *)L->w, &L->la); break;
+    case K_MAMBA: celo_nn_mamba_forward(L->y, L->saved, L->work, L->x, (const float *const *)L->w, &L->mb); break;
     }
 }
 
@@ -170,8 +166,8 @@ static void layer_backward(layer *L)
         break;
     }
     case K_LINATTN:
-        celo_nn_linattn_backward(L->dx, L->dw, L->dsaved, L->work, L->dy, L->x, L->saved,
-                                 (const float *const *)L->w, &L->la);
+        celo_nn_linattn_backward(L->dx, L->dw, L->dsaved, L->work, L->dy, L->x, L->saved, (const float *const *)L->w,
+                                 &L->la);
         break;
     case K_MAMBA:
         celo_nn_mamba_backward(L->dx, L->dw, L->dsaved, L->work, L->dy, L->x, L->saved, (const float *const *)L->w,
@@ -226,12 +222,8 @@ static void step_once(void *p)
         celo_nn_attention_step(s->ys, s->kc, s->vc, s->work, s->xs, L->w[0], L->w[1], L->w[2], L->w[3], L->B, L->C,
                                L->nh, s->ctx, s->ctx + 1);
         break;
-    case K_LINATTN:
-        celo_nn_linattn_step(s->ys, s->state, s->work, s->xs, (const float *const *)L->w, &L->la);
-        break;
-    case K_MAMBA:
-        celo_nn_mamba_step(s->ys, s->state, s->work, s->xs, (const float *const *)L->w, &L->mb);
-        break;
+    case K_LINATTN: celo_nn_linattn_step(s->ys, s->state, s->work, s->xs, (const float *const *)L->w, &L->la); break;
+    case K_MAMBA: celo_nn_mamba_step(s->ys, s->state, s->work, s->xs, (const float *const *)L->w, &L->mb); break;
     }
 }
 
@@ -263,7 +255,7 @@ static void run_step(const char *kind, int B, int C, int nh, int ctx, double bud
             s.state[i] = fabsf(s.state[i]);
         s.work = falloc(celo_mamba_step_work_size(&L.mb));
     }
-    int64_t state = L.cls == K_SOFTMAX  ? 2 * (int64_t)B * C * (ctx + 1)
+    int64_t state = L.cls == K_SOFTMAX   ? 2 * (int64_t)B * C * (ctx + 1)
                     : L.cls == K_LINATTN ? celo_linattn_state_size(&L.la)
                                          : celo_mamba_state_size(&L.mb);
     int iters;

@@ -238,9 +238,9 @@ typedef struct {
     int chunk;                /* tokens per chunk of the parallel form (0: CELO_MAMBA_CHUNK) */
 } celo_mamba_dims;
 
-int celo_mamba_ntensors(celo_feature_map f);               /* 8 + the map's tensors */
-int64_t celo_mamba_saved_size(const celo_mamba_dims *d);   /* reals the forward pass keeps for backward */
-int64_t celo_mamba_work_size(const celo_mamba_dims *d);    /* scratch reals of forward and backward */
+int celo_mamba_ntensors(celo_feature_map f);             /* 8 + the map's tensors */
+int64_t celo_mamba_saved_size(const celo_mamba_dims *d); /* reals the forward pass keeps for backward */
+int64_t celo_mamba_work_size(const celo_mamba_dims *d);  /* scratch reals of forward and backward */
 void celo_nn_mamba_forward(float *y, float *saved, float *work, const float *x, const float *const *w,
                            const celo_mamba_dims *d);
 void celo_nn_mamba_forward_naive(float *y, float *saved, float *work, const float *x, const float *const *w,

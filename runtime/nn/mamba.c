@@ -27,10 +27,11 @@ void celo_mamba_shape_of(const celo_mamba_dims *d, celo_mamba_shape *s)
     s->den = s->out + R * s->Di;
     s->og = s->den + BH * d->T;
     s->saved = s->og + R * s->Di;
-    /* per head: V, Y / dY, dV [T, Pv], delta, ell, dell [T], H / R [Nf, Pv], A, dA [L, L], tmp [L, Nf], lam [L],
-     * the head's partial gradients of A_log and D [2] */
+    /* per head: V, Y / dY, dV [T, Pv], delta, ell, dell [T], H / R [Nf, P + 1] (the chunked form's [Nf, Pv], the
+     * sequential scan's H and z), A, dA, Kd [L, L], tmp [L, Nf], lam [2 L], the head's partial gradients of A_log and D
+     */
     int64_t T = d->T, Lc = s->L;
-    s->wbh = 3 * T * s->Pv + 3 * T + (int64_t)s->Nf * s->Pv + 2 * Lc * Lc + Lc * s->Nf + Lc + 2;
+    s->wbh = 3 * T * s->Pv + 3 * T + (int64_t)s->Nf * (s->P + 1) + 3 * Lc * Lc + Lc * s->Nf + 2 * Lc + 2;
 }
 
 int celo_mamba_ntensors(celo_feature_map f)

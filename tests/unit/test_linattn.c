@@ -23,6 +23,7 @@
 #include "nn.h"
 #include "nn/nn_f64.h"
 #include "rng.h"
+#include "gradcheck.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -52,15 +53,6 @@ static void check(int ok, const char *what)
 {
     printf("%s %s\n", ok ? "ok  " : "FAIL", what);
     fails += !ok;
-}
-
-/* max |a - b| / max |b| */
-static double nerr(const double *a, const double *b, int64_t n)
-{
-    double d = 0, s = 0;
-    for (int64_t i = 0; i < n; i++)
-        d = fmax(d, fabs(a[i] - b[i])), s = fmax(s, fabs(b[i]));
-    return s > 0 ? d / s : d;
 }
 
 /* ---- a layer's tensors, in double, with float copies ---- */
@@ -119,8 +111,9 @@ typedef struct {
     int64_t ny;
 } fd_ctx;
 
-static double fd_loss(fd_ctx *c)
+static double fd_loss(void *ctx)
 {
+    fd_ctx *c = ctx;
     fwd64(c->L, c->y, c->saved, c->work);
     double s = 0;
     for (int64_t i = 0; i < c->ny; i++)
@@ -130,23 +123,9 @@ static double fd_loss(fd_ctx *c)
 
 static void check_fd(const char *what, fd_ctx *c, double *x, const double *g, int64_t n)
 {
-    int64_t count = n < FD_SAMPLES ? n : FD_SAMPLES;
-    double maxdiff = 0, scale = 0;
-    for (int64_t s = 0; s < count; s++) {
-        int64_t i = count == n ? s : (s * n) / count + (s * 7919) % (n / count);
-        double keep = x[i];
-        x[i] = keep + FD_H;
-        double lp = fd_loss(c);
-        x[i] = keep - FD_H;
-        double lm = fd_loss(c);
-        x[i] = keep;
-        double num = (lp - lm) / (2 * FD_H);
-        maxdiff = fmax(maxdiff, fabs(num - g[i]));
-        scale = fmax(scale, fmax(fabs(num), fabs(g[i])));
-    }
-    double err = scale > 0 ? maxdiff / scale : 1;
+    double err = fd_error(fd_loss, c, x, g, n, FD_SAMPLES, FD_H);
     worst_fd = fmax(worst_fd, err);
-    report(err < FD_TOL && scale > 0, what, err, FD_TOL);
+    report(err < FD_TOL, what, err, FD_TOL);
 }
 
 static void test_fd(celo_feature_map f, int chunk)
@@ -211,22 +190,6 @@ static void recurrent32(const layer *L, const float *const *w, const float *x, f
             memcpy(y + ((int64_t)b * T + t) * C, yt + (int64_t)b * C, (size_t)C * 4);
     }
     free(st), free(wk), free(xt), free(yt);
-}
-
-static float *to_f32(const double *a, int64_t n)
-{
-    float *f = malloc((size_t)n * 4);
-    for (int64_t i = 0; i < n; i++)
-        f[i] = (float)a[i];
-    return f;
-}
-
-static double *to_f64(const float *a, int64_t n)
-{
-    double *f = malloc((size_t)n * 8);
-    for (int64_t i = 0; i < n; i++)
-        f[i] = a[i];
-    return f;
 }
 
 static void test_recurrent(celo_feature_map f)

@@ -3,17 +3,24 @@
  * with and without the normalizer:
  *   1. finite differences of the layer in float64: dx and every tensor (in_proj, conv, A_log, D, the maps' weights
  *      and biases, out_proj), B 2, T 7, C 8, 2 heads, expand 1 and 2, N the default 4, 6 and 3, K 4, 1 and 2,
- *      with chunk 3 (3 + 3 + 1) and with one chunk, decays a = exp(delta A) between about 0.2 and 0.9; L = sum(y r),
- *      central differences, h = 1e-5, error max |g - n| / max(|g|, |n|) over up to 48 entries per tensor < 1e-6
- *      (as test_linattn.c). Measured: see the last line of the output (docs/distill.md quotes it).
+ *      with chunk 3 (3 + 3 + 1) and with one chunk, decays a = exp(-softplus(dt) exp(A_log)) well below 1 (dt's
+ *      bias -0.5 + 0.3 h, A_log ~ 0.3 N(0, 1) - 0.3 h, layer_init); L = sum(y r), central differences, h = 1e-5,
+ *      error max |g - n| / max(|g|, |n|) over up to 48 entries per tensor < 1e-6 (as test_linattn.c). Measured:
+ *      the last line of the output (docs/distill.md quotes it).
  *   2. the chunked form against the sequential scan (celo_nn_mamba_forward_naive) on T = 37: chunks 1, 5, 8 (not
  *      dividing T), 37 and the default 64; y in float64 (tolerance 1e-12 relative to max |y|) and float32 (1e-5:
  *      float32 rounding over sums of <= 37 decayed terms); and the backward pass after either forward: float64
  *      gradients equal within 1e-10, float32 (after the chunked forward) against float64 within 1e-4;
+ *      With strong decays (log a about -1 to -5 per token, T 150, chunk 64), float32 chunked against float64
+ *      sequential within 1e-6 (each exponent summed directly; as differences of the chunk's cumulative sums, 3.5e-6);
  *   3. the recurrent step (celo_nn_mamba_step) token by token against the sequential scan: float64 1e-12, float32
  *      1e-5;
  *   4. causality: y at tokens before t does not move when x at token t does, and y from t on does;
- *   5. one and two threads give the same bits (float32 forward and backward, shapes above the threading threshold);
+ *   5. one, two and three threads give the same bits (float32 forward and backward, shapes above the threading
+ * threshold); dx and the tensors' gradients NULL but one: that one is the same, bit for bit (NULL entries are skipped);
+ *      a second backward pass into the same buffers doubles them (+=; 1e-14: sums added onto what is there);
+ *   5c. a Mamba layer set from a linear-attention layer (a = 1, delta = 1, identity conv, gate 1, D 0, normalized)
+ *      gives the linear attention's y in float64 within 1e-12 (the exact-equivalence init of the research notes);
  *   6. against PyTorch: tests/golden/mamba/<feature>[_norm]/ from tests/reference/gen_mamba.py (the sequential scan
  *      written with torch ops, autograd for the gradients, run in float64 and stored in float64): y, dx and each
  *      parameter gradient of the float64 layer within 1e-10 and of the float32 layer within 1e-4, relative to the
@@ -24,65 +31,34 @@
 #include "nn.h"
 #include "nn/nn_f64.h"
 #include "rng.h"
+#include "check.h"
+#include "gradcheck.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define FD_H       1e-5
-#define FD_TOL     1e-6
-#define FD_SAMPLES 48
-#define SEQ_TOL32  1e-5
-#define SEQ_TOL64  1e-12
-#define BWD_TOL64  1e-10
-#define BWD_TOL32  1e-4
-#define REF_TOL32  1e-4
-#define REF_TOL64  1e-10
-#define MAXT       12
+#define FD_H         1e-5
+#define FD_TOL       1e-6
+#define FD_SAMPLES   48
+#define SEQ_TOL32    1e-5
+#define SEQ_TOL64    1e-12
+#define STRONG_TOL32 1e-6 /* differences of the chunk's cumulative sums instead of the sums themselves: 3.5e-6 */
+#define BWD_TOL64    1e-10
+#define BWD_TOL32    1e-4
+#define REF_TOL32    1e-4
+#define REF_TOL64    1e-10
+#define MAXT         12
 
-static int fails = 0;
 static double worst_fd = 0, worst_seq32 = 0, worst_seq64 = 0, worst_bwd64 = 0, worst_bwd32 = 0, worst_step32 = 0,
-              worst_step64 = 0;
+              worst_step64 = 0, worst_ref32 = 0, worst_ref64 = 0, worst_equiv = 0, worst_strong = 0;
 static celo_rng rng;
 static const char *const feature_names[] = {"identity", "elu", "mlp", "hedgehog"};
 
 static void report(int ok, const char *what, double err, double tol)
 {
-    printf("%s %-64s err %.2e (tolerance %.0e)\n", ok ? "ok  " : "FAIL", what, err, tol);
-    fails += !ok;
-}
-
-static void check(int ok, const char *what)
-{
-    printf("%s %s\n", ok ? "ok  " : "FAIL", what);
-    fails += !ok;
-}
-
-/* max |a - b| / max |b| */
-static double nerr(const double *a, const double *b, int64_t n)
-{
-    double d = 0, s = 0;
-    for (int64_t i = 0; i < n; i++)
-        d = fmax(d, fabs(a[i] - b[i])), s = fmax(s, fabs(b[i]));
-    return s > 0 ? d / s : d;
-}
-
-static float *to_f32(const double *a, int64_t n)
-{
-    float *f = malloc((size_t)n * 4);
-    for (int64_t i = 0; i < n; i++)
-        f[i] = (float)a[i];
-    return f;
-}
-
-static double *to_f64(const float *a, int64_t n)
-{
-    double *f = malloc((size_t)n * 8);
-    for (int64_t i = 0; i < n; i++)
-        f[i] = a[i];
-    return f;
+    check(ok, "%-64s err %.2e (tolerance %.0e)", what, err, tol);
 }
 
 /* ---- a layer's tensors, in double ---- */
@@ -180,8 +156,9 @@ typedef struct {
     double *y, *saved, *work;
 } fd_ctx;
 
-static double fd_loss(fd_ctx *c)
+static double fd_loss(void *ctx)
 {
+    fd_ctx *c = ctx;
     celo_nn_mamba_forward_f64(c->y, c->saved, c->work, c->L->x, (const double *const *)c->L->w, &c->L->d);
     double s = 0;
     for (int64_t i = 0; i < c->L->ny; i++)
@@ -191,23 +168,9 @@ static double fd_loss(fd_ctx *c)
 
 static void check_fd(const char *what, fd_ctx *c, double *x, const double *g, int64_t n)
 {
-    int64_t count = n < FD_SAMPLES ? n : FD_SAMPLES;
-    double maxdiff = 0, scale = 0;
-    for (int64_t s = 0; s < count; s++) {
-        int64_t i = count == n ? s : (s * n) / count + (s * 7919) % (n / count);
-        double keep = x[i];
-        x[i] = keep + FD_H;
-        double lp = fd_loss(c);
-        x[i] = keep - FD_H;
-        double lm = fd_loss(c);
-        x[i] = keep;
-        double num = (lp - lm) / (2 * FD_H);
-        maxdiff = fmax(maxdiff, fabs(num - g[i]));
-        scale = fmax(scale, fmax(fabs(num), fabs(g[i])));
-    }
-    double err = scale > 0 ? maxdiff / scale : 1;
+    double err = fd_error(fd_loss, c, x, g, n, FD_SAMPLES, FD_H);
     worst_fd = fmax(worst_fd, err);
-    report(err < FD_TOL && scale > 0, what, err, FD_TOL);
+    report(err < FD_TOL, what, err, FD_TOL);
 }
 
 /* gradients of sum(y r) from the float64 layer after forward `fwd`: dx [ny] and dw (allocated) */
@@ -354,6 +317,32 @@ static void test_seq(celo_feature_map f, int normalize, int expand, int N, int K
     layer_free(&L);
 }
 
+/* strong decays (log a about -1 to -5 per token): the cumulative sums inside a chunk of 64 reach a few hundred,
+ * while the terms that matter are the last few tokens' (exp of a small sum, which must not be computed as the
+ * difference of two large ones) */
+static void test_strong_decay(celo_feature_map f, int normalize)
+{
+    layer L;
+    layer_init(&L, 2, 150, 16, 2, 0, 4, 1, f, normalize, 64);
+    for (int h = 0; h < 2; h++)
+        L.w[4][h] = 1.2 + 0.3 * h, L.w[1][L.W - 2 + h] = 0.5; /* A = -3.3, -4.5; delta about 1 */
+    int64_t ny = L.ny, ns = celo_mamba_saved_size(&L.d), nw = celo_mamba_work_size(&L.d);
+    layer32 F;
+    layer32_of(&F, &L);
+    double *yn = calloc((size_t)ny, 8), *s = calloc((size_t)ns, 8), *w = calloc((size_t)nw, 8);
+    float *yc = calloc((size_t)ny, 4), *sf = calloc((size_t)ns, 4), *wf = calloc((size_t)nw, 4);
+    celo_nn_mamba_forward_naive_f64(yn, s, w, L.x, (const double *const *)L.w, &L.d);
+    celo_nn_mamba_forward(yc, sf, wf, F.x, (const float *const *)F.w, &L.d);
+    double *a = to_f64(yc, ny), e = nerr(a, yn, ny);
+    worst_strong = fmax(worst_strong, e);
+    char what[160];
+    snprintf(what, sizeof what, "strong decays: float32 chunked == float64 naive %s (T 150)", desc(&L));
+    report(e < STRONG_TOL32, what, e, STRONG_TOL32);
+    layer32_free(&F, &L);
+    free(yn), free(s), free(w), free(yc), free(sf), free(wf), free(a);
+    layer_free(&L);
+}
+
 /* ---- 3. the recurrent step == the sequential scan ---- */
 static void test_step(celo_feature_map f, int normalize, int expand, int N, int K)
 {
@@ -419,7 +408,7 @@ static void test_causal(celo_feature_map f, int normalize)
             after = fmax(after, fabs(y1[i] - y0[i]));
     char what[160];
     snprintf(what, sizeof what, "causal %s: tokens 0..4 unmoved, 8 moved (%.1e)", desc(&L), after);
-    check(before == 0 && after > 1e-6, what);
+    check(before == 0 && after > 1e-6, "%s", what);
     free(y0), free(y1), free(s), free(w);
     layer_free(&L);
 }
@@ -434,23 +423,232 @@ static void test_threads(celo_feature_map f, int normalize)
         ng += L.numel[i];
     layer32 F;
     layer32_of(&F, &L);
-    double *y[2], *dx[2], *g[2];
-    int keep = omp_get_max_threads();
-    for (int k = 0; k < 2; k++) {
-        omp_set_num_threads(k + 1);
+    double *y[3], *dx[3], *g[3];
+    int keep = celo_threads(), same = 1;
+    for (int k = 0; k < 3; k++) { /* celo_set_threads: celo's loops and the GEMM pieces */
+        celo_set_threads(k + 1);
         y[k] = calloc((size_t)L.ny, 8), dx[k] = calloc((size_t)L.ny, 8), g[k] = calloc((size_t)ng, 8);
         run32(&L, &F, y[k], dx[k], g[k]);
+        same = same && !memcmp(y[0], y[k], (size_t)L.ny * 8) && !memcmp(dx[0], dx[k], (size_t)L.ny * 8) &&
+               !memcmp(g[0], g[k], (size_t)ng * 8);
     }
-    omp_set_num_threads(keep);
-    char what[160];
-    snprintf(what, sizeof what, "1 thread == 2 threads, float32 y, dx, gradients: %s (B 4, T 64)", desc(&L));
-    check(!memcmp(y[0], y[1], (size_t)L.ny * 8) && !memcmp(dx[0], dx[1], (size_t)L.ny * 8) &&
-              !memcmp(g[0], g[1], (size_t)ng * 8),
-          what);
-    for (int k = 0; k < 2; k++)
+    celo_set_threads(keep);
+    check(same, "1 thread == 2 == 3 threads, float32 y, dx, gradients: %s (B 4, T 64)", desc(&L));
+    for (int k = 0; k < 3; k++)
         free(y[k]), free(dx[k]), free(g[k]);
     layer32_free(&F, &L);
     layer_free(&L);
+}
+
+/* ---- 5b. NULL gradients are skipped, the others unchanged ---- */
+static void test_null(celo_feature_map f)
+{
+    layer L;
+    layer_init(&L, 2, 9, 8, 2, 0, 4, 1, f, 1, 4);
+    double *dx = calloc((size_t)L.ny, 8), *dw[MAXT];
+    grads64(&L, celo_nn_mamba_forward_f64, dx, dw);
+    int64_t ns = celo_mamba_saved_size(&L.d), nw = celo_mamba_work_size(&L.d);
+    double *y = calloc((size_t)L.ny, 8), *s = calloc((size_t)ns, 8), *ds = calloc((size_t)ns, 8),
+           *wk = calloc((size_t)nw, 8);
+    int ok = 1;
+    for (int keep = 0; keep < L.nt; keep++) { /* only tensor `keep`'s gradient asked for, dx NULL */
+        double *one[MAXT] = {0};
+        one[keep] = calloc((size_t)L.numel[keep], 8);
+        celo_nn_mamba_forward_f64(y, s, wk, L.x, (const double *const *)L.w, &L.d);
+        celo_nn_mamba_backward_f64(NULL, one, ds, wk, L.r, L.x, s, (const double *const *)L.w, &L.d);
+        ok = ok && !memcmp(one[keep], dw[keep], (size_t)L.numel[keep] * 8);
+        free(one[keep]);
+    }
+    check(ok, "%s: dx NULL and all gradients NULL but one: that one unchanged, bit for bit (%d tensors)", desc(&L),
+          L.nt);
+    /* accumulation: a second backward pass into the same buffers doubles them (up to rounding: sums over tokens
+     * add term by term onto what is there) */
+    double *dx2 = calloc((size_t)L.ny, 8), *dw2[MAXT];
+    grads64(&L, celo_nn_mamba_forward_f64, dx2, dw2);
+    celo_nn_mamba_backward_f64(dx2, dw2, ds, wk, L.r, L.x, s, (const double *const *)L.w, &L.d);
+    for (int64_t j = 0; j < L.ny; j++)
+        dx2[j] /= 2;
+    double e = nerr(dx2, dx, L.ny);
+    for (int i = 0; i < L.nt; i++) {
+        for (int64_t j = 0; j < L.numel[i]; j++)
+            dw2[i][j] /= 2;
+        e = fmax(e, nerr(dw2[i], dw[i], L.numel[i]));
+        free(dw2[i]);
+    }
+    free(dx2);
+    char what[160];
+    snprintf(what, sizeof what, "%s: backward adds into dx and every gradient (twice = 2x)", desc(&L));
+    report(e < 1e-14, what, e, 1e-14);
+    for (int i = 0; i < L.nt; i++)
+        free(dw[i]);
+    free(dx), free(y), free(s), free(ds), free(wk);
+    layer_free(&L);
+}
+
+/* ---- 5c. linear attention as a special case ---- */
+
+/* A Mamba layer set from a linear-attention layer (in_proj's xv, b, c rows = c_attn's v, k, q rows, out_proj =
+ * c_proj, the same maps; the conv the identity, D = 0, the gate 1, delta = 1, a = 1, normalized) computes the
+ * linear attention's y: the exact-equivalence initialization of the research notes (§1.3, §5.2). */
+static void test_linattn_equiv(celo_feature_map f, int K)
+{
+    int B = 2, T = 11, C = 8, nh = 2, hs = C / nh;
+    celo_linattn_dims ld = {B, T, C, nh, f, 4};
+    layer L;
+    layer_init(&L, B, T, C, nh, 0, K, 1, f, 1, 4);
+    int nla = celo_linattn_ntensors(f), W = L.W, nm = nla - 4;
+    double *la[8], *x = L.x;
+    int64_t lsz[8] = {3 * C * C, 3 * C, C * C, C, hs * hs, f == CELO_FEATURE_MLP ? hs : hs * hs, hs * hs, hs};
+    for (int i = 0; i < nla; i++)
+        la[i] = randn(lsz[i], 0.4, 0);
+    if (f == CELO_FEATURE_IDENTITY)
+        for (int i = 0; i < 2 * C; i++)
+            la[1][i] += 1.5;              /* the denominator away from 0 (test_linattn.c) */
+    static const int from[3] = {2, 1, 0}; /* xv <- v, b <- k, c <- q */
+    memset(L.w[0], 0, (size_t)W * C * 8), memset(L.w[1], 0, (size_t)W * 8);
+    for (int part = 0; part < 3; part++) {
+        memcpy(L.w[0] + (int64_t)part * C * C, la[0] + (int64_t)from[part] * C * C, (size_t)C * C * 8);
+        memcpy(L.w[1] + part * C, la[1] + from[part] * C, (size_t)C * 8);
+    }
+    for (int h = 0; h < nh; h++)
+        L.w[1][W - nh + h] = log(exp(1.0) - 1), L.w[4][h] = -1e30, L.w[5][h] = 0; /* delta 1, a 1, D 0 */
+    memset(L.w[2], 0, (size_t)L.numel[2] * 8), memset(L.w[3], 0, (size_t)L.numel[3] * 8);
+    for (int c = 0; c < L.Cx; c++)
+        L.w[2][(int64_t)c * K + K - 1] = 1; /* the conv: the current token */
+    for (int i = 0; i < nm; i++)
+        memcpy(L.w[6 + i], la[4 + i], (size_t)lsz[4 + i] * 8);
+    memcpy(L.w[L.nt - 2], la[2], (size_t)C * C * 8), memcpy(L.w[L.nt - 1], la[3], (size_t)C * 8);
+    double *ya = calloc((size_t)L.ny, 8), *ym = calloc((size_t)L.ny, 8);
+    double *s = calloc((size_t)celo_linattn_saved_size(&ld), 8), *wk = calloc((size_t)celo_linattn_work_size(&ld), 8);
+    celo_nn_linattn_forward_f64(ya, s, wk, x, (const double *const *)la, &ld);
+    free(s), free(wk);
+    s = calloc((size_t)celo_mamba_saved_size(&L.d), 8), wk = calloc((size_t)celo_mamba_work_size(&L.d), 8);
+    celo_nn_mamba_forward_f64(ym, s, wk, x, (const double *const *)L.w, &L.d);
+    double e = nerr(ym, ya, L.ny);
+    char what[160];
+    snprintf(what, sizeof what, "linattn %s == Mamba set from it (K %d, a = 1, delta = 1) float64", feature_names[f],
+             K);
+    report(e < SEQ_TOL64, what, e, SEQ_TOL64);
+    worst_equiv = fmax(worst_equiv, e);
+    for (int i = 0; i < nla; i++)
+        free(la[i]);
+    free(ya), free(ym), free(s), free(wk);
+    layer_free(&L);
+}
+
+/* ---- 6. PyTorch ---- */
+
+/* a float64 .npy file ('<f8', C order, format 1.x or 2.x) of `want` values, or NULL (a failure reported) */
+static double *load64(const char *dir, const char *name, int64_t want)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "rb");
+    unsigned char pre[12];
+    double *v = NULL;
+    size_t hl = 0;
+    if (fp && fread(pre, 1, 10, fp) == 10 && !memcmp(pre, "\x93NUMPY", 6)) {
+        hl = pre[8] | (size_t)pre[9] << 8;
+        if (pre[6] >= 2 && fread(pre + 10, 1, 2, fp) == 2)
+            hl |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    }
+    char *hdr = hl ? calloc(hl + 1, 1) : NULL;
+    if (hdr && fread(hdr, 1, hl, fp) == hl && strstr(hdr, "'<f8'") && strstr(hdr, "'fortran_order': False")) {
+        v = malloc((size_t)want * 8);
+        if (fread(v, 8, (size_t)want, fp) != (size_t)want || fgetc(fp) != EOF)
+            free(v), v = NULL;
+    }
+    free(hdr);
+    if (fp)
+        fclose(fp);
+    if (!v) {
+        printf("FAIL %s: not a float64 .npy of %lld values\n", path, (long long)want);
+        fails++;
+    }
+    return v;
+}
+
+/* the reference's case (gen_mamba.py): dims.txt, tensors.txt (celo's order and shapes), then y, dx and every
+ * gradient of the float64 and the float32 layer (chunk 4: 4 + 4 + 1 tokens) */
+static void test_torch(const char *root, celo_feature_map f, int normalize)
+{
+    char dir[1100], path[1200], line[256], what[160];
+    snprintf(dir, sizeof dir, "%s/%s%s", root, feature_names[f], normalize ? "_norm" : "");
+    int v[8] = {0};
+    snprintf(path, sizeof path, "%s/dims.txt", dir);
+    FILE *fp = fopen(path, "r");
+    int ok = fp && fscanf(fp, "%d %d %d %d %d %d %d %d", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8;
+    if (fp)
+        fclose(fp);
+    snprintf(what, sizeof what, "torch %s%s: %s", feature_names[f], normalize ? "+norm" : "", "dims.txt");
+    check(ok && v[7] == normalize, "%s", what);
+    if (!ok)
+        return;
+    layer L;
+    layer_shape(&L, v[0], v[1], v[2], v[3], v[4], v[5], v[6], f, v[7], 4);
+    /* tensors.txt: the names and shapes of nn.h's order */
+    snprintf(path, sizeof path, "%s/tensors.txt", dir);
+    fp = fopen(path, "r");
+    int k = 0;
+    ok = fp != NULL;
+    while (ok && fgets(line, sizeof line, fp)) {
+        int64_t n = 1;
+        char *p = line + strcspn(line, " ");
+        *p++ = 0;
+        for (char *e; *p && *p != '\n'; p = *e == 'x' ? e + 1 : e)
+            n *= strtoll(p, &e, 10);
+        ok = k < L.nt && !strcmp(line, tensor_name(&L, k)) && n == L.numel[k];
+        k++;
+    }
+    if (fp)
+        fclose(fp);
+    snprintf(what, sizeof what, "torch %s: tensors.txt = nn.h's names, shapes and order (%d)", desc(&L), k);
+    check(ok && k == L.nt, "%s", what);
+    if (!ok || k != L.nt)
+        return;
+    int64_t np = 0, off[MAXT];
+    for (int i = 0; i < L.nt; i++)
+        off[i] = np, np += L.numel[i];
+    double *x = load64(dir, "x.npy", L.ny), *p = load64(dir, "params.npy", np), *r = load64(dir, "r.npy", L.ny);
+    double *y = load64(dir, "y.npy", L.ny), *dx = load64(dir, "dx.npy", L.ny), *g = load64(dir, "grads.npy", np);
+    if (x && p && r && y && dx && g) {
+        for (int i = 0; i < L.nt; i++)
+            L.w[i] = p + off[i];
+        L.x = x, L.r = r;
+        /* float64 */
+        int64_t ns = celo_mamba_saved_size(&L.d), nw = celo_mamba_work_size(&L.d);
+        double *yc = calloc((size_t)L.ny, 8), *s = calloc((size_t)ns, 8), *wk = calloc((size_t)nw, 8);
+        double *dxc = calloc((size_t)L.ny, 8), *dwc[MAXT];
+        celo_nn_mamba_forward_f64(yc, s, wk, x, (const double *const *)L.w, &L.d);
+        grads64(&L, celo_nn_mamba_forward_f64, dxc, dwc);
+        /* float32 */
+        layer32 F;
+        layer32_of(&F, &L);
+        double *y32 = calloc((size_t)L.ny, 8), *dx32 = calloc((size_t)L.ny, 8), *g32 = calloc((size_t)np, 8);
+        run32(&L, &F, y32, dx32, g32);
+        for (int prec = 0; prec < 2; prec++) {
+            double tol = prec ? REF_TOL32 : REF_TOL64, e = nerr(prec ? y32 : yc, y, L.ny),
+                   *worst = prec ? &worst_ref32 : &worst_ref64;
+            snprintf(what, sizeof what, "torch %s float%d y", desc(&L), prec ? 32 : 64);
+            report(e < tol, what, e, tol);
+            *worst = fmax(*worst, e);
+            e = nerr(prec ? dx32 : dxc, dx, L.ny);
+            snprintf(what, sizeof what, "torch %s float%d dx", desc(&L), prec ? 32 : 64);
+            report(e < tol, what, e, tol);
+            *worst = fmax(*worst, e);
+            for (int i = 0; i < L.nt; i++) {
+                e = nerr(prec ? g32 + off[i] : dwc[i], g + off[i], L.numel[i]);
+                snprintf(what, sizeof what, "torch %s float%d %s", desc(&L), prec ? 32 : 64, tensor_name(&L, i));
+                report(e < tol, what, e, tol);
+                *worst = fmax(*worst, e);
+            }
+        }
+        for (int i = 0; i < L.nt; i++)
+            free(dwc[i]);
+        layer32_free(&F, &L);
+        free(yc), free(s), free(wk), free(dxc), free(y32), free(dx32), free(g32);
+    }
+    free(x), free(p), free(r), free(y), free(dx), free(g);
 }
 
 int main(void)
@@ -467,12 +665,23 @@ int main(void)
     for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
         for (int norm = 0; norm < 2; norm++) {
             test_seq((celo_feature_map)f, norm, 1 + norm, norm ? 6 : 0, f % 2 ? 1 : 4);
+            test_strong_decay((celo_feature_map)f, norm);
             test_step((celo_feature_map)f, norm, 2 - norm, norm ? 0 : 3, f % 2 ? 4 : 1);
             test_causal((celo_feature_map)f, norm);
             test_threads((celo_feature_map)f, norm);
         }
+    for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++) {
+        test_null((celo_feature_map)f);
+        test_linattn_equiv((celo_feature_map)f, f % 2 ? 4 : 1);
+    }
+    const char *root = getenv("CELO_GOLDEN_MAMBA");
+    for (int f = CELO_FEATURE_IDENTITY; f <= CELO_FEATURE_HEDGEHOG; f++)
+        for (int norm = 0; norm < 2; norm++)
+            test_torch(root ? root : "tests/golden/mamba", (celo_feature_map)f, norm);
     printf("worst: finite differences %.2e; chunked vs naive %.2e (float32) %.2e (float64); backward after chunked "
-           "vs naive %.2e (float64), float32 vs float64 %.2e; step vs naive %.2e (float32) %.2e (float64); %d failed\n",
-           worst_fd, worst_seq32, worst_seq64, worst_bwd64, worst_bwd32, worst_step32, worst_step64, fails);
+           "vs naive %.2e (float64), float32 vs float64 %.2e; step vs naive %.2e (float32) %.2e (float64); torch %.2e "
+           "(float32) %.2e (float64); linattn equivalence %.2e; strong decays %.2e; %d failed\n",
+           worst_fd, worst_seq32, worst_seq64, worst_bwd64, worst_bwd32, worst_step32, worst_step64, worst_ref32,
+           worst_ref64, worst_equiv, worst_strong, fails);
     return fails != 0;
 }

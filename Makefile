@@ -102,6 +102,7 @@ bench: deps
 	@bash bench/runs/run.sh
 	@bash bench/learned/run.sh
 	@bash bench/meta/run.sh
+	@bash bench/distill/run.sh
 
 # libFuzzer on the front end and sema (clang-19 from scripts/install-deps.sh --fuzz).
 fuzz:

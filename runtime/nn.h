@@ -129,6 +129,19 @@ void celo_nn_attention_backward(float *dx, float *dwqkv, float *dbqkv, float *dw
                                 float *datt, const float *dy, const float *x, const float *qkv, const float *att,
                                 const float *out, const float *wqkv, const float *wo, int B, int T, int C, int nh);
 
+/* Generation with a key/value cache: one token of each of B sequences at position pos (0-based), x [B, C] ->
+ * y [B, C], the same layer (wqkv, bqkv, wo, bo) as celo_nn_attention_forward. kcache and vcache [B, nh, cap, hs]
+ * (pos < cap) hold the keys and values of positions 0 .. pos - 1; the step writes the token's own at pos, then
+ * attends over positions 0 .. pos. Its cost grows with pos (linattn and mamba steps cost the same at any pos).
+ * work: celo_attention_step_work_size reals. Steps 0 .. T-1 give celo_nn_attention_forward's rows up to rounding. */
+static inline int64_t celo_attention_step_work_size(int B, int C, int nh, int cap)
+{
+    return (int64_t)B * 4 * C + (int64_t)B * nh * cap; /* qkv [B, 3C], out [B, C], scores [B, nh, cap] */
+}
+void celo_nn_attention_step(float *y, float *kcache, float *vcache, float *work, const float *x, const float *wqkv,
+                            const float *bqkv, const float *wo, const float *bo, int B, int C, int nh, int pos,
+                            int cap);
+
 /* LSTM over x [B, T, In] with H hidden units, as torch.nn.LSTM(In, H, batch_first=True) with zero initial
  * state: wih [4H, In], whh [4H, H], bih [4H], bhh [4H], gate order i, f, g, o:
  *     i, f, o = sigmoid(.), g = tanh(.) of  x_t wih^T + bih + h_{t-1} whh^T + bhh

@@ -48,6 +48,9 @@ void celo_nn_attention_backward_f64(double *dx, double *dwqkv, double *dbqkv, do
                                     double *dout, double *datt, const double *dy, const double *x, const double *qkv,
                                     const double *att, const double *out, const double *wqkv, const double *wo, int B,
                                     int T, int C, int nh);
+void celo_nn_attention_step_f64(double *y, double *kcache, double *vcache, double *work, const double *x,
+                                const double *wqkv, const double *bqkv, const double *wo, const double *bo, int B,
+                                int C, int nh, int pos, int cap);
 void celo_nn_lstm_forward_f64(double *h, double *c, double *gates, const double *x, const double *wih,
                               const double *whh, const double *bih, const double *bhh, int B, int T, int In, int H);
 void celo_nn_lstm_backward_f64(double *dx, double *dwih, double *dwhh, double *dbih, double *dbhh, double *dgates,

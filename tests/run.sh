@@ -1221,12 +1221,18 @@ if want distill; then
     st_data() { local n; n=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
     DQ=$ROOT/tests/distill/quick.celo
     mkdir -p "$TMP/dfull" "$TMP/dstop" "$TMP/d1t" "$TMP/dbin" "$TMP/donly"
+    for d in dfull dstop d1t dbin donly; do ln -sfn "$ROOT/stdlib" "$TMP/$d/stdlib"; done # Celo's θ file (lopt)
     if dq dfull "$CELO_ABS" run "$DQ" --quiet >"$TMP/out" 2>"$TMP/err"; then
         R=$TMP/dfull/runs
         if [ "$(grep -c '^| \(teacher\|quick\.\)' "$R/quick/results.md")" = 4 ] && grep -q "<polyline" "$R/quick/curves.svg" &&
             grep -q "^| quick.kd | chars_hh | copy | kl(temperature = 2) | 30 |" "$R/quick/results.md"
         then ok "distill quick: teacher + 3 stages in results.md (nats, bits per char) and curves.svg"
         else bad "distill quick summary: $(head -c 600 "$R/quick/results.md")"; fi
+        # a learned optimizer (Celo, the authors' θ) runs a stage: from the aligned model, the eval loss falls
+        if awk -F'|' '/^\| lopt.align /{ a = $8 } /^\| lopt.ft_celo /{ b = $8 } END { exit !(b > 0 && b < a - 0.01) }' \
+            "$R/lopt/results.md"
+        then ok "distill stage with a learned optimizer (celo): eval $(awk -F'|' '/^\| lopt.align /{ print $8 }' "$R/lopt/results.md") -> $(awk -F'|' '/^\| lopt.ft_celo /{ print $8 }' "$R/lopt/results.md")"
+        else bad "distill learned optimizer: $(cat "$R/lopt/results.md" 2>&1 | head -8)"; fi
         # stage 1 trains the feature maps only: every tensor the teacher has is unchanged, the 4 maps are new
         "$STDIFF" "$R/teacher.safetensors" "$R/quick/align.safetensors" >"$TMP/sd1" 2>&1
         "$STDIFF" "$R/quick/align.safetensors" "$R/teacher.safetensors" >"$TMP/sd2" 2>&1

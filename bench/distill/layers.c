@@ -12,11 +12,14 @@
  *
  * KIND: softmax (celo_nn_attention_*), linattn-elu, linattn-hedgehog (celo_nn_linattn_*), mamba-hedgehog-norm,
  * mamba-identity (celo_nn_mamba_*: the hedgehog map on B and C with the normalizing all-ones channel, and the
- * identity map without). Each layer includes its input and output projections. Threads: OMP_NUM_THREADS.
+ * identity map without). Each layer includes its input and output projections. Threads: OMP_NUM_THREADS. As every
+ * celo program, it first sets the thread runtime's environment (celo_pick_blas_kernels, runtime/blas_env.c: idle
+ * OpenMP threads sleep rather than spin, OMP_WAIT_POLICY=passive, unless the caller set it).
  *
  * Timing: two untimed repetitions (one when it takes a second or more), then repetitions until BUDGET_S seconds
  * have passed (at least 5, or at least 1 when 5 would take more than 5 s); the median. */
 #include "nn.h"
+#include "plan.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -266,6 +269,7 @@ static void run_step(const char *kind, int B, int C, int nh, int ctx, double bud
 
 int main(int argc, char **argv)
 {
+    celo_pick_blas_kernels(argv);
     if (argc >= 8 && !strcmp(argv[1], "fb")) {
         layer L;
         layer_init(&L, argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));

@@ -3,9 +3,11 @@
  * backward pass, on 1 and 2 threads. B 4, C 128, 4 heads, T 256 and 1024, expand 1 and 2, hedgehog with the
  * normalizer and identity without, chunk 64. Wall time, the median of 5 rounds after one untimed round, each round
  * running every column in turn (so the load of a shared machine hits them alike); prints a markdown table. Built and
- * run by bench/mamba/layer.sh. */
+ * run by bench/mamba/layer.sh. As every celo program, it first sets the thread runtime's environment
+ * (celo_pick_blas_kernels, runtime/blas_env.c: idle OpenMP threads sleep rather than spin). */
 #include "celort.h"
 #include "nn.h"
+#include "plan.h"
 #include "rng.h"
 
 #include <stdio.h>
@@ -41,8 +43,10 @@ static float *randn(celo_rng *r, int64_t n, float scale, float shift)
     return x;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    celo_pick_blas_kernels(argv);
     static const int Ts[2] = {256, 1024}, Es[2] = {1, 2};
     static const struct {
         celo_feature_map f;

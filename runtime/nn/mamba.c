@@ -28,10 +28,11 @@ void celo_mamba_shape_of(const celo_mamba_dims *d, celo_mamba_shape *s)
     s->og = s->den + BH * d->T;
     s->saved = s->og + R * s->Di;
     /* per head: V, Y / dY, dV [T, Pv], delta, ell, dell [T], H / R [Nf, P + 1] (the chunked form's [Nf, Pv], the
-     * sequential scan's H and z), A, dA, Kd [L, L], tmp [L, Nf], lam [2 L], the head's partial gradients of A_log and D
-     */
+     * sequential scan's H and z), A, dA, Kd [L, L], tmp [L, Nf], tr [L, Nf + Pv] (a chunk's operands transposed),
+     * lam [2 L], the head's partial gradients of A_log and D */
     int64_t T = d->T, Lc = s->L;
-    s->wbh = 3 * T * s->Pv + 3 * T + (int64_t)s->Nf * (s->P + 1) + 3 * Lc * Lc + Lc * s->Nf + 2 * Lc + 2;
+    s->wbh = 3 * T * s->Pv + 3 * T + (int64_t)s->Nf * (s->P + 1) + 3 * Lc * Lc + Lc * (2 * s->Nf + s->Pv) + 2 * Lc + 2;
+    s->convw = BH * s->wbh; /* then conv.weight and its gradient transposed, [K, Cx] each */
 }
 
 int celo_mamba_ntensors(celo_feature_map f)
@@ -50,7 +51,7 @@ int64_t celo_mamba_work_size(const celo_mamba_dims *d)
 {
     celo_mamba_shape s;
     celo_mamba_shape_of(d, &s);
-    return (int64_t)d->B * d->nh * s.wbh;
+    return s.convw + 2 * (int64_t)s.K * s.Cx;
 }
 
 int64_t celo_mamba_state_size(const celo_mamba_dims *d)

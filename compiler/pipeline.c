@@ -1878,15 +1878,8 @@ static void check_stage(pctx *C, stage_def *sd, const celo_run *r, const char *f
     if (r->train_only[0] && !sd->checked) {
         int hit = 0;
         sd->checked = 1;
-        for (int i = 0; i < celo_model_ntensors(st) && !hit; i++) {
-            const char *name = celo_model_tensor(st, i)->name, *p = r->train_only;
-            while (*p && !hit) {
-                size_t n = strcspn(p, ",");
-                for (const char *q = name; *q && !hit; q++)
-                    hit = !strncmp(q, p, n);
-                p += n + (p[n] == ',');
-            }
-        }
+        for (int i = 0; i < celo_model_ntensors(st) && !hit; i++)
+            hit = celo_train_only_match(celo_model_tensor(st, i)->name, r->train_only);
         if (!hit)
             PERR(C, sd->train_only_sp,
                  "stage '%s' would train nothing: train_only names no tensor of task %s's model (its tensors are "

@@ -502,14 +502,7 @@ static int freeze_tensors(inst *in, const char *train_only, char *err, size_t er
     }
     int trained = 0;
     for (int i = 0; i < in->ntensors; i++) {
-        const char *name = inst_tensor(in, i)->name, *p = train_only;
-        int hit = 0;
-        while (*p && !hit) {
-            size_t n = strcspn(p, ",");
-            for (const char *q = name; *q && !hit; q++)
-                hit = !strncmp(q, p, n);
-            p += n + (p[n] == ',');
-        }
+        int hit = celo_train_only_match(inst_tensor(in, i)->name, train_only);
         in->frozen[i] = !hit;
         trained += hit;
     }

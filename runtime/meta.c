@@ -190,18 +190,6 @@ static int unroll_es(const meta *M, family *F, int f, int i, double *Lp, double 
 
 /* ---- setup ---- */
 
-static int matches_train_only(const char *name, const char *list)
-{
-    if (!list[0])
-        return 1;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        if (strstr(name, tok))
-            return 1;
-    return 0;
-}
-
 static int initial_theta(meta *M)
 {
     const celo_run *r0 = &M->plan->runs[M->g->first + 1];
@@ -261,7 +249,7 @@ static int setup(meta *M, celo_rule_lookup lookup, void *lctx, celo_task_data **
         int64_t numel = 1;
         for (int d = 0; d < ts->ndim; d++)
             numel *= ts->shape[d];
-        int on = matches_train_only(ts->name, g->train_only);
+        int on = celo_train_only_match(ts->name, g->train_only);
         memset(M->trainable + ts->offset, on, (size_t)numel);
         ntrain += on ? numel : 0;
     }

@@ -188,6 +188,20 @@ static const field group_fields[] = {
 
 #define NF(t) ((int)(sizeof t / sizeof t[0]))
 
+int celo_train_only_match(const char *name, const char *list)
+{
+    if (!list[0])
+        return 1;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        for (const char *q = name; *q; q++)
+            if (n && !strncmp(q, p, n))
+                return 1;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
 /* ================================ writer ================================ */
 
 static void put_escaped(FILE *f, const char *s)

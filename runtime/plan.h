@@ -133,6 +133,10 @@ typedef struct {
     celo_group *groups;
 } celo_plan;
 
+/* train_only lists (a run's, a meta group's): 1 when name contains one of the comma-separated parts of list, or
+ * when list is empty. */
+int celo_train_only_match(const char *name, const char *list);
+
 /* Text form of a plan (one `key value` per line), embedded in binaries made by `celo build`. */
 char *celo_plan_write(const celo_plan *plan); /* malloc'd */
 int celo_plan_read(celo_plan *plan, const char *text, char *err, size_t errlen);

@@ -27,12 +27,16 @@ void celo_mamba_shape_of(const celo_mamba_dims *d, celo_mamba_shape *s)
     s->den = s->out + R * s->Di;
     s->og = s->den + BH * d->T;
     s->saved = s->og + R * s->Di;
-    /* per head: V, Y / dY, dV [T, Pv], delta, ell, dell [T], H / R [Nf, P + 1] (the chunked form's [Nf, Pv], the
-     * sequential scan's H and z), A, dA, Kd [L, L], tmp [L, Nf], tr [L, Nf + Pv] (a chunk's operands transposed),
-     * lam [2 L], the head's partial gradients of A_log and D */
+    /* per head: cum [L + 1] doubles (2 L + 2 reals), V, Y / dY, dV [T, Pv], delta, ell, dell [T], H / R [Nf, P + 1]
+     * (the chunked form's [Nf, Pv], the sequential scan's H and z), A, dA [L, L], tmp [L, Nf + Pv], tr [L, Nf + Pv]
+     * (a chunk's operands transposed), lam [2 L], the head's partial gradients of A_log and D; in steps of 16 reals
+     * so that every head's block starts 64-byte aligned */
     int64_t T = d->T, Lc = s->L;
-    s->wbh = 3 * T * s->Pv + 3 * T + (int64_t)s->Nf * (s->P + 1) + 3 * Lc * Lc + Lc * (2 * s->Nf + s->Pv) + 2 * Lc + 2;
-    s->convw = BH * s->wbh; /* then conv.weight and its gradient transposed, [K, Cx] each */
+    s->wbh = 2 * (Lc + 1) + 3 * T * s->Pv + 3 * T + (int64_t)s->Nf * (s->P + 1) + 2 * Lc * Lc +
+             2 * Lc * (s->Nf + s->Pv) + 2 * Lc + 2;
+    s->wbh = (s->wbh + 15) / 16 * 16;
+    s->convw = BH * s->wbh; /* then conv.weight and its gradient transposed, [K, Cx] each, then the conv backward's
+                             * partial sums, [K + 1, Cx] per block of MB_CONV_BLOCK rows */
 }
 
 int celo_mamba_ntensors(celo_feature_map f)
@@ -51,7 +55,8 @@ int64_t celo_mamba_work_size(const celo_mamba_dims *d)
 {
     celo_mamba_shape s;
     celo_mamba_shape_of(d, &s);
-    return s.convw + 2 * (int64_t)s.K * s.Cx;
+    int64_t nblk = ((int64_t)d->B * d->T + MB_CONV_BLOCK - 1) / MB_CONV_BLOCK;
+    return s.convw + 2 * (int64_t)s.K * s.Cx + nblk * (s.K + 1) * s.Cx;
 }
 
 int64_t celo_mamba_state_size(const celo_mamba_dims *d)

@@ -23,7 +23,7 @@ void celo_mamba_shape_of(const celo_mamba_dims *d, celo_mamba_shape *s)
     s->proj = 0;
     s->xbc = s->proj + R * s->W;
     s->phi = s->xbc + R * s->Cx;
-    s->out = s->phi + BH * 2 * d->T * s->Nf;
+    s->out = s->phi + (d->feature == CELO_FEATURE_IDENTITY ? 0 : BH * 2 * d->T * s->Nf); /* identity: in xbc */
     s->den = s->out + R * s->Di;
     s->og = s->den + BH * d->T;
     s->saved = s->og + R * s->Di;

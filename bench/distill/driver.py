@@ -32,8 +32,8 @@ LAYERS = "build/bench/distill/layers"
 KINDS = {
     "linattn-elu": ("linear attention, elu + 1", ("chunked", "quadratic"), 3.0),
     "linattn-hedgehog": ("linear attention, hedgehog", ("chunked", "quadratic"), 3.0),
-    "mamba-hedgehog-norm": ("Mamba, hedgehog + normalize", ("ssd", "scan"), 3.0),
-    "mamba-identity": ("Mamba, identity", ("ssd", "scan"), 3.0),
+    "mamba-hedgehog-norm": ("Mamba, hedgehog + normalize", ("ssd", "ssd32", "scan"), 3.0),
+    "mamba-identity": ("Mamba, identity", ("ssd", "ssd32", "scan"), 3.0),
     "softmax": ("softmax attention (reference)", ("sdpa",), None),
 }
 STEP_KINDS = ("softmax", "linattn-elu", "linattn-hedgehog", "mamba-hedgehog-norm", "mamba-identity")
@@ -207,13 +207,13 @@ def main():
                      f"repetitions for {a.budget_s:g} s (at least 5, or 1 where 5 take more than 5 s), the median; "
                      "tokens/s = B T / median. celo: "
                      "bench/distill/layers.c calling `celo_nn_linattn_forward/backward`, `celo_nn_mamba_forward/"
-                     "backward` (chunks of 64), `celo_nn_attention_forward/backward`, OMP_NUM_THREADS "
+                     "backward` (chunks of 32, the default), `celo_nn_attention_forward/backward`, OMP_NUM_THREADS "
                      f"{' and '.join(map(str, celo_threads))}. torch: "
                      "bench/distill/torch_layers.py, the same layers written from runtime/nn.h's formulas with torch "
                      "ops, autograd for the backward pass: linear attention `chunked` (chunks of 64: the masked "
                      "product inside each, a cumsum of the chunks' phi(k)^T v states across) and `quadratic` (the "
-                     "masked T x T form); Mamba `ssd` (mamba_ssm's ssd_minimal, chunks of 64, the normalizer as an "
-                     "all-ones value channel) and `scan` (the recurrence token by token in a Python loop); softmax "
+                     "masked T x T form); Mamba `ssd` and `ssd32` (mamba_ssm's ssd_minimal, chunks of 64 and of 32, the "
+                     "normalizer as an all-ones value channel) and `scan` (the recurrence token by token in a Python loop); softmax "
                      "`F.scaled_dot_product_attention(is_causal=True)`; torch.set_num_threads 2 and 1.")
         lines.append("- tokens/s: median over rounds (min-max) of the fastest configuration by median (celo: "
                      "threads; torch: form, threads). celo / torch: the ratio of the two medians, and (min-max) of "

@@ -10,7 +10,7 @@ bench/distill/driver.py can alternate it with celo's bench/distill/layers withou
 KIND as bench/distill/layers.c: softmax, linattn-elu, linattn-hedgehog, mamba-hedgehog-norm, mamba-identity.
 FORM: softmax: sdpa (F.scaled_dot_product_attention(is_causal=True)); linattn: quadratic (the masked T x T form,
 as tests/reference/gen_linattn.py) or chunked (chunks of 64: the masked product inside a chunk, a cumulative sum
-of the chunks' k^T v states across them); mamba: ssd (the chunked SSD of mamba_ssm's ssd_minimal.py, chunks of 64)
+of the chunks' k^T v states across them); mamba: ssd (the chunked SSD of mamba_ssm's ssd_minimal.py, chunks of 64; ssd32: of 32)
 or scan (the recurrence token by token in a Python loop).
 
 The formulas (runtime/nn.h): linear attention out_t = sum_{s<=t} (phi_q(q_t).phi_k(k_s)) v_s / (sum_{s<=t}
@@ -172,7 +172,10 @@ class Mamba(nn.Module):
         X = xv * delta.unsqueeze(-1)
         if self.normalize:  # the all-ones value channel: its scan is z_t . C_t
             X = torch.cat([X, delta.unsqueeze(-1)], dim=-1)
-        Y = ssd_minimal(X, dA, Bt, Ct, min(CHUNK, t)) if self.form == "ssd" else scan(X, dA, Bt, Ct)
+        if self.form in ("ssd", "ssd32"):  # chunks of 64 or 32: the driver keeps the faster
+            Y = ssd_minimal(X, dA, Bt, Ct, min(CHUNK if self.form == "ssd" else 32, t))
+        else:
+            Y = scan(X, dA, Bt, Ct)
         if self.normalize:
             Y = Y[..., :P] / (Y[..., P:] + EPS)
         o = Y + self.D[:, None] * xv

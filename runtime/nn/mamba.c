@@ -26,7 +26,8 @@ void celo_mamba_shape_of(const celo_mamba_dims *d, celo_mamba_shape *s)
     s->out = s->phi + (d->feature == CELO_FEATURE_IDENTITY ? 0 : BH * 2 * d->T * s->Nf); /* identity: in xbc */
     s->den = s->out + R * s->Di;
     s->og = s->den + BH * d->T;
-    s->saved = s->og + R * s->Di;
+    s->xa = s->og + R * (s->Di + 1);
+    s->saved = s->xa + R * (s->C + 1);
     /* per head: cum [L + 1] doubles (2 L + 2 reals), V, Y / dY, dV [T, Pv], delta, ell, dell [T], H / R [Nf, P + 1]
      * (the chunked form's [Nf, Pv], the sequential scan's H and z), A, dA [L, L], tmp [L, Nf + Pv], tr [L, Nf + Pv]
      * (a chunk's operands transposed), lam [2 L], the head's partial gradients of A_log and D; in steps of 16 reals
@@ -37,6 +38,10 @@ void celo_mamba_shape_of(const celo_mamba_dims *d, celo_mamba_shape *s)
     s->wbh = (s->wbh + 15) / 16 * 16;
     s->convw = BH * s->wbh; /* then conv.weight and its gradient transposed, [K, Cx] each, then the conv backward's
                              * partial sums, [K + 1, Cx] per block of MB_CONV_BLOCK rows */
+    int64_t nblk = (R + MB_CONV_BLOCK - 1) / MB_CONV_BLOCK, wi = (int64_t)s->W * (s->C + 1);
+    int64_t wo = (int64_t)s->C * (s->Di + 1);
+    s->augw = s->convw + 2 * (int64_t)s->K * s->Cx + nblk * (s->K + 1) * s->Cx;
+    s->work = s->augw + wi + wo + (wi > wo ? wi : wo); /* in_proj's and out_proj's [weight | bias], a gradient's */
 }
 
 int celo_mamba_ntensors(celo_feature_map f)
@@ -55,8 +60,7 @@ int64_t celo_mamba_work_size(const celo_mamba_dims *d)
 {
     celo_mamba_shape s;
     celo_mamba_shape_of(d, &s);
-    int64_t nblk = ((int64_t)d->B * d->T + MB_CONV_BLOCK - 1) / MB_CONV_BLOCK;
-    return s.convw + 2 * (int64_t)s.K * s.Cx + nblk * (s.K + 1) * s.Cx;
+    return s.work;
 }
 
 int64_t celo_mamba_state_size(const celo_mamba_dims *d)

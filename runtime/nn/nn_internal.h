@@ -145,13 +145,15 @@ static inline CELO_ALWAYS_INLINE float celo_tanhf_simd(float v)
 /* The Mamba mixer's sizes (nn.h) with the defaults filled in, and the layout of its saved buffer: in_proj's output
  * proj [B T, W], the conv's xbc [B T, Cx], phi [B, nh, 2, T, Nf] (phi_q(c) then phi_k(b) per head), the heads'
  * scan outputs out [B T, Di] (normalized, before D and the gate), den [B, nh, T] (1 without normalize), the gated
- * og [B T, Di] (out_proj's input). wbh: scratch reals per (sequence, head); convw: where the scratch's conv part
- * starts (after the heads': the conv weights and their gradient, each transposed to [K, Cx], then the conv backward's
- * partial sums per MB_CONV_BLOCK rows). runtime/nn/mamba.c. */
+ * og [B T, Di + 1] (out_proj's input, and a column of ones), xa [B T, C + 1] (in_proj's input x, and a column of
+ * ones): the projections' biases as one more input column, so that a product adds them in forward and sums their
+ * gradients backward without passes of their own. wbh: scratch reals per (sequence, head); convw: where the scratch's
+ * conv part starts (after the heads': the conv weights and their gradient, each transposed to [K, Cx], then the conv
+ * backward's partial sums per MB_CONV_BLOCK rows). runtime/nn/mamba.c. */
 enum { MB_CONV_BLOCK = 256 };
 typedef struct {
     int B, T, C, nh, N, K, E, Di, P, Nf, Pv, W, Cx, L, nt, normalize;
-    int64_t proj, xbc, phi, out, den, og, saved, wbh, convw;
+    int64_t proj, xbc, phi, out, den, og, xa, saved, wbh, convw, augw, work;
 } celo_mamba_shape;
 void celo_mamba_shape_of(const celo_mamba_dims *d, celo_mamba_shape *s);
 

@@ -41,7 +41,7 @@ void celo_mamba_shape_of(const celo_mamba_dims *d, celo_mamba_shape *s)
     int64_t nblk = (R + MB_CONV_BLOCK - 1) / MB_CONV_BLOCK, wi = (int64_t)s->W * (s->C + 1);
     int64_t wo = (int64_t)s->C * (s->Di + 1);
     s->augw = s->convw + 2 * (int64_t)s->K * s->Cx + nblk * (s->K + 1) * s->Cx;
-    s->work = s->augw + wi + wo + (wi > wo ? wi : wo); /* in_proj's and out_proj's [weight | bias], a gradient's */
+    s->work = s->augw + wi + wo; /* in_proj's and out_proj's [weight | bias] (backward: a gradient's) */
 }
 
 int celo_mamba_ntensors(celo_feature_map f)

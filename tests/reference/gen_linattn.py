@@ -30,34 +30,13 @@ import os
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from featmaps import FeatureMap, write_case
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 OUT = os.path.join(ROOT, "tests", "golden", "linattn")
 EPS = 1e-6
 B, T, C, H = 2, 20, 16, 2
-
-
-class FeatureMap(nn.Module):
-    """phi: identity, elu(x) + 1, sigmoid(W x + b), or Hedgehog's [softmax(W x), softmax(-W x)]."""
-
-    def __init__(self, kind, hs):
-        super().__init__()
-        self.kind = kind
-        if kind in ("mlp", "hedgehog"):  # a Linear's tensors under the map's own name (feature_q.weight)
-            lin = nn.Linear(hs, hs, bias=kind == "mlp")
-            self.weight = lin.weight
-            self.bias = lin.bias
-
-    def forward(self, x):
-        if self.kind == "identity":
-            return x
-        if self.kind == "elu":
-            return F.elu(x) + 1
-        u = F.linear(x, self.weight, self.bias)
-        if self.kind == "mlp":
-            return torch.sigmoid(u)
-        return torch.cat([torch.softmax(u, dim=-1), torch.softmax(-u, dim=-1)], dim=-1)
 
 
 class LinearAttention(nn.Module):
@@ -95,21 +74,9 @@ def write(kind, seed):
     xd = x.double().requires_grad_(True)
     y = m(xd)
     (y * r.double()).sum().backward()
-    d = os.path.join(OUT, kind)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "tensors.txt"), "w") as f:
-        for n, p in zip(names, params32):
-            f.write("%s %s\n" % (n, "x".join(str(s) for s in p.shape)))
-
-    def save(name, t):
-        np.save(os.path.join(d, name), t.detach().numpy().astype(np.float32).reshape(-1))
-
-    save("params.npy", torch.cat([p.reshape(-1) for p in params32]))
-    save("x.npy", x)
-    save("r.npy", r)
-    save("y.npy", y)
-    save("dx.npy", xd.grad)
-    save("grads.npy", torch.cat([p.grad.reshape(-1) for p in m.parameters()]))
+    grads = torch.cat([p.grad.reshape(-1) for p in m.parameters()])
+    write_case(os.path.join(OUT, kind), np.float32, names, params32,
+               [("x.npy", x), ("r.npy", r), ("y.npy", y), ("dx.npy", xd.grad), ("grads.npy", grads)])
     print("%-9s y %.3e  |dx| %.3e  %d parameters" % (kind, y.abs().max().item(), xd.grad.abs().max().item(),
                                                   sum(p.numel() for p in params32)))
 

@@ -41,32 +41,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from featmaps import FeatureMap, write_case
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 OUT = os.path.join(ROOT, "tests", "golden", "mamba")
 EPS = 1e-6
 B, T, C, H = 2, 9, 8, 2
-
-
-class FeatureMap(nn.Module):
-    """phi: identity, elu(x) + 1, sigmoid(W x + b), or Hedgehog's [softmax(W x), softmax(-W x)]."""
-
-    def __init__(self, kind, n):
-        super().__init__()
-        self.kind = kind
-        if kind in ("mlp", "hedgehog"):  # a Linear's tensors under the map's own name (feature_q.weight)
-            lin = nn.Linear(n, n, bias=kind == "mlp")
-            self.weight = lin.weight
-            self.bias = lin.bias
-
-    def forward(self, x):
-        if self.kind == "identity":
-            return x
-        if self.kind == "elu":
-            return F.elu(x) + 1
-        u = F.linear(x, self.weight, self.bias)
-        if self.kind == "mlp":
-            return torch.sigmoid(u)
-        return torch.cat([torch.softmax(u, dim=-1), torch.softmax(-u, dim=-1)], dim=-1)
 
 
 class Mamba(nn.Module):
@@ -158,19 +138,9 @@ def write(kind, normalize, n, k, expand, seed):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "dims.txt"), "w") as f:
         f.write("%d %d %d %d %d %d %d %d\n" % (B, T, C, H, n, k, expand, normalize))
-    with open(os.path.join(d, "tensors.txt"), "w") as f:
-        for nm, q in zip(names, params):
-            f.write("%s %s\n" % (nm, "x".join(str(s) for s in q.shape)))
-
-    def save(name, t):
-        np.save(os.path.join(d, name), t.detach().numpy().astype(np.float64).reshape(-1))
-
-    save("params.npy", torch.cat([q.reshape(-1) for q in params]))
-    save("x.npy", x.double())
-    save("r.npy", r.double())
-    save("y.npy", y)
-    save("dx.npy", xd.grad)
-    save("grads.npy", torch.cat([q.grad.reshape(-1) for q in params]))
+    write_case(d, np.float64, names, params,
+               [("x.npy", x.double()), ("r.npy", r.double()), ("y.npy", y), ("dx.npy", xd.grad),
+                ("grads.npy", torch.cat([q.grad.reshape(-1) for q in params]))])
     print("%-14s y %.3e  |dx| %.3e  %d parameters" % (os.path.basename(d), y.abs().max().item(),
                                                        xd.grad.abs().max().item(),
                                                        sum(q.numel() for q in params)))

@@ -1,5 +1,5 @@
-/* gradcheck.h — what the layer tests share (test_linattn.c, test_mamba.c), included once by each: errors relative
- * to the largest value, float <-> double copies, and central finite differences of a scalar loss. */
+/* gradcheck.h — what the gradient tests share (test_linattn.c, test_mamba.c, test_nn_grad.c), included once by each:
+ * errors relative to the largest value, float <-> double copies, and central finite differences of a scalar loss. */
 #ifndef CELO_TEST_GRADCHECK_H
 #define CELO_TEST_GRADCHECK_H
 
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 /* max |a - b| / max |b| */
-static double nerr(const double *a, const double *b, int64_t n)
+static inline double nerr(const double *a, const double *b, int64_t n)
 {
     double d = 0, s = 0;
     for (int64_t i = 0; i < n; i++)
@@ -16,7 +16,7 @@ static double nerr(const double *a, const double *b, int64_t n)
     return s > 0 ? d / s : d;
 }
 
-static float *to_f32(const double *a, int64_t n)
+static inline float *to_f32(const double *a, int64_t n)
 {
     float *f = malloc((size_t)n * 4);
     for (int64_t i = 0; i < n; i++)
@@ -24,7 +24,7 @@ static float *to_f32(const double *a, int64_t n)
     return f;
 }
 
-static double *to_f64(const float *a, int64_t n)
+static inline double *to_f64(const float *a, int64_t n)
 {
     double *f = malloc((size_t)n * 8);
     for (int64_t i = 0; i < n; i++)
@@ -33,9 +33,10 @@ static double *to_f64(const float *a, int64_t n)
 }
 
 /* The gradient g of loss(ctx) with respect to x [n] against central differences with step h, at up to `samples`
- * entries spread over x: max |g - num| / max(|g|, |num|), or 1 when all are 0 (a check that cannot pass). */
-static double fd_error(double (*loss)(void *), void *ctx, double *x, const double *g, int64_t n, int64_t samples,
-                       double h)
+ * entries spread over x: max |g - num| / max(|g|, |num|), or 1 when all are 0 (a check that cannot pass);
+ * *scale_out (NULL: not set) = that max(|g|, |num|). */
+static inline double fd_error_scale(double (*loss)(void *), void *ctx, double *x, const double *g, int64_t n,
+                                    int64_t samples, double h, double *scale_out)
 {
     int64_t count = n < samples ? n : samples;
     double maxdiff = 0, scale = 0;
@@ -51,7 +52,15 @@ static double fd_error(double (*loss)(void *), void *ctx, double *x, const doubl
         maxdiff = fmax(maxdiff, fabs(num - g[i]));
         scale = fmax(scale, fmax(fabs(num), fabs(g[i])));
     }
+    if (scale_out)
+        *scale_out = scale;
     return scale > 0 ? maxdiff / scale : 1;
+}
+
+static inline double fd_error(double (*loss)(void *), void *ctx, double *x, const double *g, int64_t n, int64_t samples,
+                              double h)
+{
+    return fd_error_scale(loss, ctx, x, g, n, samples, h, NULL);
 }
 
 #endif

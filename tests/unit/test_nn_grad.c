@@ -22,6 +22,7 @@
 #include "nn.h"
 #include "nn/nn_f64.h"
 #include "rng.h"
+#include "gradcheck.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -80,20 +81,7 @@ typedef double (*loss_fn)(void *ctx);
 static void check_grad(const char *what, loss_fn f, void *ctx, double *x, const double *g, int64_t n)
 {
     int64_t count = n < FD_SAMPLES ? n : FD_SAMPLES;
-    double maxdiff = 0, scale = 0;
-    for (int64_t s = 0; s < count; s++) {
-        int64_t i = count == n ? s : (s * n) / count + (s * 7919) % (n / count); /* spread, not only multiples */
-        double keep = x[i];
-        x[i] = keep + FD_H;
-        double lp = f(ctx);
-        x[i] = keep - FD_H;
-        double lm = f(ctx);
-        x[i] = keep;
-        double num = (lp - lm) / (2 * FD_H);
-        maxdiff = fmax(maxdiff, fabs(num - g[i]));
-        scale = fmax(scale, fmax(fabs(num), fabs(g[i])));
-    }
-    double err = scale > 0 ? maxdiff / scale : 0;
+    double scale, err = fd_error_scale(f, ctx, x, g, n, FD_SAMPLES, FD_H, &scale);
     int ok = err < FD_TOL && scale > 0;
     checks++;
     worst = fmax(worst, err);

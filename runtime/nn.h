@@ -541,6 +541,31 @@ int celo_model_copy_from(celo_model *dst, const celo_model *src, const char *pre
 typedef enum { CELO_MAMBA_FROM_BRIDGE = 1, CELO_MAMBA_FROM_QKV } celo_mamba_from;
 int celo_model_mamba_from(celo_model *dst, const celo_model *src, celo_mamba_from how, char *err, size_t errlen);
 
+/* ==== generation: a language model one token at a time ======================================================
+ *
+ * A generator runs a model whose input is token ids and whose output is next-token logits (gpt with any token
+ * mixer) one token of each of B sequences per step, from the states of its token mixers: softmax attention's
+ * key/value cache (a step's cost grows with the position), linear attention's and Mamba's recurrent states (a
+ * step costs the same at any position). Step t's logits are the model's forward-pass logits at position t of the
+ * same sequences, up to rounding (tested). The parameters are read from the model at each step.
+ *
+ *     celo_generator *g = celo_generator_new(m, 1, 0, err, sizeof err);   // 1 sequence, up to the model's ctx
+ *     for (...) { const float *logits = celo_generator_step(g, &tok); ... tok = a choice from logits ...; }
+ *     celo_generator_free(g);
+ */
+typedef struct celo_generator celo_generator;
+/* B sequences of at most cap tokens (0: the model's context, the rows of its position table; no more than that).
+ * NULL with a one-line reason in err: not a language model, a block without a step (conv, pool, lstm), bad sizes,
+ * out of memory. The model must outlive the generator. */
+celo_generator *celo_generator_new(celo_model *m, int B, int cap, char *err, size_t errlen);
+void celo_generator_free(celo_generator *g);
+/* tokens [B] at the next position -> logits [B, vocab] (valid until the next step), or NULL with
+ * celo_generator_error set (a token out of range, the sequences full) */
+const float *celo_generator_step(celo_generator *g, const int32_t *tokens);
+void celo_generator_reset(celo_generator *g);    /* back to position 0, states cleared */
+int celo_generator_pos(const celo_generator *g); /* tokens taken so far */
+const char *celo_generator_error(const celo_generator *g);
+
 /* ==== losses ================================================================================================ */
 
 /* Losses as functions of any activation, with their gradient in the same call (dlogits / dpred may be NULL: the

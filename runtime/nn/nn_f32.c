@@ -15,6 +15,7 @@
 typedef float real;
 #define NAME(f) f
 #define MODEL   celo_model
+#define GEN     celo_generator
 #define BATCH   celo_batch
 #define vexp    celo_expf_simd
 #define vtanh   celo_tanhf_simd
@@ -41,3 +42,4 @@ static void gemm_pair(int ta1, int tb1, int M1, int N1, int K1, const real *A1, 
 #include "mamba.inc"
 #include "blocks.inc"
 #include "models.inc"
+#include "generate.inc"

@@ -16,6 +16,7 @@
 typedef double real;
 #define NAME(f) f##_f64
 #define MODEL   celo_model_f64
+#define GEN     celo_generator_f64
 #define BATCH   celo_batch_f64
 #define vexp    exp
 #define vtanh   fast_tanh /* layers.inc */
@@ -50,3 +51,4 @@ static void gemm_pair(int ta1, int tb1, int M1, int N1, int K1, const real *A1, 
 #include "mamba.inc"
 #include "blocks.inc"
 #include "models.inc"
+#include "generate.inc"

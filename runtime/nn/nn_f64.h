@@ -116,6 +116,13 @@ int celo_model_copy_from_f64(celo_model_f64 *dst, const celo_model_f64 *src, con
                              const char *prefix_src);
 int celo_model_mamba_from_f64(celo_model_f64 *dst, const celo_model_f64 *src, celo_mamba_from how, char *err,
                               size_t errlen);
+typedef struct celo_generator_f64 celo_generator_f64; /* as celo_generator */
+celo_generator_f64 *celo_generator_new_f64(celo_model_f64 *m, int B, int cap, char *err, size_t errlen);
+void celo_generator_free_f64(celo_generator_f64 *g);
+const double *celo_generator_step_f64(celo_generator_f64 *g, const int32_t *tokens);
+void celo_generator_reset_f64(celo_generator_f64 *g);
+int celo_generator_pos_f64(const celo_generator_f64 *g);
+const char *celo_generator_error_f64(const celo_generator_f64 *g);
 double celo_loss_cross_entropy_f64(const double *logits, const int32_t *labels, int64_t rows, int classes,
                                    double *dlogits);
 double celo_loss_mse_f64(const double *pred, const double *target, int64_t n, double *dpred);

@@ -46,5 +46,6 @@ int cmd_apply(int argc, char **argv); /* cmd_tensor.c */
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv); /* cmd_plan.c */
 int cmd_build(int argc, char **argv);
+int cmd_sample(int argc, char **argv); /* cmd_sample.c */
 
 #endif

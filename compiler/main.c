@@ -19,6 +19,8 @@ static const char usage[] =
     "  celo run F.celo [--only NAME] [--set k=v]... [--backend llvm|interp|opencl] [--resume] [--quiet]\n"
     "  celo build F.celo -o BIN [--cpu NAME]      a standalone binary of F's runs (no LLVM needed to run it);\n"
     "                                             --cpu x86-64-v3: for any AVX2 CPU (default: this CPU)\n"
+    "  celo sample F.celo --checkpoint FILE [--prompt TEXT] [--tokens N] [--samples N] [--temperature T]\n"
+    "             [--top-k K] [--seed S] [--task NAME]   text from a character model's checkpoint\n"
     "  celo rules                                 list the stdlib rules and their hyper-parameters\n"
     "  celo theta show FILE                       names, shapes, sizes and L2 norms of a meta-parameter file\n"
     "  celo theta convert IN -o OUT.safetensors   flax msgpack (.state) or safetensors to safetensors\n"
@@ -45,6 +47,8 @@ int main(int argc, char **argv)
         rc = cmd_run(argc - 2, argv + 2);
     else if (!strcmp(cmd, "build"))
         rc = cmd_build(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "sample"))
+        rc = cmd_sample(argc - 2, argv + 2);
     else if (!strcmp(cmd, "rules"))
         rc = cmd_rules();
     else if (!strcmp(cmd, "theta"))

@@ -564,6 +564,7 @@ void celo_generator_free(celo_generator *g);
 const float *celo_generator_step(celo_generator *g, const int32_t *tokens);
 void celo_generator_reset(celo_generator *g);    /* back to position 0, states cleared */
 int celo_generator_pos(const celo_generator *g); /* tokens taken so far */
+int celo_generator_cap(const celo_generator *g); /* the most tokens per sequence */
 const char *celo_generator_error(const celo_generator *g);
 
 /* ==== losses ================================================================================================ */

@@ -1283,6 +1283,43 @@ if want distill; then
             cmp -s <(st_data "$R/quick/kd.safetensors") <(st_data "$TMP/donly/runs/quick/kd.safetensors")
         then ok "distill --only quick runs its teacher first"
         else bad "distill --only: $(head -c 300 "$TMP/err")"; fi
+        # celo sample: the aligned linear-attention model and the Mamba model the bridge maps it onto compute the
+        # same function, through two different recurrent steps: under the same seed they draw the same characters
+        # (prompt + 30 = the whole context of 32 positions, 33 bytes; their probabilities differ by rounding, ~1e-6,
+        # so a draw would have to fall that close to a boundary to part them); the teacher draws other ones
+        smp() { dq dfull "$CELO_ABS" sample "$DQ" --quiet --prompt "And" "$@"; }
+        if smp --checkpoint runs/bridge/align.safetensors --seed 7 >"$TMP/s_la" 2>"$TMP/err" &&
+            smp --checkpoint runs/bridge/bridged.safetensors --seed 7 >"$TMP/s_mb" 2>>"$TMP/err" &&
+            smp --checkpoint runs/teacher.safetensors --seed 7 >"$TMP/s_t" 2>>"$TMP/err" &&
+            [ "$(head -c 3 "$TMP/s_la")" = And ] && [ "$(wc -c <"$TMP/s_la")" = 34 ] &&
+            cmp -s "$TMP/s_la" "$TMP/s_mb" && ! cmp -s "$TMP/s_la" "$TMP/s_t"
+        then ok "sample: linear attention == its bridged Mamba, character for character ($(tr '\n' ' ' <"$TMP/s_mb")), != the teacher"
+        else bad "sample bridge: $(head -c 300 "$TMP/err") [$(cat "$TMP/s_la" "$TMP/s_mb" "$TMP/s_t" 2>&1)]"; fi
+        # draws: the same seed, the same text; another seed, another text; --samples 2 gives two of 3 + 20
+        # characters, each after a 13-byte header line and followed by a newline (a sample may hold newlines)
+        if smp --checkpoint runs/quick/kd.safetensors --seed 3 --samples 2 --tokens 20 >"$TMP/s_a" 2>"$TMP/err" &&
+            smp --checkpoint runs/quick/kd.safetensors --seed 3 --samples 2 --tokens 20 >"$TMP/s_b" 2>>"$TMP/err" &&
+            smp --checkpoint runs/quick/kd.safetensors --seed 4 --samples 2 --tokens 20 >"$TMP/s_c" 2>>"$TMP/err" &&
+            cmp -s "$TMP/s_a" "$TMP/s_b" && ! cmp -s "$TMP/s_a" "$TMP/s_c" &&
+            [ "$(grep -c '^--- sample [12]$' "$TMP/s_a")" = 2 ] && [ "$(wc -c <"$TMP/s_a")" = 74 ]
+        then ok "sample --seed: the same seed the same text, another seed another (--samples 2, --tokens 20)"
+        else bad "sample draws: $(head -c 300 "$TMP/err") [$(cat "$TMP/s_a" "$TMP/s_c" 2>&1)]"; fi
+        # bad requests: one line naming what is wrong, exit 1
+        sbad() { # expected message, then the arguments
+            local want=$1 rc
+            shift
+            smp "$@" >/dev/null 2>"$TMP/err"
+            rc=$?
+            [ "$rc" = 1 ] && [ "$(wc -l <"$TMP/err")" = 1 ] && grep -q "$want" "$TMP/err"
+        }
+        if sbad "missing.safetensors: cannot open" --checkpoint runs/missing.safetensors &&
+            sbad "character 2, '@' (byte 0x40), is not in chars's text" --checkpoint runs/teacher.safetensors --prompt "a@" &&
+            sbad "the model's context is 32 (its position table); ask for at most 30 new" --checkpoint runs/teacher.safetensors --tokens 31 &&
+            sbad "not weights of task chars_hm's model" --checkpoint runs/teacher.safetensors --task chars_hm &&
+            sbad "task nosuch: no such task" --checkpoint runs/teacher.safetensors --task nosuch &&
+            sbad "temperature '-1' is not a number" --checkpoint runs/teacher.safetensors --temperature -1
+        then ok "sample errors: missing checkpoint, prompt outside the text, past the context, foreign weights, bad options"
+        else bad "sample errors: $(cat "$TMP/err")"; fi
     else bad "distill quick: $(head -c 600 "$TMP/err")"; fi
     # init = qkv into a Mamba student (expand 2; tests/distill/mamba_qkv.celo): every tensor but the mixers' is the
     # teacher's (21 same, its 8 attention tensors gone), the student starts near the teacher (measured: eval 2.5170

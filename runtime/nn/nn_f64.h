@@ -122,6 +122,7 @@ void celo_generator_free_f64(celo_generator_f64 *g);
 const double *celo_generator_step_f64(celo_generator_f64 *g, const int32_t *tokens);
 void celo_generator_reset_f64(celo_generator_f64 *g);
 int celo_generator_pos_f64(const celo_generator_f64 *g);
+int celo_generator_cap_f64(const celo_generator_f64 *g);
 const char *celo_generator_error_f64(const celo_generator_f64 *g);
 double celo_loss_cross_entropy_f64(const double *logits, const int32_t *labels, int64_t rows, int classes,
                                    double *dlogits);

@@ -4,9 +4,10 @@
  *      identity and Hedgehog maps, normalized or not, expand 2, an mlp map, a conv of 2 taps), every parameter
  *      moved off its init by N(0, 0.3^2): the generator's logits at each step t of 3 sequences of 13 tokens equal
  *      the model's forward-pass logits at position t, in float64 within TOL64 of the largest logit and in float32
- *      within TOL32 (TOL32_ID for linear attention's identity map: below). The two paths share no mixer code: the forward pass runs the chunked forms (GEMMs over
- *      chunks of 4 or 5 tokens), the generator the recurrent forms from states. The step is checked to depend on
- *      the past: a generator fed a different first token must differ at every later step (the test can fail).
+ *      within TOL32 (TOL32_ID for linear attention's identity map: below). The two paths share no mixer code: the
+ * forward pass runs the chunked forms (GEMMs over chunks of 4 or 5 tokens), the generator the recurrent forms from
+ * states. The step is checked to depend on the past: a generator fed a different first token must differ at every later
+ * step (the test can fail).
  *   2. reset: the same tokens after celo_generator_reset give the same bits; the position counts the steps.
  *   3. errors: a model that is not a language model, a block without a step (lstm), more tokens than the position
  *      table, a token out of range, a step past the capacity: NULL with a one-line reason.
@@ -27,9 +28,9 @@
 /* linear attention with the identity map: phi(q) . sum phi(k) can come near 0 for a random model (no map keeps it
  * positive), and its float32 rounding is then divided by a small denominator: 1e-4 relative was seen here */
 #define TOL32_ID 1e-3
-#define B_    3
-#define T_    13
-#define V_    11
+#define B_       3
+#define T_       13
+#define V_       11
 
 static int32_t tokens[B_ * T_];
 

@@ -29,16 +29,11 @@ int cmd_sample(int argc, char **argv)
 {
     const char *file = NULL, *ckpt = NULL, *tokens = NULL, *samples = NULL, *temp = NULL, *topk = NULL, *seed = NULL;
     celo_sample_opts o = {.temperature = 1, .seed = 1};
-    const cli_opt opts[] = {{"--checkpoint", &ckpt, NULL},
-                            {"--task", &o.task, NULL},
-                            {"--prompt", &o.prompt, NULL},
-                            {"--tokens", &tokens, NULL},
-                            {"--samples", &samples, NULL},
-                            {"--temperature", &temp, NULL},
-                            {"--top-k", &topk, NULL},
-                            {"--seed", &seed, NULL},
-                            {"--quiet", NULL, &o.quiet},
-                            {NULL, NULL, NULL}};
+    const cli_opt opts[] = {{"--checkpoint", &ckpt, NULL}, {"--task", &o.task, NULL},
+                            {"--prompt", &o.prompt, NULL}, {"--tokens", &tokens, NULL},
+                            {"--samples", &samples, NULL}, {"--temperature", &temp, NULL},
+                            {"--top-k", &topk, NULL},      {"--seed", &seed, NULL},
+                            {"--quiet", NULL, &o.quiet},   {NULL, NULL, NULL}};
     if (cli_parse_args("sample", argc, argv, opts, NULL, NULL, &file))
         return 1;
     if (!file || !ckpt)

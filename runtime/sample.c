@@ -64,8 +64,7 @@ static int find_task(const celo_plan *plan, const char *name)
     return -1;
 }
 
-int celo_sample(const celo_plan *plan, const char *ckpt, const celo_sample_opts *o, FILE *out, char *err,
-                size_t errlen)
+int celo_sample(const celo_plan *plan, const char *ckpt, const celo_sample_opts *o, FILE *out, char *err, size_t errlen)
 {
     int rc = -1, S = o->samples > 0 ? o->samples : 1;
     celo_ckpt c;
@@ -112,11 +111,15 @@ int celo_sample(const celo_plan *plan, const char *ckpt, const celo_sample_opts 
                         ch >= 32 && ch < 127 ? "'" : "", ch, tname);
             goto done;
         }
-    if (!(g = celo_generator_new(m, S, 0, err, errlen)))
+    /* the last generated character is never fed back: the model sees prompt + tokens - 1 positions. A model with
+     * learned positions (gpt) holds at most its context; one without (lstm) any number, by default the task's
+     * window. */
+    int positions = celo_model_find(m, "wpe.weight") >= 0;
+    int n = o->tokens > 0 ? o->tokens : positions ? 0 : tk->seq;
+    if (!(g = celo_generator_new(m, S, positions ? 0 : P + n - 1, err, errlen)))
         goto done;
-    /* the last generated character is never fed back: the model sees prompt + tokens - 1 positions */
     int ctx = celo_generator_cap(g), room = ctx - P + 1;
-    int n = o->tokens > 0 ? o->tokens : room;
+    n = n > 0 ? n : room;
     if (P > ctx || n > room) {
         celo_seterr(err, errlen,
                     "a prompt of %d character%s and %d new one%s need %d positions: the model's context is %d (its "

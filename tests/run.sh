@@ -932,6 +932,15 @@ if want pipeline; then
             then ok "pipeline model definition == $what: loss curve, tensors and final weights, bit for bit"
             else bad "pipeline model definition vs $what: $(head -20 "$TMP/diff")"; fi
         done
+        # celo sample from models written in the file: an lstm runs past its training window (50 new characters
+        # after "In", windows of 32; it has no position table), a gpt of blocks fills its context of 32
+        cms() { (cd "$TMP/cm_run" && "$CELO_ABS" sample "$ROOT/tests/pipeline/custom_model.celo" --quiet --prompt In "$@"); }
+        if cms --checkpoint runs/lm_described.safetensors --tokens 50 >"$TMP/s_ld" 2>"$TMP/err" &&
+            cms --checkpoint runs/lm_builtin.safetensors --tokens 50 >"$TMP/s_lb" 2>>"$TMP/err" &&
+            cms --checkpoint runs/gpt_described.safetensors >"$TMP/s_gd" 2>>"$TMP/err" &&
+            [ "$(wc -c <"$TMP/s_ld")" = 53 ] && cmp -s "$TMP/s_ld" "$TMP/s_lb" && [ "$(wc -c <"$TMP/s_gd")" = 34 ]
+        then ok "pipeline sample from model definitions: lstm past its window (== the built-in's text), gpt blocks"
+        else bad "pipeline sample from model definitions: $(head -c 300 "$TMP/err")"; fi
         # the training loss falls from the first logged step to the last, and the eval loss ends far below ln 10 = 2.30
         if awk -F, 'NR == 2 { first = $2 } END { exit !($2 < 0.8 * first && $3 < 1.0) }' "$a/m_residual.csv"
         then ok "pipeline residual model definition learns (train loss $(sed -n 2p "$a/m_residual.csv" | cut -d, -f2) -> $(tail -1 "$a/m_residual.csv" | cut -d, -f2), eval $(tail -1 "$a/m_residual.csv" | cut -d, -f3))"

@@ -1,7 +1,8 @@
 /*
  * test_generate.c — language models one token at a time (celo_generator, runtime/nn/generate.inc):
  *   1. for a gpt with each token mixer (softmax attention; linear attention with each feature map; Mamba with the
- *      identity and Hedgehog maps, normalized or not, expand 2, an mlp map, a conv of 2 taps), every parameter
+ *      identity and Hedgehog maps, normalized or not, expand 2, an mlp map, a conv of 2 taps) and a 2-layer lstm
+ *      (one cell step per token against the layer's whole-sequence pass), every parameter
  *      moved off its init by N(0, 0.3^2): the generator's logits at each step t of 3 sequences of 13 tokens equal
  *      the model's forward-pass logits at position t, in float64 within TOL64 of the largest logit and in float32
  *      within TOL32 (TOL32_ID for linear attention's identity map: below). The two paths share no mixer code: the
@@ -9,8 +10,8 @@
  * states. The step is checked to depend on the past: a generator fed a different first token must differ at every later
  * step (the test can fail).
  *   2. reset: the same tokens after celo_generator_reset give the same bits; the position counts the steps.
- *   3. errors: a model that is not a language model, a block without a step (lstm), more tokens than the position
- *      table, a token out of range, a step past the capacity: NULL with a one-line reason.
+ *   3. errors: a model that is not a language model, no capacity for a model without a position table, more tokens
+ *      than the position table, a token out of range, a step past the capacity: NULL with a one-line reason.
  */
 #include "nn.h"
 #include "nn/nn_f64.h"
@@ -39,10 +40,14 @@ typedef struct {
     celo_mixer mixer;
     celo_feature_map feature;
     int normalize, expand, conv;
+    int lstm; /* the lstm model instead of a gpt */
 } mix;
 
 static celo_model_config gpt_cfg(const mix *x)
 {
+    if (x->lstm)
+        return (celo_model_config){.kind = CELO_MODEL_LSTM,
+                                   .lstm = {.vocab = V_, .embed = 8, .hidden = 12, .layers = 2}};
     celo_model_config c = {.kind = CELO_MODEL_GPT,
                            .gpt = {.vocab = V_,
                                    .ctx = 16,
@@ -140,7 +145,7 @@ static void test_mixer(const mix *x)
     }
     const float *fwd = celo_model_tap(m, "logits", NULL);
     const double *fwd64 = celo_model_tap_f64(m64, "logits", NULL);
-    g = celo_generator_new(m, B_, 0, err, sizeof err);
+    g = celo_generator_new(m, B_, x->lstm ? T_ : 0, err, sizeof err); /* 0: the gpt's ctx */
     g64 = celo_generator_new_f64(m64, B_, T_, err, sizeof err);
     if (!g || !g64) {
         check(0, "%s: generator: %s", x->name, err);
@@ -158,7 +163,7 @@ static void test_mixer(const mix *x)
     check(d2 == d32 && !memcmp(keep, again, sizeof(float) * T_ * B_ * V_),
           "%s: after reset, the same tokens give the same bits", x->name);
     /* the state carries the past: another first token changes every later step */
-    g2 = celo_generator_new(m, B_, 0, err, sizeof err);
+    g2 = celo_generator_new(m, B_, T_, err, sizeof err);
     int differs = g2 != NULL;
     for (int t = 0; t < T_ && g2; t++) {
         int32_t tok[B_];
@@ -180,7 +185,7 @@ out:
 static void test_errors(void)
 {
     char err[256];
-    mix sm = {"softmax", CELO_MIXER_SOFTMAX, 0, 0, 0, 0};
+    mix sm = {"softmax", CELO_MIXER_SOFTMAX, 0, 0, 0, 0, 0};
     celo_model_config c = gpt_cfg(&sm);
     celo_model *m = celo_model_create(&c, 1, err, sizeof err);
     celo_model_config mc = {.kind = CELO_MODEL_MLP, .mlp = {.in = 4, .hidden = {8}, .nhidden = 1, .out = 3}};
@@ -194,8 +199,8 @@ static void test_errors(void)
     err[0] = 0;
     celo_generator *g = celo_generator_new(mlp, 1, 4, err, sizeof err);
     check(!g && strstr(err, "language model"), "an mlp: %s", err);
-    g = celo_generator_new(lstm, 1, 4, err, sizeof err);
-    check(!g && strstr(err, "lstm") && strstr(err, "no generation step"), "an lstm: %s", err);
+    g = celo_generator_new(lstm, 1, 0, err, sizeof err);
+    check(!g && strstr(err, "no position table"), "an lstm (no position table) with no capacity given: %s", err);
     g = celo_generator_new(m, 1, 17, err, sizeof err);
     check(!g && strstr(err, "context of 16"), "17 tokens of a ctx-16 gpt: %s", err);
     g = celo_generator_new(m, 0, 4, err, sizeof err);
@@ -224,15 +229,16 @@ int main(void)
     for (int i = 0; i < B_ * T_; i++)
         tokens[i] = (int32_t)(celo_rng_u32(&r) % V_);
     const mix mixes[] = {
-        {"softmax", CELO_MIXER_SOFTMAX, 0, 0, 0, 0},
-        {"linear identity", CELO_MIXER_LINEAR, CELO_FEATURE_IDENTITY, 0, 0, 0},
-        {"linear elu", CELO_MIXER_LINEAR, CELO_FEATURE_ELU, 0, 0, 0},
-        {"linear mlp", CELO_MIXER_LINEAR, CELO_FEATURE_MLP, 0, 0, 0},
-        {"linear hedgehog", CELO_MIXER_LINEAR, CELO_FEATURE_HEDGEHOG, 0, 0, 0},
-        {"mamba identity", CELO_MIXER_MAMBA, CELO_FEATURE_IDENTITY, 0, 0, 0},
-        {"mamba hedgehog norm", CELO_MIXER_MAMBA, CELO_FEATURE_HEDGEHOG, 1, 0, 0},
-        {"mamba mlp expand 2", CELO_MIXER_MAMBA, CELO_FEATURE_MLP, 0, 2, 0},
-        {"mamba elu norm conv 2", CELO_MIXER_MAMBA, CELO_FEATURE_ELU, 1, 0, 2},
+        {"softmax", CELO_MIXER_SOFTMAX, 0, 0, 0, 0, 0},
+        {"linear identity", CELO_MIXER_LINEAR, CELO_FEATURE_IDENTITY, 0, 0, 0, 0},
+        {"linear elu", CELO_MIXER_LINEAR, CELO_FEATURE_ELU, 0, 0, 0, 0},
+        {"linear mlp", CELO_MIXER_LINEAR, CELO_FEATURE_MLP, 0, 0, 0, 0},
+        {"linear hedgehog", CELO_MIXER_LINEAR, CELO_FEATURE_HEDGEHOG, 0, 0, 0, 0},
+        {"mamba identity", CELO_MIXER_MAMBA, CELO_FEATURE_IDENTITY, 0, 0, 0, 0},
+        {"mamba hedgehog norm", CELO_MIXER_MAMBA, CELO_FEATURE_HEDGEHOG, 1, 0, 0, 0},
+        {"mamba mlp expand 2", CELO_MIXER_MAMBA, CELO_FEATURE_MLP, 0, 2, 0, 0},
+        {"mamba elu norm conv 2", CELO_MIXER_MAMBA, CELO_FEATURE_ELU, 1, 0, 2, 0},
+        {"lstm (2 layers)", 0, 0, 0, 0, 0, 1},
     };
     for (size_t i = 0; i < sizeof mixes / sizeof *mixes; i++)
         test_mixer(&mixes[i]);

@@ -23,7 +23,7 @@ typedef struct {
     celo_activation act;
     celo_pool_kind pool;
     int npos;
-    const char *arg[5]; /* positional, then named-only; NULL after the last */
+    const char *arg[8]; /* positional, then named-only; NULL after the last */
 } block_kind;
 
 static const block_kind kinds[] = {
@@ -39,7 +39,16 @@ static const block_kind kinds[] = {
     {"positions", CELO_BLOCK_POSITION, 0, 0, 1, {"ctx"}},
     {"attention", CELO_BLOCK_ATTENTION, 0, 0, 1, {"heads"}},
     {"lstm", CELO_BLOCK_LSTM, 0, 0, 1, {"hidden", "layer"}},
+    {"linattn", CELO_BLOCK_LINATTN, 0, 0, 1, {"heads", "feature", "chunk"}},
+    {"mamba", CELO_BLOCK_MAMBA, 0, 0, 1, {"heads", "state", "conv", "expand", "feature", "normalize", "chunk"}},
 };
+#define NARGS 8
+
+/* arguments that take a name rather than a number */
+static int named_arg(const char *key)
+{
+    return !strcmp(key, "feature") || !strcmp(key, "normalize");
+}
 #define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
 typedef struct {
@@ -188,6 +197,27 @@ static int width(mctx *M, const expr *e, const val *v, const char *what, int voc
         return 0;
     }
     return want_int(M, e, v, what, 1, WIDTH_MAX, out);
+}
+
+static const char *const features[] = {"identity", "elu", "mlp", "hedgehog"}; /* celo_feature_map's order */
+static const char *const bools[] = {"false", "true"};
+
+/* e as one of the n names (its index in *out), or an error at e listing them */
+static int pick(mctx *M, const expr *e, const char *what, const char *const *names, int n, int *out)
+{
+    for (int i = 0; e->kind == EX_NAME && i < n; i++)
+        if (!strcmp(e->name, names[i])) {
+            *out = i;
+            return 0;
+        }
+    char list[128] = "";
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof list; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? " | " : "", names[i]);
+    MERR(M, e->sp, "%s must be %s", what, list);
+    if (e->kind == EX_NAME)
+        suggest(M->f, e->sp, e->name, names, n);
+    return -1;
 }
 
 static celo_block_desc *new_block(mctx *M, span sp)
@@ -340,7 +370,7 @@ static int block_call(mctx *M, const expr *e, const char *target, span target_sp
         return -1;
     }
     const block_kind *bk = &kinds[k];
-    const expr *input = NULL, *name = NULL, *vals[5] = {NULL};
+    const expr *input = NULL, *name = NULL, *vals[NARGS] = {NULL};
     int pos = 0;
     for (const arg *a = e->args; a; a = a->next) {
         int slot = 0;
@@ -405,9 +435,9 @@ static int block_call(mctx *M, const expr *e, const char *target, span target_sp
     char from[CELO_TAP_NAME_MAX];
     if (input->kind == EX_CALL ? block_call(M, input, NULL, input->sp, from) : tap_ref(M, input, from))
         return -1;
-    val v[5];
-    for (int i = 0; bk->arg[i]; i++)
-        if (vals[i] && eval(M, vals[i], &v[i]))
+    val v[NARGS];
+    for (int i = 0; i < NARGS && bk->arg[i]; i++)
+        if (vals[i] && !named_arg(bk->arg[i]) && eval(M, vals[i], &v[i]))
             return -1;
     celo_block_desc *b = new_block(M, e->sp);
     if (!b)
@@ -437,6 +467,24 @@ static int block_call(mctx *M, const expr *e, const char *target, span target_sp
         break;
     case CELO_BLOCK_POSITION: r = width(M, vals[0], &v[0], "ctx", 0, &b->ctx); break;
     case CELO_BLOCK_ATTENTION: r = width(M, vals[0], &v[0], "heads", 0, &b->heads); break;
+    case CELO_BLOCK_LINATTN: /* linattn(in, heads, feature = elu, chunk = 0): gpt's mixer = linear(…) */
+        b->feature = CELO_FEATURE_ELU;
+        r = width(M, vals[0], &v[0], "heads", 0, &b->heads) ||
+            (vals[1] && pick(M, vals[1], "feature", features, 4, (int *)&b->feature)) ||
+            (vals[2] && want_int(M, vals[2], &v[2], "chunk", 1, 1 << 14, &b->chunk));
+        break;
+    case CELO_BLOCK_MAMBA: { /* gpt's mixer = mamba(…); 0: the layer's defaults (nn.h) */
+        int nz = 0;
+        r = width(M, vals[0], &v[0], "heads", 0, &b->heads) ||
+            (vals[1] && want_int(M, vals[1], &v[1], "state", 1, 4096, &b->state)) ||
+            (vals[2] && want_int(M, vals[2], &v[2], "conv", 1, 64, &b->conv)) ||
+            (vals[3] && want_int(M, vals[3], &v[3], "expand", 1, 64, &b->expand)) ||
+            (vals[4] && pick(M, vals[4], "feature", features, 4, (int *)&b->feature)) ||
+            (vals[5] && pick(M, vals[5], "normalize", bools, 2, &nz)) ||
+            (vals[6] && want_int(M, vals[6], &v[6], "chunk", 1, 1 << 14, &b->chunk));
+        b->normalize = nz;
+        break;
+    }
     case CELO_BLOCK_LSTM:
         r = width(M, vals[0], &v[0], "hidden", 0, &b->out) ||
             (vals[1] && want_int(M, vals[1], &v[1], "layer", 0, 1 << 20, &b->layer));

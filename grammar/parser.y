@@ -388,6 +388,7 @@ arglist: arg                    { $$ = $1; }
     ;
 arg: expr                       { $$ = arena_alloc(ctx->ar, sizeof(arg)); $$->value = $1; }
     | NAME '=' expr             { $$ = arena_alloc(ctx->ar, sizeof(arg)); $$->name = $1; $$->name_span = @1; $$->value = $3; }
+    | STATE '=' expr            { $$ = arena_alloc(ctx->ar, sizeof(arg)); $$->name = "state"; $$->name_span = @1; $$->value = $3; } /* mamba(…, state = N) */
     ;
 %%
 

@@ -8,7 +8,7 @@
  *       ...
  *       hidden 32
  *       ...
- *       block linear fc1 fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0 0
+ *       block linear fc1 fc1 - - 32 0 0 0 0 relu max 0 0 0 0 0 0 identity 0 0 0 0 0
  *     end
  *     run quick
  *       task 0
@@ -28,7 +28,8 @@
  * are integers after the key, separated by single spaces, and an empty list is the key alone. Blank lines and lines
  * starting with '#' are ignored. A task with a described model has one `block` line per block, in order, with
  * every field of its celo_block_desc (nn.h) by position: kind, name, tap, from, from2 ("-" for an empty name), out,
- * nobias, kernel, stride, pad, act, pool, heads, vocab, ctx, layer, init_std, init_std_proj. The reader validates
+ * nobias, kernel, stride, pad, act, pool, heads, vocab, ctx, layer, init_std, init_std_proj, feature, chunk, state,
+ * conv, expand, normalize. The reader validates
  * syntax, numbers, enumerations, string lengths and the cross references (task indexes, group ranges) and
  * reports the first problem as "plan line N: ...".
  */
@@ -58,8 +59,8 @@ static const char *const feature_names[] = {"identity", "elu", "mlp", "hedgehog"
 static const char *const init_map_names[] = {"none", "copy", "bridge", "qkv"};
 static const char *const dloss_names[] = {"task", "kl", "mix", "attention"};
 static const char *const dmetric_names[] = {"cosine", "mse"};
-static const char *const block_names[] = {NULL,    "linear",   "act",       "conv", "pool", "layernorm",
-                                          "embed", "position", "attention", "add",  "lstm"};
+static const char *const block_names[] = {NULL,       "linear",    "act", "conv", "pool",    "layernorm", "embed",
+                                          "position", "attention", "add", "lstm", "linattn", "mamba"};
 #define NAMES(a) a, (int)(sizeof a / sizeof a[0])
 
 /* ---- field tables: one entry per key of a block ---- */
@@ -298,7 +299,9 @@ static void put_block(FILE *f, const celo_block_desc *b)
     fprintf(f, " %d %d %d %d %d", b->out, b->nobias, b->kernel, b->stride, b->pad);
     put_enum(f, NAMES(act_names), (int)b->act);
     put_enum(f, NAMES(pool_names), (int)b->pool);
-    fprintf(f, " %d %d %d %d %.17g %.17g\n", b->heads, b->vocab, b->ctx, b->layer, b->init_std, b->init_std_proj);
+    fprintf(f, " %d %d %d %d %.17g %.17g", b->heads, b->vocab, b->ctx, b->layer, b->init_std, b->init_std_proj);
+    put_enum(f, NAMES(feature_names), (int)b->feature);
+    fprintf(f, " %d %d %d %d %d\n", b->chunk, b->state, b->conv, b->expand, b->normalize);
 }
 
 char *celo_plan_write(const celo_plan *plan)
@@ -560,15 +563,15 @@ static int get_enum_tok(rd *r, const char *what, const char *tok, const char *co
     return rd_fail(r, "block: unknown %s '%s'", what, tok);
 }
 
-/* One `block` line's value: the 18 fields of put_block. */
+/* One `block` line's value: the 24 fields of put_block. */
 static int get_block(rd *r, const char *val, celo_block_desc *b)
 {
-    char buf[1024], *tok[20];
+    char buf[1024], *tok[26];
     int n = 0;
     if (strlen(val) >= sizeof buf)
         return rd_fail(r, "block: line too long");
     strcpy(buf, val);
-    for (char *p = buf; *p && n < 20;) {
+    for (char *p = buf; *p && n < 26;) {
         tok[n++] = p;
         char *sp = strchr(p, ' ');
         if (!sp)
@@ -576,20 +579,22 @@ static int get_block(rd *r, const char *val, celo_block_desc *b)
         *sp = 0;
         p = sp + 1;
     }
-    if (n != 18)
-        return rd_fail(r, "block: expected 18 fields, got %d", n);
+    if (n != 24)
+        return rd_fail(r, "block: expected 24 fields, got %d", n);
     memset(b, 0, sizeof *b);
-    int kind = 0, act = 0, pool = 0;
-    long long iv[9];
-    int ints[] = {5, 6, 7, 8, 9, 12, 13, 14, 15}; /* out nobias kernel stride pad, heads vocab ctx layer */
+    int kind = 0, act = 0, pool = 0, feature = 0;
+    long long iv[14];
+    /* out nobias kernel stride pad, heads vocab ctx layer, chunk state conv expand normalize */
+    int ints[] = {5, 6, 7, 8, 9, 12, 13, 14, 15, 19, 20, 21, 22, 23};
     if (get_enum_tok(r, "kind", tok[0], NAMES(block_names), &kind) || get_name(r, tok[1], b->name, sizeof b->name) ||
         get_name(r, tok[2], b->tap, sizeof b->tap) || get_name(r, tok[3], b->from, sizeof b->from) ||
         get_name(r, tok[4], b->from2, sizeof b->from2) ||
         get_enum_tok(r, "activation", tok[10], NAMES(act_names), &act) ||
         get_enum_tok(r, "pool", tok[11], NAMES(pool_names), &pool) || get_dbl(r, "block", tok[16], &b->init_std) ||
-        get_dbl(r, "block", tok[17], &b->init_std_proj))
+        get_dbl(r, "block", tok[17], &b->init_std_proj) ||
+        get_enum_tok(r, "feature", tok[18], NAMES(feature_names), &feature))
         return -1;
-    for (int k = 0; k < 9; k++)
+    for (int k = 0; k < 14; k++)
         if (get_i64(r, "block", tok[ints[k]], INT_MIN, INT_MAX, &iv[k]))
             return -1;
     if (!b->name[0])
@@ -597,6 +602,8 @@ static int get_block(rd *r, const char *val, celo_block_desc *b)
     b->kind = (celo_block_kind)kind, b->act = (celo_activation)act, b->pool = (celo_pool_kind)pool;
     b->out = (int)iv[0], b->nobias = (int)iv[1], b->kernel = (int)iv[2], b->stride = (int)iv[3], b->pad = (int)iv[4];
     b->heads = (int)iv[5], b->vocab = (int)iv[6], b->ctx = (int)iv[7], b->layer = (int)iv[8];
+    b->feature = (celo_feature_map)feature, b->chunk = (int)iv[9], b->state = (int)iv[10], b->conv = (int)iv[11];
+    b->expand = (int)iv[12], b->normalize = (int)iv[13];
     return 0;
 }
 

@@ -922,6 +922,8 @@ if want pipeline; then
         a=$TMP/cm_run/runs b=$TMP/cm_bin/runs
         for pair in m_builtin:m_described:'fc[12]\.':'mlp(64, [32], 10)' lm_builtin:lm_described:'lstm\.':'lstm(embed = 32, hidden = 128)' \
             gpt_builtin:gpt_described:'h\.1\.mlp\.c_proj\.':'gpt(dim = 32, heads = 4, layers = 2)' \
+            la_builtin:la_described:'h\.[01]\.attn\.feature_[qk]\.':'gpt(…, mixer = linear(feature = hedgehog, chunk = 8))' \
+            mb_builtin:mb_described:'h\.[01]\.mamba\.':'gpt(…, mixer = mamba(expand = 2, feature = hedgehog, normalize = true))' \
             conv_builtin:conv_described:'conv[12]\.':'convnet(conv1 = 8, conv2 = 16)'; do
             IFS=: read -r x y pat what <<<"$pair"
             if [ "$(grep -c . "$a/$x.csv")" -ge 3 ] &&
@@ -938,9 +940,17 @@ if want pipeline; then
         if cms --checkpoint runs/lm_described.safetensors --tokens 50 >"$TMP/s_ld" 2>"$TMP/err" &&
             cms --checkpoint runs/lm_builtin.safetensors --tokens 50 >"$TMP/s_lb" 2>>"$TMP/err" &&
             cms --checkpoint runs/gpt_described.safetensors >"$TMP/s_gd" 2>>"$TMP/err" &&
-            [ "$(wc -c <"$TMP/s_ld")" = 53 ] && cmp -s "$TMP/s_ld" "$TMP/s_lb" && [ "$(wc -c <"$TMP/s_gd")" = 34 ]
-        then ok "pipeline sample from model definitions: lstm past its window (== the built-in's text), gpt blocks"
+            cms --checkpoint runs/hybrid_run.safetensors >"$TMP/s_hy" 2>>"$TMP/err" &&
+            [ "$(wc -c <"$TMP/s_ld")" = 53 ] && cmp -s "$TMP/s_ld" "$TMP/s_lb" && [ "$(wc -c <"$TMP/s_gd")" = 34 ] &&
+            [ "$(wc -c <"$TMP/s_hy")" = 34 ]
+        then ok "pipeline sample from model definitions: lstm past its window (== the built-in's text), gpt blocks, the hybrid"
         else bad "pipeline sample from model definitions: $(head -c 300 "$TMP/err")"; fi
+        # the hybrid (softmax attention, then Mamba; written only as blocks) learns: measured train loss 3.15 -> 2.27,
+        # eval 2.73 -> 2.31 over 150 steps, below the unigram entropy 3.02
+        if awk -F, 'NR == 2 { a = $2; e = $3 } END { exit !(NR == 4 && $2 < 0.8 * a && $3 < e - 0.2 && $3 < 2.6) }' "$a/hybrid_run.csv" &&
+            [ "$(st_names "$a/hybrid_run.safetensors" | grep -c '^"\(att\|ssm\)\.')" = 12 ]
+        then ok "pipeline hybrid model definition (attention, then mamba) learns: eval $(sed -n 2p "$a/hybrid_run.csv" | cut -d, -f3) -> $(tail -1 "$a/hybrid_run.csv" | cut -d, -f3)"
+        else bad "pipeline hybrid model definition: $(cat "$a/hybrid_run.csv"; st_names "$a/hybrid_run.safetensors")"; fi
         # the training loss falls from the first logged step to the last, and the eval loss ends far below ln 10 = 2.30
         if awk -F, 'NR == 2 { first = $2 } END { exit !($2 < 0.8 * first && $3 < 1.0) }' "$a/m_residual.csv"
         then ok "pipeline residual model definition learns (train loss $(sed -n 2p "$a/m_residual.csv" | cut -d, -f2) -> $(tail -1 "$a/m_residual.csv" | cut -d, -f2), eval $(tail -1 "$a/m_residual.csv" | cut -d, -f3))"
@@ -951,7 +961,7 @@ if want pipeline; then
         else bad "pipeline model definition with a for loop: $(cat "$a/m_deep.csv"; st_names "$a/m_deep.safetensors")"; fi
         : >"$TMP/diff"
         for r in m_builtin m_described m_residual m_deep lm_builtin lm_described gpt_builtin gpt_described \
-            conv_builtin conv_described; do
+            la_builtin la_described mb_builtin mb_described hybrid_run conv_builtin conv_described; do
             diff <(cut -d, -f1-4 "$a/$r.csv") <(cut -d, -f1-4 "$b/$r.csv") >>"$TMP/diff" &&
                 cmp -s <(st_data "$a/$r.safetensors") <(st_data "$b/$r.safetensors") || echo "$r differs" >>"$TMP/diff"
         done

@@ -435,7 +435,8 @@ static int inst_init(inst *in, const celo_plan *plan, const celo_run *run, celo_
             in->eb = (celo_batch){.n = (int)te->n, .x = te->x, .labels = te->y, .target = te->t};
             in->echunk = EVAL_CHUNK;
         }
-        if (split_batches(tk, in->model, in->B, in->T) && !(in->replica = celo_model_replica(in->model, e, sizeof e))) {
+        in->big_batch = split_batches(tk, in->model, in->B, in->T);
+        if (in->big_batch && !(in->replica = celo_model_replica(in->model, e, sizeof e))) {
             celo_seterr(err, errlen, "task %s: %s", tk->name, e);
             return -1;
         }
@@ -592,7 +593,8 @@ celo_inst *celo_inst_clone(const celo_inst *in, char *err, size_t errlen)
         return NULL;
     }
     c->shard = in->shard, c->shards = in->shards;
-    c->distill = in->distill; /* shared: a clone and its original must not step at the same time */
+    if (in->distill) /* shared: a clone and its original must not step at the same time */
+        celo_inst_set_distill(c, in->distill);
     memcpy(c->params, in->params, (size_t)in->nparams * sizeof *in->params);
     if (in->rw)
         memcpy(c->rw, in->rw, (size_t)in->nparams * sizeof *in->rw);
@@ -800,6 +802,9 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
 void celo_inst_set_distill(celo_inst *in, struct celo_distill *d)
 {
     in->distill = d;
+    /* a distillation loss runs on the whole batch (distill.c): the split batch's replica would go unused */
+    celo_model_free(in->replica);
+    in->replica = NULL;
 }
 
 celo_model *celo_inst_model(celo_inst *in)

@@ -25,6 +25,7 @@ struct celo_inst {
     int nthreads;           /* the context of the call in progress */
     celo_model *model;      /* NULL for quadratics */
     celo_model *replica;    /* over model's parameters: the second half of each batch (split_batches) */
+    int big_batch;          /* split_batches held: a step has work for more than one thread (celo_ctx_for) */
     celo_param_tensor qt;
     float *qx, *qg;
     float *params, *grads;

@@ -234,9 +234,7 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, int *finite, char *
     celo_batch b;
     inst_batch(in, k, &b);
     float l;
-    if (in->distill) {             /* a distillation stage's loss (distill.h), on the whole batch */
-        if (in->replica && !in->T) /* a split batch's halves gather their own rows: gather them all here */
-            celo_dataset_gather(in->data->train, in->idx, in->B, in->bx, in->by, in->bt);
+    if (in->distill) { /* a distillation stage's loss (distill.h), on the whole batch (no replica: inst.c) */
         if (celo_distill_loss_grad(in->distill, in->model, &b, &l, err, errlen))
             return -1;
         *loss = l;
@@ -567,8 +565,9 @@ static void ctx_leave(inst *in, int saved)
 celo_ctx celo_ctx_for(const celo_inst *in, int avail)
 {
     celo_ctx c = {.threads = avail > 0 ? avail : 1};
-    /* one thread unless a step has work to share: split batches, or a tensor that celo_step cuts into chunks */
-    int big = in->replica != NULL;
+    /* one thread unless a step has work to share: a batch big enough to split (a distillation stage's included,
+     * which runs it whole), or a tensor that celo_step cuts into chunks */
+    int big = in->big_batch;
     for (int i = 0; i < in->ntensors && !big; i++)
         big = inst_tensor(in, i)->numel >= CELO_STEP_SPLIT_MIN;
     if (!big)

@@ -802,9 +802,12 @@ int celo_inst_load(celo_inst *in, const celo_ckpt *cp, const char *path, char *e
 void celo_inst_set_distill(celo_inst *in, struct celo_distill *d)
 {
     in->distill = d;
-    /* a distillation loss runs on the whole batch (distill.c): the split batch's replica would go unused */
-    celo_model_free(in->replica);
-    in->replica = NULL;
+    /* a distillation loss runs on the whole batch (distill.c): the split batch's replica would go unused (a stage
+     * of plain cross-entropy has no d, and keeps it) */
+    if (d) {
+        celo_model_free(in->replica);
+        in->replica = NULL;
+    }
 }
 
 celo_model *celo_inst_model(celo_inst *in)

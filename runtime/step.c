@@ -157,6 +157,9 @@ celo_state *celo_state_new_named(const celo_program *P, int ndim, const int64_t 
         celo_state_free(st);
         return NULL;
     }
+    /* zeros until the first step initializes the slots: a tensor that never steps (frozen by train_only) then
+     * saves zeros in a checkpoint, not whatever the allocation held */
+    memset(st->data, 0, (size_t)(total ? total : 16) * sizeof(float));
     int64_t off = 0;
     for (int s = 0; s < P->nstate; s++) {
         st->slot[s] = st->data + off;

@@ -1285,10 +1285,12 @@ if want distill; then
             cmp -s "$R/quick/results.md" "$TMP/results_before.md" && [ "$(grep -c . "$R/bridge/bridged.csv")" = 2 ]
         then ok "distill --resume of a finished plan (0-step stage included): the same results.md"
         else bad "distill resume finished: $(head -c 300 "$TMP/err")"; fi
-        # one thread, and a standalone binary: the same final weights
+        # one thread, and a standalone binary: the same final weights; align's checkpoint too, whose frozen tensors
+        # never step (their optimizer state: zeros, not what the allocation held)
         if dq d1t env OMP_NUM_THREADS=1 "$CELO_ABS" run "$DQ" --quiet >/dev/null 2>"$TMP/err" &&
-            cmp -s <(st_data "$R/quick/kd.safetensors") <(st_data "$TMP/d1t/runs/quick/kd.safetensors")
-        then ok "distill on 1 thread == on 2 threads (bit for bit)"
+            cmp -s <(st_data "$R/quick/kd.safetensors") <(st_data "$TMP/d1t/runs/quick/kd.safetensors") &&
+            cmp -s <(st_data "$R/quick/align.safetensors") <(st_data "$TMP/d1t/runs/quick/align.safetensors")
+        then ok "distill on 1 thread == on 2 threads (bit for bit; align's checkpoint with its frozen tensors too)"
         else bad "distill threads: $(head -c 300 "$TMP/err")"; fi
         if $CELO build "$DQ" -o "$TMP/distill_exe" >/dev/null 2>"$TMP/err" &&
             dq dbin "$TMP/distill_exe" --quiet >/dev/null 2>>"$TMP/err" &&

@@ -1,12 +1,13 @@
-/* pipeline.c — checking task / train / sweep / compare blocks and turning them into a celo_plan.
+/* pipeline.c — checking task / train / sweep / compare / eval / meta blocks and turning them into a celo_plan (stage
+ * and distill blocks: pipeline_distill.c).
  *
  * Every key a user can misspell gets a located error with a did-you-mean; shapes are checked here (an MLP whose
  * input width does not match the data is an error at check time, not a crash at step 1). */
 #include "pipeline.h"
+#include "pipeline_internal.h"
 
 #include "diag.h"
 #include "model.h"
-#include "distill.h"
 #include "inst.h"
 #include "nn.h"
 
@@ -16,31 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* a `stage` block: its run, filled in by the distill blocks that list it */
-typedef struct {
-    const def *d;
-    celo_run r;
-    span train_only_sp; /* where train_only was given (zero: not given) */
-    int checked;        /* its train_only was checked (once, whatever the distill blocks that list it) */
-} stage_def;
-
-typedef struct {
-    module *mod;
-    celo_plan *plan;
-    int cap_tasks, cap_runs, cap_groups;
-    int nerr;
-    const srcfile *file;
-    stage_def *stages;
-    int nstages, cap_stages;
-} pctx;
-
-#define PERR(C, sp, ...)                        \
-    do {                                        \
-        (C)->nerr++;                            \
-        diag_error((C)->file, sp, __VA_ARGS__); \
-    } while (0)
-
-static void suggest_among(pctx *C, span sp, const char *s, const char *const *names, int n)
+void pl_suggest_among(pctx *C, span sp, const char *s, const char *const *names, int n)
 {
     const char *best = diag_suggest(s, names, n);
     if (best)
@@ -48,7 +25,7 @@ static void suggest_among(pctx *C, span sp, const char *s, const char *const *na
 }
 
 /* ---- value helpers ---- */
-static int want_int(pctx *C, const pval *v, const char *what, long long lo, long long hi, long long *out)
+int pl_want_int(pctx *C, const pval *v, const char *what, long long lo, long long hi, long long *out)
 {
     if (v->kind != PV_NUM || v->num != floor(v->num)) {
         PERR(C, v->sp, "%s must be an integer", what);
@@ -62,7 +39,7 @@ static int want_int(pctx *C, const pval *v, const char *what, long long lo, long
     return 0;
 }
 
-static int want_num(pctx *C, const pval *v, const char *what, double *out)
+int pl_want_num(pctx *C, const pval *v, const char *what, double *out)
 {
     if (v->kind != PV_NUM || !isfinite(v->num)) {
         PERR(C, v->sp, "%s must be a number", what);
@@ -72,7 +49,7 @@ static int want_num(pctx *C, const pval *v, const char *what, double *out)
     return 0;
 }
 
-static int want_str(pctx *C, const pval *v, const char *what, char *out, size_t len)
+int pl_want_str(pctx *C, const pval *v, const char *what, char *out, size_t len)
 {
     if (v->kind != PV_STR) {
         PERR(C, v->sp, "%s must be a string, like \"runs/out.csv\"", what);
@@ -88,7 +65,7 @@ static int want_str(pctx *C, const pval *v, const char *what, char *out, size_t 
 
 /* The index of name value v among names[0 .. n) (calls: their callee's, when calls is set), or -1 after "WHAT
  * must be a, b or c" (and a did-you-mean). */
-static int pick_name_or_call(pctx *C, const pval *v, const char *what, const char *const *names, int n, int calls)
+int pl_pick_name_or_call(pctx *C, const pval *v, const char *what, const char *const *names, int n, int calls)
 {
     int named = v->kind == PV_NAME || (calls && v->kind == PV_CALL);
     for (int i = 0; named && i < n; i++)
@@ -104,23 +81,16 @@ static int pick_name_or_call(pctx *C, const pval *v, const char *what, const cha
                                 names[i]);
     PERR(C, v->sp, "%s must be %s", what, list);
     if (named)
-        suggest_among(C, v->sp, v->str, names, n);
+        pl_suggest_among(C, v->sp, v->str, names, n);
     return -1;
 }
 
-static int pick_name(pctx *C, const pval *v, const char *what, const char *const *names, int n)
+int pl_pick_name(pctx *C, const pval *v, const char *what, const char *const *names, int n)
 {
-    return pick_name_or_call(C, v, what, names, n, 0);
+    return pl_pick_name_or_call(C, v, what, names, n, 0);
 }
 
-/* A call's arguments by name, with positional ones mapped to names in order. */
-typedef struct {
-    const char *names[16];
-    const pval *vals[16];
-    int n;
-} callargs;
-
-static int bind_args(pctx *C, const pval *v, const char *const *params, int nparams, callargs *out)
+int pl_bind_args(pctx *C, const pval *v, const char *const *params, int nparams, callargs *out)
 {
     memset(out, 0, sizeof *out);
     int pos = 0;
@@ -142,7 +112,7 @@ static int bind_args(pctx *C, const pval *v, const char *const *params, int npar
                 for (int q = 0; q < nparams && len < sizeof list; q++)
                     len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", q ? ", " : "", params[q]);
                 PERR(C, a->name_span, "%s has no argument '%s' (it has: %s)", v->str, nm, nparams ? list : "none");
-                suggest_among(C, a->name_span, nm, params, nparams);
+                pl_suggest_among(C, a->name_span, nm, params, nparams);
                 return -1;
             }
         }
@@ -157,7 +127,7 @@ static int bind_args(pctx *C, const pval *v, const char *const *params, int npar
     return 0;
 }
 
-static const pval *arg_of(const callargs *a, const char *name)
+const pval *pl_arg_of(const callargs *a, const char *name)
 {
     for (int k = 0; k < a->n; k++)
         if (!strcmp(a->names[k], name))
@@ -165,7 +135,7 @@ static const pval *arg_of(const callargs *a, const char *name)
     return NULL;
 }
 
-static const char *callee(const pval *v)
+const char *pl_callee(const pval *v)
 {
     return v->kind == PV_CALL || v->kind == PV_NAME ? v->str : NULL;
 }
@@ -177,7 +147,7 @@ static const char *callee(const pval *v)
 static int label_args(pctx *C, celo_task *t, const callargs *a, const char *set)
 {
     const pval *x;
-    if ((x = arg_of(a, "classes"))) {
+    if ((x = pl_arg_of(a, "classes"))) {
         if (x->kind != PV_LIST) {
             PERR(C, x->sp, "classes must be a list of class numbers, like [0, 3, 5]");
             return -1;
@@ -207,9 +177,9 @@ static int label_args(pctx *C, celo_task *t, const callargs *a, const char *set)
         }
         t->nclasses = n;
     }
-    if ((x = arg_of(a, "permute_labels"))) {
+    if ((x = pl_arg_of(a, "permute_labels"))) {
         long long iv;
-        if (want_int(C, x, "permute_labels", 0, 1LL << 53, &iv))
+        if (pl_want_int(C, x, "permute_labels", 0, 1LL << 53, &iv))
             return -1;
         t->permute_labels = (uint64_t)iv;
     }
@@ -219,10 +189,10 @@ static int label_args(pctx *C, celo_task *t, const callargs *a, const char *set)
 /* The arguments the image data sets share: normalize, then the label variations (label_args). */
 static int image_args(pctx *C, celo_task *t, const callargs *a, const char *k)
 {
-    const pval *x = arg_of(a, "normalize");
+    const pval *x = pl_arg_of(a, "normalize");
     long long iv;
     if (x) {
-        if (want_int(C, x, "normalize", 0, 1, &iv))
+        if (pl_want_int(C, x, "normalize", 0, 1, &iv))
             return -1;
         t->normalize = (int)iv;
     }
@@ -232,7 +202,7 @@ static int image_args(pctx *C, celo_task *t, const callargs *a, const char *k)
 static int task_data(pctx *C, celo_task *t, const pval *v)
 {
     static const char *kinds[] = {"fashion_mnist", "kjv", "teacher", "quadratic", "digits"};
-    const char *k = callee(v);
+    const char *k = pl_callee(v);
     callargs a;
     long long iv;
     double dv;
@@ -242,13 +212,13 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
     }
     if (!strcmp(k, "fashion_mnist")) {
         static const char *ps[] = {"size", "normalize", "classes", "permute_labels"};
-        if (bind_args(C, v, ps, 4, &a))
+        if (pl_bind_args(C, v, ps, 4, &a))
             return -1;
         t->data = CELO_DATA_FASHION_MNIST;
         t->size = 28;
         const pval *x;
-        if ((x = arg_of(&a, "size"))) {
-            if (want_int(C, x, "size", 1, 28, &iv))
+        if ((x = pl_arg_of(&a, "size"))) {
+            if (pl_want_int(C, x, "size", 1, 28, &iv))
                 return -1;
             t->size = (int)iv;
         }
@@ -256,7 +226,7 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
     }
     if (!strcmp(k, "digits")) {
         static const char *ps[] = {"normalize", "classes", "permute_labels"};
-        if (bind_args(C, v, ps, 3, &a))
+        if (pl_bind_args(C, v, ps, 3, &a))
             return -1;
         t->data = CELO_DATA_DIGITS;
         t->size = 8;
@@ -264,13 +234,13 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
     }
     if (!strcmp(k, "kjv")) {
         static const char *ps[] = {"seq"};
-        if (bind_args(C, v, ps, 1, &a))
+        if (pl_bind_args(C, v, ps, 1, &a))
             return -1;
         t->data = CELO_DATA_KJV;
         t->seq = 64;
-        const pval *x = arg_of(&a, "seq");
+        const pval *x = pl_arg_of(&a, "seq");
         if (x) {
-            if (want_int(C, x, "seq", 2, 4096, &iv))
+            if (pl_want_int(C, x, "seq", 2, 4096, &iv))
                 return -1;
             t->seq = (int)iv;
         }
@@ -278,7 +248,7 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
     }
     if (!strcmp(k, "teacher")) {
         static const char *ps[] = {"in", "out", "hidden", "n"};
-        if (bind_args(C, v, ps, 4, &a))
+        if (pl_bind_args(C, v, ps, 4, &a))
             return -1;
         t->data = CELO_DATA_TEACHER;
         t->teacher_in = 16;
@@ -286,23 +256,23 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
         t->teacher_hidden = 32;
         t->teacher_n = 8192;
         const pval *x;
-        if ((x = arg_of(&a, "in"))) {
-            if (want_int(C, x, "in", 1, 1 << 20, &iv))
+        if ((x = pl_arg_of(&a, "in"))) {
+            if (pl_want_int(C, x, "in", 1, 1 << 20, &iv))
                 return -1;
             t->teacher_in = (int)iv;
         }
-        if ((x = arg_of(&a, "out"))) {
-            if (want_int(C, x, "out", 2, 1 << 16, &iv))
+        if ((x = pl_arg_of(&a, "out"))) {
+            if (pl_want_int(C, x, "out", 2, 1 << 16, &iv))
                 return -1;
             t->teacher_out = (int)iv;
         }
-        if ((x = arg_of(&a, "hidden"))) {
-            if (want_int(C, x, "hidden", 1, 1 << 16, &iv))
+        if ((x = pl_arg_of(&a, "hidden"))) {
+            if (pl_want_int(C, x, "hidden", 1, 1 << 16, &iv))
                 return -1;
             t->teacher_hidden = (int)iv;
         }
-        if ((x = arg_of(&a, "n"))) {
-            if (want_int(C, x, "n", 1, 1LL << 30, &iv))
+        if ((x = pl_arg_of(&a, "n"))) {
+            if (pl_want_int(C, x, "n", 1, 1LL << 30, &iv))
                 return -1;
             t->teacher_n = iv;
         }
@@ -310,19 +280,19 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
     }
     if (!strcmp(k, "quadratic")) {
         static const char *ps[] = {"dim", "cond"};
-        if (bind_args(C, v, ps, 2, &a))
+        if (pl_bind_args(C, v, ps, 2, &a))
             return -1;
         t->data = CELO_DATA_QUADRATIC;
         t->quad_dim = 64;
         t->quad_cond = 100;
         const pval *x;
-        if ((x = arg_of(&a, "dim"))) {
-            if (want_int(C, x, "dim", 1, 1 << 24, &iv))
+        if ((x = pl_arg_of(&a, "dim"))) {
+            if (pl_want_int(C, x, "dim", 1, 1 << 24, &iv))
                 return -1;
             t->quad_dim = (int)iv;
         }
-        if ((x = arg_of(&a, "cond"))) {
-            if (want_num(C, x, "cond", &dv))
+        if ((x = pl_arg_of(&a, "cond"))) {
+            if (pl_want_num(C, x, "cond", &dv))
                 return -1;
             if (dv < 1) {
                 PERR(C, x->sp, "cond must be at least 1");
@@ -333,7 +303,7 @@ static int task_data(pctx *C, celo_task *t, const pval *v)
         return 0;
     }
     PERR(C, v->sp, "unknown dataset '%s'", k);
-    suggest_among(C, v->sp, k, kinds, 5);
+    pl_suggest_among(C, v->sp, k, kinds, 5);
     return -1;
 }
 
@@ -341,7 +311,7 @@ static int int_list(pctx *C, const pval *v, const char *what, int *out, int max,
 {
     if (v->kind == PV_NUM) {
         long long iv;
-        if (want_int(C, v, what, 1, 1 << 20, &iv))
+        if (pl_want_int(C, v, what, 1, 1 << 20, &iv))
             return -1;
         out[0] = (int)iv;
         *n = 1;
@@ -358,7 +328,7 @@ static int int_list(pctx *C, const pval *v, const char *what, int *out, int max,
             PERR(C, a->value->sp, "at most %d hidden layers", max);
             return -1;
         }
-        if (want_int(C, a->value, what, 1, 1 << 20, &iv))
+        if (pl_want_int(C, a->value, what, 1, 1 << 20, &iv))
             return -1;
         out[(*n)++] = (int)iv;
     }
@@ -373,7 +343,7 @@ static int gpt_mixer(pctx *C, celo_task *t, const pval *x)
     static const char *mixers[] = {"softmax", "linear", "mamba"};
     static const char *features[] = {"identity", "elu", "mlp", "hedgehog"};
     static const char *bools[] = {"false", "true"};
-    const char *k = callee(x);
+    const char *k = pl_callee(x);
     int kind = -1;
     for (int i = 0; k && i < 3; i++)
         if (!strcmp(k, mixers[i]))
@@ -383,14 +353,14 @@ static int gpt_mixer(pctx *C, celo_task *t, const pval *x)
              "mixer must be softmax, linear(feature = identity | elu | mlp | hedgehog) or mamba(state = N, conv = K, "
              "expand = E, feature = ..., normalize = true | false)");
         if (k)
-            suggest_among(C, x->sp, k, mixers, 3);
+            pl_suggest_among(C, x->sp, k, mixers, 3);
         return -1;
     }
     /* softmax binds every option (so that any of them is "no arguments"); linear its two; mamba its six */
     static const char *mamba_ps[] = {"state", "conv", "expand", "feature", "normalize", "chunk"};
     static const char *linear_ps[] = {"feature", "chunk"};
     callargs a;
-    if (kind == CELO_MIXER_LINEAR ? bind_args(C, x, linear_ps, 2, &a) : bind_args(C, x, mamba_ps, 6, &a))
+    if (kind == CELO_MIXER_LINEAR ? pl_bind_args(C, x, linear_ps, 2, &a) : pl_bind_args(C, x, mamba_ps, 6, &a))
         return -1;
     t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0, t->chunk = 0;
     t->mamba_state = t->mamba_conv = t->mamba_expand = t->mamba_normalize = 0;
@@ -404,36 +374,36 @@ static int gpt_mixer(pctx *C, celo_task *t, const pval *x)
     t->mixer = kind, t->feature = kind == CELO_MIXER_LINEAR ? CELO_FEATURE_ELU : CELO_FEATURE_IDENTITY;
     long long iv;
     const pval *v;
-    if ((v = arg_of(&a, "chunk"))) {
-        if (want_int(C, v, "chunk", 1, 1 << 14, &iv))
+    if ((v = pl_arg_of(&a, "chunk"))) {
+        if (pl_want_int(C, v, "chunk", 1, 1 << 14, &iv))
             return -1;
         t->chunk = (int)iv;
     }
-    if ((v = arg_of(&a, "feature"))) {
-        int i = pick_name(C, v, "feature", features, 4);
+    if ((v = pl_arg_of(&a, "feature"))) {
+        int i = pl_pick_name(C, v, "feature", features, 4);
         if (i < 0)
             return -1;
         t->feature = i;
     }
     if (kind != CELO_MIXER_MAMBA)
         return 0;
-    if ((v = arg_of(&a, "state"))) {
-        if (want_int(C, v, "state", 1, 4096, &iv))
+    if ((v = pl_arg_of(&a, "state"))) {
+        if (pl_want_int(C, v, "state", 1, 4096, &iv))
             return -1;
         t->mamba_state = (int)iv;
     }
-    if ((v = arg_of(&a, "conv"))) {
-        if (want_int(C, v, "conv", 1, 64, &iv))
+    if ((v = pl_arg_of(&a, "conv"))) {
+        if (pl_want_int(C, v, "conv", 1, 64, &iv))
             return -1;
         t->mamba_conv = (int)iv;
     }
-    if ((v = arg_of(&a, "expand"))) {
-        if (want_int(C, v, "expand", 1, 64, &iv))
+    if ((v = pl_arg_of(&a, "expand"))) {
+        if (pl_want_int(C, v, "expand", 1, 64, &iv))
             return -1;
         t->mamba_expand = (int)iv;
     }
-    if ((v = arg_of(&a, "normalize"))) {
-        int i = pick_name(C, v, "normalize", bools, 2);
+    if ((v = pl_arg_of(&a, "normalize"))) {
+        int i = pl_pick_name(C, v, "normalize", bools, 2);
         if (i < 0)
             return -1;
         t->mamba_normalize = i;
@@ -453,7 +423,7 @@ static const parg *named_arg(const pval *v, const char *name)
 static int task_model(pctx *C, celo_task *t, const pval *v)
 {
     static const char *kinds[] = {"mlp", "autoencoder", "convnet", "gpt", "lstm"};
-    const char *k = callee(v);
+    const char *k = pl_callee(v);
     callargs a;
     long long iv;
     if (!k) {
@@ -466,24 +436,24 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
         return -1;
     }
     const pval *x;
-#define INTARG(nm, field, lo, hi)            \
-    if ((x = arg_of(&a, nm))) {              \
-        if (want_int(C, x, nm, lo, hi, &iv)) \
-            return -1;                       \
-        t->field = (int)iv;                  \
+#define INTARG(nm, field, lo, hi)               \
+    if ((x = pl_arg_of(&a, nm))) {              \
+        if (pl_want_int(C, x, nm, lo, hi, &iv)) \
+            return -1;                          \
+        t->field = (int)iv;                     \
     }
     if (!strcmp(k, "mlp") || !strcmp(k, "autoencoder")) {
         static const char *ps[] = {"in", "hidden", "out", "act"};
-        if (bind_args(C, v, ps, 4, &a))
+        if (pl_bind_args(C, v, ps, 4, &a))
             return -1;
         t->model = !strcmp(k, "mlp") ? CELO_MODEL_MLP : CELO_MODEL_AUTOENCODER;
         INTARG("in", in, 1, 1 << 24);
         INTARG("out", out, 1, 1 << 24);
-        if ((x = arg_of(&a, "hidden")) && int_list(C, x, "hidden", t->hidden, 8, &t->nhidden))
+        if ((x = pl_arg_of(&a, "hidden")) && int_list(C, x, "hidden", t->hidden, 8, &t->nhidden))
             return -1;
-        if ((x = arg_of(&a, "act"))) {
+        if ((x = pl_arg_of(&a, "act"))) {
             static const char *acts[] = {"relu", "gelu", "tanh"};
-            int i = pick_name(C, x, "act", acts, 3);
+            int i = pl_pick_name(C, x, "act", acts, 3);
             if (i < 0)
                 return -1;
             t->act = i;
@@ -492,7 +462,7 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
     }
     if (!strcmp(k, "convnet")) {
         static const char *ps[] = {"conv1", "conv2", "kernel", "pool"};
-        if (bind_args(C, v, ps, 4, &a))
+        if (pl_bind_args(C, v, ps, 4, &a))
             return -1;
         t->model = CELO_MODEL_CONVNET;
         t->conv1 = 8, t->conv2 = 16, t->kernel = 3, t->pool = CELO_POOL_MAX;
@@ -500,10 +470,10 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
         INTARG("conv2", conv2, 1, 4096);
         INTARG("kernel", kernel, 1, 15);
         if (t->kernel % 2 == 0) {
-            PERR(C, arg_of(&a, "kernel")->sp, "kernel must be odd (the convolutions keep the image size)");
+            PERR(C, pl_arg_of(&a, "kernel")->sp, "kernel must be odd (the convolutions keep the image size)");
             return -1;
         }
-        if ((x = arg_of(&a, "pool"))) {
+        if ((x = pl_arg_of(&a, "pool"))) {
             if (x->kind != PV_NAME || (strcmp(x->str, "max") && strcmp(x->str, "avg"))) {
                 PERR(C, x->sp, "pool must be max or avg");
                 return -1;
@@ -514,7 +484,7 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
     }
     if (!strcmp(k, "gpt")) {
         static const char *ps[] = {"dim", "heads", "layers", "ctx", "mixer"};
-        if (bind_args(C, v, ps, 5, &a))
+        if (pl_bind_args(C, v, ps, 5, &a))
             return -1;
         t->model = CELO_MODEL_GPT;
         t->dim = 64, t->heads = 4, t->layers = 2, t->ctx = 0;
@@ -524,7 +494,7 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
         INTARG("ctx", ctx, 2, 1 << 14);
         t->mixer = CELO_MIXER_SOFTMAX, t->feature = 0, t->chunk = 0;
         t->mamba_state = t->mamba_conv = t->mamba_expand = t->mamba_normalize = 0;
-        if ((x = arg_of(&a, "mixer")) && gpt_mixer(C, t, x))
+        if ((x = pl_arg_of(&a, "mixer")) && gpt_mixer(C, t, x))
             return -1;
         if (t->dim % t->heads) {
             PERR(C, v->sp, "gpt: dim (%d) must be a multiple of heads (%d)", t->dim, t->heads);
@@ -534,7 +504,7 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
     }
     if (!strcmp(k, "lstm")) {
         static const char *ps[] = {"embed", "hidden", "layers"};
-        if (bind_args(C, v, ps, 3, &a))
+        if (pl_bind_args(C, v, ps, 3, &a))
             return -1;
         t->model = CELO_MODEL_LSTM;
         t->embed = 32, t->lstm_hidden = 128, t->layers = 1;
@@ -545,14 +515,14 @@ static int task_model(pctx *C, celo_task *t, const pval *v)
     }
 #undef INTARG
     PERR(C, v->sp, "unknown model '%s'", k);
-    suggest_among(C, v->sp, k, kinds, 5);
+    pl_suggest_among(C, v->sp, k, kinds, 5);
     return -1;
 }
 
 /* The model definition a task's model = NAME(…) names, or NULL (a built-in kind, or an error of task_model's) */
 static def *model_def(pctx *C, const pval *v)
 {
-    const char *k = callee(v);
+    const char *k = pl_callee(v);
     def *d = k ? module_find(C->mod, k) : NULL;
     return d && d->kind == DEF_MODEL ? d : NULL;
 }
@@ -688,11 +658,11 @@ static int build_task(pctx *C, const def *d)
             else
                 t->loss = !strcmp(p->value->str, "mse") ? CELO_LOSS_MSE : CELO_LOSS_CROSS_ENTROPY;
         } else if (!strcmp(p->key, "batch")) {
-            if (!want_int(C, p->value, "batch", 1, 1 << 20, &iv))
+            if (!pl_want_int(C, p->value, "batch", 1, 1 << 20, &iv))
                 t->batch = (int)iv;
         } else {
             PERR(C, p->key_span, "unknown task key '%s'", p->key);
-            suggest_among(C, p->key_span, p->key, task_keys, 4);
+            pl_suggest_among(C, p->key_span, p->key, task_keys, 4);
         }
     }
     if (C->nerr == e0 && mdef)
@@ -715,7 +685,7 @@ static rule *get_rule(pctx *C, const char *name, span sp)
             for (def *x = C->mod->defs; x && n < 512; x = x->next)
                 if (x->kind == DEF_OPTIMIZER)
                     cand[n++] = x->name;
-            suggest_among(C, sp, name, cand, n);
+            pl_suggest_among(C, sp, name, cand, n);
         }
         return NULL;
     }
@@ -725,7 +695,7 @@ static rule *get_rule(pctx *C, const char *name, span sp)
     return r;
 }
 
-static int find_task(pctx *C, const pval *v)
+int pl_find_task(pctx *C, const pval *v)
 {
     if (v->kind != PV_NAME) {
         PERR(C, v->sp, "task must name a task block");
@@ -739,7 +709,7 @@ static int find_task(pctx *C, const pval *v)
     int n = 0;
     for (int i = 0; i < C->plan->ntasks && n < 256; i++)
         cand[n++] = C->plan->tasks[i].name;
-    suggest_among(C, v->sp, v->str, cand, n);
+    pl_suggest_among(C, v->sp, v->str, cand, n);
     return -1;
 }
 
@@ -748,7 +718,7 @@ static int find_task(pctx *C, const pval *v)
  * initialization). */
 static int set_optimizer_opt(pctx *C, celo_run *r, const pval *v, int theta_optional)
 {
-    const char *k = callee(v);
+    const char *k = pl_callee(v);
     if (!k) {
         PERR(C, v->sp, "optimizer must name a rule, like adamw(lr = 3e-3)");
         return -1;
@@ -775,14 +745,14 @@ static int set_optimizer_opt(pctx *C, celo_run *r, const pval *v, int theta_opti
             return -1;
         }
     callargs a;
-    if (bind_args(C, v, names, nn, &a))
+    if (pl_bind_args(C, v, names, nn, &a))
         return -1;
     for (int q = 0; q < a.n; q++) {
         int i = celo_program_hp_index(&ru->prog, a.names[q]);
         if (i < 0) { /* theta */
-            if (want_str(C, a.vals[q], "theta", r->theta, sizeof r->theta))
+            if (pl_want_str(C, a.vals[q], "theta", r->theta, sizeof r->theta))
                 return -1;
-        } else if (want_num(C, a.vals[q], a.names[q], &r->hp[i]))
+        } else if (pl_want_num(C, a.vals[q], a.names[q], &r->hp[i]))
             return -1;
     }
     if (learned && !r->theta[0] && !theta_optional) {
@@ -795,7 +765,7 @@ static int set_optimizer_opt(pctx *C, celo_run *r, const pval *v, int theta_opti
     return 0;
 }
 
-static int set_optimizer(pctx *C, celo_run *r, const pval *v)
+int pl_set_optimizer(pctx *C, celo_run *r, const pval *v)
 {
     return set_optimizer_opt(C, r, v, 0);
 }
@@ -812,18 +782,10 @@ static int hp_index(const celo_run *r, const char *name)
 }
 
 /* A run's schedule = NAME or NAME(param = value, ...), kept until the run's optimizer is known (apply_schedule). */
-typedef struct {
-    def *d; /* NULL: none given (the rule as it is) */
-    span sp;
-    int n;
-    const char *names[16];
-    double vals[16];
-} sched_use;
-
 static int parse_schedule(pctx *C, sched_use *su, const pval *v)
 {
     memset(su, 0, sizeof *su);
-    const char *k = callee(v);
+    const char *k = pl_callee(v);
     def *d = k ? module_find(C->mod, k) : NULL;
     if (!d || d->kind != DEF_SCHEDULE) {
         if (!k)
@@ -836,7 +798,7 @@ static int parse_schedule(pctx *C, sched_use *su, const pval *v)
             if (x->kind == DEF_SCHEDULE)
                 cand[n++] = x->name;
         if (k && !d)
-            suggest_among(C, v->sp, k, cand, n);
+            pl_suggest_among(C, v->sp, k, cand, n);
         return -1;
     }
     if (module_schedule_check(C->mod, d)) { /* its errors are reported once, where it is defined */
@@ -848,10 +810,10 @@ static int parse_schedule(pctx *C, sched_use *su, const pval *v)
     for (const param *p = d->params; p && np < 16; p = p->next)
         names[np++] = p->name;
     callargs a;
-    if (bind_args(C, v, names, np, &a))
+    if (pl_bind_args(C, v, names, np, &a))
         return -1;
     for (const param *p = d->params; p; p = p->next) {
-        const pval *x = arg_of(&a, p->name);
+        const pval *x = pl_arg_of(&a, p->name);
         if (!x && !p->def) {
             PERR(C, v->sp, "schedule '%s' needs a value for '%s': write %s(%s = …)", d->name, p->name, d->name,
                  p->name);
@@ -859,7 +821,7 @@ static int parse_schedule(pctx *C, sched_use *su, const pval *v)
         }
         if (x) {
             su->names[su->n] = p->name;
-            if (want_num(C, x, p->name, &su->vals[su->n]))
+            if (pl_want_num(C, x, p->name, &su->vals[su->n]))
                 return -1;
             su->n++;
         }
@@ -871,7 +833,7 @@ static int parse_schedule(pctx *C, sched_use *su, const pval *v)
 
 /* Run r (its optimizer set) under schedule su: r names the rule compiled with it (RULE@SCHEDULE) and gets the
  * schedule's parameters as hyper-parameters. The rule must have the hyper-parameter a schedule scales. */
-static int apply_schedule(pctx *C, celo_run *r, const sched_use *su, const def *blk)
+int pl_apply_schedule(pctx *C, celo_run *r, const sched_use *su, const def *blk)
 {
     if (!su->d || schedule_is_one(su->d) || !r->rule[0] || !strcmp(r->rule, "?"))
         return 0; /* the rule as it is: constant needs no lr */
@@ -910,16 +872,16 @@ static int apply_schedule(pctx *C, celo_run *r, const sched_use *su, const def *
 /* augment = reparam(level = global | tensor | parameter, range = [lo, hi]): task augmentation (docs/meta.md) */
 static int parse_augment(pctx *C, celo_run *r, const pval *v)
 {
-    const char *k = callee(v);
+    const char *k = pl_callee(v);
     if (!k || strcmp(k, "reparam")) {
         PERR(C, v->sp, "augment must be reparam(level = global, range = [1e-3, 1e3]) (or level = tensor, parameter)");
         return -1;
     }
     static const char *ps[] = {"level", "range"};
     callargs a;
-    if (bind_args(C, v, ps, 2, &a))
+    if (pl_bind_args(C, v, ps, 2, &a))
         return -1;
-    const pval *lv = arg_of(&a, "level"), *rv = arg_of(&a, "range");
+    const pval *lv = pl_arg_of(&a, "level"), *rv = pl_arg_of(&a, "range");
     r->reparam = 1, r->reparam_lo = 1e-3, r->reparam_hi = 1e3; /* the recipe's (learned-optimizers.md §1.5) */
     if (lv) {
         static const char *levels[] = {"global", "tensor", "parameter"};
@@ -938,8 +900,8 @@ static int parse_augment(pctx *C, celo_run *r, const pval *v)
         PERR(C, rv->sp, "range must be [lo, hi] with 0 < lo <= hi");
         return -1;
     }
-    if (want_num(C, rv->args->value, "range", &r->reparam_lo) ||
-        want_num(C, rv->args->next->value, "range", &r->reparam_hi))
+    if (pl_want_num(C, rv->args->value, "range", &r->reparam_lo) ||
+        pl_want_num(C, rv->args->next->value, "range", &r->reparam_hi))
         return -1;
     if (!(r->reparam_lo > 0) || r->reparam_hi < r->reparam_lo) {
         PERR(C, rv->sp, "range must be [lo, hi] with 0 < lo <= hi");
@@ -949,37 +911,37 @@ static int parse_augment(pctx *C, celo_run *r, const pval *v)
 }
 
 /* The keys a train block and a compare block share. Returns 1 when the key was one of them. */
-static int run_key(pctx *C, celo_run *r, sched_use *su, const prop *p, const def *d)
+int pl_run_key(pctx *C, celo_run *r, sched_use *su, const prop *p, const def *d)
 {
     long long iv;
     if (!strcmp(p->key, "task")) {
-        int t = find_task(C, p->value);
+        int t = pl_find_task(C, p->value);
         r->task = t >= 0 ? t : -2; /* -2: given but wrong (reported), so no "needs a task" on top */
     } else if (!strcmp(p->key, "steps")) {
-        if (!want_int(C, p->value, "steps", 1, 1LL << 40, &iv))
+        if (!pl_want_int(C, p->value, "steps", 1, 1LL << 40, &iv))
             r->steps = iv;
     } else if (!strcmp(p->key, "schedule")) {
         parse_schedule(C, su, p->value);
     } else if (!strcmp(p->key, "seed")) {
-        if (!want_int(C, p->value, "seed", 0, 1LL << 53, &iv))
+        if (!pl_want_int(C, p->value, "seed", 0, 1LL << 53, &iv))
             r->seed = (uint64_t)iv;
     } else if (!strcmp(p->key, "eval") || !strcmp(p->key, "eval_every")) {
         if (p->word && strcmp(p->word, "every"))
             PERR(C, p->word_span, "write 'eval every N;'");
-        else if (!want_int(C, p->value, "eval every", 1, 1LL << 40, &iv))
+        else if (!pl_want_int(C, p->value, "eval every", 1, 1LL << 40, &iv))
             r->eval_every = iv;
     } else if (!strcmp(p->key, "augment")) {
         parse_augment(C, r, p->value);
     } else if (!strcmp(p->key, "log")) {
-        want_str(C, p->value, "log", r->log, sizeof r->log);
+        pl_want_str(C, p->value, "log", r->log, sizeof r->log);
     } else if (!strcmp(p->key, "checkpoint")) {
         if (p->word && !strcmp(p->word, "every")) {
-            if (!want_int(C, p->value, "checkpoint every", 1, 1LL << 40, &iv))
+            if (!pl_want_int(C, p->value, "checkpoint every", 1, 1LL << 40, &iv))
                 r->checkpoint_every = iv;
         } else if (p->word)
             PERR(C, p->word_span, "write 'checkpoint every N;' or 'checkpoint \"path\";'");
         else
-            want_str(C, p->value, "checkpoint", r->checkpoint, sizeof r->checkpoint);
+            pl_want_str(C, p->value, "checkpoint", r->checkpoint, sizeof r->checkpoint);
     } else
         return 0;
     (void)d;
@@ -987,7 +949,7 @@ static int run_key(pctx *C, celo_run *r, sched_use *su, const prop *p, const def
 }
 
 /* A run name as a file name: "s1[lr=0.001]" -> "s1_lr_0.001" */
-static void file_name(char *out, size_t len, const char *dir, const char *name, const char *ext)
+void pl_file_name(char *out, size_t len, const char *dir, const char *name, const char *ext)
 {
     char clean[CELO_NAME_MAX];
     size_t k = 0;
@@ -1005,7 +967,7 @@ static void file_name(char *out, size_t len, const char *dir, const char *name, 
     snprintf(out, len, "%.400s/%s%s", dir, clean, ext);
 }
 
-static celo_run *new_run(pctx *C)
+celo_run *pl_new_run(pctx *C)
 {
     celo_plan *P = C->plan;
     if (P->nruns == C->cap_runs) {
@@ -1021,7 +983,7 @@ static celo_run *new_run(pctx *C)
     return r;
 }
 
-static void finish_run(pctx *C, celo_run *r, const def *d)
+void pl_finish_run(pctx *C, celo_run *r, const def *d)
 {
     if (r->task == -1)
         PERR(C, d->name_span, "%s '%s' needs a task (task = NAME;)", d->block, d->name);
@@ -1030,13 +992,13 @@ static void finish_run(pctx *C, celo_run *r, const def *d)
     if (!r->steps)
         PERR(C, d->name_span, "%s '%s' needs a number of steps (steps = N;)", d->block, d->name);
     if (r->checkpoint_every && !r->checkpoint[0])
-        file_name(r->checkpoint, sizeof r->checkpoint, "runs", r->name, ".safetensors");
+        pl_file_name(r->checkpoint, sizeof r->checkpoint, "runs", r->name, ".safetensors");
 }
 
 static int build_train(pctx *C, const def *d)
 {
     int e0 = C->nerr;
-    celo_run *r = new_run(C);
+    celo_run *r = pl_new_run(C);
     snprintf(r->name, sizeof r->name, "%s", d->name);
     int ri = C->plan->nruns - 1;
     sched_use su = {0};
@@ -1045,15 +1007,15 @@ static int build_train(pctx *C, const def *d)
         if (!strcmp(p->key, "optimizer")) {
             if (p->word)
                 PERR(C, p->word_span, "write optimizer = …");
-            else if (set_optimizer(C, r, p->value))
+            else if (pl_set_optimizer(C, r, p->value))
                 snprintf(r->rule, sizeof r->rule, "?"); /* given but wrong (reported): no "needs an optimizer" */
-        } else if (!run_key(C, r, &su, p, d)) {
+        } else if (!pl_run_key(C, r, &su, p, d)) {
             PERR(C, p->key_span, "unknown train key '%s'", p->key);
-            suggest_among(C, p->key_span, p->key, train_keys, 9);
+            pl_suggest_among(C, p->key_span, p->key, train_keys, 9);
         }
     }
-    apply_schedule(C, &C->plan->runs[ri], &su, d);
-    finish_run(C, &C->plan->runs[ri], d);
+    pl_apply_schedule(C, &C->plan->runs[ri], &su, d);
+    pl_finish_run(C, &C->plan->runs[ri], d);
     return C->nerr == e0 ? 0 : -1;
 }
 
@@ -1071,7 +1033,7 @@ static int value_grid(pctx *C, const pval *v, double *out, int max, int *n)
                 PERR(C, a->value->sp, "at most %d values", max);
                 return -1;
             }
-            if (want_num(C, a->value, "a swept value", &out[*n]))
+            if (pl_want_num(C, a->value, "a swept value", &out[*n]))
                 return -1;
             (*n)++;
         }
@@ -1079,11 +1041,11 @@ static int value_grid(pctx *C, const pval *v, double *out, int max, int *n)
             PERR(C, v->sp, "an empty list of values");
         return *n ? 0 : -1;
     }
-    const char *k = callee(v);
+    const char *k = pl_callee(v);
     if (k && (!strcmp(k, "logspace") || !strcmp(k, "linspace"))) {
         static const char *ps[] = {"from", "to", "n"};
         callargs a;
-        if (bind_args(C, v, ps, 3, &a))
+        if (pl_bind_args(C, v, ps, 3, &a))
             return -1;
         double lo, hi;
         long long cnt;
@@ -1091,8 +1053,8 @@ static int value_grid(pctx *C, const pval *v, double *out, int max, int *n)
             PERR(C, v->sp, "%s(from, to, n) takes three arguments", k);
             return -1;
         }
-        if (want_num(C, arg_of(&a, "from"), "from", &lo) || want_num(C, arg_of(&a, "to"), "to", &hi) ||
-            want_int(C, arg_of(&a, "n"), "n", 1, max, &cnt))
+        if (pl_want_num(C, pl_arg_of(&a, "from"), "from", &lo) || pl_want_num(C, pl_arg_of(&a, "to"), "to", &hi) ||
+            pl_want_int(C, pl_arg_of(&a, "n"), "n", 1, max, &cnt))
             return -1;
         int lg = !strcmp(k, "logspace");
         if (lg && (lo <= 0 || hi <= 0)) {
@@ -1110,7 +1072,7 @@ static int value_grid(pctx *C, const pval *v, double *out, int max, int *n)
     return -1;
 }
 
-static int new_group(pctx *C, const def *d, const char *kind)
+int pl_new_group(pctx *C, const def *d, const char *kind)
 {
     celo_plan *P = C->plan;
     if (P->ngroups == C->cap_groups) {
@@ -1156,7 +1118,7 @@ static int build_sweep(pctx *C, const def *d)
         PERR(C, trainv->sp, "unknown train '%s' (define it above the sweep)", trainv->str);
         return -1;
     }
-    int gi = new_group(C, d, "sweep");
+    int gi = pl_new_group(C, d, "sweep");
     const char *keys[8];
     double vals[8][64];
     int nv[8], nk = 0;
@@ -1173,7 +1135,7 @@ static int build_sweep(pctx *C, const def *d)
             const char *cand[CELO_MAX_HP];
             for (int i = 0; i < C->plan->runs[base].nhp; i++)
                 cand[i] = C->plan->runs[base].hp_name[i];
-            suggest_among(C, p->key_span, p->key, cand, C->plan->runs[base].nhp);
+            pl_suggest_among(C, p->key_span, p->key, cand, C->plan->runs[base].nhp);
             continue;
         }
         if (nk == 8) {
@@ -1194,7 +1156,7 @@ static int build_sweep(pctx *C, const def *d)
     }
     celo_run tmpl = C->plan->runs[base];
     for (long long q = 0; q < total; q++) {
-        celo_run *r = new_run(C);
+        celo_run *r = pl_new_run(C);
         *r = tmpl;
         r->group = gi;
         long long rem = q;
@@ -1210,9 +1172,9 @@ static int build_sweep(pctx *C, const def *d)
             snprintf(r->name + len, sizeof r->name - (size_t)len, "]");
         /* logs and checkpoints of the candidates go beside the base run's, one per candidate */
         if (tmpl.log[0])
-            file_name(r->log, sizeof r->log, "runs", r->name, ".csv");
+            pl_file_name(r->log, sizeof r->log, "runs", r->name, ".csv");
         if (tmpl.checkpoint[0])
-            file_name(r->checkpoint, sizeof r->checkpoint, "runs", r->name, ".safetensors");
+            pl_file_name(r->checkpoint, sizeof r->checkpoint, "runs", r->name, ".safetensors");
     }
     C->plan->groups[gi].count = (int)total;
     return 0;
@@ -1230,7 +1192,7 @@ static int build_compare(pctx *C, const def *d)
     const char *tune_key = NULL;
     span tune_sp = d->name_span;
     sched_use su = {0};
-    int gi = new_group(C, d, "compare");
+    int gi = pl_new_group(C, d, "compare");
     snprintf(C->plan->groups[gi].out, sizeof C->plan->groups[gi].out, "runs/%.200s", d->name);
     static const char *keys[] = {"task",       "optimizers", "steps", "schedule", "eval",  "log",
                                  "checkpoint", "seed",       "tune",  "out",      "metric"};
@@ -1246,14 +1208,14 @@ static int build_compare(pctx *C, const def *d)
             tune = p->value;
             tune_sp = p->word_span;
         } else if (!strcmp(p->key, "out"))
-            want_str(C, p->value, "out", C->plan->groups[gi].out, sizeof C->plan->groups[gi].out);
+            pl_want_str(C, p->value, "out", C->plan->groups[gi].out, sizeof C->plan->groups[gi].out);
         else if (!strcmp(p->key, "metric"))
             set_metric(C, &C->plan->groups[gi], p->value);
         else if (!strcmp(p->key, "log") || !strcmp(p->key, "checkpoint"))
             PERR(C, p->key_span, "a compare block writes one log per run under its out folder; remove '%s'", p->key);
-        else if (!run_key(C, &tmpl, &su, p, d)) {
+        else if (!pl_run_key(C, &tmpl, &su, p, d)) {
             PERR(C, p->key_span, "unknown compare key '%s'", p->key);
-            suggest_among(C, p->key_span, p->key, keys, 11);
+            pl_suggest_among(C, p->key_span, p->key, keys, 11);
         }
     }
     if (!opts || opts->kind != PV_LIST || !opts->nargs) {
@@ -1270,7 +1232,7 @@ static int build_compare(pctx *C, const def *d)
     int entry = 0, tuned = 0, scheduled = 0;
     for (const parg *o = opts->args; o; o = o->next, entry++) {
         celo_run base = tmpl;
-        if (set_optimizer(C, &base, o->value))
+        if (pl_set_optimizer(C, &base, o->value))
             continue;
         char plain[CELO_NAME_MAX]; /* the rule's name, before the schedule's is added to it */
         snprintf(plain, sizeof plain, "%s", base.rule);
@@ -1278,7 +1240,7 @@ static int build_compare(pctx *C, const def *d)
          * rule with a schedule of its own, as celo) runs as it is */
         int has_lr = hp_index(&base, celo_scheduled_hp) >= 0;
         scheduled += has_lr;
-        if (has_lr && apply_schedule(C, &base, &su, d))
+        if (has_lr && pl_apply_schedule(C, &base, &su, d))
             continue;
         /* a rule listed again (other hyper-parameters) gets its own runs, named rule#2, rule#3, ... */
         int occ = 1, last = -1;
@@ -1297,7 +1259,7 @@ static int build_compare(pctx *C, const def *d)
         int ti = tune_key ? hp_index(&base, tune_key) : -1;
         tuned += ti >= 0;
         for (int q = 0; q < (ti >= 0 ? ntv : 1); q++) {
-            celo_run *r = new_run(C);
+            celo_run *r = pl_new_run(C);
             *r = base;
             r->group = gi;
             r->entry = entry;
@@ -1306,8 +1268,8 @@ static int build_compare(pctx *C, const def *d)
                 snprintf(r->name, sizeof r->name, "%.24s.%.24s[%s=%.3g]", d->name, label, tune_key, tv[q]);
             } else
                 snprintf(r->name, sizeof r->name, "%.30s.%.30s", d->name, label);
-            file_name(r->log, sizeof r->log, C->plan->groups[gi].out, r->name, ".csv");
-            finish_run(C, r, d);
+            pl_file_name(r->log, sizeof r->log, C->plan->groups[gi].out, r->name, ".csv");
+            pl_finish_run(C, r, d);
         }
     }
     if (su.d && !schedule_is_one(su.d) && !scheduled && C->nerr == e0)
@@ -1333,7 +1295,7 @@ static int build_eval(pctx *C, const def *d)
     const char *tune_key = NULL;
     span tune_sp = d->name_span;
     sched_use su = {0};
-    int gi = new_group(C, d, "eval");
+    int gi = pl_new_group(C, d, "eval");
     celo_group *g = &C->plan->groups[gi];
     g->seeds = 3;
     snprintf(g->out, sizeof g->out, "runs/%.200s", d->name);
@@ -1351,7 +1313,7 @@ static int build_eval(pctx *C, const def *d)
         else if (!strcmp(p->key, "steps"))
             steps = p->value;
         else if (!strcmp(p->key, "seeds")) {
-            if (!want_int(C, p->value, "seeds", 1, 1000, &iv))
+            if (!pl_want_int(C, p->value, "seeds", 1, 1000, &iv))
                 g->seeds = (int)iv;
         } else if (!strcmp(p->key, "tune")) {
             if (!p->word) {
@@ -1360,14 +1322,14 @@ static int build_eval(pctx *C, const def *d)
             }
             tune_key = p->word, tune = p->value, tune_sp = p->word_span;
         } else if (!strcmp(p->key, "out"))
-            want_str(C, p->value, "out", g->out, sizeof g->out);
+            pl_want_str(C, p->value, "out", g->out, sizeof g->out);
         else if (!strcmp(p->key, "metric"))
             set_metric(C, g, p->value);
         else if (!strcmp(p->key, "schedule") || !strcmp(p->key, "eval") || !strcmp(p->key, "eval_every"))
-            run_key(C, &tmpl, &su, p, d);
+            pl_run_key(C, &tmpl, &su, p, d);
         else {
             PERR(C, p->key_span, "unknown eval key '%s'", p->key);
-            suggest_among(C, p->key_span, p->key, keys, (int)(sizeof keys / sizeof *keys));
+            pl_suggest_among(C, p->key_span, p->key, keys, (int)(sizeof keys / sizeof *keys));
         }
     }
     if (!opts || opts->kind != PV_LIST || !opts->nargs) {
@@ -1386,7 +1348,7 @@ static int build_eval(pctx *C, const def *d)
     }
     int k = 0;
     for (const parg *a = tasks->args; a; a = a->next, k++)
-        task_idx[k] = find_task(C, a->value);
+        task_idx[k] = pl_find_task(C, a->value);
     if (!steps)
         PERR(C, d->name_span, "eval '%s' needs each task's budget (steps = N; or steps = [N1, N2, …], one per task)",
              d->name);
@@ -1395,8 +1357,8 @@ static int build_eval(pctx *C, const def *d)
             PERR(C, steps->sp, "steps lists %d budgets for %d tasks", steps->nargs, ntask);
         k = 0;
         for (const parg *a = steps->args; a && k < ntask; a = a->next, k++)
-            want_int(C, a->value, "steps", 1, 1LL << 40, &budget[k]);
-    } else if (!want_int(C, steps, "steps", 1, 1LL << 40, &budget[0]))
+            pl_want_int(C, a->value, "steps", 1, 1LL << 40, &budget[k]);
+    } else if (!pl_want_int(C, steps, "steps", 1, 1LL << 40, &budget[0]))
         for (k = 1; k < ntask; k++)
             budget[k] = budget[0];
     double tv[64];
@@ -1417,11 +1379,11 @@ static int build_eval(pctx *C, const def *d)
             return -1;
         }
         base[nent] = tmpl;
-        if (set_optimizer(C, &base[nent], o->value))
+        if (pl_set_optimizer(C, &base[nent], o->value))
             continue;
-        if (hp_index(&base[nent], celo_scheduled_hp) >= 0 && apply_schedule(C, &base[nent], &su, d))
+        if (hp_index(&base[nent], celo_scheduled_hp) >= 0 && pl_apply_schedule(C, &base[nent], &su, d))
             continue;
-        const char *rn = rname[nent] = callee(o->value);
+        const char *rn = rname[nent] = pl_callee(o->value);
         int occ = 1;
         for (int q = 0; q < nent; q++)
             occ += !strcmp(rname[q], rn);
@@ -1429,7 +1391,7 @@ static int build_eval(pctx *C, const def *d)
             snprintf(label[nent], CELO_NAME_MAX, "%.40s#%d", rn, occ);
         else
             snprintf(label[nent], CELO_NAME_MAX, "%.40s", rn);
-        if (ref && refent < 0 && callee(ref) && !strcmp(callee(ref), label[nent]))
+        if (ref && refent < 0 && pl_callee(ref) && !strcmp(pl_callee(ref), label[nent]))
             refent = nent;
         tuned += tune_key && hp_index(&base[nent], tune_key) >= 0;
         nent++;
@@ -1450,7 +1412,7 @@ static int build_eval(pctx *C, const def *d)
             int ti = tune_key ? hp_index(&base[e], tune_key) : -1;
             for (int q = 0; q < (ti >= 0 ? ntv : 1); q++)
                 for (int s = 0; s < C->plan->groups[gi].seeds; s++) {
-                    celo_run *r = new_run(C);
+                    celo_run *r = pl_new_run(C);
                     *r = base[e];
                     r->group = gi;
                     r->entry = e;
@@ -1468,8 +1430,8 @@ static int build_eval(pctx *C, const def *d)
                     snprintf(nm, sizeof nm, "%.14s.%.14s.%.16s%s#%d", d->name, C->plan->tasks[task_idx[t]].name,
                              label[e], tv_s, s);
                     snprintf(r->name, sizeof r->name, "%.63s", nm);
-                    file_name(r->log, sizeof r->log, C->plan->groups[gi].out, r->name, ".csv");
-                    finish_run(C, r, d);
+                    pl_file_name(r->log, sizeof r->log, C->plan->groups[gi].out, r->name, ".csv");
+                    pl_finish_run(C, r, d);
                 }
         }
     C->plan->groups[gi].count = C->plan->nruns - C->plan->groups[gi].first;
@@ -1486,7 +1448,7 @@ static const char *meta_keys[] = {"optimizer",  "tasks", "particles",  "estimato
 
 static int meta_estimator(pctx *C, celo_group *g, const pval *v)
 {
-    const char *k = callee(v);
+    const char *k = pl_callee(v);
     if (!k || (strcmp(k, "pes") && strcmp(k, "es"))) {
         PERR(C, v->sp, "estimator must be pes(truncation = 50, std = 0.01) or es(std = 0.01)");
         return -1;
@@ -1495,13 +1457,13 @@ static int meta_estimator(pctx *C, celo_group *g, const pval *v)
     static const char *pes_args[] = {"truncation", "std"}, *es_args[] = {"std"};
     int pes = !strcmp(k, "pes");
     callargs a;
-    if (bind_args(C, v, pes ? pes_args : es_args, pes ? 2 : 1, &a))
+    if (pl_bind_args(C, v, pes ? pes_args : es_args, pes ? 2 : 1, &a))
         return -1;
-    const pval *tv = arg_of(&a, "truncation"), *sv = arg_of(&a, "std");
+    const pval *tv = pl_arg_of(&a, "truncation"), *sv = pl_arg_of(&a, "std");
     long long iv;
-    if (tv && want_int(C, tv, "truncation", 1, 1 << 20, &iv) == 0)
+    if (tv && pl_want_int(C, tv, "truncation", 1, 1 << 20, &iv) == 0)
         g->truncation = iv;
-    if (sv && want_num(C, sv, "std", &g->std) == 0 && !(g->std > 0)) {
+    if (sv && pl_want_num(C, sv, "std", &g->std) == 0 && !(g->std > 0)) {
         PERR(C, sv->sp, "std must be positive");
         return -1;
     }
@@ -1512,7 +1474,7 @@ static int meta_horizon(pctx *C, celo_group *g, const pval *v)
 {
     long long lo, hi;
     if (v->kind == PV_NUM) {
-        if (want_int(C, v, "horizon", 1, 1LL << 40, &lo))
+        if (pl_want_int(C, v, "horizon", 1, 1LL << 40, &lo))
             return -1;
         g->hmin = g->hmax = lo;
         return 0;
@@ -1521,8 +1483,8 @@ static int meta_horizon(pctx *C, celo_group *g, const pval *v)
         PERR(C, v->sp, "horizon must be a number of steps or loguniform(MIN, MAX)");
         return -1;
     }
-    if (want_int(C, v->args->value, "horizon's minimum", 1, 1LL << 40, &lo) ||
-        want_int(C, v->args->next->value, "horizon's maximum", 1, 1LL << 40, &hi))
+    if (pl_want_int(C, v->args->value, "horizon's minimum", 1, 1LL << 40, &lo) ||
+        pl_want_int(C, v->args->next->value, "horizon's maximum", 1, 1LL << 40, &hi))
         return -1;
     if (lo > hi) {
         PERR(C, v->sp, "loguniform(%lld, %lld): the minimum is above the maximum", lo, hi);
@@ -1533,7 +1495,7 @@ static int meta_horizon(pctx *C, celo_group *g, const pval *v)
 }
 
 /* train_only = ["part", ...]: the parts joined by commas into out; `what` names what the parts are parts of */
-static int train_only_list(pctx *C, const pval *v, const char *what, const char *example, char *out, size_t cap)
+int pl_train_only_list(pctx *C, const pval *v, const char *what, const char *example, char *out, size_t cap)
 {
     size_t len = 0;
     out[0] = 0;
@@ -1559,13 +1521,13 @@ static int train_only_list(pctx *C, const pval *v, const char *what, const char 
 
 static int meta_train_only(pctx *C, celo_group *g, const pval *v)
 {
-    return train_only_list(C, v, "θ names", "ff_mod_stack", g->train_only, sizeof g->train_only);
+    return pl_train_only_list(C, v, "θ names", "ff_mod_stack", g->train_only, sizeof g->train_only);
 }
 
 static int build_meta(pctx *C, const def *d)
 {
     int e0 = C->nerr;
-    int gi = new_group(C, d, "meta");
+    int gi = pl_new_group(C, d, "meta");
     celo_group *g = &C->plan->groups[gi];
     g->particles = 8;
     snprintf(g->estimator, sizeof g->estimator, "pes");
@@ -1573,7 +1535,7 @@ static int build_meta(pctx *C, const def *d)
     g->std = 0.01;
     g->hmin = 100, g->hmax = 2000;
     g->offset = -1; /* default: the longest horizon */
-    file_name(g->out, sizeof g->out, "runs", d->name, ".theta.safetensors");
+    pl_file_name(g->out, sizeof g->out, "runs", d->name, ".theta.safetensors");
     celo_run outer;
     memset(&outer, 0, sizeof outer);
     snprintf(outer.name, sizeof outer.name, "%s", d->name);
@@ -1597,35 +1559,35 @@ static int build_meta(pctx *C, const def *d)
                 snprintf(inner.rule, sizeof inner.rule, "?");
         } else if (!strcmp(p->key, "outer")) {
             outerv = v;
-            if (set_optimizer(C, &outer, v))
+            if (pl_set_optimizer(C, &outer, v))
                 snprintf(outer.rule, sizeof outer.rule, "?");
         } else if (!strcmp(p->key, "tasks")) {
             tasks = v;
         } else if (!strcmp(p->key, "particles")) {
-            if (!want_int(C, v, "particles", 1, 4096, &iv))
+            if (!pl_want_int(C, v, "particles", 1, 4096, &iv))
                 g->particles = (int)iv;
         } else if (!strcmp(p->key, "estimator")) {
             meta_estimator(C, g, v);
         } else if (!strcmp(p->key, "horizon")) {
             meta_horizon(C, g, v);
         } else if (!strcmp(p->key, "offset")) {
-            if (!want_int(C, v, "offset", 0, 1LL << 40, &iv))
+            if (!pl_want_int(C, v, "offset", 0, 1LL << 40, &iv))
                 g->offset = iv;
         } else if (!strcmp(p->key, "theta_seed")) {
-            if (!want_int(C, v, "theta_seed", 0, 1LL << 53, &iv))
+            if (!pl_want_int(C, v, "theta_seed", 0, 1LL << 53, &iv))
                 g->theta_seed = (uint64_t)iv;
         } else if (!strcmp(p->key, "train_only")) {
             meta_train_only(C, g, v);
         } else if (!strcmp(p->key, "out")) {
-            want_str(C, v, "out", g->out, sizeof g->out);
+            pl_want_str(C, v, "out", g->out, sizeof g->out);
         } else if (!strcmp(p->key, "augment")) {
             parse_augment(C, &inner, v);
         } else if (!strcmp(p->key, "steps") || !strcmp(p->key, "seed") || !strcmp(p->key, "log") ||
                    !strcmp(p->key, "checkpoint")) {
-            run_key(C, &outer, &su, p, d);
+            pl_run_key(C, &outer, &su, p, d);
         } else {
             PERR(C, p->key_span, "unknown meta key '%s'", p->key);
-            suggest_among(C, p->key_span, p->key, meta_keys, (int)(sizeof meta_keys / sizeof *meta_keys));
+            pl_suggest_among(C, p->key_span, p->key, meta_keys, (int)(sizeof meta_keys / sizeof *meta_keys));
         }
     }
     g = &C->plan->groups[gi];
@@ -1640,7 +1602,7 @@ static int build_meta(pctx *C, const def *d)
     if (C->nerr != e0)
         return -1;
     if (!outerv) { /* the recipe's outer optimizer (learned-optimizers.md §1.5): AdamW, lr 3e-4, wd 1e-4 */
-        set_optimizer(C, &outer, &(pval){.kind = PV_NAME, .str = "adamw", .sp = d->name_span});
+        pl_set_optimizer(C, &outer, &(pval){.kind = PV_NAME, .str = "adamw", .sp = d->name_span});
         int il = hp_index(&outer, "lr"), iw = hp_index(&outer, "wd");
         if (il >= 0)
             outer.hp[il] = 3e-4;
@@ -1657,358 +1619,25 @@ static int build_meta(pctx *C, const def *d)
     if (tasks->kind != PV_LIST || !tasks->nargs)
         PERR(C, tasks->sp, "tasks must be a list of task blocks, like [fm8, digits8]");
     if (outer.checkpoint_every && !outer.checkpoint[0])
-        file_name(outer.checkpoint, sizeof outer.checkpoint, "runs", d->name, ".meta.safetensors");
+        pl_file_name(outer.checkpoint, sizeof outer.checkpoint, "runs", d->name, ".meta.safetensors");
     if (C->nerr != e0)
         return -1;
-    outer.task = find_task(C, tasks->args->value); /* unused by the outer run; a valid index for the plan text */
+    outer.task = pl_find_task(C, tasks->args->value); /* unused by the outer run; a valid index for the plan text */
     if (outer.task < 0)
         return -1;
-    *new_run(C) = outer;
+    *pl_new_run(C) = outer;
     int fam = 0;
     for (const parg *a = tasks->args; a; a = a->next, fam++) {
-        int t = find_task(C, a->value);
+        int t = pl_find_task(C, a->value);
         if (t < 0)
             continue;
-        celo_run *r = new_run(C);
+        celo_run *r = pl_new_run(C);
         *r = inner;
         r->task = t;
         r->entry = fam;
         r->steps = g->hmax;
         r->seed = outer.seed;
         snprintf(r->name, sizeof r->name, "%.31s/%.31s", d->name, C->plan->tasks[t].name);
-    }
-    C->plan->groups[gi].count = C->plan->nruns - C->plan->groups[gi].first;
-    return C->nerr == e0 ? 0 : -1;
-}
-
-/* ---- distillation: stage and distill blocks (runtime/distill.h, docs/distill.md) ---- */
-
-static const char *stage_keys[] = {"task", "optimizer", "steps",      "schedule", "eval",
-                                   "seed", "init",      "train_only", "loss"};
-
-/* loss = cross_entropy | kl(temperature = T) | mix(ce = a, kl = b, temperature = T) | attention(cosine | mse) */
-static int stage_loss(pctx *C, celo_run *r, const pval *v)
-{
-    static const char *kinds[] = {"cross_entropy", "kl", "mix", "attention"};
-    int k = pick_name_or_call(C, v, "loss", kinds, 4, 1);
-    if (k < 0)
-        return -1;
-    r->dloss = k == 0 ? CELO_DLOSS_TASK : k == 1 ? CELO_DLOSS_KL : k == 2 ? CELO_DLOSS_MIX : CELO_DLOSS_ATTENTION;
-    static const char *kl_args[] = {"temperature"}, *mix_args[] = {"ce", "kl", "temperature"}, *att_args[] = {"metric"};
-    callargs a;
-    if (k == 0) {
-        if (v->kind == PV_CALL && v->nargs) {
-            PERR(C, v->sp, "cross_entropy takes no arguments");
-            return -1;
-        }
-        return 0;
-    }
-    if (bind_args(C, v, k == 3 ? att_args : k == 2 ? mix_args : kl_args, k == 2 ? 3 : 1, &a))
-        return -1;
-    const pval *x;
-    if (k == 3) {
-        static const char *metrics[] = {"cosine", "mse"};
-        int m = (x = arg_of(&a, "metric")) ? pick_name(C, x, "metric", metrics, 2) : 0;
-        r->dmetric = m < 0 ? 0 : m;
-        return m < 0 ? -1 : 0;
-    }
-    if ((x = arg_of(&a, "temperature")) && want_num(C, x, "temperature", &r->temperature))
-        return -1;
-    if (!(r->temperature > 0 && r->temperature <= 100)) {
-        PERR(C, x ? x->sp : v->sp, "temperature must be in (0, 100]");
-        return -1;
-    }
-    if (k == 2 && (((x = arg_of(&a, "ce")) && want_num(C, x, "ce", &r->ce_weight)) ||
-                   ((x = arg_of(&a, "kl")) && want_num(C, x, "kl", &r->kl_weight))))
-        return -1;
-    if (k == 2 && (r->ce_weight < 0 || r->kl_weight < 0 || r->ce_weight + r->kl_weight <= 0)) {
-        PERR(C, v->sp, "mix's weights ce and kl must not be negative, and one must be positive");
-        return -1;
-    }
-    return 0;
-}
-
-static int build_stage(pctx *C, const def *d)
-{
-    int e0 = C->nerr;
-    if (C->nstages == C->cap_stages) {
-        C->cap_stages = C->cap_stages ? 2 * C->cap_stages : 8;
-        C->stages = realloc(C->stages, (size_t)C->cap_stages * sizeof *C->stages);
-    }
-    stage_def *sd = &C->stages[C->nstages++];
-    memset(sd, 0, sizeof *sd);
-    sd->d = d;
-    celo_run *r = &sd->r;
-    memset(r, 0, sizeof *r);
-    snprintf(r->name, sizeof r->name, "%s", d->name);
-    r->task = -1, r->group = -1, r->entry = -1;
-    r->stage = 1;
-    r->init_map = CELO_INIT_COPY;
-    r->temperature = 1, r->ce_weight = 1, r->kl_weight = 1;
-    sched_use su = {0};
-    for (const prop *p = d->props; p; p = p->next) {
-        if (!strcmp(p->key, "optimizer")) {
-            if (p->word)
-                PERR(C, p->word_span, "write optimizer = …");
-            else if (set_optimizer(C, r, p->value))
-                snprintf(r->rule, sizeof r->rule, "?");
-        } else if (!strcmp(p->key, "init") && !p->word) {
-            static const char *maps[] = {"none", "copy", "bridge", "qkv"};
-            int k = pick_name(C, p->value, "init", maps, 4);
-            if (k >= 0)
-                r->init_map = k;
-        } else if (!strcmp(p->key, "train_only") && !p->word) {
-            train_only_list(C, p->value, "tensor names", "feature_", r->train_only, sizeof r->train_only);
-            sd->train_only_sp = p->value->sp;
-        } else if (!strcmp(p->key, "loss") && !p->word) {
-            stage_loss(C, r, p->value);
-        } else if (!strcmp(p->key, "log") || !strcmp(p->key, "checkpoint") || !strcmp(p->key, "augment")) {
-            PERR(C, p->key_span, "a stage has no %s: its files go in the out folder of the distill block that runs it",
-                 p->key);
-        } else if (!run_key(C, r, &su, p, d)) {
-            PERR(C, p->key_span, "unknown stage key '%s'", p->key);
-            suggest_among(C, p->key_span, p->key, stage_keys, 9);
-        }
-    }
-    apply_schedule(C, r, &su, d);
-    finish_run(C, r, d);
-    return C->nerr == e0 ? 0 : -1;
-}
-
-static stage_def *find_stage(pctx *C, const pval *v)
-{
-    const char *k = callee(v);
-    if (!k) {
-        PERR(C, v->sp, "stages lists stage blocks by name, like [align, finetune(steps = 900)]");
-        return NULL;
-    }
-    for (int i = 0; i < C->nstages; i++)
-        if (!strcmp(C->stages[i].d->name, k))
-            return &C->stages[i];
-    PERR(C, v->sp, "unknown stage '%s'", k);
-    const char *cand[256];
-    int n = 0;
-    for (int i = 0; i < C->nstages && n < 256; i++)
-        cand[n++] = C->stages[i].d->name;
-    suggest_among(C, v->sp, k, cand, n);
-    return NULL;
-}
-
-/* teacher = TRAIN_BLOCK (run before; its final checkpoint) or checkpoint("FILE", task = TASK): the weights file
- * and its model's task into t (a template run). The train block gets a checkpoint file if it had none. */
-static int distill_teacher(pctx *C, celo_run *t, const pval *v)
-{
-    celo_plan *P = C->plan;
-    if (v->kind == PV_CALL && !strcmp(v->str, "checkpoint")) {
-        static const char *params[] = {"file", "task"};
-        callargs a;
-        if (bind_args(C, v, params, 2, &a))
-            return -1;
-        const pval *f = arg_of(&a, "file"), *tk = arg_of(&a, "task");
-        if (!f || !tk) {
-            PERR(C, v->sp, "write checkpoint(\"FILE\", task = TASK): the teacher's weights and the task of its model");
-            return -1;
-        }
-        if (want_str(C, f, "checkpoint", t->teacher_ckpt, sizeof t->teacher_ckpt))
-            return -1;
-        if (access(t->teacher_ckpt, R_OK)) {
-            PERR(C, f->sp,
-                 "no teacher checkpoint '%s' (train the teacher first, or name its train block: teacher = NAME)",
-                 t->teacher_ckpt);
-            return -1;
-        }
-        return (t->teacher_task = find_task(C, tk)) < 0 ? -1 : 0;
-    }
-    if (v->kind != PV_NAME) {
-        PERR(C, v->sp, "teacher must name a train block, or be checkpoint(\"FILE\", task = TASK)");
-        return -1;
-    }
-    for (int i = 0; i < P->nruns; i++) {
-        celo_run *r = &P->runs[i];
-        if (r->stage || r->group >= 0 || strcmp(r->name, v->str))
-            continue;
-        if (!r->checkpoint[0])
-            file_name(r->checkpoint, sizeof r->checkpoint, "runs", r->name, ".safetensors");
-        snprintf(t->teacher_ckpt, sizeof t->teacher_ckpt, "%s", r->checkpoint);
-        t->teacher_task = r->task;
-        return r->task >= 0 ? 0 : -1;
-    }
-    PERR(C, v->sp, "unknown train block '%s' for the teacher", v->str);
-    const char *cand[256];
-    int n = 0;
-    for (int i = 0; i < P->nruns && n < 256; i++)
-        if (!P->runs[i].stage && P->runs[i].group < 0)
-            cand[n++] = P->runs[i].name;
-    suggest_among(C, v->sp, v->str, cand, n);
-    return -1;
-}
-
-#define STANDIN_VOCAB 7919 /* a width no other dimension is likely to have: shown as "vocab" */
-
-/* A gpt task's model with a stand-in vocabulary (the data is not read here): its tensor names and shapes. NULL for
- * other models, whose stages are checked when they run. */
-static celo_model *shape_model(const celo_task *t)
-{
-    if (t->model != CELO_MODEL_GPT || t->nblocks)
-        return NULL;
-    celo_model_config cfg = {.kind = CELO_MODEL_GPT};
-    celo_task_gpt_config(t, STANDIN_VOCAB, &cfg.gpt);
-    char e[256];
-    return celo_model_create(&cfg, 0, e, sizeof e);
-}
-
-static void shape_text(char *out, size_t len, const celo_param_tensor *t)
-{
-    size_t k = (size_t)snprintf(out, len, "[");
-    for (int i = 0; i < t->ndim && k < len; i++)
-        k += t->shape[i] == STANDIN_VOCAB
-                 ? (size_t)snprintf(out + k, len - k, "%svocab", i ? ", " : "")
-                 : (size_t)snprintf(out + k, len - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (k < len)
-        snprintf(out + k, len - k, "]");
-}
-
-/* The checks a stage's run can get before any data: its train_only names a tensor of its model, and its model can
- * take the weights it starts from (from: what they are, for the message; at: the stage's entry in the list). */
-static void check_stage(pctx *C, stage_def *sd, const celo_run *r, const char *from, span at)
-{
-    celo_model *st = shape_model(&C->plan->tasks[r->task]);
-    if (!st)
-        return;
-    if (r->train_only[0] && !sd->checked) {
-        int hit = 0;
-        sd->checked = 1;
-        for (int i = 0; i < celo_model_ntensors(st) && !hit; i++)
-            hit = celo_train_only_match(celo_model_tensor(st, i)->name, r->train_only);
-        if (!hit)
-            PERR(C, sd->train_only_sp,
-                 "stage '%s' would train nothing: train_only names no tensor of task %s's model (its tensors are "
-                 "named like %s, %s)",
-                 sd->d->name, C->plan->tasks[r->task].name, celo_model_tensor(st, 0)->name,
-                 celo_model_tensor(st, celo_model_ntensors(st) > 6 ? 6 : 0)->name);
-    }
-    const celo_task *tt = r->teacher_ckpt[0] ? &C->plan->tasks[r->teacher_task] : NULL, *ts = &C->plan->tasks[r->task];
-    if (r->dloss == CELO_DLOSS_ATTENTION && tt &&
-        (tt->model != CELO_MODEL_GPT || tt->layers != ts->layers || tt->dim != ts->dim))
-        PERR(C, at,
-             "stage '%s' matches its mixers' outputs to the teacher's (loss = attention): it needs a gpt of the "
-             "teacher's layers and width (%d x %d), not %d x %d",
-             sd->d->name, tt->layers, tt->dim, ts->layers, ts->dim);
-    celo_model *src =
-        r->init_ckpt[0] && r->init_map != CELO_INIT_NONE ? shape_model(&C->plan->tasks[r->init_task]) : NULL;
-    if (src && r->init_map == CELO_INIT_COPY) {
-        int same = 0;
-        for (int i = 0; i < celo_model_ntensors(st); i++) {
-            const celo_param_tensor *a = celo_model_tensor(st, i);
-            int j = celo_model_find(src, a->name);
-            if (j < 0)
-                continue;
-            const celo_param_tensor *b = celo_model_tensor(src, j);
-            if (a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim)) {
-                char sa[64], sb[64];
-                shape_text(sa, sizeof sa, a);
-                shape_text(sb, sizeof sb, b);
-                PERR(C, at, "stage '%s' cannot start from %s: its %s is %s there, %s in the student (task %s)",
-                     sd->d->name, from, a->name, sb, sa, C->plan->tasks[r->task].name);
-                same = -1;
-                break;
-            }
-            same++;
-        }
-        if (!same)
-            PERR(C, at, "stage '%s' cannot start from %s: no tensor has the same name (init = none starts afresh)",
-                 sd->d->name, from);
-    } else if (src) {
-        char e[512];
-        if (celo_model_mamba_from(
-                st, src, r->init_map == CELO_INIT_BRIDGE ? CELO_MAMBA_FROM_BRIDGE : CELO_MAMBA_FROM_QKV, e, sizeof e))
-            PERR(C, at, "stage '%s' cannot start from %s by init = %s: %s", sd->d->name, from,
-                 r->init_map == CELO_INIT_BRIDGE ? "bridge" : "qkv", e);
-    }
-    celo_model_free(src);
-    celo_model_free(st);
-}
-
-static const char *distill_keys[] = {"teacher", "stages", "out"};
-
-/* distill NAME { teacher = …; stages = [s1, s2(steps = N)]; out "DIR"; }: the stages' runs in order, each starting
- * from the weights the one before it (the teacher, for the first) ended with */
-static int build_distill(pctx *C, const def *d)
-{
-    int e0 = C->nerr;
-    const pval *tv = NULL, *sv = NULL;
-    celo_run t;
-    memset(&t, 0, sizeof t);
-    char out[CELO_PATH_MAX];
-    file_name(out, sizeof out, "runs", d->name, "");
-    for (const prop *p = d->props; p; p = p->next) {
-        if (p->word)
-            PERR(C, p->word_span, "write %s = …", p->key);
-        else if (!strcmp(p->key, "teacher"))
-            tv = p->value;
-        else if (!strcmp(p->key, "stages"))
-            sv = p->value;
-        else if (!strcmp(p->key, "out"))
-            want_str(C, p->value, "out", out, sizeof out);
-        else {
-            PERR(C, p->key_span, "unknown distill key '%s'", p->key);
-            suggest_among(C, p->key_span, p->key, distill_keys, 3);
-        }
-    }
-    if (!tv)
-        PERR(C, d->name_span, "distill '%s' needs a teacher (teacher = TRAIN_BLOCK; or checkpoint(\"FILE\", task = T))",
-             d->name);
-    else
-        distill_teacher(C, &t, tv);
-    if (!sv || sv->kind != PV_LIST || !sv->nargs) {
-        PERR(C, sv ? sv->sp : d->name_span, "distill '%s' needs its stages in order: stages = [align, finetune];",
-             d->name);
-        return -1;
-    }
-    if (C->nerr != e0)
-        return -1;
-    int gi = new_group(C, d, "distill");
-    snprintf(C->plan->groups[gi].out, sizeof C->plan->groups[gi].out, "%s", out);
-    char prev_ckpt[CELO_PATH_MAX]; /* a copy: new_run may move the runs */
-    const char *prev_name = "";
-    snprintf(prev_ckpt, sizeof prev_ckpt, "%s", t.teacher_ckpt);
-    int prev_task = t.teacher_task;
-    for (const parg *a = sv->args; a; a = a->next) {
-        stage_def *sd = find_stage(C, a->value);
-        if (!sd)
-            continue;
-        celo_run *r = new_run(C);
-        *r = sd->r;
-        snprintf(r->name, sizeof r->name, "%.30s.%.30s", d->name, sd->d->name);
-        r->group = gi;
-        static const char *over[] = {"steps", "seed"};
-        callargs ca;
-        long long iv;
-        const pval *x;
-        if (!bind_args(C, a->value, over, 2, &ca)) {
-            /* steps = 0: the stage only maps the weights before it onto its student, and evaluates them */
-            if ((x = arg_of(&ca, "steps")) && !want_int(C, x, "steps", 0, 1LL << 40, &iv))
-                r->steps = iv;
-            if ((x = arg_of(&ca, "seed")) && !want_int(C, x, "seed", 0, 1LL << 53, &iv))
-                r->seed = (uint64_t)iv;
-        }
-        snprintf(r->teacher_ckpt, sizeof r->teacher_ckpt, "%s", t.teacher_ckpt);
-        r->teacher_task = t.teacher_task;
-        if (r->init_map != CELO_INIT_NONE) {
-            snprintf(r->init_ckpt, sizeof r->init_ckpt, "%s", prev_ckpt);
-            r->init_task = prev_task;
-        }
-        file_name(r->checkpoint, sizeof r->checkpoint, out, sd->d->name, ".safetensors");
-        file_name(r->log, sizeof r->log, out, sd->d->name, ".csv");
-        if (r->task >= 0 && (r->init_map == CELO_INIT_NONE || prev_task >= 0)) {
-            char from[CELO_NAME_MAX + 16];
-            snprintf(from, sizeof from, "%s%s", a == sv->args ? "the teacher" : "stage ",
-                     a == sv->args ? "" : prev_name);
-            check_stage(C, sd, r, from, a->value->sp);
-        }
-        snprintf(prev_ckpt, sizeof prev_ckpt, "%s", r->checkpoint);
-        prev_task = r->task;
-        prev_name = sd->d->name;
     }
     C->plan->groups[gi].count = C->plan->nruns - C->plan->groups[gi].first;
     return C->nerr == e0 ? 0 : -1;
@@ -2042,19 +1671,19 @@ int pipeline_build(module *m, celo_plan *plan)
         else if (!strcmp(d->block, "eval"))
             build_eval(&C, d);
         else if (!strcmp(d->block, "stage"))
-            build_stage(&C, d);
+            pl_build_stage(&C, d);
         else if (!strcmp(d->block, "distill"))
             continue; /* below: after every train and stage block it may name */
         else {
             PERR(&C, d->block_span,
                  "unknown block kind '%s' (task, train, sweep, compare, meta, eval, stage or distill)", d->block);
-            suggest_among(&C, d->block_span, d->block, kinds, 8);
+            pl_suggest_among(&C, d->block_span, d->block, kinds, 8);
         }
     }
     for (def *d = m->defs; d; d = d->next)
         if (d->kind == DEF_BLOCK && !strcmp(d->block, "distill")) {
             C.file = d->file;
-            build_distill(&C, d);
+            pl_build_distill(&C, d);
         }
     free(C.stages);
     return C.nerr;

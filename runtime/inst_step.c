@@ -155,10 +155,10 @@ static void shard_rows(const inst *in, int *lo, int *hi)
     *hi = (int)((int64_t)in->B * (in->shard + 1) / in->shards);
 }
 
-/* Data parallelism over mpirun's ranks: the loss and gradient of this rank's shard of batch b, weighted by its
- * share of the rows (n_r / n), then summed over the ranks: the whole batch's mean gradient and loss on every
- * rank. On 2 ranks this is split_loss_grad's arithmetic exactly (w0 g0 + w1 g1 in float, the losses in double);
- * on more, the float sum's order is MPI's. */
+/* Data parallelism over mpirun's ranks: the loss and gradient of this rank's shard of batch b (the task's loss, or
+ * a distillation stage's), weighted by its share of the rows (n_r / n), then summed over the ranks: the whole
+ * batch's mean gradient and loss on every rank. On 2 ranks this is split_loss_grad's arithmetic exactly (w0 g0 + w1 g1
+ * in float, the losses in double); on more, the float sum's order is MPI's. */
 static int shard_loss_grad(inst *in, const celo_batch *b, float *loss, char *err, size_t errlen)
 {
     const celo_dataset *tr = in->T ? NULL : in->data->train;
@@ -167,7 +167,10 @@ static int shard_loss_grad(inst *in, const celo_batch *b, float *loss, char *err
     celo_batch s = batch_tail(b, lo, tr ? tr->dim : 0, tr ? tr->ydim : 0);
     s.n = hi - lo;
     float l;
-    if (model_loss_grad(in->model, &s, &l)) {
+    if (in->distill) { /* a distillation stage's loss on the shard: its teacher runs on the same rows */
+        if (celo_distill_loss_grad(in->distill, in->model, &s, &l, err, errlen))
+            return -1;
+    } else if (model_loss_grad(in->model, &s, &l)) {
         celo_seterr(err, errlen, "run %s: %s", in->run->name, celo_model_error(in->model));
         return -1;
     }
@@ -234,14 +237,14 @@ static int inst_loss_grad(inst *in, int64_t k, double *loss, int *finite, char *
     celo_batch b;
     inst_batch(in, k, &b);
     float l;
-    if (in->distill) { /* a distillation stage's loss (distill.h), on the whole batch (no replica: inst.c) */
-        if (celo_distill_loss_grad(in->distill, in->model, &b, &l, err, errlen))
+    if (in->shards > 1) { /* data-parallel over mpirun's ranks (a distillation stage's loss included) */
+        if (shard_loss_grad(in, &b, &l, err, errlen))
             return -1;
         *loss = l;
         return 0;
     }
-    if (in->shards > 1) {
-        if (shard_loss_grad(in, &b, &l, err, errlen))
+    if (in->distill) { /* a distillation stage's loss (distill.h), on the whole batch (no replica: inst.c) */
+        if (celo_distill_loss_grad(in->distill, in->model, &b, &l, err, errlen))
             return -1;
         *loss = l;
         return 0;

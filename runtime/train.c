@@ -92,8 +92,8 @@ static int job_prepare(run_job *j, const celo_plan *plan, const celo_run *run, c
     if (celo_task_data_load(td, &plan->tasks[run->task], j->opts->quiet, err, errlen))
         return -1;
     j->in = celo_inst_new(plan, run, prog, j->opts->backend, td, err, errlen);
-    /* data-parallel, but not a distillation stage: every rank computes its whole batch (rank 0 writes) */
-    if (!j->in || (!solo && !run->stage && celo_inst_shard(j->in, celo_rank(), celo_nranks(), err, errlen)))
+    /* data-parallel over mpirun's ranks (a distillation stage too: its teacher runs on each rank's shard) */
+    if (!j->in || (!solo && celo_inst_shard(j->in, celo_rank(), celo_nranks(), err, errlen)))
         return -1;
     if (run->stage) {
         j->dist = celo_distill_new(plan, run, celo_inst_model(j->in), err, errlen);
@@ -450,6 +450,16 @@ static int exec_in_turn(plan_exec *x, int first, int n)
             fprintf(stderr, "error: %s\n", j.err);
         job_free(&j);
         celo_task_data_free(scratch);
+        /* under mpirun, every rank waits here for the others: the files rank 0 wrote (a teacher's or a stage's
+         * final weights, which the next stage reads on every rank) are complete, and a run that failed on one
+         * rank stops them all */
+        char msg[sizeof j.err];
+        memcpy(msg, bad ? j.err : "", bad ? sizeof msg : 1);
+        if (celo_nranks() > 1 && celo_ranks_any_failed(bad, msg, sizeof msg)) {
+            if (!bad && celo_rank0())
+                fprintf(stderr, "error: another rank: %s\n", msg);
+            return -1;
+        }
         if (bad || after_run(x, i))
             return -1;
     }

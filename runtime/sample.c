@@ -119,12 +119,17 @@ int celo_sample(const celo_plan *plan, const char *ckpt, const celo_sample_opts 
     if (!(g = celo_generator_new(m, S, positions ? 0 : P + n - 1, err, errlen)))
         goto done;
     int ctx = celo_generator_cap(g), room = ctx - P + 1;
+    if (P > ctx) {
+        celo_seterr(err, errlen, "a prompt of %d characters: more than the model's context of %d (its position table)",
+                    P, ctx);
+        goto done;
+    }
     n = n > 0 ? n : room;
-    if (P > ctx || n > room) {
+    if (n > room) {
         celo_seterr(err, errlen,
                     "a prompt of %d character%s and %d new one%s need %d positions: the model's context is %d (its "
                     "position table); ask for at most %d new characters",
-                    P, P == 1 ? "" : "s", n, n == 1 ? "" : "s", P + n - 1, ctx, room > 0 ? room : 0);
+                    P, P == 1 ? "" : "s", n, n == 1 ? "" : "s", P + n - 1, ctx, room);
         goto done;
     }
     int V = tx->vocab;

@@ -1336,6 +1336,8 @@ if want distill; then
         if sbad "missing.safetensors: cannot open" --checkpoint runs/missing.safetensors &&
             sbad "character 2, '@' (byte 0x40), is not in chars's text" --checkpoint runs/teacher.safetensors --prompt "a@" &&
             sbad "the model's context is 32 (its position table); ask for at most 30 new" --checkpoint runs/teacher.safetensors --tokens 31 &&
+            sbad "a prompt of 33 characters: more than the model's context of 32" --checkpoint runs/teacher.safetensors \
+                --prompt "$(printf 'a%.0s' $(seq 33))" &&
             sbad "not weights of task chars_hm's model" --checkpoint runs/teacher.safetensors --task chars_hm &&
             sbad "task nosuch: no such task" --checkpoint runs/teacher.safetensors --task nosuch &&
             sbad "temperature '-1' is not a number" --checkpoint runs/teacher.safetensors --temperature -1

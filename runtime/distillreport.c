@@ -1,11 +1,12 @@
 /*
  * distillreport.c — a distill block's summary (report.h): results.md (each stage's student and its validation
- * loss in nats and bits per character, beside the teacher's) and curves.svg (the stages' eval loss one after
- * another on one step axis) in the block's out folder.
+ * loss in nats and bits per character, beside the teacher's, and a sample of each model's text) and curves.svg
+ * (the stages' eval loss one after another on one step axis) in the block's out folder.
  */
 #include "distill.h"
 #include "errmsg.h"
 #include "report.h"
+#include "sample.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -56,6 +57,26 @@ static void row(sbuf *md, const char *name, const char *model, const char *how, 
     celo_sb_printf(md, "%.4f | %.4f |\n", o->res.final_eval_loss, o->res.final_eval_loss / log(2.0));
 }
 
+/* "NAME  text": a sample of run i's final weights after a newline, at temperature 1 under seed 1 (sample.h), on
+ * one line (its newlines shown as \n), the names padded to width w; or why there is none */
+static void sample_line(sbuf *md, const celo_plan *plan, int i, const char *name, int w)
+{
+    char *text = NULL, e[512] = "";
+    size_t len = 0;
+    FILE *f = plan->runs[i].checkpoint[0] ? open_memstream(&text, &len) : NULL;
+    celo_sample_opts o = {.samples = 1, .temperature = 1, .seed = 1, .quiet = 1};
+    int bad = !f || celo_sample(plan, plan->runs[i].checkpoint, &o, f, e, sizeof e);
+    if (f)
+        fclose(f);
+    celo_sb_printf(md, "%-*s  ", w, name);
+    if (bad)
+        celo_sb_printf(md, "(no sample: %s)", f ? e : "the run keeps no checkpoint");
+    for (size_t k = 1; !bad && k + 1 < len; k++) /* past the prompt's newline, up to the last one */
+        celo_sb_printf(md, "%s", text[k] == '\n' ? "\\n" : (char[2]){text[k], 0});
+    celo_sb_printf(md, "\n");
+    free(text);
+}
+
 int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_outcome *outs, char *err, size_t errlen)
 {
     sbuf md = {0}, svg = {0};
@@ -101,6 +122,18 @@ int celo_report_distill(const celo_plan *plan, const celo_group *g, const celo_o
     celo_sb_printf(&md, "\nEval loss: next-token cross-entropy on the task's validation windows (nats; bits = nats / "
                         "ln 2). Stages run in order, each from the weights the one before it ended with.\n\n"
                         "![eval loss against step, the stages one after another](curves.svg)\n");
+    /* the same draws for every model (one seed): a student near its teacher follows the teacher's text a while */
+    celo_sb_printf(&md, "\nA sample of each model's text after a newline (`celo sample`: temperature 1, seed 1, the "
+                        "same random draws for every model; \\n is a newline):\n\n```\n");
+    int w = 7; /* "teacher" */
+    for (int i = g->first; i < g->first + n; i++)
+        w = (int)strlen(plan->runs[i].name) > w ? (int)strlen(plan->runs[i].name) : w;
+    if (t >= 0 && outs[t].ran)
+        sample_line(&md, plan, t, "teacher", w);
+    for (int i = g->first; i < g->first + n; i++)
+        if (outs[i].ran)
+            sample_line(&md, plan, i, plan->runs[i].name, w);
+    celo_sb_printf(&md, "```\n");
     char title[CELO_NAME_MAX + 32];
     snprintf(title, sizeof title, "%s: eval loss", g->name);
     celo_report_svg(&svg, title, plan, shifted, runs, k, names, "eval loss (nats)");

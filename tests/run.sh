@@ -1243,9 +1243,11 @@ if want distill; then
     for d in dfull dstop d1t dbin donly; do ln -sfn "$ROOT/stdlib" "$TMP/$d/stdlib"; done # Celo's θ file (lopt)
     if dq dfull "$CELO_ABS" run "$DQ" --quiet >"$TMP/out" 2>"$TMP/err"; then
         R=$TMP/dfull/runs
-        if [ "$(grep -c '^| \(teacher\|quick\.\)' "$R/quick/results.md")" = 4 ] && grep -q "<polyline" "$R/quick/curves.svg" &&
-            grep -q "^| quick.kd | chars_hh | copy | kl(temperature = 2) | 30 |" "$R/quick/results.md"
-        then ok "distill quick: teacher + 3 stages in results.md (nats, bits per char) and curves.svg"
+        if [ "$(grep -c '^| \(teacher\|quick\.\)' "$R/quick/results.md")" = 4 ] &&
+            grep -q "<polyline" "$R/quick/curves.svg" &&
+            grep -q "^| quick.kd | chars_hh | copy | kl(temperature = 2) | 30 |" "$R/quick/results.md" &&
+            [ "$(grep -c '^\(teacher\|quick\.[a-z]*\) \+[^ ].\{19,\}$' "$R/quick/results.md")" = 4 ]
+        then ok "distill quick: teacher + 3 stages in results.md (nats, bits per char, a sample of each) and curves.svg"
         else bad "distill quick summary: $(head -c 600 "$R/quick/results.md")"; fi
         # a learned optimizer (Celo, the authors' θ) runs a stage: from the aligned model, the eval loss falls
         if awk -F'|' '/^\| lopt.align /{ a = $8 } /^\| lopt.ft_celo /{ b = $8 } END { exit !(b > 0 && b < a - 0.01) }' \

@@ -467,22 +467,24 @@ static int block_call(mctx *M, const expr *e, const char *target, span target_sp
         break;
     case CELO_BLOCK_POSITION: r = width(M, vals[0], &v[0], "ctx", 0, &b->ctx); break;
     case CELO_BLOCK_ATTENTION: r = width(M, vals[0], &v[0], "heads", 0, &b->heads); break;
-    case CELO_BLOCK_LINATTN: /* linattn(in, heads, feature = elu, chunk = 0): gpt's mixer = linear(…) */
-        b->feature = CELO_FEATURE_ELU;
+    case CELO_BLOCK_LINATTN: { /* linattn(in, heads, feature = elu, chunk = 0): gpt's mixer = linear(…) */
+        int f = CELO_FEATURE_ELU;
         r = width(M, vals[0], &v[0], "heads", 0, &b->heads) ||
-            (vals[1] && pick(M, vals[1], "feature", features, 4, (int *)&b->feature)) ||
+            (vals[1] && pick(M, vals[1], "feature", features, 4, &f)) ||
             (vals[2] && want_int(M, vals[2], &v[2], "chunk", 1, 1 << 14, &b->chunk));
+        b->feature = (celo_feature_map)f;
         break;
+    }
     case CELO_BLOCK_MAMBA: { /* gpt's mixer = mamba(…); 0: the layer's defaults (nn.h) */
-        int nz = 0;
+        int f = CELO_FEATURE_IDENTITY, nz = 0;
         r = width(M, vals[0], &v[0], "heads", 0, &b->heads) ||
             (vals[1] && want_int(M, vals[1], &v[1], "state", 1, 4096, &b->state)) ||
             (vals[2] && want_int(M, vals[2], &v[2], "conv", 1, 64, &b->conv)) ||
             (vals[3] && want_int(M, vals[3], &v[3], "expand", 1, 64, &b->expand)) ||
-            (vals[4] && pick(M, vals[4], "feature", features, 4, (int *)&b->feature)) ||
+            (vals[4] && pick(M, vals[4], "feature", features, 4, &f)) ||
             (vals[5] && pick(M, vals[5], "normalize", bools, 2, &nz)) ||
             (vals[6] && want_int(M, vals[6], &v[6], "chunk", 1, 1 << 14, &b->chunk));
-        b->normalize = nz;
+        b->feature = (celo_feature_map)f, b->normalize = nz;
         break;
     }
     case CELO_BLOCK_LSTM:

@@ -32,37 +32,41 @@ static int has_tap(const celo_model *m, const char *name)
     return 0;
 }
 
-celo_model *celo_model_from_checkpoint(const celo_plan *plan, int task, const char *path, char *err, size_t errlen)
+celo_model *celo_model_from_ckpt(const celo_plan *plan, int task, const celo_ckpt *c, const char *path, char *err,
+                                 size_t errlen)
 {
     const celo_task *tk = &plan->tasks[task];
     celo_task_data *td = celo_task_data_new();
     celo_model *m = NULL;
-    celo_ckpt c;
-    celo_ckpt_init(&c);
     if (!td) {
         celo_seterr(err, errlen, "out of memory");
         goto done;
     }
     if (celo_task_data_load(td, tk, 1, err, errlen) || !(m = celo_task_model_new(tk, td, 0, err, errlen)))
         goto done;
-    if (celo_ckpt_read(&c, path, err, errlen))
-        goto fail;
     float *p = celo_model_params(m);
     for (int i = 0; i < celo_model_ntensors(m); i++) {
         const celo_param_tensor *t = celo_model_tensor(m, i);
         char e[512];
-        if (celo_ckpt_load(&c, t->name, p + t->offset, t->ndim, t->shape, e, sizeof e)) {
+        if (celo_ckpt_load(c, t->name, p + t->offset, t->ndim, t->shape, e, sizeof e)) {
             celo_seterr(err, errlen, "%s: not weights of task %s's model: %s", path, tk->name, e);
-            goto fail;
+            celo_model_free(m);
+            m = NULL;
+            break;
         }
     }
-    goto done;
-fail:
-    celo_model_free(m);
-    m = NULL;
 done:
-    celo_ckpt_free(&c);
     celo_task_data_free(td);
+    return m;
+}
+
+celo_model *celo_model_from_checkpoint(const celo_plan *plan, int task, const char *path, char *err, size_t errlen)
+{
+    celo_ckpt c;
+    celo_ckpt_init(&c);
+    celo_model *m =
+        celo_ckpt_read(&c, path, err, errlen) ? NULL : celo_model_from_ckpt(plan, task, &c, path, err, errlen);
+    celo_ckpt_free(&c);
     return m;
 }
 

@@ -16,6 +16,7 @@
 #ifndef CELO_DISTILL_H
 #define CELO_DISTILL_H
 
+#include "ckpt.h"
 #include "plan.h"
 
 #include <stddef.h>
@@ -55,5 +56,8 @@ int celo_distill_init(celo_model *student, const celo_plan *plan, const celo_run
 
 /* A model of task t with the weights of a checkpoint file (the data is loaded for its widths). NULL with err. */
 celo_model *celo_model_from_checkpoint(const celo_plan *plan, int task, const char *path, char *err, size_t errlen);
+/* The same from a checkpoint already read (c; path: its file, for messages). */
+celo_model *celo_model_from_ckpt(const celo_plan *plan, int task, const celo_ckpt *c, const char *path, char *err,
+                                 size_t errlen);
 
 #endif

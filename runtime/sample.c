@@ -5,20 +5,13 @@
 #include "distill.h"
 #include "errmsg.h"
 #include "nn.h"
+#include "progress.h"
 #include "rng.h"
 #include "taskdata.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The next token from logits [V]: the largest at temperature 0 (the first of equals), else a draw from
  * softmax(logits / temperature) over the top_k largest (0: all). p [V], idx [V]: scratch. */
@@ -100,7 +93,7 @@ int celo_sample(const celo_plan *plan, const char *ckpt, const celo_sample_opts 
         goto done;
     }
     if (!(td = celo_task_data_new()) || celo_task_data_load(td, tk, 1, err, errlen) ||
-        !(m = celo_model_from_checkpoint(plan, ti, ckpt, err, errlen)))
+        !(m = celo_model_from_ckpt(plan, ti, &c, ckpt, err, errlen)))
         goto done;
     const celo_text *tx = td->text;
     for (int i = 0; i < P; i++)
@@ -144,7 +137,7 @@ int celo_sample(const celo_plan *plan, const char *ckpt, const celo_sample_opts 
     }
     for (int s = 0; s < S; s++)
         celo_rng_init(&rng[s], o->seed, (uint64_t)s);
-    double t0 = now_s();
+    double t0 = celo_now_s();
     const float *logits = NULL;
     for (int t = 0; t < P + n - 1 && (t == 0 || logits); t++) {
         for (int s = 0; s < S; s++) {
@@ -158,7 +151,7 @@ int celo_sample(const celo_plan *plan, const char *ckpt, const celo_sample_opts 
             ids[(int64_t)s * (P + n) + t + 1] =
                 pick(logits + (int64_t)s * V, V, o->temperature, o->top_k, &rng[s], p, idx);
     }
-    double dt = now_s() - t0;
+    double dt = celo_now_s() - t0;
     free(rng);
     if (!logits) {
         celo_seterr(err, errlen, "%s", celo_generator_error(g));
